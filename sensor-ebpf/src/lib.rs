@@ -1,0 +1,119 @@
+//! The record types shared by siem-sensor's kernel programs and its daemon.
+//!
+//! Every TCP segment that passes the port filter becomes one ring-buffer
+//! record: a fixed [`SegmentHeader`] followed by up to
+//! [`SegmentHeader::captured_len`] bytes of TCP payload. Control segments
+//! (SYN, FIN, RST) without payload are recorded too, as a bare header.
+//! All integers are in host byte order; both sides run on the same host.
+#![no_std]
+
+/// Largest payload prefix the kernel programs copy into a record, in bytes.
+/// The effective cap is chosen at load time (`CAPTURE_LEN`, default
+/// [`DEFAULT_CAPTURE_LEN`]) and clamped to this.
+pub const MAX_CAPTURE_LEN: u32 = 1024;
+
+/// Default payload prefix per record, in bytes.
+pub const DEFAULT_CAPTURE_LEN: u32 = 512;
+
+/// Name of the ring buffer map (`BPF_MAP_TYPE_RINGBUF`).
+pub const RECORDS_MAP: &str = "RECORDS";
+/// Name of the per-CPU counter array, indexed by [`Counter`].
+pub const COUNTERS_MAP: &str = "COUNTERS";
+/// Name of the port filter: `Array<u8>` of 65536 entries, non-zero = capture.
+pub const PORTS_MAP: &str = "PORTS";
+/// Name of the `.rodata` global holding the payload capture length (u32).
+pub const CAPTURE_LEN_GLOBAL: &str = "CAPTURE_LEN";
+/// Name of the `.rodata` global that, when non-zero, captures every TCP port (u8).
+pub const ALL_PORTS_GLOBAL: &str = "ALL_PORTS";
+
+/// Program names in the object, as `#[classifier]` / `#[xdp]` functions.
+pub const TC_INGRESS_PROGRAM: &str = "tc_ingress";
+/// See [`TC_INGRESS_PROGRAM`].
+pub const TC_EGRESS_PROGRAM: &str = "tc_egress";
+/// See [`TC_INGRESS_PROGRAM`].
+pub const XDP_PROGRAM: &str = "xdp_ingress";
+
+/// Per-CPU counters kept by the kernel programs. Invariant, summed over CPUs:
+/// `Seen == Submitted + RingFull + CopyError`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// TCP segments that passed the port filter and should become a record.
+    Seen = 0,
+    /// Records submitted to the ring buffer.
+    Submitted = 1,
+    /// Segments lost because the ring buffer had no room (`bpf_ringbuf_reserve` failed).
+    RingFull = 2,
+    /// Segments lost because copying the payload failed (`bpf_*_load_bytes`).
+    CopyError = 3,
+}
+
+/// Number of [`Counter`] slots.
+pub const COUNTER_SLOTS: u32 = 4;
+
+/// Traffic direction relative to the interface the program is attached to.
+pub const DIRECTION_INGRESS: u8 = 0;
+/// See [`DIRECTION_INGRESS`].
+pub const DIRECTION_EGRESS: u8 = 1;
+
+/// The hook that produced a record.
+pub const HOOK_TC: u8 = 0;
+/// See [`HOOK_TC`].
+pub const HOOK_XDP: u8 = 1;
+
+/// Fixed header at the start of every ring-buffer record (72 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC, nanoseconds.
+    pub ktime_ns: u64,
+    /// Source address; IPv4 in the first 4 bytes, rest zero.
+    pub saddr: [u8; 16],
+    /// Destination address, as `saddr`.
+    pub daddr: [u8; 16],
+    /// TCP sequence number.
+    pub seq: u32,
+    /// TCP acknowledgement number.
+    pub ack: u32,
+    /// Full TCP payload length of the segment in bytes; for a GSO
+    /// super-packet on tc egress, of the whole super-packet.
+    pub payload_len: u32,
+    /// Payload bytes that follow this header (`<= payload_len`, `<= CAPTURE_LEN`).
+    pub captured_len: u32,
+    /// Interface index the segment was seen on.
+    pub ifindex: u32,
+    /// TCP source port.
+    pub sport: u16,
+    /// TCP destination port.
+    pub dport: u16,
+    /// 4 or 6.
+    pub family: u8,
+    /// TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10, URG 0x20).
+    pub tcp_flags: u8,
+    /// [`DIRECTION_INGRESS`] or [`DIRECTION_EGRESS`].
+    pub direction: u8,
+    /// [`HOOK_TC`] or [`HOOK_XDP`].
+    pub hook: u8,
+    /// Always zero; keeps the layout explicit.
+    pub reserved: u32,
+}
+
+/// Size of [`SegmentHeader`] in bytes.
+pub const HEADER_LEN: usize = core::mem::size_of::<SegmentHeader>();
+const _: () = assert!(HEADER_LEN == 72);
+
+/// TCP flag bits, RFC 9293 section 3.1.
+pub mod tcp_flags {
+    /// No more data from sender.
+    pub const FIN: u8 = 0x01;
+    /// Synchronize sequence numbers.
+    pub const SYN: u8 = 0x02;
+    /// Reset the connection.
+    pub const RST: u8 = 0x04;
+    /// Push function.
+    pub const PSH: u8 = 0x08;
+    /// Acknowledgment field is significant.
+    pub const ACK: u8 = 0x10;
+    /// Urgent pointer field is significant.
+    pub const URG: u8 = 0x20;
+}

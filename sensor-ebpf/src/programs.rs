@@ -1,0 +1,168 @@
+//! The tc and XDP programs, their maps and the record emitter. Strictly
+//! passive: every program returns `TC_ACT_UNSPEC` / `XDP_PASS`.
+
+use core::ptr;
+
+use aya_ebpf::{
+    bindings::{TC_ACT_UNSPEC, xdp_action},
+    helpers::{
+        bpf_ktime_get_ns,
+        generated::{bpf_skb_load_bytes, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
+    },
+    macros::{classifier, map, xdp},
+    maps::{Array, PerCpuArray, RingBuf},
+    programs::{TcContext, XdpContext},
+};
+use aya_log_ebpf::warn;
+use sensor_ebpf::{
+    COUNTER_SLOTS, Counter, DEFAULT_CAPTURE_LEN, DIRECTION_EGRESS, DIRECTION_INGRESS, HEADER_LEN,
+    HOOK_TC, HOOK_XDP, MAX_CAPTURE_LEN, SegmentHeader,
+};
+
+use crate::headers::{Parsed, parse};
+
+/// Payload bytes copied per record; set by userspace before load. Lives in
+/// frozen `.rodata`, so the verifier sees a constant reservation size.
+#[unsafe(no_mangle)]
+static CAPTURE_LEN: u32 = DEFAULT_CAPTURE_LEN;
+
+/// Non-zero: record every TCP port and ignore `PORTS`.
+#[unsafe(no_mangle)]
+static ALL_PORTS: u8 = 0;
+
+/// Segment records for userspace. Resized by userspace before load.
+#[map]
+static RECORDS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
+
+/// Per-CPU counters, indexed by [`Counter`].
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+
+/// Port filter: non-zero at index `port` captures segments from or to it.
+#[map]
+static PORTS: Array<u8> = Array::with_max_entries(65536, 0);
+
+#[inline(always)]
+fn count(counter: Counter) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
+        unsafe { *slot += 1 };
+    }
+}
+
+#[inline(always)]
+fn wanted(header: &SegmentHeader) -> bool {
+    if unsafe { ptr::read_volatile(&ALL_PORTS) } != 0 {
+        return true;
+    }
+    let on = |port: u16| PORTS.get(port as u32).is_some_and(|v| *v != 0);
+    on(header.sport) || on(header.dport)
+}
+
+/// Reserves a record, fills it and submits it. `copy(offset, dst, len)`
+/// copies `len` payload bytes from frame offset `offset` to `dst`.
+#[inline(always)]
+fn emit<C: Fn(u32, *mut u8, u32) -> bool>(parsed: Parsed, copy: C) -> Result<(), Counter> {
+    let mut header = parsed.header;
+    header.ktime_ns = unsafe { bpf_ktime_get_ns() };
+    let capture = unsafe { ptr::read_volatile(&CAPTURE_LEN) }.min(MAX_CAPTURE_LEN);
+    if header.payload_len == 0 || capture == 0 {
+        let mut record = RECORDS.reserve::<SegmentHeader>(0).ok_or(Counter::RingFull)?;
+        record.write(header);
+        record.submit(0);
+        return Ok(());
+    }
+    let mut record = RECORDS
+        .reserve_bytes(HEADER_LEN + capture as usize, 0)
+        .ok_or(Counter::RingFull)?;
+    let len = header.payload_len.min(capture);
+    // Verifier: the helper's size must be provably within [1, MAX_CAPTURE_LEN].
+    if len == 0 || len > MAX_CAPTURE_LEN {
+        record.discard(0);
+        return Err(Counter::CopyError);
+    }
+    header.captured_len = len;
+    let base = record.as_mut_ptr();
+    if !copy(parsed.payload_offset, unsafe { base.add(HEADER_LEN) }, len) {
+        record.discard(0);
+        return Err(Counter::CopyError);
+    }
+    unsafe { ptr::write_unaligned(base as *mut SegmentHeader, header) };
+    record.submit(0);
+    Ok(())
+}
+
+/// Counts the outcome of one wanted segment; `Seen` always, then exactly one
+/// of `Submitted`, `RingFull` or `CopyError`.
+#[inline(always)]
+fn account(outcome: Result<(), Counter>) -> Result<(), Counter> {
+    count(Counter::Seen);
+    count(outcome.err().unwrap_or(Counter::Submitted));
+    outcome
+}
+
+#[classifier]
+pub fn tc_ingress(ctx: TcContext) -> i32 {
+    tc_segment(&ctx, DIRECTION_INGRESS);
+    TC_ACT_UNSPEC
+}
+
+#[classifier]
+pub fn tc_egress(ctx: TcContext) -> i32 {
+    tc_segment(&ctx, DIRECTION_EGRESS);
+    TC_ACT_UNSPEC
+}
+
+#[inline(always)]
+fn tc_segment(ctx: &TcContext, direction: u8) {
+    let skb = ctx.skb.skb;
+    let load = |off: u32, dst: *mut u8, len: u32| unsafe {
+        bpf_skb_load_bytes(skb as *const _, off, dst as *mut _, len) == 0
+    };
+    let frame_len = unsafe { (*skb).len };
+    let Some(mut parsed) = parse(&|off, buf: &mut [u8]| load(off, buf.as_mut_ptr(), buf.len() as u32), frame_len)
+    else {
+        return;
+    };
+    if !wanted(&parsed.header) {
+        return;
+    }
+    parsed.header.direction = direction;
+    parsed.header.hook = HOOK_TC;
+    parsed.header.ifindex = unsafe { (*skb).ifindex };
+    if account(emit(parsed, load)) == Err(Counter::CopyError) {
+        warn!(ctx, "tc: payload copy failed");
+    }
+}
+
+#[xdp]
+pub fn xdp_ingress(ctx: XdpContext) -> u32 {
+    let md = ctx.ctx;
+    let load = |off: u32, dst: *mut u8, len: u32| unsafe {
+        bpf_xdp_load_bytes(md, off, dst as *mut _, len) == 0
+    };
+    let frame_len = unsafe { bpf_xdp_get_buff_len(md) } as u32;
+    let Some(mut parsed) = parse(&|off, buf: &mut [u8]| load(off, buf.as_mut_ptr(), buf.len() as u32), frame_len)
+    else {
+        return xdp_action::XDP_PASS;
+    };
+    if !wanted(&parsed.header) {
+        return xdp_action::XDP_PASS;
+    }
+    parsed.header.direction = DIRECTION_INGRESS;
+    parsed.header.hook = HOOK_XDP;
+    parsed.header.ifindex = unsafe { (*md).ingress_ifindex };
+    if account(emit(parsed, load)) == Err(Counter::CopyError) {
+        warn!(&ctx, "xdp: payload copy failed");
+    }
+    xdp_action::XDP_PASS
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

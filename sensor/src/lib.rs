@@ -1,0 +1,10 @@
+//! siem-sensor: a passive security sensor for Kong API gateway nodes.
+//!
+//! One pipeline: a source ([`capture`]) yields TCP [`capture::Segment`]s,
+//! [`pipeline::Pipeline`] consumes them and hands what it derives to sinks
+//! ([`sink`]). The live source reads the eBPF ring buffer; every later stage
+//! runs on the segments' own timestamps.
+
+pub mod capture;
+pub mod pipeline;
+pub mod sink;

@@ -1,0 +1,166 @@
+//! The segment log: one JSON object per segment (JSON lines), for watching
+//! what the capture delivers (`siem-sensor run --debug-segments`).
+
+use std::{
+    io::{self, Write},
+    time::{Duration, UNIX_EPOCH},
+};
+
+use serde::Serialize;
+use tracing::warn;
+
+use crate::capture::{Direction, Hook, Segment};
+
+/// Writes segments as JSON lines. Write errors are logged once and the log
+/// is disabled; they never stop the capture.
+pub struct SegmentLog {
+    out: Option<Box<dyn Write + Send>>,
+}
+
+/// The JSON shape of one segment line.
+#[derive(Serialize)]
+struct Line<'a> {
+    event: &'static str,
+    /// RFC 3339, nanoseconds.
+    time: String,
+    hook: Hook,
+    direction: Direction,
+    ifindex: u32,
+    src: String,
+    dst: String,
+    seq: u32,
+    ack: u32,
+    flags: String,
+    payload_len: u32,
+    captured_len: usize,
+    /// Captured payload, printable ASCII kept, other bytes as `\xNN`.
+    payload: &'a str,
+}
+
+impl SegmentLog {
+    /// A log writing to `out` (buffered by the caller if needed).
+    pub fn new(out: Box<dyn Write + Send>) -> Self {
+        Self { out: Some(out) }
+    }
+
+    /// Writes one segment line.
+    pub fn write(&mut self, s: &Segment<'_>) {
+        let Some(out) = &mut self.out else { return };
+        let payload = escape_payload(s.payload);
+        let line = Line {
+            event: "segment",
+            time: humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::from_nanos(s.time_ns)).to_string(),
+            hook: s.hook,
+            direction: s.direction,
+            ifindex: s.ifindex,
+            src: s.src.to_string(),
+            dst: s.dst.to_string(),
+            seq: s.seq,
+            ack: s.ack,
+            flags: flags_string(s.flags),
+            payload_len: s.payload_len,
+            captured_len: s.payload.len(),
+            payload: &payload,
+        };
+        let result = serde_json::to_writer(&mut *out, &line)
+            .map_err(io::Error::from)
+            .and_then(|()| out.write_all(b"\n"));
+        if let Err(e) = result {
+            warn!(error = %e, "segment log write failed; segment log disabled");
+            self.out = None;
+        }
+    }
+
+    /// Flushes the underlying writer.
+    pub fn flush(&mut self) {
+        if let Some(out) = &mut self.out {
+            let _ = out.flush();
+        }
+    }
+}
+
+/// TCP flags as letters, tcpdump style: `S` SYN, `F` FIN, `R` RST, `P` PSH,
+/// `.` ACK, `U` URG.
+pub fn flags_string(flags: u8) -> String {
+    use sensor_ebpf::tcp_flags::*;
+    [(SYN, 'S'), (FIN, 'F'), (RST, 'R'), (PSH, 'P'), (ACK, '.'), (URG, 'U')]
+        .iter()
+        .filter(|(bit, _)| flags & bit != 0)
+        .map(|(_, c)| *c)
+        .collect()
+}
+
+/// Printable ASCII, CR, LF and TAB as themselves; every other byte as `\xNN`.
+pub fn escape_payload(payload: &[u8]) -> String {
+    let mut out = String::with_capacity(payload.len());
+    for &b in payload {
+        match b {
+            b'\r' | b'\n' | b'\t' | 0x20..=0x7e => out.push(b as char),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_read_like_tcpdump() {
+        assert_eq!(flags_string(0x02), "S");
+        assert_eq!(flags_string(0x12), "S.");
+        assert_eq!(flags_string(0x18), "P.");
+        assert_eq!(flags_string(0x11), "F.");
+        assert_eq!(flags_string(0), "");
+    }
+
+    #[test]
+    fn payload_escape_keeps_http_text_and_marks_binary() {
+        assert_eq!(escape_payload(b"GET / HTTP/1.1\r\n"), "GET / HTTP/1.1\r\n");
+        assert_eq!(escape_payload(&[0x16, 0x03, b'a', 0xff]), "\\x16\\x03a\\xff");
+    }
+
+    #[test]
+    fn writes_one_json_object_per_segment() {
+        #[derive(Clone, Default)]
+        struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Shared::default();
+        let mut log = SegmentLog::new(Box::new(buf.clone()));
+        let seg = Segment {
+            time_ns: 1_700_000_000_123_456_789,
+            src: "10.0.0.2:5000".parse().unwrap(),
+            dst: "10.0.0.1:8000".parse().unwrap(),
+            seq: 1,
+            ack: 2,
+            flags: 0x18,
+            payload_len: 40,
+            payload: b"GET / HTTP/1.1\r\n",
+            hook: Hook::Tc,
+            direction: Direction::Ingress,
+            ifindex: 4,
+        };
+        log.write(&seg);
+        log.write(&seg);
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["time"], "2023-11-14T22:13:20.123456789Z");
+        assert_eq!(lines[0]["src"], "10.0.0.2:5000");
+        assert_eq!(lines[0]["direction"], "ingress");
+        assert_eq!(lines[0]["hook"], "tc");
+        assert_eq!(lines[0]["flags"], "P.");
+        assert_eq!(lines[0]["payload"], "GET / HTTP/1.1\r\n");
+        assert_eq!(lines[0]["payload_len"], 40);
+        assert_eq!(lines[0]["captured_len"], 16);
+    }
+}

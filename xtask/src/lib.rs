@@ -1,0 +1,8 @@
+//! siem-sensor's development tasks, as a library so the integration tests
+//! drive the same lab that `cargo xtask lab` brings up.
+
+pub mod lab;
+pub mod setup;
+mod sh;
+
+pub use sh::{run, run_quiet};

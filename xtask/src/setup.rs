@@ -1,0 +1,72 @@
+//! `cargo xtask setup`: installs the build and lab prerequisites, idempotently
+//! (each step checks first). Recipe and pins from `../shared/DESIGN.md`.
+
+use std::process::Command;
+
+use anyhow::Result;
+
+use crate::{run, run_quiet};
+
+/// Debian packages: LLVM 22 for bpf-linker; the lab's servers and clients.
+pub const APT_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "iproute2",
+    "nginx",
+    "curl",
+    "wrk",
+    "bpftool",
+    "procps",
+];
+
+/// bpf-linker release built against LLVM 22 (the nightly's LLVM major).
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// The nightly that builds the kernel programs. Never `rustup update` it: a
+/// nightly on LLVM 23 emits bitcode that bpf-linker on LLVM 22 rejects.
+const EBPF_TOOLCHAIN: &str = "nightly";
+
+/// Installs whatever is missing.
+///
+/// # Errors
+/// A failing apt-get, rustup or cargo install.
+pub fn setup() -> Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES.iter().copied().filter(|p| !apt_installed(p)).collect();
+    if !missing.is_empty() {
+        eprintln!("setup: installing {}", missing.join(" "));
+        run(Command::new("apt-get").args(["update", "-q"]))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+    let components = run_quiet(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        EBPF_TOOLCHAIN,
+    ]))?;
+    if !String::from_utf8_lossy(&components.stdout).lines().any(|l| l.starts_with("rust-src")) {
+        eprintln!("setup: adding rust-src to the {EBPF_TOOLCHAIN} toolchain");
+        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", EBPF_TOOLCHAIN]))?;
+    }
+    let linker = Command::new("bpf-linker").arg("--version").output();
+    let current = linker.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION));
+    if !current {
+        eprintln!("setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about 2 minutes)");
+        run(Command::new("cargo")
+            .args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}")])
+            .args(["--locked", "--no-default-features", "--features", "llvm-22"])
+            .env("LLVM_PREFIX", "/usr/lib/llvm-22")
+            .env("LLVM_SYS_221_PREFIX", "/usr/lib/llvm-22"))?;
+    }
+    eprintln!("setup: everything is installed");
+    Ok(())
+}
+
+fn apt_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .is_ok_and(|o| o.status.success() && o.stdout.ends_with(b"install ok installed"))
+}

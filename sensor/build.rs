@@ -12,7 +12,9 @@ fn main() -> anyhow::Result<()> {
     let ebpf_dir = format!("{manifest_dir}/../sensor-ebpf");
     println!("cargo:rerun-if-env-changed=SENSOR_EBPF_TOOLCHAIN");
     let toolchain = std::env::var("SENSOR_EBPF_TOOLCHAIN").ok();
-    let toolchain = toolchain.as_deref().map_or(Toolchain::Nightly, Toolchain::Custom);
+    let toolchain = toolchain
+        .as_deref()
+        .map_or(Toolchain::Nightly, Toolchain::Custom);
     aya_build::build_ebpf(
         [Package {
             name: "sensor-ebpf",

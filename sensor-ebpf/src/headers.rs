@@ -76,7 +76,11 @@ pub fn parse<L: Fn(u32, &mut [u8]) -> bool>(load: &L, frame_len: u32) -> Option<
         if ihl < 20 || (total != 0 && total < ihl) {
             return None;
         }
-        l4_len = if total == 0 { frame_len.saturating_sub(off + ihl) } else { total - ihl };
+        l4_len = if total == 0 {
+            frame_len.saturating_sub(off + ihl)
+        } else {
+            total - ihl
+        };
         header.family = 4;
         header.saddr[..4].copy_from_slice(&ip[12..16]);
         header.daddr[..4].copy_from_slice(&ip[16..20]);
@@ -87,7 +91,11 @@ pub fn parse<L: Fn(u32, &mut [u8]) -> bool>(load: &L, frame_len: u32) -> Option<
             return None;
         }
         let payload = be16(&ip, 4) as u32;
-        l4_len = if payload == 0 { frame_len.saturating_sub(off + 40) } else { payload };
+        l4_len = if payload == 0 {
+            frame_len.saturating_sub(off + 40)
+        } else {
+            payload
+        };
         header.family = 6;
         header.saddr.copy_from_slice(&ip[8..24]);
         header.daddr.copy_from_slice(&ip[24..40]);
@@ -147,5 +155,8 @@ pub fn parse<L: Fn(u32, &mut [u8]) -> bool>(load: &L, frame_len: u32) -> Option<
     if header.payload_len == 0 && header.tcp_flags & control == 0 {
         return None;
     }
-    Some(Parsed { header, payload_offset: off + data_offset })
+    Some(Parsed {
+        header,
+        payload_offset: off + data_offset,
+    })
 }

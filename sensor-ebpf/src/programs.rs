@@ -66,7 +66,9 @@ fn emit<C: Fn(u32, *mut u8, u32) -> bool>(parsed: Parsed, copy: C) -> Result<(),
     header.ktime_ns = unsafe { bpf_ktime_get_ns() };
     let capture = unsafe { ptr::read_volatile(&CAPTURE_LEN) }.min(MAX_CAPTURE_LEN);
     if header.payload_len == 0 || capture == 0 {
-        let mut record = RECORDS.reserve::<SegmentHeader>(0).ok_or(Counter::RingFull)?;
+        let mut record = RECORDS
+            .reserve::<SegmentHeader>(0)
+            .ok_or(Counter::RingFull)?;
         record.write(header);
         record.submit(0);
         return Ok(());
@@ -74,9 +76,11 @@ fn emit<C: Fn(u32, *mut u8, u32) -> bool>(parsed: Parsed, copy: C) -> Result<(),
     let mut record = RECORDS
         .reserve_bytes(HEADER_LEN + capture as usize, 0)
         .ok_or(Counter::RingFull)?;
-    let len = header.payload_len.min(capture);
-    // Verifier: the helper's size must be provably within [1, MAX_CAPTURE_LEN].
-    if len == 0 || len > MAX_CAPTURE_LEN {
+    // Verifier: the helper's size must be provably within [1, capture]. LLVM
+    // knows `len != 0` here and would drop the test the verifier needs, so
+    // black_box hides that knowledge.
+    let len = core::hint::black_box(header.payload_len.min(capture));
+    if len == 0 || len > capture {
         record.discard(0);
         return Err(Counter::CopyError);
     }
@@ -119,8 +123,10 @@ fn tc_segment(ctx: &TcContext, direction: u8) {
         bpf_skb_load_bytes(skb as *const _, off, dst as *mut _, len) == 0
     };
     let frame_len = unsafe { (*skb).len };
-    let Some(mut parsed) = parse(&|off, buf: &mut [u8]| load(off, buf.as_mut_ptr(), buf.len() as u32), frame_len)
-    else {
+    let Some(mut parsed) = parse(
+        &|off, buf: &mut [u8]| load(off, buf.as_mut_ptr(), buf.len() as u32),
+        frame_len,
+    ) else {
         return;
     };
     if !wanted(&parsed.header) {
@@ -141,8 +147,10 @@ pub fn xdp_ingress(ctx: XdpContext) -> u32 {
         bpf_xdp_load_bytes(md, off, dst as *mut _, len) == 0
     };
     let frame_len = unsafe { bpf_xdp_get_buff_len(md) } as u32;
-    let Some(mut parsed) = parse(&|off, buf: &mut [u8]| load(off, buf.as_mut_ptr(), buf.len() as u32), frame_len)
-    else {
+    let Some(mut parsed) = parse(
+        &|off, buf: &mut [u8]| load(off, buf.as_mut_ptr(), buf.len() as u32),
+        frame_len,
+    ) else {
         return xdp_action::XDP_PASS;
     };
     if !wanted(&parsed.header) {

@@ -1,6 +1,9 @@
 //! `siem-sensor`: the daemon's command line.
 
-use std::{io, time::Duration};
+use std::{
+    io::{self, IsTerminal as _},
+    time::Duration,
+};
 
 use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -45,7 +48,12 @@ struct RunArgs {
     #[arg(long, value_enum, default_value_t = XdpMode::Auto)]
     xdp_mode: XdpMode,
     /// TCP ports to capture, comma-separated (Kong proxy 8000; upstreams 80, 8080).
-    #[arg(long, value_delimiter = ',', default_value = "8000,80,8080", conflicts_with = "all_ports")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "8000,80,8080",
+        conflicts_with = "all_ports"
+    )]
     ports: Vec<u16>,
     /// Capture every TCP port.
     #[arg(long)]
@@ -73,18 +81,29 @@ fn ring_size_mib(s: &str) -> Result<u32, String> {
     Ok(mib)
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    match cli.command {
-        Command::Run(args) => runtime.block_on(run(args)),
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| match cli.command {
+            Command::Run(args) => runtime.block_on(run(args)),
+        });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("siem-sensor: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 
@@ -96,7 +115,11 @@ async fn run(args: RunArgs) -> Result<()> {
             tc: args.tc_attach,
             xdp: args.xdp_mode,
         },
-        ports: if args.all_ports { Ports::All } else { Ports::List(args.ports) },
+        ports: if args.all_ports {
+            Ports::All
+        } else {
+            Ports::List(args.ports)
+        },
         capture_len: args.capture_len,
         ring_bytes: args.ring_size_mib * 1024 * 1024,
         stats_interval: (args.stats_interval > 0).then(|| Duration::from_secs(args.stats_interval)),

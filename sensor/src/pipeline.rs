@@ -14,7 +14,10 @@ pub struct Pipeline {
 impl Pipeline {
     /// A pipeline that writes every segment to `segment_log`, if given.
     pub fn new(segment_log: Option<SegmentLog>) -> Self {
-        Self { segments: 0, segment_log }
+        Self {
+            segments: 0,
+            segment_log,
+        }
     }
 
     /// Takes one segment.

@@ -24,7 +24,14 @@ pub fn demo(prefix: &str) -> Result<()> {
     eprintln!("demo: lab up; starting the sensor on {GATEWAY_CLIENT_IF} and {GATEWAY_UPSTREAM_IF}");
     let mut child = lab
         .command(&lab.gateway_ns(), &sensor.display().to_string())
-        .args(["run", "--iface", GATEWAY_CLIENT_IF, "--iface", GATEWAY_UPSTREAM_IF, "--debug-segments"])
+        .args([
+            "run",
+            "--iface",
+            GATEWAY_CLIENT_IF,
+            "--iface",
+            GATEWAY_UPSTREAM_IF,
+            "--debug-segments",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .context("starting siem-sensor")?;
@@ -35,10 +42,18 @@ pub fn demo(prefix: &str) -> Result<()> {
         }
     });
     thread::sleep(Duration::from_secs(2)); // load + attach
-    for (ipv6, path) in [(false, "/hello"), (true, "/hello"), (false, "/missing"), (false, "/big")] {
+    for (ipv6, path) in [
+        (false, "/hello"),
+        (true, "/hello"),
+        (false, "/missing"),
+        (false, "/big"),
+    ] {
         let url = lab.proxy_url(ipv6, path);
         eprintln!("demo: curl {url}");
-        let _ = lab.command(&lab.client_ns(), "curl").args(["-s", "-o", "/dev/null", &url]).status();
+        let _ = lab
+            .command(&lab.client_ns(), "curl")
+            .args(["-s", "-o", "/dev/null", &url])
+            .status();
     }
     thread::sleep(Duration::from_millis(500));
     run(Command::new("kill").args(["-TERM", &child.id().to_string()]))?;
@@ -58,12 +73,20 @@ fn summarize(line: &str) -> String {
     if v["event"] != "segment" {
         return format!("summary: {v}");
     }
-    let first_line = v["payload"].as_str().unwrap_or("").lines().next().unwrap_or("");
+    let first_line: String = v["payload"]
+        .as_str()
+        .unwrap_or("")
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(60)
+        .collect();
     format!(
-        "{:3} {:7} if{} {} -> {} [{}] {} B | {}",
+        "{:3} {:7} {:11} {} -> {} [{}] {} B | {}",
         v["hook"].as_str().unwrap_or(""),
         v["direction"].as_str().unwrap_or(""),
-        v["ifindex"],
+        v["iface"].as_str().unwrap_or(""),
         v["src"].as_str().unwrap_or(""),
         v["dst"].as_str().unwrap_or(""),
         v["flags"].as_str().unwrap_or(""),

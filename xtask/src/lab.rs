@@ -125,11 +125,28 @@ impl Lab {
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
         }
         let links: [(&str, &str, &str, &str, [&str; 2], [&str; 2]); 2] = [
-            (&client, "client0", &gateway, GATEWAY_CLIENT_IF, ["10.77.0.2/24", "fd77::2/64"], ["10.77.0.1/24", "fd77::1/64"]),
-            (&upstream, "upstream0", &gateway, GATEWAY_UPSTREAM_IF, ["10.77.1.2/24", "fd77:1::2/64"], ["10.77.1.1/24", "fd77:1::1/64"]),
+            (
+                &client,
+                "client0",
+                &gateway,
+                GATEWAY_CLIENT_IF,
+                ["10.77.0.2/24", "fd77::2/64"],
+                ["10.77.0.1/24", "fd77::1/64"],
+            ),
+            (
+                &upstream,
+                "upstream0",
+                &gateway,
+                GATEWAY_UPSTREAM_IF,
+                ["10.77.1.2/24", "fd77:1::2/64"],
+                ["10.77.1.1/24", "fd77:1::1/64"],
+            ),
         ];
         for (ns_a, if_a, ns_b, if_b, addrs_a, addrs_b) in links {
-            ip(&["link", "add", if_a, "netns", ns_a, "type", "veth", "peer", "name", if_b, "netns", ns_b])?;
+            ip(&[
+                "link", "add", if_a, "netns", ns_a, "type", "veth", "peer", "name", if_b, "netns",
+                ns_b,
+            ])?;
             for (ns, ifname, addrs) in [(ns_a, if_a, addrs_a), (ns_b, if_b, addrs_b)] {
                 ip(&["-n", ns, "addr", "add", addrs[0], "dev", ifname])?;
                 ip(&["-n", ns, "addr", "add", addrs[1], "dev", ifname, "nodad"])?;
@@ -156,11 +173,27 @@ impl Lab {
                 .replace("@WWW@", &www.display().to_string());
             fs::write(dir.join("nginx.conf"), conf)?;
             let dir = dir.display().to_string();
-            run_quiet(self.command(&ns, "nginx").args(["-p", &dir, "-c", "nginx.conf", "-e", "error.log"]))?;
+            run_quiet(self.command(&ns, "nginx").args([
+                "-p",
+                &dir,
+                "-c",
+                "nginx.conf",
+                "-e",
+                "error.log",
+            ]))?;
         }
         let url = self.proxy_url(false, "/");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while run_quiet(self.command(&self.client_ns(), "curl").args(["-sf", "-o", "/dev/null", "--max-time", "1", &url])).is_err() {
+        while run_quiet(self.command(&self.client_ns(), "curl").args([
+            "-sf",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "1",
+            &url,
+        ]))
+        .is_err()
+        {
             if Instant::now() > deadline {
                 bail!("nginx did not answer {url} within 10 s");
             }

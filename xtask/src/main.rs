@@ -42,13 +42,21 @@ const LAB_PREFIX: &str = "lab";
 fn main() -> Result<()> {
     match Cli::parse().task {
         Task::Setup => setup(),
-        Task::Lab { action: LabAction::Up } => {
+        Task::Lab {
+            action: LabAction::Up,
+        } => {
             let lab = Lab::up(LAB_PREFIX)?;
-            eprintln!("lab up: try `ip netns exec {} curl -s {}`", lab.client_ns(), lab.proxy_url(false, "/"));
+            eprintln!(
+                "lab up: try `ip netns exec {} curl -s {}`",
+                lab.client_ns(),
+                lab.proxy_url(false, "/")
+            );
             lab.leave_running();
             Ok(())
         }
-        Task::Lab { action: LabAction::Down } => {
+        Task::Lab {
+            action: LabAction::Down,
+        } => {
             Lab::named(LAB_PREFIX).teardown();
             Ok(())
         }
@@ -61,7 +69,14 @@ fn main() -> Result<()> {
 fn test() -> Result<()> {
     setup()?;
     run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
-    run(Command::new("cargo").args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(Command::new("cargo").args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     // Live tests share the machine's two cores; one at a time keeps their load figures honest.
     run(Command::new("cargo").args(["test", "--workspace", "--", "--test-threads=1"]))
 }

@@ -30,7 +30,11 @@ const EBPF_TOOLCHAIN: &str = "nightly";
 /// # Errors
 /// A failing apt-get, rustup or cargo install.
 pub fn setup() -> Result<()> {
-    let missing: Vec<&str> = APT_PACKAGES.iter().copied().filter(|p| !apt_installed(p)).collect();
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !apt_installed(p))
+        .collect();
     if !missing.is_empty() {
         eprintln!("setup: installing {}", missing.join(" "));
         run(Command::new("apt-get").args(["update", "-q"]))?;
@@ -46,14 +50,26 @@ pub fn setup() -> Result<()> {
         "--toolchain",
         EBPF_TOOLCHAIN,
     ]))?;
-    if !String::from_utf8_lossy(&components.stdout).lines().any(|l| l.starts_with("rust-src")) {
+    if !String::from_utf8_lossy(&components.stdout)
+        .lines()
+        .any(|l| l.starts_with("rust-src"))
+    {
         eprintln!("setup: adding rust-src to the {EBPF_TOOLCHAIN} toolchain");
-        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", EBPF_TOOLCHAIN]))?;
+        run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            EBPF_TOOLCHAIN,
+        ]))?;
     }
     let linker = Command::new("bpf-linker").arg("--version").output();
-    let current = linker.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION));
+    let current =
+        linker.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION));
     if !current {
-        eprintln!("setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about 2 minutes)");
+        eprintln!(
+            "setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about 2 minutes)"
+        );
         run(Command::new("cargo")
             .args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}")])
             .args(["--locked", "--no-default-features", "--features", "llvm-22"])

@@ -17,7 +17,11 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 pub fn run_quiet(cmd: &mut Command) -> Result<Output> {
     let out = cmd.output().with_context(|| format!("spawning {cmd:?}"))?;
     if !out.status.success() {
-        bail!("{cmd:?} failed: {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{cmd:?} failed: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(out)
 }

@@ -64,14 +64,13 @@ pub struct AttachPlan {
 }
 
 /// Loads the programs the plan needs (running the verifier) and attaches them
-/// to every interface. Returns one human-readable line per attachment.
+/// to every interface, logging each attachment as it is made.
 ///
 /// # Errors
 /// The verifier's log when the kernel refuses a program; the interface and
 /// mode when an attach fails. Attachments made before the error stay owned by
 /// `ebpf` and are detached when it is dropped.
-pub fn attach(ebpf: &mut Ebpf, plan: &AttachPlan) -> Result<Vec<String>> {
-    let mut done = Vec::new();
+pub fn attach(ebpf: &mut Ebpf, plan: &AttachPlan) -> Result<()> {
     match plan.hook {
         Hook::Tc => {
             for (name, direction) in [
@@ -79,25 +78,29 @@ pub fn attach(ebpf: &mut Ebpf, plan: &AttachPlan) -> Result<Vec<String>> {
                 (TC_EGRESS_PROGRAM, TcAttachType::Egress),
             ] {
                 let program: &mut SchedClassifier = program(ebpf, name)?.try_into()?;
-                program.load().with_context(|| format!("the kernel refused program {name}"))?;
+                program
+                    .load()
+                    .with_context(|| format!("the kernel refused program {name}"))?;
                 for iface in &plan.interfaces {
                     let how = attach_tc(program, iface, direction, plan.tc)
                         .with_context(|| format!("attaching {name} to {iface}"))?;
-                    done.push(format!("{name} on {iface} ({how})"));
+                    info!("attached {name} on {iface} ({how})");
                 }
             }
         }
         Hook::Xdp => {
             let program: &mut Xdp = program(ebpf, XDP_PROGRAM)?.try_into()?;
-            program.load().with_context(|| format!("the kernel refused program {XDP_PROGRAM}"))?;
+            program
+                .load()
+                .with_context(|| format!("the kernel refused program {XDP_PROGRAM}"))?;
             for iface in &plan.interfaces {
                 let how = attach_xdp(program, iface, plan.xdp)
                     .with_context(|| format!("attaching {XDP_PROGRAM} to {iface}"))?;
-                done.push(format!("{XDP_PROGRAM} on {iface} ({how})"));
+                info!("attached {XDP_PROGRAM} on {iface} ({how})");
             }
         }
     }
-    Ok(done)
+    Ok(())
 }
 
 fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::Program> {
@@ -116,14 +119,20 @@ fn attach_tc(
         match program.attach_with_options(iface, direction, tcx) {
             Ok(_) => return Ok("tcx"),
             Err(e) if mode == TcAttach::Tcx => return Err(e.into()),
-            Err(e) => warn!(iface, error = %e, "TCX attach refused, falling back to netlink clsact"),
+            Err(e) => {
+                warn!(iface, error = %e, "TCX attach refused, falling back to netlink clsact")
+            }
         }
     }
     if let Err(e) = tc::qdisc_add_clsact(iface) {
         // EEXIST: the qdisc is already there, which is what we need.
         info!(iface, error = %e, "clsact qdisc not added");
     }
-    program.attach_with_options(iface, direction, TcAttachOptions::Netlink(NlOptions::default()))?;
+    program.attach_with_options(
+        iface,
+        direction,
+        TcAttachOptions::Netlink(NlOptions::default()),
+    )?;
     Ok("netlink clsact")
 }
 

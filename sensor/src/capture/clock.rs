@@ -18,7 +18,9 @@ impl Clock {
         let wall = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);
-        Self { offset_ns: wall - monotonic as i128 }
+        Self {
+            offset_ns: wall - monotonic as i128,
+        }
     }
 
     /// A clock with a fixed offset, in nanoseconds (for tests).
@@ -33,7 +35,10 @@ impl Clock {
 }
 
 fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -52,7 +57,10 @@ mod tests {
 
     #[test]
     fn now_tracks_the_wall_clock() {
-        let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
         let mapped = Clock::now().wall_ns(monotonic_ns());
         assert!(mapped.abs_diff(wall) < 1_000_000_000, "{mapped} vs {wall}");
     }

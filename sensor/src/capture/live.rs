@@ -139,9 +139,7 @@ impl LiveCapture {
         // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd lives.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }?;
         let counters = PerCpuArray::try_from(ebpf.take_map(COUNTERS_MAP).context(COUNTERS_MAP)?)?;
-        for line in attach::attach(&mut ebpf, &opts.plan)? {
-            info!("attached {line}");
-        }
+        attach::attach(&mut ebpf, &opts.plan)?;
         Ok(Self {
             ebpf,
             ring,
@@ -158,7 +156,11 @@ impl LiveCapture {
     ///
     /// # Errors
     /// Reading the ring buffer or the counters failed.
-    pub async fn run(mut self, pipeline: &mut Pipeline, shutdown: impl Future<Output = ()>) -> Result<CaptureSummary> {
+    pub async fn run(
+        mut self,
+        pipeline: &mut Pipeline,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<CaptureSummary> {
         tokio::pin!(shutdown);
         let period = self.stats_interval.unwrap_or(Duration::from_secs(3600));
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -183,7 +185,15 @@ impl LiveCapture {
                 () = &mut shutdown => break,
             }
         }
-        let Self { ebpf, mut ring, counters, logger, mut reader, clock, .. } = self;
+        let Self {
+            ebpf,
+            mut ring,
+            counters,
+            logger,
+            mut reader,
+            clock,
+            ..
+        } = self;
         drop(ebpf); // detaches and unloads every program; maps we hold stay alive
         drop(logger);
         drain(ring.get_mut(), &clock, &mut reader, pipeline);
@@ -205,7 +215,12 @@ async fn readable(
     }
 }
 
-fn drain(ring: &mut RingBuf<MapData>, clock: &Clock, reader: &mut ReaderCounters, pipeline: &mut Pipeline) {
+fn drain(
+    ring: &mut RingBuf<MapData>,
+    clock: &Clock,
+    reader: &mut ReaderCounters,
+    pipeline: &mut Pipeline,
+) {
     while let Some(item) = ring.next() {
         reader.received += 1;
         match record::decode(&item, clock) {
@@ -231,7 +246,10 @@ fn read_counters(map: &PerCpuArray<MapData, u64>) -> Result<KernelCounters> {
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones use
 /// memcg and ignore it. Best effort: failure only matters on old kernels.
 fn raise_memlock_limit() {
-    let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: setrlimit reads a valid rlimit struct.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
         tracing::debug!("could not raise RLIMIT_MEMLOCK");
@@ -244,12 +262,32 @@ mod tests {
 
     #[test]
     fn balance_requires_every_segment_accounted_and_delivered() {
-        let kernel = KernelCounters { seen: 10, submitted: 7, ring_full: 2, copy_error: 1 };
-        let ok = CaptureSummary { kernel, reader: ReaderCounters { received: 7, malformed: 0 } };
+        let kernel = KernelCounters {
+            seen: 10,
+            submitted: 7,
+            ring_full: 2,
+            copy_error: 1,
+        };
+        let ok = CaptureSummary {
+            kernel,
+            reader: ReaderCounters {
+                received: 7,
+                malformed: 0,
+            },
+        };
         assert!(ok.balanced());
-        let lost = CaptureSummary { reader: ReaderCounters { received: 6, malformed: 0 }, ..ok };
+        let lost = CaptureSummary {
+            reader: ReaderCounters {
+                received: 6,
+                malformed: 0,
+            },
+            ..ok
+        };
         assert!(!lost.balanced());
-        let uncounted = CaptureSummary { kernel: KernelCounters { seen: 11, ..kernel }, ..ok };
+        let uncounted = CaptureSummary {
+            kernel: KernelCounters { seen: 11, ..kernel },
+            ..ok
+        };
         assert!(!uncounted.balanced());
     }
 }

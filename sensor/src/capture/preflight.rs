@@ -10,7 +10,10 @@ use caps::{CapSet, Capability};
 /// did before Linux 5.8 split them out.
 const REQUIRED: &[(Capability, &str)] = &[
     (Capability::CAP_BPF, "create maps and load eBPF programs"),
-    (Capability::CAP_NET_ADMIN, "attach tc and XDP programs to interfaces"),
+    (
+        Capability::CAP_NET_ADMIN,
+        "attach tc and XDP programs to interfaces",
+    ),
 ];
 
 /// A reason the live capture cannot start.
@@ -23,7 +26,9 @@ pub enum PreflightError {
     #[error("interface {0:?} is listed twice")]
     DuplicateInterface(String),
     /// A required capability is missing from the effective set.
-    #[error("missing capability {name}: needed to {why}; run as root or grant it (systemd AmbientCapabilities=)")]
+    #[error(
+        "missing capability {name}: needed to {why}; run as root or grant it (systemd AmbientCapabilities=)"
+    )]
     MissingCapability {
         /// Capability name, e.g. `CAP_BPF`.
         name: String,
@@ -67,7 +72,10 @@ pub fn capabilities() -> Result<(), PreflightError> {
     for (cap, why) in REQUIRED {
         let granted = effective.contains(cap) || (admin && *cap == Capability::CAP_BPF);
         if !granted {
-            return Err(PreflightError::MissingCapability { name: cap.to_string(), why });
+            return Err(PreflightError::MissingCapability {
+                name: cap.to_string(),
+                why,
+            });
         }
     }
     Ok(())

@@ -22,7 +22,9 @@ pub enum RecordError {
     #[error("unknown address family {0}")]
     Family(u8),
     /// `captured_len` exceeds the record or the segment's payload length.
-    #[error("captured length {captured} does not fit (record payload {room}, segment payload {payload})")]
+    #[error(
+        "captured length {captured} does not fit (record payload {room}, segment payload {payload})"
+    )]
     CapturedLen {
         /// Claimed captured bytes.
         captured: u32,
@@ -54,22 +56,39 @@ pub fn decode<'a>(bytes: &'a [u8], clock: &Clock) -> Result<Segment<'a>, RecordE
     let h: SegmentHeader = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
     let room = bytes.len() - HEADER_LEN;
     if h.captured_len as usize > room || h.captured_len > h.payload_len {
-        return Err(RecordError::CapturedLen { captured: h.captured_len, room, payload: h.payload_len });
+        return Err(RecordError::CapturedLen {
+            captured: h.captured_len,
+            room,
+            payload: h.payload_len,
+        });
     }
     let (src, dst) = match h.family {
         4 => (ipv4(&h.saddr), ipv4(&h.daddr)),
-        6 => (IpAddr::V6(Ipv6Addr::from(h.saddr)), IpAddr::V6(Ipv6Addr::from(h.daddr))),
+        6 => (
+            IpAddr::V6(Ipv6Addr::from(h.saddr)),
+            IpAddr::V6(Ipv6Addr::from(h.daddr)),
+        ),
         other => return Err(RecordError::Family(other)),
     };
     let hook = match h.hook {
         HOOK_TC => Hook::Tc,
         HOOK_XDP => Hook::Xdp,
-        _ => return Err(RecordError::Origin { hook: h.hook, direction: h.direction }),
+        _ => {
+            return Err(RecordError::Origin {
+                hook: h.hook,
+                direction: h.direction,
+            });
+        }
     };
     let direction = match h.direction {
         DIRECTION_INGRESS => Direction::Ingress,
         DIRECTION_EGRESS => Direction::Egress,
-        _ => return Err(RecordError::Origin { hook: h.hook, direction: h.direction }),
+        _ => {
+            return Err(RecordError::Origin {
+                hook: h.hook,
+                direction: h.direction,
+            });
+        }
     };
     Ok(Segment {
         time_ns: clock.wall_ns(h.ktime_ns),
@@ -131,10 +150,16 @@ pub(crate) mod tests {
         let seg = decode(&bytes, &Clock::with_offset(10)).unwrap();
         assert_eq!(seg.src, "10.77.0.2:41000".parse().unwrap());
         assert_eq!(seg.dst, "10.77.0.1:8000".parse().unwrap());
-        assert_eq!((seg.seq, seg.ack, seg.flags, seg.ifindex), (1000, 2000, 0x18, 3));
+        assert_eq!(
+            (seg.seq, seg.ack, seg.flags, seg.ifindex),
+            (1000, 2000, 0x18, 3)
+        );
         assert_eq!(seg.payload, payload);
         assert_eq!(seg.payload_len, payload.len() as u32 + 100);
-        assert_eq!((seg.time_ns, seg.hook, seg.direction), (17, Hook::Tc, Direction::Ingress));
+        assert_eq!(
+            (seg.time_ns, seg.hook, seg.direction),
+            (17, Hook::Tc, Direction::Ingress)
+        );
     }
 
     #[test]
@@ -158,15 +183,27 @@ pub(crate) mod tests {
         assert_eq!(decode(&[0u8; 10], &clock), Err(RecordError::Short(10)));
         let mut h = header(b"abc");
         h.family = 5;
-        assert_eq!(decode(&encode(&h, b"abc", 8), &clock), Err(RecordError::Family(5)));
+        assert_eq!(
+            decode(&encode(&h, b"abc", 8), &clock),
+            Err(RecordError::Family(5))
+        );
         let mut h = header(b"abc");
         h.captured_len = 9;
-        assert!(matches!(decode(&encode(&h, b"abc", 8), &clock), Err(RecordError::CapturedLen { .. })));
+        assert!(matches!(
+            decode(&encode(&h, b"abc", 8), &clock),
+            Err(RecordError::CapturedLen { .. })
+        ));
         let mut h = header(b"abc");
         h.payload_len = 2;
-        assert!(matches!(decode(&encode(&h, b"abc", 8), &clock), Err(RecordError::CapturedLen { .. })));
+        assert!(matches!(
+            decode(&encode(&h, b"abc", 8), &clock),
+            Err(RecordError::CapturedLen { .. })
+        ));
         let mut h = header(b"abc");
         h.hook = 9;
-        assert!(matches!(decode(&encode(&h, b"abc", 8), &clock), Err(RecordError::Origin { .. })));
+        assert!(matches!(
+            decode(&encode(&h, b"abc", 8), &clock),
+            Err(RecordError::Origin { .. })
+        ));
     }
 }

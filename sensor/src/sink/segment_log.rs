@@ -2,6 +2,7 @@
 //! what the capture delivers (`siem-sensor run --debug-segments`).
 
 use std::{
+    collections::HashMap,
     io::{self, Write},
     time::{Duration, UNIX_EPOCH},
 };
@@ -15,6 +16,7 @@ use crate::capture::{Direction, Hook, Segment};
 /// is disabled; they never stop the capture.
 pub struct SegmentLog {
     out: Option<Box<dyn Write + Send>>,
+    interface_names: HashMap<u32, String>,
 }
 
 /// The JSON shape of one segment line.
@@ -26,6 +28,8 @@ struct Line<'a> {
     hook: Hook,
     direction: Direction,
     ifindex: u32,
+    /// Interface name, resolved in the sensor's network namespace.
+    iface: &'a str,
     src: String,
     dst: String,
     seq: u32,
@@ -40,19 +44,28 @@ struct Line<'a> {
 impl SegmentLog {
     /// A log writing to `out` (buffered by the caller if needed).
     pub fn new(out: Box<dyn Write + Send>) -> Self {
-        Self { out: Some(out) }
+        Self {
+            out: Some(out),
+            interface_names: HashMap::new(),
+        }
     }
 
     /// Writes one segment line.
     pub fn write(&mut self, s: &Segment<'_>) {
         let Some(out) = &mut self.out else { return };
         let payload = escape_payload(s.payload);
+        let iface = self
+            .interface_names
+            .entry(s.ifindex)
+            .or_insert_with(|| interface_name(s.ifindex));
         let line = Line {
             event: "segment",
-            time: humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::from_nanos(s.time_ns)).to_string(),
+            time: humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::from_nanos(s.time_ns))
+                .to_string(),
             hook: s.hook,
             direction: s.direction,
             ifindex: s.ifindex,
+            iface,
             src: s.src.to_string(),
             dst: s.dst.to_string(),
             seq: s.seq,
@@ -79,15 +92,36 @@ impl SegmentLog {
     }
 }
 
+/// The interface's name, or its index as text when it has none (gone).
+fn interface_name(ifindex: u32) -> String {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `buf` has the IF_NAMESIZE bytes if_indextoname may write.
+    let name = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
+    if name.is_null() {
+        return ifindex.to_string();
+    }
+    // SAFETY: on success `buf` holds a NUL-terminated name.
+    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// TCP flags as letters, tcpdump style: `S` SYN, `F` FIN, `R` RST, `P` PSH,
 /// `.` ACK, `U` URG.
 pub fn flags_string(flags: u8) -> String {
     use sensor_ebpf::tcp_flags::*;
-    [(SYN, 'S'), (FIN, 'F'), (RST, 'R'), (PSH, 'P'), (ACK, '.'), (URG, 'U')]
-        .iter()
-        .filter(|(bit, _)| flags & bit != 0)
-        .map(|(_, c)| *c)
-        .collect()
+    [
+        (SYN, 'S'),
+        (FIN, 'F'),
+        (RST, 'R'),
+        (PSH, 'P'),
+        (ACK, '.'),
+        (URG, 'U'),
+    ]
+    .iter()
+    .filter(|(bit, _)| flags & bit != 0)
+    .map(|(_, c)| *c)
+    .collect()
 }
 
 /// Printable ASCII, CR, LF and TAB as themselves; every other byte as `\xNN`.
@@ -118,7 +152,10 @@ mod tests {
     #[test]
     fn payload_escape_keeps_http_text_and_marks_binary() {
         assert_eq!(escape_payload(b"GET / HTTP/1.1\r\n"), "GET / HTTP/1.1\r\n");
-        assert_eq!(escape_payload(&[0x16, 0x03, b'a', 0xff]), "\\x16\\x03a\\xff");
+        assert_eq!(
+            escape_payload(&[0x16, 0x03, b'a', 0xff]),
+            "\\x16\\x03a\\xff"
+        );
     }
 
     #[test]
@@ -147,17 +184,21 @@ mod tests {
             payload: b"GET / HTTP/1.1\r\n",
             hook: Hook::Tc,
             direction: Direction::Ingress,
-            ifindex: 4,
+            ifindex: 1,
         };
         log.write(&seg);
         log.write(&seg);
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["time"], "2023-11-14T22:13:20.123456789Z");
         assert_eq!(lines[0]["src"], "10.0.0.2:5000");
         assert_eq!(lines[0]["direction"], "ingress");
         assert_eq!(lines[0]["hook"], "tc");
+        assert_eq!(lines[0]["iface"], "lo");
         assert_eq!(lines[0]["flags"], "P.");
         assert_eq!(lines[0]["payload"], "GET / HTTP/1.1\r\n");
         assert_eq!(lines[0]["payload_len"], 40);

@@ -124,36 +124,19 @@ impl Lab {
             ip(&["netns", "add", ns])?;
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
         }
-        let links: [(&str, &str, &str, &str, [&str; 2], [&str; 2]); 2] = [
-            (
-                &client,
-                "client0",
-                &gateway,
-                GATEWAY_CLIENT_IF,
-                ["10.77.0.2/24", "fd77::2/64"],
-                ["10.77.0.1/24", "fd77::1/64"],
-            ),
-            (
-                &upstream,
-                "upstream0",
+        veth_pair(
+            [&client, "client0", "10.77.0.2/24", "fd77::2/64"],
+            [&gateway, GATEWAY_CLIENT_IF, "10.77.0.1/24", "fd77::1/64"],
+        )?;
+        veth_pair(
+            [&upstream, "upstream0", "10.77.1.2/24", "fd77:1::2/64"],
+            [
                 &gateway,
                 GATEWAY_UPSTREAM_IF,
-                ["10.77.1.2/24", "fd77:1::2/64"],
-                ["10.77.1.1/24", "fd77:1::1/64"],
-            ),
-        ];
-        for (ns_a, if_a, ns_b, if_b, addrs_a, addrs_b) in links {
-            ip(&[
-                "link", "add", if_a, "netns", ns_a, "type", "veth", "peer", "name", if_b, "netns",
-                ns_b,
-            ])?;
-            for (ns, ifname, addrs) in [(ns_a, if_a, addrs_a), (ns_b, if_b, addrs_b)] {
-                ip(&["-n", ns, "addr", "add", addrs[0], "dev", ifname])?;
-                ip(&["-n", ns, "addr", "add", addrs[1], "dev", ifname, "nodad"])?;
-                ip(&["-n", ns, "link", "set", ifname, "up"])?;
-            }
-        }
-        Ok(())
+                "10.77.1.1/24",
+                "fd77:1::1/64",
+            ],
+        )
     }
 
     fn start_servers(&self) -> Result<()> {
@@ -221,6 +204,20 @@ impl Drop for Lab {
     fn drop(&mut self) {
         self.teardown();
     }
+}
+
+/// Joins two namespaces with a veth pair; each end is
+/// `[namespace, interface, IPv4/prefix, IPv6/prefix]`.
+fn veth_pair(a: [&str; 4], b: [&str; 4]) -> Result<()> {
+    ip(&[
+        "link", "add", a[1], "netns", a[0], "type", "veth", "peer", "name", b[1], "netns", b[0],
+    ])?;
+    for [ns, ifname, v4, v6] in [a, b] {
+        ip(&["-n", ns, "addr", "add", v4, "dev", ifname])?;
+        ip(&["-n", ns, "addr", "add", v6, "dev", ifname, "nodad"])?;
+        ip(&["-n", ns, "link", "set", ifname, "up"])?;
+    }
+    Ok(())
 }
 
 fn ip(args: &[&str]) -> Result<()> {

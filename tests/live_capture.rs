@@ -6,7 +6,9 @@
 
 mod support;
 
-use support::{Sensor, curl, loaded_programs, matching, require_root, sensor_output};
+use std::process::Command;
+
+use support::{loaded_programs, matching, require_root, sensor_output, start_sensor};
 use xtask::lab::{
     CLIENT_V4, CLIENT_V6, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_UPSTREAM_V4, GATEWAY_V4,
     GATEWAY_V6, Lab, UPSTREAM_V4,
@@ -37,7 +39,7 @@ fn assert_balanced(summary: &serde_json::Value) {
 fn tc_sees_both_legs_over_ipv4_and_ipv6() {
     require_root();
     let lab = Lab::up("ss-tc").unwrap();
-    let sensor = Sensor::start(
+    let sensor = start_sensor(
         &lab,
         &[
             "--iface",
@@ -48,10 +50,16 @@ fn tc_sees_both_legs_over_ipv4_and_ipv6() {
         ],
     );
     assert_eq!(loaded_programs(), ["tc_ingress", "tc_egress"]);
-    assert_eq!(curl(&lab, &lab.proxy_url(false, "/hello?via=v4")).0, 200);
-    assert_eq!(curl(&lab, &lab.proxy_url(true, "/hello?via=v6")).0, 200);
-    assert_eq!(curl(&lab, &lab.proxy_url(false, "/missing")).0, 404);
-    let run = sensor.stop();
+    assert_eq!(
+        lab.curl(&lab.proxy_url(false, "/hello?via=v4")).unwrap().0,
+        200
+    );
+    assert_eq!(
+        lab.curl(&lab.proxy_url(true, "/hello?via=v6")).unwrap().0,
+        200
+    );
+    assert_eq!(lab.curl(&lab.proxy_url(false, "/missing")).unwrap().0, 404);
+    let run = sensor.stop().unwrap();
     assert!(
         run.log.contains("(tcx)"),
         "auto mode should pick TCX on this kernel:\n{}",
@@ -180,7 +188,7 @@ fn tc_sees_both_legs_over_ipv4_and_ipv6() {
 fn tc_netlink_attach_captures_and_detaches() {
     require_root();
     let lab = Lab::up("ss-nl").unwrap();
-    let sensor = Sensor::start(
+    let sensor = start_sensor(
         &lab,
         &[
             "--iface",
@@ -192,14 +200,14 @@ fn tc_netlink_attach_captures_and_detaches() {
             "1024",
         ],
     );
-    let (status, body) = curl(&lab, &lab.proxy_url(false, "/big"));
+    let (status, body) = lab.curl(&lab.proxy_url(false, "/big")).unwrap();
     assert_eq!(
         (status, body.len()),
         (200, 65536),
         "traffic passes unchanged"
     );
     assert_eq!(body, "0123456789abcdef".repeat(4096).as_bytes());
-    let run = sensor.stop();
+    let run = sensor.stop().unwrap();
     assert!(run.log.contains("(netlink clsact)"), "{}", run.log);
     let gw = format!("{GATEWAY_V4}:8000");
     assert_eq!(
@@ -244,7 +252,7 @@ fn tc_netlink_attach_captures_and_detaches() {
 fn xdp_sees_ingress_only() {
     require_root();
     let lab = Lab::up("ss-xdp").unwrap();
-    let sensor = Sensor::start(
+    let sensor = start_sensor(
         &lab,
         &[
             "--iface",
@@ -255,9 +263,15 @@ fn xdp_sees_ingress_only() {
         ],
     );
     assert_eq!(loaded_programs(), ["xdp_ingress"]);
-    assert_eq!(curl(&lab, &lab.proxy_url(false, "/hello?via=xdp")).0, 200);
-    assert_eq!(curl(&lab, &lab.proxy_url(true, "/hello?via=xdp6")).0, 200);
-    let run = sensor.stop();
+    assert_eq!(
+        lab.curl(&lab.proxy_url(false, "/hello?via=xdp")).unwrap().0,
+        200
+    );
+    assert_eq!(
+        lab.curl(&lab.proxy_url(true, "/hello?via=xdp6")).unwrap().0,
+        200
+    );
+    let run = sensor.stop().unwrap();
     let s = &run.segments;
     assert_eq!(
         matching(
@@ -300,7 +314,7 @@ fn xdp_sees_ingress_only() {
 fn wrk_load_is_delivered_or_counted_and_passes_unchanged() {
     require_root();
     let lab = Lab::up("ss-load").unwrap();
-    let sensor = Sensor::start(
+    let sensor = start_sensor(
         &lab,
         &["--iface", GATEWAY_CLIENT_IF, "--iface", GATEWAY_UPSTREAM_IF],
     );
@@ -323,7 +337,7 @@ fn wrk_load_is_delivered_or_counted_and_passes_unchanged() {
                 .map(|(n, _)| n.parse().unwrap())
         })
         .unwrap_or_else(|| panic!("no request count in:\n{report}"));
-    let run = sensor.stop();
+    let run = sensor.stop().unwrap();
     assert_balanced(&run.summary);
     let k = &run.summary["kernel"];
     let received = run.summary["reader"]["received"].as_u64().unwrap();
@@ -338,6 +352,43 @@ fn wrk_load_is_delivered_or_counted_and_passes_unchanged() {
         received / 4,
         k["ring_full"],
         k["copy_error"]
+    );
+}
+
+#[test]
+fn ring_full_drops_are_counted_when_the_reader_stalls() {
+    require_root();
+    let lab = Lab::up("ss-full").unwrap();
+    let sensor = start_sensor(
+        &lab,
+        &["--iface", GATEWAY_CLIENT_IF, "--ring-size-mib", "1"],
+    );
+    let pid = sensor.pid().to_string();
+    let signal = |sig: &str| {
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    signal("-STOP"); // the reader stalls; a 1 MiB ring holds about 1,700 records
+    let wrk = lab
+        .command(&lab.client_ns(), "wrk")
+        .args(["-t1", "-c4", "-d2s", &lab.proxy_url(false, "/hello")])
+        .output()
+        .unwrap();
+    assert!(wrk.status.success());
+    signal("-CONT");
+    let run = sensor.stop().unwrap();
+    assert_balanced(&run.summary);
+    let k = &run.summary["kernel"];
+    assert!(k["ring_full"].as_u64().unwrap() > 0, "{}", run.summary);
+    assert!(
+        run.summary["reader"]["received"].as_u64().unwrap() > 1000,
+        "{}",
+        run.summary
     );
 }
 

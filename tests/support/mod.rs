@@ -1,17 +1,13 @@
-//! Harness for live tests: runs `siem-sensor` inside a lab namespace and
-//! collects what it prints. Live tests need root (namespaces, CAP_BPF,
+//! Helpers for live tests on top of `xtask`'s lab and sensor process. Live tests need root (namespaces, CAP_BPF,
 //! CAP_NET_ADMIN); CI runs as root.
 
 use std::{
-    io::{BufRead as _, BufReader},
-    process::{Child, Command, Output, Stdio},
-    sync::mpsc,
-    thread,
-    time::Duration,
+    path::Path,
+    process::{Command, Output},
 };
 
 use serde_json::Value;
-use xtask::lab::Lab;
+use xtask::{lab::Lab, sensor::SensorProcess};
 
 /// The binary under test.
 pub const SENSOR: &str = env!("CARGO_BIN_EXE_siem-sensor");
@@ -26,117 +22,9 @@ pub fn require_root() {
     );
 }
 
-/// A sensor process running in the lab's gateway namespace.
-pub struct Sensor {
-    child: Child,
-    stdout: thread::JoinHandle<Vec<String>>,
-    stderr: mpsc::Receiver<String>,
-    log: Vec<String>,
-}
-
-/// What a stopped sensor printed.
-pub struct Run {
-    /// `event: segment` objects, in order.
-    pub segments: Vec<Value>,
-    /// The final `event: capture_summary` object.
-    pub summary: Value,
-    /// Everything it logged to stderr.
-    pub log: String,
-}
-
-impl Sensor {
-    /// Starts `siem-sensor run ARGS` in the gateway namespace and waits until
-    /// it logs that capture started.
-    ///
-    /// # Panics
-    /// If it exits or stays silent for 30 s, with its log.
-    pub fn start(lab: &Lab, args: &[&str]) -> Self {
-        let mut child = lab
-            .command(&lab.gateway_ns(), SENSOR)
-            .arg("run")
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning siem-sensor");
-        let stdout = child.stdout.take().unwrap();
-        let stdout = thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .collect()
-        });
-        let (tx, stderr) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut sensor = Self {
-            child,
-            stdout,
-            stderr,
-            log: Vec::new(),
-        };
-        loop {
-            match sensor.stderr.recv_timeout(Duration::from_secs(30)) {
-                Ok(line) => {
-                    let started = line.contains("capture started");
-                    sensor.log.push(line);
-                    if started {
-                        return sensor;
-                    }
-                }
-                Err(_) => {
-                    let status = sensor.child.wait().ok();
-                    panic!(
-                        "sensor did not start ({status:?}):\n{}",
-                        sensor.log.join("\n")
-                    );
-                }
-            }
-        }
-    }
-
-    /// Sends SIGTERM, waits for exit (which must be clean) and parses stdout.
-    pub fn stop(mut self) -> Run {
-        thread::sleep(Duration::from_millis(300)); // let the last segments reach the ring
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let status = self.child.wait().unwrap();
-        let lines = self.stdout.join().unwrap();
-        self.log.extend(self.stderr.try_iter());
-        let log = self.log.join("\n");
-        assert!(status.success(), "sensor exited with {status}:\n{log}");
-        let objects: Vec<Value> = lines
-            .iter()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
-            .collect();
-        let summary = objects
-            .iter()
-            .find(|o| o["event"] == "capture_summary")
-            .cloned()
-            .unwrap_or_else(|| panic!("no capture summary:\n{log}"));
-        let segments = objects
-            .into_iter()
-            .filter(|o| o["event"] == "segment")
-            .collect();
-        Run {
-            segments,
-            summary,
-            log,
-        }
-    }
+/// Starts `siem-sensor run ARGS` in the gateway namespace, ready to capture.
+pub fn start_sensor(lab: &Lab, args: &[&str]) -> SensorProcess {
+    SensorProcess::start(lab, Path::new(SENSOR), args, None).unwrap()
 }
 
 /// Runs `PREFIX... siem-sensor ARGS` in the gateway namespace to completion,
@@ -149,25 +37,6 @@ pub fn sensor_output(lab: &Lab, prefix: &[&str], args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("running siem-sensor")
-}
-
-/// `curl` from the client namespace; returns (HTTP status, body).
-pub fn curl(lab: &Lab, url: &str) -> (u16, Vec<u8>) {
-    let out = lab
-        .command(&lab.client_ns(), "curl")
-        .args(["-s", "--max-time", "10", "-w", "\n%{http_code}", url])
-        .output()
-        .expect("running curl");
-    assert!(
-        out.status.success(),
-        "curl {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let split = out.stdout.iter().rposition(|&b| b == b'\n').unwrap();
-    let status = String::from_utf8_lossy(&out.stdout[split + 1..])
-        .parse()
-        .unwrap();
-    (status, out.stdout[..split].to_vec())
 }
 
 /// The sensor's programs loaded in the kernel, by name (`bpftool prog show`).

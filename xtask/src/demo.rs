@@ -1,47 +1,39 @@
 //! `cargo xtask demo`: the README's first command. Sets up what is missing,
 //! builds the sensor, brings up the lab, runs the sensor on the gateway while
-//! curl plays a few requests over IPv4 and IPv6, prints what it captured,
-//! and tears everything down.
+//! curl plays a few requests over IPv4 and IPv6, prints each segment as it
+//! is captured, and tears everything down.
 
-use std::{
-    io::{BufRead as _, BufReader},
-    process::{Command, Stdio},
-    thread,
-    time::Duration,
-};
+use std::process::Command;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use xtask::{
     lab::{GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, Lab},
-    run, setup,
+    run,
+    sensor::SensorProcess,
+    setup,
 };
 
 pub fn demo(prefix: &str) -> Result<()> {
     setup::setup()?;
     run(Command::new("cargo").args(["build", "--release", "--package", "sensor"]))?;
-    let sensor = std::env::current_dir()?.join("target/release/siem-sensor");
+    let binary = std::env::current_dir()?.join("target/release/siem-sensor");
     let lab = Lab::up(prefix)?;
     eprintln!("demo: lab up; starting the sensor on {GATEWAY_CLIENT_IF} and {GATEWAY_UPSTREAM_IF}");
-    let mut child = lab
-        .command(&lab.gateway_ns(), &sensor.display().to_string())
-        .args([
-            "run",
-            "--iface",
-            GATEWAY_CLIENT_IF,
-            "--iface",
-            GATEWAY_UPSTREAM_IF,
-            "--debug-segments",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting siem-sensor")?;
-    let stdout = child.stdout.take().context("sensor stdout")?;
-    let printer = thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            println!("{}", summarize(&line));
-        }
-    });
-    thread::sleep(Duration::from_secs(2)); // load + attach
+    let args = [
+        "--iface",
+        GATEWAY_CLIENT_IF,
+        "--iface",
+        GATEWAY_UPSTREAM_IF,
+        "--debug-segments",
+    ];
+    let sensor = SensorProcess::start(
+        &lab,
+        &binary,
+        &args,
+        Some(Box::new(|line| {
+            summarize(line).into_iter().for_each(|s| println!("{s}"))
+        })),
+    )?;
     for (ipv6, path) in [
         (false, "/hello"),
         (true, "/hello"),
@@ -49,48 +41,40 @@ pub fn demo(prefix: &str) -> Result<()> {
         (false, "/big"),
     ] {
         let url = lab.proxy_url(ipv6, path);
-        eprintln!("demo: curl {url}");
-        let _ = lab
-            .command(&lab.client_ns(), "curl")
-            .args(["-s", "-o", "/dev/null", &url])
-            .status();
+        let (status, body) = lab.curl(&url)?;
+        eprintln!("demo: curl {url} -> {status}, {} bytes", body.len());
     }
-    thread::sleep(Duration::from_millis(500));
-    run(Command::new("kill").args(["-TERM", &child.id().to_string()]))?;
-    child.wait()?;
-    let _ = printer.join();
+    let run = sensor.stop()?;
+    eprintln!("demo: capture summary {}", run.summary);
     drop(lab);
     eprintln!("demo: lab torn down");
     Ok(())
 }
 
-/// One readable line per segment: hook, direction, tuple, flags, length and
-/// the first line of the payload.
-fn summarize(line: &str) -> String {
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-        return line.to_string();
-    };
+/// One readable line per segment: hook, direction, interface, tuple, flags,
+/// payload length and the start of the payload's first line.
+/// Lines other than segments (the summary) are left to the caller.
+fn summarize(line: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
     if v["event"] != "segment" {
-        return format!("summary: {v}");
+        return None;
     }
-    let first_line: String = v["payload"]
-        .as_str()
-        .unwrap_or("")
+    let text = |key: &str| v[key].as_str().unwrap_or_default().to_string();
+    let first_line: String = text("payload")
         .lines()
         .next()
-        .unwrap_or("")
+        .unwrap_or_default()
         .chars()
         .take(60)
         .collect();
-    format!(
-        "{:3} {:7} {:11} {} -> {} [{}] {} B | {}",
-        v["hook"].as_str().unwrap_or(""),
-        v["direction"].as_str().unwrap_or(""),
-        v["iface"].as_str().unwrap_or(""),
-        v["src"].as_str().unwrap_or(""),
-        v["dst"].as_str().unwrap_or(""),
-        v["flags"].as_str().unwrap_or(""),
+    Some(format!(
+        "{:3} {:7} {:11} {} -> {} [{}] {} B | {first_line}",
+        text("hook"),
+        text("direction"),
+        text("iface"),
+        text("src"),
+        text("dst"),
+        text("flags"),
         v["payload_len"],
-        first_line
-    )
+    ))
 }

@@ -118,6 +118,28 @@ impl Lab {
         }
     }
 
+    /// `curl` from the client namespace; returns the HTTP status and body.
+    ///
+    /// # Errors
+    /// curl failed (no answer within 10 s, connection refused, ...).
+    pub fn curl(&self, url: &str) -> Result<(u16, Vec<u8>)> {
+        let out = run_quiet(self.command(&self.client_ns(), "curl").args([
+            "-s",
+            "--max-time",
+            "10",
+            "-w",
+            "\n%{http_code}",
+            url,
+        ]))?;
+        let split = out
+            .stdout
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .context("curl printed no status")?;
+        let status = String::from_utf8_lossy(&out.stdout[split + 1..]).parse()?;
+        Ok((status, out.stdout[..split].to_vec()))
+    }
+
     fn build_network(&self) -> Result<()> {
         let (client, gateway, upstream) = (self.client_ns(), self.gateway_ns(), self.upstream_ns());
         for ns in [&client, &gateway, &upstream] {

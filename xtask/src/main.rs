@@ -2,7 +2,10 @@
 
 mod demo;
 
-use std::process::Command;
+use std::{
+    io::{BufRead as _, BufReader},
+    process::{Command, Stdio},
+};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -78,5 +81,38 @@ fn test() -> Result<()> {
         "warnings",
     ]))?;
     // Live tests share the machine's two cores; one at a time keeps their load figures honest.
-    run(Command::new("cargo").args(["test", "--workspace", "--", "--test-threads=1"]))
+    let (passed, failed) = cargo_test(&["test", "--workspace", "--", "--test-threads=1"])?;
+    println!("tests: {passed} passed, {failed} failed");
+    if failed > 0 {
+        anyhow::bail!("{failed} tests failed");
+    }
+    Ok(())
+}
+
+/// Runs `cargo ARGS`, echoing its output, and sums the `test result:` lines
+/// of every test binary into (passed, failed).
+fn cargo_test(args: &[&str]) -> Result<(u64, u64)> {
+    let mut child = Command::new("cargo")
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let (mut passed, mut failed) = (0, 0);
+    for line in BufReader::new(child.stdout.take().expect("piped stdout")).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(result) = line.strip_prefix("test result: ") {
+            for part in result.split(['.', ';']) {
+                match part.trim().split_once(' ') {
+                    Some((n, "passed")) => passed += n.parse::<u64>()?,
+                    Some((n, "failed")) => failed += n.parse::<u64>()?,
+                    _ => {}
+                }
+            }
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() && failed == 0 {
+        anyhow::bail!("cargo {} failed: {status}", args.join(" "));
+    }
+    Ok((passed, failed))
 }

@@ -26,6 +26,10 @@ pub const CAPTURE_LEN_GLOBAL: &str = "CAPTURE_LEN";
 /// Name of the `.rodata` global that, when non-zero, captures every TCP port (u8).
 pub const ALL_PORTS_GLOBAL: &str = "ALL_PORTS";
 
+/// Name of the `.rodata` global: bytes waiting in the ring buffer before a
+/// submit wakes the reader (u64).
+pub const WAKEUP_BYTES_GLOBAL: &str = "WAKEUP_BYTES";
+
 /// Program names in the object, as `#[classifier]` / `#[xdp]` functions.
 pub const TC_INGRESS_PROGRAM: &str = "tc_ingress";
 /// See [`TC_INGRESS_PROGRAM`].

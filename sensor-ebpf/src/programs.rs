@@ -4,7 +4,9 @@
 use core::ptr;
 
 use aya_ebpf::{
-    bindings::{TC_ACT_UNSPEC, xdp_action},
+    bindings::{
+        BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_UNSPEC, xdp_action,
+    },
     helpers::{
         bpf_ktime_get_ns,
         generated::{bpf_skb_load_bytes, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
@@ -30,6 +32,13 @@ static CAPTURE_LEN: u32 = DEFAULT_CAPTURE_LEN;
 #[unsafe(no_mangle)]
 static ALL_PORTS: u8 = 0;
 
+/// Wake the reader only once this many bytes wait in the ring buffer; set
+/// by userspace (a fraction of the ring). Below it records are submitted
+/// with `BPF_RB_NO_WAKEUP` and the reader's poll timer collects them, which
+/// saves a wakeup per record under load (kernel doc: bpf/ringbuf.rst).
+#[unsafe(no_mangle)]
+static WAKEUP_BYTES: u64 = 1 << 20;
+
 /// Segment records for userspace. Resized by userspace before load.
 #[map]
 static RECORDS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
@@ -46,6 +55,17 @@ static PORTS: Array<u8> = Array::with_max_entries(65536, 0);
 fn count(counter: Counter) {
     if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
         unsafe { *slot += 1 };
+    }
+}
+
+/// `bpf_ringbuf_submit` flags: wake the reader only when enough data waits.
+#[inline(always)]
+fn wakeup_flags() -> u64 {
+    let waiting = RECORDS.query(BPF_RB_AVAIL_DATA as u64);
+    if waiting >= unsafe { ptr::read_volatile(&WAKEUP_BYTES) } {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
     }
 }
 
@@ -70,7 +90,7 @@ fn emit<C: Fn(u32, *mut u8, u32) -> bool>(parsed: Parsed, copy: C) -> Result<(),
             .reserve::<SegmentHeader>(0)
             .ok_or(Counter::RingFull)?;
         record.write(header);
-        record.submit(0);
+        record.submit(wakeup_flags());
         return Ok(());
     }
     let mut record = RECORDS
@@ -91,7 +111,7 @@ fn emit<C: Fn(u32, *mut u8, u32) -> bool>(parsed: Parsed, copy: C) -> Result<(),
         return Err(Counter::CopyError);
     }
     unsafe { ptr::write_unaligned(base as *mut SegmentHeader, header) };
-    record.submit(0);
+    record.submit(wakeup_flags());
     Ok(())
 }
 

@@ -15,6 +15,7 @@ use aya::{
 use aya_log::EbpfLogger;
 use sensor_ebpf::{
     ALL_PORTS_GLOBAL, CAPTURE_LEN_GLOBAL, COUNTERS_MAP, Counter, PORTS_MAP, RECORDS_MAP,
+    WAKEUP_BYTES_GLOBAL,
 };
 use tokio::io::{Interest, unix::AsyncFd};
 use tracing::{info, warn};
@@ -24,6 +25,12 @@ use crate::pipeline::Pipeline;
 
 /// The kernel object built by `build.rs`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor-ebpf"));
+
+/// The kernel wakes the reader when 1/WAKEUP_FRACTION of the ring is full...
+const WAKEUP_FRACTION: u32 = 16;
+/// ...and the reader polls this often for records submitted without a wakeup.
+/// It bounds the delay from packet to pipeline when traffic is light.
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Forwards `aya-log-ebpf` records from the kernel programs to `tracing`.
 type KernelLog = EbpfLogger<&'static dyn log::Log>;
@@ -115,9 +122,11 @@ impl LiveCapture {
         preflight::capabilities()?;
         raise_memlock_limit();
         let all_ports = u8::from(opts.ports == Ports::All);
+        let wakeup_bytes = u64::from(opts.ring_bytes / WAKEUP_FRACTION);
         let mut ebpf = EbpfLoader::new()
             .override_global(CAPTURE_LEN_GLOBAL, &opts.capture_len, true)
             .override_global(ALL_PORTS_GLOBAL, &all_ports, true)
+            .override_global(WAKEUP_BYTES_GLOBAL, &wakeup_bytes, true)
             .map_max_entries(RECORDS_MAP, opts.ring_bytes)
             .load(OBJECT)
             .context("loading the eBPF object (maps and BTF)")?;
@@ -164,12 +173,19 @@ impl LiveCapture {
         tokio::pin!(shutdown);
         let period = self.stats_interval.unwrap_or(Duration::from_secs(3600));
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let mut poll = tokio::time::interval(POLL_INTERVAL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 guard = self.ring.readable_mut() => {
                     let mut guard = guard?;
                     drain(guard.get_inner_mut(), &self.clock, &mut self.reader, pipeline);
                     guard.clear_ready();
+                    pipeline.flush();
+                }
+                _ = poll.tick() => {
+                    drain(self.ring.get_mut(), &self.clock, &mut self.reader, pipeline);
+                    pipeline.flush();
                 }
                 guard = readable(&mut self.logger) => {
                     let mut guard = guard?;

@@ -171,6 +171,7 @@ impl LiveCapture {
         shutdown: impl Future<Output = ()>,
     ) -> Result<CaptureSummary> {
         tokio::pin!(shutdown);
+        // Without a stats interval the ticker exists but its branch is disabled.
         let period = self.stats_interval.unwrap_or(Duration::from_secs(3600));
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         let mut poll = tokio::time::interval(POLL_INTERVAL);
@@ -178,22 +179,18 @@ impl LiveCapture {
         loop {
             tokio::select! {
                 guard = self.ring.readable_mut() => {
-                    let mut guard = guard?;
-                    drain(guard.get_inner_mut(), &self.clock, &mut self.reader, pipeline);
-                    guard.clear_ready();
-                    pipeline.flush();
+                    // Clear first: records arriving during the drain re-arm readiness.
+                    guard?.clear_ready();
+                    self.drain(pipeline);
                 }
-                _ = poll.tick() => {
-                    drain(self.ring.get_mut(), &self.clock, &mut self.reader, pipeline);
-                    pipeline.flush();
-                }
+                _ = poll.tick() => self.drain(pipeline),
                 guard = readable(&mut self.logger) => {
                     let mut guard = guard?;
                     guard.get_inner_mut().flush();
                     guard.clear_ready();
                 }
                 _ = ticker.tick(), if self.stats_interval.is_some() => {
-                    let k = self.kernel_counters()?;
+                    let k = read_counters(&self.counters)?;
                     info!(seen = k.seen, submitted = k.submitted, ring_full = k.ring_full,
                           copy_error = k.copy_error, received = self.reader.received,
                           malformed = self.reader.malformed, "capture counters");
@@ -217,8 +214,9 @@ impl LiveCapture {
         Ok(CaptureSummary { kernel, reader })
     }
 
-    fn kernel_counters(&self) -> Result<KernelCounters> {
-        read_counters(&self.counters)
+    fn drain(&mut self, pipeline: &mut Pipeline) {
+        drain(self.ring.get_mut(), &self.clock, &mut self.reader, pipeline);
+        pipeline.flush();
     }
 }
 

@@ -1,9 +1,9 @@
-//! Header walk: Ethernet (+ up to two 802.1Q / 802.1ad tags), IPv4 or IPv6
+//! Header walk used by the kernel programs: Ethernet (+ up to two 802.1Q / 802.1ad tags), IPv4 or IPv6
 //! (with its common extension headers), TCP. Bytes are read through a
 //! `load(offset, buf)` closure (`bpf_skb_load_bytes` / `bpf_xdp_load_bytes`),
 //! so the same code serves tc and XDP and works on non-linear packets.
 
-use sensor_ebpf::{SegmentHeader, tcp_flags};
+use crate::{SegmentHeader, tcp_flags};
 
 const ETH_HLEN: u32 = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -159,4 +159,215 @@ pub fn parse<L: Fn(u32, &mut [u8]) -> bool>(load: &L, frame_len: u32) -> Option<
         header,
         payload_offset: off + data_offset,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::vec::Vec;
+
+    use super::*;
+
+    const TCP_PAYLOAD: &[u8] = b"GET / HTTP/1.1\r\n\r\n";
+
+    fn ethernet(tags: &[u16], ether_type: u16) -> Vec<u8> {
+        let mut frame = std::vec![0u8; 12];
+        for (i, tpid) in tags.iter().enumerate() {
+            frame.extend_from_slice(&tpid.to_be_bytes());
+            frame.extend_from_slice(&(100 + i as u16).to_be_bytes()); // VLAN id
+        }
+        frame.extend_from_slice(&ether_type.to_be_bytes());
+        frame
+    }
+
+    fn tcp(flags: u8, payload: &[u8]) -> Vec<u8> {
+        let mut t = std::vec![0u8; 20];
+        t[0..2].copy_from_slice(&41000u16.to_be_bytes());
+        t[2..4].copy_from_slice(&8000u16.to_be_bytes());
+        t[4..8].copy_from_slice(&7u32.to_be_bytes());
+        t[8..12].copy_from_slice(&9u32.to_be_bytes());
+        t[12] = 5 << 4;
+        t[13] = flags;
+        t.extend_from_slice(payload);
+        t
+    }
+
+    fn ipv4(total_len: u16, fragment: u16, l4: &[u8]) -> Vec<u8> {
+        let mut ip = std::vec![
+            0x45,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            64,
+            IPPROTO_TCP,
+            0,
+            0,
+            10,
+            0,
+            0,
+            2,
+            10,
+            0,
+            0,
+            1
+        ];
+        ip[2..4].copy_from_slice(&total_len.to_be_bytes());
+        ip[6..8].copy_from_slice(&fragment.to_be_bytes());
+        ip.extend_from_slice(l4);
+        ip
+    }
+
+    /// IPv6 header followed by `ext` (already chained) whose first header is `next`.
+    fn ipv6(next: u8, ext: &[u8], l4: &[u8]) -> Vec<u8> {
+        let mut ip = std::vec![0x60, 0, 0, 0];
+        ip.extend_from_slice(&((ext.len() + l4.len()) as u16).to_be_bytes());
+        ip.extend_from_slice(&[next, 64]);
+        ip.extend_from_slice(&[0xfd, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        ip.extend_from_slice(&[0xfd, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        ip.extend_from_slice(ext);
+        ip.extend_from_slice(l4);
+        ip
+    }
+
+    fn parse_frame(frame: &[u8]) -> Option<Parsed> {
+        let load = |off: u32, buf: &mut [u8]| {
+            let start = off as usize;
+            frame
+                .get(start..start + buf.len())
+                .map(|src| buf.copy_from_slice(src))
+                .is_some()
+        };
+        parse(&load, frame.len() as u32)
+    }
+
+    fn v4_frame(tags: &[u16], flags: u8, payload: &[u8]) -> Vec<u8> {
+        let l4 = tcp(flags, payload);
+        let mut frame = ethernet(tags, ETH_P_IP);
+        frame.extend(ipv4(20 + l4.len() as u16, 0, &l4));
+        frame
+    }
+
+    #[test]
+    fn ipv4_segment_fields_and_payload_offset() {
+        let frame = v4_frame(&[], tcp_flags::PSH | tcp_flags::ACK, TCP_PAYLOAD);
+        let p = parse_frame(&frame).unwrap();
+        let h = p.header;
+        assert_eq!(
+            (h.family, &h.saddr[..4], &h.daddr[..4]),
+            (4, &[10, 0, 0, 2][..], &[10, 0, 0, 1][..])
+        );
+        assert_eq!(
+            (h.sport, h.dport, h.seq, h.ack, h.tcp_flags),
+            (41000, 8000, 7, 9, 0x18)
+        );
+        assert_eq!(h.payload_len as usize, TCP_PAYLOAD.len());
+        assert_eq!(&frame[p.payload_offset as usize..], TCP_PAYLOAD);
+    }
+
+    #[test]
+    fn vlan_and_qinq_tags_are_skipped() {
+        for tags in [&[ETH_P_8021Q][..], &[ETH_P_8021AD, ETH_P_8021Q][..]] {
+            let frame = v4_frame(tags, tcp_flags::ACK, TCP_PAYLOAD);
+            let p = parse_frame(&frame).unwrap();
+            assert_eq!(
+                p.payload_offset as usize,
+                14 + 4 * tags.len() + 40,
+                "{tags:?}"
+            );
+            assert_eq!(&frame[p.payload_offset as usize..], TCP_PAYLOAD);
+        }
+        // A third tag is beyond the walk: its tag looks like the EtherType.
+        assert!(
+            parse_frame(&v4_frame(
+                &[ETH_P_8021AD, ETH_P_8021Q, ETH_P_8021Q],
+                0x10,
+                TCP_PAYLOAD
+            ))
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn ipv6_extension_headers_are_walked() {
+        let l4 = tcp(tcp_flags::ACK, TCP_PAYLOAD);
+        // Hop-by-hop (8 bytes) -> fragment (first fragment, offset 0) -> TCP.
+        let ext = [
+            IPV6_FRAGMENT,
+            0,
+            1,
+            4,
+            0,
+            0,
+            0,
+            0,
+            IPPROTO_TCP,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            1,
+        ];
+        let mut frame = ethernet(&[], ETH_P_IPV6);
+        frame.extend(ipv6(IPV6_HOP_BY_HOP, &ext, &l4));
+        let p = parse_frame(&frame).unwrap();
+        assert_eq!(p.header.family, 6);
+        assert_eq!(p.header.saddr[15], 2);
+        assert_eq!(p.header.payload_len as usize, TCP_PAYLOAD.len());
+        assert_eq!(&frame[p.payload_offset as usize..], TCP_PAYLOAD);
+        // A non-first fragment carries no TCP header.
+        let later = [IPPROTO_TCP, 0, 0, 8, 0, 0, 0, 1];
+        let mut frame = ethernet(&[], ETH_P_IPV6);
+        frame.extend(ipv6(IPV6_FRAGMENT, &later, &l4));
+        assert!(parse_frame(&frame).is_none());
+    }
+
+    #[test]
+    fn gso_length_comes_from_the_frame_when_the_ip_length_is_zero() {
+        let l4 = tcp(tcp_flags::ACK, TCP_PAYLOAD);
+        let mut frame = ethernet(&[], ETH_P_IP);
+        frame.extend(ipv4(0, 0, &l4));
+        assert_eq!(
+            parse_frame(&frame).unwrap().header.payload_len as usize,
+            TCP_PAYLOAD.len()
+        );
+    }
+
+    #[test]
+    fn what_is_not_recorded() {
+        let l4 = tcp(tcp_flags::ACK, TCP_PAYLOAD);
+        let mut fragment = ethernet(&[], ETH_P_IP);
+        fragment.extend(ipv4(20 + l4.len() as u16, 185, &l4)); // offset 185 * 8
+        assert!(parse_frame(&fragment).is_none(), "non-first IPv4 fragment");
+        assert!(
+            parse_frame(&v4_frame(&[], tcp_flags::ACK, b"")).is_none(),
+            "pure ACK"
+        );
+        assert!(parse_frame(&ethernet(&[], 0x0806)).is_none(), "ARP");
+        let whole = v4_frame(&[], tcp_flags::ACK, TCP_PAYLOAD);
+        assert!(
+            parse_frame(&whole[..14 + 20 + 10]).is_none(),
+            "truncated TCP header"
+        );
+        let mut udp = whole.clone();
+        udp[14 + 9] = 17;
+        assert!(parse_frame(&udp).is_none(), "UDP");
+    }
+
+    #[test]
+    fn control_segments_without_payload_are_recorded() {
+        for flags in [
+            tcp_flags::SYN,
+            tcp_flags::FIN | tcp_flags::ACK,
+            tcp_flags::RST,
+        ] {
+            let p = parse_frame(&v4_frame(&[], flags, b"")).unwrap();
+            assert_eq!((p.header.tcp_flags, p.header.payload_len), (flags, 0));
+        }
+    }
 }

@@ -7,6 +7,8 @@
 //! All integers are in host byte order; both sides run on the same host.
 #![no_std]
 
+pub mod headers;
+
 /// Largest payload prefix the kernel programs copy into a record, in bytes.
 /// The effective cap is chosen at load time (`CAPTURE_LEN`, default
 /// [`DEFAULT_CAPTURE_LEN`]) and clamped to this.

@@ -21,7 +21,7 @@ use sensor_ebpf::{
     HOOK_TC, HOOK_XDP, MAX_CAPTURE_LEN, SegmentHeader,
 };
 
-use crate::headers::{Parsed, parse};
+use sensor_ebpf::headers::{Parsed, parse};
 
 /// Payload bytes copied per record; set by userspace before load. Lives in
 /// frozen `.rodata`, so the verifier sees a constant reservation size.

@@ -19,6 +19,20 @@ fn assert_nothing_attached() {
     assert!(loaded.is_empty(), "still loaded: {loaded:?}");
 }
 
+/// Runs wrk with `args` from the client against the gateway's `/hello`;
+/// returns its report.
+fn wrk(lab: &Lab, args: &[&str]) -> String {
+    let out = lab
+        .command(&lab.client_ns(), "wrk")
+        .args(args)
+        .arg(lab.proxy_url(false, "/hello"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{report}");
+    report
+}
+
 fn assert_balanced(summary: &serde_json::Value) {
     let k = &summary["kernel"];
     let n = |v: &serde_json::Value| v.as_u64().unwrap();
@@ -318,13 +332,7 @@ fn wrk_load_is_delivered_or_counted_and_passes_unchanged() {
         &lab,
         &["--iface", GATEWAY_CLIENT_IF, "--iface", GATEWAY_UPSTREAM_IF],
     );
-    let wrk = lab
-        .command(&lab.client_ns(), "wrk")
-        .args(["-t2", "-c16", "-d4s", &lab.proxy_url(false, "/hello")])
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&wrk.stdout).into_owned();
-    assert!(wrk.status.success(), "{report}");
+    let report = wrk(&lab, &["-t2", "-c16", "-d4s"]);
     assert!(
         !report.contains("Socket errors") && !report.contains("Non-2xx"),
         "wrk saw errors:\n{report}"
@@ -374,12 +382,7 @@ fn ring_full_drops_are_counted_when_the_reader_stalls() {
         )
     };
     signal("-STOP"); // the reader stalls; a 1 MiB ring holds about 1,700 records
-    let wrk = lab
-        .command(&lab.client_ns(), "wrk")
-        .args(["-t1", "-c4", "-d2s", &lab.proxy_url(false, "/hello")])
-        .output()
-        .unwrap();
-    assert!(wrk.status.success());
+    wrk(&lab, &["-t1", "-c4", "-d2s"]);
     signal("-CONT");
     let run = sensor.stop().unwrap();
     assert_balanced(&run.summary);

@@ -46,10 +46,23 @@ pub struct Segment<'a> {
     pub payload_len: u32,
     /// The captured payload prefix.
     pub payload: &'a [u8],
-    /// Which hook saw the segment.
-    pub hook: Hook,
-    /// Direction on the interface.
-    pub direction: Direction,
-    /// Interface index the segment was seen on.
-    pub ifindex: u32,
+    /// Where the segment was captured.
+    pub source: Source,
+}
+
+/// Where a segment was captured: the live tap (with its hook, direction and
+/// interface) or a capture file, which records none of those.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The kernel programs of `sensor-ebpf`.
+    Live {
+        /// Which hook saw the segment.
+        hook: Hook,
+        /// Direction on the interface.
+        direction: Direction,
+        /// Interface index the segment was seen on.
+        ifindex: u32,
+    },
+    /// A pcap or pcapng file.
+    File,
 }

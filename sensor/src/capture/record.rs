@@ -10,7 +10,7 @@ use sensor_ebpf::{
     DIRECTION_EGRESS, DIRECTION_INGRESS, HEADER_LEN, HOOK_TC, HOOK_XDP, SegmentHeader,
 };
 
-use super::{Clock, Direction, Hook, Segment};
+use super::{Clock, Direction, Hook, Segment, Source};
 
 /// Why a record could not be decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -99,9 +99,11 @@ pub fn decode<'a>(bytes: &'a [u8], clock: &Clock) -> Result<Segment<'a>, RecordE
         flags: h.tcp_flags,
         payload_len: h.payload_len,
         payload: &bytes[HEADER_LEN..HEADER_LEN + h.captured_len as usize],
-        hook,
-        direction,
-        ifindex: h.ifindex,
+        source: Source::Live {
+            hook,
+            direction,
+            ifindex: h.ifindex,
+        },
     })
 }
 
@@ -150,15 +152,17 @@ pub(crate) mod tests {
         let seg = decode(&bytes, &Clock::with_offset(10)).unwrap();
         assert_eq!(seg.src, "10.77.0.2:41000".parse().unwrap());
         assert_eq!(seg.dst, "10.77.0.1:8000".parse().unwrap());
-        assert_eq!(
-            (seg.seq, seg.ack, seg.flags, seg.ifindex),
-            (1000, 2000, 0x18, 3)
-        );
+        assert_eq!((seg.seq, seg.ack, seg.flags), (1000, 2000, 0x18));
         assert_eq!(seg.payload, payload);
         assert_eq!(seg.payload_len, payload.len() as u32 + 100);
+        assert_eq!(seg.time_ns, 17);
         assert_eq!(
-            (seg.time_ns, seg.hook, seg.direction),
-            (17, Hook::Tc, Direction::Ingress)
+            seg.source,
+            Source::Live {
+                hook: Hook::Tc,
+                direction: Direction::Ingress,
+                ifindex: 3
+            }
         );
     }
 
@@ -173,7 +177,14 @@ pub(crate) mod tests {
         let bytes = encode(&h, b"", 0);
         let seg = decode(&bytes, &Clock::with_offset(0)).unwrap();
         assert_eq!(seg.src, "[fd77::2]:41000".parse().unwrap());
-        assert_eq!((seg.hook, seg.direction), (Hook::Xdp, Direction::Egress));
+        assert!(matches!(
+            seg.source,
+            Source::Live {
+                hook: Hook::Xdp,
+                direction: Direction::Egress,
+                ..
+            }
+        ));
         assert!(seg.payload.is_empty());
     }
 

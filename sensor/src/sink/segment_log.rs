@@ -10,7 +10,7 @@ use std::{
 use serde::Serialize;
 use tracing::warn;
 
-use crate::capture::{Direction, Hook, Segment};
+use crate::capture::{Direction, Hook, Segment, Source};
 
 /// Writes segments as JSON lines. Write errors are logged once and the log
 /// is disabled; they never stop the capture.
@@ -25,11 +25,12 @@ struct Line<'a> {
     event: &'static str,
     /// RFC 3339, nanoseconds.
     time: String,
-    hook: Hook,
-    direction: Direction,
-    ifindex: u32,
+    /// The live tap's hook, direction and interface; null for file segments.
+    hook: Option<Hook>,
+    direction: Option<Direction>,
+    ifindex: Option<u32>,
     /// Interface name, resolved in the sensor's network namespace.
-    iface: &'a str,
+    iface: Option<&'a str>,
     src: String,
     dst: String,
     seq: u32,
@@ -54,17 +55,27 @@ impl SegmentLog {
     pub fn write(&mut self, s: &Segment<'_>) {
         let Some(out) = &mut self.out else { return };
         let payload = escape_payload(s.payload);
-        let iface = self
-            .interface_names
-            .entry(s.ifindex)
-            .or_insert_with(|| interface_name(s.ifindex));
+        let (hook, direction, ifindex) = match s.source {
+            Source::Live {
+                hook,
+                direction,
+                ifindex,
+            } => (Some(hook), Some(direction), Some(ifindex)),
+            Source::File => (None, None, None),
+        };
+        let iface = ifindex.map(|i| {
+            self.interface_names
+                .entry(i)
+                .or_insert_with(|| interface_name(i))
+                .as_str()
+        });
         let line = Line {
             event: "segment",
             time: humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::from_nanos(s.time_ns))
                 .to_string(),
-            hook: s.hook,
-            direction: s.direction,
-            ifindex: s.ifindex,
+            hook,
+            direction,
+            ifindex,
             iface,
             src: s.src.to_string(),
             dst: s.dst.to_string(),
@@ -182,9 +193,11 @@ mod tests {
             flags: 0x18,
             payload_len: 40,
             payload: b"GET / HTTP/1.1\r\n",
-            hook: Hook::Tc,
-            direction: Direction::Ingress,
-            ifindex: 1,
+            source: Source::Live {
+                hook: Hook::Tc,
+                direction: Direction::Ingress,
+                ifindex: 1,
+            },
         };
         log.write(&seg);
         log.write(&seg);

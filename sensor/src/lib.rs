@@ -6,5 +6,8 @@
 //! runs on the segments' own timestamps.
 
 pub mod capture;
+pub mod flow;
+pub mod http;
+pub mod identity;
 pub mod pipeline;
 pub mod sink;

@@ -1,42 +1,132 @@
-//! The pipeline every source feeds: segments in, sink output out.
+//! The pipeline every source feeds: segments in, transactions out.
 //!
-//! Today it forwards segments to the optional segment log; TCP reassembly,
-//! HTTP transactions and the detectors hang off [`Pipeline::segment`].
+//! ```text
+//! Segment -> FlowTable (reassembly) -> http::Conn (framing, pairing)
+//!         -> Transaction -> sinks
+//! ```
+//!
+//! Live capture and capture files call the same [`Pipeline::segment`]; time
+//! is the segments' event time throughout.
 
-use crate::{capture::Segment, sink::SegmentLog};
+use serde::Serialize;
+
+use crate::{
+    capture::Segment,
+    flow::{FlowCounters, FlowLimits, FlowTable},
+    http::{Conn, HttpContext, HttpCounters, HttpLimits, Transaction},
+    identity::Resolver,
+    sink::{JsonLines, SegmentLog},
+};
+
+/// How often idle flows are looked for, in event time (ns).
+const EXPIRE_EVERY_NS: u64 = 1_000_000_000;
+
+/// Where the pipeline's output goes.
+#[derive(Default)]
+pub struct Sinks {
+    /// Every segment as a JSON line (debugging).
+    pub segments: Option<SegmentLog>,
+    /// Every transaction as a JSON line.
+    pub transactions: Option<JsonLines>,
+}
+
+/// Counters of everything the pipeline did.
+#[derive(Clone, Debug, Serialize)]
+pub struct PipelineCounters {
+    /// Flow table and reassembly.
+    pub flows: FlowCounters,
+    /// HTTP framing and pairing.
+    pub http: HttpCounters,
+}
 
 /// Consumes segments from any source.
 pub struct Pipeline {
-    segments: u64,
-    segment_log: Option<SegmentLog>,
+    flows: FlowTable<Conn>,
+    http: HttpContext,
+    sinks: Sinks,
+    /// Latest event time seen, ns since the epoch.
+    now_ns: u64,
+    next_expiry_ns: u64,
+    /// Called with every transaction (tests, detectors).
+    observer: Option<Box<dyn FnMut(&Transaction)>>,
 }
 
 impl Pipeline {
-    /// A pipeline that writes every segment to `segment_log`, if given.
-    pub fn new(segment_log: Option<SegmentLog>) -> Self {
+    /// A pipeline resolving identities with `resolver`.
+    pub fn new(resolver: Resolver, flow: FlowLimits, http: HttpLimits, sinks: Sinks) -> Self {
         Self {
-            segments: 0,
-            segment_log,
+            flows: FlowTable::new(flow),
+            http: HttpContext::new(resolver, http),
+            sinks,
+            now_ns: 0,
+            next_expiry_ns: 0,
+            observer: None,
         }
+    }
+
+    /// Calls `f` with every transaction, after the sinks.
+    pub fn observe(&mut self, f: impl FnMut(&Transaction) + 'static) {
+        self.observer = Some(Box::new(f));
     }
 
     /// Takes one segment.
     pub fn segment(&mut self, segment: &Segment<'_>) {
-        self.segments += 1;
-        if let Some(log) = &mut self.segment_log {
+        if let Some(log) = &mut self.sinks.segments {
             log.write(segment);
         }
+        self.flows.segment(segment, &mut self.http);
+        self.advance(segment.time_ns);
+        self.deliver();
     }
 
-    /// Segments consumed so far.
-    pub fn segments(&self) -> u64 {
-        self.segments
+    /// Moves event time to `now_ns` without a segment (the live source calls
+    /// this when traffic is idle), expiring idle flows.
+    pub fn tick(&mut self, now_ns: u64) {
+        self.advance(now_ns);
+        self.deliver();
+    }
+
+    /// Ends every flow (end of input or shutdown) and flushes the sinks.
+    pub fn finish(&mut self) {
+        self.flows.finish(&mut self.http);
+        self.deliver();
+        self.flush();
     }
 
     /// Flushes buffered sink output.
     pub fn flush(&mut self) {
-        if let Some(log) = &mut self.segment_log {
+        if let Some(log) = &mut self.sinks.segments {
             log.flush();
+        }
+        if let Some(log) = &mut self.sinks.transactions {
+            log.flush();
+        }
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> PipelineCounters {
+        PipelineCounters {
+            flows: self.flows.counters().clone(),
+            http: self.http.counters.clone(),
+        }
+    }
+
+    fn advance(&mut self, now_ns: u64) {
+        self.now_ns = self.now_ns.max(now_ns);
+        if self.now_ns >= self.next_expiry_ns {
+            self.flows.expire(self.now_ns, &mut self.http);
+            self.next_expiry_ns = self.now_ns + EXPIRE_EVERY_NS;
+        }
+    }
+
+    fn deliver(&mut self) {
+        for tx in self.http.out.drain(..) {
+            if let Some(log) = &mut self.sinks.transactions {
+                log.write(&tx);
+            }
+            if let Some(f) = &mut self.observer {
+                f(&tx);
+            }
         }
     }
 }

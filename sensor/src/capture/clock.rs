@@ -28,6 +28,11 @@ impl Clock {
         Self { offset_ns }
     }
 
+    /// Wall-clock nanoseconds since the Unix epoch, now, on this clock.
+    pub fn now_ns(&self) -> u64 {
+        self.wall_ns(monotonic_ns())
+    }
+
     /// Wall-clock nanoseconds since the Unix epoch for a CLOCK_MONOTONIC value.
     pub fn wall_ns(&self, monotonic_ns: u64) -> u64 {
         (monotonic_ns as i128 + self.offset_ns).clamp(0, u64::MAX as i128) as u64

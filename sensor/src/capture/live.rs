@@ -216,6 +216,7 @@ impl LiveCapture {
 
     fn drain(&mut self, pipeline: &mut Pipeline) {
         drain(self.ring.get_mut(), &self.clock, &mut self.reader, pipeline);
+        pipeline.tick(self.clock.now_ns());
         pipeline.flush();
     }
 }

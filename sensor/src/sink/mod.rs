@@ -1,5 +1,7 @@
 //! Sinks: where the pipeline's output goes.
 
+mod json_lines;
 mod segment_log;
 
+pub use json_lines::JsonLines;
 pub use segment_log::{SegmentLog, escape_payload, flags_string};

@@ -3,19 +3,18 @@
 
 use std::{
     collections::HashMap,
-    io::{self, Write},
+    io::Write,
     time::{Duration, UNIX_EPOCH},
 };
 
 use serde::Serialize;
-use tracing::warn;
 
+use super::JsonLines;
 use crate::capture::{Direction, Hook, Segment, Source};
 
-/// Writes segments as JSON lines. Write errors are logged once and the log
-/// is disabled; they never stop the capture.
+/// Writes segments as JSON lines (see [`JsonLines`] for write errors).
 pub struct SegmentLog {
-    out: Option<Box<dyn Write + Send>>,
+    out: JsonLines,
     interface_names: HashMap<u32, String>,
 }
 
@@ -46,14 +45,13 @@ impl SegmentLog {
     /// A log writing to `out` (buffered by the caller if needed).
     pub fn new(out: Box<dyn Write + Send>) -> Self {
         Self {
-            out: Some(out),
+            out: JsonLines::new("segment log", out),
             interface_names: HashMap::new(),
         }
     }
 
     /// Writes one segment line.
     pub fn write(&mut self, s: &Segment<'_>) {
-        let Some(out) = &mut self.out else { return };
         let payload = escape_payload(s.payload);
         let (hook, direction, ifindex) = match s.source {
             Source::Live {
@@ -86,20 +84,12 @@ impl SegmentLog {
             captured_len: s.payload.len(),
             payload: &payload,
         };
-        let result = serde_json::to_writer(&mut *out, &line)
-            .map_err(io::Error::from)
-            .and_then(|()| out.write_all(b"\n"));
-        if let Err(e) = result {
-            warn!(error = %e, "segment log write failed; segment log disabled");
-            self.out = None;
-        }
+        self.out.write(&line);
     }
 
     /// Flushes the underlying writer.
     pub fn flush(&mut self) {
-        if let Some(out) = &mut self.out {
-            let _ = out.flush();
-        }
+        self.out.flush();
     }
 }
 
@@ -149,6 +139,8 @@ pub fn escape_payload(payload: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::io;
+
     use super::*;
 
     #[test]

@@ -1,0 +1,137 @@
+//! `siem-sensor run`: live capture with eBPF.
+
+use std::{
+    io::{self},
+    time::Duration,
+};
+
+use anyhow::{Result, bail};
+use clap::Args;
+use sensor::{
+    capture::{
+        AttachPlan, Hook, TcAttach, XdpMode,
+        live::{LiveCapture, LiveOptions, Ports},
+    },
+    sink::SegmentLog,
+};
+use sensor_ebpf::{DEFAULT_CAPTURE_LEN, MAX_CAPTURE_LEN};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::info;
+
+use super::PipelineArgs;
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Interface to capture on; repeat for several.
+    #[arg(long = "iface", required = true, value_name = "IF")]
+    interfaces: Vec<String>,
+    /// Kernel hook: tc sees both directions, xdp only ingress.
+    #[arg(long, value_enum, default_value_t = Hook::Tc)]
+    hook: Hook,
+    /// How to attach tc programs.
+    #[arg(long, value_enum, default_value_t = TcAttach::Auto)]
+    tc_attach: TcAttach,
+    /// How to attach the XDP program.
+    #[arg(long, value_enum, default_value_t = XdpMode::Auto)]
+    xdp_mode: XdpMode,
+    /// TCP ports to capture, comma-separated (Kong proxy 8000; upstreams 80, 8080).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "8000,80,8080",
+        conflicts_with = "all_ports"
+    )]
+    ports: Vec<u16>,
+    /// Capture every TCP port.
+    #[arg(long)]
+    all_ports: bool,
+    /// Payload bytes captured per segment.
+    #[arg(long, default_value_t = DEFAULT_CAPTURE_LEN,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_CAPTURE_LEN as i64))]
+    capture_len: u32,
+    /// Ring buffer size in MiB (a power of two).
+    #[arg(long, default_value_t = 32, value_parser = ring_size_mib)]
+    ring_size_mib: u32,
+    /// Print every captured segment to stdout as a JSON line.
+    #[arg(long)]
+    debug_segments: bool,
+    /// Seconds between capture counter log lines (0: never).
+    #[arg(long, default_value_t = 60)]
+    stats_interval: u64,
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+}
+
+fn ring_size_mib(s: &str) -> Result<u32, String> {
+    let mib: u32 = s.parse().map_err(|e| format!("{e}"))?;
+    if !mib.is_power_of_two() || mib > 1024 {
+        return Err("must be a power of two between 1 and 1024".into());
+    }
+    Ok(mib)
+}
+
+/// Captures until SIGINT or SIGTERM, then prints the capture summary.
+///
+/// # Errors
+/// Setup, attach or ring-buffer failures; counters that do not balance.
+pub async fn run(args: RunArgs) -> Result<()> {
+    let options = LiveOptions {
+        plan: AttachPlan {
+            interfaces: args.interfaces,
+            hook: args.hook,
+            tc: args.tc_attach,
+            xdp: args.xdp_mode,
+        },
+        ports: if args.all_ports {
+            Ports::All
+        } else {
+            Ports::List(args.ports)
+        },
+        capture_len: args.capture_len,
+        ring_bytes: args.ring_size_mib * 1024 * 1024,
+        stats_interval: (args.stats_interval > 0).then(|| Duration::from_secs(args.stats_interval)),
+    };
+    let capture = LiveCapture::start(&options)?;
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        interfaces = ?options.plan.interfaces,
+        hook = ?options.plan.hook,
+        ports = ?options.ports,
+        capture_len = options.capture_len,
+        "capture started"
+    );
+    let segment_log = args
+        .debug_segments
+        .then(|| SegmentLog::new(Box::new(io::BufWriter::new(io::stdout()))));
+    let mut pipeline = args.pipeline.pipeline(segment_log)?;
+    let summary = capture.run(&mut pipeline, shutdown_signal()?).await?;
+    pipeline.finish();
+    let counters = pipeline.counters();
+    let line = serde_json::json!({
+        "event": "capture_summary",
+        "kernel": summary.kernel,
+        "reader": summary.reader,
+        "segments": counters.flows.segments,
+        "flows": counters.flows,
+        "http": counters.http,
+        "balanced": summary.balanced(),
+    });
+    println!("{line}");
+    info!(summary = %line, "capture stopped, programs detached");
+    if !summary.balanced() {
+        bail!("capture counters do not balance: {line}");
+    }
+    Ok(())
+}
+
+/// Completes on the first SIGINT or SIGTERM.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => info!("SIGINT received"),
+            _ = terminate.recv() => info!("SIGTERM received"),
+        }
+    })
+}

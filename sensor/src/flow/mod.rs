@@ -1,0 +1,284 @@
+//! Flows: the TCP connection table and per-direction reassembly.
+//!
+//! [`FlowTable`] keys connections by their 4-tuple, finds which side is the
+//! client (the SYN's sender; otherwise the [`Analyzer`] decides from the
+//! data), reassembles each direction in order ([`reassembly`]) and hands the
+//! byte stream to the flow's analyzer. Flows end on RST, on both FINs, on
+//! idle timeout, or by eviction when the table is full; every ending is
+//! counted.
+
+pub mod reassembly;
+
+use std::net::SocketAddr;
+
+use hashbrown::HashMap;
+use sensor_ebpf::tcp_flags::{ACK, RST, SYN};
+use serde::Serialize;
+
+use crate::capture::Segment;
+pub use reassembly::{Chunk, Stream};
+
+/// Hard caps and timeouts of the flow table.
+#[derive(Clone, Debug)]
+pub struct FlowLimits {
+    /// Most connections tracked at once; past it the least recently seen
+    /// eighth of the table is evicted.
+    pub max_flows: usize,
+    /// A flow with no segment for this long (event time, ns) is expired.
+    pub idle_timeout_ns: u64,
+    /// Out-of-order segments held per direction before skipping the hole.
+    pub max_pending_segments: usize,
+    /// Captured bytes held per direction before skipping the hole.
+    pub max_pending_bytes: usize,
+    /// Captured bytes kept of one held segment (the rest becomes unknown).
+    pub max_segment_hold: usize,
+    /// Captured bytes held across all flows before skipping holes.
+    pub max_buffered_bytes: usize,
+}
+
+impl Default for FlowLimits {
+    /// 100,000 flows, 120 s idle (above nginx's and Kong's 60-75 s
+    /// keep-alive timeouts), 64 segments / 256 KiB per direction, 64 MiB total.
+    fn default() -> Self {
+        Self {
+            max_flows: 100_000,
+            idle_timeout_ns: 120_000_000_000,
+            max_pending_segments: 64,
+            max_pending_bytes: 256 * 1024,
+            max_segment_hold: 16 * 1024,
+            max_buffered_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Flow table counters; `active` and `buffered_bytes` are gauges, the rest
+/// totals.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FlowCounters {
+    /// Segments taken.
+    pub segments: u64,
+    /// Segments of no tracked flow that could not start one (pure ACK, FIN
+    /// or RST of an unknown connection).
+    pub segments_without_flow: u64,
+    /// Flows created.
+    pub flows: u64,
+    /// Flows tracked now.
+    pub active: u64,
+    /// Flows ended by FIN from both sides or RST.
+    pub closed: u64,
+    /// Flows ended by the idle timeout.
+    pub expired: u64,
+    /// Flows evicted because the table was full.
+    pub evicted: u64,
+    /// Payload bytes seen again (retransmissions, overlaps) and dropped.
+    pub retransmitted_bytes: u64,
+    /// Segments that arrived ahead of a hole and were held.
+    pub out_of_order_segments: u64,
+    /// Holes skipped (bytes never captured).
+    pub gaps: u64,
+    /// Bytes in those holes.
+    pub gap_bytes: u64,
+    /// Holes skipped early because a direction's hold caps were reached.
+    pub pending_overflows: u64,
+    /// Captured bytes held out of order now, across all flows.
+    pub buffered_bytes: u64,
+}
+
+/// What a flow knows about its endpoints.
+#[derive(Clone, Copy, Debug)]
+pub struct FlowInfo {
+    /// The two endpoints; side `i` sends from `endpoints[i]`.
+    pub endpoints: [SocketAddr; 2],
+    /// Which side is the client, once known.
+    pub client: Option<usize>,
+}
+
+/// The protocol analyzer of one flow (HTTP, here): takes each direction's
+/// reassembled chunks, in order.
+pub trait Analyzer: Default {
+    /// State shared by all flows: configuration, counters, output.
+    type Context;
+    /// Takes the next chunk of side `side`'s stream. May set `flow.client`.
+    fn chunk(
+        &mut self,
+        ctx: &mut Self::Context,
+        flow: &mut FlowInfo,
+        side: usize,
+        chunk: Chunk<'_>,
+    );
+    /// The flow ended; no more chunks follow.
+    fn close(&mut self, ctx: &mut Self::Context, flow: &FlowInfo);
+}
+
+struct Flow<A> {
+    info: FlowInfo,
+    streams: [Stream; 2],
+    last_ns: u64,
+    analyzer: A,
+}
+
+/// The connection table.
+pub struct FlowTable<A: Analyzer> {
+    flows: HashMap<(SocketAddr, SocketAddr), Flow<A>>,
+    limits: FlowLimits,
+    counters: FlowCounters,
+}
+
+impl<A: Analyzer> FlowTable<A> {
+    /// An empty table with `limits`.
+    pub fn new(limits: FlowLimits) -> Self {
+        Self {
+            flows: HashMap::new(),
+            limits,
+            counters: FlowCounters::default(),
+        }
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> &FlowCounters {
+        &self.counters
+    }
+
+    /// Takes one segment from any source.
+    pub fn segment(&mut self, seg: &Segment<'_>, ctx: &mut A::Context) {
+        self.counters.segments += 1;
+        let key = if seg.src <= seg.dst {
+            (seg.src, seg.dst)
+        } else {
+            (seg.dst, seg.src)
+        };
+        let side = usize::from(seg.src != key.0);
+        let opens = seg.flags & SYN != 0 && seg.flags & ACK == 0;
+        if opens
+            && self
+                .flows
+                .get(&key)
+                .is_some_and(|f| f.streams[side].is_new_syn(seg.seq))
+        {
+            self.end(key, ctx, Ending::Closed);
+        }
+        if !self.flows.contains_key(&key) {
+            if seg.flags & SYN == 0 && seg.payload_len == 0 {
+                self.counters.segments_without_flow += 1;
+                return;
+            }
+            self.make_room(ctx);
+            self.counters.flows += 1;
+            self.counters.active += 1;
+            let flow = Flow {
+                info: FlowInfo {
+                    endpoints: [key.0, key.1],
+                    client: None,
+                },
+                streams: Default::default(),
+                last_ns: seg.time_ns,
+                analyzer: A::default(),
+            };
+            self.flows.insert(key, flow);
+        }
+        let Some(flow) = self.flows.get_mut(&key) else {
+            return;
+        };
+        if seg.flags & SYN != 0 && flow.info.client.is_none() {
+            flow.info.client = Some(if opens { side } else { 1 - side });
+        }
+        flow.last_ns = flow.last_ns.max(seg.time_ns);
+        let Flow {
+            info,
+            streams,
+            analyzer,
+            ..
+        } = flow;
+        let [a, b] = streams;
+        let (this, peer) = if side == 0 { (a, b) } else { (b, a) };
+        let c = &mut self.counters;
+        this.segment(
+            seg.time_ns,
+            seg.seq,
+            seg.flags,
+            seg.payload_len,
+            seg.payload,
+            &self.limits,
+            c,
+            &mut |chunk| analyzer.chunk(ctx, info, side, chunk),
+        );
+        if seg.flags & ACK != 0 {
+            peer.acknowledged(seg.ack, c, &mut |chunk| {
+                analyzer.chunk(ctx, info, 1 - side, chunk)
+            });
+        }
+        if c.buffered_bytes > self.limits.max_buffered_bytes as u64 {
+            c.pending_overflows += 1;
+            this.flush(c, &mut |chunk| analyzer.chunk(ctx, info, side, chunk));
+        }
+        let done = seg.flags & RST != 0 || (this.finished() && peer.finished());
+        if done {
+            self.end(key, ctx, Ending::Closed);
+        }
+    }
+
+    /// Expires flows idle since before `now_ns - idle_timeout` (event time).
+    pub fn expire(&mut self, now_ns: u64, ctx: &mut A::Context) {
+        let deadline = now_ns.saturating_sub(self.limits.idle_timeout_ns);
+        let idle: Vec<_> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| f.last_ns < deadline)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in idle {
+            self.end(key, ctx, Ending::Expired);
+        }
+    }
+
+    /// Ends every flow (end of input or shutdown); they count as expired.
+    pub fn finish(&mut self, ctx: &mut A::Context) {
+        let keys: Vec<_> = self.flows.keys().copied().collect();
+        for key in keys {
+            self.end(key, ctx, Ending::Expired);
+        }
+    }
+
+    /// Evicts the least recently seen eighth of the table when it is full.
+    fn make_room(&mut self, ctx: &mut A::Context) {
+        if self.flows.len() < self.limits.max_flows {
+            return;
+        }
+        let mut ages: Vec<_> = self.flows.iter().map(|(k, f)| (f.last_ns, *k)).collect();
+        let n = (ages.len() / 8).max(1);
+        ages.select_nth_unstable(n - 1);
+        for (_, key) in ages.into_iter().take(n) {
+            self.end(key, ctx, Ending::Evicted);
+        }
+    }
+
+    fn end(&mut self, key: (SocketAddr, SocketAddr), ctx: &mut A::Context, how: Ending) {
+        let Some(mut flow) = self.flows.remove(&key) else {
+            return;
+        };
+        let c = &mut self.counters;
+        match how {
+            Ending::Closed => c.closed += 1,
+            Ending::Expired => c.expired += 1,
+            Ending::Evicted => c.evicted += 1,
+        }
+        c.active -= 1;
+        let Flow {
+            info,
+            streams,
+            analyzer,
+            ..
+        } = &mut flow;
+        for (side, stream) in streams.iter_mut().enumerate() {
+            stream.flush(c, &mut |chunk| analyzer.chunk(ctx, info, side, chunk));
+            stream.release(c);
+        }
+        analyzer.close(ctx, info);
+    }
+}
+
+enum Ending {
+    Closed,
+    Expired,
+    Evicted,
+}

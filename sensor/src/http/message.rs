@@ -1,0 +1,434 @@
+//! HTTP/1.1 message framing for one direction of a connection (RFC 9112).
+//!
+//! [`Half`] walks a reassembled byte stream message by message: it buffers a
+//! head until it is complete, hands it to a [`Messages`] handler (which says
+//! how the body is delimited), then skips the body by length, by chunk
+//! framing or until the connection closes. Body bytes are counted, never
+//! kept, and bytes of unknown content (not captured, or lost) advance the
+//! framing by arithmetic. Whatever cannot be framed sends the half back to
+//! looking for the next message start.
+
+use crate::flow::Chunk;
+
+/// How a message body is delimited (RFC 9112 section 6.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// No body: the message ends with its head.
+    None,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked` (RFC 9112 section 7.1).
+    Chunked,
+    /// Until the connection closes (a response with neither length nor
+    /// chunking).
+    UntilClose,
+    /// Not HTTP any more after this head (101 Switching Protocols, a
+    /// successful CONNECT): the rest of the connection is ignored.
+    Tunnel,
+}
+
+/// Why a half lost the message framing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FramingError {
+    /// httparse rejected the head.
+    Head(httparse::Error),
+    /// The head grew past the size limit before it ended.
+    HeadTooLarge,
+    /// The head was cut by bytes of unknown content and could not be salvaged.
+    HeadTruncated,
+    /// A bad chunk-size line or chunk terminator.
+    Chunk,
+}
+
+/// Receives what a [`Half`] finds.
+pub trait Messages {
+    /// A complete request head starting at `time_ns`; `truncated` when only
+    /// its first lines were captured. Returns the body framing.
+    fn request(&mut self, head: &httparse::Request<'_, '_>, time_ns: u64, truncated: bool) -> Body;
+    /// A complete response head; as [`Messages::request`].
+    fn response(
+        &mut self,
+        head: &httparse::Response<'_, '_>,
+        time_ns: u64,
+        truncated: bool,
+    ) -> Body;
+    /// The current message ended after `bytes` bytes (head and body);
+    /// `framed` is false when its end is a guess (framing lost, connection
+    /// closed mid-body).
+    fn end(&mut self, bytes: u64, framed: bool);
+    /// The framing was lost; the half now looks for the next message start.
+    fn error(&mut self, error: FramingError);
+    /// Bytes skipped while looking for a message start.
+    fn skipped(&mut self, bytes: u64);
+}
+
+/// Which kind of message a half carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Client to server.
+    Request,
+    /// Server to client.
+    Response,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum State {
+    /// Looking for a message start at the beginning of a chunk.
+    #[default]
+    Seek,
+    /// In a head (possibly buffered in `buf`).
+    Head,
+    /// In a body with this many bytes left.
+    Length(u64),
+    /// In a chunked body.
+    Chunked(ChunkState),
+    /// In a body that ends with the connection.
+    UntilClose,
+    /// Not HTTP any more.
+    Tunnel,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ChunkState {
+    /// Reading a chunk-size line.
+    Size,
+    /// In chunk data with this many bytes left.
+    Data(u64),
+    /// Reading the CRLF after chunk data.
+    DataEnd,
+    /// Reading trailer lines until an empty one.
+    Trailer,
+}
+
+/// Limits on what a half buffers.
+#[derive(Clone, Copy, Debug)]
+pub struct HeadLimits {
+    /// Longest head accepted, in bytes (nginx's default
+    /// `large_client_header_buffers` is 4 x 8 KiB).
+    pub max_head_bytes: usize,
+}
+
+/// Longest chunk-size or trailer line buffered, in bytes.
+const MAX_LINE: usize = 4096;
+
+/// Most headers parsed in one head; further ones make the head an error.
+const MAX_HEADERS: usize = 96;
+
+/// One direction's framing state.
+#[derive(Debug, Default)]
+pub struct Half {
+    state: State,
+    /// A partial head, or a partial chunk/trailer line.
+    buf: Vec<u8>,
+    /// Start time of the buffered head.
+    head_time_ns: u64,
+    /// Bytes of the current message so far.
+    bytes: u64,
+}
+
+impl Half {
+    /// Stops parsing: the connection is no longer HTTP.
+    pub fn tunnel(&mut self) {
+        self.state = State::Tunnel;
+        self.buf = Vec::new();
+    }
+
+    /// Takes the next chunk of the stream.
+    pub fn chunk(
+        &mut self,
+        kind: Kind,
+        chunk: Chunk<'_>,
+        limits: HeadLimits,
+        m: &mut impl Messages,
+    ) {
+        let mut data = chunk.data;
+        let mut at_start = true;
+        while !data.is_empty() {
+            let used = match self.state {
+                State::Seek if at_start && starts_message(kind, data) => {
+                    self.state = State::Head;
+                    0
+                }
+                State::Seek => {
+                    m.skipped(data.len() as u64);
+                    data.len()
+                }
+                State::Head => self.head(kind, data, chunk.time_ns, limits, m),
+                State::Length(left) => {
+                    let n = left.min(data.len() as u64);
+                    self.body_bytes(left, n, m);
+                    n as usize
+                }
+                State::Chunked(c) => self.chunked(c, data, m),
+                State::UntilClose => {
+                    self.bytes += data.len() as u64;
+                    data.len()
+                }
+                State::Tunnel => data.len(),
+            };
+            data = &data[used..];
+            at_start = false;
+        }
+        if chunk.unknown > 0 {
+            self.unknown(kind, chunk.unknown, limits, m);
+        }
+    }
+
+    /// The connection ended: a body delimited by the close ends here; any
+    /// other message in progress ends unframed.
+    pub fn close(&mut self, kind: Kind, limits: HeadLimits, m: &mut impl Messages) {
+        match self.state {
+            State::UntilClose => m.end(self.bytes, true),
+            State::Length(_) | State::Chunked(_) => m.end(self.bytes, false),
+            State::Head if !self.buf.is_empty() => self.salvage(kind, limits, m),
+            State::Seek | State::Head | State::Tunnel => {}
+        }
+        self.state = State::Seek;
+        self.buf = Vec::new();
+    }
+
+    fn head(
+        &mut self,
+        kind: Kind,
+        data: &[u8],
+        time_ns: u64,
+        limits: HeadLimits,
+        m: &mut impl Messages,
+    ) -> usize {
+        if self.buf.is_empty() {
+            self.head_time_ns = time_ns;
+            match parse_head(kind, data, time_ns, false, m) {
+                Ok(Some((n, body))) => {
+                    self.begin_body(n as u64, body, m);
+                    return n;
+                }
+                Ok(None) if data.len() <= limits.max_head_bytes => {
+                    self.buf.extend_from_slice(data);
+                    return data.len();
+                }
+                Ok(None) => return self.lose(FramingError::HeadTooLarge, data.len(), m),
+                Err(e) => return self.lose(FramingError::Head(e), data.len(), m),
+            }
+        }
+        let before = self.buf.len();
+        let take = data
+            .len()
+            .min(limits.max_head_bytes + 1 - before.min(limits.max_head_bytes));
+        self.buf.extend_from_slice(&data[..take]);
+        let buf = std::mem::take(&mut self.buf);
+        let parsed = parse_head(kind, &buf, self.head_time_ns, false, m);
+        self.buf = buf;
+        match parsed {
+            Ok(Some((n, body))) => {
+                self.buf.clear();
+                self.begin_body(n as u64, body, m);
+                n.saturating_sub(before)
+            }
+            Ok(None) if self.buf.len() <= limits.max_head_bytes => take,
+            Ok(None) => self.lose(FramingError::HeadTooLarge, take, m),
+            Err(e) => self.lose(FramingError::Head(e), take, m),
+        }
+    }
+
+    /// A head of `n` bytes was handed over; set up its body.
+    fn begin_body(&mut self, n: u64, body: Body, m: &mut impl Messages) {
+        self.bytes = n;
+        self.state = match body {
+            Body::None | Body::Length(0) => {
+                m.end(self.bytes, true);
+                State::Head
+            }
+            Body::Length(len) => State::Length(len),
+            Body::Chunked => State::Chunked(ChunkState::Size),
+            Body::UntilClose => State::UntilClose,
+            Body::Tunnel => {
+                m.end(self.bytes, true);
+                self.buf = Vec::new();
+                State::Tunnel
+            }
+        };
+    }
+
+    fn body_bytes(&mut self, left: u64, n: u64, m: &mut impl Messages) {
+        self.bytes += n;
+        if n == left {
+            m.end(self.bytes, true);
+            self.state = State::Head;
+        } else {
+            self.state = State::Length(left - n);
+        }
+    }
+
+    fn chunked(&mut self, c: ChunkState, data: &[u8], m: &mut impl Messages) -> usize {
+        if let ChunkState::Data(left) = c {
+            let n = left.min(data.len() as u64);
+            self.bytes += n;
+            self.state = State::Chunked(if n == left {
+                ChunkState::DataEnd
+            } else {
+                ChunkState::Data(left - n)
+            });
+            return n as usize;
+        }
+        let (used, line) = match data.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (data.len(), false),
+        };
+        self.bytes += used as u64;
+        if self.buf.len() + used > MAX_LINE {
+            return self.lose(FramingError::Chunk, used, m);
+        }
+        self.buf.extend_from_slice(&data[..used]);
+        if !line {
+            return used;
+        }
+        let mut text = std::mem::take(&mut self.buf);
+        while matches!(text.last(), Some(b'\n' | b'\r')) {
+            text.pop();
+        }
+        let next = match c {
+            ChunkState::Size => {
+                text.extend_from_slice(b"\r\n");
+                match httparse::parse_chunk_size(&text) {
+                    Ok(httparse::Status::Complete((_, 0))) => Some(ChunkState::Trailer),
+                    Ok(httparse::Status::Complete((_, size))) => Some(ChunkState::Data(size)),
+                    _ => None,
+                }
+            }
+            ChunkState::DataEnd if text.is_empty() => Some(ChunkState::Size),
+            ChunkState::Trailer if text.is_empty() => {
+                m.end(self.bytes, true);
+                self.state = State::Head;
+                text.clear();
+                self.buf = text;
+                return used;
+            }
+            ChunkState::Trailer => Some(ChunkState::Trailer),
+            ChunkState::DataEnd | ChunkState::Data(_) => None,
+        };
+        text.clear();
+        self.buf = text;
+        match next {
+            Some(s) => {
+                self.state = State::Chunked(s);
+                used
+            }
+            None => self.lose(FramingError::Chunk, used, m),
+        }
+    }
+
+    /// `n` bytes of unknown content follow.
+    fn unknown(&mut self, kind: Kind, n: u64, limits: HeadLimits, m: &mut impl Messages) {
+        match self.state {
+            State::Length(left) if n <= left => self.body_bytes(left, n, m),
+            State::Length(left) => {
+                self.body_bytes(left, left, m);
+                self.state = State::Seek;
+            }
+            State::Chunked(ChunkState::Data(left)) if n <= left => {
+                self.bytes += n;
+                self.state = State::Chunked(if n == left {
+                    ChunkState::DataEnd
+                } else {
+                    ChunkState::Data(left - n)
+                });
+            }
+            State::Chunked(_) => {
+                m.end(self.bytes + n, false);
+                self.state = State::Seek;
+                self.buf.clear();
+            }
+            State::UntilClose => self.bytes += n,
+            State::Head if !self.buf.is_empty() => self.salvage(kind, limits, m),
+            State::Head | State::Seek => {
+                m.skipped(n);
+                self.state = State::Seek;
+            }
+            State::Tunnel => {}
+        }
+    }
+
+    /// A head cut short: parse the complete lines buffered so far, so the
+    /// request line, status and early headers are not lost. The body framing
+    /// is unknown afterwards.
+    fn salvage(&mut self, kind: Kind, limits: HeadLimits, m: &mut impl Messages) {
+        let mut buf = std::mem::take(&mut self.buf);
+        let cut = buf.iter().rposition(|&b| b == b'\n');
+        self.state = State::Seek;
+        let Some(cut) = cut else {
+            m.error(FramingError::HeadTruncated);
+            return;
+        };
+        buf.truncate(cut + 1);
+        buf.extend_from_slice(b"\r\n");
+        match parse_head(kind, &buf, self.head_time_ns, true, m) {
+            Ok(Some((n, _))) => m.end(n.min(limits.max_head_bytes) as u64, false),
+            _ => m.error(FramingError::HeadTruncated),
+        }
+        buf.clear();
+        self.buf = buf;
+    }
+
+    /// Framing is lost after consuming `used` bytes.
+    fn lose(&mut self, error: FramingError, used: usize, m: &mut impl Messages) -> usize {
+        m.error(error);
+        self.state = State::Seek;
+        self.buf.clear();
+        used
+    }
+}
+
+/// Parses a head; `Ok(Some((len, body)))` when complete, `Ok(None)` when more
+/// bytes are needed.
+fn parse_head(
+    kind: Kind,
+    buf: &[u8],
+    time_ns: u64,
+    truncated: bool,
+    m: &mut impl Messages,
+) -> Result<Option<(usize, Body)>, httparse::Error> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut config = httparse::ParserConfig::default();
+    config
+        .allow_multiple_spaces_in_request_line_delimiters(true)
+        .allow_multiple_spaces_in_response_status_delimiters(true)
+        .allow_obsolete_multiline_headers_in_responses(true)
+        .ignore_invalid_headers_in_requests(true)
+        .ignore_invalid_headers_in_responses(true);
+    match kind {
+        Kind::Request => {
+            let mut req = httparse::Request::new(&mut headers);
+            match config.parse_request(&mut req, buf)? {
+                httparse::Status::Complete(n) => Ok(Some((n, m.request(&req, time_ns, truncated)))),
+                httparse::Status::Partial => Ok(None),
+            }
+        }
+        Kind::Response => {
+            let mut resp = httparse::Response::new(&mut headers);
+            match config.parse_response(&mut resp, buf)? {
+                httparse::Status::Complete(n) => {
+                    Ok(Some((n, m.response(&resp, time_ns, truncated))))
+                }
+                httparse::Status::Partial => Ok(None),
+            }
+        }
+    }
+}
+
+/// Whether `data` plausibly starts a message of `kind`: a status line
+/// `HTTP/1.x NNN`, or a request line `TOKEN SP target` with an upper-case
+/// method token (RFC 9110 section 9; extension methods included).
+pub fn starts_message(kind: Kind, data: &[u8]) -> bool {
+    match kind {
+        Kind::Response => {
+            data.starts_with(b"HTTP/1.") || (data.len() < 7 && b"HTTP/1.".starts_with(data))
+        }
+        Kind::Request => {
+            let method = data
+                .iter()
+                .take_while(|b| b.is_ascii_uppercase() || **b == b'-' || **b == b'_')
+                .count();
+            (3..=24).contains(&method) && data.get(method) == Some(&b' ')
+        }
+    }
+}

@@ -6,6 +6,8 @@
 
 mod attach;
 mod clock;
+pub mod file;
+mod link;
 pub mod live;
 mod preflight;
 pub mod record;

@@ -398,8 +398,22 @@ fn parse_head(
     match kind {
         Kind::Request => {
             let mut req = httparse::Request::new(&mut headers);
-            match config.parse_request(&mut req, buf)? {
-                httparse::Status::Complete(n) => Ok(Some((n, m.request(&req, time_ns, truncated)))),
+            let error = match config.parse_request(&mut req, buf) {
+                Ok(httparse::Status::Complete(n)) => {
+                    return Ok(Some((n, m.request(&req, time_ns, truncated))));
+                }
+                Ok(httparse::Status::Partial) => return Ok(None),
+                Err(e) => e,
+            };
+            let Some((repaired, added)) = escape_target_spaces(buf) else {
+                return Err(error);
+            };
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut req = httparse::Request::new(&mut headers);
+            match config.parse_request(&mut req, &repaired)? {
+                httparse::Status::Complete(n) => {
+                    Ok(Some((n - added, m.request(&req, time_ns, truncated))))
+                }
                 httparse::Status::Partial => Ok(None),
             }
         }
@@ -415,9 +429,40 @@ fn parse_head(
     }
 }
 
+/// A request line whose target contains spaces (`GET /a;cat /etc/passwd
+/// HTTP/1.1`, typical of injection attempts) is invalid (RFC 9112 section
+/// 3.2), but servers vary in what they accept and the attempt must not go
+/// unseen. Returns the head with those spaces as `%20`, and the bytes added;
+/// `None` when the first line is not `METHOD SP ... SP HTTP/x`.
+fn escape_target_spaces(buf: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let eol = buf.iter().position(|&b| b == b'\n')?;
+    let line = buf[..eol].strip_suffix(b"\r").unwrap_or(&buf[..eol]);
+    let first = line.iter().position(|&b| b == b' ')?;
+    let last = line.iter().rposition(|&b| b == b' ')?;
+    let target = line.get(first + 1..last)?;
+    if !line[last + 1..].starts_with(b"HTTP/") || !target.contains(&b' ') {
+        return None;
+    }
+    let mut out = Vec::with_capacity(buf.len() + 16);
+    out.extend_from_slice(&line[..=first]);
+    for &b in target {
+        if b == b' ' {
+            out.extend_from_slice(b"%20");
+        } else {
+            out.push(b);
+        }
+    }
+    out.extend_from_slice(&buf[last..]);
+    let added = out.len() - buf.len();
+    Some((out, added))
+}
+
 /// Whether `data` plausibly starts a message of `kind`: a status line
-/// `HTTP/1.x NNN`, or a request line `TOKEN SP target` with an upper-case
-/// method token (RFC 9110 section 9; extension methods included).
+/// `HTTP/1.x`, or a request line: an upper-case method token (RFC 9110
+/// section 9; extension methods included), SP, and an origin-, asterisk- or
+/// absolute-form target (RFC 9112 section 3.2) or a first line ending in
+/// `HTTP/1.x` (authority form). Text protocols such as SMTP (`EHLO host`)
+/// do not match.
 pub fn starts_message(kind: Kind, data: &[u8]) -> bool {
     match kind {
         Kind::Response => {
@@ -428,7 +473,15 @@ pub fn starts_message(kind: Kind, data: &[u8]) -> bool {
                 .iter()
                 .take_while(|b| b.is_ascii_uppercase() || **b == b'-' || **b == b'_')
                 .count();
-            (3..=24).contains(&method) && data.get(method) == Some(&b' ')
+            if !(3..=24).contains(&method) || data.get(method) != Some(&b' ') {
+                return false;
+            }
+            let target = &data[method + 1..];
+            let line = target.split(|&b| b == b'\n').next().unwrap_or_default();
+            [&b"/"[..], b"*", b"http://", b"https://"]
+                .iter()
+                .any(|p| target.starts_with(p))
+                || line.windows(8).any(|w| w == b" HTTP/1.")
         }
     }
 }

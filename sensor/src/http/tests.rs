@@ -447,3 +447,36 @@ fn reset_ends_the_flow_at_once() {
     assert_eq!(txs.len(), 1);
     assert_eq!((c.flows.closed, c.flows.active), (1, 0));
 }
+
+#[test]
+fn spaces_in_a_request_target_are_escaped_not_lost() {
+    let (txs, c) = Conn::new()
+        .handshake()
+        .client(b"GET /cgi-bin/x;cat /etc/passwd|?d=1 HTTP/1.1\r\nHost: h\r\n\r\n")
+        .server(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+        .fin()
+        .run();
+    assert_eq!(
+        statuses(&txs),
+        [(
+            "GET".into(),
+            "/cgi-bin/x;cat%20/etc/passwd|?d=1".into(),
+            Some(404)
+        )]
+    );
+    assert_eq!(c.http.errors, Default::default());
+}
+
+#[test]
+fn text_protocols_on_other_ports_are_not_taken_for_http() {
+    let (txs, c) = Conn::new()
+        .handshake()
+        .client(b"EHLO client.example\r\n")
+        .server(b"250 OK\r\n")
+        .client(b"AUTH NTLM TlRMTVNTUAAB\r\n")
+        .fin()
+        .run();
+    assert!(txs.is_empty());
+    assert_eq!(c.http.errors, Default::default());
+    assert!(c.http.skipped_bytes > 0);
+}

@@ -6,5 +6,6 @@
 //! runs on the segments' own timestamps.
 
 pub mod capture;
+pub mod identity;
 pub mod pipeline;
 pub mod sink;

@@ -62,7 +62,9 @@ pub(super) fn client_ip<'h>(
             }
         }
     }
-    real_ip.and_then(|v| parse_addr(v.trim_ascii())).unwrap_or(addr)
+    real_ip
+        .and_then(|v| parse_addr(v.trim_ascii()))
+        .unwrap_or(addr)
 }
 
 /// One forwarded address: see the module docs. Never panics.
@@ -139,7 +141,12 @@ mod tests {
             ip("203.0.113.9")
         );
         assert_eq!(
-            resolve("203.0.113.9", &["10.0.0.0/8"], &["198.51.100.1"], Some("198.51.100.2")),
+            resolve(
+                "203.0.113.9",
+                &["10.0.0.0/8"],
+                &["198.51.100.1"],
+                Some("198.51.100.2")
+            ),
             ip("203.0.113.9")
         );
     }
@@ -147,7 +154,10 @@ mod tests {
     #[test]
     fn trusted_peer_takes_rightmost_untrusted_xff_entry() {
         let t = &["10.0.0.0/8", "192.168.1.1/32"];
-        assert_eq!(resolve("10.0.0.1", t, &["198.51.100.7"], None), ip("198.51.100.7"));
+        assert_eq!(
+            resolve("10.0.0.1", t, &["198.51.100.7"], None),
+            ip("198.51.100.7")
+        );
         // Several trusted hops, and a spoofed left-most entry that is ignored.
         assert_eq!(
             resolve(
@@ -180,14 +190,23 @@ mod tests {
             resolve("10.0.0.1", t, &["10.0.0.3, 10.0.0.2"], Some("198.51.100.9")),
             ip("198.51.100.9")
         );
-        assert_eq!(resolve("10.0.0.1", t, &["10.0.0.3, 10.0.0.2"], None), ip("10.0.0.3"));
+        assert_eq!(
+            resolve("10.0.0.1", t, &["10.0.0.3, 10.0.0.2"], None),
+            ip("10.0.0.3")
+        );
     }
 
     #[test]
     fn no_xff_uses_real_ip_then_peer() {
         let t = &["10.0.0.0/8"];
-        assert_eq!(resolve("10.0.0.1", t, &[], Some(" 198.51.100.9 ")), ip("198.51.100.9"));
-        assert_eq!(resolve("10.0.0.1", t, &[], Some("not an ip")), ip("10.0.0.1"));
+        assert_eq!(
+            resolve("10.0.0.1", t, &[], Some(" 198.51.100.9 ")),
+            ip("198.51.100.9")
+        );
+        assert_eq!(
+            resolve("10.0.0.1", t, &[], Some("not an ip")),
+            ip("10.0.0.1")
+        );
         assert_eq!(resolve("10.0.0.1", t, &[], None), ip("10.0.0.1"));
     }
 
@@ -195,7 +214,10 @@ mod tests {
     fn unparseable_entry_stops_the_walk_at_last_good_address() {
         let t = &["10.0.0.0/8"];
         // Right-most entry is garbage: nothing accepted, peer.
-        assert_eq!(resolve("10.0.0.1", t, &["198.51.100.1, garbage"], None), ip("10.0.0.1"));
+        assert_eq!(
+            resolve("10.0.0.1", t, &["198.51.100.1, garbage"], None),
+            ip("10.0.0.1")
+        );
         // Garbage behind a trusted hop: the trusted hop (nginx keeps it too).
         assert_eq!(
             resolve("10.0.0.1", t, &["198.51.100.1, x;y, 10.0.0.4"], None),
@@ -203,7 +225,12 @@ mod tests {
         );
         // ... unless X-Real-IP says better.
         assert_eq!(
-            resolve("10.0.0.1", t, &["198.51.100.1, x;y, 10.0.0.4"], Some("198.51.100.2")),
+            resolve(
+                "10.0.0.1",
+                t,
+                &["198.51.100.1, x;y, 10.0.0.4"],
+                Some("198.51.100.2")
+            ),
             ip("198.51.100.2")
         );
         // An untrusted entry right of the garbage wins before the garbage is reached.
@@ -212,11 +239,27 @@ mod tests {
             ip("198.51.100.1")
         );
         // Odd bytes, empty lists, lone separators: no panic.
-        for v in ["", ",", " , ,", "\u{ff}\u{fe}", "[", "[::1", "]", "1.2.3.4:", ":80", "[]:"] {
+        for v in [
+            "",
+            ",",
+            " , ,",
+            "\u{ff}\u{fe}",
+            "[",
+            "[::1",
+            "]",
+            "1.2.3.4:",
+            ":80",
+            "[]:",
+        ] {
             assert_eq!(resolve("10.0.0.1", t, &[v], None), ip("10.0.0.1"), "{v:?}");
         }
         assert_eq!(
-            client_ip(ip("10.0.0.1"), &nets(t), [&b"\xff\x00, 198.51.100.3"[..]].into_iter(), None),
+            client_ip(
+                ip("10.0.0.1"),
+                &nets(t),
+                [&b"\xff\x00, 198.51.100.3"[..]].into_iter(),
+                None
+            ),
             ip("198.51.100.3")
         );
     }
@@ -225,34 +268,78 @@ mod tests {
     fn ipv6_peers_entries_and_brackets() {
         let t = &["2001:db8:ffff::/48", "10.0.0.0/8"];
         assert_eq!(
-            resolve("2001:db8:ffff::1", t, &["2001:db8:1::5, 2001:db8:ffff::2"], None),
+            resolve(
+                "2001:db8:ffff::1",
+                t,
+                &["2001:db8:1::5, 2001:db8:ffff::2"],
+                None
+            ),
             ip("2001:db8:1::5")
         );
-        assert_eq!(resolve("2001:db8:ffff::1", t, &["[2001:db8:1::5]:443"], None), ip("2001:db8:1::5"));
-        assert_eq!(resolve("2001:db8:ffff::1", t, &["[2001:db8:1::5]"], None), ip("2001:db8:1::5"));
-        assert_eq!(resolve("2001:db8:ffff::1", t, &["[::1]:80"], None), ip("::1"));
+        assert_eq!(
+            resolve("2001:db8:ffff::1", t, &["[2001:db8:1::5]:443"], None),
+            ip("2001:db8:1::5")
+        );
+        assert_eq!(
+            resolve("2001:db8:ffff::1", t, &["[2001:db8:1::5]"], None),
+            ip("2001:db8:1::5")
+        );
+        assert_eq!(
+            resolve("2001:db8:ffff::1", t, &["[::1]:80"], None),
+            ip("::1")
+        );
         // IPv4 through an IPv6 trusted proxy and vice versa.
-        assert_eq!(resolve("2001:db8:ffff::1", t, &["198.51.100.4"], None), ip("198.51.100.4"));
-        assert_eq!(resolve("10.0.0.1", t, &["2001:db8:1::9"], None), ip("2001:db8:1::9"));
+        assert_eq!(
+            resolve("2001:db8:ffff::1", t, &["198.51.100.4"], None),
+            ip("198.51.100.4")
+        );
+        assert_eq!(
+            resolve("10.0.0.1", t, &["2001:db8:1::9"], None),
+            ip("2001:db8:1::9")
+        );
         // IPv4-mapped peer matches an IPv4 CIDR and comes out as IPv4.
-        assert_eq!(resolve("::ffff:10.0.0.1", t, &["198.51.100.4"], None), ip("198.51.100.4"));
-        assert_eq!(resolve("::ffff:203.0.113.1", t, &[], None), ip("203.0.113.1"));
+        assert_eq!(
+            resolve("::ffff:10.0.0.1", t, &["198.51.100.4"], None),
+            ip("198.51.100.4")
+        );
+        assert_eq!(
+            resolve("::ffff:203.0.113.1", t, &[], None),
+            ip("203.0.113.1")
+        );
     }
 
     #[test]
     fn entries_with_ports_and_leading_zeros() {
         let t = &["10.0.0.0/8"];
-        assert_eq!(resolve("10.0.0.1", t, &["198.51.100.4:5555"], None), ip("198.51.100.4"));
+        assert_eq!(
+            resolve("10.0.0.1", t, &["198.51.100.4:5555"], None),
+            ip("198.51.100.4")
+        );
         // Port out of range or zero: unparseable.
-        assert_eq!(resolve("10.0.0.1", t, &["198.51.100.4:70000"], None), ip("10.0.0.1"));
-        assert_eq!(resolve("10.0.0.1", t, &["198.51.100.4:0"], None), ip("10.0.0.1"));
-        assert_eq!(resolve("10.0.0.1", t, &["[2001:db8::1]:x"], None), ip("10.0.0.1"));
+        assert_eq!(
+            resolve("10.0.0.1", t, &["198.51.100.4:70000"], None),
+            ip("10.0.0.1")
+        );
+        assert_eq!(
+            resolve("10.0.0.1", t, &["198.51.100.4:0"], None),
+            ip("10.0.0.1")
+        );
+        assert_eq!(
+            resolve("10.0.0.1", t, &["[2001:db8::1]:x"], None),
+            ip("10.0.0.1")
+        );
         // Leading zeros are decimal, not octal.
-        assert_eq!(resolve("10.0.0.1", t, &["198.051.100.010"], None), ip("198.51.100.10"));
+        assert_eq!(
+            resolve("10.0.0.1", t, &["198.051.100.010"], None),
+            ip("198.51.100.10")
+        );
         assert_eq!(resolve("10.0.0.1", t, &["1.2.3.256"], None), ip("10.0.0.1"));
         assert_eq!(resolve("10.0.0.1", t, &["1..2.3"], None), ip("10.0.0.1"));
         assert_eq!(resolve("10.0.0.1", t, &["1.2.3.4.5"], None), ip("10.0.0.1"));
-        assert_eq!(resolve("10.0.0.1", t, &["fe80::1%eth0"], None), ip("10.0.0.1"));
+        assert_eq!(
+            resolve("10.0.0.1", t, &["fe80::1%eth0"], None),
+            ip("10.0.0.1")
+        );
     }
 
     /// `X-Forwarded-For: 10.000.000.03` from arkime's tests/pcap/http-xff.pcap
@@ -263,8 +350,14 @@ mod tests {
         // Peer untrusted (default config): the peer.
         assert_eq!(resolve("10.0.0.1", &[], &[xff], None), ip("10.0.0.1"));
         // Peer trusted: read as decimal, like nginx: 10.0.0.3.
-        assert_eq!(resolve("10.0.0.1", &["10.0.0.1/32"], &[xff], None), ip("10.0.0.3"));
+        assert_eq!(
+            resolve("10.0.0.1", &["10.0.0.1/32"], &[xff], None),
+            ip("10.0.0.3")
+        );
         // Everything trusted and no X-Real-IP: the left-most accepted entry.
-        assert_eq!(resolve("10.0.0.1", &["10.0.0.0/8"], &[xff], None), ip("10.0.0.3"));
+        assert_eq!(
+            resolve("10.0.0.1", &["10.0.0.0/8"], &[xff], None),
+            ip("10.0.0.3")
+        );
     }
 }

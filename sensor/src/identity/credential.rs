@@ -8,8 +8,7 @@
 use std::borrow::Cow;
 
 use base64::{
-    Engine as _,
-    alphabet,
+    Engine as _, alphabet,
     engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig},
 };
 use serde::Deserialize;
@@ -173,7 +172,9 @@ fn auth_param<'a>(params: &'a [u8], name: &[u8]) -> Option<Cow<'a, [u8]>> {
         if s.is_empty() {
             return None;
         }
-        let name_end = s.iter().position(|&b| b == b'=' || b == b',' || b.is_ascii_whitespace());
+        let name_end = s
+            .iter()
+            .position(|&b| b == b'=' || b == b',' || b.is_ascii_whitespace());
         let (this, rest) = s.split_at(name_end.unwrap_or(s.len()));
         let rest = rest.trim_ascii_start();
         let [b'=', rest @ ..] = rest else {
@@ -185,7 +186,9 @@ fn auth_param<'a>(params: &'a [u8], name: &[u8]) -> Option<Cow<'a, [u8]>> {
         let (value, rest) = if let [b'"', quoted @ ..] = rest {
             quoted_string(quoted)?
         } else {
-            let end = rest.iter().position(|&b| b == b',' || b.is_ascii_whitespace());
+            let end = rest
+                .iter()
+                .position(|&b| b == b',' || b.is_ascii_whitespace());
             let (v, r) = rest.split_at(end.unwrap_or(rest.len()));
             (Cow::Borrowed(v), r)
         };
@@ -246,16 +249,26 @@ mod tests {
     }
 
     fn jwt(payload: &str) -> String {
-        format!("{}.{}.c2ln", b64url(r#"{"alg":"HS256","typ":"JWT"}"#), b64url(payload))
+        format!(
+            "{}.{}.c2ln",
+            b64url(r#"{"alg":"HS256","typ":"JWT"}"#),
+            b64url(payload)
+        )
     }
 
     #[test]
     fn jwt_detection() {
-        assert_eq!(jwt_sub(jwt(r#"{"sub":"alice"}"#).as_bytes()), Some(Some("alice".into())));
+        assert_eq!(
+            jwt_sub(jwt(r#"{"sub":"alice"}"#).as_bytes()),
+            Some(Some("alice".into()))
+        );
         assert_eq!(jwt_sub(jwt(r#"{"iss":"x"}"#).as_bytes()), Some(None));
         assert_eq!(jwt_sub(jwt(r#"{"sub":""}"#).as_bytes()), Some(None));
         // Escaped sub is unescaped.
-        assert_eq!(jwt_sub(jwt(r#"{"sub":"a\"b"}"#).as_bytes()), Some(Some("a\"b".into())));
+        assert_eq!(
+            jwt_sub(jwt(r#"{"sub":"a\"b"}"#).as_bytes()),
+            Some(Some("a\"b".into()))
+        );
         // Empty signature (alg none) is still a JWT.
         let unsigned = jwt(r#"{"sub":"bob"}"#).replace(".c2ln", ".");
         assert_eq!(jwt_sub(unsigned.as_bytes()), Some(Some("bob".into())));
@@ -277,7 +290,10 @@ mod tests {
         assert_eq!(auth_param(p, b"username").as_deref(), Some(&b"Mufasa"[..]));
         let p = br#"realm = "a,b" , USERNAME = "m\"x\\y", uri="/""#;
         assert_eq!(auth_param(p, b"username").as_deref(), Some(&b"m\"x\\y"[..]));
-        assert_eq!(auth_param(b"username=tok, realm=x", b"username").as_deref(), Some(&b"tok"[..]));
+        assert_eq!(
+            auth_param(b"username=tok, realm=x", b"username").as_deref(),
+            Some(&b"tok"[..])
+        );
         assert_eq!(auth_param(b"username*=UTF-8''J%C3%A4s", b"username"), None);
         assert_eq!(auth_param(br#"username="unterminated"#, b"username"), None);
         assert_eq!(auth_param(b"", b"username"), None);

@@ -35,7 +35,7 @@ impl FingerprintKey {
     ///
     /// [`Resolver`](super::Resolver) fingerprints a credential as
     /// `fingerprint(scope ++ [0x00] ++ secret)`, where `scope` names what the
-    /// secret is (see [`scope`](super::credential::scope)), so `Basic x` and
+    /// secret is (see [`scope`](super::scope)), so `Basic x` and
     /// `Bearer x` differ.
     pub fn fingerprint(&self, secret: &[u8]) -> Fingerprint {
         self.fingerprint_parts(&[secret])
@@ -137,7 +137,10 @@ mod tests {
         let fp = key(3).fingerprint(b"x");
         let s = fp.to_string();
         assert_eq!(s.len(), 32);
-        assert!(s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert!(
+            s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        );
         assert_eq!(format!("{fp:?}"), format!("Fingerprint({s})"));
         assert_eq!(Fingerprint([0xab; 16]).to_string(), "ab".repeat(16));
     }
@@ -145,7 +148,10 @@ mod tests {
     #[test]
     fn serializes_as_hex_string() {
         let fp = Fingerprint([0x01; 16]);
-        assert_eq!(serde_json::to_string(&fp).unwrap(), format!("\"{}\"", "01".repeat(16)));
+        assert_eq!(
+            serde_json::to_string(&fp).unwrap(),
+            format!("\"{}\"", "01".repeat(16))
+        );
     }
 
     #[test]

@@ -225,13 +225,19 @@ mod tests {
         fs::write(&path, [7u8; 31]).unwrap();
         fs::set_permissions(&path, Permissions::from_mode(0o600)).unwrap();
         let err = FingerprintKey::load_or_create(&path).unwrap_err();
-        assert!(matches!(err, KeyError::WrongLength { len: 31, .. }), "{err:?}");
+        assert!(
+            matches!(err, KeyError::WrongLength { len: 31, .. }),
+            "{err:?}"
+        );
         assert!(err.to_string().contains(&path.display().to_string()));
         assert!(err.to_string().contains("31 bytes"));
 
         fs::write(&path, [7u8; 40]).unwrap();
         let err = FingerprintKey::load_or_create(&path).unwrap_err();
-        assert!(matches!(err, KeyError::WrongLength { len: 40, .. }), "{err:?}");
+        assert!(
+            matches!(err, KeyError::WrongLength { len: 40, .. }),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -241,9 +247,15 @@ mod tests {
         FingerprintKey::load_or_create(&path).unwrap();
         fs::set_permissions(&path, Permissions::from_mode(0o640)).unwrap();
         let err = FingerprintKey::load_or_create(&path).unwrap_err();
-        assert!(matches!(err, KeyError::Permissions { mode: 0o640, .. }), "{err:?}");
+        assert!(
+            matches!(err, KeyError::Permissions { mode: 0o640, .. }),
+            "{err:?}"
+        );
         let msg = err.to_string();
-        assert!(msg.contains(&format!("chmod 600 {}", path.display())), "{msg}");
+        assert!(
+            msg.contains(&format!("chmod 600 {}", path.display())),
+            "{msg}"
+        );
         // The key bytes are not in the message.
         let bytes = fs::read(&path).unwrap();
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();

@@ -65,8 +65,13 @@ impl Default for IdentityConfig {
 /// Who made one request. Holds no secret: credentials only as fingerprints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// The client address: the TCP peer, or the forwarded address when the
-    /// peer is a trusted proxy (IPv4-mapped IPv6 shown as IPv4).
+    /// The client address (IPv4-mapped IPv6 shown as IPv4). As nginx's
+    /// realip with `real_ip_recursive on`: an untrusted peer is the client;
+    /// behind a trusted peer, the right-most X-Forwarded-For entry that is
+    /// not trusted; if there is none (no XFF, all trusted, or the walk
+    /// stopped at an unparseable entry), a parseable X-Real-IP; else the
+    /// last address the walk accepted (the peer if none). Full rule and
+    /// accepted address forms: `client_ip.rs`.
     pub client_ip: IpAddr,
     /// A non-secret name for who authenticated, in order of preference:
     /// the Basic user-id, the JWT `sub` (Bearer or bare JWT), the Digest
@@ -159,9 +164,7 @@ impl Resolver {
             credential = Some(found.fingerprint);
         }
         if credential.is_none() {
-            credential = seen
-                .api_key
-                .and_then(|v| credential::api_key(&self.key, v));
+            credential = seen.api_key.and_then(|v| credential::api_key(&self.key, v));
         }
         if credential.is_none() {
             credential = redacted

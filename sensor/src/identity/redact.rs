@@ -93,7 +93,9 @@ pub(super) fn redact_target<'t>(target: &'t str, key_names: &[String]) -> Redact
     }
     let mut api_key = None;
     let len = target.len();
-    let query = target.find('?').filter(|&q| target[..q].find('#').is_none());
+    let query = target
+        .find('?')
+        .filter(|&q| target[..q].find('#').is_none());
     let fragment_start = target.find('#').map(|f| f + 1);
     if let Some(q) = query {
         let end = fragment_start.map_or(len, |f| f - 1);
@@ -145,7 +147,7 @@ fn scan<'t>(
 /// (`scheme://userinfo@host...`), if there is a non-empty one.
 fn userinfo(target: &str) -> Option<(usize, usize)> {
     let colon = target.find("://")?;
-    let scheme = target[..colon].as_bytes();
+    let scheme = &target.as_bytes()[..colon];
     let scheme_ok = scheme.first()?.is_ascii_alphabetic()
         && scheme
             .iter()
@@ -231,7 +233,10 @@ fn decode_into(raw: &[u8], out: &mut [u8]) -> usize {
     while i < raw.len() {
         let byte = match raw[i] {
             b'+' => b' ',
-            b'%' => match (raw.get(i + 1).and_then(|&b| hex(b)), raw.get(i + 2).and_then(|&b| hex(b))) {
+            b'%' => match (
+                raw.get(i + 1).and_then(|&b| hex(b)),
+                raw.get(i + 2).and_then(|&b| hex(b)),
+            ) {
                 (Some(hi), Some(lo)) => {
                     i += 2;
                     (hi << 4) | lo
@@ -261,7 +266,10 @@ mod tests {
             redact("/v1/x?a=1&token=abc&b=2&password=p%40ss&apikey=k1&c"),
             "/v1/x?a=1&token=REDACTED&b=2&password=REDACTED&apikey=REDACTED&c"
         );
-        assert_eq!(redact("/?Access_Token=x&SIG=y&id=3"), "/?Access_Token=REDACTED&SIG=REDACTED&id=3");
+        assert_eq!(
+            redact("/?Access_Token=x&SIG=y&id=3"),
+            "/?Access_Token=REDACTED&SIG=REDACTED&id=3"
+        );
     }
 
     #[test]
@@ -270,10 +278,16 @@ mod tests {
         assert_eq!(redact("/p?%61pikey=s"), "/p?%61pikey=REDACTED");
         assert_eq!(redact("/p?client+secret=s"), "/p?client+secret=REDACTED");
         // Invalid escapes are literal, no panic.
-        assert_eq!(redact("/p?%zz=1&%=2&%4=3&tok%=4"), "/p?%zz=1&%=2&%4=3&tok%=4");
+        assert_eq!(
+            redact("/p?%zz=1&%=2&%4=3&tok%=4"),
+            "/p?%zz=1&%=2&%4=3&tok%=4"
+        );
         // A long encoded name goes through the heap path.
         let long = format!("/p?{}%5Ftoken=s", "a".repeat(300));
-        assert_eq!(redact(&long), format!("/p?{}%5Ftoken=REDACTED", "a".repeat(300)));
+        assert_eq!(
+            redact(&long),
+            format!("/p?{}%5Ftoken=REDACTED", "a".repeat(300))
+        );
     }
 
     #[test]
@@ -282,18 +296,30 @@ mod tests {
             redact("/o?X-Amz-Signature=ab&X-Amz-Security-Token=cd&X-Amz-Date=1"),
             "/o?X-Amz-Signature=REDACTED&X-Amz-Security-Token=REDACTED&X-Amz-Date=1"
         );
-        assert_eq!(redact("/o?accessToken=t&oauth_token=u"), "/o?accessToken=REDACTED&oauth_token=REDACTED");
+        assert_eq!(
+            redact("/o?accessToken=t&oauth_token=u"),
+            "/o?accessToken=REDACTED&oauth_token=REDACTED"
+        );
         // No word boundary: not a secret name.
-        assert_eq!(redact("/o?monkey=1&keyword=2&tokens=3"), Cow::Borrowed("/o?monkey=1&keyword=2&tokens=3"));
+        assert_eq!(
+            redact("/o?monkey=1&keyword=2&tokens=3"),
+            Cow::Borrowed("/o?monkey=1&keyword=2&tokens=3")
+        );
     }
 
     #[test]
     fn fragments_empty_values_and_no_query() {
         assert_eq!(redact("/p?token=abc#frag"), "/p?token=REDACTED#frag");
-        assert_eq!(redact("/cb#access_token=xyz&state=1"), "/cb#access_token=REDACTED&state=1");
+        assert_eq!(
+            redact("/cb#access_token=xyz&state=1"),
+            "/cb#access_token=REDACTED&state=1"
+        );
         assert_eq!(redact("/cb#a?token=x"), "/cb#a?token=x");
         assert_eq!(redact("/cb?q=1#x&token=y"), "/cb?q=1#x&token=REDACTED");
-        assert!(matches!(redact("/p?token=&key"), Cow::Borrowed("/p?token=&key")));
+        assert!(matches!(
+            redact("/p?token=&key"),
+            Cow::Borrowed("/p?token=&key")
+        ));
         assert!(matches!(redact("/p"), Cow::Borrowed("/p")));
         assert!(matches!(redact("/p?"), Cow::Borrowed("/p?")));
         assert!(matches!(redact("/p?a=1&b=2"), Cow::Borrowed(_)));
@@ -318,13 +344,19 @@ mod tests {
 
     #[test]
     fn key_names_are_exact_and_first_value_is_reported() {
-        let names = ["X-Key".to_owned()];
-        let r = redact_target("/p?x-key=lower&X-Key=&X-Key=k1&X-Key=k2", &names);
-        assert_eq!(r.target, "/p?x-key=lower&X-Key=&X-Key=REDACTED&X-Key=REDACTED");
+        let names = ["Partner".to_owned()];
+        let r = redact_target("/p?partner=lower&Partner=&Partner=k1&Partner=k2", &names);
+        assert_eq!(
+            r.target,
+            "/p?partner=lower&Partner=&Partner=REDACTED&Partner=REDACTED"
+        );
         assert_eq!(r.api_key, Some("k1"));
         // Fragments never carry Kong keys.
-        assert_eq!(redact_target("/p#X-Key=f", &names).api_key, None);
-        assert_eq!(redact_target("/p?X%2DKey=a%2Bb+c", &names).api_key, Some("a%2Bb+c"));
+        assert_eq!(redact_target("/p#Partner=f", &names).api_key, None);
+        assert_eq!(
+            redact_target("/p?P%61rtner=a%2Bb+c", &names).api_key,
+            Some("a%2Bb+c")
+        );
     }
 
     #[test]
@@ -336,10 +368,26 @@ mod tests {
 
     #[test]
     fn secret_names() {
-        for n in ["token", "TOKEN", "api-key", "client_secret", "sessionId", "X-Goog-Signature", "auth_code"] {
+        for n in [
+            "token",
+            "TOKEN",
+            "api-key",
+            "client_secret",
+            "sessionId",
+            "X-Goog-Signature",
+            "auth_code",
+        ] {
             assert!(is_secret_name(n.as_bytes()), "{n}");
         }
-        for n in ["", "q", "page", "tokenizer", "keys", "AccessKeyId", "Expires"] {
+        for n in [
+            "",
+            "q",
+            "page",
+            "tokenizer",
+            "keys",
+            "AccessKeyId",
+            "Expires",
+        ] {
             assert!(!is_secret_name(n.as_bytes()), "{n}");
         }
     }

@@ -34,7 +34,9 @@ fn fp(scope: &[u8], secret: &[u8]) -> Fingerprint {
 }
 
 fn headers<'a>(list: &'a [(&'a str, &'a [u8])]) -> Vec<Header<'a>> {
-    list.iter().map(|&(name, value)| Header { name, value }).collect()
+    list.iter()
+        .map(|&(name, value)| Header { name, value })
+        .collect()
 }
 
 fn resolve(peer: &str, target: &str, list: &[(&str, &[u8])]) -> Identity {
@@ -47,7 +49,11 @@ fn b64(s: &[u8]) -> String {
 
 fn jwt(payload: &str) -> String {
     let enc = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-    format!("{}.{}.c2lnbmF0dXJl", enc(r#"{"alg":"RS256"}"#), enc(payload))
+    format!(
+        "{}.{}.c2lnbmF0dXJl",
+        enc(r#"{"alg":"RS256"}"#),
+        enc(payload)
+    )
 }
 
 #[test]
@@ -93,7 +99,10 @@ fn client_ip_from_headers_only_behind_trusted_peer() {
         ..IdentityConfig::default()
     });
     let h = headers(&[("X-Forwarded-For", b"2001:db8::5, fd00::3")]);
-    assert_eq!(r.resolve(ip("fd00::1"), "/", &h).0.client_ip, ip("2001:db8::5"));
+    assert_eq!(
+        r.resolve(ip("fd00::1"), "/", &h).0.client_ip,
+        ip("2001:db8::5")
+    );
 }
 
 #[test]
@@ -103,7 +112,10 @@ fn arkime_xff_through_resolver() {
     assert_eq!(resolve("10.0.0.1", "/", h).client_ip, ip("10.0.0.3"));
     let untrusted = resolver_with(IdentityConfig::default());
     assert_eq!(
-        untrusted.resolve(ip("10.0.0.1"), "/", &headers(h)).0.client_ip,
+        untrusted
+            .resolve(ip("10.0.0.1"), "/", &headers(h))
+            .0
+            .client_ip,
         ip("10.0.0.1")
     );
 }
@@ -205,8 +217,14 @@ fn scheme_is_part_of_the_fingerprint() {
 #[test]
 fn apikey_header_case_insensitive_and_query() {
     let expect = Some(fp(scope::API_KEY, b"k-123"));
-    assert_eq!(resolve(PEER, "/", &[("ApiKey", b" k-123 ")]).credential, expect);
-    assert_eq!(resolve(PEER, "/", &[("APIKEY", b"k-123")]).credential, expect);
+    assert_eq!(
+        resolve(PEER, "/", &[("ApiKey", b" k-123 ")]).credential,
+        expect
+    );
+    assert_eq!(
+        resolve(PEER, "/", &[("APIKEY", b"k-123")]).credential,
+        expect
+    );
     let (id, target) = resolver().resolve(ip(PEER), "/x?apikey=k%2D123&a=1", &[]);
     assert_eq!(id.credential, expect);
     assert_eq!(id.principal, None);
@@ -224,7 +242,10 @@ fn custom_key_names() {
         ..IdentityConfig::default()
     });
     let h = headers(&[("x-partner-token", b"t1")]);
-    assert_eq!(r.resolve(ip(PEER), "/", &h).0.credential, Some(fp(scope::API_KEY, b"t1")));
+    assert_eq!(
+        r.resolve(ip(PEER), "/", &h).0.credential,
+        Some(fp(scope::API_KEY, b"t1"))
+    );
     let (id, target) = r.resolve(ip(PEER), "/p?pk=t2&apikey=t3", &[]);
     assert_eq!(id.credential, Some(fp(scope::API_KEY, b"t2")));
     assert_eq!(target, "/p?pk=REDACTED&apikey=REDACTED");
@@ -236,15 +257,30 @@ fn custom_key_names() {
 #[test]
 fn precedence_authorization_then_header_then_query() {
     let h: &[(&str, &[u8])] = &[("apikey", b"hdr"), ("Authorization", b"Bearer tok")];
-    assert_eq!(resolve(PEER, "/?apikey=q", h).credential, Some(fp(scope::BEARER, b"tok")));
+    assert_eq!(
+        resolve(PEER, "/?apikey=q", h).credential,
+        Some(fp(scope::BEARER, b"tok"))
+    );
     let h: &[(&str, &[u8])] = &[("apikey", b"hdr")];
-    assert_eq!(resolve(PEER, "/?apikey=q", h).credential, Some(fp(scope::API_KEY, b"hdr")));
+    assert_eq!(
+        resolve(PEER, "/?apikey=q", h).credential,
+        Some(fp(scope::API_KEY, b"hdr"))
+    );
     // An Authorization header without a credential does not shadow the key.
     let h: &[(&str, &[u8])] = &[("Authorization", b"Bearer "), ("apikey", b"")];
-    assert_eq!(resolve(PEER, "/?apikey=q", h).credential, Some(fp(scope::API_KEY, b"q")));
+    assert_eq!(
+        resolve(PEER, "/?apikey=q", h).credential,
+        Some(fp(scope::API_KEY, b"q"))
+    );
     // First header of a kind wins.
-    let h: &[(&str, &[u8])] = &[("Authorization", b"Bearer one"), ("Authorization", b"Bearer two")];
-    assert_eq!(resolve(PEER, "/", h).credential, Some(fp(scope::BEARER, b"one")));
+    let h: &[(&str, &[u8])] = &[
+        ("Authorization", b"Bearer one"),
+        ("Authorization", b"Bearer two"),
+    ];
+    assert_eq!(
+        resolve(PEER, "/", h).credential,
+        Some(fp(scope::BEARER, b"one"))
+    );
 }
 
 #[test]
@@ -259,7 +295,10 @@ fn kong_upstream_headers() {
     assert_eq!(id.client_ip, ip("198.51.100.4"));
     assert_eq!(id.consumer.as_deref(), Some("partner-acme"));
     assert_eq!(id.principal.as_deref(), Some("partner-acme"));
-    assert_eq!(id.credential, Some(fp(scope::KONG_CREDENTIAL, b"cred-uuid-1")));
+    assert_eq!(
+        id.credential,
+        Some(fp(scope::KONG_CREDENTIAL, b"cred-uuid-1"))
+    );
 
     // Only the consumer id.
     let id = resolve(KONG, "/", &[("x-consumer-id", b"8a3f-uuid")]);
@@ -292,7 +331,10 @@ fn kong_anonymous_consumer() {
     assert_eq!(id.principal, None);
     assert_eq!(id.credential, None);
     // Anything but "true" is not anonymous.
-    let h: &[(&str, &[u8])] = &[("X-Consumer-Username", b"c"), ("X-Anonymous-Consumer", b"false")];
+    let h: &[(&str, &[u8])] = &[
+        ("X-Consumer-Username", b"c"),
+        ("X-Anonymous-Consumer", b"false"),
+    ];
     assert_eq!(resolve(KONG, "/", h).consumer.as_deref(), Some("c"));
 }
 
@@ -303,7 +345,10 @@ fn kong_headers_from_untrusted_peers_are_ignored() {
         ("X-Credential-Identifier", b"forged"),
     ];
     let id = resolve(PEER, "/", h);
-    assert_eq!((id.consumer, id.principal, id.credential), (None, None, None));
+    assert_eq!(
+        (id.consumer, id.principal, id.credential),
+        (None, None, None)
+    );
 }
 
 #[test]
@@ -333,9 +378,14 @@ fn secrets_never_in_debug_output() {
         ("Authorization", bearer.as_str(), token.as_str()),
         ("Authorization", basic.as_str(), "hunter2-password"),
         ("apikey", "my-api-key-987", "my-api-key-987"),
-        ("X-Credential-Identifier", "cred-secret-uuid", "cred-secret-uuid"),
+        (
+            "X-Credential-Identifier",
+            "cred-secret-uuid",
+            "cred-secret-uuid",
+        ),
     ] {
-        let h = headers(&[(name, value.as_bytes())]);
+        let list = [(name, value.as_bytes())];
+        let h = headers(&list);
         let r = resolver();
         let (id, target) = r.resolve(ip(KONG), "/p?token=qs-secret-1", &h);
         let dbg = format!("{id:?} {target} {r:?}");

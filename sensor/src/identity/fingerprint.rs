@@ -1,0 +1,173 @@
+//! Keyed credential fingerprints.
+//!
+//! The hash is BLAKE3 in keyed mode (`blake3::Hasher::new_keyed`), truncated
+//! to 128 bits. Why BLAKE3 rather than HMAC-SHA256: keyed BLAKE3 is a PRF by
+//! design (no inner/outer double hash), so a credential of up to 64 bytes
+//! costs one compression instead of HMAC's two-plus, and the "precomputed
+//! keyed state" is just the key itself (the key words are the chaining
+//! value), so there is nothing to clone per call. 128 bits is plenty for
+//! telling credentials apart (a collision among 2^40 credentials has
+//! probability ~2^-49) and keeps a [`Fingerprint`] at 16 bytes and `Copy`.
+
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+/// The per-installation secret that keys every [`Fingerprint`]: 32 bytes.
+///
+/// Two installations with different keys give unrelated fingerprints for the
+/// same credential, so a fingerprint leaked from one sensor can't be matched
+/// against guesses without the key. `Debug` never prints the bytes. Load it
+/// with [`FingerprintKey::load_or_create`] (in `key_file.rs`).
+#[derive(Clone)]
+pub struct FingerprintKey {
+    key: [u8; 32],
+}
+
+impl FingerprintKey {
+    /// A key from its 32 raw bytes (tests, or a key held elsewhere).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self { key: bytes }
+    }
+
+    /// The fingerprint of `secret`, an arbitrary byte string: keyed BLAKE3
+    /// of exactly these bytes, first 16 bytes of the output.
+    ///
+    /// [`Resolver`](super::Resolver) fingerprints a credential as
+    /// `fingerprint(scope ++ [0x00] ++ secret)`, where `scope` names what the
+    /// secret is (see [`scope`](super::scope)), so `Basic x` and
+    /// `Bearer x` differ.
+    pub fn fingerprint(&self, secret: &[u8]) -> Fingerprint {
+        self.fingerprint_parts(&[secret])
+    }
+
+    /// `fingerprint(scope ++ [0x00] ++ secret)` without building the
+    /// concatenation. Scopes are ASCII labels without NUL, so the encoding is
+    /// unambiguous.
+    pub(super) fn scoped(&self, scope: &[u8], secret: &[u8]) -> Fingerprint {
+        self.fingerprint_parts(&[scope, &[0], secret])
+    }
+
+    fn fingerprint_parts(&self, parts: &[&[u8]]) -> Fingerprint {
+        let mut hasher = blake3::Hasher::new_keyed(&self.key);
+        for part in parts {
+            hasher.update(part);
+        }
+        let mut out = [0u8; 16];
+        hasher.finalize_xof().fill(&mut out);
+        Fingerprint(out)
+    }
+}
+
+impl fmt::Debug for FingerprintKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FingerprintKey(..)")
+    }
+}
+
+/// A keyed hash of a credential: 128 bits, shown and serialized as 32
+/// lowercase hex characters. Not a secret: it can go into events, alerts and
+/// metric labels.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fingerprint([u8; 16]);
+
+impl Fingerprint {
+    /// The 32 lowercase hex characters, without allocating.
+    fn hex(&self) -> [u8; 32] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 32];
+        for (i, b) in self.0.iter().enumerate() {
+            out[2 * i] = DIGITS[usize::from(b >> 4)];
+            out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+        }
+        out
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hex = self.hex();
+        // Only ASCII hex digits, so this can't fail.
+        f.write_str(std::str::from_utf8(&hex).map_err(|_| fmt::Error)?)
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({self})")
+    }
+}
+
+impl Serialize for Fingerprint {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let hex = self.hex();
+        let s = std::str::from_utf8(&hex).map_err(serde::ser::Error::custom)?;
+        serializer.serialize_str(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(b: u8) -> FingerprintKey {
+        FingerprintKey::from_bytes([b; 32])
+    }
+
+    #[test]
+    fn same_secret_same_key_same_fingerprint() {
+        assert_eq!(key(1).fingerprint(b"s3cret"), key(1).fingerprint(b"s3cret"));
+        assert_ne!(key(1).fingerprint(b"s3cret"), key(1).fingerprint(b"s3cres"));
+    }
+
+    #[test]
+    fn different_key_different_fingerprint() {
+        assert_ne!(key(1).fingerprint(b"s3cret"), key(2).fingerprint(b"s3cret"));
+    }
+
+    #[test]
+    fn scoped_is_fingerprint_of_scope_nul_secret() {
+        let k = key(7);
+        assert_eq!(k.scoped(b"bearer", b"tok"), k.fingerprint(b"bearer\0tok"));
+        assert_ne!(k.scoped(b"bearer", b"tok"), k.scoped(b"basic", b"tok"));
+    }
+
+    #[test]
+    fn display_is_32_lowercase_hex() {
+        let fp = key(3).fingerprint(b"x");
+        let s = fp.to_string();
+        assert_eq!(s.len(), 32);
+        assert!(
+            s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        );
+        assert_eq!(format!("{fp:?}"), format!("Fingerprint({s})"));
+        assert_eq!(Fingerprint([0xab; 16]).to_string(), "ab".repeat(16));
+    }
+
+    #[test]
+    fn serializes_as_hex_string() {
+        let fp = Fingerprint([0x01; 16]);
+        assert_eq!(
+            serde_json::to_string(&fp).unwrap(),
+            format!("\"{}\"", "01".repeat(16))
+        );
+    }
+
+    #[test]
+    fn ordering_and_hash_follow_bytes() {
+        use std::collections::HashSet;
+        let (a, b) = (Fingerprint([0; 16]), Fingerprint([1; 16]));
+        assert!(a < b);
+        let set: HashSet<_> = [a, b, a].into_iter().collect();
+        assert_eq!(set.len(), 2);
+    }
+
+    #[test]
+    fn key_debug_hides_bytes() {
+        let k = FingerprintKey::from_bytes([0x5a; 32]);
+        let dbg = format!("{k:?}");
+        assert_eq!(dbg, "FingerprintKey(..)");
+        assert!(!dbg.contains("90")); // 0x5a == 90
+    }
+}

@@ -220,23 +220,29 @@ impl<A: Analyzer> FlowTable<A> {
     /// Expires flows idle since before `now_ns - idle_timeout` (event time).
     pub fn expire(&mut self, now_ns: u64, ctx: &mut A::Context) {
         let deadline = now_ns.saturating_sub(self.limits.idle_timeout_ns);
-        let idle: Vec<_> = self
-            .flows
-            .iter()
-            .filter(|(_, f)| f.last_ns < deadline)
-            .map(|(k, _)| *k)
-            .collect();
-        for key in idle {
+        for key in self.oldest_first(|f| f.last_ns < deadline) {
             self.end(key, ctx, Ending::Expired);
         }
     }
 
     /// Ends every flow (end of input or shutdown); they count as expired.
     pub fn finish(&mut self, ctx: &mut A::Context) {
-        let keys: Vec<_> = self.flows.keys().copied().collect();
-        for key in keys {
+        for key in self.oldest_first(|_| true) {
             self.end(key, ctx, Ending::Expired);
         }
+    }
+
+    /// Keys of the flows matching `which`, least recently seen first, so
+    /// what they emit comes out in the same order on every run.
+    fn oldest_first(&self, which: impl Fn(&Flow<A>) -> bool) -> Vec<(SocketAddr, SocketAddr)> {
+        let mut keys: Vec<_> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| which(f))
+            .map(|(k, f)| (f.last_ns, *k))
+            .collect();
+        keys.sort_unstable();
+        keys.into_iter().map(|(_, k)| k).collect()
     }
 
     /// Evicts the least recently seen eighth of the table when it is full.
@@ -244,10 +250,8 @@ impl<A: Analyzer> FlowTable<A> {
         if self.flows.len() < self.limits.max_flows {
             return;
         }
-        let mut ages: Vec<_> = self.flows.iter().map(|(k, f)| (f.last_ns, *k)).collect();
-        let n = (ages.len() / 8).max(1);
-        ages.select_nth_unstable(n - 1);
-        for (_, key) in ages.into_iter().take(n) {
+        let n = (self.flows.len() / 8).max(1);
+        for key in self.oldest_first(|_| true).into_iter().take(n) {
             self.end(key, ctx, Ending::Evicted);
         }
     }
@@ -281,4 +285,72 @@ enum Ending {
     Closed,
     Expired,
     Evicted,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::Source;
+
+    /// Records the bytes each flow delivered, at its close.
+    #[derive(Default)]
+    struct Bytes(u64);
+
+    impl Analyzer for Bytes {
+        type Context = Vec<u64>;
+        fn chunk(&mut self, _: &mut Vec<u64>, _: &mut FlowInfo, _: usize, chunk: Chunk<'_>) {
+            self.0 += chunk.data.len() as u64 + chunk.unknown;
+        }
+        fn close(&mut self, closed: &mut Vec<u64>, _: &FlowInfo) {
+            closed.push(self.0);
+        }
+    }
+
+    fn seg(port: u16, time_s: u64, flags: u8, payload: &[u8]) -> Segment<'_> {
+        Segment {
+            time_ns: time_s * 1_000_000_000,
+            src: SocketAddr::from(([10, 0, 0, 2], port)),
+            dst: SocketAddr::from(([10, 0, 0, 1], 80)),
+            seq: 1,
+            ack: 0,
+            flags,
+            payload_len: payload.len() as u32,
+            payload,
+            source: Source::File,
+        }
+    }
+
+    #[test]
+    fn a_full_table_evicts_the_least_recently_seen_eighth() {
+        let limits = FlowLimits {
+            max_flows: 16,
+            ..FlowLimits::default()
+        };
+        let (mut table, mut closed) = (FlowTable::<Bytes>::new(limits), Vec::new());
+        for port in 0..17 {
+            table.segment(&seg(1000 + port, u64::from(port), ACK, b"x"), &mut closed);
+        }
+        let c = table.counters();
+        assert_eq!((c.flows, c.evicted, c.active), (17, 2, 15));
+        assert_eq!(closed, [1, 1]);
+    }
+
+    #[test]
+    fn idle_flows_expire_in_event_time() {
+        let (mut table, mut closed) = (FlowTable::<Bytes>::new(FlowLimits::default()), Vec::new());
+        table.segment(&seg(1000, 0, ACK, b"old"), &mut closed);
+        table.segment(&seg(1001, 100, ACK, b"new"), &mut closed);
+        table.expire(121_000_000_000, &mut closed);
+        assert_eq!((table.counters().expired, table.counters().active), (1, 1));
+        assert_eq!(closed, [3]);
+    }
+
+    #[test]
+    fn segments_of_unknown_flows_without_payload_start_nothing() {
+        let (mut table, mut closed) = (FlowTable::<Bytes>::new(FlowLimits::default()), Vec::new());
+        table.segment(&seg(1000, 0, ACK, b""), &mut closed);
+        table.segment(&seg(1000, 0, ACK | RST, b""), &mut closed);
+        assert_eq!(table.counters().segments_without_flow, 2);
+        assert_eq!(table.counters().flows, 0);
+    }
 }

@@ -344,3 +344,8 @@ fn ticks_per_sec(if_tsresol: u8) -> u64 {
     };
     per_sec.unwrap_or(1_000_000)
 }
+
+#[cfg(test)]
+mod real;
+#[cfg(test)]
+mod tests;

@@ -164,17 +164,24 @@ fn not_tcp(payload: &LaxIpPayloadSlice<'_>) -> Skip {
 }
 
 /// Opens a PPPoE session frame (RFC 2516 §4: version/type 0x11, code 0,
-/// session id, length) and its 2-byte PPP protocol field.
+/// session id, length) and its PPP protocol field, which is one byte instead
+/// of two when Protocol-Field-Compression is on (RFC 1661 §6.5: an odd first
+/// byte is a whole compressed protocol number).
 fn pppoe<'a>(
     payload: &'a [u8],
     frame: &'a [u8],
     orig_len: u32,
     time_ns: u64,
 ) -> Result<Segment<'a>, Skip> {
-    let [0x11, 0, _, _, _, _, p0, p1, ip @ ..] = payload else {
+    let [0x11, 0, _, _, _, _, ppp @ ..] = payload else {
         return Err(Skip::Malformed);
     };
-    match u16::from_be_bytes([*p0, *p1]) {
+    let (protocol, ip) = match ppp {
+        [p, ip @ ..] if p & 1 == 1 => (u16::from(*p), ip),
+        [p0, p1, ip @ ..] => (u16::from_be_bytes([*p0, *p1]), ip),
+        _ => return Err(Skip::Malformed),
+    };
+    match protocol {
         PPP_IPV4 | PPP_IPV6 => {
             let packet = LaxSlicedPacket::from_ip(ip).map_err(|_| Skip::Malformed)?;
             classify(&packet, frame, orig_len, time_ns)

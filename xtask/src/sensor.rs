@@ -27,6 +27,8 @@ pub struct SensorProcess {
 pub struct Run {
     /// `event: segment` objects, in order.
     pub segments: Vec<Value>,
+    /// Transactions (`--transactions -`), in order.
+    pub transactions: Vec<Value>,
     /// The final `event: capture_summary` object.
     pub summary: Value,
     /// Everything it logged to stderr.
@@ -37,8 +39,9 @@ pub struct Run {
 pub type LineHook = Box<dyn FnMut(&str) + Send>;
 
 impl SensorProcess {
-    /// Starts `BINARY run ARGS` in the gateway namespace and waits until it
-    /// logs that capture started.
+    /// Starts `BINARY run ARGS` in the gateway namespace, with its
+    /// fingerprint key in the lab's workdir, and waits until it logs that
+    /// capture started.
     ///
     /// # Errors
     /// If it exits or stays silent for 30 s; the error holds its log.
@@ -51,6 +54,8 @@ impl SensorProcess {
         let mut child = lab
             .command(&lab.gateway_ns(), &binary.display().to_string())
             .arg("run")
+            .arg("--fingerprint-key")
+            .arg(lab.workdir().join("fingerprint.key"))
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
@@ -123,6 +128,7 @@ impl SensorProcess {
             bail!("sensor exited with {status}:\n{log}");
         }
         let mut segments = Vec::new();
+        let mut transactions = Vec::new();
         let mut summary = None;
         for line in &lines {
             let object: Value =
@@ -130,12 +136,14 @@ impl SensorProcess {
             match object["event"].as_str() {
                 Some("segment") => segments.push(object),
                 Some("capture_summary") => summary = Some(object),
+                None if object.get("method").is_some() => transactions.push(object),
                 _ => bail!("unexpected line {line:?}"),
             }
         }
         let summary = summary.with_context(|| format!("no capture summary:\n{log}"))?;
         Ok(Run {
             segments,
+            transactions,
             summary,
             log,
         })

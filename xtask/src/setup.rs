@@ -7,7 +7,9 @@ use anyhow::Result;
 
 use crate::{run, run_quiet};
 
-/// Debian packages: LLVM 22 for bpf-linker; the lab's servers and clients.
+/// Debian packages: LLVM 22 for bpf-linker; the lab's servers and clients;
+/// tcpdump for captures the tests replay, tshark for the benchmark's
+/// comparison.
 pub const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "iproute2",
@@ -16,6 +18,8 @@ pub const APT_PACKAGES: &[&str] = &[
     "wrk",
     "bpftool",
     "procps",
+    "tcpdump",
+    "tshark",
 ];
 
 /// bpf-linker release built against LLVM 22 (the nightly's LLVM major).

@@ -91,6 +91,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
         ring_bytes: args.ring_size_mib * 1024 * 1024,
         stats_interval: (args.stats_interval > 0).then(|| Duration::from_secs(args.stats_interval)),
     };
+    // Stdout is line-buffered and shared, so segment and transaction lines
+    // never interleave mid-line.
+    let segment_log = args
+        .debug_segments
+        .then(|| SegmentLog::new(Box::new(io::stdout())));
+    let mut pipeline = args.pipeline.pipeline(segment_log)?;
     let capture = LiveCapture::start(&options)?;
     info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -100,10 +106,6 @@ pub async fn run(args: RunArgs) -> Result<()> {
         capture_len = options.capture_len,
         "capture started"
     );
-    let segment_log = args
-        .debug_segments
-        .then(|| SegmentLog::new(Box::new(io::BufWriter::new(io::stdout()))));
-    let mut pipeline = args.pipeline.pipeline(segment_log)?;
     let summary = capture.run(&mut pipeline, shutdown_signal()?).await?;
     pipeline.finish();
     let counters = pipeline.counters();

@@ -25,13 +25,14 @@ impl JsonLines {
         }
     }
 
-    /// A buffered writer to `path`, or to stdout when `path` is `-`.
+    /// A buffered writer to `path`, or to stdout when `path` is `-` (line
+    /// buffered, so other writers to stdout never split a line).
     ///
     /// # Errors
     /// The file cannot be created.
     pub fn create(name: &'static str, path: &Path) -> io::Result<Self> {
         let out: Box<dyn Write + Send> = if path == Path::new("-") {
-            Box::new(BufWriter::new(io::stdout()))
+            Box::new(io::stdout())
         } else {
             Box::new(BufWriter::new(File::create(path)?))
         };

@@ -128,10 +128,13 @@ pub fn read_file(
     let mut state = State::default();
     let mut capacity = BUFFER;
     loop {
+        // A full buffer that still holds no whole record must grow to progress.
+        let full = reader.data().len() >= capacity;
         match reader.next() {
             Ok((len, block)) => {
                 state.block(block, on_segment);
-                reader.consume(len);
+                // Shift the buffer only when refilling, not once per record.
+                reader.consume_noshift(len);
                 if let Some(bar) = &bar
                     && state.counters.packets % PROGRESS_EVERY == 0
                 {
@@ -139,8 +142,8 @@ pub fn read_file(
                 }
             }
             Err(PcapError::Eof) => break,
-            Err(PcapError::Incomplete(_)) => reader.refill().map_err(failed)?,
-            Err(PcapError::BufferTooSmall) if capacity < MAX_RECORD => {
+            Err(PcapError::Incomplete(_)) if !full => reader.refill().map_err(failed)?,
+            Err(PcapError::Incomplete(_) | PcapError::BufferTooSmall) if capacity < MAX_RECORD => {
                 capacity *= 2;
                 reader.grow(capacity);
                 reader.refill().map_err(failed)?;

@@ -3,8 +3,9 @@
 //! [`read_file`] streams one pcap or pcapng file (either byte order, µs or ns
 //! pcap timestamps, pcapng `if_tsresol` per interface) through `pcap-parser`'s
 //! circular buffer and hands each TCP segment to a callback, borrowing the
-//! payload from that buffer: no per-packet allocation. Frames are decoded by
-//! [`super::link`]; everything that is not a TCP segment is counted in
+//! payload from that buffer: no per-packet allocation (but `pcap-parser`'s
+//! own, for pcapng packets that carry options). Frames are decoded by the
+//! private `link` module; everything that is not a TCP segment is counted in
 //! [`FileCounters`], never an error.
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use pcap_parser::traits::PcapNGPacketBlock;
 use pcap_parser::{Block, PcapBlockOwned, PcapError, create_reader};
 
 use super::Segment;
@@ -128,10 +130,13 @@ pub fn read_file(
     let mut state = State::default();
     let mut capacity = BUFFER;
     loop {
+        // A full buffer that still holds no whole record must grow to progress.
+        let full = reader.data().len() >= capacity;
         match reader.next() {
             Ok((len, block)) => {
                 state.block(block, on_segment);
-                reader.consume(len);
+                // Shift the buffer only when refilling, not once per record.
+                reader.consume_noshift(len);
                 if let Some(bar) = &bar
                     && state.counters.packets % PROGRESS_EVERY == 0
                 {
@@ -139,8 +144,8 @@ pub fn read_file(
                 }
             }
             Err(PcapError::Eof) => break,
-            Err(PcapError::Incomplete(_)) => reader.refill().map_err(failed)?,
-            Err(PcapError::BufferTooSmall) if capacity < MAX_RECORD => {
+            Err(PcapError::Incomplete(_)) if !full => reader.refill().map_err(failed)?,
+            Err(PcapError::Incomplete(_) | PcapError::BufferTooSmall) if capacity < MAX_RECORD => {
                 capacity *= 2;
                 reader.grow(capacity);
                 reader.refill().map_err(failed)?;
@@ -228,7 +233,6 @@ impl State {
                 self.interfaces.push(iface);
             }
             PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
-                use pcap_parser::traits::PcapNGPacketBlock;
                 let ticks = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
                 let data = epb.packet_data();
                 self.packet(
@@ -240,7 +244,6 @@ impl State {
                 );
             }
             PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
-                use pcap_parser::traits::PcapNGPacketBlock;
                 self.packet(0, None, spb.packet_data(), spb.origlen, on_segment);
             }
             PcapBlockOwned::NG(_) => {}

@@ -358,7 +358,19 @@ fn absurd_record_length_stops_without_panic() {
     let file = temp(&bytes);
     let (c, got) = read(file.path()).unwrap();
     assert_eq!(got.len(), 1);
-    assert!(c.truncated_file || c.corrupt);
+    // The record claims 4 GiB and the file ends first.
+    assert!(c.truncated_file && !c.corrupt);
+}
+
+#[test]
+fn records_larger_than_the_buffer_are_read() {
+    let frame = ether(0x0800, &tcp4(PAYLOAD));
+    let big = block(0x0bad, &vec![7; 3 * BUFFER]);
+    let bytes = [shb(), idb(1, None), big, epb(0, 0, &frame)].concat();
+    let file = temp(&bytes);
+    let (c, got) = read(file.path()).unwrap();
+    assert_eq!(got.len(), 1);
+    assert!(!c.truncated_file && !c.corrupt);
 }
 
 #[test]
@@ -369,6 +381,10 @@ fn garbage_empty_and_missing_files_are_errors_naming_the_path() {
         assert!(matches!(err, FileError::NotCapture { .. }), "{err}");
         assert!(err.to_string().contains(&*file.path().to_string_lossy()));
     }
+    let dir = tempfile::tempdir().unwrap();
+    let err = read(dir.path()).unwrap_err();
+    assert!(matches!(err, FileError::Read { .. }), "{err}");
+    assert!(err.to_string().contains("directory"), "{err}");
     let missing = Path::new("/nonexistent/capture.pcap");
     let err = read(missing).unwrap_err();
     assert!(matches!(err, FileError::Open { .. }));

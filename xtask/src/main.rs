@@ -1,5 +1,6 @@
-//! `cargo xtask`: setup, lab, demo and test tasks for siem-sensor.
+//! `cargo xtask`: setup, lab, demo, test and bench tasks for siem-sensor.
 
+mod bench;
 mod demo;
 
 use std::{
@@ -30,6 +31,8 @@ enum Task {
     Demo,
     /// Set up, then run the checks and the whole test suite (what CI runs).
     Test,
+    /// Run the benchmarks and write BENCHMARKS.md.
+    Bench,
 }
 
 #[derive(Subcommand)]
@@ -65,6 +68,7 @@ fn main() -> Result<()> {
         }
         Task::Demo => demo::demo(LAB_PREFIX),
         Task::Test => test(),
+        Task::Bench => bench::bench(),
     }
 }
 

@@ -8,8 +8,8 @@ use anyhow::Result;
 use crate::{run, run_quiet};
 
 /// Debian packages: LLVM 22 for bpf-linker; the lab's servers and clients;
-/// tcpdump for captures the tests replay, tshark for the benchmark's
-/// comparison.
+/// tcpdump for captures the tests replay; tshark and GNU time for the
+/// benchmarks.
 pub const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "iproute2",
@@ -20,6 +20,7 @@ pub const APT_PACKAGES: &[&str] = &[
     "procps",
     "tcpdump",
     "tshark",
+    "time",
 ];
 
 /// bpf-linker release built against LLVM 22 (the nightly's LLVM major).

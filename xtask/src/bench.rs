@@ -1,0 +1,236 @@
+//! `cargo xtask bench`: benchmarks, written to BENCHMARKS.md.
+//!
+//! Replay: a capture of real lab traffic (wrk through the nginx gateway,
+//! tcpdump on the client leg, at least a million transactions) is generated
+//! once and cached under `target/bench/`. `siem-sensor replay` reads it
+//! pinned to one core, several times; tshark decodes HTTP from the same file
+//! in the same run, so the figures compare side by side on a noisy machine.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Instant,
+};
+
+use anyhow::{Context as _, Result, bail};
+use serde_json::Value;
+use xtask::{
+    lab::{GATEWAY_CLIENT_IF, Lab, PROXY_PORT},
+    run, run_quiet,
+    setup::setup,
+};
+
+/// Transactions the benchmark capture holds at least.
+const MIN_TRANSACTIONS: u64 = 1_000_000;
+/// Replay runs; the median is reported.
+const RUNS: usize = 5;
+
+/// One measured process run.
+struct Measured {
+    wall_s: f64,
+    max_rss_kib: u64,
+    stdout: String,
+}
+
+pub fn bench() -> Result<()> {
+    setup()?;
+    run(Command::new("cargo").args(["build", "--release", "-p", "sensor"]))?;
+    let root = workspace_root()?;
+    let sensor = root.join("target/release/siem-sensor");
+    let capture = capture(&root.join("target/bench"))?;
+    let key = root.join("target/bench/fingerprint.key");
+
+    let mut runs = Vec::new();
+    for i in 0..RUNS {
+        let mut cmd = Command::new("taskset");
+        cmd.args(["-c", "1"])
+            .arg(&sensor)
+            .arg("replay")
+            .arg(&capture);
+        cmd.arg("--fingerprint-key").arg(&key);
+        let m = measure(&mut cmd)?;
+        eprintln!("bench: replay run {}: {:.3} s", i + 1, m.wall_s);
+        runs.push(m);
+    }
+    runs.sort_by(|a, b| a.wall_s.total_cmp(&b.wall_s));
+    let median = &runs[RUNS / 2];
+    let summary: Value = serde_json::from_str(median.stdout.trim()).context("replay summary")?;
+    let transactions = summary["pipeline"]["http"]["transactions"]
+        .as_u64()
+        .unwrap_or(0);
+    let packets = summary["files"][0]["packets"].as_u64().unwrap_or(0);
+    let peak_rss = runs.iter().map(|m| m.max_rss_kib).max().unwrap_or(0);
+
+    eprintln!("bench: tshark on the same file (slow)");
+    let mut tshark = Command::new("taskset");
+    tshark.args(["-c", "1", "tshark", "-n", "-r"]).arg(&capture);
+    tshark.args([
+        "-Y",
+        "http.request",
+        "-T",
+        "fields",
+        "-e",
+        "http.request.method",
+    ]);
+    let t = measure(&mut tshark)?;
+    let tshark_requests = t.stdout.lines().count() as u64;
+
+    let tx_s = transactions as f64 / median.wall_s;
+    let tshark_s = tshark_requests as f64 / t.wall_s;
+    let section = format!(
+        "## Replay: transactions per second on one core\n\n\
+         Method: `cargo xtask bench`. Capture: {} ({} MB), wrk through the lab's nginx gateway \
+         captured with tcpdump on the client leg; {packets} packets. `siem-sensor replay` pinned \
+         to core 1 with `taskset`, {RUNS} runs, median; tshark 4.0 (`-Y http.request`) on the \
+         same file, same core, same run.\n\n\
+         | | wall s | transactions | transactions/s | packets/s | peak RSS MiB |\n\
+         |---|---|---|---|---|---|\n\
+         | siem-sensor replay | {:.3} | {transactions} | {:.0} | {:.0} | {:.1} |\n\
+         | tshark -Y http.request | {:.3} | {tshark_requests} | {:.0} | {:.0} | {:.1} |\n\n\
+         siem-sensor / tshark throughput: **{:.1}x**. Target: 500,000 transactions/s per core. \
+         Replay runs (s): {}.\n",
+        capture.strip_prefix(&root).unwrap_or(&capture).display(),
+        fs::metadata(&capture)?.len() / 1_000_000,
+        median.wall_s,
+        tx_s,
+        packets as f64 / median.wall_s,
+        peak_rss as f64 / 1024.0,
+        t.wall_s,
+        tshark_s,
+        packets as f64 / t.wall_s,
+        t.max_rss_kib as f64 / 1024.0,
+        tx_s / tshark_s,
+        runs.iter()
+            .map(|m| format!("{:.3}", m.wall_s))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    write_section(&root.join("BENCHMARKS.md"), "replay", &section)?;
+    println!("{section}");
+    Ok(())
+}
+
+/// The cached lab capture, generated when missing.
+fn capture(dir: &Path) -> Result<PathBuf> {
+    let path = dir.join("lab-http.pcap");
+    if path.exists() {
+        return Ok(path);
+    }
+    fs::create_dir_all(dir)?;
+    eprintln!("bench: generating {} (about a minute)", path.display());
+    let lab = Lab::up("ss-bench")?;
+    let partial = dir.join("lab-http.pcap.partial");
+    let dump = lab
+        .command(&lab.gateway_ns(), "tcpdump")
+        .args(["-i", GATEWAY_CLIENT_IF, "-s", "0", "-B", "262144", "-w"])
+        .arg(&partial)
+        .arg(format!("tcp port {PROXY_PORT}"))
+        .stderr(Stdio::piped())
+        .spawn()?;
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let mut requests = 0;
+    while requests < MIN_TRANSACTIONS + MIN_TRANSACTIONS / 20 {
+        let out = run_quiet(lab.command(&lab.client_ns(), "wrk").args([
+            "-t2",
+            "-c32",
+            "-d15s",
+            &lab.proxy_url(false, "/hello"),
+        ]))?;
+        let report = String::from_utf8_lossy(&out.stdout);
+        requests += report
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .split_once(" requests in ")
+                    .and_then(|(n, _)| n.parse::<u64>().ok())
+            })
+            .context("wrk printed no request count")?;
+        eprintln!("bench: {requests} requests so far");
+    }
+    run(Command::new("kill").args(["-INT", &dump.id().to_string()]))?;
+    let out = dump.wait_with_output()?;
+    lab.teardown();
+    let stats = String::from_utf8_lossy(&out.stderr);
+    let dropped = stats
+        .lines()
+        .find_map(|l| l.strip_suffix(" packets dropped by kernel"))
+        .and_then(|n| n.trim().parse::<u64>().ok());
+    if dropped != Some(0) {
+        bail!("tcpdump dropped packets; run again on a quieter machine:\n{stats}");
+    }
+    fs::rename(&partial, &path)?;
+    Ok(path)
+}
+
+/// Runs `cmd` under `/usr/bin/time` for its peak RSS; wall time from here.
+fn measure(cmd: &mut Command) -> Result<Measured> {
+    let mut timed = Command::new("/usr/bin/time");
+    timed
+        .args(["-f", "%M"])
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    let start = Instant::now();
+    let out = run_quiet(&mut timed)?;
+    let wall_s = start.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let max_rss_kib = stderr
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .context("no peak RSS from /usr/bin/time")?;
+    Ok(Measured {
+        wall_s,
+        max_rss_kib,
+        stdout: String::from_utf8(out.stdout)?,
+    })
+}
+
+/// Replaces the section between `<!-- NAME -->` and `<!-- /NAME -->` in
+/// BENCHMARKS.md (appending it the first time), after refreshing the header
+/// with this machine's facts.
+fn write_section(path: &Path, name: &str, body: &str) -> Result<()> {
+    let text = fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n\n".into());
+    let (open, close) = (format!("<!-- {name} -->"), format!("<!-- /{name} -->"));
+    let block = format!("{open}\n{}\n{body}{close}", machine()?);
+    let text = match (text.find(&open), text.find(&close)) {
+        (Some(a), Some(b)) => format!("{}{block}{}", &text[..a], &text[b + close.len()..]),
+        _ => format!("{}\n{block}\n", text.trim_end()),
+    };
+    fs::write(path, text)?;
+    Ok(())
+}
+
+/// Date, kernel, CPU and core count of this machine.
+fn machine() -> Result<String> {
+    let uname = run_quiet(Command::new("uname").arg("-r"))?;
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo")?;
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|m| m.trim_start_matches([' ', '\t', ':']))
+        })
+        .unwrap_or("unknown");
+    let cores = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    let date = run_quiet(Command::new("date").args(["-u", "+%Y-%m-%d"]))?;
+    Ok(format!(
+        "_Measured {} on {cpu}, {cores} cores, Linux {}._\n",
+        String::from_utf8_lossy(&date.stdout).trim(),
+        String::from_utf8_lossy(&uname.stdout).trim()
+    ))
+}
+
+fn workspace_root() -> Result<PathBuf> {
+    let out = run_quiet(Command::new("cargo").args([
+        "locate-project",
+        "--workspace",
+        "--message-format",
+        "plain",
+    ]))?;
+    let manifest = PathBuf::from(String::from_utf8(out.stdout)?.trim());
+    Ok(manifest.parent().context("workspace root")?.to_path_buf())
+}

@@ -1,13 +1,13 @@
 //! `cargo xtask demo`: the README's first command. Sets up what is missing,
 //! builds the sensor, brings up the lab, runs the sensor on the gateway while
-//! curl plays a few requests over IPv4 and IPv6, prints each segment as it
-//! is captured, and tears everything down.
+//! curl plays a few requests over IPv4 and IPv6, prints each HTTP
+//! transaction (both legs) as the sensor emits it, and tears everything down.
 
 use std::process::Command;
 
 use anyhow::Result;
 use xtask::{
-    lab::{GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, Lab},
+    lab::{GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_UPSTREAM_V4, Lab},
     run,
     sensor::SensorProcess,
     setup,
@@ -24,7 +24,10 @@ pub fn demo(prefix: &str) -> Result<()> {
         GATEWAY_CLIENT_IF,
         "--iface",
         GATEWAY_UPSTREAM_IF,
-        "--debug-segments",
+        "--transactions",
+        "-",
+        "--trusted-proxy",
+        GATEWAY_UPSTREAM_V4,
     ];
     let sensor = SensorProcess::start(
         &lab,
@@ -39,11 +42,17 @@ pub fn demo(prefix: &str) -> Result<()> {
         (true, "/hello"),
         (false, "/missing"),
         (false, "/big"),
+        (false, "/hello?apikey=demo-key"),
     ] {
         let url = lab.proxy_url(ipv6, path);
         let (status, body) = lab.curl(&url)?;
         eprintln!("demo: curl {url} -> {status}, {} bytes", body.len());
     }
+    let basic = lab
+        .proxy_url(false, "/hello")
+        .replacen("http://", "http://alice:s3cret@", 1);
+    let (status, _) = lab.curl(&basic)?;
+    eprintln!("demo: curl with Basic credentials for alice -> {status}");
     let run = sensor.stop()?;
     eprintln!("demo: capture summary {}", run.summary);
     drop(lab);
@@ -51,30 +60,25 @@ pub fn demo(prefix: &str) -> Result<()> {
     Ok(())
 }
 
-/// One readable line per segment: hook, direction, interface, tuple, flags,
-/// payload length and the start of the payload's first line.
-/// Lines other than segments (the summary) are left to the caller.
+/// One readable line per transaction: client, server, method, path, status,
+/// latency, bytes, principal and credential fingerprint.
+/// Other lines (the summary) are left to the caller.
 fn summarize(line: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
-    if v["event"] != "segment" {
-        return None;
-    }
-    let text = |key: &str| v[key].as_str().unwrap_or_default().to_string();
-    let first_line: String = text("payload")
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .chars()
-        .take(60)
-        .collect();
+    v.get("method")?;
+    let text = |key: &str| v[key].as_str().unwrap_or("-").to_string();
     Some(format!(
-        "{:3} {:7} {:11} {} -> {} [{}] {} B | {first_line}",
-        text("hook"),
-        text("direction"),
-        text("iface"),
-        text("src"),
-        text("dst"),
-        text("flags"),
-        v["payload_len"],
+        "{} -> {}:{} {} {} {} {} ms {}/{} B principal={} credential={}",
+        text("client_ip"),
+        text("server_ip"),
+        v["server_port"],
+        text("method"),
+        text("path"),
+        v["status"],
+        v["latency_ms"],
+        v["request_bytes"],
+        v["response_bytes"],
+        text("principal"),
+        text("credential"),
     ))
 }

@@ -30,6 +30,9 @@ pub struct Sinks {
     pub transactions: Option<JsonLines>,
 }
 
+/// A callback taking every transaction.
+type Observer = Box<dyn FnMut(&Transaction)>;
+
 /// Counters of everything the pipeline did.
 #[derive(Clone, Debug, Serialize)]
 pub struct PipelineCounters {
@@ -48,7 +51,7 @@ pub struct Pipeline {
     now_ns: u64,
     next_expiry_ns: u64,
     /// Called with every transaction (tests, detectors).
-    observer: Option<Box<dyn FnMut(&Transaction)>>,
+    observer: Option<Observer>,
 }
 
 impl Pipeline {

@@ -16,9 +16,21 @@ use crate::{
 const CLIENT: &str = "10.0.0.2:40000";
 const SERVER: &str = "10.0.0.1:8000";
 
+/// An owned segment.
+struct Seg {
+    time_ns: u64,
+    src: SocketAddr,
+    dst: SocketAddr,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    len: u32,
+    data: Vec<u8>,
+}
+
 /// One TCP connection, written segment by segment.
 struct Conn {
-    segs: Vec<(u64, SocketAddr, SocketAddr, u32, u32, u8, u32, Vec<u8>)>,
+    segs: Vec<Seg>,
     client: SocketAddr,
     server: SocketAddr,
     /// Next sequence number of client and server.
@@ -115,16 +127,16 @@ fn run(
     let out = Rc::new(RefCell::new(Vec::new()));
     let sink = out.clone();
     p.observe(move |tx| sink.borrow_mut().push(tx.clone()));
-    for (time_ns, src, dst, seq, ack, flags, payload_len, data) in segs {
+    for s in segs {
         p.segment(&Segment {
-            time_ns,
-            src,
-            dst,
-            seq,
-            ack,
-            flags,
-            payload_len,
-            payload: &data,
+            time_ns: s.time_ns,
+            src: s.src,
+            dst: s.dst,
+            seq: s.seq,
+            ack: s.ack,
+            flags: s.flags,
+            payload_len: s.len,
+            payload: &s.data,
             source: Source::File,
         });
     }

@@ -53,11 +53,11 @@ impl JsonLines {
 
     /// Flushes buffered lines.
     pub fn flush(&mut self) {
-        if let Some(out) = &mut self.out {
-            if let Err(e) = out.flush() {
-                warn!(error = %e, sink = self.name, "flush failed; sink disabled");
-                self.out = None;
-            }
+        if let Some(out) = &mut self.out
+            && let Err(e) = out.flush()
+        {
+            warn!(error = %e, sink = self.name, "flush failed; sink disabled");
+            self.out = None;
         }
     }
 }

@@ -74,16 +74,16 @@ impl Conn {
         } else {
             flags | ACK
         };
-        self.segs.push((
-            self.time_ns,
+        self.segs.push(Seg {
+            time_ns: self.time_ns,
             src,
             dst,
-            self.seq[side],
+            seq: self.seq[side],
             ack,
             flags,
             len,
-            data[..keep].to_vec(),
-        ));
+            data: data[..keep].to_vec(),
+        });
         self.seq[side] = self.seq[side].wrapping_add(len);
     }
 
@@ -104,16 +104,11 @@ impl Conn {
     }
 
     fn run(&self) -> (Vec<Transaction>, PipelineCounters) {
-        run(self
-            .segs
-            .iter()
-            .map(|s| (s.0, s.1, s.2, s.3, s.4, s.5, s.6, s.7.clone())))
+        run(&self.segs)
     }
 }
 
-fn run(
-    segs: impl Iterator<Item = (u64, SocketAddr, SocketAddr, u32, u32, u8, u32, Vec<u8>)>,
-) -> (Vec<Transaction>, PipelineCounters) {
+fn run(segs: &[Seg]) -> (Vec<Transaction>, PipelineCounters) {
     let resolver = Resolver::new(
         IdentityConfig::default(),
         FingerprintKey::from_bytes([7; 32]),

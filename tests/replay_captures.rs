@@ -9,14 +9,13 @@
 //! segments arrived out of order) goes uncounted even though its status line
 //! is in the packets; the sensor counts the status line.
 
-use std::{cell::RefCell, collections::BTreeMap, path::PathBuf, rc::Rc};
+use std::{collections::BTreeMap, path::PathBuf};
 
 use sensor::{
     capture::file::read_file,
-    flow::FlowLimits,
-    http::{HttpLimits, Transaction},
+    http::Transaction,
     identity::{FingerprintKey, IdentityConfig, Resolver},
-    pipeline::{Pipeline, PipelineCounters, Sinks},
+    pipeline::{Pipeline, PipelineCounters},
 };
 
 fn pcaps() -> Option<PathBuf> {
@@ -56,22 +55,10 @@ impl Replay {
 fn replay_with(file: &str, config: IdentityConfig) -> Option<Replay> {
     let path = pcaps()?.join(file);
     let resolver = Resolver::new(config, FingerprintKey::from_bytes([1; 32]));
-    let mut p = Pipeline::new(
-        resolver,
-        FlowLimits::default(),
-        HttpLimits::default(),
-        Sinks::default(),
-    );
-    let out = Rc::new(RefCell::new(Vec::new()));
-    let sink = out.clone();
-    p.observe(move |tx| sink.borrow_mut().push(tx.clone()));
-    read_file(&path, false, &mut |seg| p.segment(seg)).unwrap();
-    p.finish();
-    let txs = out.borrow().clone();
-    Some(Replay {
-        txs,
-        counters: p.counters(),
-    })
+    let (txs, counters) = Pipeline::collect(resolver, |p| {
+        read_file(&path, false, &mut |seg| p.segment(seg)).unwrap();
+    });
+    Some(Replay { txs, counters })
 }
 
 fn replay(file: &str) -> Option<Replay> {

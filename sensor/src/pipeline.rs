@@ -8,6 +8,8 @@
 //! Live capture and capture files call the same [`Pipeline::segment`]; time
 //! is the segments' event time throughout.
 
+use std::{cell::RefCell, rc::Rc};
+
 use serde::Serialize;
 
 use crate::{
@@ -65,6 +67,33 @@ impl Pipeline {
             next_expiry_ns: 0,
             observer: None,
         }
+    }
+
+    /// Feeds a fresh pipeline (default limits, no sinks) through `feed`, ends
+    /// every flow, and returns every transaction in emission order with the
+    /// final counters. For tests and tools that want the transactions of a
+    /// bounded input in memory.
+    pub fn collect(
+        resolver: Resolver,
+        feed: impl FnOnce(&mut Pipeline),
+    ) -> (Vec<Transaction>, PipelineCounters) {
+        let mut p = Self::new(
+            resolver,
+            FlowLimits::default(),
+            HttpLimits::default(),
+            Sinks::default(),
+        );
+        let out = Rc::new(RefCell::new(Vec::new()));
+        let sink = Rc::clone(&out);
+        p.observe(move |tx| sink.borrow_mut().push(tx.clone()));
+        feed(&mut p);
+        p.finish();
+        let counters = p.counters();
+        drop(p);
+        let txs = Rc::try_unwrap(out)
+            .map(RefCell::into_inner)
+            .unwrap_or_default();
+        (txs, counters)
     }
 
     /// Calls `f` with every transaction, after the sinks.

@@ -1,16 +1,15 @@
 //! Framing and pairing cases, driven through the whole pipeline with crafted
 //! segments.
 
-use std::{cell::RefCell, net::SocketAddr, rc::Rc};
+use std::net::SocketAddr;
 
 use sensor_ebpf::tcp_flags::{ACK, FIN, PSH, RST, SYN};
 
 use crate::{
     capture::{Segment, Source},
-    flow::FlowLimits,
-    http::{HttpLimits, Transaction},
+    http::Transaction,
     identity::{FingerprintKey, IdentityConfig, Resolver},
-    pipeline::{Pipeline, PipelineCounters, Sinks},
+    pipeline::{Pipeline, PipelineCounters},
 };
 
 const CLIENT: &str = "10.0.0.2:40000";
@@ -113,31 +112,21 @@ fn run(segs: &[Seg]) -> (Vec<Transaction>, PipelineCounters) {
         IdentityConfig::default(),
         FingerprintKey::from_bytes([7; 32]),
     );
-    let mut p = Pipeline::new(
-        resolver,
-        FlowLimits::default(),
-        HttpLimits::default(),
-        Sinks::default(),
-    );
-    let out = Rc::new(RefCell::new(Vec::new()));
-    let sink = out.clone();
-    p.observe(move |tx| sink.borrow_mut().push(tx.clone()));
-    for s in segs {
-        p.segment(&Segment {
-            time_ns: s.time_ns,
-            src: s.src,
-            dst: s.dst,
-            seq: s.seq,
-            ack: s.ack,
-            flags: s.flags,
-            payload_len: s.len,
-            payload: &s.data,
-            source: Source::File,
-        });
-    }
-    p.finish();
-    let txs = out.borrow().clone();
-    (txs, p.counters())
+    Pipeline::collect(resolver, |p| {
+        for s in segs {
+            p.segment(&Segment {
+                time_ns: s.time_ns,
+                src: s.src,
+                dst: s.dst,
+                seq: s.seq,
+                ack: s.ack,
+                flags: s.flags,
+                payload_len: s.len,
+                payload: &s.data,
+                source: Source::File,
+            });
+        }
+    })
 }
 
 fn statuses(txs: &[Transaction]) -> Vec<(String, String, Option<u16>)> {

@@ -1,6 +1,9 @@
 //! Helpers for live tests on top of `xtask`'s lab and sensor process. Live tests need root (namespaces, CAP_BPF,
 //! CAP_NET_ADMIN); CI runs as root.
 
+// Each test binary compiles this module and uses a different part of it.
+#![allow(dead_code)]
+
 use std::{
     path::Path,
     process::{Command, Output},

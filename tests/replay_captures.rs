@@ -13,6 +13,7 @@ use std::{collections::BTreeMap, path::PathBuf};
 
 use sensor::{
     capture::file::read_file,
+    detect::{Alert, Detector},
     http::Transaction,
     identity::{FingerprintKey, IdentityConfig, Resolver},
     pipeline::{Pipeline, PipelineCounters},
@@ -30,6 +31,7 @@ fn pcaps() -> Option<PathBuf> {
 
 struct Replay {
     txs: Vec<Transaction>,
+    alerts: Vec<Alert>,
     counters: PipelineCounters,
 }
 
@@ -55,10 +57,14 @@ impl Replay {
 fn replay_with(file: &str, config: IdentityConfig) -> Option<Replay> {
     let path = pcaps()?.join(file);
     let resolver = Resolver::new(config, FingerprintKey::from_bytes([1; 32]));
-    let (txs, counters) = Pipeline::collect(resolver, |p| {
+    let c = Pipeline::collect(resolver, |p| {
         read_file(&path, false, &mut |seg| p.segment(seg)).unwrap();
     });
-    Some(Replay { txs, counters })
+    Some(Replay {
+        txs: c.transactions,
+        alerts: c.alerts,
+        counters: c.counters,
+    })
 }
 
 fn replay(file: &str) -> Option<Replay> {
@@ -341,4 +347,33 @@ fn the_forward_proxy_request_keeps_its_absolute_target() {
     let t = &r.txs[0];
     assert!(t.path.starts_with("http://"), "{}", t.path);
     assert!(t.host.is_some());
+}
+
+/// The detectors with their defaults on the shared captures: the scanner is
+/// a flood, the pipelined 404s an error scan, the browsers nothing.
+#[test]
+fn detectors_on_the_shared_captures() {
+    let alerts = |file: &str| -> Option<Vec<(Detector, String)>> {
+        let r = replay(file)?;
+        Some(
+            r.alerts
+                .iter()
+                .map(|a| (a.detector, a.client_ip.unwrap().to_string()))
+                .collect(),
+        )
+    };
+    let Some(rce) = alerts("ntop/nDPI/tests/cfgs/default/pcap/WebattackRCE.pcap") else {
+        return;
+    };
+    assert_eq!(rce, [(Detector::RequestFlood, "127.0.0.1".to_string())]);
+    let nodup = alerts("OISF/suricata-verify/tests/http-protocol-nodup/input.pcap").unwrap();
+    assert_eq!(nodup, [(Detector::ErrorRate, "223.72.39.14".to_string())]);
+    for benign in [
+        "seladb/PcapPlusPlus/Tests/Pcap++Test/PcapExamples/example.pcap",
+        "OISF/suricata-verify/tests/http-range-multiflows/input.pcap",
+        "ntop/nDPI/tests/cfgs/default/pcap/1kxun.pcap",
+        "ntop/nDPI/tests/cfgs/default/pcap/webdav.pcap",
+    ] {
+        assert_eq!(alerts(benign).unwrap(), [], "{benign}");
+    }
 }

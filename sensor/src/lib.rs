@@ -6,8 +6,10 @@
 //! runs on the segments' own timestamps.
 
 pub mod capture;
+pub mod detect;
 pub mod flow;
 pub mod http;
 pub mod identity;
 pub mod pipeline;
 pub mod sink;
+pub mod time;

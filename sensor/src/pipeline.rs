@@ -1,8 +1,10 @@
-//! The pipeline every source feeds: segments in, transactions out.
+//! The pipeline every source feeds: segments in, transactions and alerts
+//! out.
 //!
 //! ```text
 //! Segment -> FlowTable (reassembly) -> http::Conn (framing, pairing)
-//!         -> Transaction -> sinks
+//!         -> Transaction -> Detectors -> Alert
+//!                 \-> sinks           \-> sinks
 //! ```
 //!
 //! Live capture and capture files call the same [`Pipeline::segment`]; time
@@ -12,8 +14,11 @@ use std::{cell::RefCell, rc::Rc};
 
 use serde::Serialize;
 
+use tracing::warn;
+
 use crate::{
     capture::Segment,
+    detect::{Alert, DetectConfig, DetectCounters, Detectors},
     flow::{FlowCounters, FlowLimits, FlowTable},
     http::{Conn, HttpContext, HttpCounters, HttpLimits, Transaction},
     identity::Resolver,
@@ -30,10 +35,34 @@ pub struct Sinks {
     pub segments: Option<SegmentLog>,
     /// Every transaction as a JSON line.
     pub transactions: Option<JsonLines>,
+    /// Every alert as a JSON line.
+    pub alerts: Option<JsonLines>,
+    /// Log every alert (a `warn` line with its fields).
+    pub log_alerts: bool,
 }
 
-/// A callback taking every transaction.
-type Observer = Box<dyn FnMut(&Transaction)>;
+/// What the pipeline emits, for [`Pipeline::observe`].
+#[derive(Clone, Copy, Debug)]
+pub enum Output<'a> {
+    /// A transaction.
+    Transaction(&'a Transaction),
+    /// An alert.
+    Alert(&'a Alert),
+}
+
+/// A callback taking everything the pipeline emits.
+type Observer = Box<dyn FnMut(Output<'_>)>;
+
+/// Everything a bounded input produced, from [`Pipeline::collect`].
+#[derive(Debug)]
+pub struct Collected {
+    /// Transactions, in emission order.
+    pub transactions: Vec<Transaction>,
+    /// Alerts, in the order raised.
+    pub alerts: Vec<Alert>,
+    /// Final counters.
+    pub counters: PipelineCounters,
+}
 
 /// Counters of everything the pipeline did.
 #[derive(Clone, Debug, Serialize)]
@@ -42,26 +71,37 @@ pub struct PipelineCounters {
     pub flows: FlowCounters,
     /// HTTP framing and pairing.
     pub http: HttpCounters,
+    /// Detectors.
+    pub detect: DetectCounters,
 }
 
 /// Consumes segments from any source.
 pub struct Pipeline {
     flows: FlowTable<Conn>,
     http: HttpContext,
+    detectors: Detectors,
     sinks: Sinks,
     /// Latest event time seen, ns since the epoch.
     now_ns: u64,
     next_expiry_ns: u64,
-    /// Called with every transaction (tests, detectors).
+    /// Called with every transaction and alert (tests, tools).
     observer: Option<Observer>,
 }
 
 impl Pipeline {
-    /// A pipeline resolving identities with `resolver`.
-    pub fn new(resolver: Resolver, flow: FlowLimits, http: HttpLimits, sinks: Sinks) -> Self {
+    /// A pipeline resolving identities with `resolver` and detecting with
+    /// `detectors`.
+    pub fn new(
+        resolver: Resolver,
+        flow: FlowLimits,
+        http: HttpLimits,
+        detectors: Detectors,
+        sinks: Sinks,
+    ) -> Self {
         Self {
             flows: FlowTable::new(flow),
             http: HttpContext::new(resolver, http),
+            detectors,
             sinks,
             now_ns: 0,
             next_expiry_ns: 0,
@@ -69,35 +109,41 @@ impl Pipeline {
         }
     }
 
-    /// Feeds a fresh pipeline (default limits, no sinks) through `feed`, ends
-    /// every flow, and returns every transaction in emission order with the
-    /// final counters. For tests and tools that want the transactions of a
-    /// bounded input in memory.
-    pub fn collect(
-        resolver: Resolver,
-        feed: impl FnOnce(&mut Pipeline),
-    ) -> (Vec<Transaction>, PipelineCounters) {
+    /// Feeds a fresh pipeline (default limits and detectors, no sinks)
+    /// through `feed`, ends every flow, and returns everything it emitted.
+    /// For tests and tools that want a bounded input's output in memory.
+    pub fn collect(resolver: Resolver, feed: impl FnOnce(&mut Pipeline)) -> Collected {
+        let detectors = Detectors::new(DetectConfig::default()).expect("no decoys to compile");
+        let sinks = Sinks::default();
         let mut p = Self::new(
             resolver,
             FlowLimits::default(),
             HttpLimits::default(),
-            Sinks::default(),
+            detectors,
+            sinks,
         );
-        let out = Rc::new(RefCell::new(Vec::new()));
+        let out = Rc::new(RefCell::new((Vec::new(), Vec::new())));
         let sink = Rc::clone(&out);
-        p.observe(move |tx| sink.borrow_mut().push(tx.clone()));
+        p.observe(move |o| match o {
+            Output::Transaction(tx) => sink.borrow_mut().0.push(tx.clone()),
+            Output::Alert(a) => sink.borrow_mut().1.push(a.clone()),
+        });
         feed(&mut p);
         p.finish();
         let counters = p.counters();
         drop(p);
-        let txs = Rc::try_unwrap(out)
+        let (transactions, alerts) = Rc::try_unwrap(out)
             .map(RefCell::into_inner)
             .unwrap_or_default();
-        (txs, counters)
+        Collected {
+            transactions,
+            alerts,
+            counters,
+        }
     }
 
-    /// Calls `f` with every transaction, after the sinks.
-    pub fn observe(&mut self, f: impl FnMut(&Transaction) + 'static) {
+    /// Calls `f` with every transaction and alert, after the sinks.
+    pub fn observe(&mut self, f: impl FnMut(Output<'_>) + 'static) {
         self.observer = Some(Box::new(f));
     }
 
@@ -122,6 +168,7 @@ impl Pipeline {
     pub fn finish(&mut self) {
         self.flows.finish(&mut self.http);
         self.deliver();
+        self.detectors.finish();
         self.flush();
     }
 
@@ -133,6 +180,9 @@ impl Pipeline {
         if let Some(log) = &mut self.sinks.transactions {
             log.flush();
         }
+        if let Some(log) = &mut self.sinks.alerts {
+            log.flush();
+        }
     }
 
     /// The counters so far.
@@ -140,6 +190,7 @@ impl Pipeline {
         PipelineCounters {
             flows: self.flows.counters().clone(),
             http: self.http.counters.clone(),
+            detect: self.detectors.counters(),
         }
     }
 
@@ -157,7 +208,18 @@ impl Pipeline {
                 log.write(&tx);
             }
             if let Some(f) = &mut self.observer {
-                f(&tx);
+                f(Output::Transaction(&tx));
+            }
+            for alert in self.detectors.transaction(&tx) {
+                if let Some(log) = &mut self.sinks.alerts {
+                    log.write(&alert);
+                }
+                if self.sinks.log_alerts {
+                    warn!("alert: {alert}");
+                }
+                if let Some(f) = &mut self.observer {
+                    f(Output::Alert(&alert));
+                }
             }
         }
     }

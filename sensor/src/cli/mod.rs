@@ -9,6 +9,7 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 use ipnet::IpNet;
 use sensor::{
+    detect::{DetectConfig, Detectors},
     flow::FlowLimits,
     http::HttpLimits,
     identity::{FingerprintKey, IdentityConfig, Resolver},
@@ -40,6 +41,21 @@ pub struct PipelineArgs {
     /// Most TCP connections tracked at once.
     #[arg(long, default_value_t = FlowLimits::default().max_flows)]
     max_flows: usize,
+    /// Write every alert as a JSON line to PATH (`-`: stdout).
+    #[arg(long, value_name = "PATH")]
+    alerts: Option<PathBuf>,
+    /// Kong proxy listener ports, comma-separated: transactions to them are
+    /// the client leg, which the per-IP detectors count. Default: the client
+    /// leg is what does not carry Kong's upstream marks (X-Kong-Request-Id,
+    /// X-Consumer-*).
+    #[arg(long, value_delimiter = ',')]
+    proxy_ports: Vec<u16>,
+    /// Requests one client IP may send per 15 s window.
+    #[arg(long, default_value_t = DetectConfig::default().flood.budget)]
+    flood_budget: u64,
+    /// Decoy route (a path glob, optionally `HOST/PATH`); repeat for several.
+    #[arg(long = "decoy", value_name = "ROUTE")]
+    decoys: Vec<String>,
 }
 
 /// A CIDR, or a bare address as a host route.
@@ -50,35 +66,59 @@ fn parse_net(s: &str) -> Result<IpNet, String> {
 }
 
 impl PipelineArgs {
-    /// Builds the pipeline, with the segment log if given.
+    /// Builds the pipeline, with the segment log if given; alerts are also
+    /// logged when `log_alerts`.
     ///
     /// # Errors
-    /// The fingerprint key or the transactions file cannot be opened.
-    pub fn pipeline(&self, segments: Option<SegmentLog>) -> Result<Pipeline> {
+    /// The fingerprint key or an output file cannot be opened; a bad decoy.
+    pub fn pipeline(&self, segments: Option<SegmentLog>, log_alerts: bool) -> Result<Pipeline> {
+        self.pipeline_with(segments, log_alerts, self.alerts.clone())
+    }
+
+    /// As [`PipelineArgs::pipeline`], with alerts written to `alerts`.
+    ///
+    /// # Errors
+    /// As [`PipelineArgs::pipeline`].
+    pub fn pipeline_with(
+        &self,
+        segments: Option<SegmentLog>,
+        log_alerts: bool,
+        alerts: Option<PathBuf>,
+    ) -> Result<Pipeline> {
         let key = FingerprintKey::load_or_create(&self.fingerprint_key)?;
         let config = IdentityConfig {
             trusted_proxies: self.trusted_proxies.clone(),
             key_names: self.key_names.clone(),
         };
-        let transactions = match &self.transactions {
-            Some(path) => Some(
-                JsonLines::create("transactions", path)
-                    .with_context(|| format!("cannot create {}", path.display()))?,
-            ),
-            None => None,
+        let open = |name, path: &Option<PathBuf>| -> Result<Option<JsonLines>> {
+            path.as_deref()
+                .map(|p| {
+                    JsonLines::create(name, p)
+                        .with_context(|| format!("cannot create {}", p.display()))
+                })
+                .transpose()
         };
+        let mut detect = DetectConfig::default();
+        detect.proxy_ports.clone_from(&self.proxy_ports);
+        detect.flood.budget = self.flood_budget;
+        detect.decoys.clone_from(&self.decoys);
+        let detectors = Detectors::new(detect)?;
         let flows = FlowLimits {
             max_flows: self.max_flows,
             ..FlowLimits::default()
         };
         let sinks = Sinks {
             segments,
-            transactions,
+            transactions: open("transactions", &self.transactions)?,
+            alerts: open("alerts", &alerts)?,
+            log_alerts,
         };
+        let resolver = Resolver::new(config, key);
         Ok(Pipeline::new(
-            Resolver::new(config, key),
+            resolver,
             flows,
             HttpLimits::default(),
+            detectors,
             sinks,
         ))
     }

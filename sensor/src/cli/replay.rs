@@ -7,7 +7,10 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use sensor::capture::file::{FileCounters, read_file};
+use sensor::{
+    capture::file::{FileCounters, read_file},
+    pipeline::Output,
+};
 use serde::Serialize;
 
 use super::PipelineArgs;
@@ -17,6 +20,9 @@ pub struct ReplayArgs {
     /// pcap or pcapng files, read in order as one capture.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
+    /// Print alerts as JSON lines (one object per alert) instead of text.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     pipeline: PipelineArgs,
 }
@@ -28,12 +34,32 @@ struct FileSummary<'a> {
     counters: FileCounters,
 }
 
-/// Replays the files, then prints a `replay_summary` JSON line to stdout.
+fn time_of(ns: u64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns)
+}
+
+/// Replays the files, printing alerts as they fire (text, or JSON lines with
+/// `--json`), then a `replay_summary` JSON line, all to stdout.
 ///
 /// # Errors
 /// A file that cannot be opened or is not a capture; pipeline setup.
 pub fn replay(args: &ReplayArgs) -> Result<()> {
-    let mut pipeline = args.pipeline.pipeline(None)?;
+    let alerts = if args.json {
+        Some(PathBuf::from("-"))
+    } else {
+        None
+    };
+    let mut pipeline = args.pipeline.pipeline_with(None, false, alerts)?;
+    if !args.json {
+        pipeline.observe(|o| {
+            if let Output::Alert(alert) = o {
+                println!(
+                    "alert: {} {alert}",
+                    humantime::format_rfc3339_nanos(time_of(alert.time_ns))
+                );
+            }
+        });
+    }
     let progress = io::stderr().is_terminal();
     let mut files = Vec::new();
     for path in &args.files {

@@ -96,7 +96,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let segment_log = args
         .debug_segments
         .then(|| SegmentLog::new(Box::new(io::stdout())));
-    let mut pipeline = args.pipeline.pipeline(segment_log)?;
+    let mut pipeline = args.pipeline.pipeline(segment_log, true)?;
     let capture = LiveCapture::start(&options)?;
     info!(
         version = env!("CARGO_PKG_VERSION"),

@@ -124,6 +124,7 @@ impl Messages for Side<'_> {
             credential: identity.credential,
             consumer: identity.consumer,
             request_id: fields.request_id.map(lossy),
+            upstream_leg: fields.from_kong,
         };
         self.conn.exchanges.push_back(Exchange {
             tx,
@@ -267,6 +268,8 @@ struct Fields<'h> {
     transfer_encoding: Option<&'h [u8]>,
     /// `Content-Length`; `Err` when invalid or conflicting.
     content_length: Option<Result<u64, ()>>,
+    /// Kong marks: `X-Kong-Request-Id` or an `X-Consumer-*` header.
+    from_kong: bool,
 }
 
 impl<'h> Fields<'h> {
@@ -282,6 +285,9 @@ impl<'h> Fields<'h> {
             } else if name.eq_ignore_ascii_case(b"x-kong-request-id") {
                 f.request_id = Some(h.value);
                 kong_id = true;
+                f.from_kong = true;
+            } else if name.len() > 11 && name[..11].eq_ignore_ascii_case(b"x-consumer-") {
+                f.from_kong = true;
             } else if name.eq_ignore_ascii_case(b"x-request-id") && !kong_id {
                 f.request_id = Some(h.value);
             } else if name.eq_ignore_ascii_case(b"transfer-encoding") {

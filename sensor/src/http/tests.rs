@@ -112,7 +112,7 @@ fn run(segs: &[Seg]) -> (Vec<Transaction>, PipelineCounters) {
         IdentityConfig::default(),
         FingerprintKey::from_bytes([7; 32]),
     );
-    Pipeline::collect(resolver, |p| {
+    let c = Pipeline::collect(resolver, |p| {
         for s in segs {
             p.segment(&Segment {
                 time_ns: s.time_ns,
@@ -126,7 +126,8 @@ fn run(segs: &[Seg]) -> (Vec<Transaction>, PipelineCounters) {
                 source: Source::File,
             });
         }
-    })
+    });
+    (c.transactions, c.counters)
 }
 
 fn statuses(txs: &[Transaction]) -> Vec<(String, String, Option<u16>)> {

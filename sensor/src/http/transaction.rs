@@ -1,12 +1,9 @@
 //! The HTTP transaction: one request and its response, the unit every
 //! detector consumes.
 
-use std::{
-    net::IpAddr,
-    time::{Duration, UNIX_EPOCH},
-};
+use std::net::IpAddr;
 
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
 use crate::identity::Fingerprint;
 
@@ -17,7 +14,7 @@ use crate::identity::Fingerprint;
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Transaction {
     /// Time of the request's first byte, ns since the Unix epoch.
-    #[serde(rename = "time", serialize_with = "rfc3339")]
+    #[serde(rename = "time", serialize_with = "crate::time::rfc3339")]
     pub time_ns: u64,
     /// The client: the TCP peer, or the address a trusted proxy reported
     /// (see [`crate::identity`]).
@@ -53,9 +50,9 @@ pub struct Transaction {
     /// `X-Kong-Request-Id` (else `X-Request-Id`) of the request, else of the
     /// response.
     pub request_id: Option<String>,
-}
-
-fn rfc3339<S: Serializer>(time_ns: &u64, s: S) -> Result<S::Ok, S::Error> {
-    let time = UNIX_EPOCH + Duration::from_nanos(*time_ns);
-    s.collect_str(&humantime::format_rfc3339_nanos(time))
+    /// The request came from Kong on its way to an upstream: it carried
+    /// `X-Kong-Request-Id` (Kong >= 3.5 adds it to upstream requests; clients
+    /// do not send it) or an `X-Consumer-*` header. Not serialized.
+    #[serde(skip)]
+    pub upstream_leg: bool,
 }

@@ -1,0 +1,209 @@
+//! Alerts, their evidence, and suppression of repeats.
+
+use std::{collections::BTreeMap, net::IpAddr};
+
+use serde::Serialize;
+
+use super::bounded::BoundedMap;
+use crate::{http::Transaction, identity::Fingerprint};
+
+/// Which detector raised an alert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Detector {
+    /// One client IP over its request budget in a window.
+    RequestFlood,
+    /// One client IP with an unusual number of errors.
+    ErrorRate,
+    /// One credential from several client IPs.
+    CredentialSpread,
+    /// Successes, then a spike of failures, from one IP.
+    SuccessThenFailure,
+    /// A request for a decoy route.
+    Honeypot,
+}
+
+/// How urgent an alert is; mapped to syslog severities by the exporters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth a look.
+    Low,
+    /// Likely abuse.
+    Medium,
+    /// Almost certainly hostile (decoys, credential theft).
+    High,
+}
+
+/// What an alert is about: one client IP or one credential.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Subject {
+    /// A client IP.
+    Ip(IpAddr),
+    /// A credential fingerprint.
+    Credential(Fingerprint),
+}
+
+/// One request behind an alert.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Evidence {
+    /// Request method.
+    pub method: String,
+    /// Request target, redacted.
+    pub path: String,
+    /// Final status, if a response was seen.
+    pub status: Option<u16>,
+    /// Kong's request id, when present.
+    pub request_id: Option<String>,
+}
+
+impl From<&Transaction> for Evidence {
+    fn from(tx: &Transaction) -> Self {
+        Self {
+            method: tx.method.clone(),
+            path: tx.path.clone(),
+            status: tx.status,
+            request_id: tx.request_id.clone(),
+        }
+    }
+}
+
+/// Most evidence entries an alert carries.
+pub const MAX_EVIDENCE: usize = 5;
+
+/// The event-time window an alert was raised in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Window {
+    /// Start, RFC 3339.
+    #[serde(serialize_with = "crate::time::rfc3339")]
+    pub start: u64,
+    /// End (exclusive), RFC 3339.
+    #[serde(serialize_with = "crate::time::rfc3339")]
+    pub end: u64,
+}
+
+/// One alert. Serializes to one JSON object: `time`, `detector`,
+/// `severity`, the key (`client_ip`, or `credential` + `principal` + `ips`),
+/// `window`, `counts`, `evidence`, `suppressed`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Alert {
+    /// Event time the threshold was crossed, ns since the epoch.
+    #[serde(rename = "time", serialize_with = "crate::time::rfc3339")]
+    pub time_ns: u64,
+    /// The detector.
+    pub detector: Detector,
+    /// Its severity.
+    pub severity: Severity,
+    /// The client IP, for per-IP detectors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<IpAddr>,
+    /// The credential fingerprint, for `credential_spread`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<Fingerprint>,
+    /// The credential's non-secret principal, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// The client IPs that used the credential.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<IpAddr>,
+    /// The window the counts cover.
+    pub window: Window,
+    /// The counts that crossed the threshold, by name.
+    pub counts: BTreeMap<&'static str, u64>,
+    /// Up to [`MAX_EVIDENCE`] requests behind the alert.
+    pub evidence: Vec<Evidence>,
+    /// Repeats of this alert suppressed by the cooldown since the last one.
+    pub suppressed: u64,
+}
+
+impl std::fmt::Display for Alert {
+    /// One line: `DETECTOR SEVERITY SUBJECT name=count ... [suppressed=N]`,
+    /// e.g. `request_flood medium client_ip=10.0.0.1 budget=600 requests=601`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = serde_json::to_value(self.detector).unwrap_or_default();
+        let severity = serde_json::to_value(self.severity).unwrap_or_default();
+        write!(
+            f,
+            "{} {}",
+            name.as_str().unwrap_or_default(),
+            severity.as_str().unwrap_or_default()
+        )?;
+        if let Some(ip) = self.client_ip {
+            write!(f, " client_ip={ip}")?;
+        }
+        if let Some(fp) = self.credential {
+            write!(f, " credential={fp}")?;
+        }
+        if let Some(p) = &self.principal {
+            write!(f, " principal={p:?}")?;
+        }
+        if !self.ips.is_empty() {
+            let ips: Vec<String> = self.ips.iter().map(ToString::to_string).collect();
+            write!(f, " ips={}", ips.join(","))?;
+        }
+        for (name, n) in &self.counts {
+            write!(f, " {name}={n}")?;
+        }
+        if self.suppressed > 0 {
+            write!(f, " suppressed={}", self.suppressed)?;
+        }
+        Ok(())
+    }
+}
+
+impl Alert {
+    /// The alert's subject.
+    pub fn subject(&self) -> Option<Subject> {
+        match (self.client_ip, self.credential) {
+            (_, Some(fp)) => Some(Subject::Credential(fp)),
+            (Some(ip), None) => Some(Subject::Ip(ip)),
+            (None, None) => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Last {
+    time_ns: u64,
+    suppressed: u64,
+}
+
+/// One alert per (detector, subject) per cooldown; repeats are counted and
+/// reported by the next alert that passes.
+#[derive(Debug)]
+pub struct Cooldown {
+    period_ns: u64,
+    last: BoundedMap<(Detector, Subject), Last>,
+}
+
+impl Cooldown {
+    /// A cooldown of `period_ns`, tracking at most `capacity` subjects.
+    pub fn new(period_ns: u64, capacity: usize) -> Self {
+        Self {
+            period_ns,
+            last: BoundedMap::new(capacity),
+        }
+    }
+
+    /// True if `alert` may go out now (its `suppressed` count is filled in);
+    /// false if it repeats one sent less than a period ago.
+    pub fn admit(&mut self, alert: &mut Alert) -> bool {
+        let Some(subject) = alert.subject() else {
+            return true;
+        };
+        let key = (alert.detector, subject);
+        let fresh = || Last {
+            time_ns: 0,
+            suppressed: 0,
+        };
+        let last = self.last.entry(key, fresh, |l| l.time_ns);
+        let since = alert.time_ns.saturating_sub(last.time_ns);
+        if last.time_ns != 0 && since < self.period_ns {
+            last.suppressed += 1;
+            return false;
+        }
+        alert.suppressed = std::mem::take(&mut last.suppressed);
+        last.time_ns = alert.time_ns.max(1);
+        true
+    }
+}

@@ -1,0 +1,158 @@
+//! A hash map with a hard size cap that evicts its least useful entry.
+//!
+//! Detector state is keyed by attacker-controlled values (client IPs,
+//! credentials), so every table is bounded. When full, inserting samples a
+//! few entries at random and evicts the one with the lowest weight (the
+//! approximated-LFU eviction of Redis, `maxmemory-policy allkeys-lfu`):
+//! heavy hitters survive a flood of one-shot keys, and eviction is O(1).
+
+use std::hash::Hash;
+
+use hashbrown::HashMap;
+
+/// Entries sampled per eviction; 8 puts the victim in the lightest ~12% with
+/// high probability.
+const SAMPLE: usize = 8;
+
+/// A map of at most `capacity` entries.
+#[derive(Debug)]
+pub struct BoundedMap<K, V> {
+    index: HashMap<K, usize>,
+    entries: Vec<(K, V)>,
+    capacity: usize,
+    evictions: u64,
+    rng: fastrand::Rng,
+}
+
+impl<K: Hash + Eq + Copy, V> BoundedMap<K, V> {
+    /// An empty map holding at most `capacity` (at least 1) entries. The
+    /// sampling is seeded, so a replay evicts the same entries every run.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            index: HashMap::new(),
+            entries: Vec::new(),
+            capacity: capacity.max(1),
+            evictions: 0,
+            rng: fastrand::Rng::with_seed(0x5e45_0a5e),
+        }
+    }
+
+    /// The entry for `key`, created with `make` if absent; when the map is
+    /// full, the lightest of a random sample (by `weight`) is evicted first.
+    pub fn entry(
+        &mut self,
+        key: K,
+        make: impl FnOnce() -> V,
+        weight: impl Fn(&V) -> u64,
+    ) -> &mut V {
+        let at = match self.index.get(&key) {
+            Some(&at) => at,
+            None => {
+                if self.entries.len() >= self.capacity {
+                    self.evict(&weight);
+                }
+                self.index.insert(key, self.entries.len());
+                self.entries.push((key, make()));
+                self.entries.len() - 1
+            }
+        };
+        &mut self.entries[at].1
+    }
+
+    /// The entry for `key`, if present.
+    pub fn get(&self, key: &K) -> Option<&V> {
+        self.index.get(key).map(|&at| &self.entries[at].1)
+    }
+
+    /// Every entry, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Entries evicted so far.
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    /// Removes every entry (the eviction count stays).
+    pub fn clear(&mut self) {
+        self.index.clear();
+        self.entries.clear();
+    }
+
+    /// Keeps only the entries for which `keep` is true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
+        let mut at = 0;
+        while at < self.entries.len() {
+            let (k, v) = &self.entries[at];
+            if keep(k, v) {
+                at += 1;
+            } else {
+                self.remove_at(at);
+            }
+        }
+    }
+
+    fn evict(&mut self, weight: &impl Fn(&V) -> u64) {
+        let n = self.entries.len();
+        let victim = (0..SAMPLE.min(n))
+            .map(|_| self.rng.usize(..n))
+            .min_by_key(|&at| weight(&self.entries[at].1))
+            .unwrap_or(0);
+        self.remove_at(victim);
+        self.evictions += 1;
+    }
+
+    fn remove_at(&mut self, at: usize) {
+        let (key, _) = self.entries.swap_remove(at);
+        self.index.remove(&key);
+        if let Some((moved, _)) = self.entries.get(at) {
+            self.index.insert(*moved, at);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heavy_entries_survive_a_flood_of_light_ones() {
+        let mut map = BoundedMap::new(1000);
+        for heavy in 0..10u32 {
+            *map.entry(heavy, || 0u64, |w| *w) += 1000;
+        }
+        for light in 1000..1_000_000u32 {
+            *map.entry(light, || 0u64, |w| *w) += 1;
+        }
+        assert_eq!(map.len(), 1000);
+        assert!((0..10).all(|k| map.get(&k) == Some(&1000)));
+        assert_eq!(
+            map.evictions(),
+            999_000 - 990,
+            "every light key past the free slots"
+        );
+    }
+
+    #[test]
+    fn retain_keeps_the_index_consistent() {
+        let mut map = BoundedMap::new(10);
+        for k in 0..10u32 {
+            *map.entry(k, || 0, |w| *w) = u64::from(k);
+        }
+        map.retain(|k, _| k % 2 == 0);
+        assert_eq!(map.len(), 5);
+        assert!((0..10).all(|k| map.get(&k).is_some() == (k % 2 == 0)));
+        assert_eq!(map.get(&8), Some(&8));
+    }
+}

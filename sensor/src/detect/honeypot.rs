@@ -1,0 +1,101 @@
+//! `honeypot`: decoy routes no legitimate client calls; any request for one
+//! is an alert of high severity.
+//!
+//! A decoy is a glob over the request path (query string excluded), in
+//! `globset` syntax: `/admin.php` (exact), `/.git/**` (a prefix),
+//! `/wp-*.php`; prefixed by a host to apply to one virtual host only:
+//! `api.example.com/internal/**`.
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use super::alert::{Alert, Detector, Evidence, Severity, Window};
+use crate::http::Transaction;
+
+/// A decoy that cannot be compiled.
+#[derive(Debug, thiserror::Error)]
+#[error("bad decoy route `{route}`: {source}")]
+pub struct DecoyError {
+    route: String,
+    source: globset::Error,
+}
+
+/// The decoy routes.
+#[derive(Debug)]
+pub struct Honeypot {
+    paths: GlobSet,
+    /// Per glob, the host it is limited to.
+    hosts: Vec<Option<String>>,
+}
+
+impl Honeypot {
+    /// Compiles `routes` (see the module docs).
+    ///
+    /// # Errors
+    /// A route that is not a valid glob.
+    pub fn new(routes: &[String]) -> Result<Self, DecoyError> {
+        let mut builder = GlobSetBuilder::new();
+        let mut hosts = Vec::new();
+        for route in routes {
+            let (host, path) = match route.find('/') {
+                Some(0) | None => (None, route.as_str()),
+                Some(at) => (Some(route[..at].to_ascii_lowercase()), &route[at..]),
+            };
+            let glob = Glob::new(path).map_err(|source| DecoyError {
+                route: route.clone(),
+                source,
+            })?;
+            builder.add(glob);
+            hosts.push(host);
+        }
+        let paths = builder.build().map_err(|source| DecoyError {
+            route: routes.join(", "),
+            source,
+        })?;
+        Ok(Self { paths, hosts })
+    }
+
+    /// Pushes an alert if `tx` asks for a decoy.
+    pub fn transaction(&self, tx: &Transaction, out: &mut Vec<Alert>) {
+        if self.hosts.is_empty() {
+            return;
+        }
+        let path = path_of(&tx.path);
+        let host = tx.host.as_deref().map(|h| h.split(':').next().unwrap_or(h));
+        let hit = self
+            .paths
+            .matches(path)
+            .into_iter()
+            .any(|i| match &self.hosts[i] {
+                None => true,
+                Some(want) => host.is_some_and(|h| h.eq_ignore_ascii_case(want)),
+            });
+        if hit {
+            out.push(Alert {
+                time_ns: tx.time_ns,
+                detector: Detector::Honeypot,
+                severity: Severity::High,
+                client_ip: Some(tx.client_ip),
+                credential: None,
+                principal: tx.principal.clone(),
+                ips: Vec::new(),
+                window: Window {
+                    start: tx.time_ns,
+                    end: tx.time_ns,
+                },
+                counts: [("requests", 1)].into(),
+                evidence: vec![Evidence::from(tx)],
+                suppressed: 0,
+            });
+        }
+    }
+}
+
+/// The path of a request target: origin-form up to `?` or `#`; for an
+/// absolute-form target, the part after the authority.
+fn path_of(target: &str) -> &str {
+    let target = match target.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("/", |at| &rest[at..]),
+        None => target,
+    };
+    target.split(['?', '#']).next().unwrap_or(target)
+}

@@ -1,0 +1,213 @@
+//! The per-IP window detectors: `request_flood` and `error_rate`.
+//!
+//! Both count a client IP's requests in tumbling event-time windows (15 s by
+//! default, as the reference SIEM). A flood is an IP over its request budget;
+//! an unusual error count is one above an absolute floor and ratio AND far
+//! above the population's baseline: the median, over the last hour of
+//! windows, of each window's 99th-percentile per-IP error count.
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    net::IpAddr,
+};
+
+use super::{
+    alert::{Alert, Detector, Evidence, MAX_EVIDENCE, Severity, Window},
+    bounded::BoundedMap,
+};
+use crate::http::Transaction;
+
+/// `request_flood` settings.
+#[derive(Clone, Debug)]
+pub struct FloodConfig {
+    /// Requests one IP may send in a window before it is a flood.
+    pub budget: u64,
+}
+
+/// `error_rate` settings.
+#[derive(Clone, Debug)]
+pub struct ErrorConfig {
+    /// Fewest errors (4xx/5xx) in a window for an alert.
+    pub min_errors: u64,
+    /// Smallest share of the IP's requests that must be errors.
+    pub min_ratio: f64,
+    /// How far above the population baseline the errors must be.
+    pub baseline_factor: f64,
+    /// Windows of history the baseline covers (240 x 15 s = 1 h).
+    pub baseline_windows: usize,
+}
+
+/// Error classes counted per IP (`counts` keys of `error_rate` alerts).
+const CLASSES: [&str; 5] = [
+    "auth_failures",
+    "not_found",
+    "rate_limited",
+    "server_errors",
+    "other_4xx",
+];
+
+fn class(status: u16) -> Option<usize> {
+    match status {
+        401 | 403 => Some(0),
+        404 => Some(1),
+        429 => Some(2),
+        500..=599 => Some(3),
+        400..=499 => Some(4),
+        _ => None,
+    }
+}
+
+/// One IP's counts in the current window.
+#[derive(Debug, Default)]
+struct IpWindow {
+    requests: u64,
+    errors: [u64; CLASSES.len()],
+    flood_alerted: bool,
+    errors_alerted: bool,
+    /// The IP's latest requests, kept once it is busy enough to matter.
+    recent: VecDeque<Evidence>,
+}
+
+impl IpWindow {
+    fn errors(&self) -> u64 {
+        self.errors.iter().sum()
+    }
+}
+
+/// Requests an IP sends in a window before its requests are kept as evidence
+/// (one-shot IPs of a spoofed flood never cost an allocation).
+const EVIDENCE_FROM: u64 = 8;
+
+/// The per-IP window state and the two detectors on it.
+#[derive(Debug)]
+pub struct PerIp {
+    window_ns: u64,
+    flood: FloodConfig,
+    errors: ErrorConfig,
+    /// Index (start / window) of the current window.
+    current: Option<u64>,
+    ips: BoundedMap<IpAddr, IpWindow>,
+    /// 99th-percentile per-IP error counts of past windows, newest last.
+    p99_history: VecDeque<u64>,
+    /// Transactions older than the current window, counted into it.
+    pub late: u64,
+}
+
+impl PerIp {
+    /// Empty state; at most `max_ips` IPs per window.
+    pub fn new(window_ns: u64, flood: FloodConfig, errors: ErrorConfig, max_ips: usize) -> Self {
+        Self {
+            window_ns,
+            flood,
+            errors,
+            current: None,
+            ips: BoundedMap::new(max_ips),
+            p99_history: VecDeque::new(),
+            late: 0,
+        }
+    }
+
+    /// IPs evicted from the window table so far.
+    pub fn evictions(&self) -> u64 {
+        self.ips.evictions()
+    }
+
+    /// Counts `tx` against its client IP; pushes any alert it raises.
+    pub fn transaction(&mut self, tx: &Transaction, out: &mut Vec<Alert>) {
+        let index = tx.time_ns / self.window_ns;
+        match self.current {
+            Some(c) if index > c => {
+                self.close();
+                self.current = Some(index);
+            }
+            Some(c) if index < c => self.late += 1,
+            Some(_) => {}
+            None => self.current = Some(index),
+        }
+        let start = self.current.unwrap_or(index) * self.window_ns;
+        let window = Window {
+            start,
+            end: start + self.window_ns,
+        };
+        let threshold = self.error_threshold();
+        let ip = self
+            .ips
+            .entry(tx.client_ip, IpWindow::default, |w| w.requests);
+        ip.requests += 1;
+        if let Some(c) = tx.status.and_then(class) {
+            ip.errors[c] += 1;
+        }
+        if ip.requests >= EVIDENCE_FROM {
+            if ip.recent.len() == MAX_EVIDENCE {
+                ip.recent.pop_front();
+            }
+            ip.recent.push_back(Evidence::from(tx));
+        }
+        let mut raised = Vec::new();
+        if !ip.flood_alerted && ip.requests > self.flood.budget {
+            ip.flood_alerted = true;
+            let counts = [("requests", ip.requests), ("budget", self.flood.budget)].into();
+            raised.push((Detector::RequestFlood, counts));
+        }
+        let errors = ip.errors();
+        let ratio = errors as f64 / ip.requests as f64;
+        if !ip.errors_alerted && errors >= threshold && ratio >= self.errors.min_ratio {
+            ip.errors_alerted = true;
+            let mut counts: BTreeMap<_, _> = CLASSES.iter().copied().zip(ip.errors).collect();
+            counts.extend([
+                ("errors", errors),
+                ("requests", ip.requests),
+                ("threshold", threshold),
+            ]);
+            raised.push((Detector::ErrorRate, counts));
+        }
+        for (detector, counts) in raised {
+            out.push(Alert {
+                time_ns: tx.time_ns,
+                detector,
+                severity: Severity::Medium,
+                client_ip: Some(tx.client_ip),
+                credential: None,
+                principal: None,
+                ips: Vec::new(),
+                window,
+                counts,
+                evidence: ip.recent.iter().cloned().collect(),
+                suppressed: 0,
+            });
+        }
+    }
+
+    /// Ends the current window (end of input).
+    pub fn finish(&mut self) {
+        self.close();
+    }
+
+    /// Errors an IP needs in this window: the floor, or the baseline times
+    /// the factor if higher.
+    fn error_threshold(&self) -> u64 {
+        let mut past: Vec<u64> = self.p99_history.iter().copied().collect();
+        let baseline = if past.is_empty() {
+            0
+        } else {
+            let mid = past.len() / 2;
+            *past.select_nth_unstable(mid).1
+        };
+        self.errors
+            .min_errors
+            .max((baseline as f64 * self.errors.baseline_factor).ceil() as u64)
+    }
+
+    fn close(&mut self) {
+        let mut errors: Vec<u64> = self.ips.iter().map(|(_, w)| w.errors()).collect();
+        if !errors.is_empty() {
+            let at = (errors.len() * 99 / 100).min(errors.len() - 1);
+            let p99 = *errors.select_nth_unstable(at).1;
+            self.p99_history.push_back(p99);
+            if self.p99_history.len() > self.errors.baseline_windows {
+                self.p99_history.pop_front();
+            }
+        }
+        self.ips.clear();
+    }
+}

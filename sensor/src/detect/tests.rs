@@ -1,0 +1,279 @@
+//! Positive, negative and near-threshold cases for every detector, on
+//! synthetic transactions.
+
+use std::net::IpAddr;
+
+use super::*;
+use crate::identity::FingerprintKey;
+
+const S: u64 = 1_000_000_000;
+/// A window start: 2026-11-21T00:00:00Z, a multiple of 15 s.
+const T0: u64 = 1_795_219_200 * S;
+
+fn tx(ip: &str, time_ns: u64, status: u16) -> Transaction {
+    Transaction {
+        time_ns,
+        client_ip: ip.parse().unwrap(),
+        client_port: 40000,
+        server_ip: "10.0.0.1".parse().unwrap(),
+        server_port: 8000,
+        method: "GET".into(),
+        host: Some("api.example".into()),
+        path: "/v1/items?page=2".into(),
+        status: Some(status),
+        latency_ms: Some(1.0),
+        request_bytes: 100,
+        response_bytes: 200,
+        user_agent: None,
+        principal: None,
+        credential: None,
+        consumer: None,
+        request_id: None,
+        upstream_leg: false,
+    }
+}
+
+fn run(
+    config: DetectConfig,
+    txs: impl IntoIterator<Item = Transaction>,
+) -> (Vec<Alert>, DetectCounters) {
+    let mut d = Detectors::new(config).unwrap();
+    let mut alerts = Vec::new();
+    for t in txs {
+        alerts.extend(d.transaction(&t));
+    }
+    d.finish();
+    (alerts, d.counters())
+}
+
+fn of(alerts: &[Alert], detector: Detector) -> Vec<&Alert> {
+    alerts.iter().filter(|a| a.detector == detector).collect()
+}
+
+/// `n` transactions from `ip` spread over the first 10 s of window `w`.
+fn burst(ip: &str, w: u64, n: u64, status: u16) -> Vec<Transaction> {
+    (0..n)
+        .map(|i| tx(ip, T0 + w * 15 * S + i * (10 * S / n.max(1)), status))
+        .collect()
+}
+
+#[test]
+fn a_flood_is_one_ip_over_its_budget_in_a_window() {
+    let (alerts, _) = run(DetectConfig::default(), burst("192.0.2.1", 0, 601, 200));
+    let flood = of(&alerts, Detector::RequestFlood);
+    assert_eq!(flood.len(), 1);
+    assert_eq!(flood[0].client_ip, Some("192.0.2.1".parse().unwrap()));
+    assert_eq!(
+        (flood[0].counts["requests"], flood[0].counts["budget"]),
+        (601, 600)
+    );
+    assert_eq!(
+        (flood[0].window.start, flood[0].window.end),
+        (T0, T0 + 15 * S)
+    );
+    assert_eq!(flood[0].evidence.len(), alert::MAX_EVIDENCE);
+}
+
+#[test]
+fn exactly_the_budget_is_not_a_flood_and_windows_do_not_add_up() {
+    let mut txs = burst("192.0.2.1", 0, 600, 200);
+    txs.extend(burst("192.0.2.1", 1, 600, 200));
+    let (alerts, _) = run(DetectConfig::default(), txs);
+    assert!(alerts.is_empty(), "{alerts:?}");
+}
+
+#[test]
+fn repeats_within_the_cooldown_are_suppressed_and_counted() {
+    let mut txs = Vec::new();
+    for w in 0..22 {
+        txs.extend(burst("192.0.2.1", w, 601, 200)); // a flood in every window for 5.5 min
+    }
+    let (alerts, c) = run(DetectConfig::default(), txs);
+    let flood = of(&alerts, Detector::RequestFlood);
+    assert_eq!(flood.len(), 2, "one at 0 s, one after the 300 s cooldown");
+    assert_eq!((flood[0].suppressed, flood[1].suppressed), (0, 19));
+    assert_eq!(c.suppressed, 20);
+}
+
+#[test]
+fn an_error_scan_is_unusual_at_the_floor_and_ratio() {
+    let mut txs = burst("198.51.100.7", 0, 20, 404);
+    txs.extend(burst("198.51.100.8", 0, 19, 401)); // one short
+    let (alerts, _) = run(DetectConfig::default(), txs);
+    let errors = of(&alerts, Detector::ErrorRate);
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].client_ip, Some("198.51.100.7".parse().unwrap()));
+    assert_eq!(
+        (errors[0].counts["not_found"], errors[0].counts["errors"]),
+        (20, 20)
+    );
+}
+
+#[test]
+fn errors_below_the_ratio_are_not_unusual() {
+    let mut txs = burst("198.51.100.7", 0, 41, 200);
+    txs.extend(burst("198.51.100.7", 0, 40, 500)); // 40 of 81: 0.49
+    let (alerts, _) = run(DetectConfig::default(), txs);
+    assert!(of(&alerts, Detector::ErrorRate).is_empty());
+}
+
+#[test]
+fn a_noisy_population_raises_the_error_threshold() {
+    let mut txs = Vec::new();
+    for w in 0..4 {
+        // Every window, 100 clients each get 15 errors: the baseline is 15,
+        // so an IP needs 45 to stand out.
+        for c in 0..100 {
+            txs.extend(burst(&format!("10.1.0.{c}"), w, 15, 404));
+        }
+    }
+    txs.extend(burst("203.0.113.5", 4, 44, 404));
+    txs.extend(burst("203.0.113.6", 4, 45, 404));
+    let (alerts, _) = run(DetectConfig::default(), txs);
+    let errors = of(&alerts, Detector::ErrorRate);
+    let ips: Vec<_> = errors
+        .iter()
+        .map(|a| a.client_ip.unwrap().to_string())
+        .collect();
+    assert_eq!(ips, ["203.0.113.6"]);
+    assert_eq!(errors[0].counts["threshold"], 45);
+}
+
+fn with_credential(mut t: Transaction, fp: u8, principal: &str) -> Transaction {
+    t.credential = Some(FingerprintKey::from_bytes([9; 32]).fingerprint(&[fp]));
+    t.principal = Some(principal.into());
+    t
+}
+
+#[test]
+fn one_credential_from_three_ips_within_five_minutes() {
+    let txs = [
+        with_credential(tx("192.0.2.1", T0, 200), 1, "alice"),
+        with_credential(tx("192.0.2.2", T0 + 60 * S, 200), 1, "alice"),
+        with_credential(tx("192.0.2.2", T0 + 61 * S, 200), 1, "alice"),
+        with_credential(tx("192.0.2.3", T0 + 299 * S, 200), 1, "alice"),
+    ];
+    let (alerts, _) = run(DetectConfig::default(), txs);
+    let spread = of(&alerts, Detector::CredentialSpread);
+    assert_eq!(spread.len(), 1);
+    assert_eq!(spread[0].principal.as_deref(), Some("alice"));
+    let ips: Vec<IpAddr> = ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
+        .map(|s| s.parse().unwrap())
+        .into();
+    assert_eq!(spread[0].ips, ips);
+    let json = serde_json::to_value(spread[0]).unwrap();
+    assert_eq!(json["credential"].as_str().unwrap().len(), 32);
+}
+
+#[test]
+fn ips_spread_over_more_than_the_window_or_refused_do_not_count() {
+    let txs = [
+        with_credential(tx("192.0.2.1", T0, 200), 1, "alice"),
+        with_credential(tx("192.0.2.2", T0 + 200 * S, 200), 1, "alice"),
+        with_credential(tx("192.0.2.3", T0 + 301 * S, 200), 1, "alice"), // .1 has aged out
+        with_credential(tx("192.0.2.4", T0 + 302 * S, 401), 1, "alice"), // refused
+        with_credential(tx("192.0.2.5", T0 + 303 * S, 200), 2, "bob"),   // another credential
+    ];
+    let (alerts, _) = run(DetectConfig::default(), txs);
+    assert!(
+        of(&alerts, Detector::CredentialSpread).is_empty(),
+        "{alerts:?}"
+    );
+}
+
+/// `n` transactions from `ip` with `status`, one a second from `from_s`.
+fn steady(ip: &str, from_s: u64, n: u64, status: u16) -> Vec<Transaction> {
+    (0..n)
+        .map(|i| tx(ip, T0 + (from_s + i) * S, status))
+        .collect()
+}
+
+#[test]
+fn successes_then_a_spike_of_failures() {
+    let mut txs = steady("192.0.2.9", 0, 5, 200);
+    txs.extend(steady("192.0.2.9", 20, 10, 403));
+    let (alerts, _) = run(DetectConfig::default(), txs);
+    let seq = of(&alerts, Detector::SuccessThenFailure);
+    assert_eq!(seq.len(), 1);
+    assert_eq!(
+        (seq[0].counts["successes"], seq[0].counts["failures"]),
+        (5, 10)
+    );
+    assert_eq!(seq[0].severity, Severity::High);
+}
+
+#[test]
+fn failures_without_enough_successes_or_ratio_are_not_a_sequence() {
+    let mut few = steady("192.0.2.9", 0, 4, 200);
+    few.extend(steady("192.0.2.9", 20, 10, 403));
+    let mut mixed = steady("192.0.2.10", 0, 5, 200);
+    mixed.extend(steady("192.0.2.10", 20, 10, 403));
+    // Successes among the failures: 10 of 13 in 15 s is 0.77.
+    mixed.extend([21, 23, 25].map(|s| tx("192.0.2.10", T0 + s * S + S / 2, 200)));
+    mixed.sort_by_key(|t| t.time_ns);
+    let (alerts, _) = run(DetectConfig::default(), few.into_iter().chain(mixed));
+    assert!(
+        of(&alerts, Detector::SuccessThenFailure).is_empty(),
+        "{alerts:?}"
+    );
+}
+
+#[test]
+fn decoys_match_paths_prefixes_and_hosts() {
+    let config = DetectConfig {
+        decoys: vec![
+            "/admin.php".into(),
+            "/.git/**".into(),
+            "internal.example/debug/*".into(),
+        ],
+        ..DetectConfig::default()
+    };
+    let hit = |path: &str, host: &str| {
+        let mut t = tx("192.0.2.1", T0, 404);
+        t.path = path.into();
+        t.host = Some(host.into());
+        let (alerts, _) = run(config.clone(), [t]);
+        !of(&alerts, Detector::Honeypot).is_empty()
+    };
+    assert!(hit("/admin.php?x=1", "api.example"));
+    assert!(hit("/.git/config", "api.example"));
+    assert!(hit("/debug/vars", "internal.example:8000"));
+    assert!(!hit("/debug/vars", "api.example"));
+    assert!(!hit("/admin.php5", "api.example"));
+    assert!(!hit("/v1/items", "api.example"));
+}
+
+#[test]
+fn the_upstream_leg_is_not_counted_twice() {
+    let txs = burst("192.0.2.1", 0, 601, 200).into_iter().map(|mut t| {
+        t.upstream_leg = true;
+        t
+    });
+    let (alerts, c) = run(DetectConfig::default(), txs);
+    assert!(alerts.is_empty());
+    assert_eq!(c.transactions, 601);
+}
+
+#[test]
+fn a_million_spoofed_ips_do_not_hide_the_offender() {
+    let config = DetectConfig {
+        max_ips: 10_000,
+        ..DetectConfig::default()
+    };
+    let mut d = Detectors::new(config).unwrap();
+    let mut alerts = Vec::new();
+    for i in 0..1_000_000u64 {
+        let time = T0 + i * 10; // a million requests in 10 ms of one window
+        let spoofed = IpAddr::from((0x0a00_0000u32 + i as u32).to_be_bytes());
+        let mut t = tx("192.0.2.66", time, 200);
+        t.client_ip = spoofed;
+        alerts.extend(d.transaction(&t));
+        if i % 1000 == 0 {
+            alerts.extend(d.transaction(&tx("192.0.2.66", time, 200)));
+        }
+    }
+    let flood = of(&alerts, Detector::RequestFlood);
+    assert_eq!(flood.len(), 1, "{alerts:?}");
+    assert_eq!(flood[0].client_ip, Some("192.0.2.66".parse().unwrap()));
+    assert!(d.counters().evictions > 900_000);
+}

@@ -33,6 +33,10 @@ pub const GATEWAY_V4: &str = "10.77.0.1";
 pub const GATEWAY_V6: &str = "fd77::1";
 /// The client's address.
 pub const CLIENT_V4: &str = "10.77.0.2";
+/// More client addresses on the same interface, `10.77.0.10` to
+/// `10.77.0.10 + EXTRA_CLIENTS - 1`, for scenarios that need several
+/// sources (`curl --interface`).
+pub const EXTRA_CLIENTS: u8 = 8;
 /// See [`CLIENT_V4`].
 pub const CLIENT_V6: &str = "fd77::2";
 /// Gateway address on the upstream side.
@@ -109,6 +113,11 @@ impl Lab {
         cmd
     }
 
+    /// The `i`-th extra client address (see [`EXTRA_CLIENTS`]).
+    pub fn extra_client(i: u8) -> String {
+        format!("10.77.0.{}", 10 + u16::from(i))
+    }
+
     /// Proxy URL on the gateway for `path`, over IPv4 or IPv6.
     pub fn proxy_url(&self, ipv6: bool, path: &str) -> String {
         if ipv6 {
@@ -150,6 +159,10 @@ impl Lab {
             [&client, "client0", "10.77.0.2/24", "fd77::2/64"],
             [&gateway, GATEWAY_CLIENT_IF, "10.77.0.1/24", "fd77::1/64"],
         )?;
+        for i in 0..EXTRA_CLIENTS {
+            let addr = format!("{}/24", Self::extra_client(i));
+            ip(&["-n", &client, "addr", "add", &addr, "dev", "client0"])?;
+        }
         veth_pair(
             [&upstream, "upstream0", "10.77.1.2/24", "fd77:1::2/64"],
             [

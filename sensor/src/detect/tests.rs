@@ -277,3 +277,19 @@ fn a_million_spoofed_ips_do_not_hide_the_offender() {
     assert_eq!(flood[0].client_ip, Some("192.0.2.66".parse().unwrap()));
     assert!(d.counters().evictions > 900_000);
 }
+
+#[test]
+fn a_quick_sequence_counts_from_the_first_failure() {
+    // Log in and look around, then probe at once: all within two seconds.
+    let mut txs: Vec<_> = (0..6)
+        .map(|i| tx("192.0.2.11", T0 + i * S / 10, 200))
+        .collect();
+    txs.extend((0..12).map(|i| tx("192.0.2.11", T0 + S + i * S / 10, 404)));
+    let (alerts, _) = run(DetectConfig::default(), txs);
+    let seq = of(&alerts, Detector::SuccessThenFailure);
+    assert_eq!(seq.len(), 1, "{alerts:?}");
+    assert_eq!(
+        (seq[0].counts["successes"], seq[0].counts["failures"]),
+        (5, 10)
+    );
+}

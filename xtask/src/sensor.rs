@@ -29,6 +29,8 @@ pub struct Run {
     pub segments: Vec<Value>,
     /// Transactions (`--transactions -`), in order.
     pub transactions: Vec<Value>,
+    /// Alerts (`--alerts -`), in order.
+    pub alerts: Vec<Value>,
     /// The final `event: capture_summary` object.
     pub summary: Value,
     /// Everything it logged to stderr.
@@ -129,6 +131,7 @@ impl SensorProcess {
         }
         let mut segments = Vec::new();
         let mut transactions = Vec::new();
+        let mut alerts = Vec::new();
         let mut summary = None;
         for line in &lines {
             let object: Value =
@@ -137,6 +140,7 @@ impl SensorProcess {
                 Some("segment") => segments.push(object),
                 Some("capture_summary") => summary = Some(object),
                 None if object.get("method").is_some() => transactions.push(object),
+                None if object.get("detector").is_some() => alerts.push(object),
                 _ => bail!("unexpected line {line:?}"),
             }
         }
@@ -144,6 +148,7 @@ impl SensorProcess {
         Ok(Run {
             segments,
             transactions,
+            alerts,
             summary,
             log,
         })

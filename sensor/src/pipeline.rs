@@ -79,7 +79,7 @@ pub struct PipelineCounters {
 pub struct Pipeline {
     flows: FlowTable<Conn>,
     http: HttpContext,
-    detectors: Detectors,
+    detectors: Option<Detectors>,
     sinks: Sinks,
     /// Latest event time seen, ns since the epoch.
     now_ns: u64,
@@ -90,12 +90,12 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// A pipeline resolving identities with `resolver` and detecting with
-    /// `detectors`.
+    /// `detectors` (none: transactions only).
     pub fn new(
         resolver: Resolver,
         flow: FlowLimits,
         http: HttpLimits,
-        detectors: Detectors,
+        detectors: Option<Detectors>,
         sinks: Sinks,
     ) -> Self {
         Self {
@@ -113,7 +113,7 @@ impl Pipeline {
     /// through `feed`, ends every flow, and returns everything it emitted.
     /// For tests and tools that want a bounded input's output in memory.
     pub fn collect(resolver: Resolver, feed: impl FnOnce(&mut Pipeline)) -> Collected {
-        let detectors = Detectors::new(DetectConfig::default()).expect("no decoys to compile");
+        let detectors = Detectors::new(DetectConfig::default()).ok();
         let sinks = Sinks::default();
         let mut p = Self::new(
             resolver,
@@ -168,7 +168,9 @@ impl Pipeline {
     pub fn finish(&mut self) {
         self.flows.finish(&mut self.http);
         self.deliver();
-        self.detectors.finish();
+        if let Some(d) = &mut self.detectors {
+            d.finish();
+        }
         self.flush();
     }
 
@@ -190,7 +192,11 @@ impl Pipeline {
         PipelineCounters {
             flows: self.flows.counters().clone(),
             http: self.http.counters.clone(),
-            detect: self.detectors.counters(),
+            detect: self
+                .detectors
+                .as_ref()
+                .map(Detectors::counters)
+                .unwrap_or_default(),
         }
     }
 
@@ -210,7 +216,10 @@ impl Pipeline {
             if let Some(f) = &mut self.observer {
                 f(Output::Transaction(&tx));
             }
-            for alert in self.detectors.transaction(&tx) {
+            let Some(detectors) = &mut self.detectors else {
+                continue;
+            };
+            for alert in detectors.transaction(&tx) {
                 if let Some(log) = &mut self.sinks.alerts {
                     log.write(&alert);
                 }

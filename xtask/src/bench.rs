@@ -16,7 +16,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use serde_json::Value;
 use xtask::{
-    lab::{GATEWAY_CLIENT_IF, Lab, PROXY_PORT},
+    lab::{CLIENT_V4, GATEWAY_CLIENT_IF, Lab, PROXY_PORT},
     run, run_quiet,
     setup::setup,
 };
@@ -40,27 +40,65 @@ pub fn bench() -> Result<()> {
     let sensor = root.join("target/release/siem-sensor");
     let capture = capture(&root.join("target/bench"))?;
     let key = root.join("target/bench/fingerprint.key");
-
-    let mut runs = Vec::new();
-    for i in 0..RUNS {
+    let replay = |extra: &[&str]| {
         let mut cmd = Command::new("taskset");
         cmd.args(["-c", "1"])
             .arg(&sensor)
             .arg("replay")
             .arg(&capture);
-        cmd.arg("--fingerprint-key").arg(&key);
-        let m = measure(&mut cmd)?;
-        eprintln!("bench: replay run {}: {:.3} s", i + 1, m.wall_s);
-        runs.push(m);
+        cmd.arg("--fingerprint-key").arg(&key).args(extra);
+        cmd
+    };
+
+    // Alternate with and without detectors so drift hits both alike.
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for i in 0..RUNS {
+        with.push(measure(&mut replay(&[]))?);
+        without.push(measure(&mut replay(&["--no-detectors"]))?);
+        eprintln!(
+            "bench: replay run {}: {:.3} s, {:.3} s without detectors",
+            i + 1,
+            with[i].wall_s,
+            without[i].wall_s
+        );
     }
-    runs.sort_by(|a, b| a.wall_s.total_cmp(&b.wall_s));
-    let median = &runs[RUNS / 2];
-    let summary: Value = serde_json::from_str(median.stdout.trim()).context("replay summary")?;
+    let median = |runs: &mut Vec<Measured>| {
+        runs.sort_by(|a, b| a.wall_s.total_cmp(&b.wall_s));
+        runs.remove(RUNS / 2)
+    };
+    let runs_text = |runs: &[Measured]| {
+        runs.iter()
+            .map(|m| format!("{:.3}", m.wall_s))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (with_text, without_text) = (runs_text(&with), runs_text(&without));
+    let peak_rss = with
+        .iter()
+        .chain(&without)
+        .map(|m| m.max_rss_kib)
+        .max()
+        .unwrap_or(0);
+    let (det, plain) = (median(&mut with), median(&mut without));
+    let summary: Value = serde_json::from_str(det.stdout.lines().last().unwrap_or_default())
+        .context("replay summary")?;
     let transactions = summary["pipeline"]["http"]["transactions"]
         .as_u64()
         .unwrap_or(0);
     let packets = summary["files"][0]["packets"].as_u64().unwrap_or(0);
-    let peak_rss = runs.iter().map(|m| m.max_rss_kib).max().unwrap_or(0);
+
+    eprintln!("bench: the same capture with every request's X-Forwarded-For trusted");
+    let flood = measure(&mut replay(&["--json", "--trusted-proxy", CLIENT_V4]))?;
+    let flood_summary: Value =
+        serde_json::from_str(flood.stdout.lines().last().unwrap_or_default())?;
+    let evictions = flood_summary["pipeline"]["detect"]["evictions"]
+        .as_u64()
+        .unwrap_or(0);
+    let flood_alerts = flood
+        .stdout
+        .lines()
+        .filter(|l| l.contains("\"detector\""))
+        .count();
 
     eprintln!("bench: tshark on the same file (slow)");
     let mut tshark = Command::new("taskset");
@@ -76,35 +114,47 @@ pub fn bench() -> Result<()> {
     let t = measure(&mut tshark)?;
     let tshark_requests = t.stdout.lines().count() as u64;
 
-    let tx_s = transactions as f64 / median.wall_s;
+    let tx_s = transactions as f64 / det.wall_s;
     let tshark_s = tshark_requests as f64 / t.wall_s;
+    let mib = |kib: u64| kib as f64 / 1024.0;
     let section = format!(
         "## Replay: transactions per second on one core\n\n\
-         Method: `cargo xtask bench`. Capture: {} ({} MB), wrk through the lab's nginx gateway \
-         captured with tcpdump on the client leg; {packets} packets. `siem-sensor replay` pinned \
-         to core 1 with `taskset`, {RUNS} runs, median; tshark 4.0 (`-Y http.request`) on the \
-         same file, same core, same run.\n\n\
+         Method: `cargo xtask bench`. Capture: {} ({} MB, {packets} packets): wrk through the \
+         lab's nginx gateway, every request with a random `X-Forwarded-For`, captured with tcpdump \
+         on the client leg. `siem-sensor replay` pinned to core 1 with `taskset`, {RUNS} runs \
+         each with and without detectors, alternated, medians; tshark 4.0 (`-Y http.request`) on \
+         the same file, same core, same run.\n\n\
          | | wall s | transactions | transactions/s | packets/s | peak RSS MiB |\n\
          |---|---|---|---|---|---|\n\
          | siem-sensor replay | {:.3} | {transactions} | {:.0} | {:.0} | {:.1} |\n\
+         | siem-sensor replay --no-detectors | {:.3} | {transactions} | {:.0} | {:.0} | |\n\
          | tshark -Y http.request | {:.3} | {tshark_requests} | {:.0} | {:.0} | {:.1} |\n\n\
-         siem-sensor / tshark throughput: **{:.1}x**. Target: 500,000 transactions/s per core. \
-         Replay runs (s): {}.\n",
+         siem-sensor / tshark throughput: **{:.1}x**. Detectors' share of the replay cost: \
+         **{:+.1}%** (target: at most 20%). Target: 500,000 transactions/s per core. \
+         Runs (s): {with_text}; without detectors: {without_text}. Peak RSS over all runs: {:.1} MiB.\n\n\
+         ## Memory under a flood of distinct client IPs\n\n\
+         The same capture replayed with `--trusted-proxy {CLIENT_V4}`: every request's random \
+         `X-Forwarded-For` becomes its client IP, about a million distinct addresses in a few \
+         15 s windows. Wall {:.3} s, peak RSS **{:.1} MiB** (budget 256 MiB), {evictions} \
+         detector-table evictions, {flood_alerts} alerts.\n",
         capture.strip_prefix(&root).unwrap_or(&capture).display(),
         fs::metadata(&capture)?.len() / 1_000_000,
-        median.wall_s,
+        det.wall_s,
         tx_s,
-        packets as f64 / median.wall_s,
-        peak_rss as f64 / 1024.0,
+        packets as f64 / det.wall_s,
+        mib(det.max_rss_kib),
+        plain.wall_s,
+        transactions as f64 / plain.wall_s,
+        packets as f64 / plain.wall_s,
         t.wall_s,
         tshark_s,
         packets as f64 / t.wall_s,
-        t.max_rss_kib as f64 / 1024.0,
+        mib(t.max_rss_kib),
         tx_s / tshark_s,
-        runs.iter()
-            .map(|m| format!("{:.3}", m.wall_s))
-            .collect::<Vec<_>>()
-            .join(", "),
+        (det.wall_s / plain.wall_s - 1.0) * 100.0,
+        mib(peak_rss),
+        flood.wall_s,
+        mib(flood.max_rss_kib),
     );
     write_section(&root.join("BENCHMARKS.md"), "replay", &section)?;
     println!("{section}");
@@ -113,14 +163,16 @@ pub fn bench() -> Result<()> {
 
 /// The cached lab capture, generated when missing.
 fn capture(dir: &Path) -> Result<PathBuf> {
-    let path = dir.join("lab-http.pcap");
+    let path = dir.join("lab-http-xff.pcap");
     if path.exists() {
         return Ok(path);
     }
     fs::create_dir_all(dir)?;
     eprintln!("bench: generating {} (about a minute)", path.display());
     let lab = Lab::up("ss-bench")?;
-    let partial = dir.join("lab-http.pcap.partial");
+    let partial = dir.join("lab-http-xff.pcap.partial");
+    let script = lab.workdir().join("xff.lua");
+    fs::write(&script, XFF_SCRIPT)?;
     let dump = lab
         .command(&lab.gateway_ns(), "tcpdump")
         .args(["-i", GATEWAY_CLIENT_IF, "-s", "0", "-B", "262144", "-w"])
@@ -131,12 +183,12 @@ fn capture(dir: &Path) -> Result<PathBuf> {
     std::thread::sleep(std::time::Duration::from_secs(1));
     let mut requests = 0;
     while requests < MIN_TRANSACTIONS + MIN_TRANSACTIONS / 20 {
-        let out = run_quiet(lab.command(&lab.client_ns(), "wrk").args([
-            "-t2",
-            "-c32",
-            "-d15s",
-            &lab.proxy_url(false, "/hello"),
-        ]))?;
+        let out = run_quiet(
+            lab.command(&lab.client_ns(), "wrk")
+                .args(["-t2", "-c32", "-d15s", "-s"])
+                .arg(&script)
+                .arg(lab.proxy_url(false, "/hello")),
+        )?;
         let report = String::from_utf8_lossy(&out.stdout);
         requests += report
             .lines()
@@ -162,6 +214,15 @@ fn capture(dir: &Path) -> Result<PathBuf> {
     fs::rename(&partial, &path)?;
     Ok(path)
 }
+
+/// wrk script: every request with a random `X-Forwarded-For` in 10/8.
+const XFF_SCRIPT: &str = r#"
+math.randomseed(os.time() + math.floor(os.clock() * 1e6))
+request = function()
+  local xff = string.format("10.%d.%d.%d", math.random(0, 255), math.random(0, 255), math.random(1, 254))
+  return wrk.format(nil, nil, { ["X-Forwarded-For"] = xff })
+end
+"#;
 
 /// Runs `cmd` under `/usr/bin/time` for its peak RSS; wall time from here.
 fn measure(cmd: &mut Command) -> Result<Measured> {

@@ -56,6 +56,10 @@ pub struct PipelineArgs {
     /// Decoy route (a path glob, optionally `HOST/PATH`); repeat for several.
     #[arg(long = "decoy", value_name = "ROUTE")]
     decoys: Vec<String>,
+    /// Transactions only: run no detector (to measure their cost, or when
+    /// only `--transactions` is wanted).
+    #[arg(long)]
+    no_detectors: bool,
 }
 
 /// A CIDR, or a bare address as a host route.
@@ -102,7 +106,9 @@ impl PipelineArgs {
         detect.proxy_ports.clone_from(&self.proxy_ports);
         detect.flood.budget = self.flood_budget;
         detect.decoys.clone_from(&self.decoys);
-        let detectors = Detectors::new(detect)?;
+        let detectors = (!self.no_detectors)
+            .then(|| Detectors::new(detect))
+            .transpose()?;
         let flows = FlowLimits {
             max_flows: self.max_flows,
             ..FlowLimits::default()

@@ -18,7 +18,7 @@ use tracing::warn;
 
 use crate::{
     capture::Segment,
-    detect::{Alert, DetectConfig, DetectCounters, Detectors},
+    detect::{Alert, DetectConfig, DetectCounters, Detectors, Snapshot},
     flow::{FlowCounters, FlowLimits, FlowTable},
     http::{Conn, HttpContext, HttpCounters, HttpLimits, Transaction},
     identity::Resolver,
@@ -185,6 +185,11 @@ impl Pipeline {
         if let Some(log) = &mut self.sinks.alerts {
             log.flush();
         }
+    }
+
+    /// The detectors' gauges now, if detectors run.
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        self.detectors.as_ref().map(Detectors::snapshot)
     }
 
     /// The counters so far.

@@ -72,6 +72,7 @@ pub fn replay(args: &ReplayArgs) -> Result<()> {
         "event": "replay_summary",
         "files": files,
         "pipeline": pipeline.counters(),
+        "gauges": pipeline.snapshot(),
     });
     println!("{summary}");
     Ok(())

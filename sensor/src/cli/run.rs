@@ -116,6 +116,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
         "segments": counters.flows.segments,
         "flows": counters.flows,
         "http": counters.http,
+        "detect": counters.detect,
+        "gauges": pipeline.snapshot(),
         "balanced": summary.balanced(),
     });
     println!("{line}");

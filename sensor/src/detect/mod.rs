@@ -31,9 +31,9 @@ use serde::Serialize;
 
 pub use alert::{Alert, Detector, Evidence, Severity};
 pub use honeypot::DecoyError;
-pub use per_ip::{ErrorConfig, FloodConfig};
+pub use per_ip::{ErrorConfig, FloodConfig, WindowGauges};
 pub use sequence::SequenceConfig;
-pub use spread::SpreadConfig;
+pub use spread::{CredentialGauge, SpreadConfig};
 
 use crate::http::Transaction;
 
@@ -117,6 +117,18 @@ pub struct DetectCounters {
     pub evictions: u64,
 }
 
+/// What the gauges show (exported by the metrics sink): the last closed
+/// window and the credentials' spread.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Snapshot {
+    /// The last closed per-IP window, once one has closed.
+    pub window: Option<WindowGauges>,
+    /// Credentials used from most IPs, most first (top 50).
+    pub credentials: Vec<CredentialGauge>,
+    /// Credentials tracked now.
+    pub tracked_credentials: u64,
+}
+
 /// All detectors.
 #[derive(Debug)]
 pub struct Detectors {
@@ -182,6 +194,15 @@ impl Detectors {
     /// Ends the open windows (end of input).
     pub fn finish(&mut self) {
         self.per_ip.finish();
+    }
+
+    /// The gauges now.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            window: self.per_ip.last_window().cloned(),
+            credentials: self.spread.top(),
+            tracked_credentials: self.spread.len() as u64,
+        }
     }
 
     /// The counters so far.

@@ -11,6 +11,8 @@ use std::{
     net::IpAddr,
 };
 
+use serde::Serialize;
+
 use super::{
     alert::{Alert, Detector, Evidence, MAX_EVIDENCE, Severity, Window},
     bounded::BoundedMap,
@@ -91,6 +93,44 @@ pub struct PerIp {
     p99_history: VecDeque<u64>,
     /// Transactions older than the current window, counted into it.
     pub late: u64,
+    /// Requests and new IPs in the current window.
+    requests: u64,
+    distinct: u64,
+    /// The last closed window's gauges.
+    last: Option<WindowGauges>,
+}
+
+/// What the reference SIEM's gauges showed for one closed window.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WindowGauges {
+    /// The window.
+    pub window: Window,
+    /// Requests in it (`aps_siem_requests`).
+    pub requests: u64,
+    /// Distinct client IPs (`aps_siem_ip`); an upper bound once the table
+    /// evicted, since an evicted IP that comes back counts again.
+    pub distinct_ips: u64,
+    /// The busiest IPs and their requests, most first (`aps_siem_ip_topn`).
+    pub top_ips: Vec<(IpAddr, u64)>,
+    /// Requests of every other IP (`aps_siem_ip_topn{client_ip="other"}`).
+    pub other_requests: u64,
+    /// The IPs with most errors and their error counts, most first.
+    pub top_error_ips: Vec<(IpAddr, u64)>,
+    /// IPs held in the table at the close (`aps_siem_ip_buffer`).
+    pub buffered_ips: u64,
+}
+
+/// IPs in `top_ips` (the reference's top 10) and `top_error_ips` (top 15).
+const TOP_IPS: usize = 10;
+const TOP_ERROR_IPS: usize = 15;
+
+/// The `n` largest `(key, value)` pairs with a non-zero value, largest first
+/// (ties by key, so the order is stable).
+fn top<K: Ord + Copy>(items: impl Iterator<Item = (K, u64)>, n: usize) -> Vec<(K, u64)> {
+    let mut all: Vec<_> = items.filter(|(_, v)| *v > 0).collect();
+    all.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    all.truncate(n);
+    all
 }
 
 impl PerIp {
@@ -104,6 +144,9 @@ impl PerIp {
             ips: BoundedMap::new(max_ips),
             p99_history: VecDeque::new(),
             late: 0,
+            requests: 0,
+            distinct: 0,
+            last: None,
         }
     }
 
@@ -134,6 +177,8 @@ impl PerIp {
             .ips
             .entry(tx.client_ip, IpWindow::default, |w| w.requests);
         ip.requests += 1;
+        self.requests += 1;
+        self.distinct += u64::from(ip.requests == 1);
         if let Some(c) = tx.status.and_then(class) {
             ip.errors[c] += 1;
         }
@@ -198,7 +243,32 @@ impl PerIp {
             .max((baseline as f64 * self.errors.baseline_factor).ceil() as u64)
     }
 
+    /// The gauges of the last closed window.
+    pub fn last_window(&self) -> Option<&WindowGauges> {
+        self.last.as_ref()
+    }
+
     fn close(&mut self) {
+        if let Some(index) = self.current {
+            let top_ips = top(self.ips.iter().map(|(ip, w)| (*ip, w.requests)), TOP_IPS);
+            let shown: u64 = top_ips.iter().map(|(_, n)| n).sum();
+            self.last = Some(WindowGauges {
+                window: Window {
+                    start: index * self.window_ns,
+                    end: (index + 1) * self.window_ns,
+                },
+                requests: self.requests,
+                distinct_ips: self.distinct,
+                other_requests: self.requests - shown,
+                top_ips,
+                top_error_ips: top(
+                    self.ips.iter().map(|(ip, w)| (*ip, w.errors())),
+                    TOP_ERROR_IPS,
+                ),
+                buffered_ips: self.ips.len() as u64,
+            });
+        }
+        (self.requests, self.distinct) = (0, 0);
         let mut errors: Vec<u64> = self.ips.iter().map(|(_, w)| w.errors()).collect();
         if !errors.is_empty() {
             let at = (errors.len() * 99 / 100).min(errors.len() - 1);

@@ -8,6 +8,8 @@
 
 use std::net::IpAddr;
 
+use serde::Serialize;
+
 use super::{
     alert::{Alert, Detector, Evidence, Severity, Window},
     bounded::BoundedMap,
@@ -34,6 +36,20 @@ struct Credential {
     last_ns: u64,
 }
 
+/// One credential's spread (the reference's top-50 credentials gauge).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CredentialGauge {
+    /// The fingerprint.
+    pub credential: Fingerprint,
+    /// Its principal, when known.
+    pub principal: Option<String>,
+    /// Distinct client IPs within the window, as of its latest use.
+    pub ips: u64,
+}
+
+/// Credentials in the gauge.
+const TOP_CREDENTIALS: usize = 50;
+
 /// The detector.
 #[derive(Debug)]
 pub struct Spread {
@@ -48,6 +64,27 @@ impl Spread {
             config,
             credentials: BoundedMap::new(max_credentials),
         }
+    }
+
+    /// The credentials used from most IPs, most first (at most 50).
+    pub fn top(&self) -> Vec<CredentialGauge> {
+        let mut all: Vec<_> = self
+            .credentials
+            .iter()
+            .map(|(fp, c)| CredentialGauge {
+                credential: *fp,
+                principal: c.principal.clone(),
+                ips: c.ips.len() as u64,
+            })
+            .collect();
+        all.sort_by(|a, b| b.ips.cmp(&a.ips).then(a.credential.cmp(&b.credential)));
+        all.truncate(TOP_CREDENTIALS);
+        all
+    }
+
+    /// Credentials tracked now.
+    pub fn len(&self) -> usize {
+        self.credentials.len()
     }
 
     /// Credentials evicted so far.

@@ -293,3 +293,46 @@ fn a_quick_sequence_counts_from_the_first_failure() {
         (5, 10)
     );
 }
+
+#[test]
+fn the_gauges_show_the_last_closed_window() {
+    let mut d = Detectors::new(DetectConfig::default()).unwrap();
+    let mut txs = Vec::new();
+    for i in 0..12u64 {
+        txs.extend(burst(
+            &format!("192.0.2.{i}"),
+            0,
+            20 - i,
+            if i == 3 { 404 } else { 200 },
+        ));
+    }
+    txs.push(with_credential(
+        tx("192.0.2.1", T0 + 20 * S, 200),
+        1,
+        "alice",
+    ));
+    txs.push(with_credential(
+        tx("192.0.2.2", T0 + 21 * S, 200),
+        1,
+        "alice",
+    ));
+    for t in &txs {
+        d.transaction(t).for_each(drop);
+    }
+    let snap = d.snapshot();
+    let w = snap.window.unwrap();
+    assert_eq!((w.window.start, w.window.end), (T0, T0 + 15 * S));
+    assert_eq!((w.requests, w.distinct_ips), ((9..=20).sum(), 12));
+    assert_eq!(w.top_ips.len(), 10);
+    assert_eq!(w.top_ips[0], ("192.0.2.0".parse().unwrap(), 20));
+    assert_eq!(w.other_requests, 9 + 10);
+    assert_eq!(w.top_error_ips, [("192.0.2.3".parse().unwrap(), 17)]);
+    assert_eq!(snap.credentials.len(), 1);
+    assert_eq!(
+        (
+            snap.credentials[0].principal.as_deref(),
+            snap.credentials[0].ips
+        ),
+        (Some("alice"), 2)
+    );
+}

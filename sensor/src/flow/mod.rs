@@ -9,7 +9,7 @@
 
 pub mod reassembly;
 
-use std::net::SocketAddr;
+use std::{collections::VecDeque, net::SocketAddr};
 
 use hashbrown::HashMap;
 use sensor_ebpf::tcp_flags::{ACK, RST, SYN};
@@ -57,8 +57,9 @@ impl Default for FlowLimits {
 pub struct FlowCounters {
     /// Segments taken.
     pub segments: u64,
-    /// Segments of no tracked flow that could not start one (pure ACK, FIN
-    /// or RST of an unknown connection).
+    /// Segments of no tracked flow that could not start one: pure ACK, FIN
+    /// or RST of an unknown connection, or a late segment of a connection
+    /// closed less than 60 s ago (TIME_WAIT).
     pub segments_without_flow: u64,
     /// Flows created.
     pub flows: u64,
@@ -119,16 +120,30 @@ struct Flow<A> {
 
 /// The connection table.
 pub struct FlowTable<A: Analyzer> {
-    flows: HashMap<(SocketAddr, SocketAddr), Flow<A>>,
+    flows: HashMap<Key, Flow<A>>,
+    /// Connections closed by FIN or RST in the last [`TIME_WAIT_NS`], with
+    /// their close time, oldest first in `closed_order`.
+    closed: HashMap<Key, u64>,
+    closed_order: VecDeque<(u64, Key)>,
     limits: FlowLimits,
     counters: FlowCounters,
 }
+
+type Key = (SocketAddr, SocketAddr);
+
+/// How long a closed connection's late segments are recognised and dropped:
+/// Linux's TIME_WAIT (`TCP_TIMEWAIT_LEN`, 60 s). Without it, a retransmitted
+/// request arriving after the FINs would start a new flow and a second
+/// transaction.
+const TIME_WAIT_NS: u64 = 60_000_000_000;
 
 impl<A: Analyzer> FlowTable<A> {
     /// An empty table with `limits`.
     pub fn new(limits: FlowLimits) -> Self {
         Self {
             flows: HashMap::new(),
+            closed: HashMap::new(),
+            closed_order: VecDeque::new(),
             limits,
             counters: FlowCounters::default(),
         }
@@ -157,8 +172,12 @@ impl<A: Analyzer> FlowTable<A> {
         {
             self.end(key, ctx, Ending::Closed);
         }
+        self.forget_closed(seg.time_ns);
+        if opens {
+            self.closed.remove(&key);
+        }
         if !self.flows.contains_key(&key) {
-            if seg.flags & SYN == 0 && seg.payload_len == 0 {
+            if seg.flags & SYN == 0 && (seg.payload_len == 0 || self.closed.contains_key(&key)) {
                 self.counters.segments_without_flow += 1;
                 return;
             }
@@ -234,7 +253,7 @@ impl<A: Analyzer> FlowTable<A> {
 
     /// Keys of the flows matching `which`, least recently seen first, so
     /// what they emit comes out in the same order on every run.
-    fn oldest_first(&self, which: impl Fn(&Flow<A>) -> bool) -> Vec<(SocketAddr, SocketAddr)> {
+    fn oldest_first(&self, which: impl Fn(&Flow<A>) -> bool) -> Vec<Key> {
         let mut keys: Vec<_> = self
             .flows
             .iter()
@@ -256,13 +275,31 @@ impl<A: Analyzer> FlowTable<A> {
         }
     }
 
-    fn end(&mut self, key: (SocketAddr, SocketAddr), ctx: &mut A::Context, how: Ending) {
+    /// Drops TIME_WAIT entries older than [`TIME_WAIT_NS`] at `now_ns`, and
+    /// the oldest past `max_flows` entries.
+    fn forget_closed(&mut self, now_ns: u64) {
+        while let Some(&(at, key)) = self.closed_order.front() {
+            if at + TIME_WAIT_NS >= now_ns && self.closed_order.len() <= self.limits.max_flows {
+                return;
+            }
+            self.closed_order.pop_front();
+            if self.closed.get(&key) == Some(&at) {
+                self.closed.remove(&key);
+            }
+        }
+    }
+
+    fn end(&mut self, key: Key, ctx: &mut A::Context, how: Ending) {
         let Some(mut flow) = self.flows.remove(&key) else {
             return;
         };
         let c = &mut self.counters;
         match how {
-            Ending::Closed => c.closed += 1,
+            Ending::Closed => {
+                c.closed += 1;
+                self.closed.insert(key, flow.last_ns);
+                self.closed_order.push_back((flow.last_ns, key));
+            }
             Ending::Expired => c.expired += 1,
             Ending::Evicted => c.evicted += 1,
         }

@@ -477,3 +477,27 @@ fn text_protocols_on_other_ports_are_not_taken_for_http() {
     assert_eq!(c.http.errors, Default::default());
     assert!(c.http.skipped_bytes > 0);
 }
+
+#[test]
+fn a_late_copy_after_close_is_not_a_new_request() {
+    let req = b"GET /once HTTP/1.1\r\n\r\n";
+    let mut conn = Conn::new()
+        .handshake()
+        .client(req)
+        .server(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        .fin();
+    conn.seq[0] = 1001; // the request again, after both FINs (TIME_WAIT)
+    let conn = conn.client(req);
+    let (txs, c) = conn.run();
+    assert_eq!(statuses(&txs), [("GET".into(), "/once".into(), Some(200))]);
+    assert_eq!(c.flows.flows, 1);
+
+    // A new connection on the same ports (a new SYN) is a new flow.
+    let mut again = Conn::new().handshake().client(req).fin();
+    again.seq = [90_000, 95_000];
+    again.raw(0, SYN, 0, b"");
+    again.seq[0] += 1;
+    let (txs, c) = again.client(req).fin().run();
+    assert_eq!(txs.len(), 2);
+    assert_eq!(c.flows.flows, 2);
+}

@@ -128,6 +128,7 @@ fn live_transactions_equal_replayed_ones() {
         .args([
             "replay",
             &pcap,
+            "--json",
             "--transactions",
             "-",
             "--fingerprint-key",
@@ -144,7 +145,7 @@ fn live_transactions_equal_replayed_ones() {
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|v: &Value| v.get("event").is_none())
+        .filter(|v: &Value| v.get("method").is_some())
         .collect();
     lab.teardown();
 

@@ -207,6 +207,9 @@ impl Pipeline {
 
     fn advance(&mut self, now_ns: u64) {
         self.now_ns = self.now_ns.max(now_ns);
+        if let Some(d) = &mut self.detectors {
+            d.advance(self.now_ns);
+        }
         if self.now_ns >= self.next_expiry_ns {
             self.flows.expire(self.now_ns, &mut self.http);
             self.next_expiry_ns = self.now_ns + EXPIRE_EVERY_NS;

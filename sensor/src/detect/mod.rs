@@ -191,6 +191,12 @@ impl Detectors {
         })
     }
 
+    /// Event time moved to `now_ns` without a transaction; closes windows
+    /// that have ended, so the gauges follow the clock when traffic stops.
+    pub fn advance(&mut self, now_ns: u64) {
+        self.per_ip.advance(now_ns);
+    }
+
     /// Ends the open windows (end of input).
     pub fn finish(&mut self) {
         self.per_ip.finish();

@@ -76,6 +76,9 @@ impl IpWindow {
     }
 }
 
+/// How long after its end a window stays open for transactions in flight.
+pub const GRACE_NS: u64 = 5_000_000_000;
+
 /// Requests an IP sends in a window before its requests are kept as evidence
 /// (one-shot IPs of a spoofed flood never cost an allocation).
 const EVIDENCE_FROM: u64 = 8;
@@ -220,6 +223,18 @@ impl PerIp {
                 evidence: ip.recent.iter().cloned().collect(),
                 suppressed: 0,
             });
+        }
+    }
+
+    /// Event time moved to `now_ns` without a transaction (idle traffic):
+    /// closes the current window once it ended [`GRACE_NS`] ago, leaving
+    /// time for transactions still in flight (a transaction's time is its
+    /// request's start, known only when its response ends).
+    pub fn advance(&mut self, now_ns: u64) {
+        let index = now_ns.saturating_sub(GRACE_NS) / self.window_ns;
+        if self.current.is_some_and(|c| index > c) {
+            self.close();
+            self.current = Some(index);
         }
     }
 

@@ -336,3 +336,14 @@ fn the_gauges_show_the_last_closed_window() {
         (Some("alice"), 2)
     );
 }
+
+#[test]
+fn an_idle_clock_closes_the_window() {
+    let mut d = Detectors::new(DetectConfig::default()).unwrap();
+    d.transaction(&tx("192.0.2.1", T0 + S, 200)).for_each(drop);
+    d.advance(T0 + 19 * S);
+    assert!(d.snapshot().window.is_none(), "open for 5 s of grace");
+    d.advance(T0 + 20 * S);
+    let w = d.snapshot().window.unwrap();
+    assert_eq!((w.window.start, w.requests), (T0, 1));
+}

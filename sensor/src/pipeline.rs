@@ -22,7 +22,7 @@ use crate::{
     flow::{FlowCounters, FlowLimits, FlowTable},
     http::{Conn, HttpContext, HttpCounters, HttpLimits, Transaction},
     identity::Resolver,
-    sink::{JsonLines, SegmentLog},
+    sink::{JsonLines, SegmentLog, metrics},
 };
 
 /// How often idle flows are looked for, in event time (ns).
@@ -39,6 +39,8 @@ pub struct Sinks {
     pub alerts: Option<JsonLines>,
     /// Log every alert (a `warn` line with its fields).
     pub log_alerts: bool,
+    /// Record per-transaction metrics (see [`crate::sink::metrics`]).
+    pub metrics: bool,
 }
 
 /// What the pipeline emits, for [`Pipeline::observe`].
@@ -187,6 +189,11 @@ impl Pipeline {
         }
     }
 
+    /// Publishes the counters and gauges as metrics.
+    pub fn publish_metrics(&self) {
+        metrics::pipeline(&self.counters(), self.snapshot().as_ref());
+    }
+
     /// The detectors' gauges now, if detectors run.
     pub fn snapshot(&self) -> Option<Snapshot> {
         self.detectors.as_ref().map(Detectors::snapshot)
@@ -220,6 +227,9 @@ impl Pipeline {
         for tx in self.http.out.drain(..) {
             if let Some(log) = &mut self.sinks.transactions {
                 log.write(&tx);
+            }
+            if self.sinks.metrics {
+                metrics::transaction(&tx);
             }
             if let Some(f) = &mut self.observer {
                 f(Output::Transaction(&tx));

@@ -8,8 +8,8 @@ use anyhow::Result;
 use crate::{run, run_quiet};
 
 /// Debian packages: LLVM 22 for bpf-linker; the lab's servers and clients;
-/// tcpdump for captures the tests replay; tshark and GNU time for the
-/// benchmarks.
+/// tcpdump for captures the tests replay; Prometheus (and promtool) for the
+/// metrics tests; tshark and GNU time for the benchmarks.
 pub const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "iproute2",
@@ -21,6 +21,7 @@ pub const APT_PACKAGES: &[&str] = &[
     "tcpdump",
     "tshark",
     "time",
+    "prometheus",
 ];
 
 /// bpf-linker release built against LLVM 22 (the nightly's LLVM major).

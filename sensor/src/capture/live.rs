@@ -21,7 +21,7 @@ use tokio::io::{Interest, unix::AsyncFd};
 use tracing::{info, warn};
 
 use super::{AttachPlan, Clock, attach, preflight, record};
-use crate::pipeline::Pipeline;
+use crate::{pipeline::Pipeline, sink::metrics};
 
 /// The kernel object built by `build.rs`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor-ebpf"));
@@ -31,6 +31,9 @@ const WAKEUP_FRACTION: u32 = 16;
 /// ...and the reader polls this often for records submitted without a wakeup.
 /// It bounds the delay from packet to pipeline when traffic is light.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// How often counters and gauges are published as metrics.
+const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Forwards `aya-log-ebpf` records from the kernel programs to `tracing`.
 type KernelLog = EbpfLogger<&'static dyn log::Log>;
@@ -175,6 +178,7 @@ impl LiveCapture {
         let period = self.stats_interval.unwrap_or(Duration::from_secs(3600));
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         let mut poll = tokio::time::interval(POLL_INTERVAL);
+        let mut publish = tokio::time::interval(PUBLISH_INTERVAL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -184,6 +188,10 @@ impl LiveCapture {
                     self.drain(pipeline);
                 }
                 _ = poll.tick() => self.drain(pipeline),
+                _ = publish.tick() => {
+                    metrics::capture(&read_counters(&self.counters)?, &self.reader);
+                    pipeline.publish_metrics();
+                }
                 guard = readable(&mut self.logger) => {
                     let mut guard = guard?;
                     guard.get_inner_mut().flush();

@@ -69,26 +69,28 @@ fn parse_net(s: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("`{s}` is not an IP address or CIDR"))
 }
 
+/// Which command builds the pipeline, and the outputs only it has.
+pub enum Mode {
+    /// `run`: the segment log if asked, alerts also logged, metrics if served.
+    Live {
+        /// `--debug-segments`.
+        segments: Option<SegmentLog>,
+        /// Whether `/metrics` is served.
+        metrics: bool,
+    },
+    /// `replay`: with `json`, alerts as JSON lines on stdout.
+    Replay {
+        /// `--json`.
+        json: bool,
+    },
+}
+
 impl PipelineArgs {
-    /// Builds the pipeline, with the segment log if given; alerts are also
-    /// logged when `log_alerts`.
+    /// Builds the pipeline for `mode`.
     ///
     /// # Errors
     /// The fingerprint key or an output file cannot be opened; a bad decoy.
-    pub fn pipeline(&self, segments: Option<SegmentLog>, log_alerts: bool) -> Result<Pipeline> {
-        self.pipeline_with(segments, log_alerts, self.alerts.clone())
-    }
-
-    /// As [`PipelineArgs::pipeline`], with alerts written to `alerts`.
-    ///
-    /// # Errors
-    /// As [`PipelineArgs::pipeline`].
-    pub fn pipeline_with(
-        &self,
-        segments: Option<SegmentLog>,
-        log_alerts: bool,
-        alerts: Option<PathBuf>,
-    ) -> Result<Pipeline> {
+    pub fn pipeline(&self, mode: Mode) -> Result<Pipeline> {
         let key = FingerprintKey::load_or_create(&self.fingerprint_key)?;
         let config = IdentityConfig {
             trusted_proxies: self.trusted_proxies.clone(),
@@ -113,11 +115,17 @@ impl PipelineArgs {
             max_flows: self.max_flows,
             ..FlowLimits::default()
         };
+        let (segments, metrics, log_alerts, alerts) = match mode {
+            Mode::Live { segments, metrics } => (segments, metrics, true, self.alerts.clone()),
+            Mode::Replay { json: true } => (None, false, false, Some(PathBuf::from("-"))),
+            Mode::Replay { json: false } => (None, false, false, self.alerts.clone()),
+        };
         let sinks = Sinks {
             segments,
             transactions: open("transactions", &self.transactions)?,
             alerts: open("alerts", &alerts)?,
             log_alerts,
+            metrics,
         };
         let resolver = Resolver::new(config, key);
         Ok(Pipeline::new(

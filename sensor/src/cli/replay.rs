@@ -13,7 +13,7 @@ use sensor::{
 };
 use serde::Serialize;
 
-use super::PipelineArgs;
+use super::{Mode, PipelineArgs};
 
 #[derive(Args)]
 pub struct ReplayArgs {
@@ -44,12 +44,7 @@ fn time_of(ns: u64) -> std::time::SystemTime {
 /// # Errors
 /// A file that cannot be opened or is not a capture; pipeline setup.
 pub fn replay(args: &ReplayArgs) -> Result<()> {
-    let alerts = if args.json {
-        Some(PathBuf::from("-"))
-    } else {
-        None
-    };
-    let mut pipeline = args.pipeline.pipeline_with(None, false, alerts)?;
+    let mut pipeline = args.pipeline.pipeline(Mode::Replay { json: args.json })?;
     if !args.json {
         pipeline.observe(|o| {
             if let Output::Alert(alert) = o {

@@ -1,24 +1,22 @@
 //! `siem-sensor run`: live capture with eBPF.
 
-use std::{
-    io::{self},
-    time::Duration,
-};
+use std::{io, net::SocketAddr, time::Duration};
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use clap::Args;
+use ipnet::IpNet;
 use sensor::{
     capture::{
         AttachPlan, Hook, TcAttach, XdpMode,
         live::{LiveCapture, LiveOptions, Ports},
     },
-    sink::SegmentLog,
+    sink::{self, SegmentLog},
 };
 use sensor_ebpf::{DEFAULT_CAPTURE_LEN, MAX_CAPTURE_LEN};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::info;
 
-use super::PipelineArgs;
+use super::{Mode, PipelineArgs};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -58,6 +56,20 @@ pub struct RunArgs {
     /// Seconds between capture counter log lines (0: never).
     #[arg(long, default_value_t = 60)]
     stats_interval: u64,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "0.0.0.0:9251",
+        conflicts_with = "no_metrics"
+    )]
+    listen: SocketAddr,
+    /// Address or CIDR allowed to scrape; repeat for several (default: any).
+    #[arg(long = "metrics-allow", value_name = "CIDR", value_parser = super::parse_net)]
+    metrics_allow: Vec<IpNet>,
+    /// Serve no metrics.
+    #[arg(long)]
+    no_metrics: bool,
     #[command(flatten)]
     pipeline: PipelineArgs,
 }
@@ -96,7 +108,15 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let segment_log = args
         .debug_segments
         .then(|| SegmentLog::new(Box::new(io::stdout())));
-    let mut pipeline = args.pipeline.pipeline(segment_log, true)?;
+    let metrics = !args.no_metrics;
+    let mut pipeline = args.pipeline.pipeline(Mode::Live {
+        segments: segment_log,
+        metrics,
+    })?;
+    if metrics {
+        sink::metrics::install(args.listen, &args.metrics_allow)
+            .with_context(|| format!("cannot serve metrics on {}", args.listen))?;
+    }
     let capture = LiveCapture::start(&options)?;
     info!(
         version = env!("CARGO_PKG_VERSION"),

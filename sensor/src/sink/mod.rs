@@ -1,6 +1,7 @@
 //! Sinks: where the pipeline's output goes.
 
 mod json_lines;
+pub mod metrics;
 mod segment_log;
 
 pub use json_lines::JsonLines;

@@ -95,7 +95,8 @@ fn prometheus_scrapes_the_gauges_and_health_counters() {
             GATEWAY_UPSTREAM_V4,
         ],
     );
-    lab.command(&lab.gateway_ns(), "prometheus")
+    let mut prometheus = lab
+        .command(&lab.gateway_ns(), "prometheus")
         .arg(format!(
             "--config.file={}",
             dir.join("prometheus.yml").display()
@@ -184,5 +185,7 @@ fn prometheus_scrapes_the_gauges_and_health_counters() {
     );
     assert!(!served.contains("wonderland"));
     sensor.stop().unwrap();
+    prometheus.kill().unwrap();
+    prometheus.wait().unwrap();
     lab.teardown();
 }

@@ -377,3 +377,34 @@ fn detectors_on_the_shared_captures() {
         assert_eq!(alerts(benign).unwrap(), [], "{benign}");
     }
 }
+
+/// The thresholds are the command line's: the 40 pipelined 404s are an
+/// error scan at the default floor of 20, not at 41; a bad decoy is refused.
+#[test]
+fn detector_flags_reach_the_detectors() {
+    let Some(dir) = pcaps() else { return };
+    let file = dir.join("OISF/suricata-verify/tests/http-protocol-nodup/input.pcap");
+    let key = std::env::temp_dir().join(format!("siem-sensor-test-{}.key", std::process::id()));
+    let replay = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_siem-sensor"))
+            .arg("replay")
+            .arg(&file)
+            .arg("--json")
+            .arg("--fingerprint-key")
+            .arg(&key)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let alerts = |out: &std::process::Output| {
+        String::from_utf8_lossy(&out.stdout)
+            .matches("\"detector\":\"error_rate\"")
+            .count()
+    };
+    assert_eq!(alerts(&replay(&[])), 1);
+    assert_eq!(alerts(&replay(&["--error-min", "41"])), 0);
+    let bad = replay(&["--decoy", "/a/[z"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("bad decoy route `/a/[z`"));
+    let _ = std::fs::remove_file(&key);
+}

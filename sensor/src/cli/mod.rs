@@ -1,5 +1,6 @@
 //! The `siem-sensor` subcommands and the flags they share.
 
+mod detect;
 pub mod replay;
 pub mod run;
 
@@ -9,7 +10,6 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 use ipnet::IpNet;
 use sensor::{
-    detect::{DetectConfig, Detectors},
     flow::FlowLimits,
     http::HttpLimits,
     identity::{FingerprintKey, IdentityConfig, Resolver},
@@ -44,22 +44,8 @@ pub struct PipelineArgs {
     /// Write every alert as a JSON line to PATH (`-`: stdout).
     #[arg(long, value_name = "PATH")]
     alerts: Option<PathBuf>,
-    /// Kong proxy listener ports, comma-separated: transactions to them are
-    /// the client leg, which the per-IP detectors count. Default: the client
-    /// leg is what does not carry Kong's upstream marks (X-Kong-Request-Id,
-    /// X-Consumer-*).
-    #[arg(long, value_delimiter = ',')]
-    proxy_ports: Vec<u16>,
-    /// Requests one client IP may send per 15 s window.
-    #[arg(long, default_value_t = DetectConfig::default().flood.budget)]
-    flood_budget: u64,
-    /// Decoy route (a path glob, optionally `HOST/PATH`); repeat for several.
-    #[arg(long = "decoy", value_name = "ROUTE")]
-    decoys: Vec<String>,
-    /// Transactions only: run no detector (to measure their cost, or when
-    /// only `--transactions` is wanted).
-    #[arg(long)]
-    no_detectors: bool,
+    #[command(flatten)]
+    detect: detect::DetectArgs,
 }
 
 /// A CIDR, or a bare address as a host route.
@@ -104,13 +90,7 @@ impl PipelineArgs {
                 })
                 .transpose()
         };
-        let mut detect = DetectConfig::default();
-        detect.proxy_ports.clone_from(&self.proxy_ports);
-        detect.flood.budget = self.flood_budget;
-        detect.decoys.clone_from(&self.decoys);
-        let detectors = (!self.no_detectors)
-            .then(|| Detectors::new(detect))
-            .transpose()?;
+        let detectors = self.detect.detectors()?;
         let flows = FlowLimits {
             max_flows: self.max_flows,
             ..FlowLimits::default()

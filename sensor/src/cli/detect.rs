@@ -1,0 +1,112 @@
+//! The detector flags: every threshold and window of [`DetectConfig`].
+
+use anyhow::Result;
+use clap::Args;
+use humantime::Duration;
+use sensor::detect::{DetectConfig, Detectors};
+
+/// Detector settings; defaults from [`DetectConfig::default`] (see the
+/// README's detector table for why).
+#[derive(Args)]
+#[command(next_help_heading = "Detectors")]
+pub struct DetectArgs {
+    /// Transactions only: run no detector (to measure their cost, or when
+    /// only `--transactions` is wanted).
+    #[arg(long)]
+    no_detectors: bool,
+    /// Kong proxy listener ports, comma-separated: transactions to them are
+    /// the client leg, which the per-IP detectors count. Default: the client
+    /// leg is what does not carry Kong's upstream marks (X-Kong-Request-Id,
+    /// X-Consumer-*).
+    #[arg(long, value_delimiter = ',')]
+    proxy_ports: Vec<u16>,
+    /// Tumbling window of request_flood and error_rate.
+    #[arg(long, default_value = "15s")]
+    window: Duration,
+    /// request_flood: requests one client IP may send per window.
+    #[arg(long, default_value_t = DetectConfig::default().flood.budget)]
+    flood_budget: u64,
+    /// error_rate: fewest 4xx/5xx in a window.
+    #[arg(long, default_value_t = DetectConfig::default().errors.min_errors)]
+    error_min: u64,
+    /// error_rate: smallest share of the IP's requests that are errors.
+    #[arg(long, default_value_t = DetectConfig::default().errors.min_ratio)]
+    error_ratio: f64,
+    /// error_rate: how many times the population baseline an IP must reach.
+    #[arg(long, default_value_t = DetectConfig::default().errors.baseline_factor)]
+    error_baseline_factor: f64,
+    /// error_rate: history the baseline covers.
+    #[arg(long, default_value = "1h")]
+    error_baseline: Duration,
+    /// credential_spread: distinct client IPs that make an alert.
+    #[arg(long, default_value_t = DetectConfig::default().spread.min_ips)]
+    spread_min_ips: usize,
+    /// credential_spread: sliding window.
+    #[arg(long, default_value = "5m")]
+    spread_window: Duration,
+    /// success_then_failure: successes needed before the failures.
+    #[arg(long, default_value_t = DetectConfig::default().sequence.min_successes)]
+    sequence_successes: u64,
+    /// success_then_failure: how far back before the spike successes count.
+    #[arg(long, default_value = "60s")]
+    sequence_success_window: Duration,
+    /// success_then_failure: failures needed in the spike.
+    #[arg(long, default_value_t = DetectConfig::default().sequence.min_failures)]
+    sequence_failures: u64,
+    /// success_then_failure: share of the spike's requests that are failures.
+    #[arg(long, default_value_t = DetectConfig::default().sequence.min_failure_ratio)]
+    sequence_failure_ratio: f64,
+    /// success_then_failure: how long a spike lasts from its first failure.
+    #[arg(long, default_value = "15s")]
+    sequence_failure_window: Duration,
+    /// Decoy route (a path glob, optionally `HOST/PATH`); repeat for several.
+    #[arg(long = "decoy", value_name = "ROUTE")]
+    decoys: Vec<String>,
+    /// One alert per detector and IP (or credential) per this period.
+    #[arg(long, default_value = "5m")]
+    cooldown: Duration,
+    /// Client IPs tracked per detector table (bounds memory).
+    #[arg(long, default_value_t = DetectConfig::default().max_ips)]
+    max_ips: usize,
+    /// Credentials tracked (bounds memory).
+    #[arg(long, default_value_t = DetectConfig::default().max_credentials)]
+    max_credentials: usize,
+}
+
+fn ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
+}
+
+impl DetectArgs {
+    /// The detectors, or none with `--no-detectors`.
+    ///
+    /// # Errors
+    /// A decoy route that is not a valid glob.
+    pub fn detectors(&self) -> Result<Option<Detectors>> {
+        if self.no_detectors {
+            return Ok(None);
+        }
+        let mut c = DetectConfig::default();
+        c.window_ns = ns(self.window);
+        c.proxy_ports.clone_from(&self.proxy_ports);
+        c.flood.budget = self.flood_budget;
+        c.errors.min_errors = self.error_min;
+        c.errors.min_ratio = self.error_ratio;
+        c.errors.baseline_factor = self.error_baseline_factor;
+        c.errors.baseline_windows = usize::try_from(ns(self.error_baseline) / c.window_ns)
+            .unwrap_or(1)
+            .max(1);
+        c.spread.min_ips = self.spread_min_ips;
+        c.spread.window_ns = ns(self.spread_window);
+        c.sequence.min_successes = self.sequence_successes;
+        c.sequence.success_window_ns = ns(self.sequence_success_window);
+        c.sequence.min_failures = self.sequence_failures;
+        c.sequence.min_failure_ratio = self.sequence_failure_ratio;
+        c.sequence.failure_window_ns = ns(self.sequence_failure_window);
+        c.decoys.clone_from(&self.decoys);
+        c.cooldown_ns = ns(self.cooldown);
+        c.max_ips = self.max_ips;
+        c.max_credentials = self.max_credentials;
+        Ok(Some(Detectors::new(c)?))
+    }
+}

@@ -3,7 +3,9 @@
 use anyhow::Result;
 use clap::Args;
 use humantime::Duration;
-use sensor::detect::{DetectConfig, Detectors};
+use sensor::detect::{
+    DetectConfig, Detectors, ErrorConfig, FloodConfig, SequenceConfig, SpreadConfig,
+};
 
 /// Detector settings; defaults from [`DetectConfig::default`] (see the
 /// README's detector table for why).
@@ -86,27 +88,37 @@ impl DetectArgs {
         if self.no_detectors {
             return Ok(None);
         }
-        let mut c = DetectConfig::default();
-        c.window_ns = ns(self.window);
-        c.proxy_ports.clone_from(&self.proxy_ports);
-        c.flood.budget = self.flood_budget;
-        c.errors.min_errors = self.error_min;
-        c.errors.min_ratio = self.error_ratio;
-        c.errors.baseline_factor = self.error_baseline_factor;
-        c.errors.baseline_windows = usize::try_from(ns(self.error_baseline) / c.window_ns)
-            .unwrap_or(1)
-            .max(1);
-        c.spread.min_ips = self.spread_min_ips;
-        c.spread.window_ns = ns(self.spread_window);
-        c.sequence.min_successes = self.sequence_successes;
-        c.sequence.success_window_ns = ns(self.sequence_success_window);
-        c.sequence.min_failures = self.sequence_failures;
-        c.sequence.min_failure_ratio = self.sequence_failure_ratio;
-        c.sequence.failure_window_ns = ns(self.sequence_failure_window);
-        c.decoys.clone_from(&self.decoys);
-        c.cooldown_ns = ns(self.cooldown);
-        c.max_ips = self.max_ips;
-        c.max_credentials = self.max_credentials;
+        let window_ns = ns(self.window);
+        let c = DetectConfig {
+            window_ns,
+            proxy_ports: self.proxy_ports.clone(),
+            flood: FloodConfig {
+                budget: self.flood_budget,
+            },
+            errors: ErrorConfig {
+                min_errors: self.error_min,
+                min_ratio: self.error_ratio,
+                baseline_factor: self.error_baseline_factor,
+                baseline_windows: usize::try_from(ns(self.error_baseline) / window_ns)
+                    .unwrap_or(1)
+                    .max(1),
+            },
+            spread: SpreadConfig {
+                min_ips: self.spread_min_ips,
+                window_ns: ns(self.spread_window),
+            },
+            sequence: SequenceConfig {
+                min_successes: self.sequence_successes,
+                success_window_ns: ns(self.sequence_success_window),
+                min_failures: self.sequence_failures,
+                min_failure_ratio: self.sequence_failure_ratio,
+                failure_window_ns: ns(self.sequence_failure_window),
+            },
+            decoys: self.decoys.clone(),
+            cooldown_ns: ns(self.cooldown),
+            max_ips: self.max_ips,
+            max_credentials: self.max_credentials,
+        };
         Ok(Some(Detectors::new(c)?))
     }
 }

@@ -22,7 +22,10 @@ use crate::{
     flow::{FlowCounters, FlowLimits, FlowTable},
     http::{Conn, HttpContext, HttpCounters, HttpLimits, Transaction},
     identity::Resolver,
-    sink::{JsonLines, SegmentLog, metrics},
+    sink::{
+        JsonLines, SegmentLog, metrics,
+        syslog::{Syslog, TargetCounters},
+    },
 };
 
 /// How often idle flows are looked for, in event time (ns).
@@ -41,6 +44,8 @@ pub struct Sinks {
     pub log_alerts: bool,
     /// Record per-transaction metrics (see [`crate::sink::metrics`]).
     pub metrics: bool,
+    /// Every alert to syslog.
+    pub syslog: Option<Syslog>,
 }
 
 /// What the pipeline emits, for [`Pipeline::observe`].
@@ -75,6 +80,8 @@ pub struct PipelineCounters {
     pub http: HttpCounters,
     /// Detectors.
     pub detect: DetectCounters,
+    /// Syslog delivery, per target.
+    pub syslog: Vec<TargetCounters>,
 }
 
 /// Consumes segments from any source.
@@ -88,6 +95,8 @@ pub struct Pipeline {
     next_expiry_ns: u64,
     /// Called with every transaction and alert (tests, tools).
     observer: Option<Observer>,
+    /// Final syslog counts, once the sink stopped.
+    syslog_final: Vec<TargetCounters>,
 }
 
 impl Pipeline {
@@ -108,6 +117,7 @@ impl Pipeline {
             now_ns: 0,
             next_expiry_ns: 0,
             observer: None,
+            syslog_final: Vec::new(),
         }
     }
 
@@ -174,6 +184,9 @@ impl Pipeline {
             d.finish();
         }
         self.flush();
+        if let Some(s) = self.sinks.syslog.take() {
+            self.syslog_final = s.stop();
+        }
     }
 
     /// Flushes buffered sink output.
@@ -209,6 +222,10 @@ impl Pipeline {
                 .as_ref()
                 .map(Detectors::counters)
                 .unwrap_or_default(),
+            syslog: match &self.sinks.syslog {
+                Some(s) => s.counters(),
+                None => self.syslog_final.clone(),
+            },
         }
     }
 
@@ -240,6 +257,9 @@ impl Pipeline {
             for alert in detectors.transaction(&tx) {
                 if let Some(log) = &mut self.sinks.alerts {
                     log.write(&alert);
+                }
+                if let Some(s) = &self.sinks.syslog {
+                    s.send(&alert);
                 }
                 if self.sinks.log_alerts {
                     warn!("alert: {alert}");

@@ -2,6 +2,7 @@
 //! drive the same lab that `cargo xtask lab` brings up.
 
 pub mod lab;
+pub mod rsyslog;
 pub mod scenarios;
 pub mod sensor;
 pub mod setup;

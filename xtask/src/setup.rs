@@ -8,8 +8,8 @@ use anyhow::Result;
 use crate::{run, run_quiet};
 
 /// Debian packages: LLVM 22 for bpf-linker; the lab's servers and clients;
-/// tcpdump for captures the tests replay; Prometheus (and promtool) for the
-/// metrics tests; tshark and GNU time for the benchmarks.
+/// tcpdump for captures the tests replay; Prometheus (and promtool) and
+/// rsyslog, the real receivers of the metrics and syslog tests; tshark and GNU time for the benchmarks.
 pub const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "iproute2",
@@ -22,6 +22,7 @@ pub const APT_PACKAGES: &[&str] = &[
     "tshark",
     "time",
     "prometheus",
+    "rsyslog",
 ];
 
 /// bpf-linker release built against LLVM 22 (the nightly's LLVM major).

@@ -123,7 +123,7 @@ pub fn run_pipeline(input: &Input) -> u64 {
         segments: Some(SegmentLog::new(Box::new(io::sink()))),
         transactions: Some(JsonLines::new("transactions", Box::new(io::sink()))),
         alerts: Some(JsonLines::new("alerts", Box::new(io::sink()))),
-        log_alerts: false,
+        ..Sinks::default()
     };
     let detectors = Detectors::new(DetectConfig::default()).ok();
     let mut pipeline = Pipeline::new(resolver, flow, http, detectors, sinks);

@@ -3,6 +3,7 @@
 mod detect;
 pub mod replay;
 pub mod run;
+mod syslog;
 
 use std::path::PathBuf;
 
@@ -46,6 +47,8 @@ pub struct PipelineArgs {
     alerts: Option<PathBuf>,
     #[command(flatten)]
     detect: detect::DetectArgs,
+    #[command(flatten)]
+    syslog: syslog::SyslogArgs,
 }
 
 /// A CIDR, or a bare address as a host route.
@@ -106,6 +109,7 @@ impl PipelineArgs {
             alerts: open("alerts", &alerts)?,
             log_alerts,
             metrics,
+            syslog: self.syslog.sink()?,
         };
         let resolver = Resolver::new(config, key);
         Ok(Pipeline::new(

@@ -137,6 +137,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         "flows": counters.flows,
         "http": counters.http,
         "detect": counters.detect,
+        "syslog": counters.syslog,
         "gauges": pipeline.snapshot(),
         "balanced": summary.balanced(),
     });

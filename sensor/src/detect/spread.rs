@@ -131,7 +131,7 @@ impl Spread {
             client_ip: None,
             credential: Some(fp),
             principal: cred.principal.clone(),
-            counts: [("ips", ips.len() as u64)].into(),
+            counts: [("ip_count", ips.len() as u64)].into(),
             ips,
             window: Window {
                 start: horizon,

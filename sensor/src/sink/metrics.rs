@@ -24,6 +24,7 @@
 //! | `siem_sensor_alerts_total` | counter | `detector` | alerts sent |
 //! | `siem_sensor_alerts_suppressed_total` | counter | | alerts held back by the cooldown |
 //! | `siem_sensor_detector_evictions_total` | counter | | detector table entries evicted |
+//! | `siem_sensor_syslog_records_total` | counter | `target`, `result`: `sent`, `overflow`, `undelivered` | syslog delivery per target |
 //! | `siem_sensor_build_info` | gauge | `version` | always 1 |
 //!
 //! Top-N series are refreshed every second; a series not refreshed for
@@ -134,6 +135,16 @@ pub fn pipeline(c: &PipelineCounters, snapshot: Option<&Snapshot>) {
         counter!("siem_sensor_alerts_total", "detector" => name).absolute(*n);
     }
     counter!("siem_sensor_alerts_suppressed_total").absolute(c.detect.suppressed);
+    for t in &c.syslog {
+        for (result, n) in [
+            ("sent", t.sent),
+            ("overflow", t.overflow),
+            ("undelivered", t.undelivered),
+        ] {
+            counter!("siem_sensor_syslog_records_total", "target" => t.target.clone(), "result" => result)
+                .absolute(n);
+        }
+    }
     counter!("siem_sensor_detector_evictions_total").absolute(c.detect.evictions);
     let Some(snap) = snapshot else { return };
     gauge!("aps_siem_counter").set(snap.tracked_credentials as f64);

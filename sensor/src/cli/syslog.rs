@@ -1,0 +1,53 @@
+//! The syslog flags.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use sensor::sink::syslog::{Body, Header, Syslog, SyslogConfig, Target, parse_facility};
+
+/// Alerts to syslog.
+#[derive(Args)]
+#[command(next_help_heading = "Syslog")]
+pub struct SyslogArgs {
+    /// Send every alert to TARGET: `unix:/dev/log`, `udp:HOST:PORT` or
+    /// `tcp:HOST:PORT` (octet-counting framing); repeat for several.
+    #[arg(long = "syslog", value_name = "TARGET")]
+    targets: Vec<Target>,
+    /// Record header.
+    #[arg(long, value_enum, default_value_t = Header::Rfc5424)]
+    syslog_format: Header,
+    /// Message body.
+    #[arg(long, value_enum, default_value_t = Body::Kv)]
+    syslog_body: Body,
+    /// Facility (syslog(3) name).
+    #[arg(long, default_value = "auth", value_parser = parse_facility)]
+    syslog_facility: fasyslog::Facility,
+    /// Alerts queued per target while its receiver is down; more are
+    /// counted as overflow.
+    #[arg(long, default_value_t = 10_000)]
+    syslog_queue: usize,
+}
+
+impl SyslogArgs {
+    /// The sink, or none without targets.
+    ///
+    /// # Errors
+    /// A sender thread cannot be started.
+    pub fn sink(&self) -> Result<Option<Syslog>> {
+        if self.targets.is_empty() {
+            return Ok(None);
+        }
+        let config = SyslogConfig {
+            targets: self.targets.clone(),
+            header: self.syslog_format,
+            body: self.syslog_body,
+            facility: self.syslog_facility,
+            queue: self.syslog_queue,
+            drain: Duration::from_secs(2),
+        };
+        Syslog::start(&config)
+            .map(Some)
+            .context("cannot start the syslog senders")
+    }
+}

@@ -1,0 +1,173 @@
+//! The syslog sink: every alert as a syslog record to one or more targets.
+//!
+//! ```text
+//! <34>1 2026-11-21T21:58:01.123456Z kong-1 siem-sensor 4242 honeypot [siem@32473 detector="honeypot" ...] detector=honeypot severity=high ...
+//! ```
+//!
+//! See [`format`] for the record and [`transport`] for delivery.
+
+pub mod format;
+pub mod transport;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::Ordering,
+        mpsc::{SyncSender, TrySendError, sync_channel},
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use fasyslog::{Facility, format::SyslogContext};
+use serde::Serialize;
+
+pub use format::{Body, Header};
+use transport::Delivery;
+pub use transport::Target;
+
+use crate::detect::Alert;
+
+/// The sink's settings.
+#[derive(Clone, Debug)]
+pub struct SyslogConfig {
+    /// Where records go.
+    pub targets: Vec<Target>,
+    /// RFC 5424 or RFC 3164.
+    pub header: Header,
+    /// key=value, CEF or JSON.
+    pub body: Body,
+    /// Facility (default `auth`: security messages).
+    pub facility: Facility,
+    /// Records queued per target while its receiver is down.
+    pub queue: usize,
+    /// How long a stopping sensor waits for a receiver that is down.
+    pub drain: Duration,
+}
+
+/// A facility by its syslog(3) name (`auth`, `local0`, ...), any case.
+///
+/// # Errors
+/// An unknown name.
+pub fn parse_facility(name: &str) -> Result<Facility, String> {
+    (0..=23u8)
+        .filter_map(|code| Facility::try_from(code).ok())
+        .find(|f| f.label().eq_ignore_ascii_case(name))
+        .ok_or_else(|| {
+            format!("`{name}` is not a syslog facility (auth, daemon, local0 ... local7, ...)")
+        })
+}
+
+/// Delivery counts of one target.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TargetCounters {
+    /// The target.
+    pub target: String,
+    /// Records written.
+    pub sent: u64,
+    /// Records dropped on a full queue.
+    pub overflow: u64,
+    /// Records never delivered (receiver still down at shutdown).
+    pub undelivered: u64,
+}
+
+struct Sender {
+    target: Target,
+    queue: Option<SyncSender<Vec<u8>>>,
+    delivery: Arc<Delivery>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Sends alerts to every target.
+pub struct Syslog {
+    context: SyslogContext,
+    header: Header,
+    body: Body,
+    senders: Vec<Sender>,
+}
+
+impl Syslog {
+    /// Starts one sender thread per target. Nothing is connected yet: a
+    /// receiver that is down only delays delivery.
+    ///
+    /// # Errors
+    /// A thread cannot be spawned.
+    pub fn start(config: &SyslogConfig) -> std::io::Result<Self> {
+        let mut context = SyslogContext::new();
+        context.appname("siem-sensor").facility(config.facility);
+        let mut senders = Vec::new();
+        for target in &config.targets {
+            let (tx, rx) = sync_channel(config.queue.max(1));
+            let delivery = Arc::new(Delivery::default());
+            let (t, d, drain) = (target.clone(), Arc::clone(&delivery), config.drain);
+            let thread = std::thread::Builder::new()
+                .name(format!("syslog {target}"))
+                .spawn(move || transport::run(t, rx, d, drain))?;
+            senders.push(Sender {
+                target: target.clone(),
+                queue: Some(tx),
+                delivery,
+                thread: Some(thread),
+            });
+        }
+        Ok(Self {
+            context,
+            header: config.header,
+            body: config.body,
+            senders,
+        })
+    }
+
+    /// Queues `alert` for every target; never blocks.
+    pub fn send(&self, alert: &Alert) {
+        let record = format::record(&self.context, self.header, self.body, alert).into_bytes();
+        for s in &self.senders {
+            let Some(queue) = &s.queue else { continue };
+            if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+                queue.try_send(record.clone())
+            {
+                s.delivery.overflow.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Delivery counts so far.
+    pub fn counters(&self) -> Vec<TargetCounters> {
+        self.senders
+            .iter()
+            .map(|s| TargetCounters {
+                target: s.target.to_string(),
+                sent: s.delivery.sent.load(Ordering::Relaxed),
+                overflow: s.delivery.overflow.load(Ordering::Relaxed),
+                undelivered: s.delivery.undelivered.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+}
+
+impl Syslog {
+    /// Delivers what is queued (waiting at most `drain` for a receiver that
+    /// is down), stops the threads and returns the final counts.
+    pub fn stop(mut self) -> Vec<TargetCounters> {
+        self.shutdown();
+        self.counters()
+    }
+
+    fn shutdown(&mut self) {
+        for s in &mut self.senders {
+            s.delivery.stopping.store(true, Ordering::Relaxed);
+            s.queue = None;
+        }
+        for s in &mut self.senders {
+            if let Some(t) = s.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Drop for Syslog {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,190 @@
+//! Delivery of syslog records: a local socket, UDP, or TCP with
+//! octet-counting framing (RFC 6587 section 3.4.1).
+//!
+//! Each target has a sender thread and a bounded queue, so a receiver that
+//! is down never blocks capture: records wait in the queue, the thread
+//! reconnects every second and delivers them in order; what does not fit in
+//! the queue is counted as overflow. A TCP connection the receiver closed
+//! is noticed before writing (a FIN makes the socket readable with no
+//! data), so a record is not written into a dead connection and lost. UDP
+//! has no delivery guarantee: records sent while the receiver is down are
+//! lost, as with any UDP syslog.
+
+use std::{
+    fmt,
+    io::{self, Write},
+    net::{SocketAddr, TcpStream, UdpSocket},
+    os::unix::net::UnixDatagram,
+    path::PathBuf,
+    str::FromStr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        mpsc::{Receiver, RecvTimeoutError},
+    },
+    time::{Duration, Instant},
+};
+
+/// Where records go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A local datagram socket, e.g. `/dev/log`.
+    Unix(PathBuf),
+    /// UDP (RFC 5426).
+    Udp(SocketAddr),
+    /// TCP with octet counting (RFC 6587).
+    Tcp(SocketAddr),
+}
+
+impl FromStr for Target {
+    type Err = String;
+
+    /// `unix:/dev/log`, `udp:HOST:PORT`, `tcp:HOST:PORT` (IPv6 as
+    /// `[addr]:port`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let addr = |a: &str| {
+            a.parse::<SocketAddr>()
+                .map_err(|e| format!("`{a}` is not an address:port ({e})"))
+        };
+        match s.split_once(':') {
+            Some(("unix", path)) if !path.is_empty() => Ok(Self::Unix(path.into())),
+            Some(("udp", a)) => addr(a).map(Self::Udp),
+            Some(("tcp", a)) => addr(a).map(Self::Tcp),
+            _ => Err(format!(
+                "`{s}`: expected unix:PATH, udp:ADDR:PORT or tcp:ADDR:PORT"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unix(p) => write!(f, "unix:{}", p.display()),
+            Self::Udp(a) => write!(f, "udp:{a}"),
+            Self::Tcp(a) => write!(f, "tcp:{a}"),
+        }
+    }
+}
+
+/// Delivery counters of one target, shared with its thread.
+#[derive(Debug, Default)]
+pub struct Delivery {
+    /// Records written to the socket.
+    pub sent: AtomicU64,
+    /// Records dropped because the queue was full.
+    pub overflow: AtomicU64,
+    /// Records still queued when the sensor stopped.
+    pub undelivered: AtomicU64,
+    /// Set when the sensor stops: the thread then gives up on a receiver
+    /// that stays down.
+    pub stopping: AtomicBool,
+}
+
+enum Conn {
+    Unix(UnixDatagram),
+    Udp(UdpSocket),
+    Tcp(TcpStream),
+}
+
+const TIMEOUT: Duration = Duration::from_secs(2);
+const RETRY: Duration = Duration::from_secs(1);
+
+fn connect(target: &Target) -> io::Result<Conn> {
+    Ok(match target {
+        Target::Unix(path) => {
+            let s = UnixDatagram::unbound()?;
+            s.connect(path)?;
+            Conn::Unix(s)
+        }
+        Target::Udp(addr) => {
+            let any: SocketAddr = if addr.is_ipv4() {
+                ([0, 0, 0, 0], 0).into()
+            } else {
+                ([0u16; 8], 0).into()
+            };
+            let s = UdpSocket::bind(any)?;
+            s.connect(addr)?;
+            Conn::Udp(s)
+        }
+        Target::Tcp(addr) => {
+            let s = TcpStream::connect_timeout(addr, TIMEOUT)?;
+            s.set_write_timeout(Some(TIMEOUT))?;
+            Conn::Tcp(s)
+        }
+    })
+}
+
+impl Conn {
+    fn send(&mut self, record: &[u8]) -> io::Result<()> {
+        match self {
+            Self::Unix(s) => s.send(record).map(drop),
+            Self::Udp(s) => s.send(record).map(drop),
+            Self::Tcp(s) => {
+                if peer_closed(s)? {
+                    return Err(io::ErrorKind::ConnectionReset.into());
+                }
+                let mut framed = format!("{} ", record.len()).into_bytes();
+                framed.extend_from_slice(record);
+                s.write_all(&framed)
+            }
+        }
+    }
+}
+
+/// True when the receiver closed the connection (readable, zero bytes).
+fn peer_closed(s: &TcpStream) -> io::Result<bool> {
+    s.set_nonblocking(true)?;
+    let mut byte = [0u8; 1];
+    let closed = match s.peek(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+        Err(e) => return Err(e),
+    };
+    s.set_nonblocking(false)?;
+    Ok(closed)
+}
+
+/// The sender thread: delivers `queue` to `target` until the queue's sender
+/// is dropped, then for at most `drain` more while the target is down.
+pub fn run(target: Target, queue: Receiver<Vec<u8>>, delivery: Arc<Delivery>, drain: Duration) {
+    let mut conn: Option<Conn> = None;
+    let mut pending: Option<Vec<u8>> = None;
+    let mut deadline: Option<Instant> = None;
+    loop {
+        let record = match pending.take() {
+            Some(r) => r,
+            None => match queue.recv_timeout(RETRY) {
+                Ok(r) => r,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return,
+            },
+        };
+        if conn.is_none() {
+            conn = connect(&target).ok();
+        }
+        match conn.as_mut().map(|c| c.send(&record)) {
+            Some(Ok(())) => {
+                delivery.sent.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            Some(Err(e)) => {
+                tracing::debug!(%target, error = %e, "syslog send failed; reconnecting")
+            }
+            None => {}
+        }
+        conn = None;
+        pending = Some(record);
+        // Stopping: give a down receiver `drain` to come back, then count the rest.
+        if delivery.stopping.load(Ordering::Relaxed) {
+            let end = *deadline.get_or_insert_with(|| Instant::now() + drain);
+            if Instant::now() >= end {
+                let left = 1 + queue.try_iter().count() as u64;
+                delivery.undelivered.fetch_add(left, Ordering::Relaxed);
+                return;
+            }
+        }
+        std::thread::sleep(RETRY);
+    }
+}

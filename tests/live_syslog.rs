@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{collections::BTreeSet, process::Command, time::Duration};
 
 use support::{require_root, start_sensor};
 use xtask::{
@@ -69,6 +69,10 @@ fn rsyslog_gets_every_alert_even_across_a_restart() {
     ];
     let mut args = args.to_vec();
     args.extend(["--syslog", &unix, "--syslog", &udp, "--syslog", &tcp]);
+    let transactions = lab.workdir().join("transactions.jsonl");
+    let rotated = lab.workdir().join("transactions.jsonl.1");
+    let path = transactions.display().to_string();
+    args.extend(["--transactions", &path]);
     let sensor = start_sensor(&lab, &args);
 
     for i in 0..3 {
@@ -77,6 +81,17 @@ fn rsyslog_gets_every_alert_even_across_a_restart() {
     let first = rsyslog.wait_for("tcp", 3, Duration::from_secs(10));
     assert_eq!(first.len(), 3, "{first:#?}");
     rsyslog.stop().unwrap();
+    // Log rotation: move the transactions file away, SIGHUP, go on.
+    std::fs::rename(&transactions, &rotated).unwrap();
+    let pid = sensor.pid().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::thread::sleep(Duration::from_millis(500));
     for i in 3..5 {
         decoy(&lab, i);
     }
@@ -86,6 +101,8 @@ fn rsyslog_gets_every_alert_even_across_a_restart() {
     let unix_records = rsyslog.wait_for("unix", 5, Duration::from_secs(5));
     let run = sensor.stop().unwrap();
     let udp_records = rsyslog.records("udp");
+    let lines = |p: &std::path::Path| std::fs::read_to_string(p).unwrap().lines().count();
+    let (before, after) = (lines(&rotated), lines(&transactions));
     drop(rsyslog);
     lab.teardown();
 
@@ -126,6 +143,11 @@ fn rsyslog_gets_every_alert_even_across_a_restart() {
         (tcp_counts["sent"].as_u64(), tcp_counts["overflow"].as_u64()),
         (Some(5), Some(0)),
         "{counts}"
+    );
+    assert_eq!(
+        (before, after),
+        (3, 2),
+        "transactions file rotated on SIGHUP"
     );
     let everything = format!(
         "{tcp_records:?}{unix_records:?}{udp_records:?}{}{}",

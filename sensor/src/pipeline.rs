@@ -189,6 +189,16 @@ impl Pipeline {
         }
     }
 
+    /// Reopens the output files (SIGHUP, after log rotation).
+    pub fn reopen(&mut self) {
+        for sink in [&mut self.sinks.transactions, &mut self.sinks.alerts]
+            .into_iter()
+            .flatten()
+        {
+            sink.reopen();
+        }
+    }
+
     /// Flushes buffered sink output.
     pub fn flush(&mut self) {
         if let Some(log) = &mut self.sinks.segments {

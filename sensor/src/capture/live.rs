@@ -179,6 +179,7 @@ impl LiveCapture {
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         let mut poll = tokio::time::interval(POLL_INTERVAL);
         let mut publish = tokio::time::interval(PUBLISH_INTERVAL);
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -188,6 +189,10 @@ impl LiveCapture {
                     self.drain(pipeline);
                 }
                 _ = poll.tick() => self.drain(pipeline),
+                _ = hangup.recv() => {
+                    pipeline.reopen();
+                    info!("SIGHUP: output files reopened");
+                }
                 _ = publish.tick() => {
                     metrics::capture(&read_counters(&self.counters)?, &self.reader);
                     pipeline.publish_metrics();

@@ -1,19 +1,26 @@
 //! JSON lines: one serialized object per line, for files, pipes and stdout.
 
 use std::{
-    fs::File,
+    fs::{File, OpenOptions},
     io::{self, BufWriter, Write},
-    path::Path,
+    path::{Path, PathBuf},
 };
 
 use serde::Serialize;
 use tracing::warn;
+
+fn open(path: &Path) -> io::Result<BufWriter<File>> {
+    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    Ok(BufWriter::new(file))
+}
 
 /// Writes one JSON object per line. A write error is logged once and turns
 /// the writer off; it never stops the pipeline.
 pub struct JsonLines {
     name: &'static str,
     out: Option<Box<dyn Write + Send>>,
+    /// The file, when writing to one (reopened by [`JsonLines::reopen`]).
+    path: Option<PathBuf>,
 }
 
 impl JsonLines {
@@ -22,21 +29,36 @@ impl JsonLines {
         Self {
             name,
             out: Some(out),
+            path: None,
         }
     }
 
-    /// A buffered writer to `path`, or to stdout when `path` is `-` (line
-    /// buffered, so other writers to stdout never split a line).
+    /// A buffered writer appending to `path`, or to stdout when `path` is
+    /// `-` (line buffered, so other writers to stdout never split a line).
     ///
     /// # Errors
-    /// The file cannot be created.
+    /// The file cannot be opened.
     pub fn create(name: &'static str, path: &Path) -> io::Result<Self> {
-        let out: Box<dyn Write + Send> = if path == Path::new("-") {
-            Box::new(io::stdout())
-        } else {
-            Box::new(BufWriter::new(File::create(path)?))
-        };
-        Ok(Self::new(name, out))
+        if path == Path::new("-") {
+            return Ok(Self::new(name, Box::new(io::stdout())));
+        }
+        let mut lines = Self::new(name, Box::new(open(path)?));
+        lines.path = Some(path.to_path_buf());
+        Ok(lines)
+    }
+
+    /// Flushes and reopens the file at its path (after log rotation moved
+    /// it away, on SIGHUP). A failure is logged and turns the writer off.
+    pub fn reopen(&mut self) {
+        self.flush();
+        let Some(path) = &self.path else { return };
+        match open(path) {
+            Ok(file) => self.out = Some(Box::new(file)),
+            Err(e) => {
+                warn!(error = %e, sink = self.name, path = %path.display(), "reopen failed; sink disabled");
+                self.out = None;
+            }
+        }
     }
 
     /// Writes `value` and a newline.

@@ -1,6 +1,6 @@
 //! The syslog flags.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, Result};
 use clap::Args;
@@ -10,8 +10,9 @@ use sensor::sink::syslog::{Body, Header, Syslog, SyslogConfig, Target, parse_fac
 #[derive(Args)]
 #[command(next_help_heading = "Syslog")]
 pub struct SyslogArgs {
-    /// Send every alert to TARGET: `unix:/dev/log`, `udp:HOST:PORT` or
-    /// `tcp:HOST:PORT` (octet-counting framing); repeat for several.
+    /// Send every alert to TARGET: `unix:/dev/log`, `udp:ADDR:PORT`,
+    /// `tcp:ADDR:PORT` (octet-counting framing) or `tls:ADDR:PORT[/NAME]`
+    /// (RFC 5425); repeat for several.
     #[arg(long = "syslog", value_name = "TARGET")]
     targets: Vec<Target>,
     /// Record header.
@@ -27,6 +28,9 @@ pub struct SyslogArgs {
     /// counted as overflow.
     #[arg(long, default_value_t = 10_000)]
     syslog_queue: usize,
+    /// PEM file of the CAs for `tls:` targets (default: the system's).
+    #[arg(long, value_name = "FILE")]
+    syslog_ca: Option<PathBuf>,
 }
 
 impl SyslogArgs {
@@ -45,6 +49,7 @@ impl SyslogArgs {
             facility: self.syslog_facility,
             queue: self.syslog_queue,
             drain: Duration::from_secs(2),
+            ca: self.syslog_ca.clone(),
         };
         Syslog::start(&config)
             .map(Some)

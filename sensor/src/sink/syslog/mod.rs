@@ -7,9 +7,13 @@
 //! See [`format`] for the record and [`transport`] for delivery.
 
 pub mod format;
+#[cfg(test)]
+mod tests;
 pub mod transport;
 
 use std::{
+    io,
+    path::{Path, PathBuf},
     sync::{
         Arc,
         atomic::Ordering,
@@ -20,6 +24,10 @@ use std::{
 };
 
 use fasyslog::{Facility, format::SyslogContext};
+use rustls::{
+    ClientConfig, RootCertStore,
+    pki_types::{CertificateDer, pem::PemObject},
+};
 use serde::Serialize;
 
 pub use format::{Body, Header};
@@ -43,6 +51,35 @@ pub struct SyslogConfig {
     pub queue: usize,
     /// How long a stopping sensor waits for a receiver that is down.
     pub drain: Duration,
+    /// PEM file of the CAs that sign TLS receivers' certificates; the
+    /// system's trust store when `None`.
+    pub ca: Option<PathBuf>,
+}
+
+/// The rustls client configuration for TLS targets.
+fn tls_config(ca: Option<&Path>) -> io::Result<Arc<ClientConfig>> {
+    let mut roots = RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+                .map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?;
+            for cert in certs {
+                roots.add(cert).map_err(io::Error::other)?;
+            }
+        }
+        None => {
+            let native = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(native.certs);
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(io::Error::other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// A facility by its syslog(3) name (`auth`, `local0`, ...), any case.
@@ -91,18 +128,28 @@ impl Syslog {
     /// receiver that is down only delays delivery.
     ///
     /// # Errors
-    /// A thread cannot be spawned.
-    pub fn start(config: &SyslogConfig) -> std::io::Result<Self> {
+    /// The CA file cannot be read; a thread cannot be spawned.
+    pub fn start(config: &SyslogConfig) -> io::Result<Self> {
+        let tls = if config.targets.iter().any(|t| matches!(t, Target::Tls(..))) {
+            Some(tls_config(config.ca.as_deref())?)
+        } else {
+            None
+        };
         let mut context = SyslogContext::new();
         context.appname("siem-sensor").facility(config.facility);
         let mut senders = Vec::new();
         for target in &config.targets {
             let (tx, rx) = sync_channel(config.queue.max(1));
             let delivery = Arc::new(Delivery::default());
-            let (t, d, drain) = (target.clone(), Arc::clone(&delivery), config.drain);
+            let (t, d, drain, tls) = (
+                target.clone(),
+                Arc::clone(&delivery),
+                config.drain,
+                tls.clone(),
+            );
             let thread = std::thread::Builder::new()
                 .name(format!("syslog {target}"))
-                .spawn(move || transport::run(t, rx, d, drain))?;
+                .spawn(move || transport::run(t, tls, rx, d, drain))?;
             senders.push(Sender {
                 target: target.clone(),
                 queue: Some(tx),

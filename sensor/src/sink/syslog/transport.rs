@@ -1,5 +1,6 @@
-//! Delivery of syslog records: a local socket, UDP, or TCP with
-//! octet-counting framing (RFC 6587 section 3.4.1).
+//! Delivery of syslog records: a local socket, UDP, TCP with
+//! octet-counting framing (RFC 6587 section 3.4.1), or the same over TLS
+//! (RFC 5425, rustls).
 //!
 //! Each target has a sender thread and a bounded queue, so a receiver that
 //! is down never blocks capture: records wait in the queue, the thread
@@ -10,6 +11,7 @@
 //! has no delivery guarantee: records sent while the receiver is down are
 //! lost, as with any UDP syslog.
 
+use rustls::{ClientConfig, ClientConnection, StreamOwned, pki_types::ServerName};
 use std::{
     fmt,
     io::{self, Write},
@@ -34,13 +36,16 @@ pub enum Target {
     Udp(SocketAddr),
     /// TCP with octet counting (RFC 6587).
     Tcp(SocketAddr),
+    /// TLS (RFC 5425): the address and the name the certificate must carry.
+    Tls(SocketAddr, String),
 }
 
 impl FromStr for Target {
     type Err = String;
 
-    /// `unix:/dev/log`, `udp:HOST:PORT`, `tcp:HOST:PORT` (IPv6 as
-    /// `[addr]:port`).
+    /// `unix:/dev/log`, `udp:ADDR:PORT`, `tcp:ADDR:PORT`,
+    /// `tls:ADDR:PORT[/NAME]` (IPv6 as `[addr]:port`; NAME is the server
+    /// name to verify, the address by default).
     fn from_str(s: &str) -> Result<Self, String> {
         let addr = |a: &str| {
             a.parse::<SocketAddr>()
@@ -63,6 +68,7 @@ impl fmt::Display for Target {
             Self::Unix(p) => write!(f, "unix:{}", p.display()),
             Self::Udp(a) => write!(f, "udp:{a}"),
             Self::Tcp(a) => write!(f, "tcp:{a}"),
+            Self::Tls(a, name) => write!(f, "tls:{a}/{name}"),
         }
     }
 }
@@ -85,12 +91,13 @@ enum Conn {
     Unix(UnixDatagram),
     Udp(UdpSocket),
     Tcp(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
 }
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 const RETRY: Duration = Duration::from_secs(1);
 
-fn connect(target: &Target) -> io::Result<Conn> {
+fn connect(target: &Target, tls: Option<&Arc<ClientConfig>>) -> io::Result<Conn> {
     Ok(match target {
         Target::Unix(path) => {
             let s = UnixDatagram::unbound()?;
@@ -107,12 +114,25 @@ fn connect(target: &Target) -> io::Result<Conn> {
             s.connect(addr)?;
             Conn::Udp(s)
         }
-        Target::Tcp(addr) => {
-            let s = TcpStream::connect_timeout(addr, TIMEOUT)?;
-            s.set_write_timeout(Some(TIMEOUT))?;
-            Conn::Tcp(s)
+        Target::Tcp(addr) => Conn::Tcp(tcp(addr)?),
+        Target::Tls(addr, name) => {
+            let config = tls.ok_or_else(|| io::Error::other("no TLS configuration"))?;
+            let name = ServerName::try_from(name.clone()).map_err(io::Error::other)?;
+            let conn = ClientConnection::new(Arc::clone(config), name).map_err(io::Error::other)?;
+            let mut stream = StreamOwned::new(conn, tcp(addr)?);
+            stream.sock.set_read_timeout(Some(TIMEOUT))?;
+            while stream.conn.is_handshaking() {
+                stream.conn.complete_io(&mut stream.sock)?;
+            }
+            Conn::Tls(Box::new(stream))
         }
     })
+}
+
+fn tcp(addr: &SocketAddr) -> io::Result<TcpStream> {
+    let s = TcpStream::connect_timeout(addr, TIMEOUT)?;
+    s.set_write_timeout(Some(TIMEOUT))?;
+    Ok(s)
 }
 
 impl Conn {
@@ -121,24 +141,39 @@ impl Conn {
             Self::Unix(s) => s.send(record).map(drop),
             Self::Udp(s) => s.send(record).map(drop),
             Self::Tcp(s) => {
-                if peer_closed(s)? {
+                if peer_closed(s, false)? {
                     return Err(io::ErrorKind::ConnectionReset.into());
                 }
-                let mut framed = format!("{} ", record.len()).into_bytes();
-                framed.extend_from_slice(record);
-                s.write_all(&framed)
+                s.write_all(&framed(record))
+            }
+            Self::Tls(s) => {
+                // A syslog receiver never sends data: anything readable is
+                // its close_notify or FIN.
+                if peer_closed(&s.sock, true)? {
+                    return Err(io::ErrorKind::ConnectionReset.into());
+                }
+                s.write_all(&framed(record))?;
+                s.flush()
             }
         }
     }
 }
 
-/// True when the receiver closed the connection (readable, zero bytes).
-fn peer_closed(s: &TcpStream) -> io::Result<bool> {
+/// `LEN SP RECORD` (RFC 6587 section 3.4.1; RFC 5425 section 4.3).
+fn framed(record: &[u8]) -> Vec<u8> {
+    let mut out = format!("{} ", record.len()).into_bytes();
+    out.extend_from_slice(record);
+    out
+}
+
+/// True when the receiver closed the connection: readable with zero bytes
+/// (FIN), or with any bytes when `data_means_closed`.
+fn peer_closed(s: &TcpStream, data_means_closed: bool) -> io::Result<bool> {
     s.set_nonblocking(true)?;
     let mut byte = [0u8; 1];
     let closed = match s.peek(&mut byte) {
         Ok(0) => true,
-        Ok(_) => false,
+        Ok(_) => data_means_closed,
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
         Err(e) => return Err(e),
     };
@@ -148,7 +183,13 @@ fn peer_closed(s: &TcpStream) -> io::Result<bool> {
 
 /// The sender thread: delivers `queue` to `target` until the queue's sender
 /// is dropped, then for at most `drain` more while the target is down.
-pub fn run(target: Target, queue: Receiver<Vec<u8>>, delivery: Arc<Delivery>, drain: Duration) {
+pub fn run(
+    target: Target,
+    tls: Option<Arc<ClientConfig>>,
+    queue: Receiver<Vec<u8>>,
+    delivery: Arc<Delivery>,
+    drain: Duration,
+) {
     let mut conn: Option<Conn> = None;
     let mut pending: Option<Vec<u8>> = None;
     let mut deadline: Option<Instant> = None;
@@ -162,7 +203,13 @@ pub fn run(target: Target, queue: Receiver<Vec<u8>>, delivery: Arc<Delivery>, dr
             },
         };
         if conn.is_none() {
-            conn = connect(&target).ok();
+            conn = match connect(&target, tls.as_ref()) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::debug!(%target, error = %e, "syslog connect failed");
+                    None
+                }
+            };
         }
         match conn.as_mut().map(|c| c.send(&record)) {
             Some(Ok(())) => {

@@ -90,7 +90,9 @@ fn prometheus_scrapes_the_gauges_and_health_counters() {
             "--iface",
             GATEWAY_UPSTREAM_IF,
             "--listen",
-            "127.0.0.1:9251",
+            "0.0.0.0:9251",
+            "--metrics-allow",
+            "127.0.0.1",
             "--trusted-proxy",
             GATEWAY_UPSTREAM_V4,
         ],
@@ -184,6 +186,23 @@ fn prometheus_scrapes_the_gauges_and_health_counters() {
         "rules or dashboard use metrics the sensor does not serve: {missing:?}"
     );
     assert!(!served.contains("wonderland"));
+    // The allow-list: the same page asked from the gateway's own lab address
+    // (not 127.0.0.1) is refused.
+    let refused = lab
+        .command(&lab.gateway_ns(), "curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--interface",
+            "10.77.0.1",
+        ])
+        .arg("http://10.77.0.1:9251/metrics")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&refused.stdout), "403");
     sensor.stop().unwrap();
     prometheus.kill().unwrap();
     prometheus.wait().unwrap();

@@ -4,14 +4,10 @@
 
 mod support;
 
-use std::{
-    collections::BTreeSet,
-    io::{BufRead, BufReader},
-    process::{Command, Stdio},
-};
+use std::collections::BTreeSet;
 
 use serde_json::Value;
-use support::{SENSOR, require_root, start_sensor};
+use support::{replay_json, require_root, start_sensor, stop_tcpdump, tcpdump};
 use xtask::{
     lab::{GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_UPSTREAM_V4, Lab},
     scenarios,
@@ -31,27 +27,7 @@ fn scenarios_raise_their_alerts_live_and_in_replay() {
     let lab = Lab::up("ss-det").unwrap();
     let dir = lab.workdir().display().to_string();
     let pcap = format!("{dir}/scenarios.pcap");
-    let mut dump = lab
-        .command(&lab.gateway_ns(), "tcpdump")
-        .args([
-            "-i",
-            "any",
-            "-U",
-            "-B",
-            "65536",
-            "-w",
-            &pcap,
-            "tcp port 8000 or tcp port 8080",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(dump.stderr.take().unwrap());
-    let mut line = String::new();
-    while err.read_line(&mut line).unwrap() > 0 && !line.contains("listening on") {
-        line.clear();
-    }
-    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    let dump = tcpdump(&lab, &pcap);
     let mut args = vec![
         "--iface",
         GATEWAY_CLIENT_IF,
@@ -69,30 +45,17 @@ fn scenarios_raise_their_alerts_live_and_in_replay() {
         s.play(&lab).unwrap_or_else(|e| panic!("{}: {e:#}", s.name));
     }
     let live = sensor.stop().unwrap();
-    Command::new("kill")
-        .args(["-INT", &dump.id().to_string()])
-        .status()
-        .unwrap();
-    dump.wait().unwrap();
+    stop_tcpdump(dump);
     let key_file = format!("{dir}/fingerprint.key");
-    let out = Command::new(SENSOR)
-        .args(["replay", &pcap, "--json", "--fingerprint-key", &key_file])
-        .args(["--trusted-proxy", GATEWAY_UPSTREAM_V4])
-        .args(scenarios::SENSOR_ARGS)
-        .output()
-        .unwrap();
+    let mut args = vec![
+        "--fingerprint-key",
+        &key_file,
+        "--trusted-proxy",
+        GATEWAY_UPSTREAM_V4,
+    ];
+    args.extend(scenarios::SENSOR_ARGS);
+    let replayed = replay_json(&pcap, &args, "detector");
     lab.teardown();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let replayed: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|v: &Value| v.get("detector").is_some())
-        .collect();
 
     let raised: BTreeSet<_> = live.alerts.iter().map(key).collect();
     for s in &all {

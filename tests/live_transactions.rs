@@ -6,41 +6,11 @@
 
 mod support;
 
-use std::{
-    collections::BTreeMap,
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
-};
+use std::collections::BTreeMap;
 
 use serde_json::Value;
-use support::{SENSOR, require_root, start_sensor};
+use support::{replay_json, require_root, start_sensor, stop_tcpdump, tcpdump};
 use xtask::lab::{GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_UPSTREAM_V4, Lab};
-
-/// tcpdump on every interface of the gateway namespace, ready to capture.
-fn tcpdump(lab: &Lab, path: &str) -> Child {
-    let mut child = lab
-        .command(&lab.gateway_ns(), "tcpdump")
-        .args([
-            "-i",
-            "any",
-            "-U",
-            "-B",
-            "65536",
-            "-w",
-            path,
-            "tcp port 8000 or tcp port 8080",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tcpdump");
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while err.read_line(&mut line).unwrap() > 0 && !line.contains("listening on") {
-        line.clear();
-    }
-    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-    child
-}
 
 /// A transaction without its timing fields, as a comparable string.
 fn shape(tx: &Value) -> String {
@@ -67,7 +37,7 @@ fn live_transactions_equal_replayed_ones() {
     let pcap = format!("{dir}/capture.pcap");
     let key = format!("{dir}/fingerprint.key");
     let identity = ["--trusted-proxy", GATEWAY_UPSTREAM_V4];
-    let mut dump = tcpdump(&lab, &pcap);
+    let dump = tcpdump(&lab, &pcap);
     let mut args = vec![
         "--iface",
         GATEWAY_CLIENT_IF,
@@ -118,35 +88,10 @@ fn live_transactions_equal_replayed_ones() {
     assert!(wrk.status.success());
 
     let live = sensor.stop().unwrap();
-    Command::new("kill")
-        .args(["-INT", &dump.id().to_string()])
-        .status()
-        .unwrap();
-    dump.wait().unwrap();
-    let mut replay = Command::new(SENSOR);
-    replay
-        .args([
-            "replay",
-            &pcap,
-            "--json",
-            "--transactions",
-            "-",
-            "--fingerprint-key",
-            &key,
-        ])
-        .args(identity);
-    let out = replay.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let replayed: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|v: &Value| v.get("method").is_some())
-        .collect();
+    stop_tcpdump(dump);
+    let mut args = vec!["--transactions", "-", "--fingerprint-key", &key];
+    args.extend(identity);
+    let replayed = replay_json(&pcap, &args, "method");
     lab.teardown();
 
     let txs = &live.transactions;

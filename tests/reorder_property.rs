@@ -43,10 +43,11 @@
 //! segment's time (each checked by hand on a mutated copy of `flow/`).
 //! `PROPTEST_CASES=10000` runs a longer search.
 
+mod support;
+
 use std::{
     cell::RefCell,
     net::{IpAddr, SocketAddr},
-    path::PathBuf,
     rc::Rc,
 };
 
@@ -64,6 +65,7 @@ use sensor::{
     pipeline::{Output, Pipeline, Sinks},
 };
 use sensor_ebpf::tcp_flags::{FIN, RST, SYN};
+use support::pcaps;
 
 /// Largest displacement of a perturbation, in segments.
 const W: usize = 8;
@@ -202,16 +204,6 @@ fn perturb(segs: &[Seg], ops: &[Op]) -> (Vec<usize>, Vec<String>) {
         }
     }
     (order, done)
-}
-
-fn pcaps() -> Option<PathBuf> {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/pcaps"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipped: {} is absent", dir.display());
-        None
-    }
 }
 
 /// Every TCP segment of a capture, in file order.

@@ -9,7 +9,9 @@
 //! segments arrived out of order) goes uncounted even though its status line
 //! is in the packets; the sensor counts the status line.
 
-use std::{collections::BTreeMap, path::PathBuf};
+mod support;
+
+use std::collections::BTreeMap;
 
 use sensor::{
     capture::file::read_file,
@@ -18,16 +20,7 @@ use sensor::{
     identity::{FingerprintKey, IdentityConfig, Resolver},
     pipeline::{Pipeline, PipelineCounters},
 };
-
-fn pcaps() -> Option<PathBuf> {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/pcaps"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipped: {} is absent", dir.display());
-        None
-    }
-}
+use support::pcaps;
 
 struct Replay {
     txs: Vec<Transaction>,

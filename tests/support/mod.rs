@@ -5,8 +5,9 @@
 #![allow(dead_code)]
 
 use std::{
-    path::Path,
-    process::{Command, Output},
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
 };
 
 use serde_json::Value;
@@ -79,5 +80,74 @@ pub fn matching<'a>(segments: &'a [Value], wanted: &[(&str, &str)]) -> Vec<&'a V
                 }
             })
         })
+        .collect()
+}
+
+/// The shared captures (`../shared/pcaps` beside the project), or `None`
+/// with a message when they are absent.
+pub fn pcaps() -> Option<PathBuf> {
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/pcaps"));
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("skipped: {} is absent", dir.display());
+        None
+    }
+}
+
+/// tcpdump on every interface of the gateway namespace (the proxy and
+/// upstream ports), writing `path`; returns once it is capturing.
+pub fn tcpdump(lab: &Lab, path: &str) -> Child {
+    let mut child = lab
+        .command(&lab.gateway_ns(), "tcpdump")
+        .args([
+            "-i",
+            "any",
+            "-U",
+            "-B",
+            "65536",
+            "-w",
+            path,
+            "tcp port 8000 or tcp port 8080",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tcpdump");
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while err.read_line(&mut line).unwrap() > 0 && !line.contains("listening on") {
+        line.clear();
+    }
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    child
+}
+
+/// Stops a tcpdump started by [`tcpdump`], flushing its file.
+pub fn stop_tcpdump(mut child: Child) {
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+}
+
+/// `siem-sensor replay PCAP --json ARGS`: its stdout's JSON lines that have
+/// `key` (`method`: transactions, `detector`: alerts).
+pub fn replay_json(pcap: &str, args: &[&str], key: &str) -> Vec<Value> {
+    let out = Command::new(SENSOR)
+        .args(["replay", pcap, "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &Value| v.get(key).is_some())
         .collect()
 }

@@ -168,8 +168,13 @@ impl Messages for Side<'_> {
         if e.tx.request_id.is_none() {
             e.tx.request_id = fields.request_id.map(lossy);
         }
-        let method = e.tx.method.clone();
-        let body = fields.response_body(status, &method, &mut self.ctx.counters);
+        // Only HEAD and CONNECT change a response's framing.
+        let method = match e.tx.method.as_str() {
+            "HEAD" => "HEAD",
+            "CONNECT" => "CONNECT",
+            _ => "",
+        };
+        let body = fields.response_body(status, method, &mut self.ctx.counters);
         if body == Body::Tunnel {
             self.ctx.counters.tunnels += 1;
             self.conn.tunnel = true;

@@ -8,10 +8,13 @@ mod support;
 
 use std::process::Command;
 
-use support::{loaded_programs, matching, require_root, sensor_output, start_sensor};
-use xtask::lab::{
-    CLIENT_V4, CLIENT_V6, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_UPSTREAM_V4, GATEWAY_V4,
-    GATEWAY_V6, Lab, UPSTREAM_V4,
+use support::{SENSOR, loaded_programs, matching, require_root, sensor_output, start_sensor};
+use xtask::{
+    lab::{
+        CLIENT_V4, CLIENT_V6, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_UPSTREAM_V4,
+        GATEWAY_V4, GATEWAY_V6, Lab, UPSTREAM_V4,
+    },
+    sensor::SensorProcess,
 };
 
 fn assert_nothing_attached() {
@@ -449,5 +452,83 @@ fn missing_capability_is_named() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("missing capability CAP_BPF"), "{err}");
+    assert_nothing_attached();
+}
+
+/// `setpriv` to the unprivileged user `nobody` holding exactly `caps`
+/// (e.g. `+bpf,+perfmon`) as ambient capabilities, as the systemd unit runs
+/// the sensor.
+fn as_nobody(caps: &str) -> Vec<String> {
+    let set = format!("-all,{caps}");
+    [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+    ]
+    .map(String::from)
+    .into_iter()
+    .chain([
+        format!("--inh-caps={set}"),
+        format!("--ambient-caps={set}"),
+        format!("--bounding-set={set}"),
+    ])
+    .chain(["--".to_string()])
+    .collect()
+}
+
+#[test]
+fn an_unprivileged_user_with_three_capabilities_captures() {
+    require_root();
+    let lab = Lab::up("ss-least").unwrap();
+    // nobody must be able to create its fingerprint key there.
+    std::os::unix::fs::chown(lab.workdir(), Some(65534), Some(65534)).unwrap();
+    let prefix = as_nobody("+bpf,+perfmon,+net_admin");
+    let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
+    let args = [
+        "--iface",
+        GATEWAY_CLIENT_IF,
+        "--no-metrics",
+        "--transactions",
+        "-",
+    ];
+    let sensor =
+        SensorProcess::start_as(&lab, &prefix, std::path::Path::new(SENSOR), &args, None).unwrap();
+    let (status, _) = lab.curl(&lab.proxy_url(false, "/hello")).unwrap();
+    assert_eq!(status, 200);
+    let run = sensor.stop().unwrap();
+    assert_balanced(&run.summary);
+    let paths: Vec<_> = run
+        .transactions
+        .iter()
+        .map(|t| (t["path"].as_str(), t["status"].as_u64()))
+        .collect();
+    assert_eq!(paths, [(Some("/hello"), Some(200))]);
+
+    let key = lab.workdir().join("fingerprint.key").display().to_string();
+    for (caps, missing) in [
+        ("+perfmon,+net_admin", "CAP_BPF"),
+        ("+bpf,+net_admin", "CAP_PERFMON"),
+        ("+bpf,+perfmon", "CAP_NET_ADMIN"),
+    ] {
+        let prefix = as_nobody(caps);
+        let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
+        let args = [
+            "run",
+            "--iface",
+            GATEWAY_CLIENT_IF,
+            "--no-metrics",
+            "--fingerprint-key",
+            &key,
+        ];
+        let out = sensor_output(&lab, &prefix, &args);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("missing capability {missing}")),
+            "{caps}: {err}"
+        );
+    }
+    lab.teardown();
     assert_nothing_attached();
 }

@@ -51,10 +51,32 @@ impl SensorProcess {
         lab: &Lab,
         binary: &Path,
         args: &[&str],
+        on_line: Option<LineHook>,
+    ) -> Result<Self> {
+        Self::start_as(lab, &[], binary, args, on_line)
+    }
+
+    /// As [`SensorProcess::start`], run through `prefix` (e.g. a `setpriv`
+    /// command line that drops to an unprivileged user).
+    ///
+    /// # Errors
+    /// As [`SensorProcess::start`].
+    pub fn start_as(
+        lab: &Lab,
+        prefix: &[&str],
+        binary: &Path,
+        args: &[&str],
         mut on_line: Option<LineHook>,
     ) -> Result<Self> {
-        let mut child = lab
-            .command(&lab.gateway_ns(), &binary.display().to_string())
+        let mut cmd = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = lab.command(&lab.gateway_ns(), first);
+                c.args(rest).arg(binary);
+                c
+            }
+            None => lab.command(&lab.gateway_ns(), &binary.display().to_string()),
+        };
+        let mut child = cmd
             .arg("run")
             .arg("--fingerprint-key")
             .arg(lab.workdir().join("fingerprint.key"))

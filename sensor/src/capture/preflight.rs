@@ -5,11 +5,18 @@
 use caps::{CapSet, Capability};
 
 /// Capabilities the live capture needs, each with what it is for
-/// (capabilities(7); kernel's `bpf_capable()` / `net_admin` checks in
-/// kernel/bpf/syscall.c). `CAP_SYS_ADMIN` also grants the BPF ones, as it
-/// did before Linux 5.8 split them out.
+/// (capabilities(7); kernel's `bpf_capable()`, `perfmon_capable()` and
+/// `net_admin` checks in kernel/bpf/syscall.c and verifier.c).
+/// `CAP_SYS_ADMIN` also grants `CAP_BPF` and `CAP_PERFMON`, as before Linux
+/// 5.8 split them out. Without `CAP_PERFMON` the verifier refuses the
+/// programs' packet-pointer arithmetic ("pointer arithmetic ... prohibited
+/// for !root", EACCES), measured on Linux 6.18.
 const REQUIRED: &[(Capability, &str)] = &[
     (Capability::CAP_BPF, "create maps and load eBPF programs"),
+    (
+        Capability::CAP_PERFMON,
+        "let the verifier accept the programs' packet-pointer arithmetic",
+    ),
     (
         Capability::CAP_NET_ADMIN,
         "attach tc and XDP programs to interfaces",
@@ -68,7 +75,8 @@ pub fn capabilities() -> Result<(), PreflightError> {
     let effective = caps::read(None, CapSet::Effective)?;
     let admin = effective.contains(&Capability::CAP_SYS_ADMIN);
     for (cap, why) in REQUIRED {
-        let granted = effective.contains(cap) || (admin && *cap == Capability::CAP_BPF);
+        let by_admin = admin && matches!(cap, Capability::CAP_BPF | Capability::CAP_PERFMON);
+        let granted = effective.contains(cap) || by_admin;
         if !granted {
             return Err(PreflightError::MissingCapability {
                 name: cap.to_string(),

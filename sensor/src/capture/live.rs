@@ -196,6 +196,9 @@ impl LiveCapture {
                 _ = publish.tick() => {
                     metrics::capture(&read_counters(&self.counters)?, &self.reader);
                     pipeline.publish_metrics();
+                    // The capture loop is alive: feed systemd's watchdog (a
+                    // no-op outside systemd).
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
                 }
                 guard = readable(&mut self.logger) => {
                     let mut guard = guard?;

@@ -14,7 +14,7 @@ use sensor::{
 };
 use sensor_ebpf::{DEFAULT_CAPTURE_LEN, MAX_CAPTURE_LEN};
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{Mode, PipelineArgs};
 
@@ -126,6 +126,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
         capture_len = options.capture_len,
         "capture started"
     );
+    // systemd (Type=notify): ready once attached; a no-op outside systemd.
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        warn!(error = %e, "cannot notify systemd");
+    }
     let summary = capture.run(&mut pipeline, shutdown_signal()?).await?;
     pipeline.finish();
     let counters = pipeline.counters();

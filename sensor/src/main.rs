@@ -20,6 +20,13 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Read pcap / pcapng files through the same pipeline as `run`.
     Replay(cli::replay::ReplayArgs),
+    /// Validate a config file (default /etc/siem-sensor/sensor.toml) without
+    /// attaching anything.
+    CheckConfig {
+        /// The file.
+        #[arg(value_name = "FILE")]
+        file: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -31,7 +38,10 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let cli = Cli::parse();
+    let cli = match cli::config::parse::<Cli>(std::env::args_os().collect()) {
+        Ok((cli, _)) => cli,
+        Err(e) => return fail(&e),
+    };
     let result = match cli.command {
         Command::Run(args) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -39,12 +49,34 @@ fn main() -> std::process::ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|runtime| runtime.block_on(cli::run::run(args))),
         Command::Replay(args) => cli::replay::replay(&args),
+        Command::CheckConfig { file } => check_config(file),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("siem-sensor: error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
+        Err(e) => fail(&e),
     }
+}
+
+fn fail(e: &anyhow::Error) -> std::process::ExitCode {
+    eprintln!("siem-sensor: error: {e:#}");
+    std::process::ExitCode::FAILURE
+}
+
+/// `check-config`: the file parses, every value is valid for `run`, and the
+/// detectors and syslog sink can be built from it.
+fn check_config(file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    let path = file.unwrap_or_else(|| cli::config::DEFAULT.into());
+    let argv = ["siem-sensor", "run", "--config"].map(std::ffi::OsString::from);
+    let mut argv = argv.to_vec();
+    argv.push(path.clone().into());
+    let (cli, config) = cli::config::parse::<Cli>(argv)?;
+    if let (Command::Run(args), Some(config)) = (cli.command, config) {
+        args.check().map_err(|e| {
+            config
+                .locate("decoy", &format!("{e:#}"))
+                .map_or(e, Into::into)
+        })?;
+    }
+    println!("{}: OK", path.display());
+    Ok(())
 }

@@ -1,5 +1,6 @@
 //! The `siem-sensor` subcommands and the flags they share.
 
+pub mod config;
 mod detect;
 pub mod replay;
 pub mod run;
@@ -21,6 +22,10 @@ use sensor::{
 /// Flags of the pipeline after the source, the same for `run` and `replay`.
 #[derive(Args)]
 pub struct PipelineArgs {
+    /// Config file (TOML); its settings apply unless a flag overrides them.
+    /// `run` reads /etc/siem-sensor/sensor.toml when it exists.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Write every HTTP transaction as a JSON line to PATH (`-`: stdout).
     #[arg(long, value_name = "PATH")]
     transactions: Option<PathBuf>,
@@ -75,6 +80,14 @@ pub enum Mode {
 }
 
 impl PipelineArgs {
+    /// Validates what flag parsing cannot (decoy globs), touching nothing.
+    ///
+    /// # Errors
+    /// A bad decoy route.
+    pub fn check(&self) -> Result<()> {
+        self.detect.detectors().map(drop)
+    }
+
     /// Builds the pipeline for `mode`.
     ///
     /// # Errors

@@ -82,6 +82,16 @@ fn ring_size_mib(s: &str) -> Result<u32, String> {
     Ok(mib)
 }
 
+impl RunArgs {
+    /// Validates the settings without attaching anything (`check-config`).
+    ///
+    /// # Errors
+    /// A setting flag parsing cannot judge is bad.
+    pub fn check(&self) -> Result<()> {
+        self.pipeline.check()
+    }
+}
+
 /// Captures until SIGINT or SIGTERM, then prints the capture summary.
 ///
 /// # Errors

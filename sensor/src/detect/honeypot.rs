@@ -13,7 +13,7 @@ use crate::http::Transaction;
 
 /// A decoy that cannot be compiled.
 #[derive(Debug, thiserror::Error)]
-#[error("bad decoy route `{route}`: {source}")]
+#[error("bad decoy route `{route}`")]
 pub struct DecoyError {
     route: String,
     source: globset::Error,

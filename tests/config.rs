@@ -123,3 +123,76 @@ fn flags_override_the_file() {
     );
     assert!(key.exists(), "the file's fingerprint key path was used");
 }
+
+/// SIGHUP applies the file's new detector settings without a restart or a
+/// loss of state; a broken file keeps the old settings and says why.
+#[test]
+fn sighup_reloads_the_settings_and_keeps_state() {
+    support::require_root();
+    let lab = xtask::lab::Lab::up("ss-reload").unwrap();
+    let file = lab.workdir().join("sensor.toml");
+    let base = format!(
+        "[capture]\ninterfaces = [\"{}\"]\n[metrics]\nenabled = false\n",
+        xtask::lab::GATEWAY_CLIENT_IF
+    );
+    fs::write(&file, &base).unwrap();
+    let path = file.display().to_string();
+    let sensor = support::start_sensor(&lab, &["--config", &path, "--alerts", "-"]);
+    let pid = sensor.pid().to_string();
+    let decoy = |i: u8, path: &str| {
+        let source = xtask::lab::Lab::extra_client(i);
+        let url = lab.proxy_url(false, path);
+        let ok = lab
+            .command(&lab.client_ns(), "curl")
+            .args(["-s", "-o", "/dev/null", "--interface", &source, &url])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    let hup = || {
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    decoy(0, "/admin/a"); // no decoys yet
+    std::thread::sleep(std::time::Duration::from_millis(300)); // captured before the change
+    fs::write(
+        &file,
+        format!("{base}[detectors]\ndecoys = [\"/admin/**\"]\n"),
+    )
+    .unwrap();
+    hup();
+    decoy(1, "/admin/b");
+    fs::write(
+        &file,
+        format!("{base}[detectors]\ndecoys = [\"/admin/**\"\n"),
+    )
+    .unwrap();
+    hup();
+    decoy(2, "/admin/c"); // the broken file changed nothing
+    let run = sensor.stop().unwrap();
+    lab.teardown();
+    let hits: Vec<_> = run
+        .alerts
+        .iter()
+        .map(|a| a["client_ip"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(hits, ["10.77.0.11", "10.77.0.12"]);
+    assert_eq!(
+        run.summary["detect"]["transactions"], 3,
+        "state kept across reloads"
+    );
+    assert!(run.log.contains("settings reloaded"), "{}", run.log);
+    assert!(
+        run.log.contains(&format!(
+            "settings not reloaded, the old ones stay error={path}:"
+        )),
+        "{}",
+        run.log
+    );
+}

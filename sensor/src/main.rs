@@ -9,13 +9,13 @@ use clap::{Parser, Subcommand};
 /// Passive security sensor for Kong API gateway nodes.
 #[derive(Parser)]
 #[command(version, about)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
-    command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Subcommand)]
-enum Command {
+pub(crate) enum Command {
     /// Capture live traffic with eBPF until SIGINT or SIGTERM.
     Run(cli::run::RunArgs),
     /// Read pcap / pcapng files through the same pipeline as `run`.
@@ -38,7 +38,7 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let cli = match cli::config::parse::<Cli>(std::env::args_os().collect()) {
+    let cli = match cli::config::parse::<Cli>(std::env::args_os().collect(), true) {
         Ok((cli, _)) => cli,
         Err(e) => return fail(&e),
     };
@@ -69,7 +69,7 @@ fn check_config(file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let argv = ["siem-sensor", "run", "--config"].map(std::ffi::OsString::from);
     let mut argv = argv.to_vec();
     argv.push(path.clone().into());
-    let (cli, config) = cli::config::parse::<Cli>(argv)?;
+    let (cli, config) = cli::config::parse::<Cli>(argv, true)?;
     if let (Command::Run(args), Some(config)) = (cli.command, config) {
         args.check().map_err(|e| {
             config

@@ -18,7 +18,7 @@ use tracing::warn;
 
 use crate::{
     capture::Segment,
-    detect::{Alert, DetectConfig, DetectCounters, Detectors, Snapshot},
+    detect::{Alert, DecoyError, DetectConfig, DetectCounters, Detectors, Snapshot},
     flow::{FlowCounters, FlowLimits, FlowTable},
     http::{Conn, HttpContext, HttpCounters, HttpLimits, Transaction},
     identity::Resolver,
@@ -186,6 +186,19 @@ impl Pipeline {
         self.flush();
         if let Some(s) = self.sinks.syslog.take() {
             self.syslog_final = s.stop();
+        }
+    }
+
+    /// New detector settings, keeping the detectors' state (see
+    /// [`Detectors::reconfigure`]). Detectors cannot be switched on or off
+    /// while running.
+    ///
+    /// # Errors
+    /// A bad decoy route; the old settings stay.
+    pub fn reconfigure(&mut self, detect: Option<DetectConfig>) -> Result<(), DecoyError> {
+        match (&mut self.detectors, detect) {
+            (Some(d), Some(c)) => d.reconfigure(c),
+            _ => Ok(()),
         }
     }
 

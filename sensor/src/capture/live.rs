@@ -164,7 +164,8 @@ impl LiveCapture {
     }
 
     /// Feeds records to `pipeline` until `shutdown` completes, then detaches,
-    /// drains what is left and returns the final counters.
+    /// drains what is left and returns the final counters. On SIGHUP it
+    /// calls `reload` (new settings, reopened files) between records.
     ///
     /// # Errors
     /// Reading the ring buffer or the counters failed.
@@ -172,6 +173,7 @@ impl LiveCapture {
         mut self,
         pipeline: &mut Pipeline,
         shutdown: impl Future<Output = ()>,
+        mut reload: impl FnMut(&mut Pipeline),
     ) -> Result<CaptureSummary> {
         tokio::pin!(shutdown);
         // Without a stats interval the ticker exists but its branch is disabled.
@@ -190,8 +192,9 @@ impl LiveCapture {
                 }
                 _ = poll.tick() => self.drain(pipeline),
                 _ = hangup.recv() => {
-                    pipeline.reopen();
-                    info!("SIGHUP: output files reopened");
+                    // What arrived before the signal is judged by the old settings.
+                    self.drain(pipeline);
+                    reload(pipeline);
                 }
                 _ = publish.tick() => {
                     metrics::capture(&read_counters(&self.counters)?, &self.reader);

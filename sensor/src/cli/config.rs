@@ -265,13 +265,17 @@ fn push(
 }
 
 /// Parses `argv` with the config file's flags merged in: the file from
-/// `--config FILE`, or [`DEFAULT`] for `run` when it exists. Clap's own
-/// errors (`--help` included) exit as usual; a bad value from the file is
-/// reported at its line. Returns the file too, to locate later errors.
+/// `--config FILE`, or [`DEFAULT`] for `run` when it exists. At `startup`,
+/// clap's own errors (`--help` included) exit as usual; later (a reload)
+/// they are returned. A bad value from the file is reported at its line.
+/// Returns the file too, to locate later errors.
 ///
 /// # Errors
 /// The file cannot be used, or a value from it is refused.
-pub fn parse<C: clap::Parser>(argv: Vec<OsString>) -> anyhow::Result<(C, Option<Config>)> {
+pub fn parse<C: clap::Parser>(
+    argv: Vec<OsString>,
+    startup: bool,
+) -> anyhow::Result<(C, Option<Config>)> {
     let explicit = argv
         .windows(2)
         .find(|w| w[0] == "--config")
@@ -322,7 +326,8 @@ pub fn parse<C: clap::Parser>(argv: Vec<OsString>) -> anyhow::Result<(C, Option<
                         keys.join(", ")
                     ))
                 }
-                None => e.exit(),
+                None if startup => e.exit(),
+                None => Err(anyhow::anyhow!("{detail}")),
             }
         }
     }

@@ -85,8 +85,16 @@ impl DetectArgs {
     /// # Errors
     /// A decoy route that is not a valid glob.
     pub fn detectors(&self) -> Result<Option<Detectors>> {
+        self.config()
+            .map(Detectors::new)
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    /// The detector settings, or none with `--no-detectors`.
+    pub fn config(&self) -> Option<DetectConfig> {
         if self.no_detectors {
-            return Ok(None);
+            return None;
         }
         let window_ns = ns(self.window);
         let c = DetectConfig {
@@ -119,6 +127,6 @@ impl DetectArgs {
             max_ips: self.max_ips,
             max_credentials: self.max_credentials,
         };
-        Ok(Some(Detectors::new(c)?))
+        Some(c)
     }
 }

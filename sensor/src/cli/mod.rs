@@ -80,6 +80,11 @@ pub enum Mode {
 }
 
 impl PipelineArgs {
+    /// The detector settings (none with `--no-detectors`).
+    pub fn detect_config(&self) -> Option<sensor::detect::DetectConfig> {
+        self.detect.config()
+    }
+
     /// Validates what flag parsing cannot (decoy globs), touching nothing.
     ///
     /// # Errors

@@ -10,6 +10,7 @@ use sensor::{
         AttachPlan, Hook, TcAttach, XdpMode,
         live::{LiveCapture, LiveOptions, Ports},
     },
+    pipeline::Pipeline,
     sink::{self, SegmentLog},
 };
 use sensor_ebpf::{DEFAULT_CAPTURE_LEN, MAX_CAPTURE_LEN};
@@ -140,7 +141,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
     if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
         warn!(error = %e, "cannot notify systemd");
     }
-    let summary = capture.run(&mut pipeline, shutdown_signal()?).await?;
+    let summary = capture
+        .run(&mut pipeline, shutdown_signal()?, reload)
+        .await?;
     pipeline.finish();
     let counters = pipeline.counters();
     let line = serde_json::json!({
@@ -161,6 +164,26 @@ pub async fn run(args: RunArgs) -> Result<()> {
         bail!("capture counters do not balance: {line}");
     }
     Ok(())
+}
+
+/// SIGHUP: reopens the output files and applies the detector settings of
+/// the config file and command line as they are now, keeping the
+/// detectors' state; a bad file keeps the old settings and says why.
+fn reload(pipeline: &mut Pipeline) {
+    pipeline.reopen();
+    let parsed = super::config::parse::<crate::Cli>(std::env::args_os().collect(), false);
+    let applied = parsed.and_then(|(cli, _)| match cli.command {
+        crate::Command::Run(args) => pipeline
+            .reconfigure(args.pipeline.detect_config())
+            .map_err(anyhow::Error::from),
+        _ => Ok(()),
+    });
+    match applied {
+        Ok(()) => info!("SIGHUP: settings reloaded, output files reopened"),
+        Err(e) => {
+            warn!(error = %format!("{e:#}"), "SIGHUP: settings not reloaded, the old ones stay")
+        }
+    }
 }
 
 /// Completes on the first SIGINT or SIGTERM.

@@ -185,6 +185,11 @@ impl Cooldown {
         }
     }
 
+    /// A new period; the alerts already sent are remembered.
+    pub fn set_period(&mut self, period_ns: u64) {
+        self.period_ns = period_ns;
+    }
+
     /// True if `alert` may go out now (its `suppressed` count is filled in);
     /// false if it repeats one sent less than a period ago.
     pub fn admit(&mut self, alert: &mut Alert) -> bool {

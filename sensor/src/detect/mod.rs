@@ -165,6 +165,23 @@ impl Detectors {
         })
     }
 
+    /// Applies new settings without losing state (windows, counts, IP and
+    /// credential tables, cooldowns): thresholds, windows of the sliding
+    /// detectors, decoys, proxy ports and the cooldown take effect at once;
+    /// the per-IP window length and the table sizes need a restart.
+    ///
+    /// # Errors
+    /// A bad decoy route; nothing is changed then.
+    pub fn reconfigure(&mut self, c: DetectConfig) -> Result<(), DecoyError> {
+        self.honeypot = honeypot::Honeypot::new(&c.decoys)?;
+        self.per_ip.set(c.flood, c.errors);
+        self.sequence.set(c.sequence);
+        self.spread.set(c.spread);
+        self.cooldown.set_period(c.cooldown_ns);
+        self.proxy_ports = c.proxy_ports;
+        Ok(())
+    }
+
     /// Runs every detector on `tx`; returns the alerts that pass the cooldown.
     pub fn transaction(&mut self, tx: &Transaction) -> impl Iterator<Item = Alert> + '_ {
         self.counters.transactions += 1;

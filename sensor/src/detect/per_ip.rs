@@ -153,6 +153,11 @@ impl PerIp {
         }
     }
 
+    /// New thresholds, from the next transaction on; counts are kept.
+    pub fn set(&mut self, flood: FloodConfig, errors: ErrorConfig) {
+        (self.flood, self.errors) = (flood, errors);
+    }
+
     /// IPs evicted from the window table so far.
     pub fn evictions(&self) -> u64 {
         self.ips.evictions()

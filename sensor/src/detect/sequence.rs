@@ -65,6 +65,11 @@ impl Sequence {
         }
     }
 
+    /// New thresholds, from the next transaction on; state is kept.
+    pub fn set(&mut self, config: SequenceConfig) {
+        self.config = config;
+    }
+
     /// IPs evicted so far.
     pub fn evictions(&self) -> u64 {
         self.ips.evictions()

@@ -87,6 +87,11 @@ impl Spread {
         self.credentials.len()
     }
 
+    /// New thresholds, from the next transaction on; state is kept.
+    pub fn set(&mut self, config: SpreadConfig) {
+        self.config = config;
+    }
+
     /// Credentials evicted so far.
     pub fn evictions(&self) -> u64 {
         self.credentials.evictions()

@@ -1,4 +1,4 @@
-//! `cargo xtask`: setup, lab, demo, test and bench tasks for siem-sensor.
+//! `cargo xtask`: setup, lab, demo, test, bench and install tasks for siem-sensor.
 
 mod bench;
 mod demo;
@@ -33,6 +33,13 @@ enum Task {
     Test,
     /// Run the benchmarks and write BENCHMARKS.md.
     Bench,
+    /// Build and install the binary, unit, example config and README with
+    /// the Debian package's paths (enables nothing; keeps edited configs).
+    Install {
+        /// Install under this root instead of `/` (staging, tests).
+        #[arg(long, default_value = "/")]
+        root: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -69,6 +76,15 @@ fn main() -> Result<()> {
         Task::Demo => demo::demo(LAB_PREFIX),
         Task::Test => test(),
         Task::Bench => bench::bench(),
+        Task::Install { root } => {
+            run(Command::new("cargo").args(["build", "--release", "-p", "sensor"]))?;
+            let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let binary = src.join("target/release/siem-sensor");
+            for path in xtask::install::install(&src, &binary, &root)? {
+                println!("{}", path.display());
+            }
+            Ok(())
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 /// Passive security sensor for Kong API gateway nodes.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(name = "siem-sensor", version, about)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,

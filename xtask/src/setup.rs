@@ -28,6 +28,10 @@ pub const APT_PACKAGES: &[&str] = &[
 /// bpf-linker release built against LLVM 22 (the nightly's LLVM major).
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
+/// cargo-deb, which builds the Debian package (pinned: later releases may
+/// refuse the dev-profile package the tests build from the binary under test).
+const CARGO_DEB_VERSION: &str = "3.8.0";
+
 /// The nightly that builds the kernel programs. Never `rustup update` it: a
 /// nightly on LLVM 23 emits bitcode that bpf-linker on LLVM 22 rejects.
 const EBPF_TOOLCHAIN: &str = "nightly";
@@ -82,6 +86,15 @@ pub fn setup() -> Result<()> {
             .args(["--locked", "--no-default-features", "--features", "llvm-22"])
             .env("LLVM_PREFIX", "/usr/lib/llvm-22")
             .env("LLVM_SYS_221_PREFIX", "/usr/lib/llvm-22"))?;
+    }
+    let deb = Command::new("cargo").args(["deb", "--version"]).output();
+    if !deb.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(CARGO_DEB_VERSION)) {
+        eprintln!("setup: building cargo-deb {CARGO_DEB_VERSION} (about a minute)");
+        run(Command::new("cargo").args([
+            "install",
+            &format!("cargo-deb@{CARGO_DEB_VERSION}"),
+            "--locked",
+        ]))?;
     }
     eprintln!("setup: everything is installed");
     Ok(())

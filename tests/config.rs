@@ -161,21 +161,19 @@ fn sighup_reloads_the_settings_and_keeps_state() {
     };
     decoy(0, "/admin/a"); // no decoys yet
     std::thread::sleep(std::time::Duration::from_millis(300)); // captured before the change
-    fs::write(
-        &file,
-        format!("{base}[detectors]\ndecoys = [\"/admin/**\"]\n"),
-    )
-    .unwrap();
+    // The reload also adds an output: transactions to a file.
+    let tx_file = lab.workdir().join("transactions.jsonl");
+    let outputs = format!("[outputs]\ntransactions = \"{}\"\n", tx_file.display());
+    let decoys = "[detectors]\ndecoys = [\"/admin/**\"]\n";
+    fs::write(&file, format!("{base}{outputs}{decoys}")).unwrap();
     hup();
     decoy(1, "/admin/b");
-    fs::write(
-        &file,
-        format!("{base}[detectors]\ndecoys = [\"/admin/**\"\n"),
-    )
-    .unwrap();
+    let broken = "[detectors]\ndecoys = [\"/admin/**\"\n";
+    fs::write(&file, format!("{base}{outputs}{broken}")).unwrap();
     hup();
     decoy(2, "/admin/c"); // the broken file changed nothing
     let run = sensor.stop().unwrap();
+    let transactions = fs::read_to_string(&tx_file).unwrap();
     lab.teardown();
     let hits: Vec<_> = run
         .alerts
@@ -187,7 +185,16 @@ fn sighup_reloads_the_settings_and_keeps_state() {
         run.summary["detect"]["transactions"], 3,
         "state kept across reloads"
     );
-    assert!(run.log.contains("settings reloaded"), "{}", run.log);
+    assert!(
+        run.log.contains("settings and outputs reloaded"),
+        "{}",
+        run.log
+    );
+    assert_eq!(
+        transactions.lines().count(),
+        2,
+        "the output the reload added: {transactions}"
+    );
     assert!(
         run.log.contains(&format!(
             "settings not reloaded, the old ones stay error={path}:"

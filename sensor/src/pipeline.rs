@@ -95,8 +95,8 @@ pub struct Pipeline {
     next_expiry_ns: u64,
     /// Called with every transaction and alert (tests, tools).
     observer: Option<Observer>,
-    /// Final syslog counts, once the sink stopped.
-    syslog_final: Vec<TargetCounters>,
+    /// Counts of syslog senders already stopped (reloads, shutdown).
+    syslog_past: Vec<TargetCounters>,
 }
 
 impl Pipeline {
@@ -117,7 +117,7 @@ impl Pipeline {
             now_ns: 0,
             next_expiry_ns: 0,
             observer: None,
-            syslog_final: Vec::new(),
+            syslog_past: Vec::new(),
         }
     }
 
@@ -185,7 +185,8 @@ impl Pipeline {
         }
         self.flush();
         if let Some(s) = self.sinks.syslog.take() {
-            self.syslog_final = s.stop();
+            let counts = s.stop();
+            self.retire(counts);
         }
     }
 
@@ -199,6 +200,20 @@ impl Pipeline {
         match (&mut self.detectors, detect) {
             (Some(d), Some(c)) => d.reconfigure(c),
             _ => Ok(()),
+        }
+    }
+
+    /// New outputs (SIGHUP with a changed config): the old syslog senders
+    /// deliver what they hold first; the segment log stays.
+    pub fn set_outputs(&mut self, mut sinks: Sinks) {
+        if sinks.segments.is_none() {
+            sinks.segments = self.sinks.segments.take();
+        }
+        self.flush();
+        let old = std::mem::replace(&mut self.sinks, sinks);
+        if let Some(s) = old.syslog {
+            let counts = s.stop();
+            self.retire(counts);
         }
     }
 
@@ -245,11 +260,18 @@ impl Pipeline {
                 .as_ref()
                 .map(Detectors::counters)
                 .unwrap_or_default(),
-            syslog: match &self.sinks.syslog {
-                Some(s) => s.counters(),
-                None => self.syslog_final.clone(),
+            syslog: {
+                let mut all = self.syslog_past.clone();
+                let now = self.sinks.syslog.as_ref().map(Syslog::counters);
+                add(&mut all, now.unwrap_or_default());
+                all
             },
         }
+    }
+
+    /// Keeps the counts of a stopped syslog sink.
+    fn retire(&mut self, counts: Vec<TargetCounters>) {
+        add(&mut self.syslog_past, counts);
     }
 
     fn advance(&mut self, now_ns: u64) {
@@ -291,6 +313,20 @@ impl Pipeline {
                     f(Output::Alert(&alert));
                 }
             }
+        }
+    }
+}
+
+/// Adds `more` into `into`, target by target.
+fn add(into: &mut Vec<TargetCounters>, more: Vec<TargetCounters>) {
+    for m in more {
+        match into.iter_mut().find(|c| c.target == m.target) {
+            Some(c) => {
+                c.sent += m.sent;
+                c.overflow += m.overflow;
+                c.undelivered += m.undelivered;
+            }
+            None => into.push(m),
         }
     }
 }

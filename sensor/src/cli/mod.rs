@@ -80,6 +80,35 @@ pub enum Mode {
 }
 
 impl PipelineArgs {
+    /// The outputs for `mode`: files opened (appending), syslog senders
+    /// started.
+    ///
+    /// # Errors
+    /// An output file cannot be opened; a syslog sender cannot start.
+    pub fn sinks(&self, mode: Mode) -> Result<Sinks> {
+        let open = |name, path: &Option<PathBuf>| -> Result<Option<JsonLines>> {
+            path.as_deref()
+                .map(|p| {
+                    JsonLines::create(name, p)
+                        .with_context(|| format!("cannot create {}", p.display()))
+                })
+                .transpose()
+        };
+        let (segments, metrics, log_alerts, alerts) = match mode {
+            Mode::Live { segments, metrics } => (segments, metrics, true, self.alerts.clone()),
+            Mode::Replay { json: true } => (None, false, false, Some(PathBuf::from("-"))),
+            Mode::Replay { json: false } => (None, false, false, self.alerts.clone()),
+        };
+        Ok(Sinks {
+            segments,
+            transactions: open("transactions", &self.transactions)?,
+            alerts: open("alerts", &alerts)?,
+            log_alerts,
+            metrics,
+            syslog: self.syslog.sink()?,
+        })
+    }
+
     /// The detector settings (none with `--no-detectors`).
     pub fn detect_config(&self) -> Option<sensor::detect::DetectConfig> {
         self.detect.config()
@@ -103,32 +132,12 @@ impl PipelineArgs {
             trusted_proxies: self.trusted_proxies.clone(),
             key_names: self.key_names.clone(),
         };
-        let open = |name, path: &Option<PathBuf>| -> Result<Option<JsonLines>> {
-            path.as_deref()
-                .map(|p| {
-                    JsonLines::create(name, p)
-                        .with_context(|| format!("cannot create {}", p.display()))
-                })
-                .transpose()
-        };
         let detectors = self.detect.detectors()?;
         let flows = FlowLimits {
             max_flows: self.max_flows,
             ..FlowLimits::default()
         };
-        let (segments, metrics, log_alerts, alerts) = match mode {
-            Mode::Live { segments, metrics } => (segments, metrics, true, self.alerts.clone()),
-            Mode::Replay { json: true } => (None, false, false, Some(PathBuf::from("-"))),
-            Mode::Replay { json: false } => (None, false, false, self.alerts.clone()),
-        };
-        let sinks = Sinks {
-            segments,
-            transactions: open("transactions", &self.transactions)?,
-            alerts: open("alerts", &alerts)?,
-            log_alerts,
-            metrics,
-            syslog: self.syslog.sink()?,
-        };
+        let sinks = self.sinks(mode)?;
         let resolver = Resolver::new(config, key);
         Ok(Pipeline::new(
             resolver,

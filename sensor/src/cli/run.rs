@@ -142,7 +142,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         warn!(error = %e, "cannot notify systemd");
     }
     let summary = capture
-        .run(&mut pipeline, shutdown_signal()?, reload)
+        .run(&mut pipeline, shutdown_signal()?, |p| reload(p, metrics))
         .await?;
     pipeline.finish();
     let counters = pipeline.counters();
@@ -166,22 +166,29 @@ pub async fn run(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// SIGHUP: reopens the output files and applies the detector settings of
-/// the config file and command line as they are now, keeping the
-/// detectors' state; a bad file keeps the old settings and says why.
-fn reload(pipeline: &mut Pipeline) {
-    pipeline.reopen();
+/// SIGHUP: applies the detector settings and outputs of the config file and
+/// command line as they are now, keeping the detectors' state (output files
+/// are opened anew, so log rotation works too); a bad file keeps the old
+/// settings, reopens the old files and says why.
+fn reload(pipeline: &mut Pipeline, metrics: bool) {
     let parsed = super::config::parse::<crate::Cli>(std::env::args_os().collect(), false);
     let applied = parsed.and_then(|(cli, _)| match cli.command {
-        crate::Command::Run(args) => pipeline
-            .reconfigure(args.pipeline.detect_config())
-            .map_err(anyhow::Error::from),
+        crate::Command::Run(args) => {
+            let sinks = args.pipeline.sinks(Mode::Live {
+                segments: None,
+                metrics,
+            })?;
+            pipeline.reconfigure(args.pipeline.detect_config())?;
+            pipeline.set_outputs(sinks);
+            Ok(())
+        }
         _ => Ok(()),
     });
     match applied {
-        Ok(()) => info!("SIGHUP: settings reloaded, output files reopened"),
+        Ok(()) => info!("SIGHUP: settings and outputs reloaded"),
         Err(e) => {
-            warn!(error = %format!("{e:#}"), "SIGHUP: settings not reloaded, the old ones stay")
+            pipeline.reopen();
+            warn!(error = %format!("{e:#}"), "SIGHUP: settings not reloaded, the old ones stay");
         }
     }
 }

@@ -141,15 +141,13 @@ impl Conn {
             Self::Unix(s) => s.send(record).map(drop),
             Self::Udp(s) => s.send(record).map(drop),
             Self::Tcp(s) => {
-                if peer_closed(s, false)? {
+                if peer_closed(s)? {
                     return Err(io::ErrorKind::ConnectionReset.into());
                 }
                 s.write_all(&framed(record))
             }
             Self::Tls(s) => {
-                // A syslog receiver never sends data: anything readable is
-                // its close_notify or FIN.
-                if peer_closed(&s.sock, true)? {
+                if tls_peer_closed(s)? {
                     return Err(io::ErrorKind::ConnectionReset.into());
                 }
                 s.write_all(&framed(record))?;
@@ -166,14 +164,36 @@ fn framed(record: &[u8]) -> Vec<u8> {
     out
 }
 
-/// True when the receiver closed the connection: readable with zero bytes
-/// (FIN), or with any bytes when `data_means_closed`.
-fn peer_closed(s: &TcpStream, data_means_closed: bool) -> io::Result<bool> {
+/// True when a TLS receiver closed the connection (close_notify or FIN).
+/// What it sent meanwhile (TLS 1.3 session tickets) is processed, not taken
+/// for a close.
+fn tls_peer_closed(s: &mut StreamOwned<ClientConnection, TcpStream>) -> io::Result<bool> {
+    s.sock.set_nonblocking(true)?;
+    let closed = loop {
+        match s.conn.read_tls(&mut s.sock) {
+            Ok(0) => break true,
+            Ok(_) => {
+                let state = s.conn.process_new_packets().map_err(io::Error::other)?;
+                if state.peer_has_closed() {
+                    break true;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
+            Err(e) => return Err(e),
+        }
+    };
+    s.sock.set_nonblocking(false)?;
+    Ok(closed)
+}
+
+/// True when the receiver closed the connection (readable, zero bytes:
+/// FIN); a syslog receiver sends no data otherwise.
+fn peer_closed(s: &TcpStream) -> io::Result<bool> {
     s.set_nonblocking(true)?;
     let mut byte = [0u8; 1];
     let closed = match s.peek(&mut byte) {
         Ok(0) => true,
-        Ok(_) => data_means_closed,
+        Ok(_) => false,
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
         Err(e) => return Err(e),
     };

@@ -58,7 +58,7 @@ use proptest::{
     test_runner::{Config, TestCaseError, TestRunner},
 };
 use sensor::{
-    capture::{Segment, Source, file::read_file},
+    capture::{OwnedSegment, file::read_file},
     flow::FlowLimits,
     http::{HttpLimits, Transaction},
     identity::{FingerprintKey, IdentityConfig, Resolver},
@@ -70,34 +70,16 @@ use support::pcaps;
 /// Largest displacement of a perturbation, in segments.
 const W: usize = 8;
 
-/// A segment with its payload owned, loaded once per capture.
-#[derive(Clone, Debug)]
-struct Seg {
-    time_ns: u64,
-    src: SocketAddr,
-    dst: SocketAddr,
-    seq: u32,
-    ack: u32,
-    flags: u8,
-    payload_len: u32,
-    payload: Vec<u8>,
+/// What the perturbations need to know of a segment.
+trait Perturb {
+    fn conn(&self) -> (SocketAddr, SocketAddr);
+    fn range(&self) -> (u32, u32);
+    fn describe(&self, at: usize) -> String;
+    fn copy_may_pass(&self, other: &Self) -> bool;
+    fn may_pass(&self, other: &Self) -> bool;
 }
 
-impl Seg {
-    fn borrow(&self) -> Segment<'_> {
-        Segment {
-            time_ns: self.time_ns,
-            src: self.src,
-            dst: self.dst,
-            seq: self.seq,
-            ack: self.ack,
-            flags: self.flags,
-            payload_len: self.payload_len,
-            payload: &self.payload,
-            source: Source::File,
-        }
-    }
-
+impl Perturb for OwnedSegment {
     /// The connection, whichever way the segment goes.
     fn conn(&self) -> (SocketAddr, SocketAddr) {
         if self.src <= self.dst {
@@ -129,12 +111,12 @@ impl Seg {
 
     /// Whether a retransmitted copy of `self` may pass `other`: anything
     /// but the FIN or RST of its own connection (see the module docs).
-    fn copy_may_pass(&self, other: &Seg) -> bool {
+    fn copy_may_pass(&self, other: &Self) -> bool {
         self.conn() != other.conn() || other.flags & (FIN | RST) == 0
     }
 
     /// Whether `self`, delayed, may pass `other` (see the module docs).
-    fn may_pass(&self, other: &Seg) -> bool {
+    fn may_pass(&self, other: &Self) -> bool {
         if self.conn() != other.conn() {
             return true;
         }
@@ -143,7 +125,7 @@ impl Seg {
 }
 
 /// Whether two segments of one direction carry some of the same bytes.
-fn overlap(a: &Seg, b: &Seg) -> bool {
+fn overlap(a: &OwnedSegment, b: &OwnedSegment) -> bool {
     let ((a0, alen), (b0, blen)) = (a.range(), b.range());
     let before = |x: u32, y: u32| (x.wrapping_sub(y) as i32) < 0;
     alen > 0 && blen > 0 && before(a0, b0.wrapping_add(blen)) && before(b0, a0.wrapping_add(alen))
@@ -171,7 +153,7 @@ fn ops(max: usize) -> impl Strategy<Value = Vec<Op>> {
 
 /// The replay order after `ops`, as indices into `segs`, and what each
 /// perturbation did (for failure reports).
-fn perturb(segs: &[Seg], ops: &[Op]) -> (Vec<usize>, Vec<String>) {
+fn perturb(segs: &[OwnedSegment], ops: &[Op]) -> (Vec<usize>, Vec<String>) {
     let mut order: Vec<usize> = (0..segs.len()).collect();
     let mut done = Vec::new();
     for op in ops {
@@ -207,19 +189,10 @@ fn perturb(segs: &[Seg], ops: &[Op]) -> (Vec<usize>, Vec<String>) {
 }
 
 /// Every TCP segment of a capture, in file order.
-fn load(file: &str) -> Option<Vec<Seg>> {
+fn load(file: &str) -> Option<Vec<OwnedSegment>> {
     let mut segs = Vec::new();
     read_file(&pcaps()?.join(file), false, &mut |s| {
-        segs.push(Seg {
-            time_ns: s.time_ns,
-            src: s.src,
-            dst: s.dst,
-            seq: s.seq,
-            ack: s.ack,
-            flags: s.flags,
-            payload_len: s.payload_len,
-            payload: s.payload.to_vec(),
-        });
+        segs.push(OwnedSegment::from(s));
     })
     .unwrap();
     Some(segs)
@@ -227,7 +200,7 @@ fn load(file: &str) -> Option<Vec<Seg>> {
 
 /// Replays `order` and returns the transactions grouped by connection, each
 /// connection's in emission order.
-fn replay<'a>(order: impl Iterator<Item = &'a Seg>) -> Vec<Transaction> {
+fn replay<'a>(order: impl Iterator<Item = &'a OwnedSegment>) -> Vec<Transaction> {
     let resolver = Resolver::new(
         IdentityConfig::default(),
         FingerprintKey::from_bytes([1; 32]),
@@ -247,7 +220,7 @@ fn replay<'a>(order: impl Iterator<Item = &'a Seg>) -> Vec<Transaction> {
         }
     });
     for seg in order {
-        p.segment(&seg.borrow());
+        p.segment(&seg.as_segment());
     }
     p.finish();
     let mut txs = out.take();

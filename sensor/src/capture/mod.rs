@@ -68,3 +68,60 @@ pub enum Source {
     /// A pcap or pcapng file.
     File,
 }
+
+/// A [`Segment`] that owns its payload, for holding segments beyond the
+/// source's callback (tests, tools that reorder or replay them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnedSegment {
+    /// See [`Segment::time_ns`].
+    pub time_ns: u64,
+    /// See [`Segment::src`].
+    pub src: SocketAddr,
+    /// See [`Segment::dst`].
+    pub dst: SocketAddr,
+    /// See [`Segment::seq`].
+    pub seq: u32,
+    /// See [`Segment::ack`].
+    pub ack: u32,
+    /// See [`Segment::flags`].
+    pub flags: u8,
+    /// See [`Segment::payload_len`].
+    pub payload_len: u32,
+    /// The captured payload prefix.
+    pub payload: Vec<u8>,
+    /// See [`Segment::source`].
+    pub source: Source,
+}
+
+impl From<&Segment<'_>> for OwnedSegment {
+    fn from(s: &Segment<'_>) -> Self {
+        Self {
+            time_ns: s.time_ns,
+            src: s.src,
+            dst: s.dst,
+            seq: s.seq,
+            ack: s.ack,
+            flags: s.flags,
+            payload_len: s.payload_len,
+            payload: s.payload.to_vec(),
+            source: s.source,
+        }
+    }
+}
+
+impl OwnedSegment {
+    /// The segment, borrowing the payload.
+    pub fn as_segment(&self) -> Segment<'_> {
+        Segment {
+            time_ns: self.time_ns,
+            src: self.src,
+            dst: self.dst,
+            seq: self.seq,
+            ack: self.ack,
+            flags: self.flags,
+            payload_len: self.payload_len,
+            payload: &self.payload,
+            source: self.source,
+        }
+    }
+}

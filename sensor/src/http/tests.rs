@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use sensor_ebpf::tcp_flags::{ACK, FIN, PSH, RST, SYN};
 
 use crate::{
-    capture::{Segment, Source},
+    capture::{OwnedSegment, Source},
     http::Transaction,
     identity::{FingerprintKey, IdentityConfig, Resolver},
     pipeline::{Pipeline, PipelineCounters},
@@ -15,21 +15,9 @@ use crate::{
 const CLIENT: &str = "10.0.0.2:40000";
 const SERVER: &str = "10.0.0.1:8000";
 
-/// An owned segment.
-struct Seg {
-    time_ns: u64,
-    src: SocketAddr,
-    dst: SocketAddr,
-    seq: u32,
-    ack: u32,
-    flags: u8,
-    len: u32,
-    data: Vec<u8>,
-}
-
 /// One TCP connection, written segment by segment.
 struct Conn {
-    segs: Vec<Seg>,
+    segs: Vec<OwnedSegment>,
     client: SocketAddr,
     server: SocketAddr,
     /// Next sequence number of client and server.
@@ -73,15 +61,16 @@ impl Conn {
         } else {
             flags | ACK
         };
-        self.segs.push(Seg {
+        self.segs.push(OwnedSegment {
             time_ns: self.time_ns,
             src,
             dst,
             seq: self.seq[side],
             ack,
             flags,
-            len,
-            data: data[..keep].to_vec(),
+            payload_len: len,
+            payload: data[..keep].to_vec(),
+            source: Source::File,
         });
         self.seq[side] = self.seq[side].wrapping_add(len);
     }
@@ -107,24 +96,14 @@ impl Conn {
     }
 }
 
-fn run(segs: &[Seg]) -> (Vec<Transaction>, PipelineCounters) {
+fn run(segs: &[OwnedSegment]) -> (Vec<Transaction>, PipelineCounters) {
     let resolver = Resolver::new(
         IdentityConfig::default(),
         FingerprintKey::from_bytes([7; 32]),
     );
     let c = Pipeline::collect(resolver, |p| {
         for s in segs {
-            p.segment(&Segment {
-                time_ns: s.time_ns,
-                src: s.src,
-                dst: s.dst,
-                seq: s.seq,
-                ack: s.ack,
-                flags: s.flags,
-                payload_len: s.len,
-                payload: &s.data,
-                source: Source::File,
-            });
+            p.segment(&s.as_segment());
         }
     });
     (c.transactions, c.counters)

@@ -1,42 +1,19 @@
 //! Crafted frames in crafted pcap and pcapng files.
 
 use std::io::Write;
-use std::net::SocketAddr;
 
 use etherparse::PacketBuilder;
 
 use super::*;
-use crate::capture::Source;
-
-/// A delivered segment, owned.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct Got {
-    pub time_ns: u64,
-    pub src: SocketAddr,
-    pub dst: SocketAddr,
-    pub seq: u32,
-    pub ack: u32,
-    pub flags: u8,
-    pub payload_len: u32,
-    pub payload: Vec<u8>,
-}
+use crate::capture::{OwnedSegment, Source};
 
 /// Reads `path`, collecting its segments.
-pub(super) fn read(path: &Path) -> Result<(FileCounters, Vec<Got>), FileError> {
+pub(super) fn read(path: &Path) -> Result<(FileCounters, Vec<OwnedSegment>), FileError> {
     let mut got = Vec::new();
     let counters = read_file(path, false, &mut |s| {
         assert_eq!(s.source, Source::File);
         assert!(s.payload.len() <= s.payload_len as usize);
-        got.push(Got {
-            time_ns: s.time_ns,
-            src: s.src,
-            dst: s.dst,
-            seq: s.seq,
-            ack: s.ack,
-            flags: s.flags,
-            payload_len: s.payload_len,
-            payload: s.payload.to_vec(),
-        });
+        got.push(OwnedSegment::from(s));
     })?;
     assert_eq!(counters.tcp_segments, got.len() as u64);
     Ok((counters, got))
@@ -69,7 +46,7 @@ fn pcap(magic: u32, linktype: u32, records: &[(&[u8], u32)]) -> Vec<u8> {
 }
 
 /// A pcap of whole frames of one link type.
-fn frames(linktype: u32, frames: &[Vec<u8>]) -> (FileCounters, Vec<Got>) {
+fn frames(linktype: u32, frames: &[Vec<u8>]) -> (FileCounters, Vec<OwnedSegment>) {
     let records: Vec<_> = frames.iter().map(|f| (&f[..], f.len() as u32)).collect();
     let file = temp(&pcap(MICROS, linktype, &records));
     read(file.path()).unwrap()
@@ -153,7 +130,7 @@ fn tag(vid: u16, inner_type: u16, inner: &[u8]) -> Vec<u8> {
     [&vid.to_be_bytes()[..], &inner_type.to_be_bytes(), inner].concat()
 }
 
-fn assert_is_tcp4(got: &Got) {
+fn assert_is_tcp4(got: &OwnedSegment) {
     assert_eq!(got.src, "10.0.0.1:40000".parse().unwrap());
     assert_eq!(got.dst, "10.0.0.2:80".parse().unwrap());
     assert_eq!((got.seq, got.ack, got.flags), (1000, 2000, 0x18));

@@ -141,13 +141,7 @@ fn sighup_reloads_the_settings_and_keeps_state() {
     let pid = sensor.pid().to_string();
     let decoy = |i: u8, path: &str| {
         let source = xtask::lab::Lab::extra_client(i);
-        let url = lab.proxy_url(false, path);
-        let ok = lab
-            .command(&lab.client_ns(), "curl")
-            .args(["-s", "-o", "/dev/null", "--interface", &source, &url])
-            .status()
-            .unwrap();
-        assert!(ok.success());
+        lab.curl_from(&source, &[], path, 1).unwrap();
     };
     let hup = || {
         assert!(

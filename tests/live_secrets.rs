@@ -69,14 +69,7 @@ fn no_output_carries_a_secret() {
             } else {
                 "/hello"
             };
-            let ok = lab
-                .command(&lab.client_ns(), "curl")
-                .args(["-s", "-o", "/dev/null", "--interface", &source])
-                .args(&extra)
-                .arg(lab.proxy_url(false, path))
-                .status()
-                .unwrap();
-            assert!(ok.success());
+            lab.curl_from(&source, &extra, path, 1).unwrap();
         }
     }
     let syslog = rsyslog.wait_for("tcp", 4, Duration::from_secs(10));

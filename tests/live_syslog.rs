@@ -14,24 +14,9 @@ use xtask::{
 
 /// A decoy hit from extra client `i`, with its own Basic credentials.
 fn decoy(lab: &Lab, i: u8) {
-    let url = lab.proxy_url(false, "/admin/login");
-    let source = Lab::extra_client(i);
     let user = format!("user{i}:wonderland");
-    let ok = lab
-        .command(&lab.client_ns(), "curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-u",
-            &user,
-            "--interface",
-            &source,
-            &url,
-        ])
-        .status()
+    lab.curl_from(&Lab::extra_client(i), &["-u", &user], "/admin/login", 1)
         .unwrap();
-    assert!(ok.success());
 }
 
 /// The `client_ip="..."` structured-data values of RFC 5424 records.

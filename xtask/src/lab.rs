@@ -127,6 +127,30 @@ impl Lab {
         }
     }
 
+    /// `n` requests for `path` on one keep-alive connection from the client
+    /// address `source`, with curl's `extra` arguments.
+    ///
+    /// # Errors
+    /// curl failed (no answer within 10 s, connection refused, ...).
+    pub fn curl_from(&self, source: &str, extra: &[&str], path: &str, n: usize) -> Result<()> {
+        let url = self.proxy_url(false, path);
+        let mut cmd = self.command(&self.client_ns(), "curl");
+        cmd.args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "10",
+            "--interface",
+            source,
+        ]);
+        cmd.args(extra);
+        for _ in 0..n {
+            cmd.arg(&url);
+        }
+        run_quiet(&mut cmd).map(drop)
+    }
+
     /// `curl` from the client namespace; returns the HTTP status and body.
     ///
     /// # Errors

@@ -3,8 +3,6 @@
 //! must raise and the near misses that must stay quiet. The live tests play
 //! them against the sensor; nothing here is a stored capture.
 
-use std::process::Command;
-
 use anyhow::Result;
 
 use crate::{
@@ -50,8 +48,7 @@ pub fn all() -> Vec<Scenario> {
             quiet: vec![("credential_spread", "bob".into())],
             play: |lab| {
                 for i in 0..3 {
-                    curl(
-                        lab,
+                    lab.curl_from(
                         &Lab::extra_client(i),
                         &["-u", "alice:wonderland"],
                         "/hello",
@@ -59,13 +56,7 @@ pub fn all() -> Vec<Scenario> {
                     )?;
                 }
                 for i in 3..5 {
-                    curl(
-                        lab,
-                        &Lab::extra_client(i),
-                        &["-u", "bob:builder"],
-                        "/hello",
-                        2,
-                    )?;
+                    lab.curl_from(&Lab::extra_client(i), &["-u", "bob:builder"], "/hello", 2)?;
                 }
                 Ok(())
             },
@@ -75,23 +66,23 @@ pub fn all() -> Vec<Scenario> {
             raises: vec![("success_then_failure", extra(5))],
             quiet: vec![("success_then_failure", extra(6)), ("error_rate", extra(6))],
             play: |lab| {
-                curl(lab, &Lab::extra_client(5), &[], "/hello", 6)?;
-                curl(lab, &Lab::extra_client(5), &[], "/missing", 12)?;
-                curl(lab, &Lab::extra_client(6), &[], "/hello", 3)?;
-                curl(lab, &Lab::extra_client(6), &[], "/missing", 12)
+                lab.curl_from(&Lab::extra_client(5), &[], "/hello", 6)?;
+                lab.curl_from(&Lab::extra_client(5), &[], "/missing", 12)?;
+                lab.curl_from(&Lab::extra_client(6), &[], "/hello", 3)?;
+                lab.curl_from(&Lab::extra_client(6), &[], "/missing", 12)
             },
         },
         Scenario {
             name: "an error scan: 30 requests for missing paths",
             raises: vec![("error_rate", extra(7))],
             quiet: vec![("request_flood", extra(7))],
-            play: |lab| curl(lab, &Lab::extra_client(7), &[], "/missing", 30),
+            play: |lab| lab.curl_from(&Lab::extra_client(7), &[], "/missing", 30),
         },
         Scenario {
             name: "a hit on the decoy route",
             raises: vec![("honeypot", extra(4))],
             quiet: vec![("honeypot", extra(0))],
-            play: |lab| curl(lab, &Lab::extra_client(4), &[], "/admin/login", 1),
+            play: |lab| lab.curl_from(&Lab::extra_client(4), &[], "/admin/login", 1),
         },
         Scenario {
             name: "a flood from one address (wrk, 2 s)",
@@ -107,24 +98,4 @@ pub fn all() -> Vec<Scenario> {
             },
         },
     ]
-}
-
-/// `n` requests for `path` on one keep-alive connection from `source`.
-fn curl(lab: &Lab, source: &str, extra: &[&str], path: &str, n: usize) -> Result<()> {
-    let url = lab.proxy_url(false, path);
-    let mut cmd: Command = lab.command(&lab.client_ns(), "curl");
-    cmd.args([
-        "-s",
-        "-o",
-        "/dev/null",
-        "--max-time",
-        "10",
-        "--interface",
-        source,
-    ]);
-    cmd.args(extra);
-    for _ in 0..n {
-        cmd.arg(&url);
-    }
-    run_quiet(&mut cmd).map(drop)
 }

@@ -29,16 +29,7 @@ fn unit_file(dir: &std::path::Path) -> std::path::PathBuf {
 fn the_unit_verifies_and_rates_two_or_lower() {
     let dir = tempfile::tempdir().unwrap();
     let unit = unit_file(dir.path());
-    let verify = Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
-        .arg(&unit)
-        .output()
-        .unwrap();
-    let complaints = String::from_utf8_lossy(&verify.stderr);
-    assert!(
-        verify.status.success() && complaints.trim().is_empty(),
-        "{complaints}"
-    );
+    support::assert_unit_verifies(&unit);
     let security = Command::new("systemd-analyze")
         .args(["security", "--offline=true", "--no-pager"])
         .arg(&unit)

@@ -151,3 +151,17 @@ pub fn replay_json(pcap: &str, args: &[&str], key: &str) -> Vec<Value> {
         .filter(|v: &Value| v.get(key).is_some())
         .collect()
 }
+
+/// Asserts `systemd-analyze verify` finds nothing to say about `unit`.
+pub fn assert_unit_verifies(unit: &Path) {
+    let verify = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(unit)
+        .output()
+        .unwrap();
+    let complaints = String::from_utf8_lossy(&verify.stderr);
+    assert!(
+        verify.status.success() && complaints.trim().is_empty(),
+        "{complaints}"
+    );
+}

@@ -15,6 +15,8 @@
 //! 401/429 never reach the upstream): transactions to the configured Kong
 //! proxy ports, or, with none configured, every transaction not marked as
 //! Kong's upstream request ([`Transaction::upstream_leg`]).
+//! `credential_spread` counts client IPs on the client leg too, and takes
+//! the principal from either leg (Kong names the consumer upstream).
 //! Every table is bounded ([`bounded::BoundedMap`]) and repeats are
 //! suppressed per (detector, subject) by a [`alert::Cooldown`].
 
@@ -195,7 +197,7 @@ impl Detectors {
             self.sequence.transaction(tx, &mut self.raised);
             self.honeypot.transaction(tx, &mut self.raised);
         }
-        self.spread.transaction(tx, &mut self.raised);
+        self.spread.transaction(tx, client_leg, &mut self.raised);
         let (cooldown, counters) = (&mut self.cooldown, &mut self.counters);
         self.raised.drain(..).filter_map(move |mut alert| {
             if cooldown.admit(&mut alert) {

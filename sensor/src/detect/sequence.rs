@@ -5,7 +5,9 @@
 //! `failure_window`; the alert fires when, within it, the IP has at least
 //! `min_failures` failures making at least `min_failure_ratio` of its
 //! requests, and in the `success_window` before the spike began at least
-//! `min_successes` successes (2xx/3xx). Per IP the state is the times of its
+//! `min_successes` successes (2xx/3xx). A 429 (the gateway throttling the
+//! client, RFC 6585 section 4) is neither: a rate-limited client is
+//! `error_rate`'s business, not reconnaissance. Per IP the state is the times of its
 //! last `min_successes` successes and the open spike's counts (about 80
 //! bytes with the defaults).
 
@@ -77,7 +79,9 @@ impl Sequence {
 
     /// Counts `tx`; pushes an alert when the sequence completes.
     pub fn transaction(&mut self, tx: &Transaction, out: &mut Vec<Alert>) {
-        let Some(status) = tx.status else { return };
+        let Some(status) = tx.status.filter(|&s| s != 429) else {
+            return;
+        };
         let (success, failure) = ((200..400).contains(&status), status >= 400);
         let c = &self.config;
         let now = tx.time_ns;

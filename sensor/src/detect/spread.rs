@@ -4,7 +4,11 @@
 //!
 //! Only uses the server did not refuse count (status other than 401/403, or
 //! no response seen): a stolen key that works is the threat, and refused
-//! guesses are `error_rate`'s business.
+//! guesses are `error_rate`'s business. Client IPs count on the client leg
+//! only (on Kong's upstream leg the peer is Kong itself); the upstream leg
+//! names the credential's principal, since Kong adds `X-Consumer-Username`
+//! there while key-auth's `apikey` is forwarded (`hide_credentials` is off
+//! by default, Kong key-auth plugin docs).
 
 use std::net::IpAddr;
 
@@ -98,8 +102,9 @@ impl Spread {
     }
 
     /// Counts `tx` if it carries an accepted credential; pushes an alert
-    /// when a new IP brings the credential to `min_ips` or more IPs.
-    pub fn transaction(&mut self, tx: &Transaction, out: &mut Vec<Alert>) {
+    /// when a new IP brings the credential to `min_ips` or more IPs. A
+    /// transaction off the client leg only names the principal.
+    pub fn transaction(&mut self, tx: &Transaction, client_leg: bool, out: &mut Vec<Alert>) {
         let Some(fp) = tx.credential else { return };
         if matches!(tx.status, Some(401 | 403)) {
             return;
@@ -108,6 +113,9 @@ impl Spread {
         let cred = self.credentials.entry(fp, Credential::default, weight);
         if cred.principal.is_none() {
             cred.principal = tx.principal.clone().or_else(|| tx.consumer.clone());
+        }
+        if !client_leg {
+            return;
         }
         cred.last_ns = cred.last_ns.max(tx.time_ns);
         let horizon = cred.last_ns.saturating_sub(self.config.window_ns);

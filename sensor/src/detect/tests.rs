@@ -181,6 +181,38 @@ fn ips_spread_over_more_than_the_window_or_refused_do_not_count() {
     );
 }
 
+#[test]
+fn kongs_upstream_leg_names_the_consumer_but_its_ips_do_not_count() {
+    // key-auth: the client leg has the key only; Kong's upstream request
+    // carries the key and X-Consumer-Username, from Kong's own address.
+    let key = |t: Transaction| {
+        let mut t = with_credential(t, 3, "unused");
+        t.principal = None;
+        t
+    };
+    let upstream = |ip: &str, time_ns: u64| {
+        let mut t = key(tx(ip, time_ns, 200));
+        t.upstream_leg = true;
+        t.consumer = Some("dave".into());
+        t
+    };
+    let txs = [
+        upstream("10.77.1.1", T0),
+        key(tx("192.0.2.1", T0 + S, 200)),
+        upstream("10.77.1.1", T0 + 2 * S),
+        key(tx("192.0.2.2", T0 + 3 * S, 200)),
+    ];
+    let (alerts, _) = run(DetectConfig::default(), txs.clone());
+    assert!(alerts.is_empty(), "Kong's address counted: {alerts:?}");
+    let mut txs = txs.to_vec();
+    txs.push(key(tx("192.0.2.3", T0 + 4 * S, 200)));
+    let (alerts, _) = run(DetectConfig::default(), txs);
+    let spread = of(&alerts, Detector::CredentialSpread);
+    assert_eq!(spread.len(), 1, "{alerts:?}");
+    assert_eq!(spread[0].principal.as_deref(), Some("dave"));
+    assert_eq!(spread[0].ips.len(), 3);
+}
+
 /// `n` transactions from `ip` with `status`, one a second from `from_s`.
 fn steady(ip: &str, from_s: u64, n: u64, status: u16) -> Vec<Transaction> {
     (0..n)
@@ -200,6 +232,20 @@ fn successes_then_a_spike_of_failures() {
         (5, 10)
     );
     assert_eq!(seq[0].severity, Severity::High);
+}
+
+#[test]
+fn a_rate_limited_client_is_not_a_sequence() {
+    let mut txs = steady("192.0.2.9", 0, 5, 200);
+    txs.extend(steady("192.0.2.9", 20, 30, 429));
+    let (alerts, _) = run(DetectConfig::default(), txs.clone());
+    assert!(of(&alerts, Detector::SuccessThenFailure).is_empty());
+    // 429s between the failures neither dilute nor add to the spike.
+    txs.extend(steady("192.0.2.9", 50, 10, 401));
+    let (alerts, _) = run(DetectConfig::default(), txs);
+    let seq = of(&alerts, Detector::SuccessThenFailure);
+    assert_eq!(seq.len(), 1, "{alerts:?}");
+    assert_eq!(seq[0].counts["requests"], 10);
 }
 
 #[test]

@@ -4,7 +4,10 @@
 //! default, as the reference SIEM). A flood is an IP over its request budget;
 //! an unusual error count is one above an absolute floor and ratio AND far
 //! above the population's baseline: the median, over the last hour of
-//! windows, of each window's 99th-percentile per-IP error count.
+//! windows, of each window's 99th-percentile per-IP error count. IPs already
+//! flagged by `error_rate` are left out of that percentile: in a small
+//! population the 99th percentile is the maximum, and one scanner would
+//! otherwise raise the bar for the next.
 
 use std::{
     collections::{BTreeMap, VecDeque},
@@ -289,7 +292,12 @@ impl PerIp {
             });
         }
         (self.requests, self.distinct) = (0, 0);
-        let mut errors: Vec<u64> = self.ips.iter().map(|(_, w)| w.errors()).collect();
+        let mut errors: Vec<u64> = self
+            .ips
+            .iter()
+            .filter(|(_, w)| !w.errors_alerted)
+            .map(|(_, w)| w.errors())
+            .collect();
         if !errors.is_empty() {
             let at = (errors.len() * 99 / 100).min(errors.len() - 1);
             let p99 = *errors.select_nth_unstable(at).1;

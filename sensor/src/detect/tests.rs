@@ -110,6 +110,22 @@ fn an_error_scan_is_unusual_at_the_floor_and_ratio() {
 }
 
 #[test]
+fn one_scanner_does_not_raise_the_bar_for_the_next() {
+    // A small population, where the 99th percentile is the maximum.
+    let mut txs = burst("192.0.2.7", 0, 150, 404);
+    txs.extend(burst("192.0.2.1", 0, 20, 200));
+    txs.extend(burst("192.0.2.8", 1, 40, 404));
+    txs.extend(burst("192.0.2.1", 1, 20, 200));
+    txs.sort_by_key(|t| t.time_ns);
+    let (alerts, _) = run(DetectConfig::default(), txs);
+    let ips: Vec<_> = of(&alerts, Detector::ErrorRate)
+        .iter()
+        .map(|a| a.client_ip.unwrap().to_string())
+        .collect();
+    assert_eq!(ips, ["192.0.2.7", "192.0.2.8"]);
+}
+
+#[test]
 fn errors_below_the_ratio_are_not_unusual() {
     let mut txs = burst("198.51.100.7", 0, 41, 200);
     txs.extend(burst("198.51.100.7", 0, 40, 500)); // 40 of 81: 0.49

@@ -414,8 +414,9 @@ fn unknown_interface_is_refused_before_anything_attaches() {
 fn failed_attach_detaches_what_was_attached() {
     require_root();
     let lab = Lab::up("ss-det").unwrap();
-    // Native XDP works on veth but not on loopback: the second attach fails
-    // after the first succeeded, and the first must be undone.
+    // Native XDP works on veth (not on the client leg's bridge, nor on
+    // loopback): the second attach fails after the first succeeded, and the
+    // first must be undone.
     let out = sensor_output(
         &lab,
         &[],
@@ -426,7 +427,7 @@ fn failed_attach_detaches_what_was_attached() {
             "--xdp-mode",
             "driver",
             "--iface",
-            GATEWAY_CLIENT_IF,
+            GATEWAY_UPSTREAM_IF,
             "--iface",
             "lo",
         ],
@@ -435,7 +436,7 @@ fn failed_attach_detaches_what_was_attached() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("attaching xdp_ingress to lo"), "{err}");
     assert!(
-        err.contains(&format!("attached xdp_ingress on {GATEWAY_CLIENT_IF}")),
+        err.contains(&format!("attached xdp_ingress on {GATEWAY_UPSTREAM_IF}")),
         "the first attach happened: {err}"
     );
     assert_nothing_attached();

@@ -216,13 +216,7 @@ fn capture(dir: &Path) -> Result<PathBuf> {
 }
 
 /// wrk script: every request with a random `X-Forwarded-For` in 10/8.
-const XFF_SCRIPT: &str = r#"
-math.randomseed(os.time() + math.floor(os.clock() * 1e6))
-request = function()
-  local xff = string.format("10.%d.%d.%d", math.random(0, 255), math.random(0, 255), math.random(1, 254))
-  return wrk.format(nil, nil, { ["X-Forwarded-For"] = xff })
-end
-"#;
+const XFF_SCRIPT: &str = include_str!("../lua/xff.lua");
 
 /// Runs `cmd` under `/usr/bin/time` for its peak RSS; wall time from here.
 fn measure(cmd: &mut Command) -> Result<Measured> {

@@ -1,12 +1,18 @@
-//! Labeled traffic scenarios: real curl and wrk clients, from several
-//! source addresses, through the lab's gateway. Each states the alerts it
-//! must raise and the near misses that must stay quiet. The live tests play
-//! them against the sensor; nothing here is a stored capture.
+//! Labeled traffic scenarios: real clients (curl, wrk with Lua scripts, ab)
+//! on the lab's client hosts, through the Kong-like gateway. Each states the
+//! alerts it must raise and the near misses that must stay quiet. The live
+//! tests and `cargo xtask demo` play them against the sensor; nothing here
+//! is a stored capture.
+//!
+//! Client hosts (`Lab::extra_client(i)`, `hN` below) have one role each, so
+//! the scenarios do not add up in the per-IP detectors.
 
-use anyhow::Result;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context as _, Result, bail};
 
 use crate::{
-    lab::{CLIENT_V4, Lab},
+    lab::{CLIENT_V4, Consumer, Lab},
     run_quiet,
 };
 
@@ -19,7 +25,7 @@ pub type Expected = (&'static str, String);
 
 /// One scenario.
 pub struct Scenario {
-    /// What it plays.
+    /// What it plays, with which clients.
     pub name: &'static str,
     /// Alerts it must raise.
     pub raises: Vec<Expected>,
@@ -38,64 +44,140 @@ impl Scenario {
     }
 }
 
+fn h(i: u8) -> String {
+    Lab::extra_client(i)
+}
+
+/// Every per-IP detector, for the quiet list of a well-behaved host.
+const PER_IP: [&str; 3] = ["request_flood", "error_rate", "success_then_failure"];
+
 /// Every scenario, in the order they are played.
 pub fn all() -> Vec<Scenario> {
-    let extra = Lab::extra_client;
     vec![
         Scenario {
-            name: "one API credential used from three addresses; another from two",
-            raises: vec![("credential_spread", "alice".into())],
-            quiet: vec![("credential_spread", "bob".into())],
+            name: "normal API use: alice, bob (key in the header) and carol (key in the query), \
+                   3 s at about 20 requests/s each (wrk, Lua)",
+            raises: vec![],
+            quiet: (0..3)
+                .flat_map(|i| PER_IP.map(|d| (d, h(i))))
+                .chain(["alice", "bob", "carol"].map(|c| ("credential_spread", c.into())))
+                .collect(),
             play: |lab| {
-                for i in 0..3 {
-                    lab.curl_from(
-                        &Lab::extra_client(i),
-                        &["-u", "alice:wonderland"],
-                        "/hello",
-                        2,
-                    )?;
-                }
-                for i in 3..5 {
-                    lab.curl_from(&Lab::extra_client(i), &["-u", "bob:builder"], "/hello", 2)?;
+                let clients = [("alice", "header"), ("bob", "header"), ("carol", "query")]
+                    .iter()
+                    .zip(0..)
+                    .map(|((name, place), i)| {
+                        let key = Consumer::named(name).key;
+                        let mut wrk = wrk(lab, &h(i), CONSUMER_LUA, &["-c1", "-d3s"])?;
+                        wrk.args(["--", key, place]);
+                        Ok(wrk.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                for child in clients {
+                    let out = child.wait_with_output()?;
+                    if !out.status.success() {
+                        bail!("wrk: {}", String::from_utf8_lossy(&out.stderr));
+                    }
                 }
                 Ok(())
             },
         },
         Scenario {
-            name: "recon then probing: successes, then a burst of 404s; a near miss with too few successes",
-            raises: vec![("success_then_failure", extra(5))],
-            quiet: vec![("success_then_failure", extra(6)), ("error_rate", extra(6))],
-            play: |lab| {
-                lab.curl_from(&Lab::extra_client(5), &[], "/hello", 6)?;
-                lab.curl_from(&Lab::extra_client(5), &[], "/missing", 12)?;
-                lab.curl_from(&Lab::extra_client(6), &[], "/hello", 3)?;
-                lab.curl_from(&Lab::extra_client(6), &[], "/missing", 12)
-            },
-        },
-        Scenario {
-            name: "an error scan: 30 requests for missing paths",
-            raises: vec![("error_rate", extra(7))],
-            quiet: vec![("request_flood", extra(7))],
-            play: |lab| lab.curl_from(&Lab::extra_client(7), &[], "/missing", 30),
-        },
-        Scenario {
-            name: "a hit on the decoy route",
-            raises: vec![("honeypot", extra(4))],
-            quiet: vec![("honeypot", extra(0))],
-            play: |lab| lab.curl_from(&Lab::extra_client(4), &[], "/admin/login", 1),
-        },
-        Scenario {
-            name: "a flood from one address (wrk, 2 s)",
+            name: "a flood from one address: 2 s as fast as it goes (wrk)",
             raises: vec![("request_flood", CLIENT_V4.into())],
             quiet: vec![("error_rate", CLIENT_V4.into())],
             play: |lab| {
                 let url = lab.proxy_url(false, "/hello");
-                run_quiet(
-                    lab.command(&lab.client_ns(), "wrk")
-                        .args(["-t1", "-c2", "-d2s", &url]),
-                )
-                .map(drop)
+                let mut wrk = lab.command_from(CLIENT_V4, "wrk")?;
+                run_quiet(wrk.args(["-t1", "-c2", "-d2s", &url])).map(drop)
+            },
+        },
+        Scenario {
+            name: "an error scan: well-known sensitive paths, 2 s at about 100 requests/s (wrk, Lua)",
+            raises: vec![("error_rate", h(10))],
+            quiet: vec![
+                ("request_flood", h(10)),
+                ("success_then_failure", h(10)),
+                ("honeypot", h(10)),
+            ],
+            play: |lab| run_quiet(&mut wrk(lab, &h(10), SCAN_LUA, &["-c1", "-d2s"])?).map(drop),
+        },
+        Scenario {
+            name: "one API key (dave's) used from three addresses; erin's from two (curl)",
+            raises: vec![("credential_spread", "dave".into())],
+            quiet: vec![("credential_spread", "erin".into())],
+            play: |lab| {
+                let (dave, erin) = (Consumer::named("dave"), Consumer::named("erin"));
+                lab.curl_from(&h(3), &["-H", &dave.header()], "/api/orders", 2)?;
+                let query = format!("/api/users/7?apikey={}", dave.key);
+                lab.curl_from(&h(4), &[], &query, 2)?;
+                lab.curl_from(&h(5), &["-H", &dave.header()], "/api/items", 2)?;
+                for i in [6, 7] {
+                    lab.curl_from(&h(i), &["-H", &erin.header()], "/api/orders", 2)?;
+                }
+                Ok(())
+            },
+        },
+        Scenario {
+            name: "reconnaissance then attack: 6 public pages, then 15 guessed API keys \
+                   (curl, then ab); a near miss with 3 pages first",
+            raises: vec![("success_then_failure", h(8))],
+            quiet: vec![
+                ("error_rate", h(8)),
+                ("success_then_failure", h(9)),
+                ("error_rate", h(9)),
+            ],
+            play: |lab| {
+                for (host, pages) in [(h(8), 6), (h(9), 3)] {
+                    lab.curl_from(&host, &[], "/hello", pages)?;
+                    ab(lab, &host, 15, 1, "apikey: guess-0000", "/api/orders")?;
+                }
+                Ok(())
+            },
+        },
+        Scenario {
+            name: "a hit on a decoy route (curl)",
+            raises: vec![("honeypot", h(11))],
+            quiet: vec![("honeypot", CLIENT_V4.into())],
+            play: |lab| lab.curl_from(&h(11), &[], "/admin/login", 1),
+        },
+        Scenario {
+            name: "a consumer over its rate limit: mallory, 300 requests 4 at a time (ab)",
+            raises: vec![("error_rate", h(12))],
+            quiet: vec![("request_flood", h(12)), ("success_then_failure", h(12))],
+            play: |lab| {
+                let header = Consumer::named("mallory").header();
+                ab(lab, &h(12), 300, 4, &header, "/api/orders")
             },
         },
     ]
+}
+
+const CONSUMER_LUA: (&str, &str) = ("consumer.lua", include_str!("../lua/consumer.lua"));
+const SCAN_LUA: (&str, &str) = ("scan.lua", include_str!("../lua/scan.lua"));
+
+/// `wrk -t1 ARGS -s SCRIPT URL` from `source` against the gateway; the
+/// script `(name, text)` is written to the lab's workdir.
+fn wrk(lab: &Lab, source: &str, (name, text): (&str, &str), args: &[&str]) -> Result<Command> {
+    let script = lab.workdir().join(name);
+    std::fs::write(&script, text).with_context(|| format!("writing {}", script.display()))?;
+    let mut cmd = lab.command_from(source, "wrk")?;
+    cmd.arg("-t1").args(args).arg("-s").arg(script);
+    cmd.arg(lab.proxy_url(false, "/"));
+    Ok(cmd)
+}
+
+/// `ab -n N -c C -H HEADER URL` from `source` (keep-alive off, as ab's default).
+fn ab(lab: &Lab, source: &str, n: u32, c: u32, header: &str, path: &str) -> Result<()> {
+    let mut cmd = lab.command_from(source, "ab")?;
+    cmd.args([
+        "-q",
+        "-n",
+        &n.to_string(),
+        "-c",
+        &c.to_string(),
+        "-H",
+        header,
+    ]);
+    run_quiet(cmd.arg(lab.proxy_url(false, path))).map(drop)
 }

@@ -9,13 +9,15 @@ use crate::{run, run_quiet};
 
 /// Debian packages: LLVM 22 for bpf-linker; the lab's servers and clients;
 /// tcpdump for captures the tests replay; Prometheus (and promtool) and
-/// rsyslog, the real receivers of the metrics and syslog tests; tshark and GNU time for the benchmarks.
+/// rsyslog, the real receivers of the metrics and syslog tests; ab
+/// (apache2-utils) for the scenarios; tshark and GNU time for the benchmarks.
 pub const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "iproute2",
     "nginx",
     "curl",
     "wrk",
+    "apache2-utils",
     "bpftool",
     "procps",
     "tcpdump",

@@ -1,6 +1,8 @@
 //! The labeled scenarios (`xtask::scenarios`) against the live sensor: each
-//! raises its alerts and none of its near misses, and `replay` of a tcpdump
-//! capture of the same traffic raises the same alerts as `run` did live.
+//! raises its alerts and none of its near misses, `replay` of a tcpdump
+//! capture of the same traffic raises the same alerts as `run` did live,
+//! the transactions of both legs show the gateway behaving as Kong does, and
+//! no consumer's API key appears in what the sensor wrote.
 
 mod support;
 
@@ -9,7 +11,9 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 use support::{replay_json, require_root, start_sensor, stop_tcpdump, tcpdump};
 use xtask::{
-    lab::{GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_UPSTREAM_V4, Lab},
+    lab::{
+        CONSUMERS, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_UPSTREAM_V4, Lab, PROXY_PORT,
+    },
     scenarios,
 };
 
@@ -34,6 +38,8 @@ fn scenarios_raise_their_alerts_live_and_in_replay() {
         "--iface",
         GATEWAY_UPSTREAM_IF,
         "--alerts",
+        "-",
+        "--transactions",
         "-",
         "--trusted-proxy",
         GATEWAY_UPSTREAM_V4,
@@ -82,9 +88,70 @@ fn scenarios_raise_their_alerts_live_and_in_replay() {
     assert_eq!(spread["ips"].as_array().unwrap().len(), 3, "{spread}");
     assert!(!spread.to_string().contains("wonderland"));
 
+    kong_on_the_wire(&live.transactions);
+    let everything = format!("{:?}{:?}{}", live.transactions, live.alerts, live.log);
+    for c in CONSUMERS {
+        assert!(
+            !everything.contains(c.key),
+            "{}'s API key leaked",
+            c.username
+        );
+    }
+
     let replayed: BTreeSet<_> = replayed.iter().map(key).collect();
     assert_eq!(
         replayed, raised,
         "replay of the capture raised other alerts"
+    );
+}
+
+/// The lab's gateway answered as Kong does, and both legs were captured:
+/// Kong's own 401s and 429s on the client leg only, consumer headers on the
+/// upstream leg naming the consumer, the request id on both.
+fn kong_on_the_wire(transactions: &[Value]) {
+    let (client, upstream): (Vec<_>, Vec<_>) = transactions
+        .iter()
+        .partition(|t| t["server_port"] == PROXY_PORT);
+    let count = |txs: &[&Value], ip: &str, status: u64| {
+        txs.iter()
+            .filter(|t| t["client_ip"] == ip && t["status"] == status)
+            .count()
+    };
+    let (guesser, mallory) = (Lab::extra_client(8), Lab::extra_client(12));
+    assert_eq!(count(&client, &guesser, 401), 15, "guessed keys refused");
+    assert_eq!(
+        count(&upstream, &guesser, 401),
+        0,
+        "Kong answers 401 itself"
+    );
+    let limited = count(&client, &mallory, 429);
+    assert!(
+        (200..300).contains(&limited),
+        "{limited} rate-limited of 300"
+    );
+    assert_eq!(
+        count(&upstream, &mallory, 429),
+        0,
+        "Kong answers 429 itself"
+    );
+    assert_eq!(count(&upstream, &mallory, 200), 300 - limited);
+    for (i, name) in [(3, "dave"), (4, "dave"), (6, "erin")] {
+        let ip = Lab::extra_client(i);
+        let named = upstream
+            .iter()
+            .filter(|t| t["client_ip"] == ip.as_str())
+            .all(|t| t["consumer"] == name && t["principal"] == name);
+        assert!(named, "upstream requests from {ip} name {name}");
+    }
+    let ids = |txs: &[&Value]| -> BTreeSet<String> {
+        txs.iter()
+            .filter_map(|t| t["request_id"].as_str().map(str::to_string))
+            .collect()
+    };
+    let upstream_ids = ids(&upstream);
+    assert!(upstream_ids.len() > 1000, "{}", upstream_ids.len());
+    assert!(
+        upstream_ids.is_subset(&ids(&client)),
+        "one id joins both legs"
     );
 }

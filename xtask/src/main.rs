@@ -32,7 +32,11 @@ enum Task {
     /// Set up, then run the checks and the whole test suite (what CI runs).
     Test,
     /// Run the benchmarks and write BENCHMARKS.md.
-    Bench,
+    Bench {
+        /// Only these benchmarks (default: all).
+        #[arg(long, value_enum)]
+        only: Option<bench::Which>,
+    },
     /// Build and install the binary, unit, example config and README with
     /// the Debian package's paths (enables nothing; keeps edited configs).
     Install {
@@ -75,7 +79,7 @@ fn main() -> Result<()> {
         }
         Task::Demo => demo::demo(LAB_PREFIX),
         Task::Test => test(),
-        Task::Bench => bench::bench(),
+        Task::Bench { only } => bench::bench(only),
         Task::Install { root } => {
             run(Command::new("cargo").args(["build", "--release", "-p", "sensor"]))?;
             let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -1,5 +1,3 @@
-//! `cargo xtask bench`: benchmarks, written to BENCHMARKS.md.
-//!
 //! Replay: a capture of real lab traffic (wrk through the nginx gateway,
 //! tcpdump on the client leg, at least a million transactions) is generated
 //! once and cached under `target/bench/`. `siem-sensor replay` reads it
@@ -18,8 +16,9 @@ use serde_json::Value;
 use xtask::{
     lab::{CLIENT_V4, GATEWAY_CLIENT_IF, Lab, PROXY_PORT},
     run, run_quiet,
-    setup::setup,
 };
+
+use super::write_section;
 
 /// Transactions the benchmark capture holds at least.
 const MIN_TRANSACTIONS: u64 = 1_000_000;
@@ -33,17 +32,14 @@ struct Measured {
     stdout: String,
 }
 
-pub fn bench() -> Result<()> {
-    setup()?;
-    run(Command::new("cargo").args(["build", "--release", "-p", "sensor"]))?;
-    let root = workspace_root()?;
-    let sensor = root.join("target/release/siem-sensor");
+/// Runs the replay benchmarks with the release `sensor` and writes their section.
+pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
     let capture = capture(&root.join("target/bench"))?;
     let key = root.join("target/bench/fingerprint.key");
     let replay = |extra: &[&str]| {
         let mut cmd = Command::new("taskset");
         cmd.args(["-c", "1"])
-            .arg(&sensor)
+            .arg(sensor)
             .arg("replay")
             .arg(&capture);
         cmd.arg("--fingerprint-key").arg(&key).args(extra);
@@ -137,7 +133,7 @@ pub fn bench() -> Result<()> {
          `X-Forwarded-For` becomes its client IP, about a million distinct addresses in a few \
          15 s windows. Wall {:.3} s, peak RSS **{:.1} MiB** (budget 256 MiB), {evictions} \
          detector-table evictions, {flood_alerts} alerts.\n",
-        capture.strip_prefix(&root).unwrap_or(&capture).display(),
+        capture.strip_prefix(root).unwrap_or(&capture).display(),
         fs::metadata(&capture)?.len() / 1_000_000,
         det.wall_s,
         tx_s,
@@ -216,7 +212,7 @@ fn capture(dir: &Path) -> Result<PathBuf> {
 }
 
 /// wrk script: every request with a random `X-Forwarded-For` in 10/8.
-const XFF_SCRIPT: &str = include_str!("../lua/xff.lua");
+const XFF_SCRIPT: &str = include_str!("../../lua/xff.lua");
 
 /// Runs `cmd` under `/usr/bin/time` for its peak RSS; wall time from here.
 fn measure(cmd: &mut Command) -> Result<Measured> {
@@ -239,53 +235,4 @@ fn measure(cmd: &mut Command) -> Result<Measured> {
         max_rss_kib,
         stdout: String::from_utf8(out.stdout)?,
     })
-}
-
-/// Replaces the section between `<!-- NAME -->` and `<!-- /NAME -->` in
-/// BENCHMARKS.md (appending it the first time), after refreshing the header
-/// with this machine's facts.
-fn write_section(path: &Path, name: &str, body: &str) -> Result<()> {
-    let text = fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n\n".into());
-    let (open, close) = (format!("<!-- {name} -->"), format!("<!-- /{name} -->"));
-    let block = format!("{open}\n{}\n{body}{close}", machine()?);
-    let text = match (text.find(&open), text.find(&close)) {
-        (Some(a), Some(b)) => format!("{}{block}{}", &text[..a], &text[b + close.len()..]),
-        _ => format!("{}\n{block}\n", text.trim_end()),
-    };
-    fs::write(path, text)?;
-    Ok(())
-}
-
-/// Date, kernel, CPU and core count of this machine.
-fn machine() -> Result<String> {
-    let uname = run_quiet(Command::new("uname").arg("-r"))?;
-    let cpuinfo = fs::read_to_string("/proc/cpuinfo")?;
-    let cpu = cpuinfo
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|m| m.trim_start_matches([' ', '\t', ':']))
-        })
-        .unwrap_or("unknown");
-    let cores = cpuinfo
-        .lines()
-        .filter(|l| l.starts_with("processor"))
-        .count();
-    let date = run_quiet(Command::new("date").args(["-u", "+%Y-%m-%d"]))?;
-    Ok(format!(
-        "_Measured {} on {cpu}, {cores} cores, Linux {}._\n",
-        String::from_utf8_lossy(&date.stdout).trim(),
-        String::from_utf8_lossy(&uname.stdout).trim()
-    ))
-}
-
-fn workspace_root() -> Result<PathBuf> {
-    let out = run_quiet(Command::new("cargo").args([
-        "locate-project",
-        "--workspace",
-        "--message-format",
-        "plain",
-    ]))?;
-    let manifest = PathBuf::from(String::from_utf8(out.stdout)?.trim());
-    Ok(manifest.parent().context("workspace root")?.to_path_buf())
 }

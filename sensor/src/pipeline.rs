@@ -42,8 +42,8 @@ pub struct Sinks {
     pub alerts: Option<JsonLines>,
     /// Log every alert (a `warn` line with its fields).
     pub log_alerts: bool,
-    /// Record per-transaction metrics (see [`crate::sink::metrics`]).
-    pub metrics: bool,
+    /// Per-transaction metrics (see [`crate::sink::metrics`]), when served.
+    pub metrics: Option<metrics::TransactionMetrics>,
     /// Every alert to syslog.
     pub syslog: Option<Syslog>,
 }
@@ -290,8 +290,8 @@ impl Pipeline {
             if let Some(log) = &mut self.sinks.transactions {
                 log.write(&tx);
             }
-            if self.sinks.metrics {
-                metrics::transaction(&tx);
+            if let Some(m) = &self.sinks.metrics {
+                m.record(&tx);
             }
             if let Some(f) = &mut self.observer {
                 f(Output::Transaction(&tx));

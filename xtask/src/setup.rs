@@ -10,7 +10,8 @@ use crate::{run, run_quiet};
 /// Debian packages: LLVM 22 for bpf-linker; the lab's servers and clients;
 /// tcpdump for captures the tests replay; Prometheus (and promtool) and
 /// rsyslog, the real receivers of the metrics and syslog tests; ab
-/// (apache2-utils) for the scenarios; tshark and GNU time for the benchmarks.
+/// (apache2-utils) for the scenarios; tshark, GNU time and perf for the
+/// benchmarks.
 pub const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "iproute2",
@@ -23,6 +24,7 @@ pub const APT_PACKAGES: &[&str] = &[
     "tcpdump",
     "tshark",
     "time",
+    "linux-perf",
     "prometheus",
     "rsyslog",
 ];

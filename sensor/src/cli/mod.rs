@@ -16,7 +16,7 @@ use sensor::{
     http::HttpLimits,
     identity::{FingerprintKey, IdentityConfig, Resolver},
     pipeline::{Pipeline, Sinks},
-    sink::{JsonLines, SegmentLog},
+    sink::{JsonLines, SegmentLog, metrics::TransactionMetrics},
 };
 
 /// Flags of the pipeline after the source, the same for `run` and `replay`.
@@ -104,7 +104,7 @@ impl PipelineArgs {
             transactions: open("transactions", &self.transactions)?,
             alerts: open("alerts", &alerts)?,
             log_alerts,
-            metrics,
+            metrics: metrics.then(TransactionMetrics::default),
             syslog: self.syslog.sink()?,
         })
     }

@@ -120,14 +120,14 @@ pub async fn run(args: RunArgs) -> Result<()> {
         .debug_segments
         .then(|| SegmentLog::new(Box::new(io::stdout())));
     let metrics = !args.no_metrics;
-    let mut pipeline = args.pipeline.pipeline(Mode::Live {
-        segments: segment_log,
-        metrics,
-    })?;
     if metrics {
         sink::metrics::install(args.listen, &args.metrics_allow)
             .with_context(|| format!("cannot serve metrics on {}", args.listen))?;
     }
+    let mut pipeline = args.pipeline.pipeline(Mode::Live {
+        segments: segment_log,
+        metrics,
+    })?;
     let capture = LiveCapture::start(&options)?;
     info!(
         version = env!("CARGO_PKG_VERSION"),

@@ -68,6 +68,17 @@ impl From<&Transaction> for Evidence {
     }
 }
 
+impl Evidence {
+    /// Overwrites this entry with `tx`, reusing its buffers (per-IP evidence
+    /// is a ring updated on every request of a busy IP).
+    pub fn assign(&mut self, tx: &Transaction) {
+        self.method.clone_from(&tx.method);
+        self.path.clone_from(&tx.path);
+        self.status = tx.status;
+        self.request_id.clone_from(&tx.request_id);
+    }
+}
+
 /// Most evidence entries an alert carries.
 pub const MAX_EVIDENCE: usize = 5;
 

@@ -195,9 +195,13 @@ impl PerIp {
         }
         if ip.requests >= EVIDENCE_FROM {
             if ip.recent.len() == MAX_EVIDENCE {
-                ip.recent.pop_front();
+                ip.recent.rotate_left(1);
+                if let Some(oldest) = ip.recent.back_mut() {
+                    oldest.assign(tx);
+                }
+            } else {
+                ip.recent.push_back(Evidence::from(tx));
             }
-            ip.recent.push_back(Evidence::from(tx));
         }
         let mut raised = Vec::new();
         if !ip.flood_alerted && ip.requests > self.flood.budget {

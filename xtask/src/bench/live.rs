@@ -6,7 +6,13 @@
 //! kernel's BPF statistics on measures the programs' own time, which no
 //! process accounts for.
 
-use std::{fs, path::Path, process::Command, thread, time::Duration};
+use std::{
+    fs,
+    path::Path,
+    process::{Command, Stdio},
+    thread,
+    time::Duration,
+};
 
 use anyhow::{Context as _, Result, bail};
 use serde_json::Value;
@@ -45,6 +51,9 @@ struct Cost {
     ring_full: u64,
 }
 
+/// The sensor's CPU by pipeline stage, percent (see [`STAGES`]).
+type Stages = Vec<(&'static str, f64)>;
+
 /// Kernel programs' time per run (`kernel.bpf_stats_enabled`).
 struct ProgramTime {
     run_ns: u64,
@@ -59,7 +68,7 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
     for round in 0..ROUNDS {
         for attached in [round % 2 == 1, round % 2 == 0] {
             if attached {
-                let (load, cost, _) = attached_run(&lab, sensor, false)?;
+                let (load, cost, ..) = attached_run(&lab, sensor, false)?;
                 with.push(load);
                 costs.push(cost);
             } else {
@@ -82,7 +91,7 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
         }
     }
     eprintln!("bench: one more attached run with kernel BPF statistics on");
-    let (stats_load, stats_cost, programs) = attached_run(&lab, sensor, true)?;
+    let (stats_load, stats_cost, programs, stages) = attached_run(&lab, sensor, true)?;
     drop(lab);
 
     let med = |runs: &[Load], f: fn(&Load) -> f64| median(runs.iter().map(f).collect());
@@ -147,8 +156,8 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
          Where the time goes (one more attached run with `kernel.bpf_stats_enabled=1`, \
          {:.0} requests/s): the tc programs ran {} times at {prog_ns:.0} ns each, \
          {prog_pct:.1}% of one core, time no process is charged for; the sensor process spent \
-         {user_us:.2} us of CPU per request (reading the ring, reassembly, HTTP, detectors, \
-         metrics).\n",
+         {user_us:.2} us of CPU per request. Its profile (perf, self time by symbol, grouped \
+         by stage):\n\n| stage | share of the sensor's CPU |\n|---|---|\n{}\n",
         a.req_s,
         a.p50_ms,
         a.p99_ms,
@@ -165,6 +174,11 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
         runs(&with),
         stats_load.req_s,
         programs.runs,
+        stages
+            .iter()
+            .map(|(stage, pct)| format!("| {stage} | {pct:.1}% |"))
+            .collect::<Vec<_>>()
+            .join("\n"),
     );
     write_section(&root.join("BENCHMARKS.md"), "live", &section)?;
     println!("{section}");
@@ -215,7 +229,11 @@ fn wrk(lab: &Lab, seconds: u64) -> Result<Load> {
 /// `stats`, also the time its programs ran during the load
 /// (`kernel.bpf_stats_enabled` on meanwhile; read while still attached,
 /// since a program's statistics go with it).
-fn attached_run(lab: &Lab, sensor: &Path, stats: bool) -> Result<(Load, Cost, ProgramTime)> {
+fn attached_run(
+    lab: &Lab,
+    sensor: &Path,
+    stats: bool,
+) -> Result<(Load, Cost, ProgramTime, Stages)> {
     let args = [
         "--iface",
         GATEWAY_CLIENT_IF,
@@ -228,11 +246,30 @@ fn attached_run(lab: &Lab, sensor: &Path, stats: bool) -> Result<(Load, Cost, Pr
     let pid = process.pid();
     thread::sleep(Duration::from_millis(500));
     let _stats = stats.then(BpfStats::enable).transpose()?;
+    let profile = lab.workdir().join("sensor.perf");
+    let perf = stats
+        .then(|| {
+            Command::new("perf")
+                .args(["record", "-q", "-F", "499", "-p", &pid.to_string(), "-o"])
+                .arg(&profile)
+                .args(["--", "sleep", &(SECONDS - 2).to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+        })
+        .transpose()?;
     let programs_before = program_time()?;
     let before = cpu_s(pid)?;
     let load = wrk(lab, SECONDS)?;
     let cpu = cpu_s(pid)? - before;
     let programs = program_time()?;
+    let stages = match perf {
+        Some(mut perf) => {
+            perf.wait()?;
+            stages(&profile)?
+        }
+        None => Vec::new(),
+    };
     let hwm_kib = status_kib(pid, "VmHWM:")?;
     let summary = process.stop()?.summary;
     let kernel = &summary["kernel"];
@@ -249,7 +286,73 @@ fn attached_run(lab: &Lab, sensor: &Path, stats: bool) -> Result<(Load, Cost, Pr
             run_ns: programs.run_ns - programs_before.run_ns,
             runs: programs.runs - programs_before.runs,
         },
+        stages,
     ))
+}
+
+/// The sensor's pipeline stages, as the symbols of a perf profile name
+/// them: (stage, symbol prefixes or substrings).
+const STAGES: &[(&str, &[&str])] = &[
+    (
+        "reading the ring buffer, decoding records",
+        &["aya::", "sensor::capture"],
+    ),
+    (
+        "flow table and reassembly",
+        &["sensor::flow", "hashbrown", "SocketAddr"],
+    ),
+    (
+        "HTTP parsing and pairing (httparse, sensor::http)",
+        &["httparse", "sensor::http"],
+    ),
+    (
+        "identity: client IP, credentials, fingerprints",
+        &["sensor::identity", "ipnet", "blake3"],
+    ),
+    ("detectors", &["sensor::detect"]),
+    ("metrics and sinks", &["metrics", "sensor::sink"]),
+    ("memory allocation (mimalloc)", &["mi_", "_mi_"]),
+    ("kernel (syscalls, interrupts, scheduling)", &["[k]"]),
+];
+
+/// Self time of the profiled sensor by stage, percent of its samples, in
+/// [`STAGES`] order, then everything else (string and memory routines,
+/// the tokio runtime, pipeline glue).
+fn stages(profile: &Path) -> Result<Vec<(&'static str, f64)>> {
+    let out = run_quiet(
+        Command::new("perf")
+            .arg("report")
+            .arg("-i")
+            .arg(profile)
+            .args([
+                "--no-children",
+                "--sort",
+                "sym",
+                "-q",
+                "-g",
+                "none",
+                "--percent-limit",
+                "0",
+            ]),
+    )?;
+    let mut shares = vec![0.0; STAGES.len() + 1];
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some((pct, symbol)) = line.trim().split_once("%  ") else {
+            continue;
+        };
+        let Ok(pct) = pct.parse::<f64>() else {
+            continue;
+        };
+        let stage = STAGES
+            .iter()
+            .position(|(_, keys)| keys.iter().any(|k| symbol.contains(k)));
+        shares[stage.unwrap_or(STAGES.len())] += pct;
+    }
+    let names = STAGES.iter().map(|(name, _)| *name);
+    Ok(names
+        .chain(["other (memcpy, UTF-8, hashing, runtime, pipeline glue)"])
+        .zip(shares)
+        .collect())
 }
 
 /// `kernel.bpf_stats_enabled` on while it lives (the kernel then times

@@ -1,10 +1,11 @@
 //! Live overhead: what attaching the sensor costs the gateway. wrk drives
-//! the lab's gateway as fast as it goes, alternately without and with the
-//! sensor attached (both legs, detectors and metrics on, as installed),
-//! [`ROUNDS`] times each in one run, the order flipped every round so drift
-//! hits both alike; medians and their ratios. One more attached run with the
-//! kernel's BPF statistics on measures the programs' own time, which no
-//! process accounts for.
+//! the lab's gateway as fast as it goes without the sensor, with it on both
+//! legs and on the client leg only (detectors and metrics on, as installed),
+//! [`ROUNDS`] rounds in one run, the order rotating each round; ratios to
+//! the same round's run without the sensor. One more attached run with the
+//! kernel's BPF statistics and perf on shows where the time goes: the
+//! programs' own time, which no process is charged for, and the sensor's
+//! CPU by pipeline stage.
 
 use std::{
     fs,
@@ -60,129 +61,163 @@ struct ProgramTime {
     runs: u64,
 }
 
+/// A configuration measured: no sensor, or the sensor on these interfaces.
+struct Arm {
+    name: &'static str,
+    interfaces: &'static [&'static str],
+}
+
+const ARMS: [Arm; 3] = [
+    Arm {
+        name: "without sensor",
+        interfaces: &[],
+    },
+    Arm {
+        name: "sensor on both legs",
+        interfaces: &[GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF],
+    },
+    Arm {
+        name: "sensor on the client leg only",
+        interfaces: &[GATEWAY_CLIENT_IF],
+    },
+];
+
 pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
     let lab = Lab::up("ss-bench-live")?;
-    eprintln!("bench: live overhead, {ROUNDS} rounds of {SECONDS} s without and with the sensor");
+    eprintln!("bench: live overhead, {ROUNDS} rounds of {SECONDS} s per configuration");
     wrk(&lab, 3)?; // warm-up: nginx workers, connection pools, page cache
-    let (mut without, mut with, mut costs) = (Vec::new(), Vec::new(), Vec::new());
+    // runs[arm][round]; the order of the arms rotates every round.
+    let mut runs: Vec<Vec<(Load, Option<Cost>)>> = ARMS.iter().map(|_| Vec::new()).collect();
     for round in 0..ROUNDS {
-        for attached in [round % 2 == 1, round % 2 == 0] {
-            if attached {
-                let (load, cost, ..) = attached_run(&lab, sensor, false)?;
-                with.push(load);
-                costs.push(cost);
-            } else {
-                without.push(wrk(&lab, SECONDS)?);
-            }
-            let last = if attached {
-                with.last()
-            } else {
-                without.last()
+        for k in 0..ARMS.len() {
+            let arm = (round + k) % ARMS.len();
+            let run = match ARMS[arm].interfaces {
+                [] => (wrk(&lab, SECONDS)?, None),
+                interfaces => {
+                    let (load, cost, ..) = attached_run(&lab, sensor, interfaces, false)?;
+                    (load, Some(cost))
+                }
             };
-            let l = last.context("a run")?;
             eprintln!(
                 "bench: round {} {}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms",
                 round + 1,
-                if attached { "with" } else { "without" },
-                l.req_s,
-                l.p50_ms,
-                l.p99_ms
+                ARMS[arm].name,
+                run.0.req_s,
+                run.0.p50_ms,
+                run.0.p99_ms
             );
+            runs[arm].push(run);
         }
     }
-    eprintln!("bench: one more attached run with kernel BPF statistics on");
-    let (stats_load, stats_cost, programs, stages) = attached_run(&lab, sensor, true)?;
+    eprintln!("bench: one more run on both legs with kernel BPF statistics and perf on");
+    let (stats_load, stats_cost, programs, stages) =
+        attached_run(&lab, sensor, ARMS[1].interfaces, true)?;
     drop(lab);
 
-    let med = |runs: &[Load], f: fn(&Load) -> f64| median(runs.iter().map(f).collect());
-    let (a, b) = (
-        Load {
-            req_s: med(&without, |l| l.req_s),
-            p50_ms: med(&without, |l| l.p50_ms),
-            p99_ms: med(&without, |l| l.p99_ms),
-        },
-        Load {
-            req_s: med(&with, |l| l.req_s),
-            p50_ms: med(&with, |l| l.p50_ms),
-            p99_ms: med(&with, |l| l.p99_ms),
-        },
-    );
-    let cpu_pct = median(
-        costs
-            .iter()
-            .map(|c| c.cpu_s * 100.0 / SECONDS as f64)
-            .collect(),
-    );
-    let hwm_mib = costs.iter().map(|c| c.hwm_kib).max().unwrap_or(0) as f64 / 1024.0;
-    let records_s = median(
-        costs
-            .iter()
-            .map(|c| c.submitted as f64 / SECONDS as f64)
-            .collect(),
-    );
-    let drops: u64 = costs.iter().map(|c| c.ring_full).sum();
-    let records_per_req = records_s / b.req_s;
+    let base = &runs[0];
+    // Ratios to the run without the sensor in the same round: the machine's
+    // drift between rounds cancels out.
+    let ratio = |arm: &[(Load, Option<Cost>)], f: fn(&Load) -> f64| {
+        median(
+            arm.iter()
+                .zip(base)
+                .map(|(r, b)| f(&r.0) / f(&b.0))
+                .collect(),
+        )
+    };
+    let mut rows = String::new();
+    let mut verdicts = Vec::new();
+    for (arm, arm_runs) in ARMS.iter().zip(&runs) {
+        let med = |f: fn(&Load) -> f64| median(arm_runs.iter().map(|r| f(&r.0)).collect());
+        let costs: Vec<&Cost> = arm_runs.iter().filter_map(|r| r.1.as_ref()).collect();
+        let (throughput, p50, p99) = (
+            ratio(arm_runs, |l| l.req_s),
+            ratio(arm_runs, |l| l.p50_ms),
+            ratio(arm_runs, |l| l.p99_ms),
+        );
+        let sensor_cols = if costs.is_empty() {
+            " | | | | |".to_string()
+        } else {
+            let drops: u64 = costs.iter().map(|c| c.ring_full).sum();
+            let per_s =
+                |f: fn(&Cost) -> f64| median(costs.iter().map(|c| f(c) / SECONDS as f64).collect());
+            verdicts.push(format!(
+                "{}: throughput {} ({:.1}%), p99 {} ({:+.1}%), drops {} ({drops})",
+                arm.name,
+                verdict(throughput >= 0.95),
+                throughput * 100.0,
+                verdict(p99 <= 1.05),
+                (p99 - 1.0) * 100.0,
+                verdict(drops == 0),
+            ));
+            format!(
+                " {:.1} | {:.0} | {drops} | {:.1} |",
+                per_s(|c| c.cpu_s * 100.0),
+                per_s(|c| c.submitted as f64),
+                costs.iter().map(|c| c.hwm_kib).max().unwrap_or(0) as f64 / 1024.0,
+            )
+        };
+        rows += &format!(
+            "| {} | {:.0} | {:.3} | {:.3} | {:.1}% | {:+.1}% | {:+.1}% |{sensor_cols}\n",
+            arm.name,
+            med(|l| l.req_s),
+            med(|l| l.p50_ms),
+            med(|l| l.p99_ms),
+            throughput * 100.0,
+            (p50 - 1.0) * 100.0,
+            (p99 - 1.0) * 100.0,
+        );
+    }
+    let all_runs = runs
+        .iter()
+        .zip(&ARMS)
+        .map(|(r, arm)| {
+            let rates: Vec<_> = r.iter().map(|(l, _)| format!("{:.0}", l.req_s)).collect();
+            format!("{}: {}", arm.name, rates.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
     let prog_ns = programs.run_ns as f64 / programs.runs.max(1) as f64;
     let prog_pct = programs.run_ns as f64 / 1e9 * 100.0 / SECONDS as f64;
     let user_us = stats_cost.cpu_s * 1e6 / (stats_load.req_s * SECONDS as f64);
-    let runs = |runs: &[Load]| {
-        runs.iter()
-            .map(|l| format!("{:.0}", l.req_s))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
-    let throughput = b.req_s / a.req_s;
-    let p99 = b.p99_ms / a.p99_ms;
+    let stages = stages
+        .iter()
+        .map(|(stage, pct)| format!("| {stage} | {pct:.1}% |"))
+        .collect::<Vec<_>>()
+        .join("\n");
     let section = format!(
         "## Live overhead on the gateway\n\n\
          Method: `cargo xtask bench`. wrk {THREADS} {CONNECTIONS} -d{SECONDS}s `GET /hello` from the \
          lab's client host through the Kong-like nginx gateway to the upstream, as fast as it goes \
-         (the lab's maximum rate). {ROUNDS} runs without and {ROUNDS} with `siem-sensor run` \
-         attached by tc on both legs ({GATEWAY_CLIENT_IF}, {GATEWAY_UPSTREAM_IF}) with detectors \
-         and the :9251 exporter on, alternated in one run (order flipped each round); medians. \
-         Everything shares the machine's cores: wrk, both nginx, the kernel's networking and the \
-         sensor.\n\n\
-         | | requests/s | p50 ms | p99 ms |\n|---|---|---|---|\n\
-         | without sensor | {:.0} | {:.3} | {:.3} |\n\
-         | with sensor | {:.0} | {:.3} | {:.3} |\n\
-         | ratio | **{:.1}%** | {:+.1}% | **{:+.1}%** |\n\n\
-         Targets: throughput at least 95% ({}), p99 at most +5% ({}), zero ring-buffer drops \
-         at the maximum rate ({drops} dropped over all attached runs: {}).\n\n\
-         Sensor: {cpu_pct:.1}% of one core (user + system, median), peak RSS {hwm_mib:.1} MiB \
-         (the 32 MiB ring is mapped, and counted once touched), {records_s:.0} records/s \
-         ({records_per_req:.2} per request: request and response on each leg). Runs (requests/s) \
-         without: {}; with: {}.\n\n\
-         Where the time goes (one more attached run with `kernel.bpf_stats_enabled=1`, \
-         {:.0} requests/s): the tc programs ran {} times at {prog_ns:.0} ns each, \
-         {prog_pct:.1}% of one core, time no process is charged for; the sensor process spent \
-         {user_us:.2} us of CPU per request. Its profile (perf, self time by symbol, grouped \
-         by stage):\n\n| stage | share of the sensor's CPU |\n|---|---|\n{}\n",
-        a.req_s,
-        a.p50_ms,
-        a.p99_ms,
-        b.req_s,
-        b.p50_ms,
-        b.p99_ms,
-        throughput * 100.0,
-        (b.p50_ms / a.p50_ms - 1.0) * 100.0,
-        (p99 - 1.0) * 100.0,
-        verdict(throughput >= 0.95),
-        verdict(p99 <= 1.05),
-        verdict(drops == 0),
-        runs(&without),
-        runs(&with),
+         (the lab's maximum rate). Per round, one run in each configuration, the order rotating \
+         each round, {ROUNDS} rounds in one run: without the sensor; `siem-sensor run` attached by \
+         tc on both legs ({GATEWAY_CLIENT_IF}, {GATEWAY_UPSTREAM_IF}); on the client leg only. \
+         Detectors and the :9251 exporter on. Medians; ratios are medians of each round's ratio \
+         to that round's run without the sensor, so drift between rounds cancels. Everything \
+         shares the machine's two cores: wrk, both nginx, the kernel's networking and the sensor.\n\n\
+         | | requests/s | p50 ms | p99 ms | throughput | p50 | p99 | sensor CPU, % of a core | records/s | ring drops | peak RSS MiB |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n{rows}\n\
+         Targets (throughput at least 95%, p99 at most +5%, no ring-buffer drops at the maximum \
+         rate): {}. Peak RSS includes the 32 MiB ring buffer, mapped and touched. Runs \
+         (requests/s): {all_runs}.\n\n\
+         ### Where the time goes\n\n\
+         One more run on both legs with `kernel.bpf_stats_enabled=1` and perf on the sensor \
+         ({:.0} requests/s). The tc programs ran {} times at **{prog_ns:.0} ns** each: \
+         {prog_pct:.1}% of a core that no process is charged for (softirq and the senders' \
+         system time). The sensor process spent **{user_us:.2} us of CPU per request** (four \
+         records: request and response on each leg). Its profile, self time by symbol grouped \
+         by stage:\n\n| stage | share of the sensor's CPU |\n|---|---|\n{stages}\n",
+        verdicts.join("; "),
         stats_load.req_s,
         programs.runs,
-        stages
-            .iter()
-            .map(|(stage, pct)| format!("| {stage} | {pct:.1}% |"))
-            .collect::<Vec<_>>()
-            .join("\n"),
     );
     write_section(&root.join("BENCHMARKS.md"), "live", &section)?;
     println!("{section}");
     Ok(())
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "**missed**" }
 }
 
 /// wrk against the gateway for `seconds`.
@@ -225,23 +260,20 @@ fn wrk(lab: &Lab, seconds: u64) -> Result<Load> {
     })
 }
 
-/// Starts the sensor on both legs, runs wrk, stops the sensor. With
+/// Starts the sensor on `interfaces`, runs wrk, stops the sensor. With
 /// `stats`, also the time its programs ran during the load
 /// (`kernel.bpf_stats_enabled` on meanwhile; read while still attached,
 /// since a program's statistics go with it).
 fn attached_run(
     lab: &Lab,
     sensor: &Path,
+    interfaces: &[&str],
     stats: bool,
 ) -> Result<(Load, Cost, ProgramTime, Stages)> {
-    let args = [
-        "--iface",
-        GATEWAY_CLIENT_IF,
-        "--iface",
-        GATEWAY_UPSTREAM_IF,
-        "--trusted-proxy",
-        GATEWAY_UPSTREAM_V4,
-    ];
+    let mut args = vec!["--trusted-proxy", GATEWAY_UPSTREAM_V4];
+    for i in interfaces {
+        args.extend(["--iface", i]);
+    }
     let process = SensorProcess::start(lab, sensor, &args, None)?;
     let pid = process.pid();
     thread::sleep(Duration::from_millis(500));
@@ -293,6 +325,7 @@ fn attached_run(
 /// The sensor's pipeline stages, as the symbols of a perf profile name
 /// them: (stage, symbol prefixes or substrings).
 const STAGES: &[(&str, &[&str])] = &[
+    ("kernel (syscalls, interrupts, scheduling)", &["[k]"]),
     (
         "reading the ring buffer, decoding records",
         &["aya::", "sensor::capture"],
@@ -311,8 +344,10 @@ const STAGES: &[(&str, &[&str])] = &[
     ),
     ("detectors", &["sensor::detect"]),
     ("metrics and sinks", &["metrics", "sensor::sink"]),
-    ("memory allocation (mimalloc)", &["mi_", "_mi_"]),
-    ("kernel (syscalls, interrupts, scheduling)", &["[k]"]),
+    (
+        "memory allocation (glibc malloc/free)",
+        &["malloc", "free", "_int_", "unlink_chunk"],
+    ),
 ];
 
 /// Self time of the profiled sensor by stage, percent of its samples, in

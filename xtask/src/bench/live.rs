@@ -136,7 +136,7 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
             ratio(arm_runs, |l| l.p99_ms),
         );
         let sensor_cols = if costs.is_empty() {
-            " | | | | |".to_string()
+            " | | | |".to_string()
         } else {
             let drops: u64 = costs.iter().map(|c| c.ring_full).sum();
             let per_s =

@@ -287,6 +287,7 @@ impl Lab {
             let conf = NGINX_MAIN
                 .replace("@DIR@", &dir.display().to_string())
                 .replace("@SERVER@", server)
+                .replace("@PROXY_HEADERS@", PROXY_HEADERS)
                 .replace("@CONSUMER_MAPS@", &consumer_maps())
                 .replace("@RATE@", &RATE_LIMIT_PER_S.to_string())
                 .replace("@WWW@", &www.display().to_string());
@@ -500,15 +501,7 @@ const GATEWAY_SERVER: &str = r#"
     listen [fd77::1]:8000;
     server_tokens off;
     proxy_http_version 1.1;
-    proxy_set_header Connection "";
-    proxy_set_header Host $host;
-    proxy_set_header X-Real-IP $remote_addr;
-    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-    proxy_set_header X-Forwarded-Proto $scheme;
-    proxy_set_header X-Forwarded-Host $host;
-    proxy_set_header X-Forwarded-Port $server_port;
-    proxy_set_header X-Forwarded-Path $uri;
-    proxy_set_header X-Kong-Request-Id $request_id;
+    @PROXY_HEADERS@
     add_header X-Kong-Request-Id $request_id always;
     add_header Via "1.1 kong/3.9.1" always;
     add_header WWW-Authenticate $kong_www_authenticate always;
@@ -521,15 +514,7 @@ const GATEWAY_SERVER: &str = r#"
       if ($consumer_id = "") { return 401 '{"message":"Unauthorized"}\n'; }
       limit_req zone=consumer burst=@RATE@ nodelay;
       error_page 429 = @rate_limited;
-      proxy_set_header Connection "";
-      proxy_set_header Host $host;
-      proxy_set_header X-Real-IP $remote_addr;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto $scheme;
-      proxy_set_header X-Forwarded-Host $host;
-      proxy_set_header X-Forwarded-Port $server_port;
-      proxy_set_header X-Forwarded-Path $uri;
-      proxy_set_header X-Kong-Request-Id $request_id;
+      @PROXY_HEADERS@
       proxy_set_header X-Consumer-ID $consumer_id;
       proxy_set_header X-Consumer-Username $consumer_username;
       proxy_set_header X-Credential-Identifier $credential_id;
@@ -547,6 +532,18 @@ const GATEWAY_SERVER: &str = r#"
     }
   }
 "#;
+
+/// The headers Kong adds to every upstream request; repeated in each
+/// location that adds its own (nginx does not merge `proxy_set_header`).
+const PROXY_HEADERS: &str = r#"proxy_set_header Connection "";
+    proxy_set_header Host $host;
+    proxy_set_header X-Real-IP $remote_addr;
+    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    proxy_set_header X-Forwarded-Proto $scheme;
+    proxy_set_header X-Forwarded-Host $host;
+    proxy_set_header X-Forwarded-Port $server_port;
+    proxy_set_header X-Forwarded-Path $uri;
+    proxy_set_header X-Kong-Request-Id $request_id;"#;
 
 /// The plaintext upstream service on :8080: `/hello`, `/big` (64 KiB),
 /// `/missing` (404) and a small JSON API (`/orders`, `/users/...`, `/items`).

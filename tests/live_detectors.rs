@@ -11,9 +11,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 use support::{replay_json, require_root, start_sensor, stop_tcpdump, tcpdump};
 use xtask::{
-    lab::{
-        CONSUMERS, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_UPSTREAM_V4, Lab, PROXY_PORT,
-    },
+    lab::{CONSUMERS, Lab, PROXY_PORT},
     scenarios,
 };
 
@@ -32,19 +30,8 @@ fn scenarios_raise_their_alerts_live_and_in_replay() {
     let dir = lab.workdir().display().to_string();
     let pcap = format!("{dir}/scenarios.pcap");
     let dump = tcpdump(&lab, &pcap);
-    let mut args = vec![
-        "--iface",
-        GATEWAY_CLIENT_IF,
-        "--iface",
-        GATEWAY_UPSTREAM_IF,
-        "--alerts",
-        "-",
-        "--transactions",
-        "-",
-        "--trusted-proxy",
-        GATEWAY_UPSTREAM_V4,
-    ];
-    args.extend(scenarios::SENSOR_ARGS);
+    let mut args = scenarios::live_args();
+    args.extend(["--transactions", "-"]);
     let sensor = start_sensor(&lab, &args);
     let all = scenarios::all();
     for s in &all {
@@ -53,12 +40,7 @@ fn scenarios_raise_their_alerts_live_and_in_replay() {
     let live = sensor.stop().unwrap();
     stop_tcpdump(dump);
     let key_file = format!("{dir}/fingerprint.key");
-    let mut args = vec![
-        "--fingerprint-key",
-        &key_file,
-        "--trusted-proxy",
-        GATEWAY_UPSTREAM_V4,
-    ];
+    let mut args = vec!["--fingerprint-key", key_file.as_str()];
     args.extend(scenarios::SENSOR_ARGS);
     let replayed = replay_json(&pcap, &args, "detector");
     lab.teardown();

@@ -14,7 +14,7 @@ use std::{
 use anyhow::{Result, bail};
 use serde_json::Value;
 use xtask::{
-    lab::{EXTRA_CLIENTS, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_UPSTREAM_V4, Lab},
+    lab::{EXTRA_CLIENTS, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, Lab},
     run, run_quiet, scenarios,
     sensor::SensorProcess,
     setup,
@@ -36,17 +36,7 @@ pub fn demo(prefix: &str) -> Result<()> {
         EXTRA_CLIENTS + 1,
         lab.gateway_ns()
     );
-    let mut args = vec![
-        "--iface",
-        GATEWAY_CLIENT_IF,
-        "--iface",
-        GATEWAY_UPSTREAM_IF,
-        "--alerts",
-        "-",
-        "--trusted-proxy",
-        GATEWAY_UPSTREAM_V4,
-    ];
-    args.extend(scenarios::SENSOR_ARGS);
+    let args = scenarios::live_args();
     let fired = Arc::new(Mutex::new(BTreeSet::new()));
     let seen = Arc::clone(&fired);
     let start = Instant::now();

@@ -12,12 +12,33 @@ use std::process::{Command, Stdio};
 use anyhow::{Context as _, Result, bail};
 
 use crate::{
-    lab::{CLIENT_V4, Consumer, Lab},
+    lab::{CLIENT_V4, Consumer, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_UPSTREAM_V4, Lab},
     run_quiet,
 };
 
-/// The sensor flags the scenarios assume (the decoy route).
-pub const SENSOR_ARGS: &[&str] = &["--decoy", "/admin/**"];
+/// The sensor flags the scenarios assume, for `run` and `replay` alike:
+/// Kong's upstream-side address trusted (its `X-Forwarded-For` and consumer
+/// headers), and the decoy route.
+pub const SENSOR_ARGS: &[&str] = &[
+    "--trusted-proxy",
+    GATEWAY_UPSTREAM_V4,
+    "--decoy",
+    "/admin/**",
+];
+
+/// `run` on both of the gateway's legs, alerts on stdout, with [`SENSOR_ARGS`].
+pub fn live_args() -> Vec<&'static str> {
+    let mut args = vec![
+        "--iface",
+        GATEWAY_CLIENT_IF,
+        "--iface",
+        GATEWAY_UPSTREAM_IF,
+        "--alerts",
+        "-",
+    ];
+    args.extend(SENSOR_ARGS);
+    args
+}
 
 /// An alert: detector name and subject (client IP, or principal for
 /// `credential_spread`).

@@ -138,20 +138,9 @@ fn sighup_reloads_the_settings_and_keeps_state() {
     fs::write(&file, &base).unwrap();
     let path = file.display().to_string();
     let sensor = support::start_sensor(&lab, &["--config", &path, "--alerts", "-"]);
-    let pid = sensor.pid().to_string();
     let decoy = |i: u8, path: &str| {
         let source = xtask::lab::Lab::extra_client(i);
         lab.curl_from(&source, &[], path, 1).unwrap();
-    };
-    let hup = || {
-        assert!(
-            Command::new("kill")
-                .args(["-HUP", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(500));
     };
     decoy(0, "/admin/a"); // no decoys yet
     std::thread::sleep(std::time::Duration::from_millis(300)); // captured before the change
@@ -160,11 +149,11 @@ fn sighup_reloads_the_settings_and_keeps_state() {
     let outputs = format!("[outputs]\ntransactions = \"{}\"\n", tx_file.display());
     let decoys = "[detectors]\ndecoys = [\"/admin/**\"]\n";
     fs::write(&file, format!("{base}{outputs}{decoys}")).unwrap();
-    hup();
+    sensor.reload().unwrap();
     decoy(1, "/admin/b");
     let broken = "[detectors]\ndecoys = [\"/admin/**\"\n";
     fs::write(&file, format!("{base}{outputs}{broken}")).unwrap();
-    hup();
+    sensor.reload().unwrap();
     decoy(2, "/admin/c"); // the broken file changed nothing
     let run = sensor.stop().unwrap();
     let transactions = fs::read_to_string(&tx_file).unwrap();

@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::{collections::BTreeSet, process::Command, time::Duration};
+use std::{collections::BTreeSet, time::Duration};
 
 use support::{require_root, start_sensor};
 use xtask::{
@@ -68,15 +68,7 @@ fn rsyslog_gets_every_alert_even_across_a_restart() {
     rsyslog.stop().unwrap();
     // Log rotation: move the transactions file away, SIGHUP, go on.
     std::fs::rename(&transactions, &rotated).unwrap();
-    let pid = sensor.pid().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    std::thread::sleep(Duration::from_millis(500));
+    sensor.reload().unwrap();
     for i in 3..5 {
         decoy(&lab, i);
     }

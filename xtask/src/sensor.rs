@@ -134,6 +134,17 @@ impl SensorProcess {
         self.child.id()
     }
 
+    /// Sends SIGHUP (reload the config, reopen output files) and gives the
+    /// sensor half a second to apply it.
+    ///
+    /// # Errors
+    /// `kill` failed.
+    pub fn reload(&self) -> Result<()> {
+        crate::run(Command::new("kill").args(["-HUP", &self.child.id().to_string()]))?;
+        thread::sleep(Duration::from_millis(500));
+        Ok(())
+    }
+
     /// Sends SIGTERM, waits for the exit (which must be clean) and parses stdout.
     ///
     /// # Errors

@@ -56,6 +56,7 @@ struct Cost {
 type Stages = Vec<(&'static str, f64)>;
 
 /// Kernel programs' time per run (`kernel.bpf_stats_enabled`).
+#[derive(Default)]
 struct ProgramTime {
     run_ns: u64,
     runs: u64,
@@ -290,11 +291,19 @@ fn attached_run(
                 .spawn()
         })
         .transpose()?;
-    let programs_before = program_time()?;
+    let programs_before = if stats {
+        program_time()?
+    } else {
+        ProgramTime::default()
+    };
     let before = cpu_s(pid)?;
     let load = wrk(lab, SECONDS)?;
     let cpu = cpu_s(pid)? - before;
-    let programs = program_time()?;
+    let programs = if stats {
+        program_time()?
+    } else {
+        ProgramTime::default()
+    };
     let stages = match perf {
         Some(mut perf) => {
             perf.wait()?;
@@ -410,8 +419,7 @@ impl Drop for BpfStats {
     }
 }
 
-/// Summed run time and count of the loaded `tc_*` programs (zero while
-/// statistics are off).
+/// Summed run time and count of the loaded `tc_*` programs.
 fn program_time() -> Result<ProgramTime> {
     let out = run_quiet(Command::new("bpftool").args(["prog", "show", "--json"]))?;
     let progs: Vec<Value> = serde_json::from_slice(&out.stdout)?;

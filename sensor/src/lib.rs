@@ -6,7 +6,10 @@
 //! runs on the segments' own timestamps.
 
 pub mod capture;
+pub mod choice;
+pub mod collect;
 pub mod detect;
+pub mod exporter;
 pub mod flow;
 pub mod http;
 pub mod identity;

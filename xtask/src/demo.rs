@@ -12,13 +12,13 @@ use std::{
 };
 
 use anyhow::{Result, bail};
-use serde_json::Value;
-use xtask::{
-    lab::{EXTRA_CLIENTS, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, Lab},
-    run, run_quiet, scenarios,
+use lab::{
+    EXTRA_CLIENTS, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, Lab, run, run_quiet, scenarios,
     sensor::SensorProcess,
-    setup,
 };
+use serde_json::Value;
+
+use crate::setup;
 
 /// The per-IP window and the grace after it before it closes (the
 /// sensor's defaults).

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use anyhow::Result;
 
-use crate::{run, run_quiet};
+use lab::{run, run_quiet};
 
 /// Debian packages: LLVM 22 for bpf-linker; the lab's servers and clients;
 /// tcpdump for captures the tests replay; Prometheus (and promtool) and

@@ -1,4 +1,4 @@
-//! Fuzzes HTTP/1.1 message framing (`sensor::http::message::Half`) on one
+//! Fuzzes HTTP/1.1 message framing (`sensor::http::message::Framer`) on one
 //! direction's byte stream, cut into chunks with bytes of unknown content.
 //!
 //! Run it from `sensor/` with the nightly toolchain. New inputs go to

@@ -7,7 +7,7 @@
 //! cargo test --manifest-path sensor/fuzz/Cargo.toml -- --ignored write_seeds
 //! ```
 
-use std::{cell::Cell, io, net::SocketAddr, rc::Rc};
+use std::{io, net::SocketAddr};
 
 use arbitrary::{Arbitrary, Unstructured};
 use sensor::{
@@ -15,12 +15,12 @@ use sensor::{
     detect::{DetectConfig, Detectors},
     flow::{Chunk, FlowLimits},
     http::{
-        Body, FramingError, HeadLimits, HttpLimits, Kind,
-        message::{Half, Messages},
+        Body, FramingError, FramingHeaders, HeadLimits, HttpLimits, MessageKind,
+        message::{Framer, MessageHandler},
     },
     identity::{FingerprintKey, IdentityConfig, Resolver},
-    pipeline::{Output, Pipeline, Sinks},
-    sink::{JsonLines, SegmentLog},
+    pipeline::Pipeline,
+    sink::{JsonLines, Records, SegmentLog, Sinks},
 };
 use sensor_ebpf::tcp_flags::{ACK, FIN, PSH, SYN};
 
@@ -119,21 +119,13 @@ pub fn run_pipeline(input: &Input) -> u64 {
             max_pending_requests: 2,
         };
     }
-    let sinks = Sinks {
-        segments: Some(SegmentLog::new(Box::new(io::sink()))),
-        transactions: Some(JsonLines::new("transactions", Box::new(io::sink()))),
-        alerts: Some(JsonLines::new("alerts", Box::new(io::sink()))),
-        ..Sinks::default()
-    };
+    let sinks = Sinks::new(vec![
+        Box::new(SegmentLog::new(Box::new(io::sink()))),
+        Box::new(JsonLines::new(Records::Transactions, "transactions", Box::new(io::sink()))),
+        Box::new(JsonLines::new(Records::Alerts, "alerts", Box::new(io::sink()))),
+    ]);
     let detectors = Detectors::new(DetectConfig::default()).ok();
     let mut pipeline = Pipeline::new(resolver, flow, http, detectors, sinks);
-    let seen = Rc::new(Cell::new(0u64));
-    let count = seen.clone();
-    pipeline.observe(move |o| {
-        if let Output::Transaction(_) = o {
-            count.set(count.get() + 1);
-        }
-    });
     let mut time_ns = TIME_BASE_NS;
     for s in &input.segments {
         let [client, server] = endpoints(s.conn);
@@ -158,8 +150,8 @@ pub fn run_pipeline(input: &Input) -> u64 {
     pipeline.finish();
     let c = pipeline.counters();
     assert_eq!((c.flows.active, c.flows.buffered_bytes), (0, 0));
-    assert_eq!(c.http.transactions, seen.get());
-    seen.get()
+    assert_eq!(c.http.transactions, c.detect.transactions);
+    c.http.transactions
 }
 
 impl Input {
@@ -323,9 +315,9 @@ pub fn run_http_message(data: &[u8]) -> usize {
         return 0;
     };
     let kind = if first & 1 == 0 {
-        Kind::Request
+        MessageKind::Request
     } else {
-        Kind::Response
+        MessageKind::Response
     };
     let limits = HeadLimits {
         max_head_bytes: HEAD_LIMITS[usize::from(first >> 1) & 3],
@@ -343,7 +335,7 @@ pub fn run_http_message(data: &[u8]) -> usize {
         framed_bytes: 0,
         skipped: 0,
     };
-    let mut half = Half::default();
+    let mut framer = Framer::default();
     let mut fed = 0u64;
     // Every spec is used at least once; then specs are reused until the
     // stream is fed, with a bound for specs that feed no bytes.
@@ -362,10 +354,10 @@ pub fn run_http_message(data: &[u8]) -> usize {
             unknown,
         };
         fed += data.len() as u64 + unknown;
-        half.chunk(kind, chunk, limits, &mut m);
+        framer.chunk(kind, chunk, limits, &mut m);
         assert!(m.framed_bytes + m.skipped <= fed, "{m:?} fed {fed}");
     }
-    half.close(kind, limits, &mut m);
+    framer.close(kind, limits, &mut m);
     assert!(m.framed_bytes + m.skipped <= fed, "{m:?} fed {fed}");
     m.framed
 }
@@ -380,7 +372,7 @@ fn unknown_bytes(b: u8) -> u64 {
     }
 }
 
-/// A [`Messages`] handler that picks body framings from the input and
+/// A [`MessageHandler`] that picks body framings from the input and
 /// counts what the half reports.
 #[derive(Debug)]
 struct Recorder<'a> {
@@ -412,37 +404,17 @@ impl Recorder<'_> {
     }
 }
 
-/// The framing a server would read off the headers (simplified RFC 9112
-/// section 6.3).
+/// The framing the sensor reads off the headers (`FramingHeaders`, the
+/// same rules the analyzer applies).
 fn from_headers(headers: &[httparse::Header<'_>], response: Option<u16>) -> Body {
-    if matches!(response, Some(100..=199 | 204 | 304)) {
-        return Body::None;
-    }
-    for h in headers {
-        if h.name.eq_ignore_ascii_case("transfer-encoding")
-            && h.value
-                .windows(7)
-                .any(|w| w.eq_ignore_ascii_case(b"chunked"))
-        {
-            return Body::Chunked;
-        }
-    }
-    for h in headers {
-        if h.name.eq_ignore_ascii_case("content-length") {
-            let len = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse().ok());
-            return len.map_or(Body::None, Body::Length);
-        }
-    }
-    if response.is_some() {
-        Body::UntilClose
-    } else {
-        Body::None
+    let framing = FramingHeaders::scan(headers);
+    match response {
+        Some(status) => framing.response_body(status, "").0,
+        None => framing.request_body().0,
     }
 }
 
-impl Messages for Recorder<'_> {
+impl MessageHandler for Recorder<'_> {
     fn request(&mut self, head: &httparse::Request<'_, '_>, _: u64, _: bool) -> Body {
         self.body(head.headers, None)
     }

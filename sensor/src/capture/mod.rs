@@ -1,22 +1,16 @@
-//! Capture: where segments come from.
+//! Capture: the sources segments come from.
 //!
-//! [`live`] loads the kernel programs from `sensor-ebpf`, attaches them and
-//! reads their ring buffer; [`record`] decodes one ring-buffer record into a
-//! [`Segment`], the unit every later stage consumes.
+//! Each source hands [`Segment`]s, the unit every later stage consumes, to
+//! a callback and keeps its own counters: [`live`] loads the kernel programs
+//! of `sensor-ebpf`, attaches them and drains their ring buffer; [`file`]
+//! reads pcap and pcapng files. Neither knows what consumes the segments.
 
-mod attach;
-mod clock;
 pub mod file;
-mod link;
 pub mod live;
-mod preflight;
-pub mod record;
 
 use std::net::SocketAddr;
 
-pub use attach::{AttachPlan, Hook, TcAttach, XdpMode};
-pub use clock::Clock;
-pub use preflight::PreflightError;
+pub use live::Hook;
 
 /// Traffic direction relative to the interface the segment was seen on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

@@ -1,22 +1,28 @@
 //! The `siem-sensor` subcommands and the flags they share.
 
 pub mod config;
+mod daemon;
 mod detect;
 pub mod replay;
 pub mod run;
 mod syslog;
 
-use std::path::PathBuf;
+use std::{ffi::OsStr, io, marker::PhantomData, path::PathBuf};
 
 use anyhow::{Context as _, Result};
-use clap::Args;
+use clap::{
+    Arg, Args, Command,
+    builder::{PossibleValue, TypedValueParser},
+    error::{Error, ErrorKind},
+};
 use ipnet::IpNet;
 use sensor::{
+    choice::Choice,
     flow::FlowLimits,
     http::HttpLimits,
     identity::{FingerprintKey, IdentityConfig, Resolver},
-    pipeline::{Pipeline, Sinks},
-    sink::{JsonLines, SegmentLog, metrics::TransactionMetrics},
+    pipeline::Pipeline,
+    sink::{AlertLog, JsonLines, Records, SegmentLog, Sink, Sinks, metrics::TransactionMetrics},
 };
 
 /// Flags of the pipeline after the source, the same for `run` and `replay`.
@@ -63,16 +69,44 @@ fn parse_net(s: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("`{s}` is not an IP address or CIDR"))
 }
 
+/// A clap value parser for a [`Choice`] enum: its names, listed in help.
+#[derive(Clone)]
+pub struct ChoiceParser<T>(PhantomData<T>);
+
+impl<T> ChoiceParser<T> {
+    /// The parser.
+    pub fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<T: Choice + Clone + Send + Sync> TypedValueParser for ChoiceParser<T> {
+    type Value = T;
+
+    fn parse_ref(&self, cmd: &Command, _: Option<&Arg>, value: &OsStr) -> Result<T, Error> {
+        let text = value.to_str().unwrap_or_default();
+        T::parse(text).map_err(|e| Error::raw(ErrorKind::InvalidValue, e).with_cmd(cmd))
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(
+            T::CHOICES.iter().map(|(n, _)| PossibleValue::new(*n)),
+        ))
+    }
+}
+
 /// Which command builds the pipeline, and the outputs only it has.
+#[derive(Clone, Copy)]
 pub enum Mode {
-    /// `run`: the segment log if asked, alerts also logged, metrics if served.
+    /// `run`: alerts also logged; the segment log and per-transaction
+    /// metrics if asked.
     Live {
-        /// `--debug-segments`.
-        segments: Option<SegmentLog>,
+        /// `--debug-segments`: every segment to stdout.
+        debug_segments: bool,
         /// Whether `/metrics` is served.
         metrics: bool,
     },
-    /// `replay`: with `json`, alerts as JSON lines on stdout.
+    /// `replay`: with `json`, alerts as JSON lines on stdout; else as text.
     Replay {
         /// `--json`.
         json: bool,
@@ -80,33 +114,51 @@ pub enum Mode {
 }
 
 impl PipelineArgs {
-    /// The outputs for `mode`: files opened (appending), syslog senders
-    /// started.
+    /// The sinks for `mode`: files opened (appending), syslog senders
+    /// started. This is where every sink is assembled.
     ///
     /// # Errors
     /// An output file cannot be opened; a syslog sender cannot start.
-    pub fn sinks(&self, mode: Mode) -> Result<Sinks> {
-        let open = |name, path: &Option<PathBuf>| -> Result<Option<JsonLines>> {
-            path.as_deref()
-                .map(|p| {
-                    JsonLines::create(name, p)
-                        .with_context(|| format!("cannot create {}", p.display()))
-                })
-                .transpose()
+    pub fn sinks(&self, mode: Mode) -> Result<Vec<Box<dyn Sink>>> {
+        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+        let mut open = |records, name, path: &Option<PathBuf>| -> Result<()> {
+            if let Some(p) = path {
+                let lines = JsonLines::create(records, name, p)
+                    .with_context(|| format!("cannot create {}", p.display()))?;
+                sinks.push(Box::new(lines));
+            }
+            Ok(())
         };
-        let (segments, metrics, log_alerts, alerts) = match mode {
-            Mode::Live { segments, metrics } => (segments, metrics, true, self.alerts.clone()),
-            Mode::Replay { json: true } => (None, false, false, Some(PathBuf::from("-"))),
-            Mode::Replay { json: false } => (None, false, false, self.alerts.clone()),
+        let alerts = match mode {
+            Mode::Replay { json: true } => Some(PathBuf::from("-")),
+            _ => self.alerts.clone(),
         };
-        Ok(Sinks {
-            segments,
-            transactions: open("transactions", &self.transactions)?,
-            alerts: open("alerts", &alerts)?,
-            log_alerts,
-            metrics: metrics.then(TransactionMetrics::default),
-            syslog: self.syslog.sink()?,
-        })
+        open(Records::Transactions, "transactions", &self.transactions)?;
+        open(Records::Alerts, "alerts", &alerts)?;
+        match mode {
+            Mode::Live {
+                debug_segments,
+                metrics,
+            } => {
+                if debug_segments {
+                    // Stdout is line-buffered and shared, so segment and
+                    // transaction lines never interleave mid-line.
+                    sinks.push(Box::new(SegmentLog::new(Box::new(io::stdout()))));
+                }
+                if metrics {
+                    sinks.push(Box::new(TransactionMetrics::default()));
+                }
+                sinks.push(Box::new(AlertLog::Tracing));
+            }
+            Mode::Replay { json: false } => {
+                sinks.push(Box::new(AlertLog::Stream(Some(Box::new(io::stdout())))));
+            }
+            Mode::Replay { json: true } => {}
+        }
+        if let Some(syslog) = self.syslog.sink()? {
+            sinks.push(Box::new(syslog));
+        }
+        Ok(sinks)
     }
 
     /// The detector settings (none with `--no-detectors`).
@@ -137,7 +189,7 @@ impl PipelineArgs {
             max_flows: self.max_flows,
             ..FlowLimits::default()
         };
-        let sinks = self.sinks(mode)?;
+        let sinks = Sinks::new(self.sinks(mode)?);
         let resolver = Resolver::new(config, key);
         Ok(Pipeline::new(
             resolver,

@@ -7,10 +7,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use sensor::{
-    capture::file::{FileCounters, read_file},
-    pipeline::Output,
-};
+use sensor::capture::file::{FileCounters, read_file};
 use serde::Serialize;
 
 use super::{Mode, PipelineArgs};
@@ -34,10 +31,6 @@ struct FileSummary<'a> {
     counters: FileCounters,
 }
 
-fn time_of(ns: u64) -> std::time::SystemTime {
-    std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns)
-}
-
 /// Replays the files, printing alerts as they fire (text, or JSON lines with
 /// `--json`), then a `replay_summary` JSON line, all to stdout.
 ///
@@ -45,16 +38,6 @@ fn time_of(ns: u64) -> std::time::SystemTime {
 /// A file that cannot be opened or is not a capture; pipeline setup.
 pub fn replay(args: &ReplayArgs) -> Result<()> {
     let mut pipeline = args.pipeline.pipeline(Mode::Replay { json: args.json })?;
-    if !args.json {
-        pipeline.observe(|o| {
-            if let Output::Alert(alert) = o {
-                println!(
-                    "alert: {} {alert}",
-                    humantime::format_rfc3339_nanos(time_of(alert.time_ns))
-                );
-            }
-        });
-    }
     let progress = io::stderr().is_terminal();
     let mut files = Vec::new();
     for path in &args.files {

@@ -1,23 +1,22 @@
 //! `siem-sensor run`: live capture with eBPF.
 
-use std::{io, net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use ipnet::IpNet;
 use sensor::{
-    capture::{
-        AttachPlan, Hook, TcAttach, XdpMode,
-        live::{LiveCapture, LiveOptions, Ports},
-    },
+    capture::live::{AttachPlan, Hook, LiveCapture, LiveOptions, Ports, TcAttach, XdpMode},
+    exporter,
     pipeline::Pipeline,
-    sink::{self, SegmentLog},
 };
 use sensor_ebpf::{DEFAULT_CAPTURE_LEN, MAX_CAPTURE_LEN};
-use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
-use super::{Mode, PipelineArgs};
+use super::{
+    ChoiceParser, Mode, PipelineArgs,
+    daemon::{Daemon, shutdown_signal},
+};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -25,13 +24,15 @@ pub struct RunArgs {
     #[arg(long = "iface", required = true, value_name = "IF")]
     interfaces: Vec<String>,
     /// Kernel hook: tc sees both directions, xdp only ingress.
-    #[arg(long, value_enum, default_value_t = Hook::Tc)]
+    #[arg(long, default_value = "tc", value_parser = ChoiceParser::<Hook>::new())]
     hook: Hook,
-    /// How to attach tc programs.
-    #[arg(long, value_enum, default_value_t = TcAttach::Auto)]
+    /// How to attach tc programs: TCX, falling back to a netlink clsact
+    /// filter (auto), or only one of them.
+    #[arg(long, default_value = "auto", value_parser = ChoiceParser::<TcAttach>::new())]
     tc_attach: TcAttach,
-    /// How to attach the XDP program.
-    #[arg(long, value_enum, default_value_t = XdpMode::Auto)]
+    /// How to attach the XDP program: native, falling back to generic
+    /// (auto), or only one of them.
+    #[arg(long, default_value = "auto", value_parser = ChoiceParser::<XdpMode>::new())]
     xdp_mode: XdpMode,
     /// TCP ports to capture, comma-separated (Kong proxy 8000; upstreams 80, 8080).
     #[arg(
@@ -112,22 +113,17 @@ pub async fn run(args: RunArgs) -> Result<()> {
         },
         capture_len: args.capture_len,
         ring_bytes: args.ring_size_mib * 1024 * 1024,
-        stats_interval: (args.stats_interval > 0).then(|| Duration::from_secs(args.stats_interval)),
     };
-    // Stdout is line-buffered and shared, so segment and transaction lines
-    // never interleave mid-line.
-    let segment_log = args
-        .debug_segments
-        .then(|| SegmentLog::new(Box::new(io::stdout())));
     let metrics = !args.no_metrics;
     if metrics {
-        sink::metrics::install(args.listen, &args.metrics_allow)
+        exporter::install(args.listen, &args.metrics_allow)
             .with_context(|| format!("cannot serve metrics on {}", args.listen))?;
     }
-    let mut pipeline = args.pipeline.pipeline(Mode::Live {
-        segments: segment_log,
+    let mode = Mode::Live {
+        debug_segments: args.debug_segments,
         metrics,
-    })?;
+    };
+    let mut pipeline = args.pipeline.pipeline(mode)?;
     let capture = LiveCapture::start(&options)?;
     info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -141,26 +137,32 @@ pub async fn run(args: RunArgs) -> Result<()> {
     if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
         warn!(error = %e, "cannot notify systemd");
     }
-    let summary = capture
-        .run(&mut pipeline, shutdown_signal()?, |p| reload(p, metrics))
+    let daemon = Daemon {
+        stats_interval: (args.stats_interval > 0).then(|| Duration::from_secs(args.stats_interval)),
+        metrics,
+    };
+    let capture = daemon
+        .run(capture, &mut pipeline, shutdown_signal()?, |p| {
+            reload(p, mode)
+        })
         .await?;
     pipeline.finish();
     let counters = pipeline.counters();
     let line = serde_json::json!({
         "event": "capture_summary",
-        "kernel": summary.kernel,
-        "reader": summary.reader,
+        "kernel": capture.kernel,
+        "reader": capture.reader,
         "segments": counters.flows.segments,
         "flows": counters.flows,
         "http": counters.http,
         "detect": counters.detect,
-        "syslog": counters.syslog,
+        "sinks": counters.sinks,
         "gauges": pipeline.snapshot(),
-        "balanced": summary.balanced(),
+        "balanced": capture.balanced(),
     });
     println!("{line}");
     info!(summary = %line, "capture stopped, programs detached");
-    if !summary.balanced() {
+    if !capture.balanced() {
         bail!("capture counters do not balance: {line}");
     }
     Ok(())
@@ -170,16 +172,13 @@ pub async fn run(args: RunArgs) -> Result<()> {
 /// command line as they are now, keeping the detectors' state (output files
 /// are opened anew, so log rotation works too); a bad file keeps the old
 /// settings, reopens the old files and says why.
-fn reload(pipeline: &mut Pipeline, metrics: bool) {
+fn reload(pipeline: &mut Pipeline, mode: Mode) {
     let parsed = super::config::parse::<crate::Cli>(std::env::args_os().collect(), false);
     let applied = parsed.and_then(|(cli, _)| match cli.command {
         crate::Command::Run(args) => {
-            let sinks = args.pipeline.sinks(Mode::Live {
-                segments: None,
-                metrics,
-            })?;
+            let sinks = args.pipeline.sinks(mode)?;
             pipeline.reconfigure(args.pipeline.detect_config())?;
-            pipeline.set_outputs(sinks);
+            pipeline.set_sinks(sinks);
             Ok(())
         }
         _ => Ok(()),
@@ -191,16 +190,4 @@ fn reload(pipeline: &mut Pipeline, metrics: bool) {
             warn!(error = %format!("{e:#}"), "SIGHUP: settings not reloaded, the old ones stay");
         }
     }
-}
-
-/// Completes on the first SIGINT or SIGTERM.
-fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => info!("SIGINT received"),
-            _ = terminate.recv() => info!("SIGTERM received"),
-        }
-    })
 }

@@ -6,6 +6,8 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 use sensor::sink::syslog::{Body, Header, Syslog, SyslogConfig, Target, parse_facility};
 
+use super::ChoiceParser;
+
 /// Alerts to syslog.
 #[derive(Args)]
 #[command(next_help_heading = "Syslog")]
@@ -16,10 +18,10 @@ pub struct SyslogArgs {
     #[arg(long = "syslog", value_name = "TARGET")]
     targets: Vec<Target>,
     /// Record header.
-    #[arg(long, value_enum, default_value_t = Header::Rfc5424)]
+    #[arg(long, default_value = "rfc5424", value_parser = ChoiceParser::<Header>::new())]
     syslog_format: Header,
     /// Message body.
-    #[arg(long, value_enum, default_value_t = Body::Kv)]
+    #[arg(long, default_value = "kv", value_parser = ChoiceParser::<Body>::new())]
     syslog_body: Body,
     /// Facility (syslog(3) name).
     #[arg(long, default_value = "auth", value_parser = parse_facility)]

@@ -23,6 +23,38 @@ pub enum Detector {
     Honeypot,
 }
 
+impl Detector {
+    /// Every detector, in table order.
+    pub const ALL: [Detector; 5] = [
+        Self::RequestFlood,
+        Self::ErrorRate,
+        Self::CredentialSpread,
+        Self::SuccessThenFailure,
+        Self::Honeypot,
+    ];
+
+    /// The name in outputs and metrics labels: `request_flood`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RequestFlood => "request_flood",
+            Self::ErrorRate => "error_rate",
+            Self::CredentialSpread => "credential_spread",
+            Self::SuccessThenFailure => "success_then_failure",
+            Self::Honeypot => "honeypot",
+        }
+    }
+
+    /// How urgent its alerts are: a flood or an error burst is likely
+    /// abuse (medium); a shared credential, recon then attack, or a decoy
+    /// hit is almost certainly hostile (high).
+    pub fn severity(self) -> Severity {
+        match self {
+            Self::RequestFlood | Self::ErrorRate => Severity::Medium,
+            Self::CredentialSpread | Self::SuccessThenFailure | Self::Honeypot => Severity::High,
+        }
+    }
+}
+
 /// How urgent an alert is; mapped to syslog severities by the exporters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -33,6 +65,17 @@ pub enum Severity {
     Medium,
     /// Almost certainly hostile (decoys, credential theft).
     High,
+}
+
+impl Severity {
+    /// The name in outputs: `low`, `medium`, `high`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+        }
+    }
 }
 
 /// What an alert is about: one client IP or one credential.
@@ -131,14 +174,7 @@ impl std::fmt::Display for Alert {
     /// One line: `DETECTOR SEVERITY SUBJECT name=count ... [suppressed=N]`,
     /// e.g. `request_flood medium client_ip=10.0.0.1 budget=600 requests=601`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = serde_json::to_value(self.detector).unwrap_or_default();
-        let severity = serde_json::to_value(self.severity).unwrap_or_default();
-        write!(
-            f,
-            "{} {}",
-            name.as_str().unwrap_or_default(),
-            severity.as_str().unwrap_or_default()
-        )?;
+        write!(f, "{} {}", self.detector.as_str(), self.severity.as_str())?;
         if let Some(ip) = self.client_ip {
             write!(f, " client_ip={ip}")?;
         }
@@ -163,6 +199,38 @@ impl std::fmt::Display for Alert {
 }
 
 impl Alert {
+    /// An alert of `detector` about `subject`, raised at `time_ns` with the
+    /// `counts` over `window` that crossed its threshold and the requests
+    /// behind it; severity from [`Detector::severity`]. A credential
+    /// alert's principal and IPs, or a decoy hit's principal, are set by
+    /// the caller.
+    pub fn new(
+        detector: Detector,
+        subject: Subject,
+        time_ns: u64,
+        window: Window,
+        counts: BTreeMap<&'static str, u64>,
+        evidence: Vec<Evidence>,
+    ) -> Self {
+        let (client_ip, credential) = match subject {
+            Subject::Ip(ip) => (Some(ip), None),
+            Subject::Credential(fp) => (None, Some(fp)),
+        };
+        Self {
+            time_ns,
+            detector,
+            severity: detector.severity(),
+            client_ip,
+            credential,
+            principal: None,
+            ips: Vec::new(),
+            window,
+            counts,
+            evidence,
+            suppressed: 0,
+        }
+    }
+
     /// The alert's subject.
     pub fn subject(&self) -> Option<Subject> {
         match (self.client_ip, self.credential) {

@@ -8,7 +8,7 @@
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
-use super::alert::{Alert, Detector, Evidence, Severity, Window};
+use super::alert::{Alert, Detector, Evidence, Subject, Window};
 use crate::http::Transaction;
 
 /// A decoy that cannot be compiled.
@@ -70,21 +70,23 @@ impl Honeypot {
                 Some(want) => host.is_some_and(|h| h.eq_ignore_ascii_case(want)),
             });
         if hit {
+            let window = Window {
+                start: tx.time_ns,
+                end: tx.time_ns,
+            };
+            let evidence = vec![Evidence::from(tx)];
+            let subject = Subject::Ip(tx.client_ip);
+            let counts = [("requests", 1)].into();
             out.push(Alert {
-                time_ns: tx.time_ns,
-                detector: Detector::Honeypot,
-                severity: Severity::High,
-                client_ip: Some(tx.client_ip),
-                credential: None,
                 principal: tx.principal.clone(),
-                ips: Vec::new(),
-                window: Window {
-                    start: tx.time_ns,
-                    end: tx.time_ns,
-                },
-                counts: [("requests", 1)].into(),
-                evidence: vec![Evidence::from(tx)],
-                suppressed: 0,
+                ..Alert::new(
+                    Detector::Honeypot,
+                    subject,
+                    tx.time_ns,
+                    window,
+                    counts,
+                    evidence,
+                )
             });
         }
     }

@@ -31,7 +31,7 @@ mod tests;
 
 use serde::Serialize;
 
-pub use alert::{Alert, Detector, Evidence, Severity};
+pub use alert::{Alert, Detector, Evidence, Severity, Subject};
 pub use honeypot::DecoyError;
 pub use per_ip::{ErrorConfig, FloodConfig, WindowGauges};
 pub use sequence::SequenceConfig;

@@ -17,7 +17,7 @@ use std::{
 use serde::Serialize;
 
 use super::{
-    alert::{Alert, Detector, Evidence, MAX_EVIDENCE, Severity, Window},
+    alert::{Alert, Detector, Evidence, MAX_EVIDENCE, Subject, Window},
     bounded::BoundedMap,
 };
 use crate::http::Transaction;
@@ -222,19 +222,11 @@ impl PerIp {
             raised.push((Detector::ErrorRate, counts));
         }
         for (detector, counts) in raised {
-            out.push(Alert {
-                time_ns: tx.time_ns,
-                detector,
-                severity: Severity::Medium,
-                client_ip: Some(tx.client_ip),
-                credential: None,
-                principal: None,
-                ips: Vec::new(),
-                window,
-                counts,
-                evidence: ip.recent.iter().cloned().collect(),
-                suppressed: 0,
-            });
+            let evidence = ip.recent.iter().cloned().collect();
+            let subject = Subject::Ip(tx.client_ip);
+            out.push(Alert::new(
+                detector, subject, tx.time_ns, window, counts, evidence,
+            ));
         }
     }
 

@@ -14,7 +14,7 @@
 use std::{collections::VecDeque, net::IpAddr};
 
 use super::{
-    alert::{Alert, Detector, Evidence, Severity, Window},
+    alert::{Alert, Detector, Evidence, Subject, Window},
     bounded::BoundedMap,
 };
 use crate::http::Transaction;
@@ -126,27 +126,24 @@ impl Sequence {
         if !fired {
             return;
         }
-        out.push(Alert {
-            time_ns: now,
-            detector: Detector::SuccessThenFailure,
-            severity: Severity::High,
-            client_ip: Some(tx.client_ip),
-            credential: None,
-            principal: None,
-            ips: Vec::new(),
-            window: Window {
-                start: spike.start_ns.saturating_sub(c.success_window_ns),
-                end: now,
-            },
-            counts: [
-                ("successes", spike.successes),
-                ("failures", spike.failures),
-                ("requests", spike.requests),
-            ]
-            .into(),
-            evidence: vec![Evidence::from(tx)],
-            suppressed: 0,
-        });
+        let window = Window {
+            start: spike.start_ns.saturating_sub(c.success_window_ns),
+            end: now,
+        };
+        let counts = [
+            ("successes", spike.successes),
+            ("failures", spike.failures),
+            ("requests", spike.requests),
+        ]
+        .into();
+        out.push(Alert::new(
+            Detector::SuccessThenFailure,
+            Subject::Ip(tx.client_ip),
+            now,
+            window,
+            counts,
+            vec![Evidence::from(tx)],
+        ));
         ip.spike = None;
         ip.successes.clear();
     }

@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use super::{
-    alert::{Alert, Detector, Evidence, Severity, Window},
+    alert::{Alert, Detector, Evidence, Subject, Window},
     bounded::BoundedMap,
 };
 use crate::{http::Transaction, identity::Fingerprint};
@@ -137,21 +137,24 @@ impl Spread {
         }
         let mut ips: Vec<IpAddr> = cred.ips.iter().map(|(ip, _)| *ip).collect();
         ips.sort();
+        let window = Window {
+            start: horizon,
+            end: cred.last_ns,
+        };
+        let counts = [("ip_count", ips.len() as u64)].into();
+        let evidence = vec![Evidence::from(tx)];
+        let subject = Subject::Credential(fp);
         out.push(Alert {
-            time_ns: tx.time_ns,
-            detector: Detector::CredentialSpread,
-            severity: Severity::High,
-            client_ip: None,
-            credential: Some(fp),
             principal: cred.principal.clone(),
-            counts: [("ip_count", ips.len() as u64)].into(),
             ips,
-            window: Window {
-                start: horizon,
-                end: cred.last_ns,
-            },
-            evidence: vec![Evidence::from(tx)],
-            suppressed: 0,
+            ..Alert::new(
+                Detector::CredentialSpread,
+                subject,
+                tx.time_ns,
+                window,
+                counts,
+                evidence,
+            )
         });
     }
 }

@@ -85,13 +85,81 @@ pub struct FlowCounters {
     pub buffered_bytes: u64,
 }
 
+/// One of a flow's two endpoints, in the order of the flow's key (the
+/// lower socket address first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `endpoints[0]`.
+    First,
+    /// `endpoints[1]`.
+    Second,
+}
+
+impl Endpoint {
+    /// The other end.
+    pub fn peer(self) -> Self {
+        match self {
+            Self::First => Self::Second,
+            Self::Second => Self::First,
+        }
+    }
+
+    /// 0 or 1, to index per-endpoint arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Which way bytes travel, once the client is known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Client to server: requests.
+    ToServer,
+    /// Server to client: responses.
+    ToClient,
+}
+
+impl Direction {
+    /// The other way.
+    pub fn reverse(self) -> Self {
+        match self {
+            Self::ToServer => Self::ToClient,
+            Self::ToClient => Self::ToServer,
+        }
+    }
+
+    /// 0 (to server) or 1 (to client), to index per-direction arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// What a flow knows about its endpoints.
 #[derive(Clone, Copy, Debug)]
 pub struct FlowInfo {
-    /// The two endpoints; side `i` sends from `endpoints[i]`.
+    /// The two endpoints, in key order.
     pub endpoints: [SocketAddr; 2],
-    /// Which side is the client, once known.
-    pub client: Option<usize>,
+    /// Which endpoint is the client, once known.
+    pub client: Option<Endpoint>,
+}
+
+impl FlowInfo {
+    /// The direction of bytes sent by `from`, once the client is known.
+    pub fn direction(&self, from: Endpoint) -> Option<Direction> {
+        self.client.map(|c| {
+            if c == from {
+                Direction::ToServer
+            } else {
+                Direction::ToClient
+            }
+        })
+    }
+
+    /// The client's and the server's addresses, once the client is known.
+    pub fn client_server(&self) -> Option<(SocketAddr, SocketAddr)> {
+        self.client
+            .map(|c| (self.endpoints[c.index()], self.endpoints[c.peer().index()]))
+    }
 }
 
 /// The protocol analyzer of one flow (HTTP, here): takes each direction's
@@ -99,12 +167,12 @@ pub struct FlowInfo {
 pub trait Analyzer: Default {
     /// State shared by all flows: configuration, counters, output.
     type Context;
-    /// Takes the next chunk of side `side`'s stream. May set `flow.client`.
+    /// Takes the next chunk sent by `from`. May set `flow.client`.
     fn chunk(
         &mut self,
         ctx: &mut Self::Context,
         flow: &mut FlowInfo,
-        side: usize,
+        from: Endpoint,
         chunk: Chunk<'_>,
     );
     /// The flow ended; no more chunks follow.
@@ -113,6 +181,7 @@ pub trait Analyzer: Default {
 
 struct Flow<A> {
     info: FlowInfo,
+    /// Reassembly of the bytes each endpoint sends, by [`Endpoint::index`].
     streams: [Stream; 2],
     last_ns: u64,
     analyzer: A,
@@ -162,13 +231,17 @@ impl<A: Analyzer> FlowTable<A> {
         } else {
             (seg.dst, seg.src)
         };
-        let side = usize::from(seg.src != key.0);
+        let from = if seg.src == key.0 {
+            Endpoint::First
+        } else {
+            Endpoint::Second
+        };
         let opens = seg.flags & SYN != 0 && seg.flags & ACK == 0;
         if opens
             && self
                 .flows
                 .get(&key)
-                .is_some_and(|f| f.streams[side].is_new_syn(seg.seq))
+                .is_some_and(|f| f.streams[from.index()].is_new_syn(seg.seq))
         {
             self.end(key, ctx, Ending::Closed);
         }
@@ -199,7 +272,7 @@ impl<A: Analyzer> FlowTable<A> {
             return;
         };
         if seg.flags & SYN != 0 && flow.info.client.is_none() {
-            flow.info.client = Some(if opens { side } else { 1 - side });
+            flow.info.client = Some(if opens { from } else { from.peer() });
         }
         flow.last_ns = flow.last_ns.max(seg.time_ns);
         let Flow {
@@ -208,8 +281,11 @@ impl<A: Analyzer> FlowTable<A> {
             analyzer,
             ..
         } = flow;
-        let [a, b] = streams;
-        let (this, peer) = if side == 0 { (a, b) } else { (b, a) };
+        let [first, second] = streams;
+        let (this, peer) = match from {
+            Endpoint::First => (first, second),
+            Endpoint::Second => (second, first),
+        };
         let c = &mut self.counters;
         this.segment(
             seg.time_ns,
@@ -219,16 +295,16 @@ impl<A: Analyzer> FlowTable<A> {
             seg.payload,
             &self.limits,
             c,
-            &mut |chunk| analyzer.chunk(ctx, info, side, chunk),
+            &mut |chunk| analyzer.chunk(ctx, info, from, chunk),
         );
         if seg.flags & ACK != 0 {
             peer.acknowledged(seg.ack, c, &mut |chunk| {
-                analyzer.chunk(ctx, info, 1 - side, chunk)
+                analyzer.chunk(ctx, info, from.peer(), chunk)
             });
         }
         if c.buffered_bytes > self.limits.max_buffered_bytes as u64 {
             c.pending_overflows += 1;
-            this.flush(c, &mut |chunk| analyzer.chunk(ctx, info, side, chunk));
+            this.flush(c, &mut |chunk| analyzer.chunk(ctx, info, from, chunk));
         }
         let done = seg.flags & RST != 0 || (this.finished() && peer.finished());
         if done {
@@ -310,8 +386,11 @@ impl<A: Analyzer> FlowTable<A> {
             analyzer,
             ..
         } = &mut flow;
-        for (side, stream) in streams.iter_mut().enumerate() {
-            stream.flush(c, &mut |chunk| analyzer.chunk(ctx, info, side, chunk));
+        for (from, stream) in [Endpoint::First, Endpoint::Second]
+            .into_iter()
+            .zip(streams.iter_mut())
+        {
+            stream.flush(c, &mut |chunk| analyzer.chunk(ctx, info, from, chunk));
             stream.release(c);
         }
         analyzer.close(ctx, info);
@@ -335,7 +414,7 @@ mod tests {
 
     impl Analyzer for Bytes {
         type Context = Vec<u64>;
-        fn chunk(&mut self, _: &mut Vec<u64>, _: &mut FlowInfo, _: usize, chunk: Chunk<'_>) {
+        fn chunk(&mut self, _: &mut Vec<u64>, _: &mut FlowInfo, _: Endpoint, chunk: Chunk<'_>) {
             self.0 += chunk.data.len() as u64 + chunk.unknown;
         }
         fn close(&mut self, closed: &mut Vec<u64>, _: &FlowInfo) {

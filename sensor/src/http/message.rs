@@ -1,11 +1,11 @@
 //! HTTP/1.1 message framing for one direction of a connection (RFC 9112).
 //!
-//! [`Half`] walks a reassembled byte stream message by message: it buffers a
-//! head until it is complete, hands it to a [`Messages`] handler (which says
-//! how the body is delimited), then skips the body by length, by chunk
-//! framing or until the connection closes. Body bytes are counted, never
+//! [`Framer`] walks a reassembled byte stream message by message: it buffers a
+//! head until it is complete, hands it to a [`MessageHandler`] (which says
+//! how the body is delimited, usually with [`FramingHeaders`]), then skips
+//! the body by length, by chunk framing or until the connection closes. Body bytes are counted, never
 //! kept, and bytes of unknown content (not captured, or lost) advance the
-//! framing by arithmetic. Whatever cannot be framed sends the half back to
+//! framing by arithmetic. Whatever cannot be framed sends the framer back to
 //! looking for the next message start.
 
 use std::mem::MaybeUninit;
@@ -29,7 +29,97 @@ pub enum Body {
     Tunnel,
 }
 
-/// Why a half lost the message framing.
+/// The two headers that delimit a message body (RFC 9112 section 6.3).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FramingHeaders<'h> {
+    /// The last `Transfer-Encoding` value.
+    pub transfer_encoding: Option<&'h [u8]>,
+    /// `Content-Length`; `Err` when invalid or when several disagree.
+    pub content_length: Option<Result<u64, ()>>,
+}
+
+/// A `Content-Length` that is not a number, or several that disagree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadLength;
+
+impl<'h> FramingHeaders<'h> {
+    /// The framing headers of a head.
+    pub fn scan(headers: &[httparse::Header<'h>]) -> Self {
+        let mut f = Self::default();
+        for h in headers {
+            f.note(h.name.as_bytes(), h.value);
+        }
+        f
+    }
+
+    /// Takes one header if it is a framing header; true if it was.
+    pub fn note(&mut self, name: &[u8], value: &'h [u8]) -> bool {
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            self.transfer_encoding = Some(value);
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            let n = parse_length(value);
+            self.content_length = Some(match self.content_length {
+                None => n,
+                Some(prev) if prev == n => n,
+                Some(_) => Err(()),
+            });
+        } else {
+            return false;
+        }
+        true
+    }
+
+    /// A request's body framing (RFC 9112 section 6.3 rules 3-6): chunked
+    /// when chunked is the last transfer coding, read to the close for any
+    /// other coding, else `Content-Length`, else none. A bad length is
+    /// reported and read to the close.
+    pub fn request_body(&self) -> (Body, Option<BadLength>) {
+        self.body(Body::None)
+    }
+
+    /// A response's body framing, given its status and the request's
+    /// method (rules 1-2: HEAD, 204 and 304 have none; 101, and 2xx to
+    /// CONNECT, leave HTTP; then as a request, but read to the close when
+    /// neither header is present).
+    pub fn response_body(&self, status: u16, method: &str) -> (Body, Option<BadLength>) {
+        if status == 101 || (method == "CONNECT" && (200..300).contains(&status)) {
+            (Body::Tunnel, None)
+        } else if method == "HEAD" || status == 204 || status == 304 || status < 200 {
+            (Body::None, None)
+        } else {
+            self.body(Body::UntilClose)
+        }
+    }
+
+    fn body(&self, otherwise: Body) -> (Body, Option<BadLength>) {
+        if let Some(te) = self.transfer_encoding {
+            let last = te.rsplit(|&b| b == b',').next().unwrap_or_default();
+            let body = if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                Body::Chunked
+            } else {
+                Body::UntilClose
+            };
+            return (body, None);
+        }
+        match self.content_length {
+            Some(Ok(n)) => (Body::Length(n), None),
+            Some(Err(())) => (Body::UntilClose, Some(BadLength)),
+            None => (otherwise, None),
+        }
+    }
+}
+
+/// A Content-Length value: one or more digits (RFC 9110 section 8.6), at
+/// most 18 so it fits a u64.
+fn parse_length(value: &[u8]) -> Result<u64, ()> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(());
+    }
+    Ok(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+/// Why a framer lost the message framing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FramingError {
     /// httparse rejected the head.
@@ -42,12 +132,12 @@ pub enum FramingError {
     Chunk,
 }
 
-/// Receives what a [`Half`] finds.
-pub trait Messages {
+/// Receives what a [`Framer`] finds.
+pub trait MessageHandler {
     /// A complete request head starting at `time_ns`; `truncated` when only
     /// its first lines were captured. Returns the body framing.
     fn request(&mut self, head: &httparse::Request<'_, '_>, time_ns: u64, truncated: bool) -> Body;
-    /// A complete response head; as [`Messages::request`].
+    /// A complete response head; as [`MessageHandler::request`].
     fn response(
         &mut self,
         head: &httparse::Response<'_, '_>,
@@ -58,15 +148,15 @@ pub trait Messages {
     /// `framed` is false when its end is a guess (framing lost, connection
     /// closed mid-body).
     fn end(&mut self, bytes: u64, framed: bool);
-    /// The framing was lost; the half now looks for the next message start.
+    /// The framing was lost; the framer now looks for the next message start.
     fn error(&mut self, error: FramingError);
     /// Bytes skipped while looking for a message start.
     fn skipped(&mut self, bytes: u64);
 }
 
-/// Which kind of message a half carries.
+/// Which kind of message a framer carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub enum MessageKind {
     /// Client to server.
     Request,
     /// Server to client.
@@ -102,7 +192,7 @@ enum ChunkState {
     Trailer,
 }
 
-/// Limits on what a half buffers.
+/// Limits on what a framer buffers.
 #[derive(Clone, Copy, Debug)]
 pub struct HeadLimits {
     /// Longest head accepted, in bytes (nginx's default
@@ -116,9 +206,9 @@ const MAX_LINE: usize = 4096;
 /// Most headers parsed in one head; further ones make the head an error.
 const MAX_HEADERS: usize = 96;
 
-/// One direction's framing state.
+/// The framing state of one direction's byte stream.
 #[derive(Debug, Default)]
-pub struct Half {
+pub struct Framer {
     state: State,
     /// A partial head, or a partial chunk/trailer line.
     buf: Vec<u8>,
@@ -128,7 +218,7 @@ pub struct Half {
     bytes: u64,
 }
 
-impl Half {
+impl Framer {
     /// Stops parsing: the connection is no longer HTTP.
     pub fn tunnel(&mut self) {
         self.state = State::Tunnel;
@@ -138,10 +228,10 @@ impl Half {
     /// Takes the next chunk of the stream.
     pub fn chunk(
         &mut self,
-        kind: Kind,
+        kind: MessageKind,
         chunk: Chunk<'_>,
         limits: HeadLimits,
-        m: &mut impl Messages,
+        m: &mut impl MessageHandler,
     ) {
         let mut data = chunk.data;
         let mut at_start = true;
@@ -178,7 +268,7 @@ impl Half {
 
     /// The connection ended: a body delimited by the close ends here; any
     /// other message in progress ends unframed.
-    pub fn close(&mut self, kind: Kind, limits: HeadLimits, m: &mut impl Messages) {
+    pub fn close(&mut self, kind: MessageKind, limits: HeadLimits, m: &mut impl MessageHandler) {
         match self.state {
             State::UntilClose => m.end(self.bytes, true),
             State::Length(_) | State::Chunked(_) => m.end(self.bytes, false),
@@ -191,11 +281,11 @@ impl Half {
 
     fn head(
         &mut self,
-        kind: Kind,
+        kind: MessageKind,
         data: &[u8],
         time_ns: u64,
         limits: HeadLimits,
-        m: &mut impl Messages,
+        m: &mut impl MessageHandler,
     ) -> usize {
         if self.buf.is_empty() {
             self.head_time_ns = time_ns;
@@ -233,7 +323,7 @@ impl Half {
     }
 
     /// A head of `n` bytes was handed over; set up its body.
-    fn begin_body(&mut self, n: u64, body: Body, m: &mut impl Messages) {
+    fn begin_body(&mut self, n: u64, body: Body, m: &mut impl MessageHandler) {
         self.bytes = n;
         self.state = match body {
             Body::None | Body::Length(0) => {
@@ -251,7 +341,7 @@ impl Half {
         };
     }
 
-    fn body_bytes(&mut self, left: u64, n: u64, m: &mut impl Messages) {
+    fn body_bytes(&mut self, left: u64, n: u64, m: &mut impl MessageHandler) {
         self.bytes += n;
         if n == left {
             m.end(self.bytes, true);
@@ -261,7 +351,7 @@ impl Half {
         }
     }
 
-    fn chunked(&mut self, c: ChunkState, data: &[u8], m: &mut impl Messages) -> usize {
+    fn chunked(&mut self, c: ChunkState, data: &[u8], m: &mut impl MessageHandler) -> usize {
         if let ChunkState::Data(left) = c {
             let n = left.min(data.len() as u64);
             self.bytes += n;
@@ -320,7 +410,13 @@ impl Half {
     }
 
     /// `n` bytes of unknown content follow.
-    fn unknown(&mut self, kind: Kind, n: u64, limits: HeadLimits, m: &mut impl Messages) {
+    fn unknown(
+        &mut self,
+        kind: MessageKind,
+        n: u64,
+        limits: HeadLimits,
+        m: &mut impl MessageHandler,
+    ) {
         match self.state {
             State::Length(left) if n <= left => self.body_bytes(left, n, m),
             State::Length(left) => {
@@ -353,7 +449,7 @@ impl Half {
     /// A head cut short: parse the complete lines buffered so far, so the
     /// request line, status and early headers are not lost. The body framing
     /// is unknown afterwards.
-    fn salvage(&mut self, kind: Kind, limits: HeadLimits, m: &mut impl Messages) {
+    fn salvage(&mut self, kind: MessageKind, limits: HeadLimits, m: &mut impl MessageHandler) {
         let mut buf = std::mem::take(&mut self.buf);
         let cut = buf.iter().rposition(|&b| b == b'\n');
         self.state = State::Seek;
@@ -372,7 +468,7 @@ impl Half {
     }
 
     /// Framing is lost after consuming `used` bytes.
-    fn lose(&mut self, error: FramingError, used: usize, m: &mut impl Messages) -> usize {
+    fn lose(&mut self, error: FramingError, used: usize, m: &mut impl MessageHandler) -> usize {
         m.error(error);
         self.state = State::Seek;
         self.buf.clear();
@@ -383,11 +479,11 @@ impl Half {
 /// Parses a head; `Ok(Some((len, body)))` when complete, `Ok(None)` when more
 /// bytes are needed.
 fn parse_head(
-    kind: Kind,
+    kind: MessageKind,
     buf: &[u8],
     time_ns: u64,
     truncated: bool,
-    m: &mut impl Messages,
+    m: &mut impl MessageHandler,
 ) -> Result<Option<(usize, Body)>, httparse::Error> {
     // Uninitialised header slots: zeroing 96 of them per head cost more
     // than parsing the head (measured in the replay benchmark).
@@ -400,7 +496,7 @@ fn parse_head(
         .ignore_invalid_headers_in_requests(true)
         .ignore_invalid_headers_in_responses(true);
     match kind {
-        Kind::Request => {
+        MessageKind::Request => {
             let mut req = httparse::Request::new(&mut []);
             let error = match config.parse_request_with_uninit_headers(&mut req, buf, &mut headers)
             {
@@ -422,7 +518,7 @@ fn parse_head(
                 httparse::Status::Partial => Ok(None),
             }
         }
-        Kind::Response => {
+        MessageKind::Response => {
             let mut resp = httparse::Response::new(&mut []);
             match config.parse_response_with_uninit_headers(&mut resp, buf, &mut headers)? {
                 httparse::Status::Complete(n) => {
@@ -468,12 +564,12 @@ fn escape_target_spaces(buf: &[u8]) -> Option<(Vec<u8>, usize)> {
 /// absolute-form target (RFC 9112 section 3.2) or a first line ending in
 /// `HTTP/1.x` (authority form). Text protocols such as SMTP (`EHLO host`)
 /// do not match.
-pub fn starts_message(kind: Kind, data: &[u8]) -> bool {
+pub fn starts_message(kind: MessageKind, data: &[u8]) -> bool {
     match kind {
-        Kind::Response => {
+        MessageKind::Response => {
             data.starts_with(b"HTTP/1.") || (data.len() < 7 && b"HTTP/1.".starts_with(data))
         }
-        Kind::Request => {
+        MessageKind::Request => {
             let method = data
                 .iter()
                 .take_while(|b| b.is_ascii_uppercase() || **b == b'-' || **b == b'_')

@@ -2,28 +2,31 @@
 //! with requests in order (pipelining included), and emitting
 //! [`Transaction`]s.
 //!
+//! One concept per file: `message.rs` frames one direction's byte stream
+//! into heads and bodies; `connection.rs` is a flow's analyzer, pairing
+//! each direction's messages into exchanges; `headers.rs` is the one scan
+//! of a request's headers; `transaction.rs` the unit emitted.
+//!
 //! A request without a response (one-sided capture, lost response) is still
 //! emitted, with no status, when its flow ends or when too many requests
-//! wait. A response seen without a request (joined mid-stream) is counted and
-//! dropped: a transaction is request-driven.
+//! wait. A response seen without a request (joined mid-stream) is counted
+//! and dropped: a transaction is request-driven.
 
-mod exchange;
+mod connection;
+mod headers;
 pub mod message;
 #[cfg(test)]
 mod tests;
 mod transaction;
 
-use std::collections::VecDeque;
-
 use serde::Serialize;
 
-pub use exchange::HttpContext;
-use exchange::{Exchange, Side};
-pub use message::{Body, FramingError, HeadLimits, Kind};
+pub use connection::Connection;
+pub use headers::RequestHeaders;
+pub use message::{Body, FramingError, FramingHeaders, HeadLimits, MessageKind};
 pub use transaction::Transaction;
 
-use crate::flow::{Analyzer, Chunk, FlowInfo};
-use message::{Half, starts_message};
+use crate::identity::Resolver;
 
 /// Limits of the HTTP analyzer.
 #[derive(Clone, Copy, Debug)]
@@ -90,79 +93,41 @@ pub struct ErrorCounters {
     pub bad_content_length: u64,
 }
 
-/// The HTTP state of one flow.
-#[derive(Debug, Default)]
-pub struct Conn {
-    halves: [Half; 2],
-    /// Requests in order, each waiting for its response or its emission.
-    exchanges: VecDeque<Exchange>,
-    /// The response half lost its framing since the last response.
-    response_resynced: bool,
-    /// The connection switched protocols; nothing more is parsed.
-    tunnel: bool,
-    /// The response in progress is interim (1xx).
-    interim: bool,
-    /// The response in progress answers no known request.
-    orphan: bool,
+/// What every flow's HTTP analyzer shares: identity resolution, limits,
+/// counters, and the transactions emitted and not yet taken.
+pub struct HttpContext {
+    /// Client IP and credential resolution.
+    resolver: Resolver,
+    /// Limits.
+    limits: HttpLimits,
+    /// Counters.
+    pub counters: HttpCounters,
+    /// Transactions emitted, oldest first, until [`HttpContext::drain`].
+    emitted: Vec<Transaction>,
 }
 
-impl Analyzer for Conn {
-    type Context = HttpContext;
-
-    fn chunk(&mut self, ctx: &mut HttpContext, flow: &mut FlowInfo, side: usize, chunk: Chunk<'_>) {
-        let client = match flow.client {
-            Some(c) => c,
-            None if starts_message(Kind::Request, chunk.data) => *flow.client.insert(side),
-            None if starts_message(Kind::Response, chunk.data) => *flow.client.insert(1 - side),
-            None => {
-                ctx.counters.skipped_bytes += chunk.data.len() as u64;
-                return;
-            }
-        };
-        let kind = if side == client {
-            Kind::Request
-        } else {
-            Kind::Response
-        };
-        let limits = ctx.limits.head;
-        let mut half = std::mem::take(&mut self.halves[side]);
-        half.chunk(kind, chunk, limits, &mut Side::new(self, ctx, flow, kind));
-        self.halves[side] = half;
-        self.after(ctx);
-    }
-
-    fn close(&mut self, ctx: &mut HttpContext, flow: &FlowInfo) {
-        if let Some(client) = flow.client {
-            for side in [client, 1 - client] {
-                let kind = if side == client {
-                    Kind::Request
-                } else {
-                    Kind::Response
-                };
-                let mut half = std::mem::take(&mut self.halves[side]);
-                half.close(kind, ctx.limits.head, &mut Side::new(self, ctx, flow, kind));
-            }
-        }
-        while let Some(e) = self.exchanges.pop_front() {
-            ctx.emit(e);
+impl HttpContext {
+    /// A context with no transactions yet.
+    pub fn new(resolver: Resolver, limits: HttpLimits) -> Self {
+        Self {
+            resolver,
+            limits,
+            counters: HttpCounters::default(),
+            emitted: Vec::new(),
         }
     }
-}
 
-impl Conn {
-    /// Emits finished exchanges in request order and bounds the queue.
-    fn after(&mut self, ctx: &mut HttpContext) {
-        if self.tunnel {
-            for half in &mut self.halves {
-                half.tunnel();
-            }
+    /// Takes the transactions emitted so far, oldest first.
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Transaction> {
+        self.emitted.drain(..)
+    }
+
+    /// Counts and queues a finished transaction.
+    fn emit(&mut self, tx: Transaction) {
+        self.counters.transactions += 1;
+        if tx.status.is_none() {
+            self.counters.without_response += 1;
         }
-        while self.exchanges.front().is_some_and(Exchange::done)
-            || self.exchanges.len() > ctx.limits.max_pending_requests
-        {
-            if let Some(e) = self.exchanges.pop_front() {
-                ctx.emit(e);
-            }
-        }
+        self.emitted.push(tx);
     }
 }

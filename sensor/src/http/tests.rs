@@ -7,16 +7,17 @@ use sensor_ebpf::tcp_flags::{ACK, FIN, PSH, RST, SYN};
 
 use crate::{
     capture::{OwnedSegment, Source},
+    collect::collect,
     http::Transaction,
     identity::{FingerprintKey, IdentityConfig, Resolver},
-    pipeline::{Pipeline, PipelineCounters},
+    pipeline::PipelineCounters,
 };
 
 const CLIENT: &str = "10.0.0.2:40000";
 const SERVER: &str = "10.0.0.1:8000";
 
 /// One TCP connection, written segment by segment.
-struct Conn {
+struct Wire {
     segs: Vec<OwnedSegment>,
     client: SocketAddr,
     server: SocketAddr,
@@ -27,7 +28,7 @@ struct Conn {
     snap: Option<usize>,
 }
 
-impl Conn {
+impl Wire {
     fn new() -> Self {
         Self {
             segs: Vec::new(),
@@ -101,7 +102,7 @@ fn run(segs: &[OwnedSegment]) -> (Vec<Transaction>, PipelineCounters) {
         IdentityConfig::default(),
         FingerprintKey::from_bytes([7; 32]),
     );
-    let c = Pipeline::collect(resolver, |p| {
+    let c = collect(resolver, |p| {
         for s in segs {
             p.segment(&s.as_segment());
         }
@@ -119,7 +120,7 @@ fn statuses(txs: &[Transaction]) -> Vec<(String, String, Option<u16>)> {
 fn a_simple_exchange_yields_every_field() {
     let req = b"GET /a?x=1 HTTP/1.1\r\nHost: api.example\r\nUser-Agent: curl/8\r\nX-Kong-Request-Id: r1\r\n\r\n";
     let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
-    let (txs, c) = Conn::new().handshake().client(req).server(resp).fin().run();
+    let (txs, c) = Wire::new().handshake().client(req).server(resp).fin().run();
     assert_eq!(txs.len(), 1);
     let t = &txs[0];
     assert_eq!(
@@ -141,7 +142,7 @@ fn a_simple_exchange_yields_every_field() {
 
 #[test]
 fn a_head_split_across_segments_is_joined() {
-    let (txs, _) = Conn::new()
+    let (txs, _) = Wire::new()
         .handshake()
         .client(b"GET /split HT")
         .client(b"TP/1.1\r\nHost: h\r\n")
@@ -155,7 +156,7 @@ fn a_head_split_across_segments_is_joined() {
 
 #[test]
 fn chunked_bodies_are_framed_across_segments() {
-    let (txs, c) = Conn::new()
+    let (txs, c) = Wire::new()
         .handshake()
         .client(b"POST /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel")
         .client(b"lo\r\n0\r\n\r\n")
@@ -178,7 +179,7 @@ fn chunked_bodies_are_framed_across_segments() {
 
 #[test]
 fn head_and_304_responses_have_no_body() {
-    let (txs, c) = Conn::new()
+    let (txs, c) = Wire::new()
         .handshake()
         .client(b"HEAD /h HTTP/1.1\r\n\r\n")
         .server(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
@@ -195,7 +196,7 @@ fn head_and_304_responses_have_no_body() {
 
 #[test]
 fn continue_interim_responses_are_not_final() {
-    let (txs, c) = Conn::new()
+    let (txs, c) = Wire::new()
         .handshake()
         .client(b"POST /p HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
         .server(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -211,7 +212,7 @@ fn continue_interim_responses_are_not_final() {
 
 #[test]
 fn a_body_without_length_ends_with_the_connection() {
-    let (txs, _) = Conn::new()
+    let (txs, _) = Wire::new()
         .handshake()
         .client(b"GET /old HTTP/1.0\r\n\r\n")
         .server(b"HTTP/1.0 200 OK\r\n\r\nsome")
@@ -224,7 +225,7 @@ fn a_body_without_length_ends_with_the_connection() {
 
 #[test]
 fn pipelined_responses_pair_in_order() {
-    let (txs, _) = Conn::new()
+    let (txs, _) = Wire::new()
         .handshake()
         .client(b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\n")
         .server(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 404 NF\r\nContent-Length: 1\r\n\r\nx")
@@ -240,7 +241,7 @@ fn pipelined_responses_pair_in_order() {
 
 #[test]
 fn switching_protocols_stops_parsing() {
-    let (txs, c) = Conn::new()
+    let (txs, c) = Wire::new()
         .handshake()
         .client(b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
         .server(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n")
@@ -255,7 +256,7 @@ fn switching_protocols_stops_parsing() {
 
 #[test]
 fn bare_lf_line_endings_parse() {
-    let (txs, _) = Conn::new()
+    let (txs, _) = Wire::new()
         .handshake()
         .client(b"GET /lf HTTP/1.1\nHost: h\n\n")
         .server(b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok")
@@ -268,7 +269,7 @@ fn bare_lf_line_endings_parse() {
 fn oversized_heads_are_counted_and_skipped() {
     let mut big = b"GET /big HTTP/1.1\r\nX-Pad: ".to_vec();
     big.resize(40 * 1024, b'a');
-    let (txs, c) = Conn::new()
+    let (txs, c) = Wire::new()
         .handshake()
         .client(&big[..20_000])
         .client(&big[20_000..])
@@ -282,7 +283,7 @@ fn oversized_heads_are_counted_and_skipped() {
 
 #[test]
 fn requests_without_responses_are_emitted_at_close() {
-    let (txs, c) = Conn::new()
+    let (txs, c) = Wire::new()
         .handshake()
         .client(b"GET /1 HTTP/1.1\r\n\r\n")
         .client(b"GET /2 HTTP/1.1\r\n\r\n")
@@ -297,7 +298,7 @@ fn requests_without_responses_are_emitted_at_close() {
 
 #[test]
 fn garbage_is_counted_and_the_next_message_found() {
-    let (txs, c) = Conn::new()
+    let (txs, c) = Wire::new()
         .handshake()
         .client(b"\x16\x03\x01 not http at all\r\n\r\n")
         .client(b"GET /ok HTTP/1.1\r\n\r\n")
@@ -310,7 +311,7 @@ fn garbage_is_counted_and_the_next_message_found() {
 
 #[test]
 fn bad_heads_are_counted_then_resynchronised() {
-    let (txs, c) = Conn::new()
+    let (txs, c) = Wire::new()
         .handshake()
         .client(b"GET /x HTTP/1.1\r\nBad Header\x00: y\r\n\r\n")
         .client(b"GET /y HTTP/1.1\r\n\r\n")
@@ -323,7 +324,7 @@ fn bad_heads_are_counted_then_resynchronised() {
 
 #[test]
 fn a_retransmitted_request_is_one_transaction() {
-    let mut conn = Conn::new().handshake();
+    let mut conn = Wire::new().handshake();
     let req = b"GET /once HTTP/1.1\r\n\r\n";
     conn.raw(0, PSH, req.len() as u32, req);
     conn.seq[0] -= req.len() as u32;
@@ -338,7 +339,7 @@ fn a_retransmitted_request_is_one_transaction() {
 
 #[test]
 fn joining_mid_stream_starts_at_the_next_message() {
-    let (txs, c) = Conn::new()
+    let (txs, c) = Wire::new()
         .server(b"tail of a body that started before the capture")
         .client(b"GET /seen HTTP/1.1\r\n\r\n")
         .server(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
@@ -352,7 +353,7 @@ fn joining_mid_stream_starts_at_the_next_message() {
 fn uncaptured_body_bytes_are_skipped_by_length() {
     let mut resp = b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n".to_vec();
     resp.resize(resp.len() + 5000, b'z');
-    let mut conn = Conn::new().handshake();
+    let mut conn = Wire::new().handshake();
     conn.snap = Some(64);
     let (txs, c) = conn
         .client(b"GET /big HTTP/1.1\r\n\r\n")
@@ -377,7 +378,7 @@ fn a_head_cut_by_the_capture_length_keeps_its_first_lines() {
     let mut req = b"GET /long HTTP/1.1\r\nHost: h\r\nUser-Agent: ua\r\nCookie: ".to_vec();
     req.resize(400, b'c');
     req.extend_from_slice(b"\r\n\r\n");
-    let mut conn = Conn::new().handshake();
+    let mut conn = Wire::new().handshake();
     conn.snap = Some(100);
     let (txs, c) = conn
         .client(&req)
@@ -391,7 +392,7 @@ fn a_head_cut_by_the_capture_length_keeps_its_first_lines() {
 
 #[test]
 fn a_response_lost_in_a_gap_leaves_its_request_unanswered() {
-    let mut conn = Conn::new().handshake().client(b"GET /1 HTTP/1.1\r\n\r\n");
+    let mut conn = Wire::new().handshake().client(b"GET /1 HTTP/1.1\r\n\r\n");
     let lost = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
     conn.seq[1] += lost.len() as u32; // the capture missed it
     let (txs, c) = conn
@@ -407,7 +408,7 @@ fn a_response_lost_in_a_gap_leaves_its_request_unanswered() {
 
 #[test]
 fn a_response_without_a_request_is_counted() {
-    let (txs, c) = Conn::new()
+    let (txs, c) = Wire::new()
         .server(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
         .fin()
         .run();
@@ -417,7 +418,7 @@ fn a_response_without_a_request_is_counted() {
 
 #[test]
 fn reset_ends_the_flow_at_once() {
-    let mut conn = Conn::new().handshake().client(b"GET /r HTTP/1.1\r\n\r\n");
+    let mut conn = Wire::new().handshake().client(b"GET /r HTTP/1.1\r\n\r\n");
     conn.raw(1, RST, 0, b"");
     let (txs, c) = conn.run();
     assert_eq!(txs.len(), 1);
@@ -426,7 +427,7 @@ fn reset_ends_the_flow_at_once() {
 
 #[test]
 fn spaces_in_a_request_target_are_escaped_not_lost() {
-    let (txs, c) = Conn::new()
+    let (txs, c) = Wire::new()
         .handshake()
         .client(b"GET /cgi-bin/x;cat /etc/passwd|?d=1 HTTP/1.1\r\nHost: h\r\n\r\n")
         .server(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
@@ -445,7 +446,7 @@ fn spaces_in_a_request_target_are_escaped_not_lost() {
 
 #[test]
 fn text_protocols_on_other_ports_are_not_taken_for_http() {
-    let (txs, c) = Conn::new()
+    let (txs, c) = Wire::new()
         .handshake()
         .client(b"EHLO client.example\r\n")
         .server(b"250 OK\r\n")
@@ -460,7 +461,7 @@ fn text_protocols_on_other_ports_are_not_taken_for_http() {
 #[test]
 fn a_late_copy_after_close_is_not_a_new_request() {
     let req = b"GET /once HTTP/1.1\r\n\r\n";
-    let mut conn = Conn::new()
+    let mut conn = Wire::new()
         .handshake()
         .client(req)
         .server(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
@@ -472,7 +473,7 @@ fn a_late_copy_after_close_is_not_a_new_request() {
     assert_eq!(c.flows.flows, 1);
 
     // A new connection on the same ports (a new SYN) is a new flow.
-    let mut again = Conn::new().handshake().client(req).fin();
+    let mut again = Wire::new().handshake().client(req).fin();
     again.seq = [90_000, 95_000];
     again.raw(0, SYN, 0, b"");
     again.seq[0] += 1;

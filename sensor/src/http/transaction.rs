@@ -1,11 +1,15 @@
 //! The HTTP transaction: one request and its response, the unit every
 //! detector consumes.
 
-use std::net::IpAddr;
+use std::{
+    borrow::Cow,
+    net::{IpAddr, SocketAddr},
+};
 
 use serde::Serialize;
 
-use crate::identity::Fingerprint;
+use super::headers::RequestHeaders;
+use crate::identity::{Fingerprint, Identity};
 
 /// One request and, when it was seen, its final response.
 ///
@@ -55,4 +59,63 @@ pub struct Transaction {
     /// do not send it) or an `X-Consumer-*` header. Not serialized.
     #[serde(skip)]
     pub upstream_leg: bool,
+}
+
+impl Transaction {
+    /// A transaction for a request that started at `time_ns` on the flow
+    /// between `(client, server)`: its `method`, its `target` as received,
+    /// that target redacted (`path`), its scanned headers and the identity
+    /// resolved from them. No response yet.
+    pub fn request(
+        time_ns: u64,
+        (client, server): (SocketAddr, SocketAddr),
+        method: &str,
+        target: &str,
+        path: Cow<'_, str>,
+        headers: &RequestHeaders<'_>,
+        identity: Identity,
+    ) -> Self {
+        Self {
+            time_ns,
+            client_ip: identity.client_ip,
+            client_port: client.port(),
+            server_ip: server.ip(),
+            server_port: server.port(),
+            method: method.to_owned(),
+            host: headers.host.map(lossy).or_else(|| authority(target)),
+            path: path.into_owned(),
+            status: None,
+            latency_ms: None,
+            request_bytes: 0,
+            response_bytes: 0,
+            user_agent: headers.user_agent.map(lossy),
+            principal: identity.principal,
+            credential: identity.credential,
+            consumer: identity.consumer,
+            request_id: headers.any_request_id().map(lossy),
+            upstream_leg: headers.kong_marked,
+        }
+    }
+
+    /// The final response's head arrived at `time_ns` with `status`; its
+    /// request id fills in one the request lacked.
+    pub fn respond(&mut self, status: u16, time_ns: u64, request_id: Option<&[u8]>) {
+        self.status = Some(status);
+        let latency_us = time_ns.saturating_sub(self.time_ns) / 1000;
+        self.latency_ms = Some(latency_us as f64 / 1000.0);
+        if self.request_id.is_none() {
+            self.request_id = request_id.map(lossy);
+        }
+    }
+}
+
+fn lossy(value: &[u8]) -> String {
+    String::from_utf8_lossy(value).into_owned()
+}
+
+/// The authority of an absolute-form target (`http://host:port/path`).
+fn authority(target: &str) -> Option<String> {
+    let rest = target.split_once("://")?.1;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    (end > 0).then(|| rest[..end].to_owned())
 }

@@ -22,6 +22,7 @@
 mod client_ip;
 mod credential;
 mod fingerprint;
+mod headers;
 mod key_file;
 mod redact;
 #[cfg(test)]
@@ -33,6 +34,7 @@ use ipnet::IpNet;
 
 pub use credential::scope;
 pub use fingerprint::{Fingerprint, FingerprintKey};
+pub use headers::IdentityHeaders;
 pub use key_file::KeyError;
 pub use redact::{REDACTED, SECRET_PARAM_NAMES, is_secret_name};
 
@@ -96,23 +98,12 @@ pub struct Resolver {
     key: FingerprintKey,
 }
 
-/// The headers `resolve` cares about, found in one pass (first occurrence
-/// wins, except X-Forwarded-For whose last line is remembered).
-#[derive(Default)]
-struct Seen<'h> {
-    authorization: Option<&'h [u8]>,
-    api_key: Option<&'h [u8]>,
-    xff_last: Option<usize>,
-    real_ip: Option<&'h [u8]>,
-    consumer_username: Option<&'h [u8]>,
-    consumer_id: Option<&'h [u8]>,
-    credential_identifier: Option<&'h [u8]>,
-    anonymous: bool,
-}
-
-const XFF: &str = "x-forwarded-for";
-
 impl Resolver {
+    /// Kong key-auth key names (header names the HTTP scan hands over).
+    pub fn key_names(&self) -> &[String] {
+        &self.key_names
+    }
+
     /// A resolver for `config`, fingerprinting with `key`.
     pub fn new(config: IdentityConfig, key: FingerprintKey) -> Self {
         Self {
@@ -126,8 +117,8 @@ impl Resolver {
     ///
     /// `peer`: the TCP peer address. `target`: the request-target as
     /// received (origin-form `/p?q`, or absolute-form `http://h/p?q`).
-    /// `headers`: the request's headers as parsed by httparse (values are
-    /// bytes; non-UTF-8 is tolerated).
+    /// `headers`: the request's headers, scanned once by the HTTP analyzer
+    /// (values are bytes; non-UTF-8 is tolerated).
     ///
     /// Returns the [`Identity`] and `target` with secret-looking query
     /// values (and absolute-form userinfo) replaced by [`REDACTED`];
@@ -136,21 +127,19 @@ impl Resolver {
         &self,
         peer: IpAddr,
         target: &'t str,
-        headers: &[httparse::Header<'_>],
+        seen: &IdentityHeaders<'_>,
     ) -> (Identity, Cow<'t, str>) {
-        let seen = self.scan_headers(headers);
         let peer_trusted = self
             .trusted_proxies
             .iter()
             .any(|net| net.contains(&peer.to_canonical()));
 
-        let xff = seen.xff_last.map_or(&headers[..0], |i| &headers[..=i]);
-        let xff = xff
-            .iter()
-            .rev()
-            .filter(|h| h.name.eq_ignore_ascii_case(XFF))
-            .map(|h| h.value);
-        let client_ip = client_ip::client_ip(peer, &self.trusted_proxies, xff, seen.real_ip);
+        let client_ip = client_ip::client_ip(
+            peer,
+            &self.trusted_proxies,
+            seen.forwarded_for(),
+            seen.real_ip,
+        );
 
         let redacted = redact::redact_target(target, &self.key_names);
 
@@ -199,35 +188,5 @@ impl Resolver {
             consumer,
         };
         (identity, redacted.target)
-    }
-
-    fn scan_headers<'h>(&self, headers: &[httparse::Header<'h>]) -> Seen<'h> {
-        let mut seen = Seen::default();
-        for (i, h) in headers.iter().enumerate() {
-            let name = h.name;
-            let slot = if name.eq_ignore_ascii_case("authorization") {
-                &mut seen.authorization
-            } else if name.eq_ignore_ascii_case(XFF) {
-                seen.xff_last = Some(i);
-                continue;
-            } else if name.eq_ignore_ascii_case("x-real-ip") {
-                &mut seen.real_ip
-            } else if name.eq_ignore_ascii_case("x-consumer-username") {
-                &mut seen.consumer_username
-            } else if name.eq_ignore_ascii_case("x-consumer-id") {
-                &mut seen.consumer_id
-            } else if name.eq_ignore_ascii_case("x-credential-identifier") {
-                &mut seen.credential_identifier
-            } else if name.eq_ignore_ascii_case("x-anonymous-consumer") {
-                seen.anonymous |= h.value.trim_ascii().eq_ignore_ascii_case(b"true");
-                continue;
-            } else if self.key_names.iter().any(|k| name.eq_ignore_ascii_case(k)) {
-                &mut seen.api_key
-            } else {
-                continue;
-            };
-            slot.get_or_insert(h.value);
-        }
-        seen
     }
 }

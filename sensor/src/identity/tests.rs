@@ -33,6 +33,32 @@ fn fp(scope: &[u8], secret: &[u8]) -> Fingerprint {
     FingerprintKey::from_bytes(KEY).fingerprint(&input)
 }
 
+/// [`Resolver::resolve`] on a plain header list, scanned as the HTTP
+/// analyzer does.
+trait ResolveList {
+    fn resolve_list<'t>(
+        &self,
+        peer: IpAddr,
+        target: &'t str,
+        headers: &[Header<'_>],
+    ) -> (Identity, Cow<'t, str>);
+}
+
+impl ResolveList for Resolver {
+    fn resolve_list<'t>(
+        &self,
+        peer: IpAddr,
+        target: &'t str,
+        headers: &[Header<'_>],
+    ) -> (Identity, Cow<'t, str>) {
+        let mut seen = IdentityHeaders::default();
+        for at in 0..headers.len() {
+            seen.note(headers, at, self.key_names());
+        }
+        self.resolve(peer, target, &seen)
+    }
+}
+
 fn headers<'a>(list: &'a [(&'a str, &'a [u8])]) -> Vec<Header<'a>> {
     list.iter()
         .map(|&(name, value)| Header { name, value })
@@ -40,7 +66,7 @@ fn headers<'a>(list: &'a [(&'a str, &'a [u8])]) -> Vec<Header<'a>> {
 }
 
 fn resolve(peer: &str, target: &str, list: &[(&str, &[u8])]) -> Identity {
-    resolver().resolve(ip(peer), target, &headers(list)).0
+    resolver().resolve_list(ip(peer), target, &headers(list)).0
 }
 
 fn b64(s: &[u8]) -> String {
@@ -65,7 +91,7 @@ fn default_config_is_kong_default() {
 
 #[test]
 fn no_credentials_nothing_allocated() {
-    let (id, target) = resolver().resolve(
+    let (id, target) = resolver().resolve_list(
         ip(PEER),
         "/v1/items?page=2",
         &headers(&[("Host", b"api"), ("User-Agent", b"curl")]),
@@ -100,7 +126,7 @@ fn client_ip_from_headers_only_behind_trusted_peer() {
     });
     let h = headers(&[("X-Forwarded-For", b"2001:db8::5, fd00::3")]);
     assert_eq!(
-        r.resolve(ip("fd00::1"), "/", &h).0.client_ip,
+        r.resolve_list(ip("fd00::1"), "/", &h).0.client_ip,
         ip("2001:db8::5")
     );
 }
@@ -113,7 +139,7 @@ fn arkime_xff_through_resolver() {
     let untrusted = resolver_with(IdentityConfig::default());
     assert_eq!(
         untrusted
-            .resolve(ip("10.0.0.1"), "/", &headers(h))
+            .resolve_list(ip("10.0.0.1"), "/", &headers(h))
             .0
             .client_ip,
         ip("10.0.0.1")
@@ -225,12 +251,12 @@ fn apikey_header_case_insensitive_and_query() {
         resolve(PEER, "/", &[("APIKEY", b"k-123")]).credential,
         expect
     );
-    let (id, target) = resolver().resolve(ip(PEER), "/x?apikey=k%2D123&a=1", &[]);
+    let (id, target) = resolver().resolve_list(ip(PEER), "/x?apikey=k%2D123&a=1", &[]);
     assert_eq!(id.credential, expect);
     assert_eq!(id.principal, None);
     assert_eq!(target, "/x?apikey=REDACTED&a=1");
     // The query parameter name is exact.
-    let (id, target) = resolver().resolve(ip(PEER), "/x?ApiKey=k-123", &[]);
+    let (id, target) = resolver().resolve_list(ip(PEER), "/x?ApiKey=k-123", &[]);
     assert_eq!(id.credential, None);
     assert_eq!(target, "/x?ApiKey=REDACTED"); // still a secret-looking name
 }
@@ -243,15 +269,15 @@ fn custom_key_names() {
     });
     let h = headers(&[("x-partner-token", b"t1")]);
     assert_eq!(
-        r.resolve(ip(PEER), "/", &h).0.credential,
+        r.resolve_list(ip(PEER), "/", &h).0.credential,
         Some(fp(scope::API_KEY, b"t1"))
     );
-    let (id, target) = r.resolve(ip(PEER), "/p?pk=t2&apikey=t3", &[]);
+    let (id, target) = r.resolve_list(ip(PEER), "/p?pk=t2&apikey=t3", &[]);
     assert_eq!(id.credential, Some(fp(scope::API_KEY, b"t2")));
     assert_eq!(target, "/p?pk=REDACTED&apikey=REDACTED");
     // The default name is not a key name any more: a header called apikey is ignored.
     let h = headers(&[("apikey", b"t3")]);
-    assert_eq!(r.resolve(ip(PEER), "/", &h).0.credential, None);
+    assert_eq!(r.resolve_list(ip(PEER), "/", &h).0.credential, None);
 }
 
 #[test]
@@ -387,7 +413,7 @@ fn secrets_never_in_debug_output() {
         let list = [(name, value.as_bytes())];
         let h = headers(&list);
         let r = resolver();
-        let (id, target) = r.resolve(ip(KONG), "/p?token=qs-secret-1", &h);
+        let (id, target) = r.resolve_list(ip(KONG), "/p?token=qs-secret-1", &h);
         let dbg = format!("{id:?} {target} {r:?}");
         assert!(id.credential.is_some());
         for s in [secret, value, "qs-secret-1"] {

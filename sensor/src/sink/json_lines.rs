@@ -1,4 +1,5 @@
-//! JSON lines: one serialized object per line, for files, pipes and stdout.
+//! JSON lines: one serialized object per line, for files, pipes and stdout
+//! (`--transactions`, `--alerts`, and the segment log's writer).
 
 use std::{
     fs::{File, OpenOptions},
@@ -9,6 +10,20 @@ use std::{
 use serde::Serialize;
 use tracing::warn;
 
+use super::Sink;
+use crate::{detect::Alert, http::Transaction};
+
+/// Which of the pipeline's outputs a [`JsonLines`] sink writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Records {
+    /// Every transaction.
+    Transactions,
+    /// Every alert.
+    Alerts,
+    /// Whatever its owner writes (the segment log).
+    Other,
+}
+
 fn open(path: &Path) -> io::Result<BufWriter<File>> {
     let file = OpenOptions::new().create(true).append(true).open(path)?;
     Ok(BufWriter::new(file))
@@ -17,6 +32,7 @@ fn open(path: &Path) -> io::Result<BufWriter<File>> {
 /// Writes one JSON object per line. A write error is logged once and turns
 /// the writer off; it never stops the pipeline.
 pub struct JsonLines {
+    records: Records,
     name: &'static str,
     out: Option<Box<dyn Write + Send>>,
     /// The file, when writing to one (reopened by [`JsonLines::reopen`]).
@@ -24,9 +40,11 @@ pub struct JsonLines {
 }
 
 impl JsonLines {
-    /// A writer named `name` (in its error message) writing to `out`.
-    pub fn new(name: &'static str, out: Box<dyn Write + Send>) -> Self {
+    /// A writer of `records` named `name` (in its error message) writing
+    /// to `out`.
+    pub fn new(records: Records, name: &'static str, out: Box<dyn Write + Send>) -> Self {
         Self {
+            records,
             name,
             out: Some(out),
             path: None,
@@ -38,19 +56,19 @@ impl JsonLines {
     ///
     /// # Errors
     /// The file cannot be opened.
-    pub fn create(name: &'static str, path: &Path) -> io::Result<Self> {
+    pub fn create(records: Records, name: &'static str, path: &Path) -> io::Result<Self> {
         if path == Path::new("-") {
-            return Ok(Self::new(name, Box::new(io::stdout())));
+            return Ok(Self::new(records, name, Box::new(io::stdout())));
         }
-        let mut lines = Self::new(name, Box::new(open(path)?));
+        let mut lines = Self::new(records, name, Box::new(open(path)?));
         lines.path = Some(path.to_path_buf());
         Ok(lines)
     }
 
     /// Flushes and reopens the file at its path (after log rotation moved
     /// it away, on SIGHUP). A failure is logged and turns the writer off.
-    pub fn reopen(&mut self) {
-        self.flush();
+    pub fn reopen_file(&mut self) {
+        self.flush_lines();
         let Some(path) = &self.path else { return };
         match open(path) {
             Ok(file) => self.out = Some(Box::new(file)),
@@ -74,12 +92,34 @@ impl JsonLines {
     }
 
     /// Flushes buffered lines.
-    pub fn flush(&mut self) {
+    pub fn flush_lines(&mut self) {
         if let Some(out) = &mut self.out
             && let Err(e) = out.flush()
         {
             warn!(error = %e, sink = self.name, "flush failed; sink disabled");
             self.out = None;
         }
+    }
+}
+
+impl Sink for JsonLines {
+    fn transaction(&mut self, tx: &Transaction) {
+        if self.records == Records::Transactions {
+            self.write(tx);
+        }
+    }
+
+    fn alert(&mut self, alert: &Alert) {
+        if self.records == Records::Alerts {
+            self.write(alert);
+        }
+    }
+
+    fn flush(&mut self) {
+        self.flush_lines();
+    }
+
+    fn reopen(&mut self) {
+        self.reopen_file();
     }
 }

@@ -1,79 +1,15 @@
-//! Prometheus metrics (`metrics` + `metrics-exporter-prometheus`): the
-//! detectors' gauges under the reference SIEM's names, and the sensor's own
-//! health, so loss is never silent.
-//!
-//! | name | type | labels | meaning |
-//! |---|---|---|---|
-//! | `aps_siem_ip_topn` | gauge | `client_ip` (or `other`) | requests of the 10 busiest client IPs in the last closed 15 s window; `other`: all the rest |
-//! | `aps_siem_ip` | gauge | | distinct client IPs in that window |
-//! | `aps_siem_requests` | gauge | | requests in that window |
-//! | `aps_siem_ip_buffer` | gauge | | client IPs held in the window table at its close |
-//! | `aps_siem_counter` | gauge | | credentials tracked (the reference's credential-to-IP mappings) |
-//! | `aps_siem_error_ip_topn` | gauge | `client_ip` | errors of the 15 IPs with most errors in that window |
-//! | `aps_siem_credential_ips` | gauge | `credential`, `principal` | distinct IPs of the 50 most spread credentials (fingerprint, never the secret) |
-//! | `siem_sensor_kernel_segments_total` | counter | `result`: `seen`, `submitted`, `ring_full`, `copy_error` | the kernel tap's per-CPU counters, summed |
-//! | `siem_sensor_records_total` | counter | `result`: `received`, `malformed` | ring-buffer records read |
-//! | `siem_sensor_segments_total` | counter | | segments into the pipeline |
-//! | `siem_sensor_flows_active` | gauge | | TCP connections tracked |
-//! | `siem_sensor_flows_ended_total` | counter | `how`: `closed`, `expired`, `evicted` | connections ended |
-//! | `siem_sensor_gaps_total` / `siem_sensor_gap_bytes_total` | counter | | reassembly holes skipped, and their bytes |
-//! | `siem_sensor_retransmitted_bytes_total` | counter | | bytes seen twice and dropped |
-//! | `siem_sensor_http_errors_total` | counter | `kind` | HTTP framing losses by kind |
-//! | `siem_sensor_transactions_total` | counter | `class`: `1xx`..`5xx`, `none` | transactions by status class |
-//! | `siem_sensor_transaction_latency_seconds` | histogram | | request start to response start |
-//! | `siem_sensor_alerts_total` | counter | `detector` | alerts sent |
-//! | `siem_sensor_alerts_suppressed_total` | counter | | alerts held back by the cooldown |
-//! | `siem_sensor_detector_evictions_total` | counter | | detector table entries evicted |
-//! | `siem_sensor_syslog_records_total` | counter | `target`, `result`: `sent`, `overflow`, `undelivered` | syslog delivery per target |
-//! | `siem_sensor_build_info` | gauge | `version` | always 1 |
-//!
-//! Top-N series are refreshed every second; a series not refreshed for
-//! [`TOP_N_IDLE`] (its IP left the top N) is dropped, so label cardinality
-//! stays bounded.
+//! Per-transaction metrics: `siem_sensor_transactions_total` by status
+//! class and the latency histogram (the table in `exporter.rs`).
 
-use std::{net::SocketAddr, time::Duration};
+use metrics::{Counter, Histogram, counter, histogram};
 
-use ipnet::IpNet;
-use metrics::{Counter, Histogram, counter, gauge, histogram};
-use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
-use metrics_util::MetricKindMask;
+use super::Sink;
+use crate::http::Transaction;
 
-use crate::{
-    capture::live::{KernelCounters, ReaderCounters},
-    detect::Snapshot,
-    http::Transaction,
-    pipeline::PipelineCounters,
-};
+/// The latency histogram's name; the exporter sets its buckets.
+pub const LATENCY: &str = "siem_sensor_transaction_latency_seconds";
 
-/// How long a gauge lives without an update: two windows.
-pub const TOP_N_IDLE: Duration = Duration::from_secs(30);
-
-const LATENCY: &str = "siem_sensor_transaction_latency_seconds";
-
-/// Serves `/metrics` on `listen` to the `allow`ed addresses (all when
-/// empty), on the current tokio runtime.
-///
-/// # Errors
-/// The listener or the global recorder cannot be installed.
-pub fn install(listen: SocketAddr, allow: &[IpNet]) -> Result<(), BuildError> {
-    let mut builder = PrometheusBuilder::new()
-        .with_http_listener(listen)
-        .idle_timeout(MetricKindMask::GAUGE, Some(TOP_N_IDLE))
-        .set_buckets_for_metric(
-            Matcher::Full(LATENCY.into()),
-            &[
-                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ],
-        )?;
-    for net in allow {
-        builder = builder.add_allowed_address(net.to_string())?;
-    }
-    builder.install()?;
-    gauge!("siem_sensor_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-    Ok(())
-}
-
-/// Per-transaction metrics: `siem_sensor_transactions_total` by class and
+/// The per-transaction metrics sink: `siem_sensor_transactions_total` by class and
 /// the latency histogram. The handles are looked up once; a `counter!` with
 /// labels builds and hashes its key and searches the registry on every
 /// call, which showed in the per-record profile (`cargo xtask bench`).
@@ -84,7 +20,8 @@ pub struct TransactionMetrics {
 }
 
 impl Default for TransactionMetrics {
-    /// Handles on the installed recorder: create after [`install`].
+    /// Handles on the installed recorder: create after
+    /// `exporter::install`.
     fn default() -> Self {
         let class = |c: &'static str| counter!("siem_sensor_transactions_total", "class" => c);
         Self {
@@ -94,9 +31,8 @@ impl Default for TransactionMetrics {
     }
 }
 
-impl TransactionMetrics {
-    /// Counts one transaction (class and latency).
-    pub fn record(&self, tx: &Transaction) {
+impl Sink for TransactionMetrics {
+    fn transaction(&mut self, tx: &Transaction) {
         let class = match tx.status {
             Some(s @ 100..=599) => usize::from(s / 100 - 1),
             _ => 5,
@@ -105,82 +41,5 @@ impl TransactionMetrics {
         if let Some(ms) = tx.latency_ms {
             self.latency.record(ms / 1000.0);
         }
-    }
-}
-
-/// Publishes the live tap's counters.
-pub fn capture(kernel: &KernelCounters, reader: &ReaderCounters) {
-    for (result, n) in [
-        ("seen", kernel.seen),
-        ("submitted", kernel.submitted),
-        ("ring_full", kernel.ring_full),
-        ("copy_error", kernel.copy_error),
-    ] {
-        counter!("siem_sensor_kernel_segments_total", "result" => result).absolute(n);
-    }
-    counter!("siem_sensor_records_total", "result" => "received").absolute(reader.received);
-    counter!("siem_sensor_records_total", "result" => "malformed").absolute(reader.malformed);
-}
-
-/// Publishes the pipeline's counters and the detectors' gauges.
-pub fn pipeline(c: &PipelineCounters, snapshot: Option<&Snapshot>) {
-    let f = &c.flows;
-    counter!("siem_sensor_segments_total").absolute(f.segments);
-    gauge!("siem_sensor_flows_active").set(f.active as f64);
-    for (how, n) in [
-        ("closed", f.closed),
-        ("expired", f.expired),
-        ("evicted", f.evicted),
-    ] {
-        counter!("siem_sensor_flows_ended_total", "how" => how).absolute(n);
-    }
-    counter!("siem_sensor_gaps_total").absolute(f.gaps);
-    counter!("siem_sensor_gap_bytes_total").absolute(f.gap_bytes);
-    counter!("siem_sensor_retransmitted_bytes_total").absolute(f.retransmitted_bytes);
-    let e = &c.http.errors;
-    for (kind, n) in [
-        ("bad_request_head", e.bad_request_head),
-        ("bad_response_head", e.bad_response_head),
-        ("head_too_large", e.head_too_large),
-        ("head_truncated", e.head_truncated),
-        ("bad_chunk", e.bad_chunk),
-        ("bad_content_length", e.bad_content_length),
-    ] {
-        counter!("siem_sensor_http_errors_total", "kind" => kind).absolute(n);
-    }
-    for (detector, n) in &c.detect.alerts {
-        let name = serde_json::to_value(detector).unwrap_or_default();
-        let name = name.as_str().unwrap_or("unknown").to_owned();
-        counter!("siem_sensor_alerts_total", "detector" => name).absolute(*n);
-    }
-    counter!("siem_sensor_alerts_suppressed_total").absolute(c.detect.suppressed);
-    for t in &c.syslog {
-        for (result, n) in [
-            ("sent", t.sent),
-            ("overflow", t.overflow),
-            ("undelivered", t.undelivered),
-        ] {
-            counter!("siem_sensor_syslog_records_total", "target" => t.target.clone(), "result" => result)
-                .absolute(n);
-        }
-    }
-    counter!("siem_sensor_detector_evictions_total").absolute(c.detect.evictions);
-    let Some(snap) = snapshot else { return };
-    gauge!("aps_siem_counter").set(snap.tracked_credentials as f64);
-    for cred in &snap.credentials {
-        let principal = cred.principal.clone().unwrap_or_default();
-        gauge!("aps_siem_credential_ips", "credential" => cred.credential.to_string(), "principal" => principal)
-            .set(cred.ips as f64);
-    }
-    let Some(w) = &snap.window else { return };
-    gauge!("aps_siem_requests").set(w.requests as f64);
-    gauge!("aps_siem_ip").set(w.distinct_ips as f64);
-    gauge!("aps_siem_ip_buffer").set(w.buffered_ips as f64);
-    gauge!("aps_siem_ip_topn", "client_ip" => "other").set(w.other_requests as f64);
-    for (ip, n) in &w.top_ips {
-        gauge!("aps_siem_ip_topn", "client_ip" => ip.to_string()).set(*n as f64);
-    }
-    for (ip, n) in &w.top_error_ips {
-        gauge!("aps_siem_error_ip_topn", "client_ip" => ip.to_string()).set(*n as f64);
     }
 }

@@ -1,16 +1,15 @@
 //! The segment log: one JSON object per segment (JSON lines), for watching
 //! what the capture delivers (`siem-sensor run --debug-segments`).
 
-use std::{
-    collections::HashMap,
-    io::Write,
-    time::{Duration, UNIX_EPOCH},
-};
+use std::{collections::HashMap, io::Write};
 
 use serde::Serialize;
 
-use super::JsonLines;
-use crate::capture::{Direction, Hook, Segment, Source};
+use super::{JsonLines, Sink, json_lines::Records};
+use crate::{
+    capture::{Direction, Hook, Segment, Source},
+    time::Rfc3339,
+};
 
 /// Writes segments as JSON lines (see [`JsonLines`] for write errors).
 pub struct SegmentLog {
@@ -45,13 +44,13 @@ impl SegmentLog {
     /// A log writing to `out` (buffered by the caller if needed).
     pub fn new(out: Box<dyn Write + Send>) -> Self {
         Self {
-            out: JsonLines::new("segment log", out),
+            out: JsonLines::new(Records::Other, "segment log", out),
             interface_names: HashMap::new(),
         }
     }
 
     /// Writes one segment line.
-    pub fn write(&mut self, s: &Segment<'_>) {
+    fn write(&mut self, s: &Segment<'_>) {
         let payload = escape_payload(s.payload);
         let (hook, direction, ifindex) = match s.source {
             Source::Live {
@@ -69,8 +68,7 @@ impl SegmentLog {
         });
         let line = Line {
             event: "segment",
-            time: humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::from_nanos(s.time_ns))
-                .to_string(),
+            time: Rfc3339(s.time_ns).to_string(),
             hook,
             direction,
             ifindex,
@@ -86,10 +84,19 @@ impl SegmentLog {
         };
         self.out.write(&line);
     }
+}
 
-    /// Flushes the underlying writer.
-    pub fn flush(&mut self) {
-        self.out.flush();
+impl Sink for SegmentLog {
+    fn takes_segments(&self) -> bool {
+        true
+    }
+
+    fn segment(&mut self, segment: &Segment<'_>) {
+        self.write(segment);
+    }
+
+    fn flush(&mut self) {
+        self.out.flush_lines();
     }
 }
 

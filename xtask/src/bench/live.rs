@@ -16,12 +16,11 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use serde_json::Value;
-use xtask::{
-    lab::{GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_UPSTREAM_V4, Lab},
-    run_quiet,
+use lab::{
+    GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_UPSTREAM_V4, Lab, run_quiet,
     sensor::SensorProcess,
 };
+use serde_json::Value;
 
 use super::write_section;
 

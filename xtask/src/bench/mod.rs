@@ -11,7 +11,9 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use xtask::{run, run_quiet, setup::setup};
+use lab::{run, run_quiet};
+
+use crate::setup::setup;
 
 /// Which benchmarks to run.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -12,11 +12,8 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
+use lab::{CLIENT_V4, GATEWAY_CLIENT_IF, Lab, PROXY_PORT, run, run_quiet};
 use serde_json::Value;
-use xtask::{
-    lab::{CLIENT_V4, GATEWAY_CLIENT_IF, Lab, PROXY_PORT},
-    run, run_quiet,
-};
 
 use super::write_section;
 
@@ -212,7 +209,7 @@ fn capture(dir: &Path) -> Result<PathBuf> {
 }
 
 /// wrk script: every request with a random `X-Forwarded-For` in 10/8.
-const XFF_SCRIPT: &str = include_str!("../../lua/xff.lua");
+const XFF_SCRIPT: &str = include_str!("../../../lab/lua/xff.lua");
 
 /// Runs `cmd` under `/usr/bin/time` for its peak RSS; wall time from here.
 fn measure(cmd: &mut Command) -> Result<Measured> {

@@ -6,10 +6,14 @@ use std::fmt::Write as _;
 
 use fasyslog::{SDElement, Severity as SyslogSeverity, format::SyslogContext};
 
-use crate::detect::{Alert, Severity};
+use crate::{
+    choice::Choice,
+    detect::{Alert, Severity},
+    time::Rfc3339,
+};
 
 /// The record header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Header {
     /// RFC 5424, with the alert's fields as structured data too.
     Rfc5424,
@@ -18,7 +22,7 @@ pub enum Header {
 }
 
 /// The message body.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Body {
     /// `detector=... severity=... client_ip=... requests=601`.
     Kv,
@@ -26,6 +30,16 @@ pub enum Body {
     Cef,
     /// The alert's JSON object.
     Json,
+}
+
+impl Choice for Header {
+    const CHOICES: &'static [(&'static str, Self)] =
+        &[("rfc5424", Self::Rfc5424), ("rfc3164", Self::Rfc3164)];
+}
+
+impl Choice for Body {
+    const CHOICES: &'static [(&'static str, Self)] =
+        &[("kv", Self::Kv), ("cef", Self::Cef), ("json", Self::Json)];
 }
 
 /// SD-ID of the alert element: `siem@32473`, 32473 being the private
@@ -42,26 +56,12 @@ pub fn severity(s: Severity) -> SyslogSeverity {
     }
 }
 
-/// The detector's name as in JSON (`request_flood`).
-fn detector(a: &Alert) -> String {
-    serde_json::to_value(a.detector)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 /// The alert's fields as (name, value) text pairs, in a fixed order.
 fn fields(a: &Alert) -> Vec<(&'static str, String)> {
-    let time = |ns: u64| humantime::format_rfc3339_nanos(crate::time::from_ns(ns)).to_string();
-    let severity = serde_json::to_value(a.severity).ok();
+    let time = |ns: u64| Rfc3339(ns).to_string();
     let mut f = vec![
-        ("detector", detector(a)),
-        (
-            "severity",
-            severity
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
-        ),
+        ("detector", a.detector.as_str().to_owned()),
+        ("severity", a.severity.as_str().to_owned()),
         ("time", time(a.time_ns)),
     ];
     if let Some(ip) = a.client_ip {
@@ -123,11 +123,11 @@ fn cef(alert: &Alert) -> String {
         Severity::Medium => 5,
         Severity::High => 8,
     };
-    let name = detector(alert);
+    let name = alert.detector.as_str();
     let mut out = format!(
         "CEF:0|siem-sensor|siem-sensor|{}|{}|{}|{level}|rt={}",
         header(env!("CARGO_PKG_VERSION")),
-        header(&name),
+        header(name),
         header(&name.replace('_', " ")),
         alert.time_ns / 1_000_000,
     );
@@ -162,7 +162,7 @@ pub fn record(ctx: &SyslogContext, header: Header, body_form: Body, alert: &Aler
                 }
                 sd.push(element);
             }
-            ctx.format_rfc5424(level, Some(detector(alert)), sd, Some(text))
+            ctx.format_rfc5424(level, Some(alert.detector.as_str()), sd, Some(text))
                 .to_string()
         }
     }

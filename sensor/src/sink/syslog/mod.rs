@@ -28,12 +28,12 @@ use rustls::{
     ClientConfig, RootCertStore,
     pki_types::{CertificateDer, pem::PemObject},
 };
-use serde::Serialize;
 
 pub use format::{Body, Header};
-use transport::Delivery;
+use transport::Tally;
 pub use transport::Target;
 
+use super::{Delivery, Sink};
 use crate::detect::Alert;
 
 /// The sink's settings.
@@ -95,23 +95,10 @@ pub fn parse_facility(name: &str) -> Result<Facility, String> {
         })
 }
 
-/// Delivery counts of one target.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct TargetCounters {
-    /// The target.
-    pub target: String,
-    /// Records written.
-    pub sent: u64,
-    /// Records dropped on a full queue.
-    pub overflow: u64,
-    /// Records never delivered (receiver still down at shutdown).
-    pub undelivered: u64,
-}
-
 struct Sender {
     target: Target,
     queue: Option<SyncSender<Vec<u8>>>,
-    delivery: Arc<Delivery>,
+    delivery: Arc<Tally>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -140,7 +127,7 @@ impl Syslog {
         let mut senders = Vec::new();
         for target in &config.targets {
             let (tx, rx) = sync_channel(config.queue.max(1));
-            let delivery = Arc::new(Delivery::default());
+            let delivery = Arc::new(Tally::default());
             let (t, d, drain, tls) = (
                 target.clone(),
                 Arc::clone(&delivery),
@@ -166,7 +153,7 @@ impl Syslog {
     }
 
     /// Queues `alert` for every target; never blocks.
-    pub fn send(&self, alert: &Alert) {
+    fn send(&self, alert: &Alert) {
         let record = format::record(&self.context, self.header, self.body, alert).into_bytes();
         for s in &self.senders {
             let Some(queue) = &s.queue else { continue };
@@ -179,10 +166,11 @@ impl Syslog {
     }
 
     /// Delivery counts so far.
-    pub fn counters(&self) -> Vec<TargetCounters> {
+    fn counters(&self) -> Vec<Delivery> {
         self.senders
             .iter()
-            .map(|s| TargetCounters {
+            .map(|s| Delivery {
+                sink: "syslog",
                 target: s.target.to_string(),
                 sent: s.delivery.sent.load(Ordering::Relaxed),
                 overflow: s.delivery.overflow.load(Ordering::Relaxed),
@@ -192,14 +180,24 @@ impl Syslog {
     }
 }
 
-impl Syslog {
-    /// Delivers what is queued (waiting at most `drain` for a receiver that
-    /// is down), stops the threads and returns the final counts.
-    pub fn stop(mut self) -> Vec<TargetCounters> {
-        self.shutdown();
+impl Sink for Syslog {
+    fn alert(&mut self, alert: &Alert) {
+        self.send(alert);
+    }
+
+    fn delivery(&self) -> Vec<Delivery> {
         self.counters()
     }
 
+    /// Delivers what is queued (waiting at most `drain` for a receiver that
+    /// is down), stops the threads and returns the final counts.
+    fn stop(mut self: Box<Self>) -> Vec<Delivery> {
+        self.shutdown();
+        self.counters()
+    }
+}
+
+impl Syslog {
     fn shutdown(&mut self) {
         for s in &mut self.senders {
             s.delivery.stopping.store(true, Ordering::Relaxed);

@@ -110,7 +110,7 @@ fn tls_receivers_get_octet_counted_records() {
     for i in 2..=3 {
         syslog.send(&alert(i));
     }
-    let counts = syslog.stop();
+    let counts = Box::new(syslog).stop();
     let records = frames(&server.join().unwrap());
     assert_eq!(records.len(), 3, "{records:#?}");
     for (i, r) in records.iter().enumerate() {
@@ -129,7 +129,7 @@ fn a_receiver_with_an_untrusted_certificate_gets_nothing() {
     let (addr, server) = receiver(&impostor);
     let syslog = Syslog::start(&config(addr, &trusted.pem(), &dir)).unwrap();
     syslog.send(&alert(1));
-    let counts = syslog.stop();
+    let counts = Box::new(syslog).stop();
     assert!(server.join().unwrap().is_empty());
     assert_eq!((counts[0].sent, counts[0].undelivered), (0, 1));
 }

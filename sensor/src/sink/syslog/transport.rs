@@ -75,7 +75,7 @@ impl fmt::Display for Target {
 
 /// Delivery counters of one target, shared with its thread.
 #[derive(Debug, Default)]
-pub struct Delivery {
+pub struct Tally {
     /// Records written to the socket.
     pub sent: AtomicU64,
     /// Records dropped because the queue was full.
@@ -207,7 +207,7 @@ pub fn run(
     target: Target,
     tls: Option<Arc<ClientConfig>>,
     queue: Receiver<Vec<u8>>,
-    delivery: Arc<Delivery>,
+    delivery: Arc<Tally>,
     drain: Duration,
 ) {
     let mut conn: Option<Conn> = None;

@@ -1,0 +1,22 @@
+//! siem-sensor's test lab, shared by `cargo xtask` (demo, bench, install)
+//! and the live integration tests: network namespaces joined by veth pairs
+//! ([`Lab`]), a Kong-like gateway and an upstream served by nginx
+//! (`nginx.rs`), the gateway's consumers ([`consumers`]), labeled traffic
+//! scenarios played by real clients ([`scenarios`], Lua scripts in `lua/`),
+//! a real rsyslog receiver ([`rsyslog`]), the sensor as a process
+//! ([`sensor`]) and staging installs ([`install`]).
+
+pub mod consumers;
+pub mod install;
+mod network;
+mod nginx;
+pub mod rsyslog;
+pub mod scenarios;
+pub mod sensor;
+mod sh;
+
+pub use network::{
+    CLIENT_V4, CLIENT_V6, EXTRA_CLIENTS, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF,
+    GATEWAY_UPSTREAM_V4, GATEWAY_V4, GATEWAY_V6, Lab, PROXY_PORT, UPSTREAM_PORT, UPSTREAM_V4,
+};
+pub use sh::{run, run_quiet};

@@ -1,0 +1,312 @@
+//! The gateway lab: network namespaces joined by veth pairs, all addresses
+//! private to them.
+//!
+//! ```text
+//!  {p}-client  10.77.0.2 fd77::2 --+
+//!  {p}-h0      10.77.0.10 --------+-- gw-client (bridge)       gw-upstream ---- {p}-upstream
+//!  ...                            |   10.77.0.1 fd77::1        10.77.1.1        10.77.1.2 fd77:1::2
+//!  {p}-h12     10.77.0.22 --------+   {p}-gateway: nginx :8000  fd77:1::1        nginx :8080
+//! ```
+//!
+//! Every client host is a namespace of its own, its veth enslaved to the
+//! gateway's bridge, as hosts on a LAN in front of Kong. The gateway nginx
+//! behaves like Kong's proxy on the wire (see [`GATEWAY_SERVER`]). The
+//! sensor attaches to `gw-client` (client leg) and `gw-upstream`
+//! (upstream leg).
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, Result};
+
+use crate::run_quiet;
+
+/// Gateway address on the client side.
+pub const GATEWAY_V4: &str = "10.77.0.1";
+/// See [`GATEWAY_V4`].
+pub const GATEWAY_V6: &str = "fd77::1";
+/// The client's address.
+pub const CLIENT_V4: &str = "10.77.0.2";
+/// More client hosts, each a namespace with one address, `10.77.0.10` to
+/// `10.77.0.10 + EXTRA_CLIENTS - 1`, for scenarios that need several sources.
+pub const EXTRA_CLIENTS: u8 = 13;
+/// See [`CLIENT_V4`].
+pub const CLIENT_V6: &str = "fd77::2";
+/// Gateway address on the upstream side.
+pub const GATEWAY_UPSTREAM_V4: &str = "10.77.1.1";
+/// The upstream service's address.
+pub const UPSTREAM_V4: &str = "10.77.1.2";
+/// Kong's default proxy port.
+pub const PROXY_PORT: u16 = 8000;
+/// The upstream service's port.
+pub const UPSTREAM_PORT: u16 = 8080;
+/// Gateway interface towards the client.
+pub const GATEWAY_CLIENT_IF: &str = "gw-client";
+/// Gateway interface towards the upstream.
+pub const GATEWAY_UPSTREAM_IF: &str = "gw-upstream";
+
+/// A running lab. Dropping it tears it down.
+pub struct Lab {
+    prefix: String,
+    workdir: PathBuf,
+}
+
+impl Lab {
+    /// Brings up a lab whose namespaces are named `{prefix}-client`,
+    /// `{prefix}-gateway` and `{prefix}-upstream`, first removing any
+    /// leftover lab with the same prefix. Needs root.
+    ///
+    /// # Errors
+    /// A failing `ip` command or an nginx that does not answer within 10 s.
+    pub fn up(prefix: &str) -> Result<Self> {
+        let lab = Self::named(prefix);
+        lab.teardown();
+        lab.build_network().context("building the lab network")?;
+        lab.start_servers().context("starting nginx in the lab")?;
+        Ok(lab)
+    }
+
+    /// A handle on the lab called `prefix`, whether it is up or not.
+    pub fn named(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_string(),
+            workdir: std::env::temp_dir().join(format!("siem-sensor-lab-{prefix}")),
+        }
+    }
+
+    /// Leaves the lab running after this handle is gone (`cargo xtask lab up`).
+    pub fn leave_running(self) {
+        std::mem::forget(self);
+    }
+
+    /// `{prefix}-client`, the host of [`CLIENT_V4`] and [`CLIENT_V6`].
+    pub fn client_ns(&self) -> String {
+        format!("{}-client", self.prefix)
+    }
+
+    /// The namespace of the client host with address `addr`: [`Self::client_ns`]
+    /// or `{prefix}-h{i}` for [`Self::extra_client`]`(i)`.
+    ///
+    /// # Errors
+    /// `addr` is not a client address of the lab.
+    pub fn client_ns_of(&self, addr: &str) -> Result<String> {
+        if addr == CLIENT_V4 || addr == CLIENT_V6 {
+            return Ok(self.client_ns());
+        }
+        (0..EXTRA_CLIENTS)
+            .find(|&i| Self::extra_client(i) == addr)
+            .map(|i| self.host_ns(i))
+            .with_context(|| format!("{addr} is not a client address of the lab"))
+    }
+
+    fn host_ns(&self, i: u8) -> String {
+        format!("{}-h{i}", self.prefix)
+    }
+
+    /// Every client host: (namespace, IPv4 with prefix, IPv6 with prefix).
+    fn hosts(&self) -> Vec<(String, String, Option<&'static str>)> {
+        let mut hosts = vec![(
+            self.client_ns(),
+            format!("{CLIENT_V4}/24"),
+            Some("fd77::2/64"),
+        )];
+        hosts.extend((0..EXTRA_CLIENTS).map(|i| {
+            (
+                self.host_ns(i),
+                format!("{}/24", Self::extra_client(i)),
+                None,
+            )
+        }));
+        hosts
+    }
+
+    /// `{prefix}-gateway`.
+    pub fn gateway_ns(&self) -> String {
+        format!("{}-gateway", self.prefix)
+    }
+
+    /// `{prefix}-upstream`.
+    pub fn upstream_ns(&self) -> String {
+        format!("{}-upstream", self.prefix)
+    }
+
+    /// The lab's scratch folder (nginx configs, logs, pid files).
+    pub fn workdir(&self) -> &Path {
+        &self.workdir
+    }
+
+    /// A command that runs `program` inside namespace `ns`.
+    pub fn command(&self, ns: &str, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns, program]);
+        cmd
+    }
+
+    /// The `i`-th extra client address (see [`EXTRA_CLIENTS`]).
+    pub fn extra_client(i: u8) -> String {
+        format!("10.77.0.{}", 10 + u16::from(i))
+    }
+
+    /// Proxy URL on the gateway for `path`, over IPv4 or IPv6.
+    pub fn proxy_url(&self, ipv6: bool, path: &str) -> String {
+        if ipv6 {
+            format!("http://[{GATEWAY_V6}]:{PROXY_PORT}{path}")
+        } else {
+            format!("http://{GATEWAY_V4}:{PROXY_PORT}{path}")
+        }
+    }
+
+    /// A command that runs `program` on the client host with address `source`.
+    ///
+    /// # Errors
+    /// `source` is not a client address of the lab.
+    pub fn command_from(&self, source: &str, program: &str) -> Result<Command> {
+        Ok(self.command(&self.client_ns_of(source)?, program))
+    }
+
+    /// `n` requests for `path` on one keep-alive connection from the client
+    /// host with address `source`, with curl's `extra` arguments.
+    ///
+    /// # Errors
+    /// Not a client address; curl failed (no answer within 10 s, connection
+    /// refused, ...).
+    pub fn curl_from(&self, source: &str, extra: &[&str], path: &str, n: usize) -> Result<()> {
+        let url = self.proxy_url(false, path);
+        let mut cmd = self.command_from(source, "curl")?;
+        cmd.args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "10",
+            "--interface",
+            source,
+        ]);
+        cmd.args(extra);
+        for _ in 0..n {
+            cmd.arg(&url);
+        }
+        run_quiet(&mut cmd).map(drop)
+    }
+
+    /// `curl` from the client namespace; returns the HTTP status and body.
+    ///
+    /// # Errors
+    /// curl failed (no answer within 10 s, connection refused, ...).
+    pub fn curl(&self, url: &str) -> Result<(u16, Vec<u8>)> {
+        let out = run_quiet(self.command(&self.client_ns(), "curl").args([
+            "-s",
+            "--max-time",
+            "10",
+            "-w",
+            "\n%{http_code}",
+            url,
+        ]))?;
+        let split = out
+            .stdout
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .context("curl printed no status")?;
+        let status = String::from_utf8_lossy(&out.stdout[split + 1..]).parse()?;
+        Ok((status, out.stdout[..split].to_vec()))
+    }
+
+    fn build_network(&self) -> Result<()> {
+        let (gateway, upstream) = (self.gateway_ns(), self.upstream_ns());
+        let hosts = self.hosts();
+        for ns in hosts.iter().map(|h| &h.0).chain([&gateway, &upstream]) {
+            ip(&["netns", "add", ns])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        let bridge = GATEWAY_CLIENT_IF;
+        ip(&[
+            "-n",
+            &gateway,
+            "link",
+            "add",
+            bridge,
+            "type",
+            "bridge",
+            "stp_state",
+            "0",
+            "forward_delay",
+            "0",
+        ])?;
+        ip(&["-n", &gateway, "addr", "add", "10.77.0.1/24", "dev", bridge])?;
+        ip(&[
+            "-n",
+            &gateway,
+            "addr",
+            "add",
+            "fd77::1/64",
+            "dev",
+            bridge,
+            "nodad",
+        ])?;
+        ip(&["-n", &gateway, "link", "set", bridge, "up"])?;
+        for (i, (ns, v4, v6)) in hosts.iter().enumerate() {
+            let port = format!("gwc{i}");
+            ip(&[
+                "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", &port, "netns",
+                &gateway,
+            ])?;
+            ip(&["-n", &gateway, "link", "set", &port, "master", bridge, "up"])?;
+            ip(&["-n", ns, "addr", "add", v4, "dev", "eth0"])?;
+            if let Some(v6) = v6 {
+                ip(&["-n", ns, "addr", "add", v6, "dev", "eth0", "nodad"])?;
+            }
+            ip(&["-n", ns, "link", "set", "eth0", "up"])?;
+        }
+        veth_pair(
+            [&upstream, "upstream0", "10.77.1.2/24", "fd77:1::2/64"],
+            [
+                &gateway,
+                GATEWAY_UPSTREAM_IF,
+                "10.77.1.1/24",
+                "fd77:1::1/64",
+            ],
+        )
+    }
+
+    /// Kills every process in the lab's namespaces, deletes them and the
+    /// workdir. Safe to call on a lab that is half up or already down.
+    pub fn teardown(&self) {
+        let hosts = self.hosts().into_iter().map(|h| h.0);
+        for ns in hosts.chain([self.gateway_ns(), self.upstream_ns()]) {
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", &ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-KILL", pid]).status();
+                }
+            }
+            let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+        }
+        let _ = fs::remove_dir_all(&self.workdir);
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+/// Joins two namespaces with a veth pair; each end is
+/// `[namespace, interface, IPv4/prefix, IPv6/prefix]`.
+fn veth_pair(a: [&str; 4], b: [&str; 4]) -> Result<()> {
+    ip(&[
+        "link", "add", a[1], "netns", a[0], "type", "veth", "peer", "name", b[1], "netns", b[0],
+    ])?;
+    for [ns, ifname, v4, v6] in [a, b] {
+        ip(&["-n", ns, "addr", "add", v4, "dev", ifname])?;
+        ip(&["-n", ns, "addr", "add", v6, "dev", ifname, "nodad"])?;
+        ip(&["-n", ns, "link", "set", ifname, "up"])?;
+    }
+    Ok(())
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    run_quiet(Command::new("ip").args(args)).map(drop)
+}

@@ -1,0 +1,194 @@
+//! The lab's nginx servers: a Kong-like gateway and a plaintext upstream.
+
+use std::{
+    fs,
+    path::Path,
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Result, bail};
+
+use crate::{
+    consumers::{CONSUMERS, Consumer, RATE_LIMIT_PER_S},
+    network::Lab,
+    run_quiet,
+};
+
+impl Lab {
+    pub(crate) fn start_servers(&self) -> Result<()> {
+        let www = self.workdir().join("www");
+        fs::create_dir_all(&www)?;
+        fs::write(www.join("big"), "0123456789abcdef".repeat(4096))?; // 64 KiB: many segments, GSO
+        for (name, ns, server) in [
+            ("upstream", self.upstream_ns(), UPSTREAM_SERVER),
+            ("gateway", self.gateway_ns(), GATEWAY_SERVER),
+        ] {
+            let dir = self.workdir().join(name);
+            fs::create_dir_all(dir.join("tmp"))?;
+            set_mode(&dir.join("tmp"), 0o1777)?;
+            let conf = NGINX_MAIN
+                .replace("@DIR@", &dir.display().to_string())
+                .replace("@SERVER@", server)
+                .replace("@PROXY_HEADERS@", PROXY_HEADERS)
+                .replace("@CONSUMER_MAPS@", &consumer_maps())
+                .replace("@RATE@", &RATE_LIMIT_PER_S.to_string())
+                .replace("@WWW@", &www.display().to_string());
+            fs::write(dir.join("nginx.conf"), conf)?;
+            let dir = dir.display().to_string();
+            run_quiet(self.command(&ns, "nginx").args([
+                "-p",
+                &dir,
+                "-c",
+                "nginx.conf",
+                "-e",
+                "error.log",
+            ]))?;
+        }
+        let url = self.proxy_url(false, "/");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while run_quiet(self.command(&self.client_ns(), "curl").args([
+            "-sf",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "1",
+            &url,
+        ]))
+        .is_err()
+        {
+            if Instant::now() > deadline {
+                bail!("nginx did not answer {url} within 10 s");
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+}
+
+const NGINX_MAIN: &str = r#"
+worker_processes 1;
+pid @DIR@/nginx.pid;
+error_log @DIR@/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path @DIR@/tmp/body;
+  proxy_temp_path @DIR@/tmp/proxy;
+  fastcgi_temp_path @DIR@/tmp/fastcgi;
+  uwsgi_temp_path @DIR@/tmp/uwsgi;
+  scgi_temp_path @DIR@/tmp/scgi;
+  keepalive_requests 100000;
+  default_type text/plain;
+  @SERVER@
+}
+"#;
+
+/// nginx `map`s from the key (header, else query parameter) to each
+/// consumer's headers.
+fn consumer_maps() -> String {
+    let map = |var: &str, value: fn(&Consumer) -> String| {
+        let entries: String = CONSUMERS
+            .iter()
+            .map(|c| format!(" \"{}\" \"{}\";", c.key, value(c)))
+            .collect();
+        format!("map $kong_key ${var} {{ default \"\";{entries} }}\n")
+    };
+    [
+        "map $http_apikey $kong_key { \"\" $arg_apikey; default $http_apikey; }\n".to_string(),
+        map("consumer_id", |c| c.id.to_string()),
+        map("consumer_username", |c| c.username.to_string()),
+        map("credential_id", |c| c.credential_id.to_string()),
+    ]
+    .concat()
+}
+
+/// A Kong-like proxy on :8000 in front of the upstream, as Kong 3.x puts it
+/// on the wire (Kong docs: key-auth, rate-limiting, proxy reference):
+/// - `/` is an open route; `/api/` a route with key-auth (the `apikey`
+///   header or query parameter; 401 with `WWW-Authenticate: Key
+///   realm="kong"` when missing or unknown) and a per-consumer rate limit
+///   (429 with `Retry-After` and `RateLimit-*`), `strip_path` on;
+/// - upstream requests carry `X-Forwarded-For` (incoming + peer),
+///   `X-Real-IP`, `X-Forwarded-Proto/Host/Port/Path`, `X-Kong-Request-Id`
+///   (also returned to the client) and, after key-auth, `X-Consumer-ID`,
+///   `X-Consumer-Username`, `X-Credential-Identifier`; the key is forwarded
+///   (`hide_credentials` off, Kong's default).
+const GATEWAY_SERVER: &str = r#"
+  upstream service { server 10.77.1.2:8080; keepalive 32; }
+  @CONSUMER_MAPS@
+  map $status $kong_www_authenticate { 401 'Key realm="kong"'; default ""; }
+  limit_req_zone $consumer_id zone=consumer:1m rate=@RATE@r/s;
+  limit_req_status 429;
+  server {
+    listen 10.77.0.1:8000;
+    listen [fd77::1]:8000;
+    server_tokens off;
+    proxy_http_version 1.1;
+    @PROXY_HEADERS@
+    add_header X-Kong-Request-Id $request_id always;
+    add_header Via "1.1 kong/3.9.1" always;
+    add_header WWW-Authenticate $kong_www_authenticate always;
+    location / {
+      proxy_pass http://service;
+    }
+    location /api/ {
+      default_type application/json;
+      if ($kong_key = "") { return 401 '{"message":"No API key found in request"}\n'; }
+      if ($consumer_id = "") { return 401 '{"message":"Unauthorized"}\n'; }
+      limit_req zone=consumer burst=@RATE@ nodelay;
+      error_page 429 = @rate_limited;
+      @PROXY_HEADERS@
+      proxy_set_header X-Consumer-ID $consumer_id;
+      proxy_set_header X-Consumer-Username $consumer_username;
+      proxy_set_header X-Credential-Identifier $credential_id;
+      proxy_pass http://service/;
+    }
+    location @rate_limited {
+      default_type application/json;
+      add_header X-Kong-Request-Id $request_id always;
+      add_header Via "1.1 kong/3.9.1" always;
+      add_header Retry-After 1 always;
+      add_header RateLimit-Limit @RATE@ always;
+      add_header RateLimit-Remaining 0 always;
+      add_header RateLimit-Reset 1 always;
+      return 429 '{"message":"API rate limit exceeded"}\n';
+    }
+  }
+"#;
+
+/// The headers Kong adds to every upstream request; repeated in each
+/// location that adds its own (nginx does not merge `proxy_set_header`).
+const PROXY_HEADERS: &str = r#"proxy_set_header Connection "";
+    proxy_set_header Host $host;
+    proxy_set_header X-Real-IP $remote_addr;
+    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    proxy_set_header X-Forwarded-Proto $scheme;
+    proxy_set_header X-Forwarded-Host $host;
+    proxy_set_header X-Forwarded-Port $server_port;
+    proxy_set_header X-Forwarded-Path $uri;
+    proxy_set_header X-Kong-Request-Id $request_id;"#;
+
+/// The plaintext upstream service on :8080: `/hello`, `/big` (64 KiB),
+/// `/missing` (404) and a small JSON API (`/orders`, `/users/...`, `/items`).
+const UPSTREAM_SERVER: &str = r#"
+  server {
+    listen 10.77.1.2:8080;
+    listen [fd77:1::2]:8080;
+    root @WWW@;
+    location = / { return 200 "hello from upstream\n"; }
+    location = /hello { return 200 "hello from upstream\n"; }
+    location /big { }
+    location /missing { return 404 "not found\n"; }
+    location ~ ^/(orders|users|items)(/|$) {
+      default_type application/json;
+      return 200 '{"items":[{"id":1,"name":"widget"}]}\n';
+    }
+  }
+"#;
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+    Ok(())
+}

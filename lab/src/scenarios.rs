@@ -1,0 +1,204 @@
+//! Labeled traffic scenarios: real clients (curl, wrk with Lua scripts, ab)
+//! on the lab's client hosts, through the Kong-like gateway. Each states the
+//! alerts it must raise and the near misses that must stay quiet. The live
+//! tests and `cargo xtask demo` play them against the sensor; nothing here
+//! is a stored capture.
+//!
+//! Client hosts (`Lab::extra_client(i)`, `hN` below) have one role each, so
+//! the scenarios do not add up in the per-IP detectors.
+
+use std::process::{Command, Stdio};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::{
+    CLIENT_V4, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_UPSTREAM_V4, Lab,
+    consumers::Consumer, run_quiet,
+};
+
+/// The sensor flags the scenarios assume, for `run` and `replay` alike:
+/// Kong's upstream-side address trusted (its `X-Forwarded-For` and consumer
+/// headers), and the decoy route.
+pub const SENSOR_ARGS: &[&str] = &[
+    "--trusted-proxy",
+    GATEWAY_UPSTREAM_V4,
+    "--decoy",
+    "/admin/**",
+];
+
+/// `run` on both of the gateway's legs, alerts on stdout, with [`SENSOR_ARGS`].
+pub fn live_args() -> Vec<&'static str> {
+    let mut args = vec![
+        "--iface",
+        GATEWAY_CLIENT_IF,
+        "--iface",
+        GATEWAY_UPSTREAM_IF,
+        "--alerts",
+        "-",
+    ];
+    args.extend(SENSOR_ARGS);
+    args
+}
+
+/// An alert: detector name and subject (client IP, or principal for
+/// `credential_spread`).
+pub type Expected = (&'static str, String);
+
+/// One scenario.
+pub struct Scenario {
+    /// What it plays, with which clients.
+    pub name: &'static str,
+    /// Alerts it must raise.
+    pub raises: Vec<Expected>,
+    /// Alerts it must not raise (near misses).
+    pub quiet: Vec<Expected>,
+    play: fn(&Lab) -> Result<()>,
+}
+
+impl Scenario {
+    /// Plays the traffic.
+    ///
+    /// # Errors
+    /// A client failed to run.
+    pub fn play(&self, lab: &Lab) -> Result<()> {
+        (self.play)(lab)
+    }
+}
+
+fn h(i: u8) -> String {
+    Lab::extra_client(i)
+}
+
+/// Every per-IP detector, for the quiet list of a well-behaved host.
+const PER_IP: [&str; 3] = ["request_flood", "error_rate", "success_then_failure"];
+
+/// Every scenario, in the order they are played.
+pub fn all() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            name: "normal API use: alice, bob (key in the header) and carol (key in the query), \
+                   3 s at about 20 requests/s each (wrk, Lua)",
+            raises: vec![],
+            quiet: (0..3)
+                .flat_map(|i| PER_IP.map(|d| (d, h(i))))
+                .chain(["alice", "bob", "carol"].map(|c| ("credential_spread", c.into())))
+                .collect(),
+            play: |lab| {
+                let clients = [("alice", "header"), ("bob", "header"), ("carol", "query")]
+                    .iter()
+                    .zip(0..)
+                    .map(|((name, place), i)| {
+                        let key = Consumer::named(name).key;
+                        let mut wrk = wrk(lab, &h(i), CONSUMER_LUA, &["-c1", "-d3s"])?;
+                        wrk.args(["--", key, place]);
+                        Ok(wrk.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                for child in clients {
+                    let out = child.wait_with_output()?;
+                    if !out.status.success() {
+                        bail!("wrk: {}", String::from_utf8_lossy(&out.stderr));
+                    }
+                }
+                Ok(())
+            },
+        },
+        Scenario {
+            name: "a flood from one address: 2 s as fast as it goes (wrk)",
+            raises: vec![("request_flood", CLIENT_V4.into())],
+            quiet: vec![("error_rate", CLIENT_V4.into())],
+            play: |lab| {
+                let url = lab.proxy_url(false, "/hello");
+                let mut wrk = lab.command_from(CLIENT_V4, "wrk")?;
+                run_quiet(wrk.args(["-t1", "-c2", "-d2s", &url])).map(drop)
+            },
+        },
+        Scenario {
+            name: "an error scan: well-known sensitive paths, 2 s at about 100 requests/s (wrk, Lua)",
+            raises: vec![("error_rate", h(10))],
+            quiet: vec![
+                ("request_flood", h(10)),
+                ("success_then_failure", h(10)),
+                ("honeypot", h(10)),
+            ],
+            play: |lab| run_quiet(&mut wrk(lab, &h(10), SCAN_LUA, &["-c1", "-d2s"])?).map(drop),
+        },
+        Scenario {
+            name: "one API key (dave's) used from three addresses; erin's from two (curl)",
+            raises: vec![("credential_spread", "dave".into())],
+            quiet: vec![("credential_spread", "erin".into())],
+            play: |lab| {
+                let (dave, erin) = (Consumer::named("dave"), Consumer::named("erin"));
+                lab.curl_from(&h(3), &["-H", &dave.header()], "/api/orders", 2)?;
+                let query = format!("/api/users/7?apikey={}", dave.key);
+                lab.curl_from(&h(4), &[], &query, 2)?;
+                lab.curl_from(&h(5), &["-H", &dave.header()], "/api/items", 2)?;
+                for i in [6, 7] {
+                    lab.curl_from(&h(i), &["-H", &erin.header()], "/api/orders", 2)?;
+                }
+                Ok(())
+            },
+        },
+        Scenario {
+            name: "reconnaissance then attack: 6 public pages, then 15 guessed API keys \
+                   (curl, then ab); a near miss with 3 pages first",
+            raises: vec![("success_then_failure", h(8))],
+            quiet: vec![
+                ("error_rate", h(8)),
+                ("success_then_failure", h(9)),
+                ("error_rate", h(9)),
+            ],
+            play: |lab| {
+                for (host, pages) in [(h(8), 6), (h(9), 3)] {
+                    lab.curl_from(&host, &[], "/hello", pages)?;
+                    ab(lab, &host, 15, 1, "apikey: guess-0000", "/api/orders")?;
+                }
+                Ok(())
+            },
+        },
+        Scenario {
+            name: "a hit on a decoy route (curl)",
+            raises: vec![("honeypot", h(11))],
+            quiet: vec![("honeypot", CLIENT_V4.into())],
+            play: |lab| lab.curl_from(&h(11), &[], "/admin/login", 1),
+        },
+        Scenario {
+            name: "a consumer over its rate limit: mallory, 300 requests 4 at a time (ab)",
+            raises: vec![("error_rate", h(12))],
+            quiet: vec![("request_flood", h(12)), ("success_then_failure", h(12))],
+            play: |lab| {
+                let header = Consumer::named("mallory").header();
+                ab(lab, &h(12), 300, 4, &header, "/api/orders")
+            },
+        },
+    ]
+}
+
+const CONSUMER_LUA: (&str, &str) = ("consumer.lua", include_str!("../lua/consumer.lua"));
+const SCAN_LUA: (&str, &str) = ("scan.lua", include_str!("../lua/scan.lua"));
+
+/// `wrk -t1 ARGS -s SCRIPT URL` from `source` against the gateway; the
+/// script `(name, text)` is written to the lab's workdir.
+fn wrk(lab: &Lab, source: &str, (name, text): (&str, &str), args: &[&str]) -> Result<Command> {
+    let script = lab.workdir().join(name);
+    std::fs::write(&script, text).with_context(|| format!("writing {}", script.display()))?;
+    let mut cmd = lab.command_from(source, "wrk")?;
+    cmd.arg("-t1").args(args).arg("-s").arg(script);
+    cmd.arg(lab.proxy_url(false, "/"));
+    Ok(cmd)
+}
+
+/// `ab -n N -c C -H HEADER URL` from `source` (keep-alive off, as ab's default).
+fn ab(lab: &Lab, source: &str, n: u32, c: u32, header: &str, path: &str) -> Result<()> {
+    let mut cmd = lab.command_from(source, "ab")?;
+    cmd.args([
+        "-q",
+        "-n",
+        &n.to_string(),
+        "-c",
+        &c.to_string(),
+        "-H",
+        header,
+    ]);
+    run_quiet(cmd.arg(lab.proxy_url(false, path))).map(drop)
+}

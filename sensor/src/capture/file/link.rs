@@ -1,0 +1,253 @@
+//! Link-layer decapsulation of one captured frame down to its TCP segment.
+//!
+//! [`decode`] strips the link header named by the file's link type, then lets
+//! `etherparse` walk Ethernet II, 802.1Q/802.1ad VLAN tags, IPv4, IPv6 with its
+//! extension headers, and TCP. The few headers `etherparse` lacks are read
+//! here: Linux cooked captures v1 and v2, BSD NULL/loopback, raw IP and PPPoE
+//! sessions. Link-type numbers are tcpdump.org's `LINKTYPE_` values
+//! (<https://www.tcpdump.org/linktypes.html>).
+
+use std::net::{IpAddr, SocketAddr};
+
+use etherparse::{
+    EtherType, IpNumber, LaxIpPayloadSlice, LaxNetSlice, LaxSlicedPacket, TcpSlice, TransportSlice,
+};
+
+use crate::capture::{Segment, Source};
+
+/// MPLS unicast and multicast ethertypes (RFC 5332).
+const MPLS: [EtherType; 2] = [EtherType(0x8847), EtherType(0x8848)];
+/// PPPoE session stage ethertype (RFC 2516 §4).
+const PPPOE_SESSION: EtherType = EtherType(0x8864);
+/// PPP protocol numbers of IPv4 and IPv6 (RFC 1332, RFC 5072).
+const PPP_IPV4: u16 = 0x0021;
+const PPP_IPV6: u16 = 0x0057;
+
+/// How a frame's link header is laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Link {
+    /// `LINKTYPE_ETHERNET` (1): Ethernet II, possibly VLAN-tagged.
+    Ethernet,
+    /// `LINKTYPE_NULL` (0, host byte order) and `LINKTYPE_LOOP` (108, network
+    /// byte order): a 4-byte BSD address family, 2 for IPv4 and 24, 28 or 30
+    /// for IPv6.
+    Null,
+    /// Raw IP, the version nibble telling IPv4 from IPv6: `LINKTYPE_RAW`
+    /// (101, also written as 12 or 14 by old libpcaps), `LINKTYPE_IPV4` (228)
+    /// and `LINKTYPE_IPV6` (229).
+    Raw,
+    /// `LINKTYPE_LINUX_SLL` (113): 16-byte header, protocol at offset 14.
+    Sll,
+    /// `LINKTYPE_LINUX_SLL2` (276): 20-byte header, protocol at offset 0.
+    Sll2,
+}
+
+impl Link {
+    /// The layout for a link type, or the `unsupported` counter key
+    /// (`"linktype:NAME"`, or `"linktype:NUMBER"` for less common ones).
+    pub(crate) fn from_linktype(linktype: i32) -> Result<Link, String> {
+        Ok(match linktype {
+            1 => Link::Ethernet,
+            0 | 108 => Link::Null,
+            12 | 14 | 101 | 228 | 229 => Link::Raw,
+            113 => Link::Sll,
+            276 => Link::Sll2,
+            9 => return Err("linktype:PPP".into()),
+            104 => return Err("linktype:C_HDLC".into()),
+            105 => return Err("linktype:IEEE802_11".into()),
+            119 => return Err("linktype:IEEE802_11_PRISM".into()),
+            127 => return Err("linktype:IEEE802_11_RADIOTAP".into()),
+            163 => return Err("linktype:IEEE802_11_AVS".into()),
+            192 => return Err("linktype:PPI".into()),
+            239 => return Err("linktype:NFLOG".into()),
+            other => return Err(format!("linktype:{other}")),
+        })
+    }
+}
+
+/// Why a frame yielded no segment; each maps to a `FileCounters` field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Skip {
+    /// IP but not TCP, or not IP at all (ARP, LLDP, PPP control...).
+    NotTcp,
+    /// An IPv4 or IPv6 fragment.
+    Fragment,
+    /// A header that does not parse or is cut short.
+    Malformed,
+    /// An encapsulation this decoder does not open, as its counter key.
+    Unsupported(&'static str),
+}
+
+/// Decodes one frame of `link` into a TCP segment borrowing `frame`.
+///
+/// `orig_len` is the frame's length on the wire (the capture may hold less);
+/// it sizes the payload when the IP length field is 0, as in TSO/GSO frames
+/// captured on the sending host.
+pub(crate) fn decode(
+    link: Link,
+    frame: &[u8],
+    orig_len: u32,
+    time_ns: u64,
+) -> Result<Segment<'_>, Skip> {
+    let packet = match link {
+        Link::Ethernet => LaxSlicedPacket::from_ethernet(frame).map_err(|_| Skip::Malformed)?,
+        Link::Raw => LaxSlicedPacket::from_ip(frame).map_err(|_| Skip::Malformed)?,
+        Link::Null => match frame.get(..4).ok_or(Skip::Malformed)? {
+            // The family is host-order for NULL and big-endian for LOOP; all
+            // values fit a byte, so the zero half tells the byte order.
+            [0, 0, 0, af] | [af, 0, 0, 0] if matches!(af, 2 | 24 | 28 | 30) => {
+                LaxSlicedPacket::from_ip(&frame[4..]).map_err(|_| Skip::Malformed)?
+            }
+            _ => return Err(Skip::NotTcp),
+        },
+        // Hand-written: etherparse's SLL rejects ARPHRD types other than five
+        // (loopback, tun, rmnet... are common), and it has no SLL2. Non-IP
+        // protocol values (netlink families, 802.2 LLC) fall out as not TCP.
+        Link::Sll => cooked(frame, 14, 16)?,
+        Link::Sll2 => cooked(frame, 0, 20)?,
+    };
+    classify(&packet, frame, orig_len, time_ns)
+}
+
+/// Slices a Linux cooked capture whose protocol field sits at `proto_at`.
+fn cooked(frame: &[u8], proto_at: usize, header_len: usize) -> Result<LaxSlicedPacket<'_>, Skip> {
+    let payload = frame.get(header_len..).ok_or(Skip::Malformed)?;
+    let proto = u16::from_be_bytes([frame[proto_at], frame[proto_at + 1]]);
+    Ok(LaxSlicedPacket::from_ether_type(EtherType(proto), payload))
+}
+
+/// Turns a sliced packet into a segment, or says why there is none.
+fn classify<'a>(
+    packet: &LaxSlicedPacket<'a>,
+    frame: &'a [u8],
+    orig_len: u32,
+    time_ns: u64,
+) -> Result<Segment<'a>, Skip> {
+    if let Some(TransportSlice::Tcp(tcp)) = &packet.transport {
+        return segment(packet.net.as_ref(), tcp, frame, orig_len, time_ns);
+    }
+    if packet.stop_err.is_some() {
+        return Err(Skip::Malformed);
+    }
+    match &packet.net {
+        Some(LaxNetSlice::Ipv4(ip)) => Err(not_tcp(ip.payload())),
+        Some(LaxNetSlice::Ipv6(ip)) => Err(not_tcp(ip.payload())),
+        Some(LaxNetSlice::Arp(_)) => Err(Skip::NotTcp),
+        None => match packet.ether_payload() {
+            Some(e) if e.ether_type == PPPOE_SESSION => pppoe(e.payload, frame, orig_len, time_ns),
+            Some(e) if MPLS.contains(&e.ether_type) => Err(Skip::Unsupported("encapsulation:mpls")),
+            // More tags than etherparse's three-deep VLAN stack.
+            Some(e)
+                if matches!(
+                    e.ether_type,
+                    EtherType::VLAN_TAGGED_FRAME
+                        | EtherType::PROVIDER_BRIDGING
+                        | EtherType::VLAN_DOUBLE_TAGGED_FRAME
+                ) =>
+            {
+                Err(Skip::Unsupported("encapsulation:vlan_stack"))
+            }
+            _ => Err(Skip::NotTcp),
+        },
+    }
+}
+
+/// Classifies an IP payload that is not a parsed TCP segment.
+fn not_tcp(payload: &LaxIpPayloadSlice<'_>) -> Skip {
+    match payload.ip_number {
+        _ if payload.fragmented => Skip::Fragment,
+        IpNumber::IPV4 => Skip::Unsupported("encapsulation:ipip"),
+        IpNumber::IPV6 => Skip::Unsupported("encapsulation:ip6_in_ip"),
+        IpNumber::GRE => Skip::Unsupported("encapsulation:gre"),
+        _ => Skip::NotTcp,
+    }
+}
+
+/// Opens a PPPoE session frame (RFC 2516 §4: version/type 0x11, code 0,
+/// session id, length) and its PPP protocol field, which is one byte instead
+/// of two when Protocol-Field-Compression is on (RFC 1661 §6.5: an odd first
+/// byte is a whole compressed protocol number).
+fn pppoe<'a>(
+    payload: &'a [u8],
+    frame: &'a [u8],
+    orig_len: u32,
+    time_ns: u64,
+) -> Result<Segment<'a>, Skip> {
+    let [0x11, 0, _, _, _, _, ppp @ ..] = payload else {
+        return Err(Skip::Malformed);
+    };
+    let (protocol, ip) = match ppp {
+        [p, ip @ ..] if p & 1 == 1 => (u16::from(*p), ip),
+        [p0, p1, ip @ ..] => (u16::from_be_bytes([*p0, *p1]), ip),
+        _ => return Err(Skip::Malformed),
+    };
+    match protocol {
+        PPP_IPV4 | PPP_IPV6 => {
+            let packet = LaxSlicedPacket::from_ip(ip).map_err(|_| Skip::Malformed)?;
+            classify(&packet, frame, orig_len, time_ns)
+        }
+        _ => Err(Skip::NotTcp),
+    }
+}
+
+/// Builds the segment; lengths are measured as offsets into `frame`.
+fn segment<'a>(
+    net: Option<&LaxNetSlice<'a>>,
+    tcp: &TcpSlice<'a>,
+    frame: &'a [u8],
+    orig_len: u32,
+    time_ns: u64,
+) -> Result<Segment<'a>, Skip> {
+    // Where the IP packet ends by its own length field; a zero field (TSO/GSO,
+    // IPv6 jumbograms) leaves the frame's wire length as the only measure.
+    let wire_end = (orig_len as usize).max(frame.len());
+    let (src, dst, ip_end) = match net {
+        Some(LaxNetSlice::Ipv4(ip)) => {
+            let h = ip.header();
+            let total = usize::from(h.total_len());
+            let end = if total < h.slice().len() {
+                wire_end
+            } else {
+                offset(frame, h.slice()) + total
+            };
+            (
+                IpAddr::V4(h.source_addr()),
+                IpAddr::V4(h.destination_addr()),
+                end,
+            )
+        }
+        Some(LaxNetSlice::Ipv6(ip)) => {
+            let h = ip.header();
+            let end = match h.payload_length() {
+                0 => wire_end,
+                n => offset(frame, h.slice()) + h.slice().len() + usize::from(n),
+            };
+            (
+                IpAddr::V6(h.source_addr()),
+                IpAddr::V6(h.destination_addr()),
+                end,
+            )
+        }
+        _ => return Err(Skip::Malformed),
+    };
+    let payload_len = ip_end.saturating_sub(offset(frame, tcp.payload()));
+    let payload = tcp.payload();
+    let header = tcp.header_slice();
+    Ok(Segment {
+        time_ns,
+        src: SocketAddr::new(src, tcp.source_port()),
+        dst: SocketAddr::new(dst, tcp.destination_port()),
+        seq: tcp.sequence_number(),
+        ack: tcp.acknowledgment_number(),
+        // The flags byte is octet 13 of the TCP header (RFC 9293 §3.1).
+        flags: header[13],
+        payload_len: u32::try_from(payload_len).unwrap_or(u32::MAX),
+        payload: &payload[..payload.len().min(payload_len)],
+        source: Source::File,
+    })
+}
+
+/// Byte offset of `inner` within `frame`, which it borrows from.
+fn offset(frame: &[u8], inner: &[u8]) -> usize {
+    inner.as_ptr() as usize - frame.as_ptr() as usize
+}

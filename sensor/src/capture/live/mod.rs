@@ -1,0 +1,318 @@
+//! The live source: loads the kernel programs embedded in this binary,
+//! attaches them, and drains their ring buffer into a callback.
+//!
+//! [`LiveCapture`] knows nothing of what consumes its segments: the daemon
+//! waits on [`LiveCapture::readable`] (or its own poll timer), calls
+//! [`LiveCapture::drain`], and at the end [`LiveCapture::stop`]. Shutdown
+//! order matters for the loss accounting: programs are detached first,
+//! then the ring buffer is drained, then the kernel counters are read, so
+//! `submitted == received` holds exactly at the end of a run.
+
+mod attach;
+mod clock;
+mod preflight;
+pub mod record;
+
+use anyhow::{Context as _, Result};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, MapData, PerCpuArray, RingBuf},
+};
+use aya_log::EbpfLogger;
+use sensor_ebpf::{
+    ALL_PORTS_GLOBAL, CAPTURE_LEN_GLOBAL, COUNTERS_MAP, Counter, PORTS_MAP, RECORDS_MAP,
+    WAKEUP_BYTES_GLOBAL,
+};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    task::JoinHandle,
+};
+use tracing::warn;
+
+pub use attach::{AttachPlan, Hook, TcAttach, XdpMode};
+pub use clock::Clock;
+pub use preflight::PreflightError;
+
+use super::Segment;
+
+/// The kernel object built by `build.rs`.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor-ebpf"));
+
+/// The kernel wakes the reader when 1/WAKEUP_FRACTION of the ring is full;
+/// below that the daemon's poll timer collects the records.
+const WAKEUP_FRACTION: u32 = 16;
+
+/// Forwards `aya-log-ebpf` records from the kernel programs to `tracing`.
+type KernelLog = EbpfLogger<&'static dyn log::Log>;
+
+/// Which TCP ports to capture (segments from or to them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ports {
+    /// Every TCP port.
+    All,
+    /// Only these ports.
+    List(Vec<u16>),
+}
+
+/// Everything the live source needs to start.
+#[derive(Clone, Debug)]
+pub struct LiveOptions {
+    /// Hook, interfaces and attach modes.
+    pub plan: AttachPlan,
+    /// Port filter.
+    pub ports: Ports,
+    /// Payload bytes copied per segment, 1..=`sensor_ebpf::MAX_CAPTURE_LEN`.
+    pub capture_len: u32,
+    /// Ring buffer size in bytes: a power of two and a multiple of the page size.
+    pub ring_bytes: u32,
+}
+
+/// Kernel counters summed over CPUs. See [`Counter`] for the invariant.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KernelCounters {
+    /// Segments that passed the filter.
+    pub seen: u64,
+    /// Records submitted to the ring buffer.
+    pub submitted: u64,
+    /// Segments dropped because the ring buffer was full.
+    pub ring_full: u64,
+    /// Segments dropped because the payload copy failed.
+    pub copy_error: u64,
+}
+
+/// Userspace counters of the live source.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReaderCounters {
+    /// Records read from the ring buffer.
+    pub received: u64,
+    /// Records that failed to decode (see [`record::RecordError`]).
+    pub malformed: u64,
+}
+
+/// The live source's counters, kernel and reader side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CaptureCounters {
+    /// Kernel side.
+    pub kernel: KernelCounters,
+    /// Reader side.
+    pub reader: ReaderCounters,
+}
+
+impl CaptureCounters {
+    /// Every segment seen was delivered or counted as dropped, and every
+    /// submitted record reached the reader.
+    pub fn balanced(&self) -> bool {
+        let k = &self.kernel;
+        k.seen == k.submitted + k.ring_full + k.copy_error && k.submitted == self.reader.received
+    }
+}
+
+/// A running live capture. Dropping it detaches every program.
+pub struct LiveCapture {
+    ebpf: Ebpf,
+    ring: AsyncFd<RingBuf<MapData>>,
+    counters: PerCpuArray<MapData, u64>,
+    /// The task forwarding the kernel programs' log records.
+    logger: Option<JoinHandle<()>>,
+    reader: ReaderCounters,
+    clock: Clock,
+}
+
+impl LiveCapture {
+    /// Checks interfaces and capabilities, loads and attaches the programs.
+    /// Must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    /// A [`PreflightError`], the verifier's log if the kernel refuses a
+    /// program, or the failing attach. Nothing stays attached.
+    pub fn start(opts: &LiveOptions) -> Result<Self> {
+        preflight::interfaces(&opts.plan.interfaces)?;
+        preflight::capabilities()?;
+        raise_memlock_limit();
+        let all_ports = u8::from(opts.ports == Ports::All);
+        let wakeup_bytes = u64::from(opts.ring_bytes / WAKEUP_FRACTION);
+        let mut ebpf = EbpfLoader::new()
+            .override_global(CAPTURE_LEN_GLOBAL, &opts.capture_len, true)
+            .override_global(ALL_PORTS_GLOBAL, &all_ports, true)
+            .override_global(WAKEUP_BYTES_GLOBAL, &wakeup_bytes, true)
+            .map_max_entries(RECORDS_MAP, opts.ring_bytes)
+            .load(OBJECT)
+            .context("loading the eBPF object (maps and BTF)")?;
+        if let Ports::List(ports) = &opts.ports {
+            let mut filter = Array::<_, u8>::try_from(ebpf.map_mut(PORTS_MAP).context(PORTS_MAP)?)?;
+            for &port in ports {
+                filter.set(u32::from(port), 1, 0)?;
+            }
+        }
+        let logger = match EbpfLogger::init(&mut ebpf) {
+            Ok(l) => Some(forward_kernel_log(l)?),
+            Err(e) => {
+                warn!(error = %e, "kernel log forwarding unavailable");
+                None
+            }
+        };
+        let ring = RingBuf::try_from(ebpf.take_map(RECORDS_MAP).context(RECORDS_MAP)?)?;
+        // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd lives.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }?;
+        let counters = PerCpuArray::try_from(ebpf.take_map(COUNTERS_MAP).context(COUNTERS_MAP)?)?;
+        attach::attach(&mut ebpf, &opts.plan)?;
+        Ok(Self {
+            ebpf,
+            ring,
+            counters,
+            logger,
+            reader: ReaderCounters::default(),
+            clock: Clock::now(),
+        })
+    }
+
+    /// Completes when the kernel woke the reader (enough records wait).
+    ///
+    /// # Errors
+    /// Polling the ring buffer's fd failed.
+    pub async fn readable(&mut self) -> std::io::Result<()> {
+        // Clear first: records arriving during the next drain re-arm it.
+        self.ring.readable_mut().await?.clear_ready();
+        Ok(())
+    }
+
+    /// Hands every record waiting in the ring buffer to `on_segment`, in
+    /// order; a record that does not decode is counted and logged.
+    pub fn drain(&mut self, on_segment: &mut dyn FnMut(&Segment<'_>)) {
+        drain(
+            self.ring.get_mut(),
+            &self.clock,
+            &mut self.reader,
+            on_segment,
+        );
+    }
+
+    /// Now on the segments' clock (wall-clock ns since the epoch), to move
+    /// event time on when traffic is idle.
+    pub fn now_ns(&self) -> u64 {
+        self.clock.now_ns()
+    }
+
+    /// The counters so far.
+    ///
+    /// # Errors
+    /// The kernel counters cannot be read.
+    pub fn counters(&self) -> Result<CaptureCounters> {
+        Ok(CaptureCounters {
+            kernel: read_counters(&self.counters)?,
+            reader: self.reader,
+        })
+    }
+
+    /// Detaches every program, hands what is left in the ring buffer to
+    /// `on_segment` and returns the final counters.
+    ///
+    /// # Errors
+    /// The kernel counters cannot be read.
+    pub fn stop(self, on_segment: &mut dyn FnMut(&Segment<'_>)) -> Result<CaptureCounters> {
+        let Self {
+            ebpf,
+            mut ring,
+            counters,
+            logger,
+            mut reader,
+            clock,
+        } = self;
+        drop(ebpf); // detaches and unloads every program; maps we hold stay alive
+        if let Some(task) = logger {
+            task.abort();
+        }
+        drain(ring.get_mut(), &clock, &mut reader, on_segment);
+        let kernel = read_counters(&counters)?;
+        Ok(CaptureCounters { kernel, reader })
+    }
+}
+
+/// Spawns the task that forwards the kernel programs' log records.
+fn forward_kernel_log(logger: KernelLog) -> std::io::Result<JoinHandle<()>> {
+    // SAFETY: the logger owns its ring buffer fd for as long as the AsyncFd lives.
+    let mut fd = unsafe { AsyncFd::register_with_interest(logger, Interest::READABLE) }?;
+    Ok(tokio::spawn(async move {
+        while let Ok(mut guard) = fd.readable_mut().await {
+            guard.get_inner_mut().flush();
+            guard.clear_ready();
+        }
+    }))
+}
+
+fn drain(
+    ring: &mut RingBuf<MapData>,
+    clock: &Clock,
+    reader: &mut ReaderCounters,
+    on_segment: &mut dyn FnMut(&Segment<'_>),
+) {
+    while let Some(item) = ring.next() {
+        reader.received += 1;
+        match record::decode(&item, clock) {
+            Ok(segment) => on_segment(&segment),
+            Err(e) => {
+                reader.malformed += 1;
+                warn!(error = %e, "malformed ring-buffer record");
+            }
+        }
+    }
+}
+
+fn read_counters(map: &PerCpuArray<MapData, u64>) -> Result<KernelCounters> {
+    let sum = |c: Counter| -> Result<u64> { Ok(map.get(&(c as u32), 0)?.iter().sum()) };
+    Ok(KernelCounters {
+        seen: sum(Counter::Seen)?,
+        submitted: sum(Counter::Submitted)?,
+        ring_full: sum(Counter::RingFull)?,
+        copy_error: sum(Counter::CopyError)?,
+    })
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones use
+/// memcg and ignore it. Best effort: failure only matters on old kernels.
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads a valid rlimit struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        tracing::debug!("could not raise RLIMIT_MEMLOCK");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn balance_requires_every_segment_accounted_and_delivered() {
+        let kernel = KernelCounters {
+            seen: 10,
+            submitted: 7,
+            ring_full: 2,
+            copy_error: 1,
+        };
+        let ok = CaptureCounters {
+            kernel,
+            reader: ReaderCounters {
+                received: 7,
+                malformed: 0,
+            },
+        };
+        assert!(ok.balanced());
+        let lost = CaptureCounters {
+            reader: ReaderCounters {
+                received: 6,
+                malformed: 0,
+            },
+            ..ok
+        };
+        assert!(!lost.balanced());
+        let uncounted = CaptureCounters {
+            kernel: KernelCounters { seen: 11, ..kernel },
+            ..ok
+        };
+        assert!(!uncounted.balanced());
+    }
+}

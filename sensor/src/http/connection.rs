@@ -1,0 +1,321 @@
+//! A connection's request/response pairing: the HTTP analyzer of one flow.
+//!
+//! [`Connection`] frames each direction with a [`Framer`] and pairs what
+//! they find into exchanges, in request order: a response answers the
+//! oldest request still waiting for one (HTTP/1.1 has no other pairing
+//! key; RFC 9112 section 9.3.2 on pipelining). Finished exchanges leave as
+//! [`Transaction`]s through the shared [`HttpContext`].
+
+use std::{collections::VecDeque, net::SocketAddr};
+
+use super::{
+    HttpContext, Transaction,
+    headers::{RequestHeaders, ResponseHeaders},
+    message::{Body, Framer, FramingError, MessageHandler, MessageKind, starts_message},
+};
+use crate::flow::{Analyzer, Chunk, Direction, Endpoint, FlowInfo};
+
+/// The HTTP state of one flow.
+#[derive(Debug, Default)]
+pub struct Connection {
+    /// Framing of each direction, by [`Direction::index`].
+    framers: [Framer; 2],
+    /// Requests and the state of their responses.
+    pairing: Pairing,
+}
+
+/// Requests in order, each waiting for its response or its emission, and
+/// what the response stream is in the middle of.
+#[derive(Debug, Default)]
+struct Pairing {
+    exchanges: VecDeque<Exchange>,
+    /// The response stream lost its framing since the last response.
+    response_resynced: bool,
+    /// The connection switched protocols; nothing more is parsed.
+    tunnel: bool,
+    /// The response in progress is interim (1xx).
+    interim: bool,
+    /// The response in progress answers no known request.
+    orphan: bool,
+}
+
+/// Where an exchange's response is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Response {
+    Waiting,
+    Receiving,
+    Done,
+    /// Its response fell in a gap; a later response answered a later request.
+    Lost,
+}
+
+/// One request and the state of its response.
+#[derive(Debug)]
+struct Exchange {
+    tx: Transaction,
+    request_done: bool,
+    response: Response,
+}
+
+impl Exchange {
+    fn done(&self) -> bool {
+        self.request_done && matches!(self.response, Response::Done | Response::Lost)
+    }
+}
+
+/// Requests travel to the server, responses to the client.
+fn kind(direction: Direction) -> MessageKind {
+    match direction {
+        Direction::ToServer => MessageKind::Request,
+        Direction::ToClient => MessageKind::Response,
+    }
+}
+
+impl Analyzer for Connection {
+    type Context = HttpContext;
+
+    fn chunk(
+        &mut self,
+        ctx: &mut HttpContext,
+        flow: &mut FlowInfo,
+        from: Endpoint,
+        chunk: Chunk<'_>,
+    ) {
+        let direction = match flow.direction(from) {
+            Some(d) => d,
+            None if starts_message(MessageKind::Request, chunk.data) => {
+                flow.client = Some(from);
+                Direction::ToServer
+            }
+            None if starts_message(MessageKind::Response, chunk.data) => {
+                flow.client = Some(from.peer());
+                Direction::ToClient
+            }
+            None => {
+                ctx.counters.skipped_bytes += chunk.data.len() as u64;
+                return;
+            }
+        };
+        let Some((client, server)) = flow.client_server() else {
+            return;
+        };
+        let limits = ctx.limits.head;
+        let kind = kind(direction);
+        let mut events = Events {
+            pairing: &mut self.pairing,
+            ctx,
+            client,
+            server,
+            kind,
+        };
+        self.framers[direction.index()].chunk(kind, chunk, limits, &mut events);
+        self.emit_finished(ctx);
+    }
+
+    fn close(&mut self, ctx: &mut HttpContext, flow: &FlowInfo) {
+        if let Some((client, server)) = flow.client_server() {
+            let limits = ctx.limits.head;
+            for direction in [Direction::ToServer, Direction::ToClient] {
+                let kind = kind(direction);
+                let mut events = Events {
+                    pairing: &mut self.pairing,
+                    ctx,
+                    client,
+                    server,
+                    kind,
+                };
+                self.framers[direction.index()].close(kind, limits, &mut events);
+            }
+        }
+        while let Some(e) = self.pairing.exchanges.pop_front() {
+            ctx.emit(e.tx);
+        }
+    }
+}
+
+impl Connection {
+    /// Emits finished exchanges in request order and bounds the queue.
+    fn emit_finished(&mut self, ctx: &mut HttpContext) {
+        if self.pairing.tunnel {
+            for framer in &mut self.framers {
+                framer.tunnel();
+            }
+        }
+        let exchanges = &mut self.pairing.exchanges;
+        while exchanges.front().is_some_and(Exchange::done)
+            || exchanges.len() > ctx.limits.max_pending_requests
+        {
+            if let Some(e) = exchanges.pop_front() {
+                ctx.emit(e.tx);
+            }
+        }
+    }
+}
+
+/// The [`MessageHandler`] of one direction of one flow: turns heads and
+/// message ends into exchanges.
+struct Events<'a> {
+    pairing: &'a mut Pairing,
+    ctx: &'a mut HttpContext,
+    client: SocketAddr,
+    server: SocketAddr,
+    kind: MessageKind,
+}
+
+impl Events<'_> {
+    /// The exchange whose response is in state `state`, oldest first.
+    fn answering(&mut self, state: Response) -> Option<&mut Exchange> {
+        self.pairing
+            .exchanges
+            .iter_mut()
+            .find(|e| e.response == state)
+    }
+
+    /// After the response stream lost framing, responses may have been lost
+    /// with it: a response that starts after a later request was sent
+    /// answers that later request (keep-alive clients rarely pipeline), so
+    /// the earlier ones are marked as having lost their responses.
+    fn skip_lost(&mut self, time_ns: u64) {
+        let exchanges = &mut self.pairing.exchanges;
+        let waiting: Vec<usize> = (0..exchanges.len())
+            .filter(|&i| exchanges[i].response == Response::Waiting)
+            .collect();
+        for pair in waiting.windows(2) {
+            if exchanges[pair[1]].tx.time_ns > time_ns {
+                break;
+            }
+            exchanges[pair[0]].response = Response::Lost;
+        }
+    }
+}
+
+impl MessageHandler for Events<'_> {
+    fn request(&mut self, head: &httparse::Request<'_, '_>, time_ns: u64, truncated: bool) -> Body {
+        let c = &mut self.ctx.counters;
+        c.requests += 1;
+        c.truncated_heads += u64::from(truncated);
+        let method = head.method.unwrap_or_default();
+        let target = head.path.unwrap_or_default();
+        let headers = RequestHeaders::scan(head.headers, self.ctx.resolver.key_names());
+        let (identity, path) =
+            self.ctx
+                .resolver
+                .resolve(self.client.ip(), target, &headers.identity);
+        let endpoints = (self.client, self.server);
+        let tx = Transaction::request(time_ns, endpoints, method, target, path, &headers, identity);
+        self.pairing.exchanges.push_back(Exchange {
+            tx,
+            request_done: false,
+            response: Response::Waiting,
+        });
+        if method == "CONNECT" {
+            return Body::None;
+        }
+        let (body, bad) = headers.framing.request_body();
+        self.ctx.counters.errors.bad_content_length += u64::from(bad.is_some());
+        body
+    }
+
+    fn response(
+        &mut self,
+        head: &httparse::Response<'_, '_>,
+        time_ns: u64,
+        truncated: bool,
+    ) -> Body {
+        let status = head.code.unwrap_or_default();
+        let headers = ResponseHeaders::scan(head.headers);
+        let c = &mut self.ctx.counters;
+        c.truncated_heads += u64::from(truncated);
+        if (100..200).contains(&status) && status != 101 {
+            c.interim_responses += 1;
+            self.pairing.interim = true;
+            return Body::None;
+        }
+        c.responses += 1;
+        if std::mem::take(&mut self.pairing.response_resynced) {
+            self.skip_lost(time_ns);
+        }
+        let method = match self.answering(Response::Waiting) {
+            Some(e) => {
+                e.response = Response::Receiving;
+                e.tx.respond(status, time_ns, headers.request_id);
+                // Only HEAD and CONNECT change a response's framing.
+                match e.tx.method.as_str() {
+                    "HEAD" => "HEAD",
+                    "CONNECT" => "CONNECT",
+                    _ => "",
+                }
+            }
+            None => {
+                self.ctx.counters.responses_without_request += 1;
+                self.pairing.orphan = true;
+                ""
+            }
+        };
+        let (body, bad) = headers.framing.response_body(status, method);
+        self.ctx.counters.errors.bad_content_length += u64::from(bad.is_some());
+        if body == Body::Tunnel && !self.pairing.orphan {
+            self.ctx.counters.tunnels += 1;
+            self.pairing.tunnel = true;
+        }
+        body
+    }
+
+    fn end(&mut self, bytes: u64, _framed: bool) {
+        let p = &mut *self.pairing;
+        match self.kind {
+            MessageKind::Request => {
+                if let Some(e) = p.exchanges.iter_mut().rev().find(|e| !e.request_done) {
+                    e.tx.request_bytes = bytes;
+                    e.request_done = true;
+                }
+            }
+            MessageKind::Response if std::mem::take(&mut p.interim) => {
+                if let Some(e) = self.answering(Response::Waiting) {
+                    e.tx.response_bytes += bytes;
+                }
+            }
+            MessageKind::Response if std::mem::take(&mut p.orphan) => {}
+            MessageKind::Response => {
+                if let Some(e) = self.answering(Response::Receiving) {
+                    e.tx.response_bytes += bytes;
+                    e.response = Response::Done;
+                }
+            }
+        }
+    }
+
+    fn error(&mut self, error: FramingError) {
+        let e = &mut self.ctx.counters.errors;
+        match (error, self.kind) {
+            (FramingError::Head(_), MessageKind::Request) => e.bad_request_head += 1,
+            (FramingError::Head(_), MessageKind::Response) => e.bad_response_head += 1,
+            (FramingError::HeadTooLarge, _) => e.head_too_large += 1,
+            (FramingError::HeadTruncated, _) => e.head_truncated += 1,
+            (FramingError::Chunk, _) => e.bad_chunk += 1,
+        }
+        let p = &mut *self.pairing;
+        match self.kind {
+            MessageKind::Request => {
+                for e in p.exchanges.iter_mut().filter(|e| !e.request_done) {
+                    e.request_done = true;
+                }
+            }
+            MessageKind::Response => {
+                p.response_resynced = true;
+                p.interim = false;
+                p.orphan = false;
+                if let Some(e) = self.answering(Response::Receiving) {
+                    e.response = Response::Done;
+                }
+            }
+        }
+    }
+
+    fn skipped(&mut self, bytes: u64) {
+        self.ctx.counters.skipped_bytes += bytes;
+        if self.kind == MessageKind::Response {
+            self.pairing.response_resynced = true;
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! The one scan of a request's headers: what the transaction, the body
+//! framing and identity resolution read, found in a single pass.
+
+use super::message::FramingHeaders;
+use crate::identity::IdentityHeaders;
+
+/// The request headers the sensor reads. First occurrence wins, except
+/// where noted; names are compared ASCII-case-insensitively.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RequestHeaders<'h> {
+    /// `Host`.
+    pub host: Option<&'h [u8]>,
+    /// `User-Agent`.
+    pub user_agent: Option<&'h [u8]>,
+    /// `X-Kong-Request-Id` (last occurrence).
+    pub kong_request_id: Option<&'h [u8]>,
+    /// `X-Request-Id` (last occurrence).
+    pub request_id: Option<&'h [u8]>,
+    /// An `X-Kong-Request-Id` or `X-Consumer-*` header was present.
+    pub kong_marked: bool,
+    /// `Transfer-Encoding` and `Content-Length`.
+    pub framing: FramingHeaders<'h>,
+    /// What identity resolution reads.
+    pub identity: IdentityHeaders<'h>,
+}
+
+impl<'h> RequestHeaders<'h> {
+    /// Scans `headers` once; `key_names` are Kong key-auth's `key_names`.
+    pub fn scan(headers: &'h [httparse::Header<'h>], key_names: &[String]) -> Self {
+        let mut f = Self::default();
+        for (i, h) in headers.iter().enumerate() {
+            let (name, value) = (h.name, h.value);
+            let raw = name.as_bytes();
+            let is = |n: &str| name.eq_ignore_ascii_case(n);
+            f.kong_marked |= raw.len() > 11 && raw[..11].eq_ignore_ascii_case(b"x-consumer-");
+            if f.framing.note(raw, value) || f.identity.note(headers, i, key_names) {
+                continue;
+            }
+            if is("host") {
+                f.host.get_or_insert(value);
+            } else if is("user-agent") {
+                f.user_agent.get_or_insert(value);
+            } else if is("x-kong-request-id") {
+                f.kong_request_id = Some(value);
+                f.kong_marked = true;
+            } else if is("x-request-id") {
+                f.request_id = Some(value);
+            }
+        }
+        f
+    }
+
+    /// The request id: Kong's `X-Kong-Request-Id`, else `X-Request-Id`.
+    pub fn any_request_id(&self) -> Option<&'h [u8]> {
+        self.kong_request_id.or(self.request_id)
+    }
+}
+
+/// The response headers the sensor reads, in one pass.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ResponseHeaders<'h> {
+    /// `X-Kong-Request-Id`, else `X-Request-Id` (last occurrence of each).
+    pub request_id: Option<&'h [u8]>,
+    /// `Transfer-Encoding` and `Content-Length`.
+    pub framing: FramingHeaders<'h>,
+}
+
+impl<'h> ResponseHeaders<'h> {
+    /// Scans `headers` once.
+    pub fn scan(headers: &'h [httparse::Header<'h>]) -> Self {
+        let mut f = Self::default();
+        let mut kong_id = false;
+        for h in headers {
+            let name = h.name;
+            if f.framing.note(name.as_bytes(), h.value) {
+            } else if name.eq_ignore_ascii_case("x-kong-request-id") {
+                f.request_id = Some(h.value);
+                kong_id = true;
+            } else if name.eq_ignore_ascii_case("x-request-id") && !kong_id {
+                f.request_id = Some(h.value);
+            }
+        }
+        f
+    }
+}

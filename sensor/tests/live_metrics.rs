@@ -1,0 +1,197 @@
+//! A real Prometheus (Debian's `prometheus`) scrapes the live sensor during
+//! lab traffic; its HTTP API shows the detectors' gauges and the health
+//! counters with the right values. The shipped alerting rules pass
+//! `promtool check rules` and their unit tests, and every metric the rules
+//! and the Grafana dashboard use is one the sensor serves.
+
+mod support;
+
+use std::{
+    collections::BTreeSet,
+    fs,
+    path::Path,
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
+
+use lab::{CLIENT_V4, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_UPSTREAM_V4, Lab};
+use serde_json::Value;
+use support::{require_root, start_sensor};
+
+const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy");
+
+/// `curl URL` in the gateway namespace.
+fn fetch(lab: &Lab, url: &str, query: Option<&str>) -> String {
+    let mut cmd = lab.command(&lab.gateway_ns(), "curl");
+    cmd.args(["-s", "--max-time", "5", "-G", url]);
+    if let Some(q) = query {
+        cmd.args(["--data-urlencode", &format!("query={q}")]);
+    }
+    String::from_utf8(cmd.output().unwrap().stdout).unwrap()
+}
+
+/// The value of an instant PromQL query with one result, if there is one.
+fn query(lab: &Lab, q: &str) -> Option<f64> {
+    let body = fetch(lab, "http://127.0.0.1:9090/api/v1/query", Some(q));
+    let v: Value = serde_json::from_str(&body).ok()?;
+    v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
+/// Metric names (`aps_siem_*`, `siem_sensor_*`) mentioned in `text`.
+fn names(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for prefix in ["aps_siem_", "siem_sensor_"] {
+        for (at, _) in text.match_indices(prefix) {
+            let name: String = text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            out.insert(name);
+        }
+    }
+    out
+}
+
+#[test]
+#[ignore = "live: needs root and the lab (cargo xtask test runs it)"]
+fn prometheus_scrapes_the_gauges_and_health_counters() {
+    require_root();
+    let rules = Path::new(DEPLOY).join("prometheus");
+    for args in [
+        ["check", "rules", "siem-sensor.rules.yml"],
+        ["test", "rules", "siem-sensor.rules.test.yml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(&rules)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
+    let lab = Lab::up("ss-prom").unwrap();
+    let dir = lab.workdir().to_path_buf();
+    let config = format!(
+        "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+         rule_files: [{}]\n\
+         scrape_configs:\n  - job_name: siem-sensor\n    static_configs: [{{targets: ['127.0.0.1:9251']}}]\n",
+        rules.join("siem-sensor.rules.yml").display()
+    );
+    fs::write(dir.join("prometheus.yml"), config).unwrap();
+    let sensor = start_sensor(
+        &lab,
+        &[
+            "--iface",
+            GATEWAY_CLIENT_IF,
+            "--iface",
+            GATEWAY_UPSTREAM_IF,
+            "--listen",
+            "0.0.0.0:9251",
+            "--metrics-allow",
+            "127.0.0.1",
+            "--trusted-proxy",
+            GATEWAY_UPSTREAM_V4,
+        ],
+    );
+    let mut prometheus = lab
+        .command(&lab.gateway_ns(), "prometheus")
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("tsdb").display()
+        ))
+        .args(["--web.listen-address=127.0.0.1:9090", "--log.level=warn"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let wait = |what: &str, ok: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ok() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            thread::sleep(Duration::from_millis(500));
+        }
+    };
+    wait("the scrape target to be up", &|| {
+        query(&lab, r#"up{job="siem-sensor"}"#) == Some(1.0)
+    });
+
+    // Alice's key from three addresses (on a missing path, so the window
+    // also has errors), then a flood from the client's own address.
+    for i in 0..3 {
+        let source = Lab::extra_client(i);
+        lab.curl_from(&source, &["-u", "alice:wonderland"], "/missing", 1)
+            .unwrap();
+    }
+    let url = lab.proxy_url(false, "/hello");
+    let wrk = lab
+        .command(&lab.client_ns(), "wrk")
+        .args(["-t1", "-c2", "-d2s", &url])
+        .output()
+        .unwrap();
+    assert!(wrk.status.success());
+    // The flood's window closes 5 s after it ends; then the next scrape.
+    let flooder = format!(r#"aps_siem_ip_topn{{client_ip="{CLIENT_V4}"}}"#);
+    wait("the flood window's gauge", &|| {
+        query(&lab, &flooder).is_some_and(|v| v > 600.0)
+    });
+
+    let one = |q: &str| query(&lab, q).unwrap_or_else(|| panic!("no value for {q}"));
+    assert!(one(r#"siem_sensor_alerts_total{detector="request_flood"}"#) >= 1.0);
+    assert!(one(r#"siem_sensor_alerts_total{detector="credential_spread"}"#) >= 1.0);
+    assert_eq!(one(r#"aps_siem_credential_ips{principal="alice"}"#), 3.0);
+    assert_eq!(
+        one(r#"siem_sensor_kernel_segments_total{result="ring_full"}"#),
+        0.0
+    );
+    assert_eq!(one(r#"siem_sensor_build_info"#), 1.0);
+    assert!(one(r#"siem_sensor_transactions_total{class="2xx"}"#) > 1000.0);
+    let seen = one(r#"siem_sensor_kernel_segments_total{result="seen"}"#);
+    let received = one(r#"siem_sensor_records_total{result="received"}"#);
+    assert!(seen > 0.0 && received <= seen, "{received} of {seen}");
+
+    let served = fetch(&lab, "http://127.0.0.1:9251/metrics", None);
+    let used: BTreeSet<String> = [
+        "prometheus/siem-sensor.rules.yml",
+        "grafana/siem-sensor.json",
+    ]
+    .iter()
+    .flat_map(|f| names(&fs::read_to_string(Path::new(DEPLOY).join(f)).unwrap()))
+    .map(|n| n.trim_end_matches("_bucket").to_string())
+    .collect();
+    let have = names(&served);
+    let missing: Vec<_> = used.difference(&have).collect();
+    assert!(
+        missing.is_empty(),
+        "rules or dashboard use metrics the sensor does not serve: {missing:?}"
+    );
+    assert!(!served.contains("wonderland"));
+    // The allow-list: the same page asked from the gateway's own lab address
+    // (not 127.0.0.1) is refused.
+    let refused = lab
+        .command(&lab.gateway_ns(), "curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--interface",
+            "10.77.0.1",
+        ])
+        .arg("http://10.77.0.1:9251/metrics")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&refused.stdout), "403");
+    sensor.stop().unwrap();
+    prometheus.kill().unwrap();
+    prometheus.wait().unwrap();
+    lab.teardown();
+}

@@ -1,0 +1,134 @@
+//! Live transactions equal replayed ones: curl and wrk traffic through the
+//! lab's gateway, captured at once by the sensor (`run`, eBPF, 512-byte
+//! segment prefixes) and by tcpdump (full packets), gives the same
+//! transactions from `run` as from `replay` of tcpdump's file. Only `time`
+//! and `latency_ms` may differ (kernel vs. libpcap timestamps).
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use lab::{GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_UPSTREAM_V4, Lab};
+use serde_json::Value;
+use support::{replay_json, require_root, start_sensor, stop_tcpdump, tcpdump};
+
+/// A transaction without its timing fields, as a comparable string.
+fn shape(tx: &Value) -> String {
+    let mut tx = tx.clone();
+    let map = tx.as_object_mut().unwrap();
+    map.remove("time");
+    map.remove("latency_ms");
+    tx.to_string()
+}
+
+fn multiset(txs: &[Value]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for tx in txs {
+        *m.entry(shape(tx)).or_default() += 1;
+    }
+    m
+}
+
+#[test]
+#[ignore = "live: needs root and the lab (cargo xtask test runs it)"]
+fn live_transactions_equal_replayed_ones() {
+    require_root();
+    let lab = Lab::up("ss-eq").unwrap();
+    let dir = lab.workdir().display().to_string();
+    let pcap = format!("{dir}/capture.pcap");
+    let key = format!("{dir}/fingerprint.key");
+    let identity = ["--trusted-proxy", GATEWAY_UPSTREAM_V4];
+    let dump = tcpdump(&lab, &pcap);
+    let mut args = vec![
+        "--iface",
+        GATEWAY_CLIENT_IF,
+        "--iface",
+        GATEWAY_UPSTREAM_IF,
+        "--transactions",
+        "-",
+    ];
+    args.extend(identity);
+    let sensor = start_sensor(&lab, &args);
+
+    let curl = |extra: &[&str]| {
+        let out = lab
+            .command(&lab.client_ns(), "curl")
+            .args(["-s", "-o", "/dev/null", "--max-time", "10"])
+            .args(extra)
+            .status()
+            .unwrap();
+        assert!(out.success(), "curl {extra:?}");
+    };
+    // Keep-alive: three requests on one connection, one of them a 404.
+    curl(&[
+        &lab.proxy_url(false, "/hello"),
+        &lab.proxy_url(false, "/missing"),
+        &lab.proxy_url(false, "/"),
+    ]);
+    curl(&[&lab.proxy_url(true, "/big")]); // 64 KiB body over IPv6: framing by length past the 512-byte prefixes
+    curl(&[
+        "-u",
+        "alice:s3cret",
+        &lab.proxy_url(false, "/hello?apikey=k-123&x=1"),
+    ]);
+    curl(&[
+        "-H",
+        "Authorization: Bearer abc.def",
+        "-X",
+        "POST",
+        "-d",
+        "payload=1",
+        &lab.proxy_url(false, "/hello"),
+    ]);
+    curl(&["-I", &lab.proxy_url(false, "/big")]); // HEAD: Content-Length without a body
+    let wrk = lab
+        .command(&lab.client_ns(), "wrk")
+        .args(["-t1", "-c2", "-d1s", &lab.proxy_url(false, "/hello")])
+        .output()
+        .unwrap();
+    assert!(wrk.status.success());
+
+    let live = sensor.stop().unwrap();
+    stop_tcpdump(dump);
+    let mut args = vec!["--transactions", "-", "--fingerprint-key", &key];
+    args.extend(identity);
+    let replayed = replay_json(&pcap, &args, "method");
+    lab.teardown();
+
+    let txs = &live.transactions;
+    assert!(txs.len() > 100, "wrk added too few: {}", txs.len());
+    let (a, b) = (multiset(txs), multiset(&replayed));
+    let only_live: Vec<_> = a.iter().filter(|(k, n)| b.get(*k) != Some(n)).collect();
+    let only_replay: Vec<_> = b.iter().filter(|(k, n)| a.get(*k) != Some(n)).collect();
+    assert!(
+        only_live.is_empty() && only_replay.is_empty(),
+        "live only: {only_live:#?}\nreplay only: {only_replay:#?}"
+    );
+
+    // And they are right: both legs, statuses, sizes, identity.
+    let find = |path: &str, port: u64| {
+        txs.iter()
+            .filter(|t| t["path"] == path && t["server_port"] == port)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(find("/missing", 8000)[0]["status"], 404);
+    assert_eq!(find("/missing", 8080)[0]["status"], 404, "the upstream leg");
+    let big = find("/big", 8000);
+    let get = big.iter().find(|t| t["method"] == "GET").unwrap();
+    assert!(get["response_bytes"].as_u64().unwrap() > 65536, "{get}");
+    assert_eq!(get["client_ip"], "fd77::2");
+    let head = big.iter().find(|t| t["method"] == "HEAD").unwrap();
+    assert!(head["response_bytes"].as_u64().unwrap() < 1024, "{head}");
+    let basic = find("/hello?apikey=REDACTED&x=1", 8000);
+    assert_eq!(basic[0]["principal"], "alice");
+    let upstream = find("/hello?apikey=REDACTED&x=1", 8080);
+    assert_eq!(
+        upstream[0]["client_ip"], "10.77.0.2",
+        "X-Forwarded-For behind the trusted gateway"
+    );
+    assert_eq!(upstream[0]["credential"], basic[0]["credential"]);
+    let out = live.log + &serde_json::to_string(txs).unwrap();
+    for secret in ["s3cret", "k-123", "abc.def", "YWxpY2U6czNjcmV0"] {
+        assert!(!out.contains(secret), "{secret} leaked");
+    }
+}

@@ -1,0 +1,167 @@
+//! Helpers for live tests on top of the `lab` crate's lab and sensor process. Live tests need root (namespaces, CAP_BPF,
+//! CAP_NET_ADMIN); CI runs as root.
+
+// Each test binary compiles this module and uses a different part of it.
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+};
+
+use lab::{Lab, sensor::SensorProcess};
+use serde_json::Value;
+
+/// The binary under test.
+pub const SENSOR: &str = env!("CARGO_BIN_EXE_siem-sensor");
+
+/// Panics with a clear message unless running as root.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "live tests need root: namespaces, CAP_BPF, CAP_NET_ADMIN"
+    );
+}
+
+/// Starts `siem-sensor run ARGS` in the gateway namespace, ready to capture.
+pub fn start_sensor(lab: &Lab, args: &[&str]) -> SensorProcess {
+    SensorProcess::start(lab, Path::new(SENSOR), args, None).unwrap()
+}
+
+/// Runs `PREFIX... siem-sensor ARGS` in the gateway namespace to completion,
+/// killed after 60 s if it does not exit by itself.
+pub fn sensor_output(lab: &Lab, prefix: &[&str], args: &[&str]) -> Output {
+    lab.command(&lab.gateway_ns(), "timeout")
+        .arg("60")
+        .args(prefix)
+        .arg(SENSOR)
+        .args(args)
+        .output()
+        .expect("running siem-sensor")
+}
+
+/// The sensor's programs loaded in the kernel, by name (`bpftool prog show`).
+/// A program that is not loaded cannot be attached anywhere, so an empty list
+/// after the sensor exits proves it left nothing behind. The check is
+/// machine-wide: live tests run one at a time (`--test-threads=1`).
+pub fn loaded_programs() -> Vec<String> {
+    let out = Command::new("bpftool")
+        .args(["-j", "prog", "show"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bpftool: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let programs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    programs
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .filter(|name| ["tc_ingress", "tc_egress", "xdp_ingress"].contains(name))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Segments matching every `(key, value)` pair, where a value ending in `*`
+/// matches as a prefix.
+pub fn matching<'a>(segments: &'a [Value], wanted: &[(&str, &str)]) -> Vec<&'a Value> {
+    segments
+        .iter()
+        .filter(|s| {
+            wanted.iter().all(|(k, v)| {
+                let got = s[*k].as_str().unwrap_or_default();
+                match v.strip_suffix('*') {
+                    Some(prefix) => got.starts_with(prefix),
+                    None => got == *v,
+                }
+            })
+        })
+        .collect()
+}
+
+/// The shared captures (`../shared/pcaps` beside the project), or `None`
+/// with a message when they are absent.
+pub fn pcaps() -> Option<PathBuf> {
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/pcaps"));
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("skipped: {} is absent", dir.display());
+        None
+    }
+}
+
+/// tcpdump on every interface of the gateway namespace (the proxy and
+/// upstream ports), writing `path`; returns once it is capturing.
+pub fn tcpdump(lab: &Lab, path: &str) -> Child {
+    let mut child = lab
+        .command(&lab.gateway_ns(), "tcpdump")
+        .args([
+            "-i",
+            "any",
+            "-U",
+            "-B",
+            "65536",
+            "-w",
+            path,
+            "tcp port 8000 or tcp port 8080",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tcpdump");
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while err.read_line(&mut line).unwrap() > 0 && !line.contains("listening on") {
+        line.clear();
+    }
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    child
+}
+
+/// Stops a tcpdump started by [`tcpdump`], flushing its file.
+pub fn stop_tcpdump(mut child: Child) {
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+}
+
+/// `siem-sensor replay PCAP --json ARGS`: its stdout's JSON lines that have
+/// `key` (`method`: transactions, `detector`: alerts).
+pub fn replay_json(pcap: &str, args: &[&str], key: &str) -> Vec<Value> {
+    let out = Command::new(SENSOR)
+        .args(["replay", pcap, "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &Value| v.get(key).is_some())
+        .collect()
+}
+
+/// Asserts `systemd-analyze verify` finds nothing to say about `unit`.
+pub fn assert_unit_verifies(unit: &Path) {
+    let verify = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(unit)
+        .output()
+        .unwrap();
+    let complaints = String::from_utf8_lossy(&verify.stderr);
+    assert!(
+        verify.status.success() && complaints.trim().is_empty(),
+        "{complaints}"
+    );
+}

@@ -23,7 +23,9 @@ const MAX_IPV6_EXT_HEADERS: usize = 6;
 /// A parsed TCP segment: the record header (time, hook, direction and
 /// ifindex still unset) and where its payload starts in the frame.
 pub struct Parsed {
+    /// The record header, with addresses, ports, seq/ack, flags and lengths.
     pub header: SegmentHeader,
+    /// Offset of the first TCP payload byte from the start of the frame.
     pub payload_offset: u32,
 }
 

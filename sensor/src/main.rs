@@ -47,7 +47,7 @@ fn main() -> std::process::ExitCode {
             .enable_all()
             .build()
             .map_err(anyhow::Error::from)
-            .and_then(|runtime| runtime.block_on(cli::run::run(args))),
+            .and_then(|runtime| runtime.block_on(cli::run::run(args, reparse_run))),
         Command::Replay(args) => cli::replay::replay(&args),
         Command::CheckConfig { file } => check_config(file),
     };
@@ -60,6 +60,18 @@ fn main() -> std::process::ExitCode {
 fn fail(e: &anyhow::Error) -> std::process::ExitCode {
     eprintln!("siem-sensor: error: {e:#}");
     std::process::ExitCode::FAILURE
+}
+
+/// The `run` flags as the command line and config file give them now
+/// (SIGHUP re-reads the file).
+fn reparse_run() -> anyhow::Result<cli::run::RunArgs> {
+    match cli::config::parse::<Cli>(std::env::args_os().collect(), false)?
+        .0
+        .command
+    {
+        Command::Run(args) => Ok(args),
+        _ => anyhow::bail!("not a `run` command line"),
+    }
 }
 
 /// `check-config`: the file parses, every value is valid for `run`, and the

@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod modules;
 mod setup;
 
 use std::{
@@ -106,6 +107,7 @@ fn test() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    modules::check_acyclic()?;
     // Live tests (ignored by a plain `cargo test`: they need root and the
     // lab) share the machine's two cores; one at a time keeps their load
     // figures honest.

@@ -36,6 +36,10 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// refuse the dev-profile package the tests build from the binary under test).
 const CARGO_DEB_VERSION: &str = "3.8.0";
 
+/// cargo-modules, whose path-resolved module graph `cargo xtask test`
+/// checks for cycles (0.28 needs rustc 1.98).
+const CARGO_MODULES_VERSION: &str = "0.27.0";
+
 /// The nightly that builds the kernel programs. Never `rustup update` it: a
 /// nightly on LLVM 23 emits bitcode that bpf-linker on LLVM 22 rejects.
 const EBPF_TOOLCHAIN: &str = "nightly";
@@ -97,6 +101,17 @@ pub fn setup() -> Result<()> {
         run(Command::new("cargo").args([
             "install",
             &format!("cargo-deb@{CARGO_DEB_VERSION}"),
+            "--locked",
+        ]))?;
+    }
+    let modules = Command::new("cargo")
+        .args(["modules", "--version"])
+        .output();
+    if !modules.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(CARGO_MODULES_VERSION)) {
+        eprintln!("setup: building cargo-modules {CARGO_MODULES_VERSION} (about 5 minutes)");
+        run(Command::new("cargo").args([
+            "install",
+            &format!("cargo-modules@{CARGO_MODULES_VERSION}"),
             "--locked",
         ]))?;
     }

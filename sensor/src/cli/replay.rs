@@ -10,7 +10,7 @@ use clap::Args;
 use sensor::capture::file::{FileCounters, read_file};
 use serde::Serialize;
 
-use super::{Mode, PipelineArgs};
+use super::pipeline::{Mode, PipelineArgs};
 
 #[derive(Args)]
 pub struct ReplayArgs {

@@ -14,9 +14,14 @@ use sensor_ebpf::{DEFAULT_CAPTURE_LEN, MAX_CAPTURE_LEN};
 use tracing::{info, warn};
 
 use super::{
-    ChoiceParser, Mode, PipelineArgs,
+    choice::ChoiceParser,
     daemon::{Daemon, shutdown_signal},
+    pipeline::{Mode, PipelineArgs, parse_net},
 };
+
+/// Reads the command line and config file again, as they are now (SIGHUP):
+/// the `run` flags, or why they cannot be had.
+pub type Reparse = fn() -> Result<RunArgs>;
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -67,7 +72,7 @@ pub struct RunArgs {
     )]
     listen: SocketAddr,
     /// Address or CIDR allowed to scrape; repeat for several (default: any).
-    #[arg(long = "metrics-allow", value_name = "CIDR", value_parser = super::parse_net)]
+    #[arg(long = "metrics-allow", value_name = "CIDR", value_parser = parse_net)]
     metrics_allow: Vec<IpNet>,
     /// Serve no metrics.
     #[arg(long)]
@@ -98,7 +103,7 @@ impl RunArgs {
 ///
 /// # Errors
 /// Setup, attach or ring-buffer failures; counters that do not balance.
-pub async fn run(args: RunArgs) -> Result<()> {
+pub async fn run(args: RunArgs, reparse: Reparse) -> Result<()> {
     let options = LiveOptions {
         plan: AttachPlan {
             interfaces: args.interfaces,
@@ -143,7 +148,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     };
     let capture = daemon
         .run(capture, &mut pipeline, shutdown_signal()?, |p| {
-            reload(p, mode)
+            reload(p, mode, reparse)
         })
         .await?;
     pipeline.finish();
@@ -172,16 +177,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
 /// command line as they are now, keeping the detectors' state (output files
 /// are opened anew, so log rotation works too); a bad file keeps the old
 /// settings, reopens the old files and says why.
-fn reload(pipeline: &mut Pipeline, mode: Mode) {
-    let parsed = super::config::parse::<crate::Cli>(std::env::args_os().collect(), false);
-    let applied = parsed.and_then(|(cli, _)| match cli.command {
-        crate::Command::Run(args) => {
-            let sinks = args.pipeline.sinks(mode)?;
-            pipeline.reconfigure(args.pipeline.detect_config())?;
-            pipeline.set_sinks(sinks);
-            Ok(())
-        }
-        _ => Ok(()),
+fn reload(pipeline: &mut Pipeline, mode: Mode, reparse: Reparse) {
+    let applied = reparse().and_then(|args| {
+        let sinks = args.pipeline.sinks(mode)?;
+        pipeline.reconfigure(args.pipeline.detect_config())?;
+        pipeline.set_sinks(sinks);
+        Ok(())
     });
     match applied {
         Ok(()) => info!("SIGHUP: settings and outputs reloaded"),

@@ -6,7 +6,7 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 use sensor::sink::syslog::{Body, Header, Syslog, SyslogConfig, Target, parse_facility};
 
-use super::ChoiceParser;
+use super::choice::ChoiceParser;
 
 /// Alerts to syslog.
 #[derive(Args)]

@@ -104,6 +104,8 @@ pub struct PerIp {
     distinct: u64,
     /// The last closed window's gauges.
     last: Option<WindowGauges>,
+    /// Errors an IP needs in the current window ([`PerIp::error_threshold`]).
+    threshold: u64,
 }
 
 /// What the reference SIEM's gauges showed for one closed window.
@@ -142,7 +144,7 @@ fn top<K: Ord + Copy>(items: impl Iterator<Item = (K, u64)>, n: usize) -> Vec<(K
 impl PerIp {
     /// Empty state; at most `max_ips` IPs per window.
     pub fn new(window_ns: u64, flood: FloodConfig, errors: ErrorConfig, max_ips: usize) -> Self {
-        Self {
+        let mut this = Self {
             window_ns,
             flood,
             errors,
@@ -153,12 +155,16 @@ impl PerIp {
             requests: 0,
             distinct: 0,
             last: None,
-        }
+            threshold: 0,
+        };
+        this.threshold = this.error_threshold();
+        this
     }
 
     /// New thresholds, from the next transaction on; counts are kept.
     pub fn set(&mut self, flood: FloodConfig, errors: ErrorConfig) {
         (self.flood, self.errors) = (flood, errors);
+        self.threshold = self.error_threshold();
     }
 
     /// IPs evicted from the window table so far.
@@ -178,12 +184,8 @@ impl PerIp {
             Some(_) => {}
             None => self.current = Some(index),
         }
-        let start = self.current.unwrap_or(index) * self.window_ns;
-        let window = Window {
-            start,
-            end: start + self.window_ns,
-        };
-        let threshold = self.error_threshold();
+        let window = self.window(self.current.unwrap_or(index));
+        let threshold = self.threshold;
         let ip = self
             .ips
             .entry(tx.client_ip, IpWindow::default, |w| w.requests);
@@ -247,8 +249,19 @@ impl PerIp {
         self.close();
     }
 
-    /// Errors an IP needs in this window: the floor, or the baseline times
-    /// the factor if higher.
+    /// Window number `index`, in event time (saturating: a crafted
+    /// timestamp near `u64::MAX` must not wrap).
+    fn window(&self, index: u64) -> Window {
+        let start = index.saturating_mul(self.window_ns);
+        Window {
+            start,
+            end: start.saturating_add(self.window_ns),
+        }
+    }
+
+    /// Errors an IP needs in a window: the floor, or the baseline times
+    /// the factor if higher. Computed once per window, at the close of the
+    /// one before.
     fn error_threshold(&self) -> u64 {
         let mut past: Vec<u64> = self.p99_history.iter().copied().collect();
         let baseline = if past.is_empty() {
@@ -272,10 +285,7 @@ impl PerIp {
             let top_ips = top(self.ips.iter().map(|(ip, w)| (*ip, w.requests)), TOP_IPS);
             let shown: u64 = top_ips.iter().map(|(_, n)| n).sum();
             self.last = Some(WindowGauges {
-                window: Window {
-                    start: index * self.window_ns,
-                    end: (index + 1) * self.window_ns,
-                },
+                window: self.window(index),
                 requests: self.requests,
                 distinct_ips: self.distinct,
                 other_requests: self.requests - shown,
@@ -302,6 +312,7 @@ impl PerIp {
                 self.p99_history.pop_front();
             }
         }
+        self.threshold = self.error_threshold();
         self.ips.clear();
     }
 }

@@ -92,7 +92,7 @@ impl Sequence {
         if ip
             .spike
             .as_ref()
-            .is_some_and(|s| now >= s.start_ns + c.failure_window_ns)
+            .is_some_and(|s| now >= s.start_ns.saturating_add(c.failure_window_ns))
         {
             ip.spike = None;
         }

@@ -5,7 +5,7 @@
 //! followed by a count of bytes that passed but were not captured or were
 //! lost. Framing downstream advances by sequence arithmetic over both.
 
-use super::{FlowCounters, FlowLimits};
+use super::limits::{FlowCounters, FlowLimits};
 
 /// A piece of the byte stream, in order: `data` then `unknown` bytes whose
 /// content is not known (not captured, or lost in a gap).

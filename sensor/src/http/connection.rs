@@ -9,9 +9,10 @@
 use std::{collections::VecDeque, net::SocketAddr};
 
 use super::{
-    HttpContext, Transaction,
+    context::HttpContext,
     headers::{RequestHeaders, ResponseHeaders},
     message::{Body, Framer, FramingError, MessageHandler, MessageKind, starts_message},
+    transaction::Transaction,
 };
 use crate::flow::{Analyzer, Chunk, Direction, Endpoint, FlowInfo};
 

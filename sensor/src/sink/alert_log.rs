@@ -5,7 +5,7 @@ use std::io::Write;
 
 use tracing::warn;
 
-use super::Sink;
+use super::interface::Sink;
 use crate::{detect::Alert, time::Rfc3339};
 
 /// Writes every alert as one line of text: `alert: TIME DETECTOR SEVERITY

@@ -3,7 +3,7 @@
 
 use std::{cell::RefCell, rc::Rc};
 
-use super::Sink;
+use super::interface::Sink;
 use crate::{detect::Alert, http::Transaction};
 
 /// What a [`Collector`] kept.

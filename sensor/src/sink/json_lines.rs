@@ -10,7 +10,7 @@ use std::{
 use serde::Serialize;
 use tracing::warn;
 
-use super::Sink;
+use super::interface::Sink;
 use crate::{detect::Alert, http::Transaction};
 
 /// Which of the pipeline's outputs a [`JsonLines`] sink writes.

@@ -3,7 +3,7 @@
 
 use metrics::{Counter, Histogram, counter, histogram};
 
-use super::Sink;
+use super::interface::Sink;
 use crate::http::Transaction;
 
 /// The latency histogram's name; the exporter sets its buckets.

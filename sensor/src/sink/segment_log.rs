@@ -5,7 +5,10 @@ use std::{collections::HashMap, io::Write};
 
 use serde::Serialize;
 
-use super::{JsonLines, Sink, json_lines::Records};
+use super::{
+    interface::Sink,
+    json_lines::{JsonLines, Records},
+};
 use crate::{
     capture::{Direction, Hook, Segment, Source},
     time::Rfc3339,

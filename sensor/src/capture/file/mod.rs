@@ -352,6 +352,4 @@ fn ticks_per_sec(if_tsresol: u8) -> u64 {
 }
 
 #[cfg(test)]
-mod real;
-#[cfg(test)]
 mod tests;

@@ -7,6 +7,8 @@ use etherparse::PacketBuilder;
 use super::*;
 use crate::capture::{OwnedSegment, Source};
 
+mod real;
+
 /// Reads `path`, collecting its segments.
 pub(super) fn read(path: &Path) -> Result<(FileCounters, Vec<OwnedSegment>), FileError> {
     let mut got = Vec::new();

@@ -33,7 +33,7 @@ pub use format::{Body, Header};
 use transport::Tally;
 pub use transport::Target;
 
-use super::{Delivery, Sink};
+use super::interface::{Delivery, Sink};
 use crate::detect::Alert;
 
 /// The sink's settings.

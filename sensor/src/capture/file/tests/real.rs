@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::tests::read;
+use super::read;
 
 /// `shared/pcaps` beside the project root; `None` (with a note) when absent.
 fn pcaps() -> Option<PathBuf> {

@@ -1,0 +1,167 @@
+//! The flags of the pipeline after the source, shared by `run` and
+//! `replay`, and the assembly of the pipeline and its sinks from them.
+
+use std::{io, path::PathBuf};
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use ipnet::IpNet;
+use sensor::{
+    flow::FlowLimits,
+    http::HttpLimits,
+    identity::{FingerprintKey, IdentityConfig, Resolver},
+    pipeline::Pipeline,
+    sink::{AlertLog, JsonLines, Records, SegmentLog, Sink, Sinks, metrics::TransactionMetrics},
+};
+
+use super::{detect, syslog};
+
+/// Flags of the pipeline after the source, the same for `run` and `replay`.
+#[derive(Args)]
+pub struct PipelineArgs {
+    /// Config file (TOML); its settings apply unless a flag overrides them.
+    /// `run` reads /etc/siem-sensor/sensor.toml when it exists.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Write every HTTP transaction as a JSON line to PATH (`-`: stdout).
+    #[arg(long, value_name = "PATH")]
+    transactions: Option<PathBuf>,
+    /// Proxy address or CIDR whose X-Forwarded-For / X-Real-IP is trusted
+    /// (your Kong nodes, load balancers); repeat for several.
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = parse_net)]
+    trusted_proxies: Vec<IpNet>,
+    /// Kong key-auth key name (header or query parameter); repeat for several.
+    #[arg(long = "key-name", value_name = "NAME", default_value = "apikey")]
+    key_names: Vec<String>,
+    /// The per-installation key for credential fingerprints; created (mode
+    /// 0600) on first use.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/var/lib/siem-sensor/fingerprint.key"
+    )]
+    fingerprint_key: PathBuf,
+    /// Most TCP connections tracked at once.
+    #[arg(long, default_value_t = FlowLimits::default().max_flows)]
+    max_flows: usize,
+    /// Write every alert as a JSON line to PATH (`-`: stdout).
+    #[arg(long, value_name = "PATH")]
+    alerts: Option<PathBuf>,
+    #[command(flatten)]
+    detect: detect::DetectArgs,
+    #[command(flatten)]
+    syslog: syslog::SyslogArgs,
+}
+
+/// A CIDR, or a bare address as a host route.
+pub fn parse_net(s: &str) -> Result<IpNet, String> {
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("`{s}` is not an IP address or CIDR"))
+}
+
+/// Which command builds the pipeline, and the outputs only it has.
+#[derive(Clone, Copy)]
+pub enum Mode {
+    /// `run`: alerts also logged; the segment log and per-transaction
+    /// metrics if asked.
+    Live {
+        /// `--debug-segments`: every segment to stdout.
+        debug_segments: bool,
+        /// Whether `/metrics` is served.
+        metrics: bool,
+    },
+    /// `replay`: with `json`, alerts as JSON lines on stdout; else as text.
+    Replay {
+        /// `--json`.
+        json: bool,
+    },
+}
+
+impl PipelineArgs {
+    /// The sinks for `mode`: files opened (appending), syslog senders
+    /// started. This is where every sink is assembled.
+    ///
+    /// # Errors
+    /// An output file cannot be opened; a syslog sender cannot start.
+    pub fn sinks(&self, mode: Mode) -> Result<Vec<Box<dyn Sink>>> {
+        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+        let mut open = |records, name, path: &Option<PathBuf>| -> Result<()> {
+            if let Some(p) = path {
+                let lines = JsonLines::create(records, name, p)
+                    .with_context(|| format!("cannot create {}", p.display()))?;
+                sinks.push(Box::new(lines));
+            }
+            Ok(())
+        };
+        let alerts = match mode {
+            Mode::Replay { json: true } => Some(PathBuf::from("-")),
+            _ => self.alerts.clone(),
+        };
+        open(Records::Transactions, "transactions", &self.transactions)?;
+        open(Records::Alerts, "alerts", &alerts)?;
+        match mode {
+            Mode::Live {
+                debug_segments,
+                metrics,
+            } => {
+                if debug_segments {
+                    // Stdout is line-buffered and shared, so segment and
+                    // transaction lines never interleave mid-line.
+                    sinks.push(Box::new(SegmentLog::new(Box::new(io::stdout()))));
+                }
+                if metrics {
+                    sinks.push(Box::new(TransactionMetrics::default()));
+                }
+                sinks.push(Box::new(AlertLog::Tracing));
+            }
+            Mode::Replay { json: false } => {
+                sinks.push(Box::new(AlertLog::Stream(Some(Box::new(io::stdout())))));
+            }
+            Mode::Replay { json: true } => {}
+        }
+        if let Some(syslog) = self.syslog.sink()? {
+            sinks.push(Box::new(syslog));
+        }
+        Ok(sinks)
+    }
+
+    /// The detector settings (none with `--no-detectors`).
+    pub fn detect_config(&self) -> Option<sensor::detect::DetectConfig> {
+        self.detect.config()
+    }
+
+    /// Validates what flag parsing cannot (decoy globs), touching nothing.
+    ///
+    /// # Errors
+    /// A bad decoy route.
+    pub fn check(&self) -> Result<()> {
+        self.detect.detectors().map(drop)
+    }
+
+    /// Builds the pipeline for `mode`.
+    ///
+    /// # Errors
+    /// The fingerprint key or an output file cannot be opened; a bad decoy.
+    pub fn pipeline(&self, mode: Mode) -> Result<Pipeline> {
+        let key = FingerprintKey::load_or_create(&self.fingerprint_key)?;
+        let config = IdentityConfig {
+            trusted_proxies: self.trusted_proxies.clone(),
+            key_names: self.key_names.clone(),
+        };
+        let detectors = self.detect.detectors()?;
+        let flows = FlowLimits {
+            max_flows: self.max_flows,
+            ..FlowLimits::default()
+        };
+        let sinks = Sinks::new(self.sinks(mode)?);
+        let resolver = Resolver::new(config, key);
+        Ok(Pipeline::new(
+            resolver,
+            flows,
+            HttpLimits::default(),
+            detectors,
+            sinks,
+        ))
+    }
+}

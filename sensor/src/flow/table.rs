@@ -1,0 +1,308 @@
+//! The connection table: flows keyed by their 4-tuple, each with its two
+//! reassembled streams and its analyzer.
+
+use std::{collections::VecDeque, net::SocketAddr};
+
+use hashbrown::HashMap;
+use sensor_ebpf::tcp_flags::{ACK, RST, SYN};
+
+use super::{
+    analyzer::{Analyzer, Endpoint, FlowInfo},
+    limits::{FlowCounters, FlowLimits},
+    reassembly::Stream,
+};
+use crate::capture::Segment;
+
+struct Flow<A> {
+    info: FlowInfo,
+    /// Reassembly of the bytes each endpoint sends, by [`Endpoint::index`].
+    streams: [Stream; 2],
+    last_ns: u64,
+    analyzer: A,
+}
+
+/// The connection table.
+pub struct FlowTable<A: Analyzer> {
+    flows: HashMap<Key, Flow<A>>,
+    /// Connections closed by FIN or RST in the last [`TIME_WAIT_NS`], with
+    /// their close time, oldest first in `closed_order`.
+    closed: HashMap<Key, u64>,
+    closed_order: VecDeque<(u64, Key)>,
+    limits: FlowLimits,
+    counters: FlowCounters,
+}
+
+type Key = (SocketAddr, SocketAddr);
+
+/// How long a closed connection's late segments are recognised and dropped:
+/// Linux's TIME_WAIT (`TCP_TIMEWAIT_LEN`, 60 s). Without it, a retransmitted
+/// request arriving after the FINs would start a new flow and a second
+/// transaction.
+const TIME_WAIT_NS: u64 = 60_000_000_000;
+
+impl<A: Analyzer> FlowTable<A> {
+    /// An empty table with `limits`.
+    pub fn new(limits: FlowLimits) -> Self {
+        Self {
+            flows: HashMap::new(),
+            closed: HashMap::new(),
+            closed_order: VecDeque::new(),
+            limits,
+            counters: FlowCounters::default(),
+        }
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> &FlowCounters {
+        &self.counters
+    }
+
+    /// Takes one segment from any source.
+    pub fn segment(&mut self, seg: &Segment<'_>, ctx: &mut A::Context) {
+        self.counters.segments += 1;
+        let key = if seg.src <= seg.dst {
+            (seg.src, seg.dst)
+        } else {
+            (seg.dst, seg.src)
+        };
+        let from = if seg.src == key.0 {
+            Endpoint::First
+        } else {
+            Endpoint::Second
+        };
+        let opens = seg.flags & SYN != 0 && seg.flags & ACK == 0;
+        if opens
+            && self
+                .flows
+                .get(&key)
+                .is_some_and(|f| f.streams[from.index()].is_new_syn(seg.seq))
+        {
+            self.end(key, ctx, Ending::Closed);
+        }
+        self.forget_closed(seg.time_ns);
+        if opens {
+            self.closed.remove(&key);
+        }
+        if !self.flows.contains_key(&key) {
+            if seg.flags & SYN == 0 && (seg.payload_len == 0 || self.closed.contains_key(&key)) {
+                self.counters.segments_without_flow += 1;
+                return;
+            }
+            self.make_room(ctx);
+            self.counters.flows += 1;
+            self.counters.active += 1;
+            let flow = Flow {
+                info: FlowInfo {
+                    endpoints: [key.0, key.1],
+                    client: None,
+                },
+                streams: Default::default(),
+                last_ns: seg.time_ns,
+                analyzer: A::default(),
+            };
+            self.flows.insert(key, flow);
+        }
+        let Some(flow) = self.flows.get_mut(&key) else {
+            return;
+        };
+        if seg.flags & SYN != 0 && flow.info.client.is_none() {
+            flow.info.client = Some(if opens { from } else { from.peer() });
+        }
+        flow.last_ns = flow.last_ns.max(seg.time_ns);
+        let Flow {
+            info,
+            streams,
+            analyzer,
+            ..
+        } = flow;
+        let [first, second] = streams;
+        let (this, peer) = match from {
+            Endpoint::First => (first, second),
+            Endpoint::Second => (second, first),
+        };
+        let c = &mut self.counters;
+        this.segment(
+            seg.time_ns,
+            seg.seq,
+            seg.flags,
+            seg.payload_len,
+            seg.payload,
+            &self.limits,
+            c,
+            &mut |chunk| analyzer.chunk(ctx, info, from, chunk),
+        );
+        if seg.flags & ACK != 0 {
+            peer.acknowledged(seg.ack, c, &mut |chunk| {
+                analyzer.chunk(ctx, info, from.peer(), chunk)
+            });
+        }
+        if c.buffered_bytes > self.limits.max_buffered_bytes as u64 {
+            c.pending_overflows += 1;
+            this.flush(c, &mut |chunk| analyzer.chunk(ctx, info, from, chunk));
+        }
+        let done = seg.flags & RST != 0 || (this.finished() && peer.finished());
+        if done {
+            self.end(key, ctx, Ending::Closed);
+        }
+    }
+
+    /// Expires flows idle since before `now_ns - idle_timeout` (event time).
+    pub fn expire(&mut self, now_ns: u64, ctx: &mut A::Context) {
+        let deadline = now_ns.saturating_sub(self.limits.idle_timeout_ns);
+        for key in self.oldest_first(|f| f.last_ns < deadline) {
+            self.end(key, ctx, Ending::Expired);
+        }
+    }
+
+    /// Ends every flow (end of input or shutdown); they count as expired.
+    pub fn finish(&mut self, ctx: &mut A::Context) {
+        for key in self.oldest_first(|_| true) {
+            self.end(key, ctx, Ending::Expired);
+        }
+    }
+
+    /// Keys of the flows matching `which`, least recently seen first, so
+    /// what they emit comes out in the same order on every run.
+    fn oldest_first(&self, which: impl Fn(&Flow<A>) -> bool) -> Vec<Key> {
+        let mut keys: Vec<_> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| which(f))
+            .map(|(k, f)| (f.last_ns, *k))
+            .collect();
+        keys.sort_unstable();
+        keys.into_iter().map(|(_, k)| k).collect()
+    }
+
+    /// Evicts the least recently seen eighth of the table when it is full.
+    fn make_room(&mut self, ctx: &mut A::Context) {
+        if self.flows.len() < self.limits.max_flows {
+            return;
+        }
+        let n = (self.flows.len() / 8).max(1);
+        for key in self.oldest_first(|_| true).into_iter().take(n) {
+            self.end(key, ctx, Ending::Evicted);
+        }
+    }
+
+    /// Drops TIME_WAIT entries older than [`TIME_WAIT_NS`] at `now_ns`, and
+    /// the oldest past `max_flows` entries.
+    fn forget_closed(&mut self, now_ns: u64) {
+        while let Some(&(at, key)) = self.closed_order.front() {
+            if at.saturating_add(TIME_WAIT_NS) >= now_ns
+                && self.closed_order.len() <= self.limits.max_flows
+            {
+                return;
+            }
+            self.closed_order.pop_front();
+            if self.closed.get(&key) == Some(&at) {
+                self.closed.remove(&key);
+            }
+        }
+    }
+
+    fn end(&mut self, key: Key, ctx: &mut A::Context, how: Ending) {
+        let Some(mut flow) = self.flows.remove(&key) else {
+            return;
+        };
+        let c = &mut self.counters;
+        match how {
+            Ending::Closed => {
+                c.closed += 1;
+                self.closed.insert(key, flow.last_ns);
+                self.closed_order.push_back((flow.last_ns, key));
+            }
+            Ending::Expired => c.expired += 1,
+            Ending::Evicted => c.evicted += 1,
+        }
+        c.active -= 1;
+        let Flow {
+            info,
+            streams,
+            analyzer,
+            ..
+        } = &mut flow;
+        for (from, stream) in [Endpoint::First, Endpoint::Second]
+            .into_iter()
+            .zip(streams.iter_mut())
+        {
+            stream.flush(c, &mut |chunk| analyzer.chunk(ctx, info, from, chunk));
+            stream.release(c);
+        }
+        analyzer.close(ctx, info);
+    }
+}
+
+enum Ending {
+    Closed,
+    Expired,
+    Evicted,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{capture::Source, flow::Chunk};
+
+    /// Records the bytes each flow delivered, at its close.
+    #[derive(Default)]
+    struct Bytes(u64);
+
+    impl Analyzer for Bytes {
+        type Context = Vec<u64>;
+        fn chunk(&mut self, _: &mut Vec<u64>, _: &mut FlowInfo, _: Endpoint, chunk: Chunk<'_>) {
+            self.0 += chunk.data.len() as u64 + chunk.unknown;
+        }
+        fn close(&mut self, closed: &mut Vec<u64>, _: &FlowInfo) {
+            closed.push(self.0);
+        }
+    }
+
+    fn seg(port: u16, time_s: u64, flags: u8, payload: &[u8]) -> Segment<'_> {
+        Segment {
+            time_ns: time_s * 1_000_000_000,
+            src: SocketAddr::from(([10, 0, 0, 2], port)),
+            dst: SocketAddr::from(([10, 0, 0, 1], 80)),
+            seq: 1,
+            ack: 0,
+            flags,
+            payload_len: payload.len() as u32,
+            payload,
+            source: Source::File,
+        }
+    }
+
+    #[test]
+    fn a_full_table_evicts_the_least_recently_seen_eighth() {
+        let limits = FlowLimits {
+            max_flows: 16,
+            ..FlowLimits::default()
+        };
+        let (mut table, mut closed) = (FlowTable::<Bytes>::new(limits), Vec::new());
+        for port in 0..17 {
+            table.segment(&seg(1000 + port, u64::from(port), ACK, b"x"), &mut closed);
+        }
+        let c = table.counters();
+        assert_eq!((c.flows, c.evicted, c.active), (17, 2, 15));
+        assert_eq!(closed, [1, 1]);
+    }
+
+    #[test]
+    fn idle_flows_expire_in_event_time() {
+        let (mut table, mut closed) = (FlowTable::<Bytes>::new(FlowLimits::default()), Vec::new());
+        table.segment(&seg(1000, 0, ACK, b"old"), &mut closed);
+        table.segment(&seg(1001, 100, ACK, b"new"), &mut closed);
+        table.expire(121_000_000_000, &mut closed);
+        assert_eq!((table.counters().expired, table.counters().active), (1, 1));
+        assert_eq!(closed, [3]);
+    }
+
+    #[test]
+    fn segments_of_unknown_flows_without_payload_start_nothing() {
+        let (mut table, mut closed) = (FlowTable::<Bytes>::new(FlowLimits::default()), Vec::new());
+        table.segment(&seg(1000, 0, ACK, b""), &mut closed);
+        table.segment(&seg(1000, 0, ACK | RST, b""), &mut closed);
+        assert_eq!(table.counters().segments_without_flow, 2);
+        assert_eq!(table.counters().flows, 0);
+    }
+}

@@ -1,0 +1,60 @@
+//! The [`Sink`] trait every output implements, and the delivery counts a
+//! sink reports.
+
+use serde::Serialize;
+
+use crate::{capture::Segment, detect::Alert, http::Transaction};
+
+/// One output of the pipeline. Every method has a do-nothing default, so a
+/// sink implements only what it takes.
+pub trait Sink {
+    /// Whether [`Sink::segment`] wants every segment (checked once, when
+    /// the list is built, so the per-segment path skips the others).
+    fn takes_segments(&self) -> bool {
+        false
+    }
+    /// A segment as the source delivered it, before reassembly.
+    fn segment(&mut self, _segment: &Segment<'_>) {}
+    /// A transaction, in emission order.
+    fn transaction(&mut self, _tx: &Transaction) {}
+    /// An alert, in the order raised.
+    fn alert(&mut self, _alert: &Alert) {}
+    /// Flushes what is buffered (called after each batch of input).
+    fn flush(&mut self) {}
+    /// Reopens files (SIGHUP, after log rotation moved them away).
+    fn reopen(&mut self) {}
+    /// Delivery counts so far, one entry per destination.
+    fn delivery(&self) -> Vec<Delivery> {
+        Vec::new()
+    }
+    /// Delivers what is queued (bounded by the sink's own drain timeout),
+    /// stops and returns the final counts.
+    fn stop(self: Box<Self>) -> Vec<Delivery> {
+        self.delivery()
+    }
+}
+
+/// Delivery counts of one destination of a sink (a syslog target, say).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Delivery {
+    /// The sink (`syslog`); metrics name it `siem_sensor_<sink>_records_total`.
+    pub sink: &'static str,
+    /// The destination, e.g. `udp:127.0.0.1:514`.
+    pub target: String,
+    /// Records delivered.
+    pub sent: u64,
+    /// Records dropped because the sink's queue was full.
+    pub overflow: u64,
+    /// Records that could not be delivered (receiver down at shutdown,
+    /// refused, too large for the transport).
+    pub undelivered: u64,
+}
+
+impl Delivery {
+    /// Adds `other`'s counts (same sink and target) into this one.
+    pub(super) fn add(&mut self, other: &Delivery) {
+        self.sent += other.sent;
+        self.overflow += other.overflow;
+        self.undelivered += other.undelivered;
+    }
+}

@@ -40,6 +40,12 @@ impl Wire {
         }
     }
 
+    /// Segments from `time_ns` on.
+    fn at(mut self, time_ns: u64) -> Self {
+        self.time_ns = time_ns;
+        self
+    }
+
     fn handshake(mut self) -> Self {
         self.raw(0, SYN, 0, b"");
         self.raw(1, SYN | ACK, 0, b"");
@@ -54,7 +60,7 @@ impl Wire {
         } else {
             (self.server, self.client)
         };
-        self.time_ns += 1_000_000;
+        self.time_ns = self.time_ns.saturating_add(1_000_000);
         let ack = self.seq[1 - side];
         let keep = self.snap.unwrap_or(data.len()).min(data.len());
         let flags = if flags & SYN != 0 && side == 0 {
@@ -480,4 +486,20 @@ fn a_late_copy_after_close_is_not_a_new_request() {
     let (txs, c) = again.client(req).fin().run();
     assert_eq!(txs.len(), 2);
     assert_eq!(c.flows.flows, 2);
+}
+
+#[test]
+fn timestamps_near_the_end_of_time_do_not_wrap() {
+    // A crafted pcapng timestamp saturates at u64::MAX in the file reader;
+    // every later stage (flow expiry, windows, detectors) must not overflow.
+    let req = b"GET /x HTTP/1.1\r\n\r\n";
+    let resp = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+    let mut wire = Wire::new().at(u64::MAX - 3_000_000).handshake();
+    for _ in 0..30 {
+        wire = wire.client(req).server(resp);
+    }
+    let (txs, c) = wire.fin().run();
+    assert_eq!(txs.len(), 30);
+    assert_eq!(c.detect.transactions, 30);
+    assert!(txs.iter().all(|t| t.status == Some(404)));
 }

@@ -43,6 +43,18 @@ pub const UPSTREAM_V4: &str = "10.77.1.2";
 pub const PROXY_PORT: u16 = 8000;
 /// The upstream service's port.
 pub const UPSTREAM_PORT: u16 = 8080;
+/// The gateway's (Kong node's) addresses: what `run` in its namespace finds
+/// by itself, and what `replay` must be told.
+pub const KONG_ADDRESSES: [&str; 4] = [GATEWAY_V4, GATEWAY_V6, GATEWAY_UPSTREAM_V4, "fd77:1::1"];
+
+/// `--kong-address` for each of [`KONG_ADDRESSES`] (for `replay`).
+pub fn kong_args() -> Vec<&'static str> {
+    KONG_ADDRESSES
+        .iter()
+        .flat_map(|a| ["--kong-address", a])
+        .collect()
+}
+
 /// Gateway interface towards the client.
 pub const GATEWAY_CLIENT_IF: &str = "gw-client";
 /// Gateway interface towards the upstream.

@@ -12,19 +12,21 @@ use std::process::{Command, Stdio};
 use anyhow::{Context as _, Result, bail};
 
 use crate::{
-    CLIENT_V4, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_UPSTREAM_V4, Lab,
-    consumers::Consumer, run_quiet,
+    CLIENT_V4, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, Lab, consumers::Consumer, run_quiet,
 };
 
 /// The sensor flags the scenarios assume, for `run` and `replay` alike:
-/// Kong's upstream-side address trusted (its `X-Forwarded-For` and consumer
-/// headers), and the decoy route.
-pub const SENSOR_ARGS: &[&str] = &[
-    "--trusted-proxy",
-    GATEWAY_UPSTREAM_V4,
-    "--decoy",
-    "/admin/**",
-];
+/// the decoy route. (`replay` also needs the Kong node's addresses,
+/// [`crate::kong_args`]; `run` in the gateway finds them itself.)
+pub const SENSOR_ARGS: &[&str] = &["--decoy", "/admin/**"];
+
+/// `replay`'s flags for a capture of the scenarios: [`SENSOR_ARGS`] and
+/// the Kong node's addresses.
+pub fn replay_args() -> Vec<&'static str> {
+    let mut args = crate::kong_args();
+    args.extend(SENSOR_ARGS);
+    args
+}
 
 /// `run` on both of the gateway's legs, alerts on stdout, with [`SENSOR_ARGS`].
 pub fn live_args() -> Vec<&'static str> {

@@ -127,9 +127,13 @@ pub fn pipeline(c: &PipelineCounters, snapshot: Option<&Snapshot>) {
     let Some(snap) = snapshot else { return };
     gauge!("aps_siem_counter").set(snap.tracked_credentials as f64);
     for cred in &snap.credentials {
-        let principal = cred.principal.clone().unwrap_or_default();
-        gauge!("aps_siem_credential_ips", "credential" => cred.credential.to_string(), "principal" => principal)
-            .set(cred.ips as f64);
+        let (principal, source) = cred
+            .principal
+            .as_ref()
+            .map_or((String::new(), ""), |p| (p.name.clone(), p.source.as_str()));
+        gauge!("aps_siem_credential_ips", "credential" => cred.credential.to_string(),
+               "principal" => principal, "principal_source" => source)
+        .set(cred.ips as f64);
     }
     let Some(w) = &snap.window else { return };
     gauge!("aps_siem_requests").set(w.requests as f64);

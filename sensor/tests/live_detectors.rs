@@ -39,7 +39,7 @@ fn scenarios_raise_their_alerts_live_and_in_replay() {
     stop_tcpdump(dump);
     let key_file = format!("{dir}/fingerprint.key");
     let mut args = vec!["--fingerprint-key", key_file.as_str()];
-    args.extend(scenarios::SENSOR_ARGS);
+    args.extend(scenarios::replay_args());
     let replayed = replay_json(&pcap, &args, "detector");
     lab.teardown();
 

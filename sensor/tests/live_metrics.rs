@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lab::{CLIENT_V4, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_UPSTREAM_V4, Lab};
+use lab::{CLIENT_V4, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, Lab};
 use serde_json::Value;
 use support::{require_root, start_sensor};
 
@@ -94,8 +94,6 @@ fn prometheus_scrapes_the_gauges_and_health_counters() {
             "0.0.0.0:9251",
             "--metrics-allow",
             "127.0.0.1",
-            "--trusted-proxy",
-            GATEWAY_UPSTREAM_V4,
         ],
     );
     let mut prometheus = lab

@@ -10,7 +10,7 @@ mod support;
 use std::{fs, time::Duration};
 
 use lab::{
-    GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_UPSTREAM_V4, Lab,
+    GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, Lab,
     rsyslog::{Rsyslog, TCP_PORT},
 };
 use support::{require_root, start_sensor};
@@ -40,8 +40,6 @@ fn no_output_carries_a_secret() {
         GATEWAY_CLIENT_IF,
         "--iface",
         GATEWAY_UPSTREAM_IF,
-        "--trusted-proxy",
-        GATEWAY_UPSTREAM_V4,
         "--listen",
         "127.0.0.1:9251",
         "--transactions",

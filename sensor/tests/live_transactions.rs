@@ -8,7 +8,7 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use lab::{GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_UPSTREAM_V4, Lab};
+use lab::{GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, Lab, kong_args};
 use serde_json::Value;
 use support::{replay_json, require_root, start_sensor, stop_tcpdump, tcpdump};
 
@@ -37,9 +37,8 @@ fn live_transactions_equal_replayed_ones() {
     let dir = lab.workdir().display().to_string();
     let pcap = format!("{dir}/capture.pcap");
     let key = format!("{dir}/fingerprint.key");
-    let identity = ["--trusted-proxy", GATEWAY_UPSTREAM_V4];
     let dump = tcpdump(&lab, &pcap);
-    let mut args = vec![
+    let args = vec![
         "--iface",
         GATEWAY_CLIENT_IF,
         "--iface",
@@ -47,7 +46,6 @@ fn live_transactions_equal_replayed_ones() {
         "--transactions",
         "-",
     ];
-    args.extend(identity);
     let sensor = start_sensor(&lab, &args);
 
     let curl = |extra: &[&str]| {
@@ -91,7 +89,7 @@ fn live_transactions_equal_replayed_ones() {
     let live = sensor.stop().unwrap();
     stop_tcpdump(dump);
     let mut args = vec!["--transactions", "-", "--fingerprint-key", &key];
-    args.extend(identity);
+    args.extend(kong_args());
     let replayed = replay_json(&pcap, &args, "method");
     lab.teardown();
 
@@ -124,9 +122,11 @@ fn live_transactions_equal_replayed_ones() {
     let upstream = find("/hello?apikey=REDACTED&x=1", 8080);
     assert_eq!(
         upstream[0]["client_ip"], "10.77.0.2",
-        "X-Forwarded-For behind the trusted gateway"
+        "the client Kong names on its upstream leg"
     );
-    assert_eq!(upstream[0]["credential"], basic[0]["credential"]);
+    assert_eq!(upstream[0]["leg"], "upstream");
+    assert_eq!(basic[0]["leg"], "client");
+    assert_eq!(upstream[0]["credentials"], basic[0]["credentials"]);
     let out = live.log + &serde_json::to_string(txs).unwrap();
     for secret in ["s3cret", "k-123", "abc.def", "YWxpY2U6czNjcmV0"] {
         assert!(!out.contains(secret), "{secret} leaked");

@@ -18,7 +18,7 @@ use sensor::{
     collect::collect,
     detect::{Alert, Detector},
     http::Transaction,
-    identity::{FingerprintKey, IdentityConfig, Resolver},
+    identity::{FingerprintKey, HeaderNames, IdentityConfig, Resolver},
     pipeline::PipelineCounters,
 };
 use support::pcaps;
@@ -161,7 +161,10 @@ fn webdav_with_failing_ntlm_client() {
         .into()
     );
     // NTLM/Negotiate: fingerprinted, no principal.
-    assert_eq!(r.txs.iter().filter(|t| t.credential.is_some()).count(), 14);
+    assert_eq!(
+        r.txs.iter().filter(|t| !t.credentials.is_empty()).count(),
+        14
+    );
     assert!(r.txs.iter().all(|t| t.principal.is_none()));
 }
 
@@ -182,7 +185,7 @@ fn login_then_bearer_over_ipv6() {
     let got: Vec<_> = r
         .txs
         .iter()
-        .map(|t| (t.method.as_str(), t.status, t.credential.is_some()))
+        .map(|t| (t.method.as_str(), t.status, !t.credentials.is_empty()))
         .collect();
     assert_eq!(
         got,
@@ -192,7 +195,7 @@ fn login_then_bearer_over_ipv6() {
             ("POST", Some(200), true)
         ]
     );
-    assert_eq!(r.txs[1].credential, r.txs[2].credential);
+    assert_eq!(r.txs[1].credentials, r.txs[2].credentials);
     assert_eq!(r.clients().keys().collect::<Vec<_>>(), ["::1"]);
 }
 
@@ -211,9 +214,12 @@ fn api_key_in_the_query_with_most_responses_missing() {
     assert!(!keyed.is_empty());
     assert!(keyed.iter().all(|t| t.path.contains("apiKey=REDACTED")));
     // The default key name is Kong's `apikey`; this service calls it `apiKey`.
-    assert!(keyed.iter().all(|t| t.credential.is_none()));
+    assert!(keyed.iter().all(|t| t.credentials.is_empty()));
     let config = IdentityConfig {
-        key_names: vec!["apiKey".into()],
+        names: HeaderNames {
+            key_names: vec!["apiKey".into()],
+            ..HeaderNames::default()
+        },
         ..IdentityConfig::default()
     };
     let Some(r) = replay_with("ntop/nDPI/tests/cfgs/default/pcap/quickplay.pcap", config) else {
@@ -223,7 +229,7 @@ fn api_key_in_the_query_with_most_responses_missing() {
         .txs
         .iter()
         .filter(|t| t.path.contains("apiKey="))
-        .map(|t| t.credential)
+        .map(|t| t.credentials.first().copied())
         .collect();
     assert_eq!(fps.len(), 1, "one key, one fingerprint");
     assert!(fps.iter().all(Option::is_some));
@@ -258,7 +264,11 @@ fn authorization_schemes() {
         assert_eq!(r.txs.len(), 1, "{file}");
         let t = &r.txs[0];
         assert_eq!(
-            (t.status, t.principal.as_deref(), t.credential.is_some()),
+            (
+                t.status,
+                t.principal.as_ref().map(|p| p.name.as_str()),
+                !t.credentials.is_empty()
+            ),
             (status, principal, credential),
             "{file}"
         );

@@ -39,6 +39,9 @@ const KEYS: &[(&str, &[(&str, &str)])] = &[
         "identity",
         &[
             ("trusted_proxies", "trusted-proxy"),
+            ("real_ip_header", "real-ip-header"),
+            ("kong_addresses", "kong-address"),
+            ("proxy_ports", "proxy-ports"),
             ("key_names", "key-name"),
             ("fingerprint_key", "fingerprint-key"),
         ],
@@ -48,7 +51,6 @@ const KEYS: &[(&str, &[(&str, &str)])] = &[
         "detectors",
         &[
             ("enabled", "no-detectors"),
-            ("proxy_ports", "proxy-ports"),
             ("window", "window"),
             ("flood_budget", "flood-budget"),
             ("error_min", "error-min"),

@@ -16,12 +16,6 @@ pub struct DetectArgs {
     /// only `--transactions` is wanted).
     #[arg(long)]
     no_detectors: bool,
-    /// Kong proxy listener ports, comma-separated: transactions to them are
-    /// the client leg, which the per-IP detectors count. Default: the client
-    /// leg is what does not carry Kong's upstream marks (X-Kong-Request-Id,
-    /// X-Consumer-*).
-    #[arg(long, value_delimiter = ',')]
-    proxy_ports: Vec<u16>,
     /// Tumbling window of request_flood and error_rate.
     #[arg(long, default_value = "15s")]
     window: Duration,
@@ -99,7 +93,6 @@ impl DetectArgs {
         let window_ns = ns(self.window);
         let c = DetectConfig {
             window_ns,
-            proxy_ports: self.proxy_ports.clone(),
             flood: FloodConfig {
                 budget: self.flood_budget,
             },

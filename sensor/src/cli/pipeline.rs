@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use sensor::{
     flow::FlowLimits,
     http::HttpLimits,
-    identity::{FingerprintKey, IdentityConfig, Resolver},
+    identity::{FORWARDED_FOR, FingerprintKey, HeaderNames, IdentityConfig, Resolver, Topology},
     pipeline::Pipeline,
     sink::{AlertLog, JsonLines, Records, SegmentLog, Sink, Sinks, metrics::TransactionMetrics},
 };
@@ -26,10 +26,25 @@ pub struct PipelineArgs {
     /// Write every HTTP transaction as a JSON line to PATH (`-`: stdout).
     #[arg(long, value_name = "PATH")]
     transactions: Option<PathBuf>,
-    /// Proxy address or CIDR whose X-Forwarded-For / X-Real-IP is trusted
-    /// (your Kong nodes, load balancers); repeat for several.
+    /// Load balancer or CDN address or CIDR in front of Kong whose
+    /// real-IP header names the client (nginx `set_real_ip_from`); never
+    /// trusted for consumer headers. Repeat for several.
     #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = parse_net)]
     trusted_proxies: Vec<IpNet>,
+    /// The header a trusted proxy names the client in (nginx
+    /// `real_ip_header`), read right to left as a list.
+    #[arg(long, value_name = "NAME", default_value = FORWARDED_FOR)]
+    real_ip_header: String,
+    /// Kong node address or CIDR: flows these open (to servers other than a
+    /// Kong proxy listener) are Kong's upstream leg, the only place its
+    /// consumer headers are believed. Repeat for several. Default: `run`,
+    /// this node's own addresses; `replay`, none.
+    #[arg(long = "kong-address", value_name = "CIDR", value_parser = parse_net)]
+    kong_addresses: Vec<IpNet>,
+    /// Kong proxy listener ports, comma-separated (kong.conf
+    /// `proxy_listen`): flows to them on a Kong address are the client leg.
+    #[arg(long, value_delimiter = ',', default_value = "8000,8443")]
+    proxy_ports: Vec<u16>,
     /// Kong key-auth key name (header or query parameter); repeat for several.
     #[arg(long = "key-name", value_name = "NAME", default_value = "apikey")]
     key_names: Vec<String>,
@@ -145,9 +160,20 @@ impl PipelineArgs {
     /// The fingerprint key or an output file cannot be opened; a bad decoy.
     pub fn pipeline(&self, mode: Mode) -> Result<Pipeline> {
         let key = FingerprintKey::load_or_create(&self.fingerprint_key)?;
+        let kong_addresses = match mode {
+            Mode::Live { .. } if self.kong_addresses.is_empty() => node_addresses()?,
+            _ => self.kong_addresses.clone(),
+        };
         let config = IdentityConfig {
             trusted_proxies: self.trusted_proxies.clone(),
-            key_names: self.key_names.clone(),
+            names: HeaderNames {
+                key_names: self.key_names.clone(),
+                real_ip_header: self.real_ip_header.to_ascii_lowercase(),
+            },
+            topology: Topology {
+                kong_addresses,
+                proxy_ports: self.proxy_ports.clone(),
+            },
         };
         let detectors = self.detect.detectors()?;
         let flows = FlowLimits {
@@ -164,4 +190,15 @@ impl PipelineArgs {
             sinks,
         ))
     }
+}
+
+/// This node's own addresses (every interface of the sensor's network
+/// namespace, loopback included): the default Kong addresses of `run`,
+/// which runs on the Kong node.
+///
+/// # Errors
+/// The interfaces cannot be listed.
+fn node_addresses() -> Result<Vec<IpNet>> {
+    let interfaces = if_addrs::get_if_addrs().context("listing this node's addresses")?;
+    Ok(interfaces.iter().map(|i| IpNet::from(i.ip())).collect())
 }

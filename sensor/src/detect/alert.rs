@@ -5,7 +5,10 @@ use std::{collections::BTreeMap, net::IpAddr};
 use serde::Serialize;
 
 use super::bounded::BoundedMap;
-use crate::{http::Transaction, identity::Fingerprint};
+use crate::{
+    http::Transaction,
+    identity::{Fingerprint, Principal},
+};
 
 /// Which detector raised an alert.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -154,9 +157,10 @@ pub struct Alert {
     /// The credential fingerprint, for `credential_spread`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credential: Option<Fingerprint>,
-    /// The credential's non-secret principal, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub principal: Option<String>,
+    /// The non-secret principal and where it came from, when known;
+    /// serialized as `principal` and `principal_source`.
+    #[serde(flatten)]
+    pub principal: Option<Principal>,
     /// The client IPs that used the credential.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ips: Vec<IpAddr>,
@@ -182,7 +186,12 @@ impl std::fmt::Display for Alert {
             write!(f, " credential={fp}")?;
         }
         if let Some(p) = &self.principal {
-            write!(f, " principal={p:?}")?;
+            write!(
+                f,
+                " principal={:?} principal_source={}",
+                p.name,
+                p.source.as_str()
+            )?;
         }
         if !self.ips.is_empty() {
             let ips: Vec<String> = self.ips.iter().map(ToString::to_string).collect();

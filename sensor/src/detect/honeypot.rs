@@ -1,9 +1,11 @@
 //! `honeypot`: decoy routes no legitimate client calls; any request for one
 //! is an alert of high severity.
 //!
-//! A decoy is a glob over the request path (query string excluded), in
-//! `globset` syntax: `/admin.php` (exact), `/.git/**` (a prefix),
-//! `/wp-*.php`; prefixed by a host to apply to one virtual host only:
+//! A decoy is a glob over the request's route (`Transaction::route`: the
+//! path nginx routes it to, so `/%61dmin`, `//admin` or `/x/../admin` hit
+//! an `/admin/**` decoy as they reach the admin route), in `globset`
+//! syntax: `/admin.php` (exact), `/.git/**` (a prefix), `/wp-*.php`;
+//! prefixed by a host to apply to one virtual host only:
 //! `api.example.com/internal/**`.
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
@@ -59,7 +61,7 @@ impl Honeypot {
         if self.hosts.is_empty() {
             return;
         }
-        let path = path_of(&tx.path);
+        let path = tx.route.as_str();
         let host = tx.host.as_deref().map(|h| h.split(':').next().unwrap_or(h));
         let hit = self
             .paths
@@ -90,14 +92,4 @@ impl Honeypot {
             });
         }
     }
-}
-
-/// The path of a request target: origin-form up to `?` or `#`; for an
-/// absolute-form target, the part after the authority.
-fn path_of(target: &str) -> &str {
-    let target = match target.split_once("://") {
-        Some((_, rest)) => rest.find('/').map_or("/", |at| &rest[at..]),
-        None => target,
-    };
-    target.split(['?', '#']).next().unwrap_or(target)
 }

@@ -10,11 +10,10 @@
 //! | `success_then_failure` | client IP | >= 5 successes in 60 s, then >= 10 failures making >= 80% of 15 s |
 //! | `honeypot` | client IP | any request for a decoy route |
 //!
-//! Per-IP detectors count the client leg only, so a request seen on both
-//! legs counts once and the status is the one the client got (Kong's own
-//! 401/429 never reach the upstream): transactions to the configured Kong
-//! proxy ports, or, with none configured, every transaction not marked as
-//! Kong's upstream request ([`Transaction::upstream_leg`]).
+//! Per-IP detectors count the client leg only ([`Transaction::leg`],
+//! decided by topology), so a request seen on both legs counts once and
+//! the status is the one the client got (Kong's own 401/429 never reach
+//! the upstream).
 //! `credential_spread` counts client IPs on the client leg too, and takes
 //! the principal from either leg (Kong names the consumer upstream).
 //! Every table is bounded ([`bounded::BoundedMap`]) and repeats are
@@ -37,17 +36,13 @@ pub use per_ip::{ErrorConfig, FloodConfig, WindowGauges};
 pub use sequence::SequenceConfig;
 pub use spread::{CredentialGauge, SpreadConfig};
 
-use crate::http::Transaction;
+use crate::{http::Transaction, identity::Leg};
 
 /// Every detector setting.
 #[derive(Clone, Debug)]
 pub struct DetectConfig {
     /// Tumbling window of the per-IP detectors, ns.
     pub window_ns: u64,
-    /// Kong's proxy listener ports: transactions to them are the client leg.
-    /// Empty: the client leg is every transaction not marked as Kong's
-    /// upstream request.
-    pub proxy_ports: Vec<u16>,
     /// `request_flood`.
     pub flood: FloodConfig,
     /// `error_rate`.
@@ -70,14 +65,13 @@ const SECOND: u64 = 1_000_000_000;
 
 impl Default for DetectConfig {
     /// The defaults of the module table: 15 s windows as the reference SIEM,
-    /// the client leg told by Kong's marks, a 5 min cooldown, 200,000
+    /// a 5 min cooldown, 200,000
     /// IPs and 50,000 credentials per table. The flood budget is 600, not
     /// the reference's 300: a real browser loading pages reaches 328
     /// requests in one 15 s window (`example.pcap` in the shared captures).
     fn default() -> Self {
         Self {
             window_ns: 15 * SECOND,
-            proxy_ports: Vec::new(),
             flood: FloodConfig { budget: 600 },
             errors: ErrorConfig {
                 min_errors: 20,
@@ -134,7 +128,6 @@ pub struct Snapshot {
 /// All detectors.
 #[derive(Debug)]
 pub struct Detectors {
-    proxy_ports: Vec<u16>,
     per_ip: per_ip::PerIp,
     sequence: sequence::Sequence,
     spread: spread::Spread,
@@ -161,7 +154,6 @@ impl Detectors {
             sequence: sequence::Sequence::new(config.sequence, config.max_ips),
             spread: spread::Spread::new(config.spread, config.max_credentials),
             cooldown: alert::Cooldown::new(config.cooldown_ns, config.max_ips),
-            proxy_ports: config.proxy_ports,
             counters: DetectCounters::default(),
             raised: Vec::new(),
         })
@@ -169,7 +161,7 @@ impl Detectors {
 
     /// Applies new settings without losing state (windows, counts, IP and
     /// credential tables, cooldowns): thresholds, windows of the sliding
-    /// detectors, decoys, proxy ports and the cooldown take effect at once;
+    /// detectors, decoys and the cooldown take effect at once;
     /// the per-IP window length and the table sizes need a restart.
     ///
     /// # Errors
@@ -180,18 +172,13 @@ impl Detectors {
         self.sequence.set(c.sequence);
         self.spread.set(c.spread);
         self.cooldown.set_period(c.cooldown_ns);
-        self.proxy_ports = c.proxy_ports;
         Ok(())
     }
 
     /// Runs every detector on `tx`; returns the alerts that pass the cooldown.
     pub fn transaction(&mut self, tx: &Transaction) -> impl Iterator<Item = Alert> + '_ {
         self.counters.transactions += 1;
-        let client_leg = if self.proxy_ports.is_empty() {
-            !tx.upstream_leg
-        } else {
-            self.proxy_ports.contains(&tx.server_port)
-        };
+        let client_leg = tx.leg == Leg::Client;
         if client_leg {
             self.per_ip.transaction(tx, &mut self.raised);
             self.sequence.transaction(tx, &mut self.raised);

@@ -18,7 +18,10 @@ use super::{
     alert::{Alert, Detector, Evidence, Subject, Window},
     bounded::BoundedMap,
 };
-use crate::{http::Transaction, identity::Fingerprint};
+use crate::{
+    http::Transaction,
+    identity::{Fingerprint, Principal, PrincipalSource},
+};
 
 /// `credential_spread` settings.
 #[derive(Clone, Debug)]
@@ -34,7 +37,7 @@ const MAX_IPS: usize = 32;
 
 #[derive(Debug, Default)]
 struct Credential {
-    principal: Option<String>,
+    principal: Option<Principal>,
     /// Client IPs and when each last used the credential.
     ips: Vec<(IpAddr, u64)>,
     last_ns: u64,
@@ -45,8 +48,8 @@ struct Credential {
 pub struct CredentialGauge {
     /// The fingerprint.
     pub credential: Fingerprint,
-    /// Its principal, when known.
-    pub principal: Option<String>,
+    /// Its principal and where it came from, when known.
+    pub principal: Option<Principal>,
     /// Distinct client IPs within the window, as of its latest use.
     pub ips: u64,
 }
@@ -101,18 +104,39 @@ impl Spread {
         self.credentials.evictions()
     }
 
-    /// Counts `tx` if it carries an accepted credential; pushes an alert
-    /// when a new IP brings the credential to `min_ips` or more IPs. A
-    /// transaction off the client leg only names the principal.
+    /// Counts every credential `tx` carries, if the server accepted the
+    /// request; pushes an alert when a new IP brings a credential to
+    /// `min_ips` or more IPs. Each credential counts on its own, so junk in
+    /// one header cannot hide a stolen key in another. A transaction off
+    /// the client leg only names the principal.
     pub fn transaction(&mut self, tx: &Transaction, client_leg: bool, out: &mut Vec<Alert>) {
-        let Some(fp) = tx.credential else { return };
         if matches!(tx.status, Some(401 | 403)) {
             return;
         }
+        for &fp in &tx.credentials {
+            self.credential(fp, tx, client_leg, out);
+        }
+    }
+
+    fn credential(
+        &mut self,
+        fp: Fingerprint,
+        tx: &Transaction,
+        client_leg: bool,
+        out: &mut Vec<Alert>,
+    ) {
         let weight = |c: &Credential| (c.ips.len() as u64) << 48 | c.last_ns >> 16;
         let cred = self.credentials.entry(fp, Credential::default, weight);
-        if cred.principal.is_none() {
-            cred.principal = tx.principal.clone().or_else(|| tx.consumer.clone());
+        // Kong's authenticated consumer replaces any claimed name.
+        let better = match (&cred.principal, &tx.principal) {
+            (None, Some(_)) => true,
+            (Some(have), Some(new)) => {
+                new.source == PrincipalSource::KongConsumer && have.source != new.source
+            }
+            _ => false,
+        };
+        if better {
+            cred.principal.clone_from(&tx.principal);
         }
         if !client_leg {
             return;

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use super::*;
-use crate::identity::FingerprintKey;
+use crate::identity::{FingerprintKey, Principal, PrincipalSource};
 
 const S: u64 = 1_000_000_000;
 /// A window start: 2026-11-21T00:00:00Z, a multiple of 15 s.
@@ -18,18 +18,19 @@ fn tx(ip: &str, time_ns: u64, status: u16) -> Transaction {
         server_ip: "10.0.0.1".parse().unwrap(),
         server_port: 8000,
         method: "GET".into(),
+        leg: Leg::Client,
         host: Some("api.example".into()),
         path: "/v1/items?page=2".into(),
+        route: "/v1/items".into(),
         status: Some(status),
         latency_ms: Some(1.0),
         request_bytes: 100,
         response_bytes: 200,
         user_agent: None,
         principal: None,
-        credential: None,
+        credentials: Default::default(),
         consumer: None,
         request_id: None,
-        upstream_leg: false,
     }
 }
 
@@ -156,9 +157,14 @@ fn a_noisy_population_raises_the_error_threshold() {
 }
 
 fn with_credential(mut t: Transaction, fp: u8, principal: &str) -> Transaction {
-    t.credential = Some(FingerprintKey::from_bytes([9; 32]).fingerprint(&[fp]));
-    t.principal = Some(principal.into());
+    t.credentials = smallvec::smallvec![FingerprintKey::from_bytes([9; 32]).fingerprint(&[fp])];
+    t.principal = Principal::new(principal.as_bytes(), PrincipalSource::BasicUser);
     t
+}
+
+/// The principal's name.
+fn who(p: &Option<Principal>) -> Option<&str> {
+    p.as_ref().map(|p| p.name.as_str())
 }
 
 #[test]
@@ -172,7 +178,7 @@ fn one_credential_from_three_ips_within_five_minutes() {
     let (alerts, _) = run(DetectConfig::default(), txs);
     let spread = of(&alerts, Detector::CredentialSpread);
     assert_eq!(spread.len(), 1);
-    assert_eq!(spread[0].principal.as_deref(), Some("alice"));
+    assert_eq!(who(&spread[0].principal), Some("alice"));
     let ips: Vec<IpAddr> = ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
         .map(|s| s.parse().unwrap())
         .into();
@@ -208,8 +214,9 @@ fn kongs_upstream_leg_names_the_consumer_but_its_ips_do_not_count() {
     };
     let upstream = |ip: &str, time_ns: u64| {
         let mut t = key(tx(ip, time_ns, 200));
-        t.upstream_leg = true;
+        t.leg = Leg::Upstream;
         t.consumer = Some("dave".into());
+        t.principal = Principal::new(b"dave", PrincipalSource::KongConsumer);
         t
     };
     let txs = [
@@ -225,7 +232,9 @@ fn kongs_upstream_leg_names_the_consumer_but_its_ips_do_not_count() {
     let (alerts, _) = run(DetectConfig::default(), txs);
     let spread = of(&alerts, Detector::CredentialSpread);
     assert_eq!(spread.len(), 1, "{alerts:?}");
-    assert_eq!(spread[0].principal.as_deref(), Some("dave"));
+    assert_eq!(who(&spread[0].principal), Some("dave"));
+    let json = serde_json::to_value(spread[0]).unwrap();
+    assert_eq!(json["principal_source"], "kong_consumer");
     assert_eq!(spread[0].ips.len(), 3);
 }
 
@@ -293,12 +302,17 @@ fn decoys_match_paths_prefixes_and_hosts() {
     let hit = |path: &str, host: &str| {
         let mut t = tx("192.0.2.1", T0, 404);
         t.path = path.into();
+        t.route = crate::http::route(path.as_bytes());
         t.host = Some(host.into());
         let (alerts, _) = run(config.clone(), [t]);
         !of(&alerts, Detector::Honeypot).is_empty()
     };
     assert!(hit("/admin.php?x=1", "api.example"));
     assert!(hit("/.git/config", "api.example"));
+    // Evasions reach the route nginx serves, so they hit the decoy.
+    assert!(hit("/%61dmin.php", "api.example"));
+    assert!(hit("//.git/./config", "api.example"));
+    assert!(hit("/x/../.git/config", "api.example"));
     assert!(hit("/debug/vars", "internal.example:8000"));
     assert!(!hit("/debug/vars", "api.example"));
     assert!(!hit("/admin.php5", "api.example"));
@@ -308,7 +322,7 @@ fn decoys_match_paths_prefixes_and_hosts() {
 #[test]
 fn the_upstream_leg_is_not_counted_twice() {
     let txs = burst("192.0.2.1", 0, 601, 200).into_iter().map(|mut t| {
-        t.upstream_leg = true;
+        t.leg = Leg::Upstream;
         t
     });
     let (alerts, c) = run(DetectConfig::default(), txs);
@@ -391,10 +405,7 @@ fn the_gauges_show_the_last_closed_window() {
     assert_eq!(w.top_error_ips, [("192.0.2.3".parse().unwrap(), 17)]);
     assert_eq!(snap.credentials.len(), 1);
     assert_eq!(
-        (
-            snap.credentials[0].principal.as_deref(),
-            snap.credentials[0].ips
-        ),
+        (who(&snap.credentials[0].principal), snap.credentials[0].ips),
         (Some("alice"), 2)
     );
 }

@@ -197,13 +197,14 @@ impl MessageHandler for Events<'_> {
         c.truncated_heads += u64::from(truncated);
         let method = head.method.unwrap_or_default();
         let target = head.path.unwrap_or_default();
-        let headers = RequestHeaders::scan(head.headers, self.ctx.resolver.key_names());
-        let (identity, path) =
-            self.ctx
-                .resolver
-                .resolve(self.client.ip(), target, &headers.identity);
+        let resolver = &self.ctx.resolver;
+        let leg = resolver.topology().leg(self.client, self.server);
+        let headers = RequestHeaders::scan(head.headers, resolver.names());
+        let (identity, path) = resolver.resolve(self.client.ip(), leg, target, &headers.identity);
         let endpoints = (self.client, self.server);
-        let tx = Transaction::request(time_ns, endpoints, method, target, path, &headers, identity);
+        let tx = Transaction::request(
+            time_ns, endpoints, leg, method, target, path, &headers, identity,
+        );
         self.pairing.exchanges.push_back(Exchange {
             tx,
             request_done: false,

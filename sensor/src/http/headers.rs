@@ -2,11 +2,11 @@
 //! framing and identity resolution read, found in a single pass.
 
 use super::message::FramingHeaders;
-use crate::identity::IdentityHeaders;
+use crate::identity::{HeaderNames, IdentityHeaders};
 
 /// The request headers the sensor reads. First occurrence wins, except
 /// where noted; names are compared ASCII-case-insensitively.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct RequestHeaders<'h> {
     /// `Host`.
     pub host: Option<&'h [u8]>,
@@ -16,8 +16,6 @@ pub struct RequestHeaders<'h> {
     pub kong_request_id: Option<&'h [u8]>,
     /// `X-Request-Id` (last occurrence).
     pub request_id: Option<&'h [u8]>,
-    /// An `X-Kong-Request-Id` or `X-Consumer-*` header was present.
-    pub kong_marked: bool,
     /// `Transfer-Encoding` and `Content-Length`.
     pub framing: FramingHeaders<'h>,
     /// What identity resolution reads.
@@ -25,15 +23,14 @@ pub struct RequestHeaders<'h> {
 }
 
 impl<'h> RequestHeaders<'h> {
-    /// Scans `headers` once; `key_names` are Kong key-auth's `key_names`.
-    pub fn scan(headers: &'h [httparse::Header<'h>], key_names: &[String]) -> Self {
+    /// Scans `headers` once; `names` are the identity header names the
+    /// configuration chooses.
+    pub fn scan(headers: &'h [httparse::Header<'h>], names: &HeaderNames) -> Self {
         let mut f = Self::default();
         for (i, h) in headers.iter().enumerate() {
             let (name, value) = (h.name, h.value);
-            let raw = name.as_bytes();
             let is = |n: &str| name.eq_ignore_ascii_case(n);
-            f.kong_marked |= raw.len() > 11 && raw[..11].eq_ignore_ascii_case(b"x-consumer-");
-            if f.framing.note(raw, value) || f.identity.note(headers, i, key_names) {
+            if f.framing.note(name.as_bytes(), value) || f.identity.note(headers, i, names) {
                 continue;
             }
             if is("host") {
@@ -42,7 +39,6 @@ impl<'h> RequestHeaders<'h> {
                 f.user_agent.get_or_insert(value);
             } else if is("x-kong-request-id") {
                 f.kong_request_id = Some(value);
-                f.kong_marked = true;
             } else if is("x-request-id") {
                 f.request_id = Some(value);
             }

@@ -16,6 +16,7 @@ mod connection;
 mod context;
 mod headers;
 pub mod message;
+mod route;
 #[cfg(test)]
 mod tests;
 mod transaction;
@@ -24,4 +25,5 @@ pub use connection::Connection;
 pub use context::{ErrorCounters, HttpContext, HttpCounters, HttpLimits};
 pub use headers::RequestHeaders;
 pub use message::{Body, FramingError, FramingHeaders, HeadLimits, MessageKind};
+pub use route::route;
 pub use transaction::Transaction;

@@ -124,8 +124,10 @@ fn statuses(txs: &[Transaction]) -> Vec<(String, String, Option<u16>)> {
 
 #[test]
 fn a_simple_exchange_yields_every_field() {
-    let req = b"GET /a?x=1 HTTP/1.1\r\nHost: api.example\r\nUser-Agent: curl/8\r\nX-Kong-Request-Id: r1\r\n\r\n";
-    let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+    // The client's own X-Kong-Request-Id is attacker-chosen: the id is the
+    // one Kong returns.
+    let req = b"GET /a?x=1 HTTP/1.1\r\nHost: api.example\r\nUser-Agent: curl/8\r\nX-Kong-Request-Id: forged\r\n\r\n";
+    let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Kong-Request-Id: r1\r\n\r\nhello";
     let (txs, c) = Wire::new().handshake().client(req).server(resp).fin().run();
     assert_eq!(txs.len(), 1);
     let t = &txs[0];

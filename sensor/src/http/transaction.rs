@@ -8,8 +8,8 @@ use std::{
 
 use serde::Serialize;
 
-use super::headers::RequestHeaders;
-use crate::identity::{Fingerprint, Identity};
+use super::{headers::RequestHeaders, route::route};
+use crate::identity::{Credentials, Identity, Leg, Principal};
 
 /// One request and, when it was seen, its final response.
 ///
@@ -31,10 +31,16 @@ pub struct Transaction {
     pub server_port: u16,
     /// Request method, e.g. `GET`.
     pub method: String,
+    /// Which leg the request travelled, by topology.
+    pub leg: Leg,
     /// `Host` header, else the authority of an absolute-form target.
     pub host: Option<String>,
-    /// Request target with secret-looking query values redacted.
+    /// Request target as received, with secret-looking query values
+    /// redacted.
     pub path: String,
+    /// The path the server routes it to (see `route.rs`): what decoys and
+    /// per-route keys match.
+    pub route: String,
     /// Final (non-1xx) response status; `None` when no response was seen.
     pub status: Option<u16>,
     /// From the request's first byte to the final response's first byte, ms.
@@ -45,30 +51,32 @@ pub struct Transaction {
     pub response_bytes: u64,
     /// `User-Agent` header.
     pub user_agent: Option<String>,
-    /// Non-secret principal: Basic user name, JWT `sub`, Kong consumer.
-    pub principal: Option<String>,
-    /// Keyed fingerprint of the credential, never the credential.
-    pub credential: Option<Fingerprint>,
+    /// Non-secret principal and where it came from (Kong's consumer, a
+    /// Basic user name, an unverified JWT `sub`, ...); serialized as
+    /// `principal` and `principal_source`.
+    #[serde(flatten)]
+    pub principal: Option<Principal>,
+    /// Keyed fingerprints of every credential, never a credential.
+    pub credentials: Credentials,
     /// Kong consumer (`X-Consumer-Username`, else `X-Consumer-ID`).
     pub consumer: Option<String>,
-    /// `X-Kong-Request-Id` (else `X-Request-Id`) of the request, else of the
-    /// response.
+    /// Kong's request id: on the upstream leg the `X-Kong-Request-Id` (else
+    /// `X-Request-Id`) Kong sent with the request; on the client leg the
+    /// one Kong returned with the response (a client's own header is never
+    /// read: it is attacker-chosen).
     pub request_id: Option<String>,
-    /// The request came from Kong on its way to an upstream: it carried
-    /// `X-Kong-Request-Id` (Kong >= 3.5 adds it to upstream requests; clients
-    /// do not send it) or an `X-Consumer-*` header. Not serialized.
-    #[serde(skip)]
-    pub upstream_leg: bool,
 }
 
 impl Transaction {
     /// A transaction for a request that started at `time_ns` on the flow
-    /// between `(client, server)`: its `method`, its `target` as received,
-    /// that target redacted (`path`), its scanned headers and the identity
-    /// resolved from them. No response yet.
+    /// between `(client, server)` on `leg`: its `method`, its `target` as
+    /// received, that target redacted (`path`), its scanned headers and the
+    /// identity resolved from them. No response yet.
+    #[allow(clippy::too_many_arguments)]
     pub fn request(
         time_ns: u64,
         (client, server): (SocketAddr, SocketAddr),
+        leg: Leg,
         method: &str,
         target: &str,
         path: Cow<'_, str>,
@@ -82,18 +90,24 @@ impl Transaction {
             server_ip: server.ip(),
             server_port: server.port(),
             method: method.to_owned(),
+            leg,
             host: headers.host.map(lossy).or_else(|| authority(target)),
             path: path.into_owned(),
+            route: route(target.as_bytes()),
             status: None,
             latency_ms: None,
             request_bytes: 0,
             response_bytes: 0,
             user_agent: headers.user_agent.map(lossy),
             principal: identity.principal,
-            credential: identity.credential,
+            credentials: identity.credentials,
             consumer: identity.consumer,
-            request_id: headers.any_request_id().map(lossy),
-            upstream_leg: headers.kong_marked,
+            // A client's own X-Kong-Request-Id is attacker-chosen: on the
+            // client leg the id is the one Kong returns (`respond`).
+            request_id: match leg {
+                Leg::Upstream => headers.any_request_id().map(lossy),
+                Leg::Client => None,
+            },
         }
     }
 

@@ -13,13 +13,19 @@
 //!    skipped. For each entry: if it does not parse as an address (below),
 //!    stop. Otherwise `addr` = entry; if that is not trusted, it is the
 //!    client: done (the right-most untrusted entry).
-//! 3. The walk ended without an untrusted address (XFF absent, every entry
-//!    trusted, or an unparseable entry reached): if `X-Real-IP` is present
-//!    and parses, it is the client. (nginx reads only one of the two headers;
-//!    this fallback is ours: Kong and most proxies set both.)
-//! 4. Else `addr`: the last address the walk accepted (the left-most
-//!    trusted entry before the stop), or the peer when none was. nginx does
-//!    the same on a parse failure: it keeps the last good address.
+//! 3. The walk ended without an untrusted address (the header absent,
+//!    every entry trusted, or an unparseable entry reached): the last
+//!    address the walk accepted (the left-most trusted entry before the
+//!    stop), or the peer when none was. nginx does the same on a parse
+//!    failure: it keeps the last good address.
+//!
+//! The header is nginx's `real_ip_header` (`--real-ip-header`, default
+//! `X-Forwarded-For`); any header is read as a list, right to left.
+//!
+//! On Kong's upstream leg the client is what Kong says: its `X-Real-IP`
+//! (Kong sets it to its own `$remote_addr`, after its `trusted_ips`), else
+//! the same walk over `X-Forwarded-For` trusting Kong's nodes as well, else
+//! the peer (Kong itself).
 //!
 //! An entry parses, like nginx's `ngx_parse_addr_port`, as an IPv4 or IPv6
 //! address, `IPv4:port`, or `[IPv6]:port` (port 1..=65535, the port is
@@ -35,20 +41,42 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
-/// Resolves the client address; see the module docs for the rule.
-/// `xff` yields the X-Forwarded-For header values, last header first.
+/// The client behind the peer on the client leg; see the module docs for
+/// the rule. `lines` yields the real-IP header's values, last line first.
 pub(super) fn client_ip<'h>(
     peer: IpAddr,
     trusted: &[IpNet],
-    xff: impl Iterator<Item = &'h [u8]>,
-    real_ip: Option<&[u8]>,
+    lines: impl Iterator<Item = &'h [u8]>,
 ) -> IpAddr {
-    let is_trusted = |a: &IpAddr| trusted.iter().any(|net| net.contains(a));
+    walk(peer, |a| trusted.iter().any(|net| net.contains(a)), lines)
+}
+
+/// The client Kong named on its upstream leg: `real_ip` (Kong's
+/// `X-Real-IP`) if it parses, else the walk over `xff` trusting Kong's
+/// nodes and the trusted proxies.
+pub(super) fn kong_client_ip<'h>(
+    peer: IpAddr,
+    real_ip: Option<&[u8]>,
+    xff: impl Iterator<Item = &'h [u8]>,
+    trusted: impl Fn(&IpAddr) -> bool,
+) -> IpAddr {
+    match real_ip.and_then(|v| parse_addr(v.trim_ascii())) {
+        Some(ip) => ip,
+        None => walk(peer, trusted, xff),
+    }
+}
+
+/// Steps 1-3 of the module docs.
+fn walk<'h>(
+    peer: IpAddr,
+    is_trusted: impl Fn(&IpAddr) -> bool,
+    lines: impl Iterator<Item = &'h [u8]>,
+) -> IpAddr {
     let mut addr = peer.to_canonical();
     if !is_trusted(&addr) {
         return addr;
     }
-    'walk: for value in xff {
+    'walk: for value in lines {
         let entries = value
             .rsplit(|&b| matches!(b, b',' | b' ' | b'\t'))
             .filter(|e| !e.is_empty());
@@ -62,9 +90,7 @@ pub(super) fn client_ip<'h>(
             }
         }
     }
-    real_ip
-        .and_then(|v| parse_addr(v.trim_ascii()))
-        .unwrap_or(addr)
+    addr
 }
 
 /// One forwarded address: see the module docs. Never panics.
@@ -125,12 +151,24 @@ mod tests {
         list.iter().map(|s| s.parse().unwrap()).collect()
     }
 
+    /// The client leg: `real_ip` (an `X-Real-IP` header) is never read.
     fn resolve(peer: &str, trusted: &[&str], xff: &[&str], real_ip: Option<&str>) -> IpAddr {
+        let _ignored = real_ip;
         client_ip(
             ip(peer),
             &nets(trusted),
             xff.iter().rev().map(|v| v.as_bytes()),
+        )
+    }
+
+    /// Kong's upstream leg, Kong at `peer`.
+    fn kong(peer: &str, trusted: &[&str], xff: &[&str], real_ip: Option<&str>) -> IpAddr {
+        let nets = nets(trusted);
+        kong_client_ip(
+            ip(peer),
             real_ip.map(str::as_bytes),
+            xff.iter().rev().map(|v| v.as_bytes()),
+            |a| a == &ip(peer) || nets.iter().any(|n| n.contains(a)),
         )
     }
 
@@ -184,30 +222,35 @@ mod tests {
     }
 
     #[test]
-    fn all_trusted_falls_back_to_real_ip_then_leftmost() {
+    fn all_trusted_gives_the_leftmost_and_x_real_ip_is_not_read() {
         let t = &["10.0.0.0/8"];
-        assert_eq!(
-            resolve("10.0.0.1", t, &["10.0.0.3, 10.0.0.2"], Some("198.51.100.9")),
-            ip("198.51.100.9")
-        );
-        assert_eq!(
-            resolve("10.0.0.1", t, &["10.0.0.3, 10.0.0.2"], None),
-            ip("10.0.0.3")
-        );
+        for real_ip in [Some("198.51.100.9"), None] {
+            assert_eq!(
+                resolve("10.0.0.1", t, &["10.0.0.3, 10.0.0.2"], real_ip),
+                ip("10.0.0.3")
+            );
+            assert_eq!(resolve("10.0.0.1", t, &[], real_ip), ip("10.0.0.1"));
+        }
     }
 
     #[test]
-    fn no_xff_uses_real_ip_then_peer() {
-        let t = &["10.0.0.0/8"];
+    fn kong_names_the_client_in_x_real_ip_then_x_forwarded_for() {
+        let t = &["192.0.2.0/24"];
         assert_eq!(
-            resolve("10.0.0.1", t, &[], Some(" 198.51.100.9 ")),
+            kong("10.0.1.1", t, &["198.51.100.1"], Some(" 198.51.100.9 ")),
             ip("198.51.100.9")
         );
+        // No usable X-Real-IP: the walk trusts Kong itself and the proxies.
         assert_eq!(
-            resolve("10.0.0.1", t, &[], Some("not an ip")),
-            ip("10.0.0.1")
+            kong(
+                "10.0.1.1",
+                t,
+                &["198.51.100.1, 192.0.2.7, 10.0.1.1"],
+                Some("x")
+            ),
+            ip("198.51.100.1")
         );
-        assert_eq!(resolve("10.0.0.1", t, &[], None), ip("10.0.0.1"));
+        assert_eq!(kong("10.0.1.1", t, &[], None), ip("10.0.1.1"));
     }
 
     #[test]
@@ -222,16 +265,6 @@ mod tests {
         assert_eq!(
             resolve("10.0.0.1", t, &["198.51.100.1, x;y, 10.0.0.4"], None),
             ip("10.0.0.4")
-        );
-        // ... unless X-Real-IP says better.
-        assert_eq!(
-            resolve(
-                "10.0.0.1",
-                t,
-                &["198.51.100.1, x;y, 10.0.0.4"],
-                Some("198.51.100.2")
-            ),
-            ip("198.51.100.2")
         );
         // An untrusted entry right of the garbage wins before the garbage is reached.
         assert_eq!(
@@ -258,7 +291,6 @@ mod tests {
                 ip("10.0.0.1"),
                 &nets(t),
                 [&b"\xff\x00, 198.51.100.3"[..]].into_iter(),
-                None
             ),
             ip("198.51.100.3")
         );

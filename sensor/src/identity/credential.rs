@@ -13,7 +13,10 @@ use base64::{
 };
 use serde::Deserialize;
 
-use super::{Fingerprint, FingerprintKey};
+use super::{
+    fingerprint::{Fingerprint, FingerprintKey},
+    principal::{Principal, PrincipalSource},
+};
 
 /// Fingerprint scopes: the label hashed before a secret (see
 /// [`FingerprintKey::fingerprint`]), naming what kind of secret it is.
@@ -38,7 +41,7 @@ pub mod scope {
 /// carries one, the non-secret principal.
 pub(super) struct Found {
     pub fingerprint: Fingerprint,
-    pub principal: Option<String>,
+    pub principal: Option<Principal>,
 }
 
 /// Standard base64 (RFC 4648 §4) with or without padding.
@@ -85,7 +88,7 @@ pub(super) fn authorization(key: &FingerprintKey, value: &[u8]) -> Option<Found>
     if scheme.eq_ignore_ascii_case(b"bearer") {
         return (!rest.is_empty()).then(|| Found {
             fingerprint: key.scoped(scope::BEARER, rest),
-            principal: jwt_sub(rest).flatten(),
+            principal: jwt_sub(rest).flatten().and_then(jwt_principal),
         });
     }
     if rest.is_empty()
@@ -93,18 +96,23 @@ pub(super) fn authorization(key: &FingerprintKey, value: &[u8]) -> Option<Found>
     {
         return Some(Found {
             fingerprint: key.scoped(scope::BEARER, value),
-            principal: sub,
+            principal: sub.and_then(jwt_principal),
         });
     }
     let principal = if scheme.eq_ignore_ascii_case(b"digest") {
-        auth_param(rest, b"username").map(|u| String::from_utf8_lossy(&u).into_owned())
+        auth_param(rest, b"username").and_then(|u| Principal::new(&u, PrincipalSource::DigestUser))
     } else {
         None
     };
     Some(Found {
         fingerprint: key.scoped(scope::AUTHORIZATION, value),
-        principal: principal.filter(|p| !p.is_empty()),
+        principal,
     })
+}
+
+/// A JWT's `sub` as an unverified principal.
+fn jwt_principal(sub: String) -> Option<Principal> {
+    Principal::new(sub.as_bytes(), PrincipalSource::JwtSubUnverified)
 }
 
 fn basic(key: &FingerprintKey, token: &[u8]) -> Found {
@@ -118,7 +126,7 @@ fn basic(key: &FingerprintKey, token: &[u8]) -> Found {
         .iter()
         .position(|&b| b == b':')
         .filter(|&i| i > 0 && i + 1 < decoded.len())
-        .map(|i| String::from_utf8_lossy(&decoded[..i]).into_owned());
+        .and_then(|i| Principal::new(&decoded[..i], PrincipalSource::BasicUser));
     Found {
         fingerprint: key.scoped(scope::BASIC, &decoded),
         principal,

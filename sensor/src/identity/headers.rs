@@ -2,19 +2,44 @@
 //! headers once and hands each to [`IdentityHeaders::note`]; what is not an
 //! identity header goes on to the analyzer's own fields.
 
+use smallvec::SmallVec;
+
 /// `X-Forwarded-For`, lower case.
-const FORWARDED_FOR: &str = "x-forwarded-for";
+pub const FORWARDED_FOR: &str = "x-forwarded-for";
+
+/// The header names identity looks for that the configuration chooses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderNames {
+    /// Kong key-auth's `key_names` (default `apikey`), compared
+    /// ASCII-case-insensitively.
+    pub key_names: Vec<String>,
+    /// The header a trusted proxy names the client in (nginx's
+    /// `real_ip_header`; default `X-Forwarded-For`), lower case.
+    pub real_ip_header: String,
+}
+
+impl Default for HeaderNames {
+    /// Kong's default key name `apikey`; `X-Forwarded-For`.
+    fn default() -> Self {
+        Self {
+            key_names: vec!["apikey".to_owned()],
+            real_ip_header: FORWARDED_FOR.to_owned(),
+        }
+    }
+}
 
 /// The identity headers of one request. First occurrence wins, except
 /// where noted; names are compared ASCII-case-insensitively.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct IdentityHeaders<'h> {
     /// The headers up to the last `X-Forwarded-For` line.
     forwarded_for_lines: &'h [httparse::Header<'h>],
+    /// The headers up to the last line of the configured real-IP header.
+    real_ip_header_lines: &'h [httparse::Header<'h>],
     /// `Authorization`.
     pub authorization: Option<&'h [u8]>,
-    /// The first header named as a Kong key-auth key.
-    pub api_key: Option<&'h [u8]>,
+    /// Every header named as a Kong key-auth key, in order.
+    pub api_keys: SmallVec<[&'h [u8]; 2]>,
     /// `X-Real-IP`.
     pub real_ip: Option<&'h [u8]>,
     /// `X-Consumer-Username`.
@@ -29,15 +54,19 @@ pub struct IdentityHeaders<'h> {
 
 impl<'h> IdentityHeaders<'h> {
     /// Takes header `all[at]` if identity reads it; true if it did.
-    /// `key_names` are Kong key-auth's `key_names`.
     pub fn note(
         &mut self,
         all: &'h [httparse::Header<'h>],
         at: usize,
-        key_names: &[String],
+        names: &HeaderNames,
     ) -> bool {
         let Some(h) = all.get(at) else { return false };
         let is = |n: &str| h.name.eq_ignore_ascii_case(n);
+        let mut taken = false;
+        if is(&names.real_ip_header) {
+            self.real_ip_header_lines = &all[..=at];
+            taken = true;
+        }
         let slot = if is("authorization") {
             &mut self.authorization
         } else if is(FORWARDED_FOR) {
@@ -54,21 +83,39 @@ impl<'h> IdentityHeaders<'h> {
         } else if is("x-anonymous-consumer") {
             self.anonymous |= h.value.trim_ascii().eq_ignore_ascii_case(b"true");
             return true;
-        } else if key_names.iter().any(|k| is(k)) {
-            &mut self.api_key
+        } else if names.key_names.iter().any(|k| is(k)) {
+            self.api_keys.push(h.value);
+            return true;
         } else {
-            return false;
+            return taken;
         };
         slot.get_or_insert(h.value);
         true
     }
 
-    /// The `X-Forwarded-For` values, last line first.
-    pub fn forwarded_for(&self) -> impl Iterator<Item = &'h [u8]> + use<'h> {
-        self.forwarded_for_lines
+    /// The values of header `name` among the lines kept for it (the
+    /// configured real-IP header, or `X-Forwarded-For`), last line first.
+    fn lines<'n>(
+        lines: &'h [httparse::Header<'h>],
+        name: &'n str,
+    ) -> impl Iterator<Item = &'h [u8]> + use<'h, 'n> {
+        lines
             .iter()
             .rev()
-            .filter(|h| h.name.eq_ignore_ascii_case(FORWARDED_FOR))
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
             .map(|h| h.value)
+    }
+
+    /// The configured real-IP header's values, last line first.
+    pub fn real_ip_header<'n>(
+        &self,
+        names: &'n HeaderNames,
+    ) -> impl Iterator<Item = &'h [u8]> + use<'h, 'n> {
+        Self::lines(self.real_ip_header_lines, &names.real_ip_header)
+    }
+
+    /// The `X-Forwarded-For` values, last line first.
+    pub fn forwarded_for(&self) -> impl Iterator<Item = &'h [u8]> + use<'h> {
+        Self::lines(self.forwarded_for_lines, FORWARDED_FOR)
     }
 }

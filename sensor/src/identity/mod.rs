@@ -1,6 +1,13 @@
-//! Who made a request: the client address, the credential (as a keyed
-//! [`Fingerprint`], never the secret), the non-secret principal, and Kong's
-//! consumer.
+//! Who made a request: the client address, every credential it carried (as
+//! keyed [`Fingerprint`]s, never the secret), the non-secret principal with
+//! where it came from, and Kong's consumer; and which leg the request
+//! travelled ([`Topology`]).
+//!
+//! Trust is decided by topology, never by what a client says: a flow a
+//! Kong node opened (the upstream leg) is the only place Kong's consumer
+//! headers and its `X-Real-IP` are believed; `--trusted-proxy` peers (load
+//! balancers in front of Kong) are believed only about the client address,
+//! in the real-IP header.
 //!
 //! [`Resolver::resolve`] runs once per HTTP request. It looks at each header
 //! once, allocates nothing for a request without credentials, consumer
@@ -24,68 +31,60 @@ mod credential;
 mod fingerprint;
 mod headers;
 mod key_file;
+mod principal;
 mod redact;
 #[cfg(test)]
 mod tests;
+mod topology;
 
 use std::{borrow::Cow, net::IpAddr};
 
 use ipnet::IpNet;
+use smallvec::SmallVec;
 
 pub use credential::scope;
 pub use fingerprint::{Fingerprint, FingerprintKey};
-pub use headers::IdentityHeaders;
+pub use headers::{FORWARDED_FOR, HeaderNames, IdentityHeaders};
 pub use key_file::KeyError;
+pub use principal::{Principal, PrincipalSource};
 pub use redact::{REDACTED, SECRET_PARAM_NAMES, is_secret_name};
+pub use topology::{Leg, Topology};
 
 /// How to read identities off requests.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct IdentityConfig {
-    /// CIDRs whose requests carry a trustworthy X-Real-IP / X-Forwarded-For
-    /// (nginx `set_real_ip_from`, Kong `trusted_ips`). Requests from these
-    /// peers are also the only ones whose Kong consumer headers
-    /// (`X-Consumer-*`, `X-Credential-Identifier`, `X-Anonymous-Consumer`)
-    /// are believed: list the Kong nodes here to read Kong's upstream leg.
-    /// Default: empty (the TCP peer is the client; consumer headers ignored).
+    /// CIDRs whose real-IP header names the client (nginx
+    /// `set_real_ip_from`): load balancers and CDNs in front of Kong.
+    /// Believed for the client address only, never for consumer headers.
+    /// Default: none (the TCP peer is the client).
     pub trusted_proxies: Vec<IpNet>,
-    /// Kong key-auth key names (the plugin's `key_names`, default
-    /// `["apikey"]`): matched against header names ASCII-case-insensitively
-    /// and against percent-decoded query parameter names exactly.
-    pub key_names: Vec<String>,
+    /// The header names read: key-auth's key names and the real-IP header.
+    pub names: HeaderNames,
+    /// Where Kong is (the leg decision and whose consumer headers count).
+    pub topology: Topology,
 }
 
-impl Default for IdentityConfig {
-    /// No trusted proxies; key names `["apikey"]` (Kong's default).
-    fn default() -> Self {
-        Self {
-            trusted_proxies: Vec::new(),
-            key_names: vec!["apikey".to_owned()],
-        }
-    }
-}
+/// The credentials on one request, as fingerprints, in the order found.
+pub type Credentials = SmallVec<[Fingerprint; 2]>;
 
 /// Who made one request. Holds no secret: credentials only as fingerprints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// The client address (IPv4-mapped IPv6 shown as IPv4). As nginx's
-    /// realip with `real_ip_recursive on`: an untrusted peer is the client;
-    /// behind a trusted peer, the right-most X-Forwarded-For entry that is
-    /// not trusted; if there is none (no XFF, all trusted, or the walk
-    /// stopped at an unparseable entry), a parseable X-Real-IP; else the
-    /// last address the walk accepted (the peer if none). Full rule and
-    /// accepted address forms: `client_ip.rs`.
+    /// The client address (IPv4-mapped IPv6 shown as IPv4): on the client
+    /// leg the TCP peer, or behind a trusted proxy the address its real-IP
+    /// header names (nginx's realip); on the upstream leg the address Kong
+    /// names. Full rules: `client_ip.rs`.
     pub client_ip: IpAddr,
-    /// A non-secret name for who authenticated, in order of preference:
-    /// the Basic user-id, the JWT `sub` (Bearer or bare JWT), the Digest
-    /// `username`, else the Kong [`consumer`](Self::consumer). Lossy UTF-8;
-    /// may contain any characters, so sinks must escape it.
-    pub principal: Option<String>,
-    /// Fingerprint of the credential, in order of precedence: the
-    /// `Authorization` header, a key-auth header, a key-auth query
-    /// parameter, Kong's `X-Credential-Identifier` (trusted peers only).
-    /// See [`scope`] for exactly what is hashed.
-    pub credential: Option<Fingerprint>,
-    /// The Kong consumer (trusted peers only): `X-Consumer-Username`, else
+    /// Who the request says or Kong says made it: Kong's consumer (upstream
+    /// leg) wins over anything claimed; else the Basic user-id, the JWT
+    /// `sub` (unverified), the Digest `username`.
+    pub principal: Option<Principal>,
+    /// Every credential the request carried, each fingerprinted: the
+    /// `Authorization` header, every key-auth header, every key-auth query
+    /// parameter, and on the upstream leg Kong's `X-Credential-Identifier`.
+    /// Duplicates removed. See [`scope`] for exactly what is hashed.
+    pub credentials: Credentials,
+    /// The Kong consumer (upstream leg only): `X-Consumer-Username`, else
     /// `X-Consumer-ID`; `None` with `X-Anonymous-Consumer: true`.
     pub consumer: Option<String>,
 }
@@ -94,31 +93,39 @@ pub struct Identity {
 #[derive(Debug)]
 pub struct Resolver {
     trusted_proxies: Vec<IpNet>,
-    key_names: Vec<String>,
+    names: HeaderNames,
+    topology: Topology,
     key: FingerprintKey,
 }
 
 impl Resolver {
-    /// Kong key-auth key names (header names the HTTP scan hands over).
-    pub fn key_names(&self) -> &[String] {
-        &self.key_names
-    }
-
     /// A resolver for `config`, fingerprinting with `key`.
     pub fn new(config: IdentityConfig, key: FingerprintKey) -> Self {
         Self {
             trusted_proxies: config.trusted_proxies,
-            key_names: config.key_names,
+            names: config.names,
+            topology: config.topology,
             key,
         }
     }
 
+    /// The header names the HTTP scan hands over.
+    pub fn names(&self) -> &HeaderNames {
+        &self.names
+    }
+
+    /// Where Kong is.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
     /// Who made one request, and its target with secrets redacted.
     ///
-    /// `peer`: the TCP peer address. `target`: the request-target as
-    /// received (origin-form `/p?q`, or absolute-form `http://h/p?q`).
-    /// `headers`: the request's headers, scanned once by the HTTP analyzer
-    /// (values are bytes; non-UTF-8 is tolerated).
+    /// `peer`: the TCP peer address. `leg`: which leg the flow is (from
+    /// [`Topology::leg`]). `target`: the request-target as received
+    /// (origin-form `/p?q`, or absolute-form `http://h/p?q`). `seen`: the
+    /// request's identity headers, scanned once by the HTTP analyzer (values
+    /// are bytes; non-UTF-8 is tolerated).
     ///
     /// Returns the [`Identity`] and `target` with secret-looking query
     /// values (and absolute-form userinfo) replaced by [`REDACTED`];
@@ -126,67 +133,82 @@ impl Resolver {
     pub fn resolve<'t>(
         &self,
         peer: IpAddr,
+        leg: Leg,
         target: &'t str,
         seen: &IdentityHeaders<'_>,
     ) -> (Identity, Cow<'t, str>) {
-        let peer_trusted = self
-            .trusted_proxies
-            .iter()
-            .any(|net| net.contains(&peer.to_canonical()));
+        let trusted = |a: &IpAddr| self.trusted_proxies.iter().any(|n| n.contains(a));
+        let client_ip = match leg {
+            Leg::Client => client_ip::client_ip(
+                peer,
+                &self.trusted_proxies,
+                seen.real_ip_header(&self.names),
+            ),
+            Leg::Upstream => {
+                client_ip::kong_client_ip(peer, seen.real_ip, seen.forwarded_for(), |a| {
+                    trusted(a) || self.topology.is_kong(*a)
+                })
+            }
+        };
 
-        let client_ip = client_ip::client_ip(
-            peer,
-            &self.trusted_proxies,
-            seen.forwarded_for(),
-            seen.real_ip,
-        );
-
-        let redacted = redact::redact_target(target, &self.key_names);
-
+        let redacted = redact::redact_target(target, &self.names.key_names);
+        let mut credentials = Credentials::new();
         let mut principal = None;
-        let mut credential = None;
         if let Some(found) = seen
             .authorization
             .and_then(|v| credential::authorization(&self.key, v))
         {
             principal = found.principal;
-            credential = Some(found.fingerprint);
+            credentials.push(found.fingerprint);
         }
-        if credential.is_none() {
-            credential = seen.api_key.and_then(|v| credential::api_key(&self.key, v));
-        }
-        if credential.is_none() {
-            credential = redacted
-                .api_key
-                .and_then(|v| credential::api_key(&self.key, &redact::decode_component(v)));
-        }
+        credentials.extend(
+            seen.api_keys
+                .iter()
+                .filter_map(|v| credential::api_key(&self.key, v)),
+        );
+        credentials.extend(
+            redacted
+                .api_keys
+                .iter()
+                .filter_map(|v| credential::api_key(&self.key, &redact::decode_component(v))),
+        );
 
         let mut consumer = None;
-        if peer_trusted {
+        if leg == Leg::Upstream {
             if !seen.anonymous {
                 consumer = [seen.consumer_username, seen.consumer_id]
                     .into_iter()
                     .flatten()
-                    .map(<[u8]>::trim_ascii)
-                    .find(|v| !v.is_empty())
-                    .map(|v| String::from_utf8_lossy(v).into_owned());
+                    .find_map(|v| Principal::new(v, PrincipalSource::KongConsumer));
             }
-            if credential.is_none() {
-                credential = seen
-                    .credential_identifier
-                    .and_then(|v| credential::kong_credential(&self.key, v));
-            }
+            credentials.extend(
+                seen.credential_identifier
+                    .and_then(|v| credential::kong_credential(&self.key, v)),
+            );
         }
-        if principal.is_none() {
+        dedup(&mut credentials);
+        if consumer.is_some() {
             principal.clone_from(&consumer);
         }
 
         let identity = Identity {
             client_ip,
             principal,
-            credential,
-            consumer,
+            credentials,
+            consumer: consumer.map(|c| c.name),
         };
         (identity, redacted.target)
+    }
+}
+
+/// Removes repeated fingerprints, keeping the first of each.
+fn dedup(credentials: &mut Credentials) {
+    let mut i = 0;
+    while i < credentials.len() {
+        if credentials[..i].contains(&credentials[i]) {
+            credentials.remove(i);
+        } else {
+            i += 1;
+        }
     }
 }

@@ -16,6 +16,8 @@
 
 use std::borrow::Cow;
 
+use smallvec::SmallVec;
+
 /// The text that replaces a secret value.
 pub const REDACTED: &str = "REDACTED";
 
@@ -74,11 +76,11 @@ fn last_word(name: &[u8]) -> &[u8] {
     &name[start..]
 }
 
-/// The redacted target and the raw (still percent-encoded) value of the
-/// first non-empty query parameter named in `key_names`.
+/// The redacted target and the raw (still percent-encoded) values of the
+/// non-empty query parameters named in `key_names`, in order.
 pub(super) struct Redacted<'t> {
     pub target: Cow<'t, str>,
-    pub api_key: Option<&'t str>,
+    pub api_keys: SmallVec<[&'t str; 1]>,
 }
 
 /// Redacts `target`; see the module docs.
@@ -91,7 +93,7 @@ pub(super) fn redact_target<'t>(target: &'t str, key_names: &[String]) -> Redact
     if let Some((start, end)) = userinfo(target) {
         out.replace(start, end);
     }
-    let mut api_key = None;
+    let mut api_keys = SmallVec::new();
     let len = target.len();
     let query = target
         .find('?')
@@ -99,25 +101,25 @@ pub(super) fn redact_target<'t>(target: &'t str, key_names: &[String]) -> Redact
     let fragment_start = target.find('#').map(|f| f + 1);
     if let Some(q) = query {
         let end = fragment_start.map_or(len, |f| f - 1);
-        scan(&mut out, q + 1, end, key_names, Some(&mut api_key));
+        scan(&mut out, q + 1, end, key_names, Some(&mut api_keys));
     }
     if let Some(f) = fragment_start {
         scan(&mut out, f, len, key_names, None);
     }
     Redacted {
         target: out.finish(),
-        api_key,
+        api_keys,
     }
 }
 
-/// Redacts the parameters in `target[start..end]`; records the first key
-/// name's value in `api_key` if given.
+/// Redacts the parameters in `target[start..end]`; records the key names'
+/// values in `api_keys` if given.
 fn scan<'t>(
     out: &mut Rewriter<'t>,
     start: usize,
     end: usize,
     key_names: &[String],
-    mut api_key: Option<&mut Option<&'t str>>,
+    mut api_keys: Option<&mut SmallVec<[&'t str; 1]>>,
 ) {
     let target = out.target;
     let mut pos = start;
@@ -133,8 +135,8 @@ fn scan<'t>(
             let is_key = key_names.iter().any(|k| k.as_bytes() == n);
             (is_key, is_key || is_secret_name(n))
         });
-        if is_key && let Some(slot) = api_key.as_deref_mut() {
-            slot.get_or_insert(value);
+        if is_key && let Some(keys) = api_keys.as_deref_mut() {
+            keys.push(value);
         }
         if is_secret {
             let value_start = param_start + eq + 1;
@@ -343,19 +345,21 @@ mod tests {
     }
 
     #[test]
-    fn key_names_are_exact_and_first_value_is_reported() {
+    fn key_names_are_exact_and_every_value_is_reported() {
         let names = ["Partner".to_owned()];
         let r = redact_target("/p?partner=lower&Partner=&Partner=k1&Partner=k2", &names);
         assert_eq!(
             r.target,
             "/p?partner=lower&Partner=&Partner=REDACTED&Partner=REDACTED"
         );
-        assert_eq!(r.api_key, Some("k1"));
+        assert_eq!(r.api_keys.as_slice(), ["k1", "k2"]);
         // Fragments never carry Kong keys.
-        assert_eq!(redact_target("/p#Partner=f", &names).api_key, None);
+        assert!(redact_target("/p#Partner=f", &names).api_keys.is_empty());
         assert_eq!(
-            redact_target("/p?P%61rtner=a%2Bb+c", &names).api_key,
-            Some("a%2Bb+c")
+            redact_target("/p?P%61rtner=a%2Bb+c", &names)
+                .api_keys
+                .as_slice(),
+            ["a%2Bb+c"]
         );
     }
 

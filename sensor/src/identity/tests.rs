@@ -8,8 +8,14 @@ use httparse::Header;
 use super::*;
 
 const KEY: [u8; 32] = [0x42; 32];
+/// A client on the internet.
 const PEER: &str = "203.0.113.10";
-const KONG: &str = "10.0.0.2";
+/// A load balancer in front of Kong (`--trusted-proxy 10.0.0.0/24`).
+const PROXY: &str = "10.0.0.2";
+/// A Kong node (`--kong-address`): flows it opens are the upstream leg.
+const KONG: &str = "10.0.1.2";
+/// The server the tests' flows go to (an upstream port, not a proxy port).
+const SERVER: &str = "10.0.1.9:8080";
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -22,8 +28,30 @@ fn resolver_with(config: IdentityConfig) -> Resolver {
 fn resolver() -> Resolver {
     resolver_with(IdentityConfig {
         trusted_proxies: vec!["10.0.0.0/24".parse().unwrap()],
+        topology: Topology {
+            kong_addresses: vec![format!("{KONG}/32").parse().unwrap()],
+            ..Topology::default()
+        },
         ..IdentityConfig::default()
     })
+}
+
+/// What the tests read off an identity.
+impl Identity {
+    /// The first credential.
+    fn cred(&self) -> Option<Fingerprint> {
+        self.credentials.first().copied()
+    }
+
+    /// The principal's name.
+    fn who(&self) -> Option<&str> {
+        self.principal.as_ref().map(|p| p.name.as_str())
+    }
+
+    /// The principal's provenance.
+    fn source(&self) -> Option<PrincipalSource> {
+        self.principal.as_ref().map(|p| p.source)
+    }
 }
 
 fn fp(scope: &[u8], secret: &[u8]) -> Fingerprint {
@@ -53,9 +81,11 @@ impl ResolveList for Resolver {
     ) -> (Identity, Cow<'t, str>) {
         let mut seen = IdentityHeaders::default();
         for at in 0..headers.len() {
-            seen.note(headers, at, self.key_names());
+            seen.note(headers, at, self.names());
         }
-        self.resolve(peer, target, &seen)
+        let client = std::net::SocketAddr::new(peer, 40000);
+        let leg = self.topology().leg(client, SERVER.parse().unwrap());
+        self.resolve(peer, leg, target, &seen)
     }
 }
 
@@ -86,7 +116,10 @@ fn jwt(payload: &str) -> String {
 fn default_config_is_kong_default() {
     let c = IdentityConfig::default();
     assert!(c.trusted_proxies.is_empty());
-    assert_eq!(c.key_names, ["apikey"]);
+    assert_eq!(c.names.key_names, ["apikey"]);
+    assert_eq!(c.names.real_ip_header, "x-forwarded-for");
+    assert_eq!(c.topology.proxy_ports, [8000, 8443]);
+    assert!(c.topology.kong_addresses.is_empty());
 }
 
 #[test]
@@ -101,7 +134,7 @@ fn no_credentials_nothing_allocated() {
         Identity {
             client_ip: ip(PEER),
             principal: None,
-            credential: None,
+            credentials: Credentials::new(),
             consumer: None,
         }
     );
@@ -116,9 +149,23 @@ fn client_ip_from_headers_only_behind_trusted_peer() {
         ("X-Real-IP", b"198.51.100.9"),
     ];
     assert_eq!(resolve(PEER, "/", h).client_ip, ip(PEER));
-    assert_eq!(resolve(KONG, "/", h).client_ip, ip("198.51.100.2"));
+    assert_eq!(resolve(PROXY, "/", h).client_ip, ip("198.51.100.2"));
+    // A load balancer's X-Real-IP is read only when configured as the header.
     let h: &[(&str, &[u8])] = &[("x-real-ip", b"198.51.100.9")];
-    assert_eq!(resolve(KONG, "/", h).client_ip, ip("198.51.100.9"));
+    assert_eq!(resolve(PROXY, "/", h).client_ip, ip(PROXY));
+    let real_ip = resolver_with(IdentityConfig {
+        trusted_proxies: vec!["10.0.0.0/24".parse().unwrap()],
+        names: HeaderNames {
+            real_ip_header: "x-real-ip".into(),
+            ..HeaderNames::default()
+        },
+        ..IdentityConfig::default()
+    });
+    let got = real_ip
+        .resolve_list(ip(PROXY), "/", &headers(h))
+        .0
+        .client_ip;
+    assert_eq!(got, ip("198.51.100.9"));
     // IPv6 peer, trusted via an IPv6 CIDR.
     let r = resolver_with(IdentityConfig {
         trusted_proxies: vec!["fd00::/8".parse().unwrap()],
@@ -150,8 +197,9 @@ fn arkime_xff_through_resolver() {
 fn basic_with_user_and_password() {
     let v = format!("Basic {}", b64(b"alice:s3cr:et"));
     let id = resolve(PEER, "/", &[("Authorization", v.as_bytes())]);
-    assert_eq!(id.principal.as_deref(), Some("alice"));
-    assert_eq!(id.credential, Some(fp(scope::BASIC, b"alice:s3cr:et")));
+    assert_eq!(id.who(), Some("alice"));
+    assert_eq!(id.source(), Some(PrincipalSource::BasicUser));
+    assert_eq!(id.cred(), Some(fp(scope::BASIC, b"alice:s3cr:et")));
     // Scheme is case-insensitive, extra spaces and missing padding tolerated.
     let v = format!("bAsIc   {}  ", b64(b"alice:s3cr:et").trim_end_matches('='));
     assert_eq!(resolve(PEER, "/", &[("authorization", v.as_bytes())]), id);
@@ -163,7 +211,7 @@ fn basic_without_colon_or_with_empty_parts_has_no_principal() {
         let v = format!("Basic {}", b64(user_pass));
         let id = resolve(PEER, "/", &[("Authorization", v.as_bytes())]);
         assert_eq!(id.principal, None, "{user_pass:?}");
-        assert_eq!(id.credential, Some(fp(scope::BASIC, user_pass)));
+        assert_eq!(id.cred(), Some(fp(scope::BASIC, user_pass)));
     }
 }
 
@@ -171,7 +219,7 @@ fn basic_without_colon_or_with_empty_parts_has_no_principal() {
 fn basic_bad_base64_fingerprints_raw_token() {
     let id = resolve(PEER, "/", &[("Authorization", b"Basic not*base64!")]);
     assert_eq!(id.principal, None);
-    assert_eq!(id.credential, Some(fp(scope::BASIC_RAW, b"not*base64!")));
+    assert_eq!(id.cred(), Some(fp(scope::BASIC_RAW, b"not*base64!")));
 }
 
 #[test]
@@ -179,15 +227,16 @@ fn bearer_jwt_gives_sub() {
     let token = jwt(r#"{"sub":"user-42","iss":"https://idp","exp":1}"#);
     let v = format!("Bearer {token}");
     let id = resolve(PEER, "/", &[("Authorization", v.as_bytes())]);
-    assert_eq!(id.principal.as_deref(), Some("user-42"));
-    assert_eq!(id.credential, Some(fp(scope::BEARER, token.as_bytes())));
+    assert_eq!(id.who(), Some("user-42"));
+    assert_eq!(id.source(), Some(PrincipalSource::JwtSubUnverified));
+    assert_eq!(id.cred(), Some(fp(scope::BEARER, token.as_bytes())));
 }
 
 #[test]
 fn bearer_non_jwt() {
     let id = resolve(PEER, "/", &[("Authorization", b"Bearer opaque-token.123")]);
     assert_eq!(id.principal, None);
-    assert_eq!(id.credential, Some(fp(scope::BEARER, b"opaque-token.123")));
+    assert_eq!(id.cred(), Some(fp(scope::BEARER, b"opaque-token.123")));
 }
 
 #[test]
@@ -196,11 +245,11 @@ fn bare_jwt_is_a_bearer_token() {
     let bare = resolve(PEER, "/", &[("Authorization", token.as_bytes())]);
     let v = format!("Bearer {token}");
     let bearer = resolve(PEER, "/", &[("Authorization", v.as_bytes())]);
-    assert_eq!(bare.principal.as_deref(), Some("svc"));
+    assert_eq!(bare.who(), Some("svc"));
     assert_eq!(bare, bearer);
     // A bare value that is not a JWT: the whole value, no principal.
     let id = resolve(PEER, "/", &[("Authorization", b"a.b.c")]);
-    assert_eq!(id.credential, Some(fp(scope::AUTHORIZATION, b"a.b.c")));
+    assert_eq!(id.cred(), Some(fp(scope::AUTHORIZATION, b"a.b.c")));
     assert_eq!(id.principal, None);
 }
 
@@ -208,8 +257,9 @@ fn bare_jwt_is_a_bearer_token() {
 fn digest_username_is_principal() {
     let v: &[u8] = br#"Digest username="Mufasa", realm="http-auth@example.org", uri="/dir/index.html", nonce="7ypf", response="8ca5""#;
     let id = resolve(PEER, "/", &[("Authorization", v)]);
-    assert_eq!(id.principal.as_deref(), Some("Mufasa"));
-    assert_eq!(id.credential, Some(fp(scope::AUTHORIZATION, v)));
+    assert_eq!(id.who(), Some("Mufasa"));
+    assert_eq!(id.source(), Some(PrincipalSource::DigestUser));
+    assert_eq!(id.cred(), Some(fp(scope::AUTHORIZATION, v)));
 }
 
 #[test]
@@ -222,7 +272,7 @@ fn ntlm_negotiate_and_unknown_schemes_fingerprint_whole_value() {
     ] {
         let id = resolve(PEER, "/", &[("Authorization", v)]);
         assert_eq!(id.principal, None);
-        assert_eq!(id.credential, Some(fp(scope::AUTHORIZATION, v)));
+        assert_eq!(id.cred(), Some(fp(scope::AUTHORIZATION, v)));
     }
 }
 
@@ -232,7 +282,7 @@ fn scheme_is_part_of_the_fingerprint() {
     let bearer = resolve(PEER, "/", &[("Authorization", b"Bearer YTpi")]);
     let other = resolve(PEER, "/", &[("Authorization", b"Custom YTpi")]);
     let apikey = resolve(PEER, "/", &[("apikey", b"YTpi")]);
-    let fps = [basic, bearer, other, apikey].map(|i| i.credential.unwrap());
+    let fps = [basic, bearer, other, apikey].map(|i| i.cred().unwrap());
     for i in 0..fps.len() {
         for j in i + 1..fps.len() {
             assert_ne!(fps[i], fps[j]);
@@ -243,59 +293,62 @@ fn scheme_is_part_of_the_fingerprint() {
 #[test]
 fn apikey_header_case_insensitive_and_query() {
     let expect = Some(fp(scope::API_KEY, b"k-123"));
-    assert_eq!(
-        resolve(PEER, "/", &[("ApiKey", b" k-123 ")]).credential,
-        expect
-    );
-    assert_eq!(
-        resolve(PEER, "/", &[("APIKEY", b"k-123")]).credential,
-        expect
-    );
+    assert_eq!(resolve(PEER, "/", &[("ApiKey", b" k-123 ")]).cred(), expect);
+    assert_eq!(resolve(PEER, "/", &[("APIKEY", b"k-123")]).cred(), expect);
     let (id, target) = resolver().resolve_list(ip(PEER), "/x?apikey=k%2D123&a=1", &[]);
-    assert_eq!(id.credential, expect);
+    assert_eq!(id.cred(), expect);
     assert_eq!(id.principal, None);
     assert_eq!(target, "/x?apikey=REDACTED&a=1");
     // The query parameter name is exact.
     let (id, target) = resolver().resolve_list(ip(PEER), "/x?ApiKey=k-123", &[]);
-    assert_eq!(id.credential, None);
+    assert_eq!(id.cred(), None);
     assert_eq!(target, "/x?ApiKey=REDACTED"); // still a secret-looking name
 }
 
 #[test]
 fn custom_key_names() {
     let r = resolver_with(IdentityConfig {
-        key_names: vec!["X-Partner-Token".to_owned(), "pk".to_owned()],
+        names: HeaderNames {
+            key_names: vec!["X-Partner-Token".to_owned(), "pk".to_owned()],
+            ..HeaderNames::default()
+        },
         ..IdentityConfig::default()
     });
     let h = headers(&[("x-partner-token", b"t1")]);
     assert_eq!(
-        r.resolve_list(ip(PEER), "/", &h).0.credential,
+        r.resolve_list(ip(PEER), "/", &h).0.cred(),
         Some(fp(scope::API_KEY, b"t1"))
     );
     let (id, target) = r.resolve_list(ip(PEER), "/p?pk=t2&apikey=t3", &[]);
-    assert_eq!(id.credential, Some(fp(scope::API_KEY, b"t2")));
+    assert_eq!(id.cred(), Some(fp(scope::API_KEY, b"t2")));
     assert_eq!(target, "/p?pk=REDACTED&apikey=REDACTED");
     // The default name is not a key name any more: a header called apikey is ignored.
     let h = headers(&[("apikey", b"t3")]);
-    assert_eq!(r.resolve_list(ip(PEER), "/", &h).0.credential, None);
+    assert_eq!(r.resolve_list(ip(PEER), "/", &h).0.cred(), None);
 }
 
 #[test]
-fn precedence_authorization_then_header_then_query() {
-    let h: &[(&str, &[u8])] = &[("apikey", b"hdr"), ("Authorization", b"Bearer tok")];
+fn every_credential_is_fingerprinted_in_order() {
+    // Junk in Authorization cannot hide the key that Kong accepts.
+    let h: &[(&str, &[u8])] = &[("apikey", b"hdr"), ("Authorization", b"Bearer junk")];
     assert_eq!(
-        resolve(PEER, "/?apikey=q", h).credential,
-        Some(fp(scope::BEARER, b"tok"))
+        resolve(PEER, "/?apikey=q", h).credentials.as_slice(),
+        [
+            fp(scope::BEARER, b"junk"),
+            fp(scope::API_KEY, b"hdr"),
+            fp(scope::API_KEY, b"q")
+        ]
     );
-    let h: &[(&str, &[u8])] = &[("apikey", b"hdr")];
+    // The same key twice is one credential.
+    let h: &[(&str, &[u8])] = &[("apikey", b"k")];
     assert_eq!(
-        resolve(PEER, "/?apikey=q", h).credential,
-        Some(fp(scope::API_KEY, b"hdr"))
+        resolve(PEER, "/?apikey=k", h).credentials.as_slice(),
+        [fp(scope::API_KEY, b"k")]
     );
-    // An Authorization header without a credential does not shadow the key.
+    // An Authorization header without a credential adds nothing.
     let h: &[(&str, &[u8])] = &[("Authorization", b"Bearer "), ("apikey", b"")];
     assert_eq!(
-        resolve(PEER, "/?apikey=q", h).credential,
+        resolve(PEER, "/?apikey=q", h).cred(),
         Some(fp(scope::API_KEY, b"q"))
     );
     // First header of a kind wins.
@@ -304,7 +357,7 @@ fn precedence_authorization_then_header_then_query() {
         ("Authorization", b"Bearer two"),
     ];
     assert_eq!(
-        resolve(PEER, "/", h).credential,
+        resolve(PEER, "/", h).cred(),
         Some(fp(scope::BEARER, b"one"))
     );
 }
@@ -320,19 +373,23 @@ fn kong_upstream_headers() {
     let id = resolve(KONG, "/", h);
     assert_eq!(id.client_ip, ip("198.51.100.4"));
     assert_eq!(id.consumer.as_deref(), Some("partner-acme"));
-    assert_eq!(id.principal.as_deref(), Some("partner-acme"));
+    assert_eq!(id.who(), Some("partner-acme"));
+    assert_eq!(id.source(), Some(PrincipalSource::KongConsumer));
+    assert_eq!(id.cred(), Some(fp(scope::KONG_CREDENTIAL, b"cred-uuid-1")));
+    // Kong's X-Real-IP (its $remote_addr) names the client first.
+    let with_real_ip = [h, &[("X-Real-IP", &b"198.51.100.5"[..])]].concat();
     assert_eq!(
-        id.credential,
-        Some(fp(scope::KONG_CREDENTIAL, b"cred-uuid-1"))
+        resolve(KONG, "/", &with_real_ip).client_ip,
+        ip("198.51.100.5")
     );
 
     // Only the consumer id.
     let id = resolve(KONG, "/", &[("x-consumer-id", b"8a3f-uuid")]);
     assert_eq!(id.consumer.as_deref(), Some("8a3f-uuid"));
-    assert_eq!(id.principal.as_deref(), Some("8a3f-uuid"));
+    assert_eq!(id.who(), Some("8a3f-uuid"));
 
-    // A client credential wins over X-Credential-Identifier, and a better
-    // principal over the consumer name.
+    // Kong's consumer wins over the name the client claimed; every
+    // credential is kept.
     let v = format!("Basic {}", b64(b"bob:pw"));
     let h: &[(&str, &[u8])] = &[
         ("Authorization", v.as_bytes()),
@@ -340,9 +397,16 @@ fn kong_upstream_headers() {
         ("X-Credential-Identifier", b"bob"),
     ];
     let id = resolve(KONG, "/", h);
-    assert_eq!(id.principal.as_deref(), Some("bob"));
+    assert_eq!(id.who(), Some("bob-consumer"));
+    assert_eq!(id.source(), Some(PrincipalSource::KongConsumer));
     assert_eq!(id.consumer.as_deref(), Some("bob-consumer"));
-    assert_eq!(id.credential, Some(fp(scope::BASIC, b"bob:pw")));
+    assert_eq!(
+        id.credentials.as_slice(),
+        [
+            fp(scope::BASIC, b"bob:pw"),
+            fp(scope::KONG_CREDENTIAL, b"bob")
+        ]
+    );
 }
 
 #[test]
@@ -355,7 +419,7 @@ fn kong_anonymous_consumer() {
     let id = resolve(KONG, "/", h);
     assert_eq!(id.consumer, None);
     assert_eq!(id.principal, None);
-    assert_eq!(id.credential, None);
+    assert_eq!(id.cred(), None);
     // Anything but "true" is not anonymous.
     let h: &[(&str, &[u8])] = &[
         ("X-Consumer-Username", b"c"),
@@ -365,16 +429,17 @@ fn kong_anonymous_consumer() {
 }
 
 #[test]
-fn kong_headers_from_untrusted_peers_are_ignored() {
+fn kong_headers_off_the_upstream_leg_are_ignored() {
     let h: &[(&str, &[u8])] = &[
         ("X-Consumer-Username", b"admin"),
         ("X-Credential-Identifier", b"forged"),
     ];
-    let id = resolve(PEER, "/", h);
-    assert_eq!(
-        (id.consumer, id.principal, id.credential),
-        (None, None, None)
-    );
+    // Neither a client nor a trusted load balancer can name a consumer.
+    for peer in [PEER, PROXY] {
+        let id = resolve(peer, "/", h);
+        assert_eq!((id.consumer, id.principal), (None, None), "{peer}");
+        assert!(id.credentials.is_empty(), "{peer}");
+    }
 }
 
 #[test]
@@ -388,11 +453,11 @@ fn non_utf8_header_values_do_not_panic() {
     let id = resolve(KONG, "/", h);
     assert_eq!(id.consumer.as_deref(), Some("caf\u{fffd}"));
     assert_eq!(id.client_ip, ip("198.51.100.1"));
-    assert_eq!(id.credential, Some(fp(scope::BASIC_RAW, b"\xff\xfe")));
+    assert_eq!(id.cred(), Some(fp(scope::BASIC_RAW, b"\xff\xfe")));
     // Non-UTF-8 inside a decoded Basic user name.
     let v = format!("Basic {}", b64(b"\xffuser:pw"));
     let id = resolve(PEER, "/", &[("Authorization", v.as_bytes())]);
-    assert_eq!(id.principal.as_deref(), Some("\u{fffd}user"));
+    assert_eq!(id.who(), Some("\u{fffd}user"));
 }
 
 #[test]
@@ -415,7 +480,7 @@ fn secrets_never_in_debug_output() {
         let r = resolver();
         let (id, target) = r.resolve_list(ip(KONG), "/p?token=qs-secret-1", &h);
         let dbg = format!("{id:?} {target} {r:?}");
-        assert!(id.credential.is_some());
+        assert!(!id.credentials.is_empty());
         for s in [secret, value, "qs-secret-1"] {
             assert!(!dbg.contains(s), "{s} leaked in {dbg}");
         }

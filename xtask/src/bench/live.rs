@@ -16,10 +16,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use lab::{
-    GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_UPSTREAM_V4, Lab, run_quiet,
-    sensor::SensorProcess,
-};
+use lab::{GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, Lab, run_quiet, sensor::SensorProcess};
 use serde_json::Value;
 
 use super::write_section;
@@ -270,7 +267,7 @@ fn attached_run(
     interfaces: &[&str],
     stats: bool,
 ) -> Result<(Load, Cost, ProgramTime, Stages)> {
-    let mut args = vec!["--trusted-proxy", GATEWAY_UPSTREAM_V4];
+    let mut args = Vec::new();
     for i in interfaces {
         args.extend(["--iface", i]);
     }

@@ -71,7 +71,8 @@ fn fields(a: &Alert) -> Vec<(&'static str, String)> {
         f.push(("credential", c.to_string()));
     }
     if let Some(p) = &a.principal {
-        f.push(("principal", p.clone()));
+        f.push(("principal", p.name.clone()));
+        f.push(("principal_source", p.source.as_str().to_owned()));
     }
     if !a.ips.is_empty() {
         let ips: Vec<String> = a.ips.iter().map(ToString::to_string).collect();
@@ -135,7 +136,7 @@ fn cef(alert: &Alert) -> String {
         let _ = write!(out, " src={ip}");
     }
     if let Some(p) = &alert.principal {
-        let _ = write!(out, " suser={}", value(p));
+        let _ = write!(out, " suser={}", value(&p.name));
     }
     for (name, v) in fields(alert) {
         if !matches!(
@@ -173,7 +174,10 @@ mod tests {
     use fasyslog::Facility;
 
     use super::*;
-    use crate::detect::{Detector, Evidence, alert::Window};
+    use crate::{
+        detect::{Detector, Evidence, alert::Window},
+        identity::{Principal, PrincipalSource},
+    };
 
     fn alert() -> Alert {
         Alert {
@@ -182,7 +186,7 @@ mod tests {
             severity: Severity::Medium,
             client_ip: Some("192.0.2.7".parse().unwrap()),
             credential: None,
-            principal: Some("ann \"a=b\"".into()),
+            principal: Principal::new(b"ann \"a=b\"", PrincipalSource::BasicUser),
             ips: Vec::new(),
             window: Window {
                 start: 1_795_219_200_000_000_000,
@@ -220,7 +224,7 @@ mod tests {
         assert_eq!(
             body(&alert(), Body::Kv),
             "detector=request_flood severity=medium time=2026-11-21T00:00:15.000000000Z client_ip=192.0.2.7 \
-             principal=\"ann \\\"a=b\\\"\" window_start=2026-11-21T00:00:00.000000000Z window_end=2026-11-21T00:00:15.000000000Z \
+             principal=\"ann \\\"a=b\\\"\" principal_source=basic_user window_start=2026-11-21T00:00:00.000000000Z window_end=2026-11-21T00:00:15.000000000Z \
              budget=600 requests=601 suppressed=2"
         );
     }
@@ -231,7 +235,7 @@ mod tests {
             body(&alert(), Body::Cef),
             format!(
                 "CEF:0|siem-sensor|siem-sensor|{}|request_flood|request flood|5|rt=1795219215000 \
-                 src=192.0.2.7 suser=ann \"a\\=b\" cs_window_start=2026-11-21T00:00:00.000000000Z \
+                 src=192.0.2.7 suser=ann \"a\\=b\" cs_principal_source=basic_user cs_window_start=2026-11-21T00:00:00.000000000Z \
                  cs_window_end=2026-11-21T00:00:15.000000000Z cs_budget=600 cs_requests=601 cs_suppressed=2",
                 env!("CARGO_PKG_VERSION")
             )
@@ -255,11 +259,11 @@ mod tests {
             untimed(&r).starts_with(
                 "<36>1 TS kong-1 siem-sensor 42 request_flood [siem@32473 detector=\"request_flood\" \
                  severity=\"medium\" time=\"2026-11-21T00:00:15.000000000Z\" client_ip=\"192.0.2.7\" \
-                 principal=\"ann \\\"a=b\\\"\" window_start="
+                 principal=\"ann \\\"a=b\\\"\" principal_source=\"basic_user\" window_start="
             ),
             "{r}"
         );
-        assert!(r.ends_with("suppressed=\"2\"] detector=request_flood severity=medium time=2026-11-21T00:00:15.000000000Z client_ip=192.0.2.7 principal=\"ann \\\"a=b\\\"\" window_start=2026-11-21T00:00:00.000000000Z window_end=2026-11-21T00:00:15.000000000Z budget=600 requests=601 suppressed=2"), "{r}");
+        assert!(r.ends_with("suppressed=\"2\"] detector=request_flood severity=medium time=2026-11-21T00:00:15.000000000Z client_ip=192.0.2.7 principal=\"ann \\\"a=b\\\"\" principal_source=basic_user window_start=2026-11-21T00:00:00.000000000Z window_end=2026-11-21T00:00:15.000000000Z budget=600 requests=601 suppressed=2"), "{r}");
     }
 
     #[test]

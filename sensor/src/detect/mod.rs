@@ -10,7 +10,10 @@
 //! | `success_then_failure` | client IP | >= 5 successes in 60 s, then >= 10 failures making >= 80% of 15 s |
 //! | `honeypot` | client IP | any request for a decoy route |
 //!
-//! Per-IP detectors count the client leg only ([`Transaction::leg`],
+//! Only confirmed transactions count ([`Transaction::confirmed`]: the
+//! server answered, or acknowledged the request on a handshaken flow), so
+//! a forged segment from a spoofed address frames nobody. Per-IP detectors
+//! count the client leg only ([`Transaction::leg`],
 //! decided by topology), so a request seen on both legs counts once and
 //! the status is the one the client got (Kong's own 401/429 never reach
 //! the upstream).
@@ -103,6 +106,9 @@ impl Default for DetectConfig {
 pub struct DetectCounters {
     /// Transactions seen.
     pub transactions: u64,
+    /// Transactions not confirmed (no response, no acknowledgement on a
+    /// handshaken flow: possibly forged), which no detector counts.
+    pub unconfirmed: u64,
     /// Transactions older than the current per-IP window (counted into it).
     pub late: u64,
     /// Alerts sent, by detector.
@@ -179,12 +185,16 @@ impl Detectors {
     pub fn transaction(&mut self, tx: &Transaction) -> impl Iterator<Item = Alert> + '_ {
         self.counters.transactions += 1;
         let client_leg = tx.leg == Leg::Client;
-        if client_leg {
+        if !tx.confirmed {
+            self.counters.unconfirmed += 1;
+        } else if client_leg {
             self.per_ip.transaction(tx, &mut self.raised);
             self.sequence.transaction(tx, &mut self.raised);
             self.honeypot.transaction(tx, &mut self.raised);
         }
-        self.spread.transaction(tx, client_leg, &mut self.raised);
+        if tx.confirmed {
+            self.spread.transaction(tx, client_leg, &mut self.raised);
+        }
         let (cooldown, counters) = (&mut self.cooldown, &mut self.counters);
         self.raised.drain(..).filter_map(move |mut alert| {
             if cooldown.admit(&mut alert) {

@@ -26,6 +26,8 @@ fn tx(ip: &str, time_ns: u64, status: u16) -> Transaction {
         latency_ms: Some(1.0),
         request_bytes: 100,
         response_bytes: 200,
+        midstream: false,
+        confirmed: true,
         user_agent: None,
         principal: None,
         credentials: Default::default(),
@@ -419,4 +421,24 @@ fn an_idle_clock_closes_the_window() {
     d.advance(T0 + 20 * S);
     let w = d.snapshot().window.unwrap();
     assert_eq!((w.window.start, w.requests), (T0, 1));
+}
+
+#[test]
+fn unconfirmed_requests_raise_nothing() {
+    // 601 forged requests for a decoy from a victim's address: none answered.
+    let config = DetectConfig {
+        decoys: vec!["/admin/**".into()],
+        ..DetectConfig::default()
+    };
+    let txs = burst("198.51.100.77", 0, 601, 200)
+        .into_iter()
+        .map(|mut t| {
+            t.route = "/admin/login".into();
+            t.status = None;
+            t.confirmed = false;
+            t
+        });
+    let (alerts, c) = run(config, txs);
+    assert!(alerts.is_empty(), "{alerts:?}");
+    assert_eq!((c.transactions, c.unconfirmed), (601, 601));
 }

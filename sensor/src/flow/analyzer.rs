@@ -62,9 +62,40 @@ pub struct FlowInfo {
     pub endpoints: [SocketAddr; 2],
     /// Which endpoint is the client, once known.
     pub client: Option<Endpoint>,
+    /// The flow was first seen mid-connection (a data segment, no SYN): it
+    /// was open before the capture started, or the segment is forged.
+    pub midstream: bool,
+    /// The three-way handshake was seen: a SYN from each side, and each
+    /// SYN acknowledged. A forger who cannot see the server's replies
+    /// cannot complete one.
+    pub handshake: bool,
+    /// Bytes each endpoint sent that the other acknowledged, by
+    /// [`Endpoint::index`]; counted only once the handshake was seen.
+    pub acked: [u64; 2],
+    /// Bytes of each endpoint's stream delivered to the analyzer so far
+    /// (captured and unknown), by [`Endpoint::index`].
+    pub delivered: [u64; 2],
 }
 
 impl FlowInfo {
+    /// A flow between `endpoints` (key order), its client unknown yet.
+    pub fn new(endpoints: [SocketAddr; 2], midstream: bool) -> Self {
+        Self {
+            endpoints,
+            client: None,
+            midstream,
+            handshake: false,
+            acked: [0; 2],
+            delivered: [0; 2],
+        }
+    }
+
+    /// Whether the peer acknowledged the first `bytes` bytes `from` sent,
+    /// on a flow whose handshake was seen: the receiver's TCP took them.
+    pub fn acknowledged(&self, from: Endpoint, bytes: u64) -> bool {
+        self.handshake && self.acked[from.index()] >= bytes
+    }
+
     /// The direction of bytes sent by `from`, once the client is known.
     pub fn direction(&self, from: Endpoint) -> Option<Direction> {
         self.client.map(|c| {

@@ -39,6 +39,9 @@ pub struct Stream {
     fin_seq: Option<u32>,
     /// Initial sequence number, when the SYN was seen.
     isn: Option<u32>,
+    /// Bytes of this direction the peer acknowledged, counted from the
+    /// first byte after the SYN; known only once the SYN was seen.
+    acked: Option<u64>,
     /// Out-of-order segments, sorted by `seq`.
     pending: Vec<Pending>,
     /// Captured bytes held in `pending`.
@@ -60,6 +63,17 @@ impl Stream {
     /// connection on this tuple rather than retransmitting this one's SYN.
     pub fn is_new_syn(&self, isn: u32) -> bool {
         self.next_seq.is_some() && self.isn != Some(isn)
+    }
+
+    /// Whether this direction's SYN was seen.
+    pub fn opened(&self) -> bool {
+        self.isn.is_some()
+    }
+
+    /// Bytes of this direction the peer acknowledged (from the first byte
+    /// after the SYN), once the SYN and an ACK of it were seen.
+    pub fn acked(&self) -> Option<u64> {
+        self.acked
     }
 
     /// True when every byte up to the FIN has been delivered.
@@ -124,6 +138,15 @@ impl Stream {
         counters: &mut FlowCounters,
         deliver: &mut impl FnMut(Chunk<'_>),
     ) {
+        if let Some(isn) = self.isn {
+            // Within 2^31 of the first byte: a larger distance is an old or
+            // forged ACK, not progress.
+            let n = seq_diff(ack, isn.wrapping_add(1));
+            if n >= 0 {
+                let n = n as u64;
+                self.acked = Some(self.acked.map_or(n, |a| a.max(n)));
+            }
+        }
         let Some(first) = self.pending.first() else {
             return;
         };

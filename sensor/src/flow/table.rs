@@ -9,7 +9,7 @@ use sensor_ebpf::tcp_flags::{ACK, RST, SYN};
 use super::{
     analyzer::{Analyzer, Endpoint, FlowInfo},
     limits::{FlowCounters, FlowLimits},
-    reassembly::Stream,
+    reassembly::{Chunk, Stream},
 };
 use crate::capture::Segment;
 
@@ -92,10 +92,7 @@ impl<A: Analyzer> FlowTable<A> {
             self.counters.flows += 1;
             self.counters.active += 1;
             let flow = Flow {
-                info: FlowInfo {
-                    endpoints: [key.0, key.1],
-                    client: None,
-                },
+                info: FlowInfo::new([key.0, key.1], seg.flags & SYN == 0),
                 streams: Default::default(),
                 last_ns: seg.time_ns,
                 analyzer: A::default(),
@@ -121,6 +118,18 @@ impl<A: Analyzer> FlowTable<A> {
             Endpoint::Second => (second, first),
         };
         let c = &mut self.counters;
+        // Acknowledgements first: a segment's ACK may confirm the request
+        // its own payload answers.
+        if seg.flags & ACK != 0 {
+            peer.acknowledged(seg.ack, c, &mut |chunk| {
+                deliver(analyzer, ctx, info, from.peer(), chunk)
+            });
+            if let Some(n) = peer.acked() {
+                info.acked[from.peer().index()] = n;
+            }
+            info.handshake |=
+                this.opened() && peer.opened() && this.acked().is_some() && peer.acked().is_some();
+        }
         this.segment(
             seg.time_ns,
             seg.seq,
@@ -129,16 +138,11 @@ impl<A: Analyzer> FlowTable<A> {
             seg.payload,
             &self.limits,
             c,
-            &mut |chunk| analyzer.chunk(ctx, info, from, chunk),
+            &mut |chunk| deliver(analyzer, ctx, info, from, chunk),
         );
-        if seg.flags & ACK != 0 {
-            peer.acknowledged(seg.ack, c, &mut |chunk| {
-                analyzer.chunk(ctx, info, from.peer(), chunk)
-            });
-        }
         if c.buffered_bytes > self.limits.max_buffered_bytes as u64 {
             c.pending_overflows += 1;
-            this.flush(c, &mut |chunk| analyzer.chunk(ctx, info, from, chunk));
+            this.flush(c, &mut |chunk| deliver(analyzer, ctx, info, from, chunk));
         }
         let done = seg.flags & RST != 0 || (this.finished() && peer.finished());
         if done {
@@ -226,11 +230,24 @@ impl<A: Analyzer> FlowTable<A> {
             .into_iter()
             .zip(streams.iter_mut())
         {
-            stream.flush(c, &mut |chunk| analyzer.chunk(ctx, info, from, chunk));
+            stream.flush(c, &mut |chunk| deliver(analyzer, ctx, info, from, chunk));
             stream.release(c);
         }
         analyzer.close(ctx, info);
     }
+}
+
+/// Hands a chunk sent by `from` to the analyzer, counting its bytes as
+/// delivered first.
+fn deliver<A: Analyzer>(
+    analyzer: &mut A,
+    ctx: &mut A::Context,
+    info: &mut FlowInfo,
+    from: Endpoint,
+    chunk: Chunk<'_>,
+) {
+    info.delivered[from.index()] += chunk.data.len() as u64 + chunk.unknown;
+    analyzer.chunk(ctx, info, from, chunk);
 }
 
 enum Ending {
@@ -242,7 +259,7 @@ enum Ending {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{capture::Source, flow::Chunk};
+    use crate::capture::Source;
 
     /// Records the bytes each flow delivered, at its close.
     #[derive(Default)]

@@ -55,6 +55,9 @@ enum Response {
 struct Exchange {
     tx: Transaction,
     request_done: bool,
+    /// Bytes of the client's stream up to the end of the chunk the request
+    /// ended in: the server acknowledging them confirms the request.
+    request_end: u64,
     response: Response,
 }
 
@@ -97,46 +100,30 @@ impl Analyzer for Connection {
                 return;
             }
         };
-        let Some((client, server)) = flow.client_server() else {
+        let Some(mut events) = Events::new(&mut self.pairing, ctx, flow, direction) else {
             return;
         };
-        let limits = ctx.limits.head;
-        let kind = kind(direction);
-        let mut events = Events {
-            pairing: &mut self.pairing,
-            ctx,
-            client,
-            server,
-            kind,
-        };
-        self.framers[direction.index()].chunk(kind, chunk, limits, &mut events);
-        self.emit_finished(ctx);
+        let limits = events.ctx.limits.head;
+        self.framers[direction.index()].chunk(events.kind, chunk, limits, &mut events);
+        self.emit_finished(ctx, flow);
     }
 
     fn close(&mut self, ctx: &mut HttpContext, flow: &FlowInfo) {
-        if let Some((client, server)) = flow.client_server() {
-            let limits = ctx.limits.head;
-            for direction in [Direction::ToServer, Direction::ToClient] {
-                let kind = kind(direction);
-                let mut events = Events {
-                    pairing: &mut self.pairing,
-                    ctx,
-                    client,
-                    server,
-                    kind,
-                };
-                self.framers[direction.index()].close(kind, limits, &mut events);
+        for direction in [Direction::ToServer, Direction::ToClient] {
+            if let Some(mut events) = Events::new(&mut self.pairing, ctx, flow, direction) {
+                let limits = events.ctx.limits.head;
+                self.framers[direction.index()].close(events.kind, limits, &mut events);
             }
         }
         while let Some(e) = self.pairing.exchanges.pop_front() {
-            ctx.emit(e.tx);
+            emit(ctx, flow, e);
         }
     }
 }
 
 impl Connection {
     /// Emits finished exchanges in request order and bounds the queue.
-    fn emit_finished(&mut self, ctx: &mut HttpContext) {
+    fn emit_finished(&mut self, ctx: &mut HttpContext, flow: &FlowInfo) {
         if self.pairing.tunnel {
             for framer in &mut self.framers {
                 framer.tunnel();
@@ -147,10 +134,21 @@ impl Connection {
             || exchanges.len() > ctx.limits.max_pending_requests
         {
             if let Some(e) = exchanges.pop_front() {
-                ctx.emit(e.tx);
+                emit(ctx, flow, e);
             }
         }
     }
+}
+
+/// Emits an exchange's transaction, confirmed if the server answered it or
+/// its TCP acknowledged it on a flow whose handshake was seen (see
+/// [`Transaction::confirmed`]).
+fn emit(ctx: &mut HttpContext, flow: &FlowInfo, mut e: Exchange) {
+    let acked = flow
+        .client
+        .is_some_and(|c| flow.acknowledged(c, e.request_end));
+    e.tx.confirmed = e.tx.status.is_some() || acked;
+    ctx.emit(e.tx);
 }
 
 /// The [`MessageHandler`] of one direction of one flow: turns heads and
@@ -161,6 +159,36 @@ struct Events<'a> {
     client: SocketAddr,
     server: SocketAddr,
     kind: MessageKind,
+    /// The flow was joined mid-connection.
+    midstream: bool,
+    /// Bytes of this direction delivered up to the end of the current chunk.
+    delivered: u64,
+}
+
+impl<'a> Events<'a> {
+    /// The handler of `direction` of `flow`, once its client is known.
+    fn new(
+        pairing: &'a mut Pairing,
+        ctx: &'a mut HttpContext,
+        flow: &FlowInfo,
+        direction: Direction,
+    ) -> Option<Self> {
+        let client = flow.client?;
+        let (client_addr, server) = flow.client_server()?;
+        let from = match direction {
+            Direction::ToServer => client,
+            Direction::ToClient => client.peer(),
+        };
+        Some(Self {
+            pairing,
+            ctx,
+            client: client_addr,
+            server,
+            kind: kind(direction),
+            midstream: flow.midstream,
+            delivered: flow.delivered[from.index()],
+        })
+    }
 }
 
 impl Events<'_> {
@@ -202,12 +230,14 @@ impl MessageHandler for Events<'_> {
         let headers = RequestHeaders::scan(head.headers, resolver.names());
         let (identity, path) = resolver.resolve(self.client.ip(), leg, target, &headers.identity);
         let endpoints = (self.client, self.server);
-        let tx = Transaction::request(
+        let mut tx = Transaction::request(
             time_ns, endpoints, leg, method, target, path, &headers, identity,
         );
+        tx.midstream = self.midstream;
         self.pairing.exchanges.push_back(Exchange {
             tx,
             request_done: false,
+            request_end: u64::MAX,
             response: Response::Waiting,
         });
         if method == "CONNECT" {
@@ -270,6 +300,7 @@ impl MessageHandler for Events<'_> {
                 if let Some(e) = p.exchanges.iter_mut().rev().find(|e| !e.request_done) {
                     e.tx.request_bytes = bytes;
                     e.request_done = true;
+                    e.request_end = self.delivered;
                 }
             }
             MessageKind::Response if std::mem::take(&mut p.interim) => {
@@ -301,6 +332,7 @@ impl MessageHandler for Events<'_> {
             MessageKind::Request => {
                 for e in p.exchanges.iter_mut().filter(|e| !e.request_done) {
                     e.request_done = true;
+                    e.request_end = self.delivered;
                 }
             }
             MessageKind::Response => {

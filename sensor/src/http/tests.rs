@@ -92,6 +92,12 @@ impl Wire {
         self
     }
 
+    /// The server acknowledges everything the client sent, with no data.
+    fn server_ack(mut self) -> Self {
+        self.raw(1, 0, 0, b"");
+        self
+    }
+
     fn fin(mut self) -> Self {
         self.raw(0, FIN, 0, b"");
         self.raw(1, FIN, 0, b"");
@@ -504,4 +510,24 @@ fn timestamps_near_the_end_of_time_do_not_wrap() {
     assert_eq!(txs.len(), 30);
     assert_eq!(c.detect.transactions, 30);
     assert!(txs.iter().all(|t| t.status == Some(404)));
+}
+
+#[test]
+fn a_forged_request_is_unconfirmed_and_a_taken_one_confirmed() {
+    let req = b"GET /admin/login HTTP/1.1\r\nHost: h\r\n\r\n";
+    // One spoofed segment: no handshake, no answer.
+    let (txs, _) = Wire::new().client(req).run();
+    assert_eq!(txs.len(), 1);
+    assert!(txs[0].midstream && !txs[0].confirmed, "{:?}", txs[0]);
+    // A handshake, then a request the server's TCP acknowledged but never
+    // answered: the server took it.
+    let (txs, _) = Wire::new().handshake().client(req).server_ack().run();
+    assert!(!txs[0].midstream && txs[0].confirmed, "{:?}", txs[0]);
+    // The same without the acknowledgement: not confirmed.
+    let (txs, _) = Wire::new().handshake().client(req).run();
+    assert!(!txs[0].confirmed);
+    // Joined mid-connection, but answered: confirmed, and said to be mid-stream.
+    let resp = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+    let (txs, _) = Wire::new().client(req).server(resp).run();
+    assert!(txs[0].midstream && txs[0].confirmed, "{:?}", txs[0]);
 }

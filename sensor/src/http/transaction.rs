@@ -60,6 +60,14 @@ pub struct Transaction {
     pub credentials: Credentials,
     /// Kong consumer (`X-Consumer-Username`, else `X-Consumer-ID`).
     pub consumer: Option<String>,
+    /// The flow was joined mid-connection (no SYN seen): open before the
+    /// capture started, or forged.
+    pub midstream: bool,
+    /// The server took the request: it answered it, or its TCP acknowledged
+    /// the request's bytes on a flow whose handshake was seen. A forged
+    /// segment (no handshake, spoofed source) never is; detectors count
+    /// only confirmed requests.
+    pub confirmed: bool,
     /// Kong's request id: on the upstream leg the `X-Kong-Request-Id` (else
     /// `X-Request-Id`) Kong sent with the request; on the client leg the
     /// one Kong returned with the response (a client's own header is never
@@ -98,6 +106,8 @@ impl Transaction {
             latency_ms: None,
             request_bytes: 0,
             response_bytes: 0,
+            midstream: false,
+            confirmed: false,
             user_agent: headers.user_agent.map(lossy),
             principal: identity.principal,
             credentials: identity.credentials,

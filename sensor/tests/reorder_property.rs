@@ -54,7 +54,10 @@ use proptest::{
     test_runner::{Config, TestCaseError, TestRunner},
 };
 use sensor::{
-    capture::{OwnedSegment, file::read_file},
+    capture::{
+        OwnedSegment,
+        file::{Checksums, read_file},
+    },
     flow::FlowLimits,
     http::{HttpLimits, Transaction},
     identity::{FingerprintKey, IdentityConfig, Resolver},
@@ -188,7 +191,7 @@ fn perturb(segs: &[OwnedSegment], ops: &[Op]) -> (Vec<usize>, Vec<String>) {
 /// Every TCP segment of a capture, in file order.
 fn load(file: &str) -> Option<Vec<OwnedSegment>> {
     let mut segs = Vec::new();
-    read_file(&pcaps()?.join(file), false, &mut |s| {
+    read_file(&pcaps()?.join(file), false, Checksums::Auto, &mut |s| {
         segs.push(OwnedSegment::from(s));
     })
     .unwrap();

@@ -14,7 +14,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use sensor::{
-    capture::file::read_file,
+    capture::file::{Checksums, read_file},
     collect::collect,
     detect::{Alert, Detector},
     http::Transaction,
@@ -52,7 +52,7 @@ fn replay_with(file: &str, config: IdentityConfig) -> Option<Replay> {
     let path = pcaps()?.join(file);
     let resolver = Resolver::new(config, FingerprintKey::from_bytes([1; 32]));
     let c = collect(resolver, |p| {
-        read_file(&path, false, &mut |seg| p.segment(seg)).unwrap();
+        read_file(&path, false, Checksums::Auto, &mut |seg| p.segment(seg)).unwrap();
     });
     Some(Replay {
         txs: c.transactions,

@@ -7,10 +7,13 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use sensor::capture::file::{FileCounters, read_file};
+use sensor::capture::file::{Checksums, FileCounters, read_file};
 use serde::Serialize;
 
-use super::pipeline::{Mode, PipelineArgs};
+use super::{
+    choice::ChoiceParser,
+    pipeline::{Mode, PipelineArgs},
+};
 
 #[derive(Args)]
 pub struct ReplayArgs {
@@ -20,6 +23,12 @@ pub struct ReplayArgs {
     /// Print alerts as JSON lines (one object per alert) instead of text.
     #[arg(long)]
     json: bool,
+    /// Drop segments with a wrong IPv4 or TCP checksum, as the receiving
+    /// host would: always, never, or unless the file's checksums look
+    /// offloaded (more than 10% of its first 1000 checkable segments
+    /// wrong).
+    #[arg(long, default_value = "auto", value_parser = ChoiceParser::<Checksums>::new())]
+    checksums: Checksums,
     #[command(flatten)]
     pipeline: PipelineArgs,
 }
@@ -41,8 +50,10 @@ pub fn replay(args: &ReplayArgs) -> Result<()> {
     let progress = io::stderr().is_terminal();
     let mut files = Vec::new();
     for path in &args.files {
-        let counters = read_file(path, progress, &mut |segment| pipeline.segment(segment))
-            .with_context(|| format!("replaying {}", path.display()))?;
+        let counters = read_file(path, progress, args.checksums, &mut |segment| {
+            pipeline.segment(segment)
+        })
+        .with_context(|| format!("replaying {}", path.display()))?;
         files.push(FileSummary { path, counters });
     }
     pipeline.finish();

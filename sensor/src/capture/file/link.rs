@@ -7,7 +7,7 @@
 //! sessions. Link-type numbers are tcpdump.org's `LINKTYPE_` values
 //! (<https://www.tcpdump.org/linktypes.html>).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use etherparse::{
     EtherType, IpNumber, LaxIpPayloadSlice, LaxNetSlice, LaxSlicedPacket, TcpSlice, TransportSlice,
@@ -65,6 +65,18 @@ impl Link {
     }
 }
 
+/// What the receiving host's IP and TCP would check of a segment, as far
+/// as the capture shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Checks {
+    /// The IPv4 header checksum is right; `None` for IPv6, which has none.
+    /// Linux always verifies it (`ip_rcv_core`).
+    pub ip_checksum: Option<bool>,
+    /// The TCP checksum over the whole segment: `None` when the capture
+    /// cut the segment, so it cannot be checked.
+    pub tcp_checksum: Option<bool>,
+}
+
 /// Why a frame yielded no segment; each maps to a `FileCounters` field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Skip {
@@ -74,6 +86,10 @@ pub(crate) enum Skip {
     Fragment,
     /// A header that does not parse or is cut short.
     Malformed,
+    /// The IP length claims more bytes than the frame carried on the wire:
+    /// the receiving host drops it (`ip_rcv_core`), so it must never reach
+    /// reassembly (an insertion trick).
+    BadLength,
     /// An encapsulation this decoder does not open, as its counter key.
     Unsupported(&'static str),
 }
@@ -88,8 +104,14 @@ pub(crate) fn decode(
     frame: &[u8],
     orig_len: u32,
     time_ns: u64,
-) -> Result<Segment<'_>, Skip> {
-    let packet = match link {
+) -> Result<(Segment<'_>, Checks), Skip> {
+    let packet = slice(link, frame)?;
+    classify(&packet, frame, orig_len, time_ns)
+}
+
+/// The frame sliced by etherparse below its link header.
+fn slice(link: Link, frame: &[u8]) -> Result<LaxSlicedPacket<'_>, Skip> {
+    Ok(match link {
         Link::Ethernet => LaxSlicedPacket::from_ethernet(frame).map_err(|_| Skip::Malformed)?,
         Link::Raw => LaxSlicedPacket::from_ip(frame).map_err(|_| Skip::Malformed)?,
         Link::Null => match frame.get(..4).ok_or(Skip::Malformed)? {
@@ -105,8 +127,47 @@ pub(crate) fn decode(
         // protocol values (netlink families, 802.2 LLC) fall out as not TCP.
         Link::Sll => cooked(frame, 14, 16)?,
         Link::Sll2 => cooked(frame, 0, 20)?,
+    })
+}
+
+/// One IPv4 fragment of a TCP segment (RFC 791 section 3.2).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Fragment<'a> {
+    /// Source and destination addresses.
+    pub src: Ipv4Addr,
+    /// See `src`.
+    pub dst: Ipv4Addr,
+    /// The datagram's identification field.
+    pub id: u16,
+    /// Offset of this fragment's data in the datagram's payload, in bytes.
+    pub offset: u16,
+    /// More fragments follow.
+    pub more: bool,
+    /// This fragment's data (as captured).
+    pub data: &'a [u8],
+}
+
+/// The frame as an IPv4 fragment of a TCP segment whose header checksum
+/// and length are right; `None` for anything else (IPv6 fragments
+/// included: they are counted, not reassembled).
+pub(crate) fn ipv4_fragment(link: Link, frame: &[u8]) -> Option<Fragment<'_>> {
+    let packet = slice(link, frame).ok()?;
+    let Some(LaxNetSlice::Ipv4(ip)) = &packet.net else {
+        return None;
     };
-    classify(&packet, frame, orig_len, time_ns)
+    let h = ip.header();
+    let payload = ip.payload();
+    let valid = h.to_header().calc_header_checksum() == h.header_checksum()
+        && payload.len_source == etherparse::LenSource::Ipv4HeaderTotalLen
+        && !payload.incomplete;
+    (valid && payload.fragmented && payload.ip_number == IpNumber::TCP).then(|| Fragment {
+        src: h.source_addr(),
+        dst: h.destination_addr(),
+        id: h.identification(),
+        offset: h.fragments_offset().byte_offset(),
+        more: h.more_fragments(),
+        data: payload.payload,
+    })
 }
 
 /// Slices a Linux cooked capture whose protocol field sits at `proto_at`.
@@ -122,7 +183,7 @@ fn classify<'a>(
     frame: &'a [u8],
     orig_len: u32,
     time_ns: u64,
-) -> Result<Segment<'a>, Skip> {
+) -> Result<(Segment<'a>, Checks), Skip> {
     if let Some(TransportSlice::Tcp(tcp)) = &packet.transport {
         return segment(packet.net.as_ref(), tcp, frame, orig_len, time_ns);
     }
@@ -172,7 +233,7 @@ fn pppoe<'a>(
     frame: &'a [u8],
     orig_len: u32,
     time_ns: u64,
-) -> Result<Segment<'a>, Skip> {
+) -> Result<(Segment<'a>, Checks), Skip> {
     let [0x11, 0, _, _, _, _, ppp @ ..] = payload else {
         return Err(Skip::Malformed);
     };
@@ -190,18 +251,19 @@ fn pppoe<'a>(
     }
 }
 
-/// Builds the segment; lengths are measured as offsets into `frame`.
+/// Builds the segment and its checks; lengths are measured as offsets into
+/// `frame`.
 fn segment<'a>(
     net: Option<&LaxNetSlice<'a>>,
     tcp: &TcpSlice<'a>,
     frame: &'a [u8],
     orig_len: u32,
     time_ns: u64,
-) -> Result<Segment<'a>, Skip> {
+) -> Result<(Segment<'a>, Checks), Skip> {
     // Where the IP packet ends by its own length field; a zero field (TSO/GSO,
     // IPv6 jumbograms) leaves the frame's wire length as the only measure.
     let wire_end = (orig_len as usize).max(frame.len());
-    let (src, dst, ip_end) = match net {
+    let (src, dst, ip_end, ip_checksum) = match net {
         Some(LaxNetSlice::Ipv4(ip)) => {
             let h = ip.header();
             let total = usize::from(h.total_len());
@@ -210,11 +272,9 @@ fn segment<'a>(
             } else {
                 offset(frame, h.slice()) + total
             };
-            (
-                IpAddr::V4(h.source_addr()),
-                IpAddr::V4(h.destination_addr()),
-                end,
-            )
+            let checksum = h.to_header().calc_header_checksum() == h.header_checksum();
+            let (s, d) = (h.source_addr(), h.destination_addr());
+            (IpAddr::V4(s), IpAddr::V4(d), end, Some(checksum))
         }
         Some(LaxNetSlice::Ipv6(ip)) => {
             let h = ip.header();
@@ -222,18 +282,31 @@ fn segment<'a>(
                 0 => wire_end,
                 n => offset(frame, h.slice()) + h.slice().len() + usize::from(n),
             };
-            (
-                IpAddr::V6(h.source_addr()),
-                IpAddr::V6(h.destination_addr()),
-                end,
-            )
+            let (s, d) = (h.source_addr(), h.destination_addr());
+            (IpAddr::V6(s), IpAddr::V6(d), end, None)
         }
         _ => return Err(Skip::Malformed),
     };
+    if ip_end > wire_end {
+        return Err(Skip::BadLength);
+    }
     let payload_len = ip_end.saturating_sub(offset(frame, tcp.payload()));
     let payload = tcp.payload();
     let header = tcp.header_slice();
-    Ok(Segment {
+    let whole = payload.len() == payload_len && tcp.slice().len() == header.len() + payload_len;
+    let tcp_checksum = whole.then(|| {
+        let sum = match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => tcp.calc_checksum_ipv4(s.octets(), d.octets()),
+            (IpAddr::V6(s), IpAddr::V6(d)) => tcp.calc_checksum_ipv6(s.octets(), d.octets()),
+            _ => return false,
+        };
+        sum.is_ok_and(|sum| sum == tcp.checksum())
+    });
+    let checks = Checks {
+        ip_checksum,
+        tcp_checksum,
+    };
+    let segment = Segment {
         time_ns,
         src: SocketAddr::new(src, tcp.source_port()),
         dst: SocketAddr::new(dst, tcp.destination_port()),
@@ -244,7 +317,36 @@ fn segment<'a>(
         payload_len: u32::try_from(payload_len).unwrap_or(u32::MAX),
         payload: &payload[..payload.len().min(payload_len)],
         source: Source::File,
-    })
+    };
+    Ok((segment, checks))
+}
+
+/// The TCP segment of a reassembled IPv4 datagram from `src` to `dst`.
+pub(crate) fn reassembled(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    datagram: &[u8],
+    time_ns: u64,
+) -> Result<(Segment<'_>, Checks), Skip> {
+    let tcp = TcpSlice::from_slice(datagram).map_err(|_| Skip::Malformed)?;
+    let checksum = tcp.calc_checksum_ipv4(src.octets(), dst.octets());
+    let checks = Checks {
+        ip_checksum: Some(true),
+        tcp_checksum: Some(checksum.is_ok_and(|sum| sum == tcp.checksum())),
+    };
+    let payload = tcp.payload();
+    let segment = Segment {
+        time_ns,
+        src: SocketAddr::new(IpAddr::V4(src), tcp.source_port()),
+        dst: SocketAddr::new(IpAddr::V4(dst), tcp.destination_port()),
+        seq: tcp.sequence_number(),
+        ack: tcp.acknowledgment_number(),
+        flags: tcp.header_slice()[13],
+        payload_len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
+        payload,
+        source: Source::File,
+    };
+    Ok((segment, checks))
 }
 
 /// Byte offset of `inner` within `frame`, which it borrows from.

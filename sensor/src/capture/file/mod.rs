@@ -8,6 +8,7 @@
 //! private `link` module; everything that is not a TCP segment is counted in
 //! [`FileCounters`], never an error.
 
+mod defrag;
 mod link;
 
 use std::collections::BTreeMap;
@@ -20,7 +21,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use pcap_parser::traits::PcapNGPacketBlock;
 use pcap_parser::{Block, PcapBlockOwned, PcapError, create_reader};
 
-use link::{Link, Skip, decode};
+use defrag::{Defrag, Outcome};
+use link::{Checks, Link, Skip, decode, ipv4_fragment, reassembled};
 
 use super::Segment;
 
@@ -43,8 +45,25 @@ pub struct FileCounters {
     pub tcp_segments: u64,
     /// IP packets that are not TCP (UDP, ICMP...) and non-IP frames (ARP, LLDP...).
     pub not_tcp: u64,
-    /// IPv4 and IPv6 fragments, skipped: fragments are not reassembled.
+    /// IPv4 and IPv6 fragments. IPv4 fragments of TCP are reassembled
+    /// (`reassembled`); IPv6 fragments are counted only.
     pub ip_fragments: u64,
+    /// TCP segments rebuilt from IPv4 fragments (counted in
+    /// `tcp_segments` too).
+    pub reassembled: u64,
+    /// IPv4 datagrams whose fragments were dropped: overlapping (as Linux
+    /// does), bad offsets, or never completed within 30 s.
+    pub fragments_dropped: u64,
+    /// Frames whose IP length claims more than the frame carried: the
+    /// receiving host drops them, so they are dropped here.
+    pub bad_ip_length: u64,
+    /// Segments dropped for a wrong IPv4 header or TCP checksum (while
+    /// checksums are validated, see `checksums`).
+    pub bad_checksum: u64,
+    /// Whether checksums were validated: `on`, `off`, or `offloaded` when
+    /// `auto` found most of the file's checksums wrong (captured on a host
+    /// that offloads them) and turned validation off.
+    pub checksums: &'static str,
     /// Frames whose headers do not parse (bad IHL, bad TCP data offset, a
     /// header cut short by the capture length...).
     pub malformed: u64,
@@ -87,6 +106,31 @@ pub enum FileError {
     },
 }
 
+/// Whether segments with wrong checksums are dropped, as the receiving
+/// host would drop them (Suricata's `checksum-validation`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Checksums {
+    /// Validate, unless more than 10% of the file's first 1000 checkable
+    /// segments fail: then the capture host offloaded checksums (they were
+    /// never filled in) and nothing is dropped.
+    #[default]
+    Auto,
+    /// Always validate.
+    On,
+    /// Never validate.
+    Off,
+}
+
+impl crate::choice::Choice for Checksums {
+    const CHOICES: &'static [(&'static str, Self)] =
+        &[("auto", Self::Auto), ("on", Self::On), ("off", Self::Off)];
+}
+
+/// How `auto` samples a file: its first this many checkable segments...
+const SAMPLE: u64 = 1000;
+/// ...of which more than this share failing means offloaded checksums.
+const OFFLOADED_SHARE: f64 = 0.1;
+
 /// Reads every packet of one pcap or pcapng file and calls `on_segment` for
 /// each TCP segment, in file order. Segments carry `Source::File` and the
 /// packet timestamp in ns since the Unix epoch.
@@ -96,13 +140,53 @@ pub enum FileError {
 /// parsed, is read up to that point, logged with `tracing::warn!`, and
 /// flagged in the counters.
 ///
+/// `checksums` says whether segments the receiving host would drop for a
+/// wrong checksum are dropped; they never are when the capture cut the
+/// segment (it cannot be checked).
+///
 /// # Errors
 /// [`FileError`] when the file cannot be opened or read, or is not a capture.
 pub fn read_file(
     path: &Path,
     progress: bool,
+    checksums: Checksums,
     on_segment: &mut dyn FnMut(&Segment<'_>),
 ) -> Result<FileCounters, FileError> {
+    let validate = match checksums {
+        Checksums::On => Some(true),
+        Checksums::Off => Some(false),
+        Checksums::Auto => None,
+    };
+    let validate = match validate {
+        Some(v) => v,
+        None => {
+            let mut sample = State::sampling();
+            read(path, false, &mut sample, &mut |_| {})?;
+            let failed = sample.sample_failed as f64;
+            failed <= OFFLOADED_SHARE * sample.sample_checked as f64
+        }
+    };
+    let mut state = State {
+        validate,
+        ..State::default()
+    };
+    read(path, progress, &mut state, on_segment)?;
+    state.counters.checksums = match (checksums, validate) {
+        (_, true) => "on",
+        (Checksums::Auto, false) => "offloaded",
+        _ => "off",
+    };
+    state.counters.fragments_dropped += state.defrag.expired;
+    Ok(state.counters)
+}
+
+/// Reads `path` through `state` until its end or until `state` stops.
+fn read(
+    path: &Path,
+    progress: bool,
+    state: &mut State,
+    on_segment: &mut dyn FnMut(&Segment<'_>),
+) -> Result<(), FileError> {
     let file = File::open(path).map_err(|source| FileError::Open {
         path: path.to_owned(),
         source,
@@ -130,9 +214,8 @@ pub fn read_file(
     )
     .map_err(failed)?;
     let bar = progress.then(|| progress_bar(size));
-    let mut state = State::default();
     let mut capacity = BUFFER;
-    loop {
+    while !state.stop {
         // A full buffer that still holds no whole record must grow to progress.
         let full = reader.data().len() >= capacity;
         match reader.next() {
@@ -141,7 +224,7 @@ pub fn read_file(
                 // Shift the buffer only when refilling, not once per record.
                 reader.consume_noshift(len);
                 if let Some(bar) = &bar
-                    && state.counters.packets % PROGRESS_EVERY == 0
+                    && state.counters.packets.is_multiple_of(PROGRESS_EVERY)
                 {
                     bar.set_position(reader.consumed() as u64);
                 }
@@ -169,7 +252,7 @@ pub fn read_file(
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    Ok(state.counters)
+    Ok(())
 }
 
 /// The file, keeping the cause of a read error that `pcap-parser` would
@@ -211,9 +294,46 @@ struct State {
     interfaces: Vec<Interface>,
     /// Last timestamp seen, for pcapng simple packet blocks, which have none.
     last_ns: u64,
+    /// Drop segments with wrong checksums.
+    validate: bool,
+    /// IPv4 datagrams being reassembled.
+    defrag: Defrag,
+    /// Sampling checksums for `auto`, not delivering segments.
+    sampling: bool,
+    /// Checkable segments sampled, and those that failed.
+    sample_checked: u64,
+    sample_failed: u64,
+    /// Stop reading (the sample is complete).
+    stop: bool,
 }
 
 impl State {
+    /// A state that samples checksums for [`Checksums::Auto`].
+    fn sampling() -> Self {
+        Self {
+            sampling: true,
+            ..Self::default()
+        }
+    }
+
+    /// Whether a segment with `checks` reaches the pipeline; counts it.
+    fn accept(&mut self, checks: Checks) -> bool {
+        let ok = checks.ip_checksum != Some(false) && checks.tcp_checksum != Some(false);
+        if self.sampling {
+            if checks.ip_checksum.is_some() || checks.tcp_checksum.is_some() {
+                self.sample_checked += 1;
+                self.sample_failed += u64::from(!ok);
+                self.stop = self.sample_checked >= SAMPLE;
+            }
+            return false;
+        }
+        if !ok && self.validate {
+            self.counters.bad_checksum += 1;
+            return false;
+        }
+        true
+    }
+
     fn block(&mut self, block: PcapBlockOwned<'_>, on_segment: &mut dyn FnMut(&Segment<'_>)) {
         match block {
             PcapBlockOwned::LegacyHeader(h) => {
@@ -278,17 +398,52 @@ impl State {
             Err(reason) => return bump(&mut c.unsupported, reason),
         };
         match decode(link, data, orig_len, self.last_ns) {
-            Ok(segment) => {
-                c.tcp_segments += 1;
-                if segment.payload.len() < segment.payload_len as usize {
-                    c.snapped += 1;
-                }
-                on_segment(&segment);
-            }
+            Ok((segment, checks)) => self.deliver(&segment, checks, on_segment),
             Err(Skip::NotTcp) => c.not_tcp += 1,
-            Err(Skip::Fragment) => c.ip_fragments += 1,
+            Err(Skip::Fragment) => {
+                c.ip_fragments += 1;
+                if let Some(f) = ipv4_fragment(link, data) {
+                    self.fragment(&f, on_segment);
+                }
+            }
             Err(Skip::Malformed) => c.malformed += 1,
+            Err(Skip::BadLength) => c.bad_ip_length += 1,
             Err(Skip::Unsupported(reason)) => bump(&mut c.unsupported, reason),
+        }
+    }
+
+    /// Counts a decoded segment and hands it on if it passes the checks.
+    fn deliver(
+        &mut self,
+        segment: &Segment<'_>,
+        checks: Checks,
+        on_segment: &mut dyn FnMut(&Segment<'_>),
+    ) {
+        if !self.accept(checks) {
+            return;
+        }
+        let c = &mut self.counters;
+        c.tcp_segments += 1;
+        if segment.payload.len() < segment.payload_len as usize {
+            c.snapped += 1;
+        }
+        on_segment(segment);
+    }
+
+    /// Adds an IPv4 fragment; a datagram it completes becomes a segment.
+    fn fragment(&mut self, f: &link::Fragment<'_>, on_segment: &mut dyn FnMut(&Segment<'_>)) {
+        match self.defrag.add(f, self.last_ns) {
+            Outcome::Pending => {}
+            Outcome::Dropped => self.counters.fragments_dropped += 1,
+            Outcome::Complete(datagram) => {
+                match reassembled(f.src, f.dst, &datagram, self.last_ns) {
+                    Ok((segment, checks)) => {
+                        self.counters.reassembled += 1;
+                        self.deliver(&segment, checks, on_segment);
+                    }
+                    Err(_) => self.counters.malformed += 1,
+                }
+            }
         }
     }
 }

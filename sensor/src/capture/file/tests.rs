@@ -12,7 +12,7 @@ mod real;
 /// Reads `path`, collecting its segments.
 pub(super) fn read(path: &Path) -> Result<(FileCounters, Vec<OwnedSegment>), FileError> {
     let mut got = Vec::new();
-    let counters = read_file(path, false, &mut |s| {
+    let counters = read_file(path, false, Checksums::Auto, &mut |s| {
         assert_eq!(s.source, Source::File);
         assert!(s.payload.len() <= s.payload_len as usize);
         got.push(OwnedSegment::from(s));
@@ -485,4 +485,91 @@ fn power_of_two_and_out_of_range_resolutions() {
     assert_eq!(ticks_per_sec(0x80 | 20), 1 << 20);
     assert_eq!(ticks_per_sec(20), 1_000_000);
     assert_eq!(ticks_per_sec(0x80 | 64), 1_000_000);
+}
+
+/// `ip` (an IPv4 packet) cut into fragments of its payload at `cuts`
+/// (multiples of 8), each with a correct header.
+fn fragments(ip: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
+    let (header, payload) = etherparse::Ipv4Header::from_slice(ip).unwrap();
+    let mut bounds = vec![0];
+    bounds.extend_from_slice(cuts);
+    bounds.push(payload.len());
+    bounds
+        .windows(2)
+        .map(|w| {
+            let mut h = header.clone();
+            h.more_fragments = w[1] < payload.len();
+            h.fragment_offset = etherparse::IpFragOffset::try_new((w[0] / 8) as u16).unwrap();
+            h.set_payload_len(w[1] - w[0]).unwrap();
+            h.header_checksum = h.calc_header_checksum();
+            let mut out = h.to_bytes().to_vec();
+            out.extend_from_slice(&payload[w[0]..w[1]]);
+            out
+        })
+        .collect()
+}
+
+#[test]
+fn ipv4_fragments_are_reassembled_in_any_order() {
+    let ip = tcp4(PAYLOAD);
+    let mut parts = fragments(&ip, &[16, 32]);
+    parts.swap(0, 2);
+    let (c, got) = frames(
+        1,
+        &parts.iter().map(|f| ether(0x0800, f)).collect::<Vec<_>>(),
+    );
+    assert_eq!((c.ip_fragments, c.reassembled, c.tcp_segments), (3, 1, 1));
+    assert_is_tcp4(&got[0]);
+    // Overlapping fragments drop the datagram, as Linux does.
+    let mut overlapping = fragments(&ip, &[16]);
+    let mut clash = fragments(&ip, &[8, 24]).remove(1);
+    clash[20] ^= 0xff;
+    overlapping.insert(1, clash);
+    let (c, got) = frames(
+        1,
+        &overlapping
+            .iter()
+            .map(|f| ether(0x0800, f))
+            .collect::<Vec<_>>(),
+    );
+    assert!(got.is_empty());
+    assert_eq!(c.fragments_dropped, 1);
+}
+
+#[test]
+fn an_ip_length_beyond_the_frame_is_dropped() {
+    let mut ip = tcp4(PAYLOAD);
+    let longer = (ip.len() as u16 + 40).to_be_bytes();
+    ip[2..4].copy_from_slice(&longer);
+    let (c, got) = frames(1, &[ether(0x0800, &ip)]);
+    assert!(got.is_empty());
+    assert_eq!(c.bad_ip_length, 1);
+}
+
+#[test]
+fn wrong_checksums_are_dropped_unless_offloaded() {
+    let good = ether(0x0800, &tcp4(PAYLOAD));
+    let mut bad = good.clone();
+    let at = bad.len() - 1;
+    bad[at] ^= 1; // the payload's last byte: the TCP checksum no longer fits
+    let read_with = |checksums, frames: &[&[u8]]| {
+        let records: Vec<_> = frames.iter().map(|f| (*f, f.len() as u32)).collect();
+        let file = temp(&pcap(MICROS, 1, &records));
+        let mut got = 0;
+        let c = read_file(file.path(), false, checksums, &mut |_| got += 1).unwrap();
+        (c, got)
+    };
+    let (c, got) = read_with(Checksums::On, &[&good, &bad]);
+    assert_eq!((got, c.bad_checksum, c.checksums), (1, 1, "on"));
+    let (c, got) = read_with(Checksums::Off, &[&good, &bad]);
+    assert_eq!((got, c.bad_checksum, c.checksums), (2, 0, "off"));
+    // Auto: one bad segment in twenty is an attack, dropped...
+    let mostly_good: Vec<&[u8]> = std::iter::repeat_n(&good[..], 19)
+        .chain([&bad[..]])
+        .collect();
+    let (c, got) = read_with(Checksums::Auto, &mostly_good);
+    assert_eq!((got, c.bad_checksum, c.checksums), (19, 1, "on"));
+    // ... while a file of wrong checksums was captured with offload.
+    let (c, got) = read_with(Checksums::Auto, &[&bad, &bad, &good]);
+    assert_eq!((got, c.bad_checksum, c.checksums), (3, 0, "offloaded"));
 }

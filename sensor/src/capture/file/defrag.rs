@@ -1,0 +1,131 @@
+//! IPv4 fragment reassembly for capture files, as the receiving host does
+//! it, so a request carried in fragments is read as the server read it.
+//!
+//! Each datagram's fragments are kept by (source, destination,
+//! identification) in `etherparse`'s [`IpDefragBuf`] until they cover it
+//! from offset 0 to a fragment without "more fragments". As Linux since 4.19
+//! ("ip: discard IPv4 datagrams with overlapping segments"), overlapping
+//! fragments drop the whole datagram (they are how insertion attacks hide
+//! data). Bounded: at most [`MAX_DATAGRAMS`] datagrams in progress, each
+//! given up after [`TIMEOUT_NS`] of event time (Linux's `ipfrag_time`).
+
+use std::net::Ipv4Addr;
+
+use etherparse::{IpFragOffset, IpNumber, defrag::IpDefragBuf};
+use hashbrown::HashMap;
+
+use super::link::Fragment;
+
+/// Datagrams reassembled at once; a new one past it drops the oldest.
+pub const MAX_DATAGRAMS: usize = 1024;
+
+/// How long a datagram may take to arrive whole (event time): 30 s.
+pub const TIMEOUT_NS: u64 = 30_000_000_000;
+
+/// What adding a fragment did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The datagram is still incomplete.
+    Pending,
+    /// The datagram is whole: its payload (a TCP segment).
+    Complete(Vec<u8>),
+    /// The datagram was dropped (overlap, bad offsets or length).
+    Dropped,
+}
+
+type Key = (Ipv4Addr, Ipv4Addr, u16);
+
+/// Datagrams in progress.
+#[derive(Default)]
+pub(crate) struct Defrag {
+    datagrams: HashMap<Key, (u64, IpDefragBuf)>,
+    /// Datagrams given up (timed out or pushed out) so far.
+    pub expired: u64,
+}
+
+impl Defrag {
+    /// Takes one fragment seen at `now_ns`.
+    pub fn add(&mut self, f: &Fragment<'_>, now_ns: u64) -> Outcome {
+        self.datagrams
+            .retain(|_, (first, _)| first.saturating_add(TIMEOUT_NS) >= now_ns);
+        let key = (f.src, f.dst, f.id);
+        if !self.datagrams.contains_key(&key) && self.datagrams.len() >= MAX_DATAGRAMS {
+            let oldest = self
+                .datagrams
+                .iter()
+                .min_by_key(|(_, (t, _))| *t)
+                .map(|(k, _)| *k);
+            if let Some(k) = oldest {
+                self.datagrams.remove(&k);
+                self.expired += 1;
+            }
+        }
+        let (_, buf) = self.datagrams.entry(key).or_insert_with(|| {
+            (
+                now_ns,
+                IpDefragBuf::new(IpNumber::TCP, Vec::new(), Vec::new()),
+            )
+        });
+        let end = usize::from(f.offset) + f.data.len();
+        let overlaps = buf
+            .sections()
+            .iter()
+            .any(|s| usize::from(s.start) < end && usize::from(f.offset) < usize::from(s.end));
+        let offset = IpFragOffset::try_new(f.offset / 8);
+        let added = match offset {
+            Ok(o) if !overlaps && f.offset.is_multiple_of(8) => buf.add(o, f.more, f.data).is_ok(),
+            _ => false,
+        };
+        if !added {
+            self.datagrams.remove(&key);
+            return Outcome::Dropped;
+        }
+        if !buf.is_complete() {
+            return Outcome::Pending;
+        }
+        let (_, buf) = self.datagrams.remove(&key).expect("present");
+        let (data, _) = buf.take_bufs();
+        Outcome::Complete(data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frag(offset: u16, more: bool, data: &[u8]) -> Fragment<'_> {
+        Fragment {
+            src: Ipv4Addr::new(10, 0, 0, 2),
+            dst: Ipv4Addr::new(10, 0, 0, 1),
+            id: 7,
+            offset,
+            more,
+            data,
+        }
+    }
+
+    #[test]
+    fn fragments_in_any_order_make_the_datagram() {
+        let mut d = Defrag::default();
+        assert_eq!(d.add(&frag(8, true, b"89abcdef"), 0), Outcome::Pending);
+        assert_eq!(d.add(&frag(16, false, b"gh"), 1), Outcome::Pending);
+        assert_eq!(
+            d.add(&frag(0, true, b"01234567"), 2),
+            Outcome::Complete(b"0123456789abcdefgh".to_vec())
+        );
+        assert!(d.datagrams.is_empty());
+    }
+
+    #[test]
+    fn overlaps_drop_the_datagram_and_time_bounds_it() {
+        let mut d = Defrag::default();
+        assert_eq!(d.add(&frag(0, true, b"01234567"), 0), Outcome::Pending);
+        assert_eq!(d.add(&frag(0, true, b"ABCDEFGH"), 1), Outcome::Dropped);
+        assert_eq!(d.add(&frag(8, false, b"x"), 2), Outcome::Pending);
+        assert_eq!(
+            d.add(&frag(0, true, b"01234567"), TIMEOUT_NS + 3),
+            Outcome::Pending
+        );
+        assert_eq!(d.datagrams.len(), 1, "the first fragment at 2 ns timed out");
+    }
+}

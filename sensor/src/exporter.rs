@@ -20,11 +20,13 @@
 //! | `siem_sensor_flows_ended_total` | counter | `how`: `closed`, `expired`, `evicted` | connections ended |
 //! | `siem_sensor_gaps_total` / `siem_sensor_gap_bytes_total` | counter | | reassembly holes skipped, and their bytes |
 //! | `siem_sensor_retransmitted_bytes_total` | counter | | bytes seen twice and dropped |
+//! | `siem_sensor_overlap_different_data_total` | counter | | copies of seen bytes with other content (the first copy kept): evasion attempts |
 //! | `siem_sensor_http_errors_total` | counter | `kind` | HTTP framing losses by kind |
 //! | `siem_sensor_transactions_total` | counter | `class`: `1xx`..`5xx`, `none` | transactions by status class |
 //! | `siem_sensor_transaction_latency_seconds` | histogram | | request start to response start |
 //! | `siem_sensor_alerts_total` | counter | `detector` | alerts sent |
 //! | `siem_sensor_alerts_suppressed_total` | counter | | alerts held back by the cooldown |
+//! | `siem_sensor_transactions_unconfirmed_total` | counter | | transactions neither answered nor acknowledged on a handshaken flow (possibly forged), which no detector counts |
 //! | `siem_sensor_detector_evictions_total` | counter | | detector table entries evicted |
 //! | `siem_sensor_syslog_records_total` | counter | `target`, `result`: `sent`, `overflow`, `undelivered` | syslog delivery per target |
 //! | `siem_sensor_build_info` | gauge | `version` | always 1 |
@@ -98,6 +100,7 @@ pub fn pipeline(c: &PipelineCounters, snapshot: Option<&Snapshot>) {
     counter!("siem_sensor_gaps_total").absolute(f.gaps);
     counter!("siem_sensor_gap_bytes_total").absolute(f.gap_bytes);
     counter!("siem_sensor_retransmitted_bytes_total").absolute(f.retransmitted_bytes);
+    counter!("siem_sensor_overlap_different_data_total").absolute(f.overlap_different_data);
     let e = &c.http.errors;
     for (kind, n) in [
         ("bad_request_head", e.bad_request_head),
@@ -113,6 +116,7 @@ pub fn pipeline(c: &PipelineCounters, snapshot: Option<&Snapshot>) {
         counter!("siem_sensor_alerts_total", "detector" => detector.as_str()).absolute(*n);
     }
     counter!("siem_sensor_alerts_suppressed_total").absolute(c.detect.suppressed);
+    counter!("siem_sensor_transactions_unconfirmed_total").absolute(c.detect.unconfirmed);
     for d in &c.sinks {
         let name = format!("siem_sensor_{}_records_total", d.sink);
         for (result, n) in [

@@ -57,6 +57,10 @@ pub struct FlowCounters {
     pub evicted: u64,
     /// Payload bytes seen again (retransmissions, overlaps) and dropped.
     pub retransmitted_bytes: u64,
+    /// Copies of already seen bytes whose content differed from the first
+    /// copy, which was kept: evasion attempts, or the tap and the gateway
+    /// seeing different copies.
+    pub overlap_different_data: u64,
     /// Segments that arrived ahead of a hole and were held.
     pub out_of_order_segments: u64,
     /// Holes skipped (bytes never captured).

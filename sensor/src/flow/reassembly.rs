@@ -46,6 +46,25 @@ pub struct Stream {
     pending: Vec<Pending>,
     /// Captured bytes held in `pending`.
     pending_bytes: usize,
+    /// The last segments delivered, to tell a retransmission carrying
+    /// different bytes (an insertion attempt, or the gateway seeing one
+    /// copy and the tap another) from an honest one.
+    recent: [Delivered; 2],
+}
+
+/// A delivered segment's range and a hash of its captured bytes.
+#[derive(Debug, Default, Clone, Copy)]
+struct Delivered {
+    seq: u32,
+    captured: u32,
+    hash: u64,
+}
+
+/// A hash of captured bytes (foldhash with a fixed seed; not
+/// cryptographic: a collision only hides a difference, never invents one).
+fn bytes_hash(data: &[u8]) -> u64 {
+    use std::hash::BuildHasher as _;
+    foldhash::fast::FixedState::with_seed(0).hash_one(data)
 }
 
 /// Signed distance from `b` to `a` in sequence space (RFC 9293 section 3.4).
@@ -119,14 +138,43 @@ impl Stream {
             return;
         }
         let overlap = (-ahead) as u64;
+        self.compare(seq, payload, counters);
         if overlap >= u64::from(payload_len) {
             counters.retransmitted_bytes += u64::from(payload_len);
             return;
         }
         counters.retransmitted_bytes += overlap;
         emit(time_ns, payload_len, payload, overlap, deliver);
+        self.remember(seq, payload);
         self.next_seq = Some(seq.wrapping_add(payload_len));
         self.drain(counters, deliver);
+    }
+
+    /// Linux keeps the first copy of bytes it accepted (the first copy
+    /// wins here too): a later copy of the same range with other captured
+    /// bytes is counted as `overlap_different_data` (Suricata's
+    /// `stream.reassembly.overlap_different_data`). Only copies of a whole
+    /// recent segment are compared.
+    fn compare(&self, seq: u32, payload: &[u8], counters: &mut FlowCounters) {
+        let earlier = self
+            .recent
+            .iter()
+            .find(|d| d.seq == seq && d.captured > 0 && payload.len() >= d.captured as usize);
+        if let Some(d) = earlier
+            && bytes_hash(&payload[..d.captured as usize]) != d.hash
+        {
+            counters.overlap_different_data += 1;
+        }
+    }
+
+    /// Notes a delivered segment for [`Stream::compare`].
+    fn remember(&mut self, seq: u32, payload: &[u8]) {
+        self.recent[1] = self.recent[0];
+        self.recent[0] = Delivered {
+            seq,
+            captured: payload.len() as u32,
+            hash: bytes_hash(payload),
+        };
     }
 
     /// The peer acknowledged up to `ack`: bytes before it passed the tap even
@@ -172,11 +220,12 @@ impl Stream {
         counters: &mut FlowCounters,
     ) {
         let at = self.pending.partition_point(|p| seq_diff(p.seq, seq) < 0);
-        if self
-            .pending
-            .get(at)
-            .is_some_and(|p| p.seq == seq && p.len >= len)
+        if let Some(p) = self.pending.get(at)
+            && p.seq == seq
+            && p.len >= len
         {
+            let n = p.data.len().min(payload.len());
+            counters.overlap_different_data += u64::from(p.data[..n] != payload[..n]);
             counters.retransmitted_bytes += u64::from(len);
             return;
         }
@@ -247,6 +296,7 @@ impl Stream {
             }
             counters.retransmitted_bytes += overlap;
             emit(p.time_ns, p.len, &p.data, overlap, deliver);
+            self.remember(p.seq, &p.data);
             self.next_seq = Some(p.seq.wrapping_add(p.len));
         }
     }
@@ -407,5 +457,24 @@ mod tests {
         feed(&mut s, &[(99, SYN, 0, b"")], &mut c);
         assert!(!s.is_new_syn(99));
         assert!(s.is_new_syn(5000));
+    }
+
+    #[test]
+    fn a_copy_with_other_bytes_is_counted_and_the_first_kept() {
+        let (mut s, mut c) = (Stream::default(), FlowCounters::default());
+        let out = feed(
+            &mut s,
+            &[
+                (100, ACK, 10, b"GET /hello"),
+                (100, ACK, 10, b"GET /admin"),
+                (100, ACK, 10, b"GET /hello"),
+                (120, ACK, 2, b"xy"),
+                (120, ACK, 2, b"zz"),
+                (110, ACK, 10, b"0123456789"),
+            ],
+            &mut c,
+        );
+        assert_eq!(out, "GET /hello0123456789xy");
+        assert_eq!(c.overlap_different_data, 2);
     }
 }

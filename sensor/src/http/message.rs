@@ -203,8 +203,13 @@ pub struct HeadLimits {
 /// Longest chunk-size or trailer line buffered, in bytes.
 const MAX_LINE: usize = 4096;
 
-/// Most headers parsed in one head; further ones make the head an error.
+/// Header slots parsed into on the stack; a head with more (nginx limits
+/// header bytes, not their number) is parsed again into a heap array sized
+/// by its line count.
 const MAX_HEADERS: usize = 96;
+
+/// Bytes buffered while a few bytes may still start a message.
+const MAX_SNIFF: usize = 1024;
 
 /// The framing state of one direction's byte stream.
 #[derive(Debug, Default)]
@@ -216,6 +221,9 @@ pub struct Framer {
     head_time_ns: u64,
     /// Bytes of the current message so far.
     bytes: u64,
+    /// The buffered head may still turn out not to be a message start
+    /// (only a few bytes of it arrived: `GE`, `GET`, `GET http:/`).
+    sniffing: bool,
 }
 
 impl Framer {
@@ -237,7 +245,8 @@ impl Framer {
         let mut at_start = true;
         while !data.is_empty() {
             let used = match self.state {
-                State::Seek if at_start && starts_message(kind, data) => {
+                State::Seek if at_start && sniff(kind, data) != Start::No => {
+                    self.sniffing = sniff(kind, data) == Start::Maybe;
                     self.state = State::Head;
                     0
                 }
@@ -277,6 +286,7 @@ impl Framer {
         }
         self.state = State::Seek;
         self.buf = Vec::new();
+        self.sniffing = false;
     }
 
     fn head(
@@ -307,6 +317,17 @@ impl Framer {
             .len()
             .min(limits.max_head_bytes + 1 - before.min(limits.max_head_bytes));
         self.buf.extend_from_slice(&data[..take]);
+        if self.sniffing {
+            match sniff(kind, &self.buf) {
+                Start::Yes => self.sniffing = false,
+                Start::Maybe if self.buf.len() <= MAX_SNIFF => return take,
+                Start::Maybe | Start::No => {
+                    m.skipped(self.buf.len() as u64);
+                    self.reset();
+                    return take;
+                }
+            }
+        }
         let buf = std::mem::take(&mut self.buf);
         let parsed = parse_head(kind, &buf, self.head_time_ns, false, m);
         self.buf = buf;
@@ -470,9 +491,15 @@ impl Framer {
     /// Framing is lost after consuming `used` bytes.
     fn lose(&mut self, error: FramingError, used: usize, m: &mut impl MessageHandler) -> usize {
         m.error(error);
+        self.reset();
+        used
+    }
+
+    /// Back to looking for a message start.
+    fn reset(&mut self) {
         self.state = State::Seek;
         self.buf.clear();
-        used
+        self.sniffing = false;
     }
 }
 
@@ -485,9 +512,35 @@ fn parse_head(
     truncated: bool,
     m: &mut impl MessageHandler,
 ) -> Result<Option<(usize, Body)>, httparse::Error> {
-    // Uninitialised header slots: zeroing 96 of them per head cost more
-    // than parsing the head (measured in the replay benchmark).
-    let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    match parse_head_into(kind, buf, time_ns, truncated, m, &mut slots) {
+        Err(httparse::Error::TooManyHeaders) => {
+            parse_head_into(kind, buf, time_ns, truncated, m, &mut header_slots(buf))
+        }
+        other => other,
+    }
+}
+
+/// Header slots for every line of `buf` (the rare head with more headers
+/// than the stack holds).
+fn header_slots<'b>(buf: &[u8]) -> Vec<MaybeUninit<httparse::Header<'b>>> {
+    let lines = buf.iter().filter(|&&b| b == b'\n').count() + 1;
+    let mut slots = Vec::with_capacity(lines);
+    slots.resize_with(lines, MaybeUninit::uninit);
+    slots
+}
+
+/// [`parse_head`] into `headers` slots (uninitialised: zeroing 96 of them
+/// per head cost more than parsing the head, measured in the replay
+/// benchmark).
+fn parse_head_into<'b>(
+    kind: MessageKind,
+    buf: &'b [u8],
+    time_ns: u64,
+    truncated: bool,
+    m: &mut impl MessageHandler,
+    headers: &mut [MaybeUninit<httparse::Header<'b>>],
+) -> Result<Option<(usize, Body)>, httparse::Error> {
     let mut config = httparse::ParserConfig::default();
     config
         .allow_multiple_spaces_in_request_line_delimiters(true)
@@ -498,18 +551,17 @@ fn parse_head(
     match kind {
         MessageKind::Request => {
             let mut req = httparse::Request::new(&mut []);
-            let error = match config.parse_request_with_uninit_headers(&mut req, buf, &mut headers)
-            {
+            let error = match config.parse_request_with_uninit_headers(&mut req, buf, headers) {
                 Ok(httparse::Status::Complete(n)) => {
                     return Ok(Some((n, m.request(&req, time_ns, truncated))));
                 }
                 Ok(httparse::Status::Partial) => return Ok(None),
                 Err(e) => e,
             };
-            let Some((repaired, added)) = escape_target_spaces(buf) else {
+            let Some((repaired, added)) = escape_target(buf) else {
                 return Err(error);
             };
-            let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+            let mut headers = header_slots(&repaired);
             let mut req = httparse::Request::new(&mut []);
             match config.parse_request_with_uninit_headers(&mut req, &repaired, &mut headers)? {
                 httparse::Status::Complete(n) => {
@@ -520,7 +572,7 @@ fn parse_head(
         }
         MessageKind::Response => {
             let mut resp = httparse::Response::new(&mut []);
-            match config.parse_response_with_uninit_headers(&mut resp, buf, &mut headers)? {
+            match config.parse_response_with_uninit_headers(&mut resp, buf, headers)? {
                 httparse::Status::Complete(n) => {
                     Ok(Some((n, m.response(&resp, time_ns, truncated))))
                 }
@@ -530,25 +582,28 @@ fn parse_head(
     }
 }
 
-/// A request line whose target contains spaces (`GET /a;cat /etc/passwd
-/// HTTP/1.1`, typical of injection attempts) is invalid (RFC 9112 section
-/// 3.2), but servers vary in what they accept and the attempt must not go
-/// unseen. Returns the head with those spaces as `%20`, and the bytes added;
-/// `None` when the first line is not `METHOD SP ... SP HTTP/x`.
-fn escape_target_spaces(buf: &[u8]) -> Option<(Vec<u8>, usize)> {
+/// A request line whose target holds bytes httparse refuses: spaces and
+/// control bytes (`GET /a;cat /etc/passwd HTTP/1.1`, typical of injection
+/// attempts; invalid per RFC 9112 section 3.2, though servers vary), or
+/// bytes >= 0x80 that are not UTF-8 (`/?\xff`, which nginx serves). The
+/// attempt must not go unseen: returns the head with those bytes as `%XX`,
+/// and the bytes added; `None` when the first line is not `METHOD SP ...
+/// SP HTTP/x` or needs no change.
+fn escape_target(buf: &[u8]) -> Option<(Vec<u8>, usize)> {
     let eol = buf.iter().position(|&b| b == b'\n')?;
     let line = buf[..eol].strip_suffix(b"\r").unwrap_or(&buf[..eol]);
     let first = line.iter().position(|&b| b == b' ')?;
     let last = line.iter().rposition(|&b| b == b' ')?;
     let target = line.get(first + 1..last)?;
-    if !line[last + 1..].starts_with(b"HTTP/") || !target.contains(&b' ') {
+    let odd = |b: u8| b <= b' ' || b >= 0x7f;
+    if !line[last + 1..].starts_with(b"HTTP/") || !target.iter().any(|&b| odd(b)) {
         return None;
     }
     let mut out = Vec::with_capacity(buf.len() + 16);
     out.extend_from_slice(&line[..=first]);
     for &b in target {
-        if b == b' ' {
-            out.extend_from_slice(b"%20");
+        if odd(b) {
+            out.extend_from_slice(format!("%{b:02X}").as_bytes());
         } else {
             out.push(b);
         }
@@ -558,6 +613,52 @@ fn escape_target_spaces(buf: &[u8]) -> Option<(Vec<u8>, usize)> {
     Some((out, added))
 }
 
+/// Whether bytes can start a message: yes, no, or not yet known (too few
+/// bytes arrived).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Start {
+    Yes,
+    No,
+    Maybe,
+}
+
+/// [`starts_message`], also saying when `data` is a prefix of a message
+/// start that needs more bytes to decide.
+fn sniff(kind: MessageKind, data: &[u8]) -> Start {
+    const STATUS: &[u8] = b"HTTP/1.";
+    match kind {
+        MessageKind::Response if data.starts_with(STATUS) => Start::Yes,
+        MessageKind::Response if STATUS.starts_with(data) => Start::Maybe,
+        MessageKind::Response => Start::No,
+        MessageKind::Request => {
+            let method = data
+                .iter()
+                .take_while(|b| b.is_ascii_uppercase() || **b == b'-' || **b == b'_')
+                .count();
+            if method == data.len() && method < 24 {
+                return Start::Maybe;
+            }
+            if !(3..=24).contains(&method) || data.get(method) != Some(&b' ') {
+                return Start::No;
+            }
+            let target = &data[method + 1..];
+            let line = target.split(|&b| b == b'\n').next().unwrap_or_default();
+            let forms: [&[u8]; 4] = [b"/", b"*", b"http://", b"https://"];
+            if forms.iter().any(|p| target.starts_with(p))
+                || line.windows(8).any(|w| w == b" HTTP/1.")
+            {
+                Start::Yes
+            } else if forms.iter().any(|p| p.starts_with(target)) || line.len() == target.len() {
+                // A scheme still arriving, or an authority-form line not
+                // ended yet.
+                Start::Maybe
+            } else {
+                Start::No
+            }
+        }
+    }
+}
+
 /// Whether `data` plausibly starts a message of `kind`: a status line
 /// `HTTP/1.x`, or a request line: an upper-case method token (RFC 9110
 /// section 9; extension methods included), SP, and an origin-, asterisk- or
@@ -565,24 +666,5 @@ fn escape_target_spaces(buf: &[u8]) -> Option<(Vec<u8>, usize)> {
 /// `HTTP/1.x` (authority form). Text protocols such as SMTP (`EHLO host`)
 /// do not match.
 pub fn starts_message(kind: MessageKind, data: &[u8]) -> bool {
-    match kind {
-        MessageKind::Response => {
-            data.starts_with(b"HTTP/1.") || (data.len() < 7 && b"HTTP/1.".starts_with(data))
-        }
-        MessageKind::Request => {
-            let method = data
-                .iter()
-                .take_while(|b| b.is_ascii_uppercase() || **b == b'-' || **b == b'_')
-                .count();
-            if !(3..=24).contains(&method) || data.get(method) != Some(&b' ') {
-                return false;
-            }
-            let target = &data[method + 1..];
-            let line = target.split(|&b| b == b'\n').next().unwrap_or_default();
-            [&b"/"[..], b"*", b"http://", b"https://"]
-                .iter()
-                .any(|p| target.starts_with(p))
-                || line.windows(8).any(|w| w == b" HTTP/1.")
-        }
-    }
+    sniff(kind, data) == Start::Yes
 }

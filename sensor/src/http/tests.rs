@@ -531,3 +531,44 @@ fn a_forged_request_is_unconfirmed_and_a_taken_one_confirmed() {
     let (txs, _) = Wire::new().client(req).server(resp).run();
     assert!(txs[0].midstream && txs[0].confirmed, "{:?}", txs[0]);
 }
+
+#[test]
+fn what_nginx_serves_is_one_transaction() {
+    let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    // The first segment holds only the method, then one byte at a time.
+    let req = b"GET /split?a=1 HTTP/1.1\r\nHost: h\r\n\r\n";
+    let mut wire = Wire::new().handshake().client(b"GET");
+    for b in &req[3..] {
+        wire = wire.client(&[*b]);
+    }
+    let (txs, _) = wire.server(resp).fin().run();
+    assert_eq!(
+        statuses(&txs),
+        [("GET".into(), "/split?a=1".into(), Some(200))]
+    );
+    // More headers than the parser's stack slots.
+    let mut many = b"GET /many HTTP/1.1\r\n".to_vec();
+    for i in 0..200 {
+        many.extend_from_slice(format!("X-H{i}: {i}\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    let (txs, _) = Wire::new()
+        .handshake()
+        .client(&many)
+        .server(resp)
+        .fin()
+        .run();
+    assert_eq!(statuses(&txs), [("GET".into(), "/many".into(), Some(200))]);
+    // Bytes >= 0x80 that are not UTF-8 in the target: kept, escaped.
+    let (txs, _) = Wire::new()
+        .handshake()
+        .client(b"GET /caf\xe9?q=\xff HTTP/1.1\r\nHost: h\r\n\r\n")
+        .server(resp)
+        .fin()
+        .run();
+    assert_eq!(
+        statuses(&txs),
+        [("GET".into(), "/caf%E9?q=%FF".into(), Some(200))]
+    );
+    assert_eq!(txs[0].route, "/caf%E9");
+}

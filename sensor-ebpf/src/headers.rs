@@ -3,7 +3,7 @@
 //! `load(offset, buf)` closure (`bpf_skb_load_bytes` / `bpf_xdp_load_bytes`),
 //! so the same code serves tc and XDP and works on non-linear packets.
 
-use crate::{SegmentHeader, tcp_flags};
+use crate::{SegmentHeader, checks, tcp_flags};
 
 const ETH_HLEN: u32 = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -21,12 +21,65 @@ const MAX_VLAN_TAGS: usize = 2;
 const MAX_IPV6_EXT_HEADERS: usize = 6;
 
 /// A parsed TCP segment: the record header (time, hook, direction and
-/// ifindex still unset) and where its payload starts in the frame.
+/// ifindex still unset; the IP checks in `checks`) and where its TCP header
+/// and payload are in the frame.
 pub struct Parsed {
     /// The record header, with addresses, ports, seq/ack, flags and lengths.
     pub header: SegmentHeader,
+    /// Offset of the TCP header from the start of the frame.
+    pub tcp_offset: u32,
+    /// Bytes of TCP header and payload (what the TCP checksum covers).
+    pub tcp_len: u32,
     /// Offset of the first TCP payload byte from the start of the frame.
     pub payload_offset: u32,
+}
+
+/// Why a frame is not recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// Not a TCP segment worth recording (not TCP, truncated headers, a
+    /// pure ACK without payload).
+    Other,
+    /// An IPv4 or IPv6 fragment of TCP.
+    Fragment,
+}
+
+/// Adds `bytes` to a ones' complement sum as little-endian 16-bit words,
+/// the order the kernel's `csum_partial` (and so `bpf_csum_diff`) sums in;
+/// the folded result is the same either way (RFC 1071 section 2(B)). An
+/// odd last byte is padded with zero.
+#[inline(always)]
+pub fn sum16(acc: u64, bytes: &[u8]) -> u64 {
+    let mut acc = acc;
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        acc += u64::from(u16::from_le_bytes([bytes[i], bytes[i + 1]]));
+        i += 2;
+    }
+    if i < bytes.len() {
+        acc += u64::from(bytes[i]);
+    }
+    acc
+}
+
+/// Folds a ones' complement sum to 16 bits (RFC 1071).
+#[inline(always)]
+pub fn fold(mut acc: u64) -> u16 {
+    for _ in 0..4 {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
+}
+
+/// The ones' complement sum of the TCP pseudo-header (RFC 9293 section
+/// 3.1) of a segment of `tcp_len` bytes between `header`'s addresses.
+#[inline(always)]
+pub fn pseudo_header_sum(header: &SegmentHeader, tcp_len: u32) -> u64 {
+    let addrs = if header.family == 4 { 4 } else { 16 };
+    let mut acc = sum16(0, &header.saddr[..addrs]);
+    acc = sum16(acc, &header.daddr[..addrs]);
+    let len = tcp_len.to_be_bytes();
+    sum16(acc, &[len[0], len[1], len[2], len[3], 0, IPPROTO_TCP])
 }
 
 #[inline(always)]
@@ -39,14 +92,15 @@ fn be32(b: &[u8], i: usize) -> u32 {
     u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
 }
 
-/// Walks the headers of a frame of `frame_len` bytes. Returns `None` for
-/// anything that is not a TCP segment worth recording (non-TCP, non-first
-/// fragments, truncated headers, pure ACKs without payload).
+/// Walks the headers of a frame of `frame_len` bytes. A TCP segment worth
+/// recording comes back with `checks` bits for what the IP layer would drop
+/// it for (a length beyond the frame, a wrong IPv4 header checksum);
+/// fragments and everything else are [`Skip`]ped.
 #[inline(always)]
-pub fn parse<L: Fn(u32, &mut [u8]) -> bool>(load: &L, frame_len: u32) -> Option<Parsed> {
+pub fn parse<L: Fn(u32, &mut [u8]) -> bool>(load: &L, frame_len: u32) -> Result<Parsed, Skip> {
     let mut eth = [0u8; 14];
     if !load(0, &mut eth) {
-        return None;
+        return Err(Skip::Other);
     }
     let mut ether_type = be16(&eth, 12);
     let mut off = ETH_HLEN;
@@ -56,7 +110,7 @@ pub fn parse<L: Fn(u32, &mut [u8]) -> bool>(load: &L, frame_len: u32) -> Option<
         }
         let mut tag = [0u8; 4];
         if !load(off, &mut tag) {
-            return None;
+            return Err(Skip::Other);
         }
         ether_type = be16(&tag, 2);
         off += 4;
@@ -68,15 +122,35 @@ pub fn parse<L: Fn(u32, &mut [u8]) -> bool>(load: &L, frame_len: u32) -> Option<
     if ether_type == ETH_P_IP {
         let mut ip = [0u8; 20];
         if !load(off, &mut ip) || ip[0] >> 4 != 4 || ip[9] != IPPROTO_TCP {
-            return None;
+            return Err(Skip::Other);
         }
-        if be16(&ip, 6) & 0x1fff != 0 {
-            return None; // non-first fragment: no TCP header here
+        // "More fragments" or an offset: the stack reassembles it first.
+        if be16(&ip, 6) & 0x3fff != 0 {
+            return Err(Skip::Fragment);
         }
         let ihl = ((ip[0] & 0x0f) as u32) * 4;
         let total = be16(&ip, 2) as u32;
         if ihl < 20 || (total != 0 && total < ihl) {
-            return None;
+            return Err(Skip::Other);
+        }
+        if total != 0 && off + total > frame_len {
+            header.checks |= checks::BAD_IP_LENGTH;
+        }
+        // The header checksum, options included (read a word at a time).
+        let mut acc = sum16(0, &ip);
+        for i in 0..10 {
+            let at = 20 + i * 4;
+            if at >= ihl {
+                break;
+            }
+            let mut word = [0u8; 4];
+            if !load(off + at, &mut word) {
+                return Err(Skip::Other);
+            }
+            acc = sum16(acc, &word);
+        }
+        if fold(acc) != 0xffff {
+            header.checks |= checks::BAD_IP_CHECKSUM;
         }
         l4_len = if total == 0 {
             frame_len.saturating_sub(off + ihl)
@@ -90,9 +164,12 @@ pub fn parse<L: Fn(u32, &mut [u8]) -> bool>(load: &L, frame_len: u32) -> Option<
     } else if ether_type == ETH_P_IPV6 {
         let mut ip = [0u8; 40];
         if !load(off, &mut ip) || ip[0] >> 4 != 6 {
-            return None;
+            return Err(Skip::Other);
         }
         let payload = be16(&ip, 4) as u32;
+        if payload != 0 && off + 40 + payload > frame_len {
+            header.checks |= checks::BAD_IP_LENGTH;
+        }
         l4_len = if payload == 0 {
             frame_len.saturating_sub(off + 40)
         } else {
@@ -108,7 +185,7 @@ pub fn parse<L: Fn(u32, &mut [u8]) -> bool>(load: &L, frame_len: u32) -> Option<
                 IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS | IPV6_AH => {
                     let mut ext = [0u8; 2];
                     if !load(off, &mut ext) {
-                        return None;
+                        return Err(Skip::Other);
                     }
                     next = ext[0];
                     if next == IPV6_AH {
@@ -117,35 +194,28 @@ pub fn parse<L: Fn(u32, &mut [u8]) -> bool>(load: &L, frame_len: u32) -> Option<
                         (ext[1] as u32 + 1) * 8
                     }
                 }
-                IPV6_FRAGMENT => {
-                    let mut frag = [0u8; 8];
-                    if !load(off, &mut frag) || be16(&frag, 2) & 0xfff8 != 0 {
-                        return None;
-                    }
-                    next = frag[0];
-                    8
-                }
+                IPV6_FRAGMENT => return Err(Skip::Fragment),
                 _ => break,
             };
             if ext_len > l4_len {
-                return None;
+                return Err(Skip::Other);
             }
             l4_len -= ext_len;
             off += ext_len;
         }
         if next != IPPROTO_TCP {
-            return None;
+            return Err(Skip::Other);
         }
     } else {
-        return None;
+        return Err(Skip::Other);
     }
     let mut tcp = [0u8; 20];
     if !load(off, &mut tcp) {
-        return None;
+        return Err(Skip::Other);
     }
     let data_offset = ((tcp[12] >> 4) as u32) * 4;
     if data_offset < 20 || data_offset > l4_len {
-        return None;
+        return Err(Skip::Other);
     }
     header.sport = be16(&tcp, 0);
     header.dport = be16(&tcp, 2);
@@ -155,10 +225,12 @@ pub fn parse<L: Fn(u32, &mut [u8]) -> bool>(load: &L, frame_len: u32) -> Option<
     header.payload_len = l4_len - data_offset;
     let control = tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST;
     if header.payload_len == 0 && header.tcp_flags & control == 0 {
-        return None;
+        return Err(Skip::Other);
     }
-    Some(Parsed {
+    Ok(Parsed {
         header,
+        tcp_offset: off,
+        tcp_len: l4_len,
         payload_offset: off + data_offset,
     })
 }
@@ -219,6 +291,8 @@ mod tests {
         ];
         ip[2..4].copy_from_slice(&total_len.to_be_bytes());
         ip[6..8].copy_from_slice(&fragment.to_be_bytes());
+        let sum = !fold(sum16(0, &ip));
+        ip[10..12].copy_from_slice(&sum.to_le_bytes());
         ip.extend_from_slice(l4);
         ip
     }
@@ -235,7 +309,7 @@ mod tests {
         ip
     }
 
-    fn parse_frame(frame: &[u8]) -> Option<Parsed> {
+    fn parse_result(frame: &[u8]) -> Result<Parsed, Skip> {
         let load = |off: u32, buf: &mut [u8]| {
             let start = off as usize;
             frame
@@ -244,6 +318,10 @@ mod tests {
                 .is_some()
         };
         parse(&load, frame.len() as u32)
+    }
+
+    fn parse_frame(frame: &[u8]) -> Option<Parsed> {
+        parse_result(frame).ok()
     }
 
     fn v4_frame(tags: &[u16], flags: u8, payload: &[u8]) -> Vec<u8> {
@@ -296,9 +374,9 @@ mod tests {
     #[test]
     fn ipv6_extension_headers_are_walked() {
         let l4 = tcp(tcp_flags::ACK, TCP_PAYLOAD);
-        // Hop-by-hop (8 bytes) -> fragment (first fragment, offset 0) -> TCP.
+        // Hop-by-hop (8 bytes) -> destination options (8 bytes) -> TCP.
         let ext = [
-            IPV6_FRAGMENT,
+            IPV6_DEST_OPTS,
             0,
             1,
             4,
@@ -308,12 +386,12 @@ mod tests {
             0,
             IPPROTO_TCP,
             0,
-            0,
-            0,
-            0,
-            0,
-            0,
             1,
+            4,
+            0,
+            0,
+            0,
+            0,
         ];
         let mut frame = ethernet(&[], ETH_P_IPV6);
         frame.extend(ipv6(IPV6_HOP_BY_HOP, &ext, &l4));
@@ -322,11 +400,15 @@ mod tests {
         assert_eq!(p.header.saddr[15], 2);
         assert_eq!(p.header.payload_len as usize, TCP_PAYLOAD.len());
         assert_eq!(&frame[p.payload_offset as usize..], TCP_PAYLOAD);
-        // A non-first fragment carries no TCP header.
-        let later = [IPPROTO_TCP, 0, 0, 8, 0, 0, 0, 1];
-        let mut frame = ethernet(&[], ETH_P_IPV6);
-        frame.extend(ipv6(IPV6_FRAGMENT, &later, &l4));
-        assert!(parse_frame(&frame).is_none());
+        // Fragments, first or not, are counted, not recorded.
+        for frag in [
+            [IPPROTO_TCP, 0, 0, 8, 0, 0, 0, 1],
+            [IPPROTO_TCP, 0, 0, 1, 0, 0, 0, 1],
+        ] {
+            let mut frame = ethernet(&[], ETH_P_IPV6);
+            frame.extend(ipv6(IPV6_FRAGMENT, &frag, &l4));
+            assert_eq!(parse_result(&frame).err(), Some(Skip::Fragment));
+        }
     }
 
     #[test]
@@ -345,7 +427,10 @@ mod tests {
         let l4 = tcp(tcp_flags::ACK, TCP_PAYLOAD);
         let mut fragment = ethernet(&[], ETH_P_IP);
         fragment.extend(ipv4(20 + l4.len() as u16, 185, &l4)); // offset 185 * 8
-        assert!(parse_frame(&fragment).is_none(), "non-first IPv4 fragment");
+        assert_eq!(parse_result(&fragment).err(), Some(Skip::Fragment));
+        let mut first = ethernet(&[], ETH_P_IP);
+        first.extend(ipv4(20 + l4.len() as u16, 0x2000, &l4)); // more fragments
+        assert_eq!(parse_result(&first).err(), Some(Skip::Fragment));
         assert!(
             parse_frame(&v4_frame(&[], tcp_flags::ACK, b"")).is_none(),
             "pure ACK"
@@ -371,5 +456,39 @@ mod tests {
             let p = parse_frame(&v4_frame(&[], flags, b"")).unwrap();
             assert_eq!((p.header.tcp_flags, p.header.payload_len), (flags, 0));
         }
+    }
+
+    #[test]
+    fn what_the_ip_layer_drops_is_flagged() {
+        let good = v4_frame(&[], tcp_flags::ACK, TCP_PAYLOAD);
+        assert_eq!(parse_frame(&good).unwrap().header.checks, 0);
+        let mut bad_sum = good.clone();
+        bad_sum[14 + 8] ^= 1; // the TTL changes, the checksum does not
+        assert_eq!(
+            parse_frame(&bad_sum).unwrap().header.checks,
+            checks::BAD_IP_CHECKSUM
+        );
+        let l4 = tcp(tcp_flags::ACK, TCP_PAYLOAD);
+        let mut long = ethernet(&[], ETH_P_IP);
+        long.extend(ipv4(20 + l4.len() as u16 + 100, 0, &l4));
+        assert_eq!(
+            parse_frame(&long).unwrap().header.checks,
+            checks::BAD_IP_LENGTH
+        );
+    }
+
+    #[test]
+    fn the_pseudo_header_sum_makes_a_known_checksum_verify() {
+        // RFC 1071-style check on a segment built by hand: the stored
+        // checksum makes the whole sum fold to 0xffff.
+        let mut l4 = tcp(tcp_flags::ACK, b"abc");
+        let frame = v4_frame(&[], tcp_flags::ACK, b"abc");
+        let h = parse_frame(&frame).unwrap();
+        let sum = !fold(sum16(pseudo_header_sum(&h.header, h.tcp_len), &l4));
+        l4[16..18].copy_from_slice(&sum.to_le_bytes());
+        assert_eq!(
+            fold(sum16(pseudo_header_sum(&h.header, h.tcp_len), &l4)),
+            0xffff
+        );
     }
 }

@@ -40,7 +40,7 @@ pub const TC_EGRESS_PROGRAM: &str = "tc_egress";
 pub const XDP_PROGRAM: &str = "xdp_ingress";
 
 /// Per-CPU counters kept by the kernel programs. Invariant, summed over CPUs:
-/// `Seen == Submitted + RingFull + CopyError`.
+/// `Seen == Submitted + RingFull + CopyError`; `Fragments` stands apart.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
@@ -52,10 +52,44 @@ pub enum Counter {
     RingFull = 2,
     /// Segments lost because copying the payload failed (`bpf_*_load_bytes`).
     CopyError = 3,
+    /// IP fragments of TCP on a captured port's interface (IPv4 with
+    /// "more fragments" or an offset, IPv6 with a fragment header): not
+    /// reassembled live, only counted (the kernel reassembles them before
+    /// TCP sees them; a request in fragments escapes the live tap).
+    Fragments = 4,
 }
 
 /// Number of [`Counter`] slots.
-pub const COUNTER_SLOTS: u32 = 4;
+pub const COUNTER_SLOTS: u32 = 5;
+
+/// [`SegmentHeader::checks`] bits: what the kernel programs found about
+/// whether the gateway's IP and TCP stack accepts the segment.
+pub mod checks {
+    /// The IP length claims more bytes than the frame holds
+    /// (`ip_rcv_core` drops it).
+    pub const BAD_IP_LENGTH: u32 = 1;
+    /// The IPv4 header checksum is wrong (`ip_rcv_core` always verifies
+    /// it and drops it).
+    pub const BAD_IP_CHECKSUM: u32 = 2;
+    /// The TCP checksum is wrong and the stack would verify it
+    /// (`ip_summed` `CHECKSUM_NONE` or `CHECKSUM_COMPLETE`): TCP drops it.
+    pub const BAD_TCP_CHECKSUM: u32 = 4;
+    /// The TCP checksum is known good: verified here, by the NIC
+    /// (`CHECKSUM_UNNECESSARY`), or the segment was made by this host
+    /// (`CHECKSUM_PARTIAL`, tc egress). Absent: not known (XDP, a segment
+    /// too long to sum in the kernel, no BTF).
+    pub const TCP_CHECKSUM_KNOWN_GOOD: u32 = 8;
+    /// Any of the bits that mean the stack drops the segment.
+    pub const DROPPED_BY_STACK: u32 = BAD_IP_LENGTH | BAD_IP_CHECKSUM | BAD_TCP_CHECKSUM;
+}
+
+/// Name of the `.rodata` global: byte offset of the byte holding
+/// `sk_buff.ip_summed` on the running kernel, from its BTF; 0 when unknown
+/// (u32).
+pub const IP_SUMMED_BYTE_GLOBAL: &str = "IP_SUMMED_BYTE";
+/// Name of the `.rodata` global: bit position of `ip_summed` in that byte
+/// (u8).
+pub const IP_SUMMED_SHIFT_GLOBAL: &str = "IP_SUMMED_SHIFT";
 
 /// Traffic direction relative to the interface the program is attached to.
 pub const DIRECTION_INGRESS: u8 = 0;
@@ -100,8 +134,8 @@ pub struct SegmentHeader {
     pub direction: u8,
     /// [`HOOK_TC`] or [`HOOK_XDP`].
     pub hook: u8,
-    /// Always zero; keeps the layout explicit.
-    pub reserved: u32,
+    /// [`checks`] bits.
+    pub checks: u32,
 }
 
 /// Size of [`SegmentHeader`] in bytes.

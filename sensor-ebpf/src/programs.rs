@@ -5,11 +5,12 @@ use core::ptr;
 
 use aya_ebpf::{
     bindings::{
-        BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_UNSPEC, xdp_action,
+        __sk_buff, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_UNSPEC,
+        xdp_action,
     },
     helpers::{
-        bpf_ktime_get_ns,
-        generated::{bpf_skb_load_bytes, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
+        bpf_ktime_get_ns, bpf_probe_read_kernel,
+        generated::{bpf_csum_diff, bpf_skb_load_bytes, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
     },
     macros::{classifier, map, xdp},
     maps::{Array, PerCpuArray, RingBuf},
@@ -18,10 +19,10 @@ use aya_ebpf::{
 use aya_log_ebpf::warn;
 use sensor_ebpf::{
     COUNTER_SLOTS, Counter, DEFAULT_CAPTURE_LEN, DIRECTION_EGRESS, DIRECTION_INGRESS, HEADER_LEN,
-    HOOK_TC, HOOK_XDP, MAX_CAPTURE_LEN, SegmentHeader,
+    HOOK_TC, HOOK_XDP, MAX_CAPTURE_LEN, SegmentHeader, checks,
 };
 
-use sensor_ebpf::headers::{Parsed, parse};
+use sensor_ebpf::headers::{Parsed, Skip, fold, parse, pseudo_header_sum};
 
 /// Payload bytes copied per record; set by userspace before load. Lives in
 /// frozen `.rodata`, so the verifier sees a constant reservation size.
@@ -38,6 +39,31 @@ static ALL_PORTS: u8 = 0;
 /// saves a wakeup per record under load (kernel doc: bpf/ringbuf.rst).
 #[unsafe(no_mangle)]
 static WAKEUP_BYTES: u64 = 1 << 20;
+
+/// Byte offset of the byte holding `sk_buff.ip_summed` (from the running
+/// kernel's BTF, set by userspace); 0 when unknown.
+#[unsafe(no_mangle)]
+static IP_SUMMED_BYTE: u32 = 0;
+
+/// Bit position of the 2-bit `ip_summed` in that byte.
+#[unsafe(no_mangle)]
+static IP_SUMMED_SHIFT: u8 = 0;
+
+/// `ip_summed` values (include/linux/skbuff.h).
+const CHECKSUM_NONE: u8 = 0;
+const CHECKSUM_UNNECESSARY: u8 = 1;
+const CHECKSUM_COMPLETE: u8 = 2;
+const CHECKSUM_PARTIAL: u8 = 3;
+
+/// Longest TCP segment (header and payload) whose checksum is summed here:
+/// four `bpf_csum_diff` calls of 512 bytes.
+const MAX_SUMMED: u32 = 2048;
+/// Bytes summed per `bpf_csum_diff` call (the helper's limit).
+const SUM_CHUNK: u32 = 512;
+
+/// Scratch space for summing a segment, one chunk at a time.
+#[map]
+static SCRATCH: PerCpuArray<[u8; SUM_CHUNK as usize + 4]> = PerCpuArray::with_max_entries(1, 0);
 
 /// Segment records for userspace. Resized by userspace before load.
 #[map]
@@ -136,6 +162,76 @@ pub fn tc_egress(ctx: TcContext) -> i32 {
     TC_ACT_UNSPEC
 }
 
+/// The segment's `ip_summed`, read from the kernel's `sk_buff` (the tc
+/// context is one) at the offset userspace found in BTF.
+#[inline(always)]
+fn ip_summed(skb: *mut __sk_buff) -> Option<u8> {
+    let byte = unsafe { ptr::read_volatile(&IP_SUMMED_BYTE) };
+    if byte == 0 {
+        return None;
+    }
+    let shift = unsafe { ptr::read_volatile(&IP_SUMMED_SHIFT) } & 7;
+    let at = (skb as *const u8).wrapping_add(byte as usize);
+    let value: u8 = unsafe { bpf_probe_read_kernel(at) }.ok()?;
+    Some((value >> shift) & 3)
+}
+
+/// Whether the TCP checksum of the segment at `tcp_offset` (`tcp_len`
+/// bytes) is right, summing it here; `None` when it is too long to sum.
+#[inline(always)]
+fn tcp_checksum_ok(skb: *mut __sk_buff, parsed: &Parsed) -> Option<bool> {
+    let len = parsed.tcp_len;
+    if len == 0 || len > MAX_SUMMED {
+        return None;
+    }
+    let scratch = SCRATCH.get_ptr_mut(0)?;
+    let mut acc = pseudo_header_sum(&parsed.header, len);
+    for i in 0..(MAX_SUMMED / SUM_CHUNK) {
+        let start = i * SUM_CHUNK;
+        if start >= len {
+            break;
+        }
+        let n = core::hint::black_box((len - start).min(SUM_CHUNK));
+        if n == 0 || n > SUM_CHUNK {
+            return None;
+        }
+        let buf = scratch as *mut u8;
+        // Zero the word the chunk ends in, so padding adds nothing.
+        let pad = (n & !3) as usize;
+        unsafe { ptr::write_unaligned(buf.add(pad) as *mut u32, 0) };
+        let off = parsed.tcp_offset + start;
+        if unsafe { bpf_skb_load_bytes(skb as *const _, off, buf as *mut _, n) } != 0 {
+            return None;
+        }
+        let words = core::hint::black_box((n + 3) & !3);
+        if words == 0 || words > SUM_CHUNK {
+            return None;
+        }
+        let sum = unsafe { bpf_csum_diff(ptr::null_mut(), 0, buf as *mut _, words, 0) };
+        if sum < 0 {
+            return None;
+        }
+        acc += sum as u32 as u64;
+    }
+    Some(fold(acc) == 0xffff)
+}
+
+/// The TCP checksum bits of an ingress segment, as the stack will judge
+/// it: a NIC-verified (`UNNECESSARY`) or locally made (`PARTIAL`) segment
+/// is good; one the stack verifies (`NONE`, `COMPLETE`) is summed here.
+#[inline(always)]
+fn tcp_checks(skb: *mut __sk_buff, parsed: &Parsed) -> u32 {
+    match ip_summed(skb) {
+        Some(CHECKSUM_UNNECESSARY | CHECKSUM_PARTIAL) => checks::TCP_CHECKSUM_KNOWN_GOOD,
+        Some(CHECKSUM_NONE | CHECKSUM_COMPLETE) => match tcp_checksum_ok(skb, parsed) {
+            Some(true) => checks::TCP_CHECKSUM_KNOWN_GOOD,
+            Some(false) => checks::BAD_TCP_CHECKSUM,
+            None => 0,
+        },
+        _ => 0,
+    }
+}
+
 #[inline(always)]
 fn tc_segment(ctx: &TcContext, direction: u8) {
     let skb = ctx.skb.skb;
@@ -143,15 +239,23 @@ fn tc_segment(ctx: &TcContext, direction: u8) {
         bpf_skb_load_bytes(skb as *const _, off, dst as *mut _, len) == 0
     };
     let frame_len = unsafe { (*skb).len };
-    let Some(mut parsed) = parse(
+    let mut parsed = match parse(
         &|off, buf: &mut [u8]| load(off, buf.as_mut_ptr(), buf.len() as u32),
         frame_len,
-    ) else {
-        return;
+    ) {
+        Ok(p) => p,
+        Err(Skip::Fragment) => return count(Counter::Fragments),
+        Err(Skip::Other) => return,
     };
     if !wanted(&parsed.header) {
         return;
     }
+    parsed.header.checks |= if direction == DIRECTION_INGRESS {
+        tcp_checks(skb, &parsed)
+    } else {
+        // Made by this host: the stack fills the checksum in (or the NIC).
+        checks::TCP_CHECKSUM_KNOWN_GOOD
+    };
     parsed.header.direction = direction;
     parsed.header.hook = HOOK_TC;
     parsed.header.ifindex = unsafe { (*skb).ifindex };
@@ -167,11 +271,16 @@ pub fn xdp_ingress(ctx: XdpContext) -> u32 {
         bpf_xdp_load_bytes(md, off, dst as *mut _, len) == 0
     };
     let frame_len = unsafe { bpf_xdp_get_buff_len(md) } as u32;
-    let Some(mut parsed) = parse(
+    let mut parsed = match parse(
         &|off, buf: &mut [u8]| load(off, buf.as_mut_ptr(), buf.len() as u32),
         frame_len,
-    ) else {
-        return xdp_action::XDP_PASS;
+    ) {
+        Ok(p) => p,
+        Err(Skip::Fragment) => {
+            count(Counter::Fragments);
+            return xdp_action::XDP_PASS;
+        }
+        Err(Skip::Other) => return xdp_action::XDP_PASS,
     };
     if !wanted(&parsed.header) {
         return xdp_action::XDP_PASS;

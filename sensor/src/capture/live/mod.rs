@@ -12,6 +12,7 @@ mod attach;
 mod clock;
 mod preflight;
 pub mod record;
+mod skb;
 
 use anyhow::{Context as _, Result};
 use aya::{
@@ -20,8 +21,8 @@ use aya::{
 };
 use aya_log::EbpfLogger;
 use sensor_ebpf::{
-    ALL_PORTS_GLOBAL, CAPTURE_LEN_GLOBAL, COUNTERS_MAP, Counter, PORTS_MAP, RECORDS_MAP,
-    WAKEUP_BYTES_GLOBAL,
+    ALL_PORTS_GLOBAL, CAPTURE_LEN_GLOBAL, COUNTERS_MAP, Counter, IP_SUMMED_BYTE_GLOBAL,
+    IP_SUMMED_SHIFT_GLOBAL, PORTS_MAP, RECORDS_MAP, WAKEUP_BYTES_GLOBAL, checks,
 };
 use tokio::{
     io::{Interest, unix::AsyncFd},
@@ -78,6 +79,8 @@ pub struct KernelCounters {
     pub ring_full: u64,
     /// Segments dropped because the payload copy failed.
     pub copy_error: u64,
+    /// IP fragments of TCP seen (counted, not recorded).
+    pub fragments: u64,
 }
 
 /// Userspace counters of the live source.
@@ -87,6 +90,17 @@ pub struct ReaderCounters {
     pub received: u64,
     /// Records that failed to decode (see [`record::RecordError`]).
     pub malformed: u64,
+    /// Segments dropped because the gateway's stack drops them too: an IP
+    /// length beyond the frame.
+    pub bad_ip_length: u64,
+    /// ... a wrong IPv4 header checksum.
+    pub bad_ip_checksum: u64,
+    /// ... a wrong TCP checksum the stack verifies.
+    pub bad_tcp_checksum: u64,
+    /// Segments whose TCP checksum could not be judged (XDP, a segment too
+    /// long to sum in the kernel, no BTF): delivered, the first copy of
+    /// their bytes wins.
+    pub tcp_checksum_unknown: u64,
 }
 
 /// The live source's counters, kernel and reader side.
@@ -131,10 +145,17 @@ impl LiveCapture {
         raise_memlock_limit();
         let all_ports = u8::from(opts.ports == Ports::All);
         let wakeup_bytes = u64::from(opts.ring_bytes / WAKEUP_FRACTION);
+        let summed = skb::ip_summed();
+        if summed.is_none() {
+            warn!("sk_buff.ip_summed not found in the kernel's BTF: TCP checksums are not judged");
+        }
+        let (summed_byte, summed_shift) = summed.map_or((0, 0), |s| (s.byte, s.shift));
         let mut ebpf = EbpfLoader::new()
             .override_global(CAPTURE_LEN_GLOBAL, &opts.capture_len, true)
             .override_global(ALL_PORTS_GLOBAL, &all_ports, true)
             .override_global(WAKEUP_BYTES_GLOBAL, &wakeup_bytes, true)
+            .override_global(IP_SUMMED_BYTE_GLOBAL, &summed_byte, true)
+            .override_global(IP_SUMMED_SHIFT_GLOBAL, &summed_shift, true)
             .map_max_entries(RECORDS_MAP, opts.ring_bytes)
             .load(OBJECT)
             .context("loading the eBPF object (maps and BTF)")?;
@@ -249,7 +270,18 @@ fn drain(
     while let Some(item) = ring.next() {
         reader.received += 1;
         match record::decode(&item, clock) {
-            Ok(segment) => on_segment(&segment),
+            Ok((segment, found)) => {
+                if found & checks::DROPPED_BY_STACK == 0 {
+                    reader.tcp_checksum_unknown +=
+                        u64::from(found & checks::TCP_CHECKSUM_KNOWN_GOOD == 0);
+                    on_segment(&segment);
+                } else {
+                    // What the gateway's stack drops never reaches reassembly.
+                    reader.bad_ip_length += u64::from(found & checks::BAD_IP_LENGTH != 0);
+                    reader.bad_ip_checksum += u64::from(found & checks::BAD_IP_CHECKSUM != 0);
+                    reader.bad_tcp_checksum += u64::from(found & checks::BAD_TCP_CHECKSUM != 0);
+                }
+            }
             Err(e) => {
                 reader.malformed += 1;
                 warn!(error = %e, "malformed ring-buffer record");
@@ -265,6 +297,7 @@ fn read_counters(map: &PerCpuArray<MapData, u64>) -> Result<KernelCounters> {
         submitted: sum(Counter::Submitted)?,
         ring_full: sum(Counter::RingFull)?,
         copy_error: sum(Counter::CopyError)?,
+        fragments: sum(Counter::Fragments)?,
     })
 }
 
@@ -292,19 +325,20 @@ mod tests {
             submitted: 7,
             ring_full: 2,
             copy_error: 1,
+            fragments: 3,
         };
         let ok = CaptureCounters {
             kernel,
             reader: ReaderCounters {
                 received: 7,
-                malformed: 0,
+                ..ReaderCounters::default()
             },
         };
         assert!(ok.balanced());
         let lost = CaptureCounters {
             reader: ReaderCounters {
                 received: 6,
-                malformed: 0,
+                ..ReaderCounters::default()
             },
             ..ok
         };

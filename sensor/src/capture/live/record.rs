@@ -44,11 +44,12 @@ pub enum RecordError {
     },
 }
 
-/// Decodes one record, borrowing the payload from `bytes`.
+/// Decodes one record, borrowing the payload from `bytes`; also returns
+/// its `sensor_ebpf::checks` bits.
 ///
 /// # Errors
 /// [`RecordError`] when the record is short or a field is out of range.
-pub fn decode<'a>(bytes: &'a [u8], clock: &Clock) -> Result<Segment<'a>, RecordError> {
+pub fn decode<'a>(bytes: &'a [u8], clock: &Clock) -> Result<(Segment<'a>, u32), RecordError> {
     if bytes.len() < HEADER_LEN {
         return Err(RecordError::Short(bytes.len()));
     }
@@ -91,7 +92,7 @@ pub fn decode<'a>(bytes: &'a [u8], clock: &Clock) -> Result<Segment<'a>, RecordE
             });
         }
     };
-    Ok(Segment {
+    let segment = Segment {
         time_ns: clock.wall_ns(h.ktime_ns),
         src: SocketAddr::new(src, h.sport),
         dst: SocketAddr::new(dst, h.dport),
@@ -105,7 +106,8 @@ pub fn decode<'a>(bytes: &'a [u8], clock: &Clock) -> Result<Segment<'a>, RecordE
             direction,
             ifindex: h.ifindex,
         },
-    })
+    };
+    Ok((segment, h.checks))
 }
 
 fn ipv4(a: &[u8; 16]) -> IpAddr {
@@ -150,7 +152,8 @@ pub(crate) mod tests {
     fn decodes_an_ipv4_record_with_a_payload_prefix() {
         let payload = b"GET / HTTP/1.1\r\n";
         let bytes = encode(&header(payload), payload, 512);
-        let seg = decode(&bytes, &Clock::with_offset(10)).unwrap();
+        let (seg, checks) = decode(&bytes, &Clock::with_offset(10)).unwrap();
+        assert_eq!(checks, 0);
         assert_eq!(seg.src, "10.77.0.2:41000".parse().unwrap());
         assert_eq!(seg.dst, "10.77.0.1:8000".parse().unwrap());
         assert_eq!((seg.seq, seg.ack, seg.flags), (1000, 2000, 0x18));
@@ -176,7 +179,7 @@ pub(crate) mod tests {
         h.direction = DIRECTION_EGRESS;
         h.hook = HOOK_XDP;
         let bytes = encode(&h, b"", 0);
-        let seg = decode(&bytes, &Clock::with_offset(0)).unwrap();
+        let (seg, _) = decode(&bytes, &Clock::with_offset(0)).unwrap();
         assert_eq!(seg.src, "[fd77::2]:41000".parse().unwrap());
         assert!(matches!(
             seg.source,

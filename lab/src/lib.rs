@@ -4,8 +4,10 @@
 //! (`nginx.rs`), the gateway's consumers ([`consumers`]), labeled traffic
 //! scenarios played by real clients ([`scenarios`], Lua scripts in `lua/`),
 //! a real rsyslog receiver ([`rsyslog`]), the sensor as a process
-//! ([`sensor`]) and staging installs ([`install`]).
+//! ([`sensor`]), staging installs ([`install`]) and generated captures
+//! ([`captures`]).
 
+pub mod captures;
 pub mod consumers;
 pub mod install;
 mod network;

@@ -37,6 +37,19 @@ pub struct PipelineCounters {
     pub detect: DetectCounters,
     /// Sink delivery, per sink and destination.
     pub sinks: Vec<Delivery>,
+    /// Bytes the state holds now, by part, and the budget.
+    pub memory: Memory,
+}
+
+/// Bytes the pipeline's state holds (estimates), against its budget.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Memory {
+    /// Flows, held segments, buffered heads and waiting requests.
+    pub flows: u64,
+    /// The detectors' tables.
+    pub detectors: u64,
+    /// The budget ([`FlowLimits::memory_budget`]).
+    pub budget: u64,
 }
 
 /// Consumes segments from any source.
@@ -48,6 +61,8 @@ pub struct Pipeline {
     /// Latest event time seen, ns since the epoch.
     now_ns: u64,
     next_expiry_ns: u64,
+    /// See [`FlowLimits::memory_budget`].
+    memory_budget: u64,
 }
 
 impl Pipeline {
@@ -61,6 +76,7 @@ impl Pipeline {
         sinks: Sinks,
     ) -> Self {
         Self {
+            memory_budget: flow.memory_budget,
             flows: FlowTable::new(flow),
             http: HttpContext::new(resolver, http),
             detectors,
@@ -75,7 +91,26 @@ impl Pipeline {
         self.sinks.segment(segment);
         self.flows.segment(segment, &mut self.http);
         self.advance(segment.time_ns);
+        self.keep_within_budget();
         self.deliver();
+    }
+
+    /// Bytes the pipeline's state holds now (flows, buffers, detector
+    /// tables), estimated; see [`FlowLimits::memory_budget`].
+    pub fn memory(&self) -> u64 {
+        self.flows.memory() + self.detectors.as_ref().map_or(0, Detectors::memory)
+    }
+
+    /// Keeps the state within half the memory budget (the rest is the
+    /// process's own: code, the allocator's fragmentation as buffers come
+    /// and go, the ring buffer's pages): past it, sheds flow state down to
+    /// three eighths, so shedding, which sorts the flows, runs rarely.
+    fn keep_within_budget(&mut self) {
+        let tables = self.detectors.as_ref().map_or(0, Detectors::memory);
+        if self.flows.memory() + tables > self.memory_budget / 2 {
+            let target = self.memory_budget / 8 * 3;
+            self.flows.shed(target, tables, &mut self.http);
+        }
     }
 
     /// Moves event time to `now_ns` without a segment (the live source calls
@@ -135,7 +170,7 @@ impl Pipeline {
     /// The counters so far.
     pub fn counters(&self) -> PipelineCounters {
         PipelineCounters {
-            flows: self.flows.counters().clone(),
+            flows: self.flows.counters(),
             http: self.http.counters.clone(),
             detect: self
                 .detectors
@@ -143,6 +178,11 @@ impl Pipeline {
                 .map(Detectors::counters)
                 .unwrap_or_default(),
             sinks: self.sinks.delivery(),
+            memory: Memory {
+                flows: self.flows.memory(),
+                detectors: self.detectors.as_ref().map_or(0, Detectors::memory),
+                budget: self.memory_budget,
+            },
         }
     }
 

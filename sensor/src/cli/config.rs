@@ -46,7 +46,13 @@ const KEYS: &[(&str, &[(&str, &str)])] = &[
             ("fingerprint_key", "fingerprint-key"),
         ],
     ),
-    ("flows", &[("max_flows", "max-flows")]),
+    (
+        "flows",
+        &[
+            ("max_flows", "max-flows"),
+            ("memory_budget", "memory-budget"),
+        ],
+    ),
     (
         "detectors",
         &[

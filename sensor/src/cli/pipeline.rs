@@ -59,6 +59,11 @@ pub struct PipelineArgs {
     /// Most TCP connections tracked at once.
     #[arg(long, default_value_t = FlowLimits::default().max_flows)]
     max_flows: usize,
+    /// MiB the traffic-driven state may hold (flows, held segments,
+    /// buffered heads, waiting requests, detector tables); past it the
+    /// least recently seen flows' buffers, then those flows, are shed.
+    #[arg(long, value_name = "MIB", default_value_t = FlowLimits::default().memory_budget >> 20)]
+    memory_budget: u64,
     /// Write every alert as a JSON line to PATH (`-`: stdout).
     #[arg(long, value_name = "PATH")]
     alerts: Option<PathBuf>,
@@ -178,6 +183,7 @@ impl PipelineArgs {
         let detectors = self.detect.detectors()?;
         let flows = FlowLimits {
             max_flows: self.max_flows,
+            memory_budget: self.memory_budget << 20,
             ..FlowLimits::default()
         };
         let sinks = Sinks::new(self.sinks(mode)?);

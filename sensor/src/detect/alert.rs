@@ -273,6 +273,11 @@ impl Cooldown {
         }
     }
 
+    /// Bytes the cooldown table holds.
+    pub fn memory(&self) -> u64 {
+        self.last.memory(0)
+    }
+
     /// A new period; the alerts already sent are remembered.
     pub fn set_period(&mut self, period_ns: u64) {
         self.period_ns = period_ns;

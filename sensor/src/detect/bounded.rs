@@ -69,6 +69,13 @@ impl<K: Hash + Eq + Copy, V> BoundedMap<K, V> {
         self.entries.iter().map(|(k, v)| (k, v))
     }
 
+    /// Bytes the map holds, estimated: each entry's size and hash-table
+    /// overhead, plus `heap_per_entry` bytes its value owns on the heap.
+    pub fn memory(&self, heap_per_entry: usize) -> u64 {
+        let entry = std::mem::size_of::<(K, V)>() + 16 + heap_per_entry;
+        (self.len() * entry) as u64
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -227,6 +227,15 @@ impl Detectors {
         }
     }
 
+    /// Bytes the detectors' tables hold, estimated from their sizes (they
+    /// are bounded by entries: `max_ips`, `max_credentials`).
+    pub fn memory(&self) -> u64 {
+        self.per_ip.memory()
+            + self.sequence.memory()
+            + self.spread.memory()
+            + self.cooldown.memory()
+    }
+
     /// The counters so far.
     pub fn counters(&self) -> DetectCounters {
         let mut c = self.counters.clone();

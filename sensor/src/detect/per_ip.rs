@@ -167,6 +167,12 @@ impl PerIp {
         self.threshold = self.error_threshold();
     }
 
+    /// Bytes the window table holds (the few IPs busy enough to keep
+    /// evidence hold a little more; not counted).
+    pub fn memory(&self) -> u64 {
+        self.ips.memory(0)
+    }
+
     /// IPs evicted from the window table so far.
     pub fn evictions(&self) -> u64 {
         self.ips.evictions()

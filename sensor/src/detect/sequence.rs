@@ -72,6 +72,11 @@ impl Sequence {
         self.config = config;
     }
 
+    /// Bytes the table holds (success times, up to `min_successes`).
+    pub fn memory(&self) -> u64 {
+        self.ips.memory(self.config.min_successes as usize * 8)
+    }
+
     /// IPs evicted so far.
     pub fn evictions(&self) -> u64 {
         self.ips.evictions()

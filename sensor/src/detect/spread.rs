@@ -99,6 +99,11 @@ impl Spread {
         self.config = config;
     }
 
+    /// Bytes the table holds (a principal and a few IPs each, typically).
+    pub fn memory(&self) -> u64 {
+        self.credentials.memory(4 * 24 + 32)
+    }
+
     /// Credentials evicted so far.
     pub fn evictions(&self) -> u64 {
         self.credentials.evictions()

@@ -129,4 +129,12 @@ pub trait Analyzer: Default {
     );
     /// The flow ended; no more chunks follow.
     fn close(&mut self, ctx: &mut Self::Context, flow: &FlowInfo);
+    /// Heap bytes the analyzer holds beyond its own size (buffered heads,
+    /// requests waiting for responses), for the memory budget.
+    fn memory(&self) -> usize;
+    /// Drops what it buffers (the memory budget is exhausted and this flow
+    /// is among the least recently seen): the message in progress is lost,
+    /// requests waiting for responses are emitted without one. Counted by
+    /// the analyzer.
+    fn shed(&mut self, ctx: &mut Self::Context, flow: &FlowInfo);
 }

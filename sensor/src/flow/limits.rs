@@ -18,11 +18,18 @@ pub struct FlowLimits {
     pub max_segment_hold: usize,
     /// Captured bytes held across all flows before skipping holes.
     pub max_buffered_bytes: usize,
+    /// The memory budget, in bytes, of the process: the state traffic
+    /// grows (flows, held segments, buffered heads, waiting requests, the
+    /// detectors' tables) is kept within three quarters of it, the rest
+    /// being the process's own. Past that the pipeline sheds the least
+    /// recently seen flows' buffers, then those flows.
+    pub memory_budget: u64,
 }
 
 impl Default for FlowLimits {
     /// 100,000 flows, 120 s idle (above nginx's and Kong's 60-75 s
-    /// keep-alive timeouts), 64 segments / 256 KiB per direction, 64 MiB total.
+    /// keep-alive timeouts), 64 segments / 256 KiB per direction, 64 MiB
+    /// total; a 320 MiB budget, under the unit's `MemoryMax=512M`.
     fn default() -> Self {
         Self {
             max_flows: 100_000,
@@ -31,6 +38,7 @@ impl Default for FlowLimits {
             max_pending_bytes: 256 * 1024,
             max_segment_hold: 16 * 1024,
             max_buffered_bytes: 64 * 1024 * 1024,
+            memory_budget: 320 * 1024 * 1024,
         }
     }
 }
@@ -71,4 +79,11 @@ pub struct FlowCounters {
     pub pending_overflows: u64,
     /// Captured bytes held out of order now, across all flows.
     pub buffered_bytes: u64,
+    /// Heap bytes the flows' analyzers hold now (heads, waiting requests).
+    pub analyzer_bytes: u64,
+    /// Flows whose buffers were dropped to stay within the memory budget.
+    pub shed_flows: u64,
+    /// Flows ended to stay within the memory budget (counted in `evicted`
+    /// too).
+    pub budget_evictions: u64,
 }

@@ -15,4 +15,4 @@ mod table;
 pub use analyzer::{Analyzer, Direction, Endpoint, FlowInfo};
 pub use limits::{FlowCounters, FlowLimits};
 pub use reassembly::{Chunk, Stream};
-pub use table::FlowTable;
+pub use table::{FlowTable, flow_bytes};

@@ -30,6 +30,8 @@ pub struct FlowTable<A: Analyzer> {
     closed_order: VecDeque<(u64, Key)>,
     limits: FlowLimits,
     counters: FlowCounters,
+    /// Heap bytes the analyzers hold now (see [`Analyzer::memory`]).
+    analyzer_bytes: u64,
 }
 
 type Key = (SocketAddr, SocketAddr);
@@ -49,12 +51,77 @@ impl<A: Analyzer> FlowTable<A> {
             closed_order: VecDeque::new(),
             limits,
             counters: FlowCounters::default(),
+            analyzer_bytes: 0,
         }
     }
 
     /// The counters so far.
-    pub fn counters(&self) -> &FlowCounters {
-        &self.counters
+    pub fn counters(&self) -> FlowCounters {
+        FlowCounters {
+            analyzer_bytes: self.analyzer_bytes,
+            ..self.counters.clone()
+        }
+    }
+
+    /// Memory the table holds, in bytes (an estimate from sizes and
+    /// capacities): every flow's fixed part, held out-of-order bytes, what
+    /// the analyzers buffer, and the TIME_WAIT entries.
+    pub fn memory(&self) -> u64 {
+        let fixed = (self.flows.len() * flow_bytes::<A>()) as u64;
+        let closed = (self.closed_order.len() * 64) as u64;
+        fixed + closed + self.counters.buffered_bytes + self.analyzer_bytes
+    }
+
+    /// Frees memory until the table holds at most `target` bytes (beside
+    /// `other` bytes held elsewhere): first the buffers of the least
+    /// recently seen flows (heads in progress, held segments), then, if
+    /// that is not enough, those flows themselves. Counts what it shed.
+    pub fn shed(&mut self, target: u64, other: u64, ctx: &mut A::Context) {
+        let over = |t: &Self| t.memory() + other > target;
+        let oldest = self.oldest_first(|_| true);
+        for key in &oldest {
+            if !over(self) {
+                return;
+            }
+            let Some(flow) = self.flows.get_mut(key) else {
+                continue;
+            };
+            let held = flow
+                .streams
+                .iter()
+                .map(Stream::pending_bytes)
+                .sum::<usize>();
+            if held == 0 && flow.analyzer.memory() == 0 {
+                continue;
+            }
+            self.counters.shed_flows += 1;
+            let Flow {
+                info,
+                streams,
+                analyzer,
+                ..
+            } = flow;
+            let c = &mut self.counters;
+            let bytes = &mut self.analyzer_bytes;
+            for (from, stream) in [Endpoint::First, Endpoint::Second]
+                .into_iter()
+                .zip(streams.iter_mut())
+            {
+                stream.flush(c, &mut |chunk| {
+                    deliver(analyzer, ctx, info, from, chunk, bytes)
+                });
+            }
+            let before = analyzer.memory() as u64;
+            analyzer.shed(ctx, info);
+            *bytes = (*bytes + analyzer.memory() as u64).saturating_sub(before);
+        }
+        for key in oldest {
+            if !over(self) {
+                return;
+            }
+            self.counters.budget_evictions += 1;
+            self.end(key, ctx, Ending::Evicted);
+        }
     }
 
     /// Takes one segment from any source.
@@ -118,11 +185,12 @@ impl<A: Analyzer> FlowTable<A> {
             Endpoint::Second => (second, first),
         };
         let c = &mut self.counters;
+        let bytes = &mut self.analyzer_bytes;
         // Acknowledgements first: a segment's ACK may confirm the request
         // its own payload answers.
         if seg.flags & ACK != 0 {
             peer.acknowledged(seg.ack, c, &mut |chunk| {
-                deliver(analyzer, ctx, info, from.peer(), chunk)
+                deliver(analyzer, ctx, info, from.peer(), chunk, bytes)
             });
             if let Some(n) = peer.acked() {
                 info.acked[from.peer().index()] = n;
@@ -138,11 +206,13 @@ impl<A: Analyzer> FlowTable<A> {
             seg.payload,
             &self.limits,
             c,
-            &mut |chunk| deliver(analyzer, ctx, info, from, chunk),
+            &mut |chunk| deliver(analyzer, ctx, info, from, chunk, bytes),
         );
         if c.buffered_bytes > self.limits.max_buffered_bytes as u64 {
             c.pending_overflows += 1;
-            this.flush(c, &mut |chunk| deliver(analyzer, ctx, info, from, chunk));
+            this.flush(c, &mut |chunk| {
+                deliver(analyzer, ctx, info, from, chunk, bytes)
+            });
         }
         let done = seg.flags & RST != 0 || (this.finished() && peer.finished());
         if done {
@@ -226,28 +296,42 @@ impl<A: Analyzer> FlowTable<A> {
             analyzer,
             ..
         } = &mut flow;
+        let bytes = &mut self.analyzer_bytes;
         for (from, stream) in [Endpoint::First, Endpoint::Second]
             .into_iter()
             .zip(streams.iter_mut())
         {
-            stream.flush(c, &mut |chunk| deliver(analyzer, ctx, info, from, chunk));
+            stream.flush(c, &mut |chunk| {
+                deliver(analyzer, ctx, info, from, chunk, bytes)
+            });
             stream.release(c);
         }
+        // Everything the analyzer holds goes with the flow.
+        *bytes = bytes.saturating_sub(analyzer.memory() as u64);
         analyzer.close(ctx, info);
     }
 }
 
 /// Hands a chunk sent by `from` to the analyzer, counting its bytes as
-/// delivered first.
+/// delivered first and the analyzer's memory change after.
 fn deliver<A: Analyzer>(
     analyzer: &mut A,
     ctx: &mut A::Context,
     info: &mut FlowInfo,
     from: Endpoint,
     chunk: Chunk<'_>,
+    analyzer_bytes: &mut u64,
 ) {
     info.delivered[from.index()] += chunk.data.len() as u64 + chunk.unknown;
+    let before = analyzer.memory() as u64;
     analyzer.chunk(ctx, info, from, chunk);
+    *analyzer_bytes = (*analyzer_bytes + analyzer.memory() as u64).saturating_sub(before);
+}
+
+/// What one tracked flow costs beyond what it buffers: the table entry,
+/// both streams and the analyzer, with the hash table's overhead.
+pub fn flow_bytes<A>() -> usize {
+    std::mem::size_of::<(Key, Flow<A>)>() + 16
 }
 
 enum Ending {
@@ -273,6 +357,10 @@ mod tests {
         fn close(&mut self, closed: &mut Vec<u64>, _: &FlowInfo) {
             closed.push(self.0);
         }
+        fn memory(&self) -> usize {
+            0
+        }
+        fn shed(&mut self, _: &mut Vec<u64>, _: &FlowInfo) {}
     }
 
     fn seg(port: u16, time_s: u64, flags: u8, payload: &[u8]) -> Segment<'_> {

@@ -119,6 +119,27 @@ impl Analyzer for Connection {
             emit(ctx, flow, e);
         }
     }
+
+    fn memory(&self) -> usize {
+        let framers: usize = self.framers.iter().map(Framer::memory).sum();
+        let exchanges: usize = self
+            .pairing
+            .exchanges
+            .iter()
+            .map(|e| std::mem::size_of::<Exchange>() + e.tx.heap_bytes())
+            .sum();
+        framers + exchanges + self.pairing.exchanges.capacity() * std::mem::size_of::<Exchange>()
+    }
+
+    fn shed(&mut self, ctx: &mut HttpContext, flow: &FlowInfo) {
+        for framer in &mut self.framers {
+            ctx.counters.shed_messages += u64::from(framer.shed());
+        }
+        while let Some(e) = self.pairing.exchanges.pop_front() {
+            emit(ctx, flow, e);
+        }
+        self.pairing = Pairing::default();
+    }
 }
 
 impl Connection {

@@ -49,6 +49,8 @@ pub struct HttpCounters {
     pub tunnels: u64,
     /// Bytes skipped while looking for a message start.
     pub skipped_bytes: u64,
+    /// Messages in progress dropped to stay within the memory budget.
+    pub shed_messages: u64,
     /// Framing losses, by kind.
     pub errors: ErrorCounters,
 }

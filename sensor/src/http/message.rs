@@ -227,6 +227,22 @@ pub struct Framer {
 }
 
 impl Framer {
+    /// Heap bytes buffered (a partial head or chunk line).
+    pub fn memory(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Drops what is buffered and looks for the next message start (the
+    /// memory budget is exhausted); true if a message in progress was lost.
+    pub fn shed(&mut self) -> bool {
+        let lost = !matches!(self.state, State::Seek | State::Tunnel);
+        if self.state != State::Tunnel {
+            self.reset();
+        }
+        self.buf = Vec::new();
+        lost
+    }
+
     /// Stops parsing: the connection is no longer HTTP.
     pub fn tunnel(&mut self) {
         self.state = State::Tunnel;

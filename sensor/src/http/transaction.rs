@@ -121,6 +121,31 @@ impl Transaction {
         }
     }
 
+    /// Heap bytes its fields hold (for the memory budget).
+    pub fn heap_bytes(&self) -> usize {
+        let strings = [
+            Some(&self.method),
+            self.host.as_ref(),
+            Some(&self.path),
+            Some(&self.route),
+            self.user_agent.as_ref(),
+            self.principal.as_ref().map(|p| &p.name),
+            self.consumer.as_ref(),
+            self.request_id.as_ref(),
+        ];
+        let credentials = if self.credentials.spilled() {
+            self.credentials.capacity() * std::mem::size_of::<crate::identity::Fingerprint>()
+        } else {
+            0
+        };
+        strings
+            .iter()
+            .flatten()
+            .map(|s| s.capacity())
+            .sum::<usize>()
+            + credentials
+    }
+
     /// The final response's head arrived at `time_ns` with `status`; its
     /// request id fills in one the request lacked.
     pub fn respond(&mut self, status: u16, time_ns: u64, request_id: Option<&[u8]>) {

@@ -112,7 +112,8 @@ pub enum FileError {
 pub enum Checksums {
     /// Validate, unless more than 10% of the file's first 1000 checkable
     /// segments fail: then the capture host offloaded checksums (they were
-    /// never filled in) and nothing is dropped.
+    /// never filled in) and nothing is dropped. A pipe, which cannot be
+    /// read twice, is validated.
     #[default]
     Auto,
     /// Always validate.
@@ -157,8 +158,11 @@ pub fn read_file(
         Checksums::Off => Some(false),
         Checksums::Auto => None,
     };
+    // A pipe cannot be read twice: it is validated without sampling.
+    let regular = std::fs::metadata(path).is_ok_and(|m| m.is_file());
     let validate = match validate {
         Some(v) => v,
+        None if !regular => true,
         None => {
             let mut sample = State::sampling();
             read(path, false, &mut sample, &mut |_| {})?;

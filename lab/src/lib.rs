@@ -22,4 +22,9 @@ pub use network::{
     GATEWAY_UPSTREAM_V4, GATEWAY_V4, GATEWAY_V6, KONG_ADDRESSES, Lab, PROXY_PORT, UPSTREAM_PORT,
     UPSTREAM_V4, kong_args,
 };
+pub use nginx::AccessEntry;
+
+/// The request generator of the differential test (`py/requests.py`):
+/// odd but valid requests with sockets, hostile segments with scapy.
+pub const REQUESTS_PY: &str = include_str!("../py/requests.py");
 pub use sh::{run, run_quiet};

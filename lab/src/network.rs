@@ -204,6 +204,24 @@ impl Lab {
         run_quiet(&mut cmd).map(drop)
     }
 
+    /// Makes the client host with address `source` drop the TCP resets its
+    /// own kernel would send for connections scapy opens there, so a
+    /// crafted conversation survives (nftables, in that namespace only).
+    ///
+    /// # Errors
+    /// Not a client address; `nft` failed.
+    pub fn drop_own_resets(&self, source: &str) -> Result<()> {
+        let ns = self.client_ns_of(source)?;
+        for rule in [
+            "add table ip crafted",
+            "add chain ip crafted out { type filter hook output priority 0 ; }",
+            "add rule ip crafted out tcp flags rst drop",
+        ] {
+            run_quiet(self.command(&ns, "nft").args(rule.split(' ')))?;
+        }
+        Ok(())
+    }
+
     /// `curl` from the client namespace; returns the HTTP status and body.
     ///
     /// # Errors

@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 
 use crate::{
     consumers::{CONSUMERS, Consumer, RATE_LIMIT_PER_S},
@@ -120,8 +120,10 @@ const GATEWAY_SERVER: &str = r#"
   map $status $kong_www_authenticate { 401 'Key realm="kong"'; default ""; }
   limit_req_zone $consumer_id zone=consumer:1m rate=@RATE@r/s;
   limit_req_status 429;
+  log_format sensor '$request_id $remote_addr "$request" $status';
   server {
     listen 10.77.0.1:8000;
+    access_log access.log sensor;
     listen [fd77::1]:8000;
     server_tokens off;
     proxy_http_version 1.1;
@@ -191,4 +193,42 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
     Ok(())
+}
+
+/// One line of the gateway's access log (`log_format sensor`):
+/// `$request_id $remote_addr "$request" $status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessEntry {
+    /// nginx's `$request_id`, returned to the client as `X-Kong-Request-Id`.
+    pub request_id: String,
+    /// The peer address.
+    pub remote_addr: String,
+    /// The request line as nginx logs it (bytes it escapes as `\xXX`).
+    pub request: String,
+    /// The status sent.
+    pub status: u16,
+}
+
+impl Lab {
+    /// The gateway's access log so far, one entry per request nginx
+    /// answered (or refused).
+    ///
+    /// # Errors
+    /// The log cannot be read or a line does not parse.
+    pub fn access_log(&self) -> Result<Vec<AccessEntry>> {
+        let text = fs::read_to_string(self.workdir().join("gateway/access.log"))?;
+        text.lines()
+            .map(|line| {
+                let (request_id, rest) = line.split_once(' ').context("no request id")?;
+                let (remote_addr, rest) = rest.split_once(" \"").context("no address")?;
+                let (request, status) = rest.rsplit_once("\" ").context("no request")?;
+                Ok(AccessEntry {
+                    request_id: request_id.to_owned(),
+                    remote_addr: remote_addr.to_owned(),
+                    request: request.to_owned(),
+                    status: status.trim().parse()?,
+                })
+            })
+            .collect()
+    }
 }

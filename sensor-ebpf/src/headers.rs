@@ -40,7 +40,8 @@ pub enum Skip {
     /// Not a TCP segment worth recording (not TCP, truncated headers, a
     /// pure ACK without payload).
     Other,
-    /// An IPv4 or IPv6 fragment of TCP.
+    /// An IPv6 fragment of TCP (IPv4 ones come back as records with
+    /// `checks::FRAGMENT`).
     Fragment,
 }
 
@@ -94,8 +95,9 @@ fn be32(b: &[u8], i: usize) -> u32 {
 
 /// Walks the headers of a frame of `frame_len` bytes. A TCP segment worth
 /// recording comes back with `checks` bits for what the IP layer would drop
-/// it for (a length beyond the frame, a wrong IPv4 header checksum);
-/// fragments and everything else are [`Skip`]ped.
+/// it for (a length beyond the frame, a wrong IPv4 header checksum); an
+/// IPv4 fragment of TCP comes back as a `checks::FRAGMENT` record, with the
+/// same IP checks; everything else is [`Skip`]ped.
 #[inline(always)]
 pub fn parse<L: Fn(u32, &mut [u8]) -> bool>(load: &L, frame_len: u32) -> Result<Parsed, Skip> {
     let mut eth = [0u8; 14];
@@ -124,10 +126,6 @@ pub fn parse<L: Fn(u32, &mut [u8]) -> bool>(load: &L, frame_len: u32) -> Result<
         if !load(off, &mut ip) || ip[0] >> 4 != 4 || ip[9] != IPPROTO_TCP {
             return Err(Skip::Other);
         }
-        // "More fragments" or an offset: the stack reassembles it first.
-        if be16(&ip, 6) & 0x3fff != 0 {
-            return Err(Skip::Fragment);
-        }
         let ihl = ((ip[0] & 0x0f) as u32) * 4;
         let total = be16(&ip, 2) as u32;
         if ihl < 20 || (total != 0 && total < ihl) {
@@ -152,6 +150,31 @@ pub fn parse<L: Fn(u32, &mut [u8]) -> bool>(load: &L, frame_len: u32) -> Result<
         if fold(acc) != 0xffff {
             header.checks |= checks::BAD_IP_CHECKSUM;
         }
+        // "More fragments" or an offset: recorded as a fragment, for
+        // userspace to reassemble as the stack does.
+        let frag = be16(&ip, 6);
+        if frag & 0x3fff != 0 {
+            if total == 0 {
+                return Err(Skip::Other);
+            }
+            header.family = 4;
+            header.saddr[..4].copy_from_slice(&ip[12..16]);
+            header.daddr[..4].copy_from_slice(&ip[16..20]);
+            header.seq = u32::from(be16(&ip, 4));
+            header.ack = u32::from(frag & 0x1fff) * 8;
+            if frag & 0x2000 != 0 {
+                header.ack |= checks::MORE_FRAGMENTS;
+            }
+            header.checks |= checks::FRAGMENT;
+            header.payload_len = total - ihl;
+            return Ok(Parsed {
+                header,
+                tcp_offset: off + ihl,
+                tcp_len: 0,
+                payload_offset: off + ihl,
+            });
+        }
+
         l4_len = if total == 0 {
             frame_len.saturating_sub(off + ihl)
         } else {
@@ -427,10 +450,18 @@ mod tests {
         let l4 = tcp(tcp_flags::ACK, TCP_PAYLOAD);
         let mut fragment = ethernet(&[], ETH_P_IP);
         fragment.extend(ipv4(20 + l4.len() as u16, 185, &l4)); // offset 185 * 8
-        assert_eq!(parse_result(&fragment).err(), Some(Skip::Fragment));
+        let h = parse_frame(&fragment).unwrap().header;
+        assert_eq!(
+            (h.checks, h.ack, h.payload_len),
+            (checks::FRAGMENT, 185 * 8, l4.len() as u32)
+        );
         let mut first = ethernet(&[], ETH_P_IP);
         first.extend(ipv4(20 + l4.len() as u16, 0x2000, &l4)); // more fragments
-        assert_eq!(parse_result(&first).err(), Some(Skip::Fragment));
+        let h = parse_frame(&first).unwrap().header;
+        assert_eq!(
+            (h.checks, h.ack),
+            (checks::FRAGMENT, checks::MORE_FRAGMENTS)
+        );
         assert!(
             parse_frame(&v4_frame(&[], tcp_flags::ACK, b"")).is_none(),
             "pure ACK"

@@ -52,10 +52,10 @@ pub enum Counter {
     RingFull = 2,
     /// Segments lost because copying the payload failed (`bpf_*_load_bytes`).
     CopyError = 3,
-    /// IP fragments of TCP on a captured port's interface (IPv4 with
-    /// "more fragments" or an offset, IPv6 with a fragment header): not
-    /// reassembled live, only counted (the kernel reassembles them before
-    /// TCP sees them; a request in fragments escapes the live tap).
+    /// IP fragments of TCP (IPv4 with "more fragments" or an offset, IPv6
+    /// with a fragment header). IPv4 ones are also recorded
+    /// ([`checks::FRAGMENT`]) for userspace to reassemble; IPv6 ones are
+    /// only counted.
     Fragments = 4,
 }
 
@@ -79,6 +79,14 @@ pub mod checks {
     /// (`CHECKSUM_PARTIAL`, tc egress). Absent: not known (XDP, a segment
     /// too long to sum in the kernel, no BTF).
     pub const TCP_CHECKSUM_KNOWN_GOOD: u32 = 8;
+    /// Not a segment but an IPv4 fragment of one (RFC 791 section 3.2):
+    /// `seq` holds the identification, `ack` the fragment's offset in
+    /// bytes with [`MORE_FRAGMENTS`] set when more follow, the payload is
+    /// the fragment's data; userspace reassembles the datagram. Ports are
+    /// not known, so every IPv4 fragment of TCP is recorded.
+    pub const FRAGMENT: u32 = 16;
+    /// In a [`FRAGMENT`] record's `ack`: more fragments follow.
+    pub const MORE_FRAGMENTS: u32 = 1 << 31;
     /// Any of the bits that mean the stack drops the segment.
     pub const DROPPED_BY_STACK: u32 = BAD_IP_LENGTH | BAD_IP_CHECKSUM | BAD_TCP_CHECKSUM;
 }

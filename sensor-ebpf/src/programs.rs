@@ -247,15 +247,19 @@ fn tc_segment(ctx: &TcContext, direction: u8) {
         Err(Skip::Fragment) => return count(Counter::Fragments),
         Err(Skip::Other) => return,
     };
-    if !wanted(&parsed.header) {
+    let fragment = parsed.header.checks & checks::FRAGMENT != 0;
+    if fragment {
+        count(Counter::Fragments);
+    } else if !wanted(&parsed.header) {
         return;
-    }
-    parsed.header.checks |= if direction == DIRECTION_INGRESS {
-        tcp_checks(skb, &parsed)
     } else {
-        // Made by this host: the stack fills the checksum in (or the NIC).
-        checks::TCP_CHECKSUM_KNOWN_GOOD
-    };
+        parsed.header.checks |= if direction == DIRECTION_INGRESS {
+            tcp_checks(skb, &parsed)
+        } else {
+            // Made by this host: the stack fills the checksum in (or the NIC).
+            checks::TCP_CHECKSUM_KNOWN_GOOD
+        };
+    }
     parsed.header.direction = direction;
     parsed.header.hook = HOOK_TC;
     parsed.header.ifindex = unsafe { (*skb).ifindex };
@@ -282,7 +286,9 @@ pub fn xdp_ingress(ctx: XdpContext) -> u32 {
         }
         Err(Skip::Other) => return xdp_action::XDP_PASS,
     };
-    if !wanted(&parsed.header) {
+    if parsed.header.checks & checks::FRAGMENT != 0 {
+        count(Counter::Fragments);
+    } else if !wanted(&parsed.header) {
         return xdp_action::XDP_PASS;
     }
     parsed.header.direction = DIRECTION_INGRESS;

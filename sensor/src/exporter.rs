@@ -15,7 +15,9 @@
 //! | `aps_siem_credential_ips` | gauge | `credential`, `principal` | distinct IPs of the 50 most spread credentials (fingerprint, never the secret) |
 //! | `siem_sensor_kernel_segments_total` | counter | `result`: `seen`, `submitted`, `ring_full`, `copy_error` | the kernel tap's per-CPU counters, summed |
 //! | `siem_sensor_records_total` | counter | `result`: `received`, `malformed` | ring-buffer records read |
-//! | `siem_sensor_ip_fragments_total` | counter | | IP fragments of TCP on captured interfaces (counted, not reassembled live) |
+//! | `siem_sensor_ip_fragments_total` | counter | | IP fragments of TCP on captured interfaces (IPv4 ones reassembled, IPv6 ones only counted) |
+//! | `siem_sensor_reassembled_segments_total` | counter | | TCP segments rebuilt from IPv4 fragments |
+//! | `siem_sensor_fragments_dropped_total` | counter | | IPv4 datagrams given up: overlapping fragments (as Linux), cut by the capture length, or incomplete after 30 s |
 //! | `siem_sensor_segments_dropped_total` | counter | `reason`: `bad_ip_length`, `bad_ip_checksum`, `bad_tcp_checksum` | segments the gateway's stack drops, dropped before reassembly (insertion attempts) |
 //! | `siem_sensor_tcp_checksum_unknown_total` | counter | | segments whose TCP checksum could not be judged (XDP, too long to sum in the kernel, no BTF) |
 //! | `siem_sensor_segments_total` | counter | | segments into the pipeline |
@@ -90,6 +92,8 @@ pub fn capture(c: &CaptureCounters) {
     counter!("siem_sensor_records_total", "result" => "received").absolute(reader.received);
     counter!("siem_sensor_records_total", "result" => "malformed").absolute(reader.malformed);
     counter!("siem_sensor_ip_fragments_total").absolute(kernel.fragments);
+    counter!("siem_sensor_reassembled_segments_total").absolute(reader.reassembled);
+    counter!("siem_sensor_fragments_dropped_total").absolute(reader.fragments_dropped);
     for (reason, n) in [
         ("bad_ip_length", reader.bad_ip_length),
         ("bad_ip_checksum", reader.bad_ip_checksum),

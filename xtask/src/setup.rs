@@ -11,7 +11,8 @@ use lab::{run, run_quiet};
 /// tcpdump for captures the tests replay; Prometheus (and promtool) and
 /// rsyslog, the real receivers of the metrics and syslog tests; ab
 /// (apache2-utils) for the scenarios; tshark, GNU time and perf for the
-/// benchmarks.
+/// benchmarks; scapy and nftables for the differential test's crafted
+/// segments.
 pub const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "iproute2",
@@ -27,6 +28,8 @@ pub const APT_PACKAGES: &[&str] = &[
     "linux-perf",
     "prometheus",
     "rsyslog",
+    "python3-scapy",
+    "nftables",
 ];
 
 /// bpf-linker release built against LLVM 22 (the nightly's LLVM major).

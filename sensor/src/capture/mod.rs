@@ -5,6 +5,7 @@
 //! of `sensor-ebpf`, attaches them and drains their ring buffer; [`file`]
 //! reads pcap and pcapng files. Neither knows what consumes the segments.
 
+pub mod defrag;
 pub mod file;
 pub mod live;
 

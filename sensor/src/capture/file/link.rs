@@ -7,13 +7,13 @@
 //! sessions. Link-type numbers are tcpdump.org's `LINKTYPE_` values
 //! (<https://www.tcpdump.org/linktypes.html>).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use etherparse::{
     EtherType, IpNumber, LaxIpPayloadSlice, LaxNetSlice, LaxSlicedPacket, TcpSlice, TransportSlice,
 };
 
-use crate::capture::{Segment, Source};
+use crate::capture::{Segment, Source, defrag::Fragment};
 
 /// MPLS unicast and multicast ethertypes (RFC 5332).
 const MPLS: [EtherType; 2] = [EtherType(0x8847), EtherType(0x8848)];
@@ -128,23 +128,6 @@ fn slice(link: Link, frame: &[u8]) -> Result<LaxSlicedPacket<'_>, Skip> {
         Link::Sll => cooked(frame, 14, 16)?,
         Link::Sll2 => cooked(frame, 0, 20)?,
     })
-}
-
-/// One IPv4 fragment of a TCP segment (RFC 791 section 3.2).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Fragment<'a> {
-    /// Source and destination addresses.
-    pub src: Ipv4Addr,
-    /// See `src`.
-    pub dst: Ipv4Addr,
-    /// The datagram's identification field.
-    pub id: u16,
-    /// Offset of this fragment's data in the datagram's payload, in bytes.
-    pub offset: u16,
-    /// More fragments follow.
-    pub more: bool,
-    /// This fragment's data (as captured).
-    pub data: &'a [u8],
 }
 
 /// The frame as an IPv4 fragment of a TCP segment whose header checksum
@@ -316,34 +299,6 @@ fn segment<'a>(
         flags: header[13],
         payload_len: u32::try_from(payload_len).unwrap_or(u32::MAX),
         payload: &payload[..payload.len().min(payload_len)],
-        source: Source::File,
-    };
-    Ok((segment, checks))
-}
-
-/// The TCP segment of a reassembled IPv4 datagram from `src` to `dst`.
-pub(crate) fn reassembled(
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    datagram: &[u8],
-    time_ns: u64,
-) -> Result<(Segment<'_>, Checks), Skip> {
-    let tcp = TcpSlice::from_slice(datagram).map_err(|_| Skip::Malformed)?;
-    let checksum = tcp.calc_checksum_ipv4(src.octets(), dst.octets());
-    let checks = Checks {
-        ip_checksum: Some(true),
-        tcp_checksum: Some(checksum.is_ok_and(|sum| sum == tcp.checksum())),
-    };
-    let payload = tcp.payload();
-    let segment = Segment {
-        time_ns,
-        src: SocketAddr::new(IpAddr::V4(src), tcp.source_port()),
-        dst: SocketAddr::new(IpAddr::V4(dst), tcp.destination_port()),
-        seq: tcp.sequence_number(),
-        ack: tcp.acknowledgment_number(),
-        flags: tcp.header_slice()[13],
-        payload_len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
-        payload,
         source: Source::File,
     };
     Ok((segment, checks))

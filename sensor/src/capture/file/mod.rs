@@ -8,7 +8,6 @@
 //! private `link` module; everything that is not a TCP segment is counted in
 //! [`FileCounters`], never an error.
 
-mod defrag;
 mod link;
 
 use std::collections::BTreeMap;
@@ -21,10 +20,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use pcap_parser::traits::PcapNGPacketBlock;
 use pcap_parser::{Block, PcapBlockOwned, PcapError, create_reader};
 
-use defrag::{Defrag, Outcome};
-use link::{Checks, Link, Skip, decode, ipv4_fragment, reassembled};
+use link::{Checks, Link, Skip, decode, ipv4_fragment};
 
-use super::Segment;
+use super::{
+    Segment, Source,
+    defrag::{Defrag, Fragment, Outcome, reassembled},
+};
 
 /// Initial read buffer; it holds whole records, so it grows for larger ones.
 const BUFFER: usize = 1 << 20;
@@ -435,17 +436,21 @@ impl State {
     }
 
     /// Adds an IPv4 fragment; a datagram it completes becomes a segment.
-    fn fragment(&mut self, f: &link::Fragment<'_>, on_segment: &mut dyn FnMut(&Segment<'_>)) {
+    fn fragment(&mut self, f: &Fragment<'_>, on_segment: &mut dyn FnMut(&Segment<'_>)) {
         match self.defrag.add(f, self.last_ns) {
             Outcome::Pending => {}
             Outcome::Dropped => self.counters.fragments_dropped += 1,
             Outcome::Complete(datagram) => {
-                match reassembled(f.src, f.dst, &datagram, self.last_ns) {
-                    Ok((segment, checks)) => {
+                match reassembled(f.src, f.dst, &datagram, self.last_ns, Source::File) {
+                    Some((segment, tcp_ok)) => {
                         self.counters.reassembled += 1;
+                        let checks = Checks {
+                            ip_checksum: Some(true),
+                            tcp_checksum: Some(tcp_ok),
+                        };
                         self.deliver(&segment, checks, on_segment);
                     }
-                    Err(_) => self.counters.malformed += 1,
+                    None => self.counters.malformed += 1,
                 }
             }
         }

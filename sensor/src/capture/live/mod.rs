@@ -34,7 +34,10 @@ pub use attach::{AttachPlan, Hook, TcAttach, XdpMode};
 pub use clock::Clock;
 pub use preflight::PreflightError;
 
-use super::Segment;
+use super::{
+    Segment,
+    defrag::{Defrag, Fragment, Outcome, reassembled},
+};
 
 /// The kernel object built by `build.rs`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor-ebpf"));
@@ -101,6 +104,11 @@ pub struct ReaderCounters {
     /// long to sum in the kernel, no BTF): delivered, the first copy of
     /// their bytes wins.
     pub tcp_checksum_unknown: u64,
+    /// TCP segments rebuilt from IPv4 fragment records.
+    pub reassembled: u64,
+    /// IPv4 datagrams whose fragments were dropped: overlapping, cut by the
+    /// capture length, or never completed within 30 s.
+    pub fragments_dropped: u64,
 }
 
 /// The live source's counters, kernel and reader side.
@@ -130,6 +138,8 @@ pub struct LiveCapture {
     logger: Option<JoinHandle<()>>,
     reader: ReaderCounters,
     clock: Clock,
+    /// IPv4 datagrams being reassembled from fragment records.
+    defrag: Defrag,
 }
 
 impl LiveCapture {
@@ -184,6 +194,7 @@ impl LiveCapture {
             logger,
             reader: ReaderCounters::default(),
             clock: Clock::now(),
+            defrag: Defrag::default(),
         })
     }
 
@@ -200,12 +211,12 @@ impl LiveCapture {
     /// Hands every record waiting in the ring buffer to `on_segment`, in
     /// order; a record that does not decode is counted and logged.
     pub fn drain(&mut self, on_segment: &mut dyn FnMut(&Segment<'_>)) {
-        drain(
-            self.ring.get_mut(),
-            &self.clock,
-            &mut self.reader,
-            on_segment,
-        );
+        let mut reader = Reader {
+            counters: &mut self.reader,
+            clock: &self.clock,
+            defrag: &mut self.defrag,
+        };
+        reader.drain(self.ring.get_mut(), on_segment);
     }
 
     /// Now on the segments' clock (wall-clock ns since the epoch), to move
@@ -238,12 +249,19 @@ impl LiveCapture {
             logger,
             mut reader,
             clock,
+            mut defrag,
         } = self;
         drop(ebpf); // detaches and unloads every program; maps we hold stay alive
         if let Some(task) = logger {
             task.abort();
         }
-        drain(ring.get_mut(), &clock, &mut reader, on_segment);
+        Reader {
+            counters: &mut reader,
+            clock: &clock,
+            defrag: &mut defrag,
+        }
+        .drain(ring.get_mut(), on_segment);
+        reader.fragments_dropped += defrag.expired;
         let kernel = read_counters(&counters)?;
         Ok(CaptureCounters { kernel, reader })
     }
@@ -261,30 +279,84 @@ fn forward_kernel_log(logger: KernelLog) -> std::io::Result<JoinHandle<()>> {
     }))
 }
 
-fn drain(
-    ring: &mut RingBuf<MapData>,
-    clock: &Clock,
-    reader: &mut ReaderCounters,
-    on_segment: &mut dyn FnMut(&Segment<'_>),
-) {
-    while let Some(item) = ring.next() {
-        reader.received += 1;
-        match record::decode(&item, clock) {
-            Ok((segment, found)) => {
-                if found & checks::DROPPED_BY_STACK == 0 {
-                    reader.tcp_checksum_unknown +=
-                        u64::from(found & checks::TCP_CHECKSUM_KNOWN_GOOD == 0);
-                    on_segment(&segment);
-                } else {
-                    // What the gateway's stack drops never reaches reassembly.
-                    reader.bad_ip_length += u64::from(found & checks::BAD_IP_LENGTH != 0);
-                    reader.bad_ip_checksum += u64::from(found & checks::BAD_IP_CHECKSUM != 0);
-                    reader.bad_tcp_checksum += u64::from(found & checks::BAD_TCP_CHECKSUM != 0);
+/// What reading records needs: counters, the clock, and the fragments
+/// being reassembled.
+struct Reader<'a> {
+    counters: &'a mut ReaderCounters,
+    clock: &'a Clock,
+    defrag: &'a mut Defrag,
+}
+
+impl Reader<'_> {
+    /// Hands every waiting record's segment to `on_segment`, dropping what
+    /// the gateway's stack drops and reassembling fragments.
+    fn drain(&mut self, ring: &mut RingBuf<MapData>, on_segment: &mut dyn FnMut(&Segment<'_>)) {
+        while let Some(item) = ring.next() {
+            self.counters.received += 1;
+            match record::decode(&item, self.clock) {
+                Ok((segment, found)) => self.record(&segment, found, on_segment),
+                Err(e) => {
+                    self.counters.malformed += 1;
+                    warn!(error = %e, "malformed ring-buffer record");
                 }
             }
-            Err(e) => {
-                reader.malformed += 1;
-                warn!(error = %e, "malformed ring-buffer record");
+        }
+    }
+
+    fn record(
+        &mut self,
+        segment: &Segment<'_>,
+        found: u32,
+        on_segment: &mut dyn FnMut(&Segment<'_>),
+    ) {
+        let c = &mut *self.counters;
+        if found & checks::DROPPED_BY_STACK != 0 {
+            // What the gateway's stack drops never reaches reassembly.
+            c.bad_ip_length += u64::from(found & checks::BAD_IP_LENGTH != 0);
+            c.bad_ip_checksum += u64::from(found & checks::BAD_IP_CHECKSUM != 0);
+            c.bad_tcp_checksum += u64::from(found & checks::BAD_TCP_CHECKSUM != 0);
+        } else if found & checks::FRAGMENT != 0 {
+            self.fragment(segment, on_segment);
+        } else {
+            c.tcp_checksum_unknown += u64::from(found & checks::TCP_CHECKSUM_KNOWN_GOOD == 0);
+            on_segment(segment);
+        }
+    }
+
+    /// A fragment record: into the datagram it belongs to; a datagram it
+    /// completes becomes a segment (checked like any other).
+    fn fragment(&mut self, record: &Segment<'_>, on_segment: &mut dyn FnMut(&Segment<'_>)) {
+        let (std::net::IpAddr::V4(src), std::net::IpAddr::V4(dst)) =
+            (record.src.ip(), record.dst.ip())
+        else {
+            return;
+        };
+        let c = &mut *self.counters;
+        if record.payload.len() < record.payload_len as usize {
+            // The capture length cut it: the datagram cannot be rebuilt.
+            c.fragments_dropped += 1;
+            return;
+        }
+        let f = Fragment {
+            src,
+            dst,
+            id: record.seq as u16,
+            offset: (record.ack & !checks::MORE_FRAGMENTS) as u16,
+            more: record.ack & checks::MORE_FRAGMENTS != 0,
+            data: record.payload,
+        };
+        match self.defrag.add(&f, record.time_ns) {
+            Outcome::Pending => {}
+            Outcome::Dropped => c.fragments_dropped += 1,
+            Outcome::Complete(datagram) => {
+                match reassembled(src, dst, &datagram, record.time_ns, record.source) {
+                    Some((segment, true)) => {
+                        c.reassembled += 1;
+                        on_segment(&segment);
+                    }
+                    Some((_, false)) => c.bad_tcp_checksum += 1,
+                    None => c.malformed += 1,
+                }
             }
         }
     }

@@ -1,5 +1,7 @@
-//! IPv4 fragment reassembly for capture files, as the receiving host does
-//! it, so a request carried in fragments is read as the server read it.
+//! IPv4 fragment reassembly, as the receiving host does it, so a request
+//! carried in fragments is read as the server read it: capture files and
+//! the live tap (which records fragments of TCP whole, as far as its
+//! capture length reaches) both reassemble here.
 //!
 //! Each datagram's fragments are kept by (source, destination,
 //! identification) in `etherparse`'s [`IpDefragBuf`] until they cover it
@@ -9,12 +11,29 @@
 //! data). Bounded: at most [`MAX_DATAGRAMS`] datagrams in progress, each
 //! given up after [`TIMEOUT_NS`] of event time (Linux's `ipfrag_time`).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use etherparse::{IpFragOffset, IpNumber, defrag::IpDefragBuf};
+use etherparse::{IpFragOffset, IpNumber, TcpSlice, defrag::IpDefragBuf};
 use hashbrown::HashMap;
 
-use super::link::Fragment;
+use super::{Segment, Source};
+
+/// One IPv4 fragment of a TCP segment (RFC 791 section 3.2).
+#[derive(Clone, Copy, Debug)]
+pub struct Fragment<'a> {
+    /// Source and destination addresses.
+    pub src: Ipv4Addr,
+    /// See `src`.
+    pub dst: Ipv4Addr,
+    /// The datagram's identification field.
+    pub id: u16,
+    /// Offset of this fragment's data in the datagram's payload, in bytes.
+    pub offset: u16,
+    /// More fragments follow.
+    pub more: bool,
+    /// This fragment's data (as captured).
+    pub data: &'a [u8],
+}
 
 /// Datagrams reassembled at once; a new one past it drops the oldest.
 pub const MAX_DATAGRAMS: usize = 1024;
@@ -24,7 +43,7 @@ pub const TIMEOUT_NS: u64 = 30_000_000_000;
 
 /// What adding a fragment did.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Outcome {
+pub enum Outcome {
     /// The datagram is still incomplete.
     Pending,
     /// The datagram is whole: its payload (a TCP segment).
@@ -37,7 +56,7 @@ type Key = (Ipv4Addr, Ipv4Addr, u16);
 
 /// Datagrams in progress.
 #[derive(Default)]
-pub(crate) struct Defrag {
+pub struct Defrag {
     datagrams: HashMap<Key, (u64, IpDefragBuf)>,
     /// Datagrams given up (timed out or pushed out) so far.
     pub expired: u64,
@@ -87,6 +106,35 @@ impl Defrag {
         let (data, _) = buf.take_bufs();
         Outcome::Complete(data)
     }
+}
+
+/// The TCP segment of a reassembled IPv4 datagram from `src` to `dst`.
+///
+/// Returns the segment and whether its TCP checksum is right; `None` when
+/// the datagram is not a TCP segment.
+pub fn reassembled(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    datagram: &[u8],
+    time_ns: u64,
+    source: Source,
+) -> Option<(Segment<'_>, bool)> {
+    let tcp = TcpSlice::from_slice(datagram).ok()?;
+    let checksum = tcp.calc_checksum_ipv4(src.octets(), dst.octets());
+    let checksum_ok = checksum.is_ok_and(|sum| sum == tcp.checksum());
+    let payload = tcp.payload();
+    let segment = Segment {
+        time_ns,
+        src: SocketAddr::new(IpAddr::V4(src), tcp.source_port()),
+        dst: SocketAddr::new(IpAddr::V4(dst), tcp.destination_port()),
+        seq: tcp.sequence_number(),
+        ack: tcp.acknowledgment_number(),
+        flags: tcp.header_slice()[13],
+        payload_len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
+        payload,
+        source,
+    };
+    Some((segment, checksum_ok))
 }
 
 #[cfg(test)]

@@ -69,12 +69,27 @@ impl Link {
 /// as the capture shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Checks {
-    /// The IPv4 header checksum is right; `None` for IPv6, which has none.
-    /// Linux always verifies it (`ip_rcv_core`).
+    /// The IPv4 header checksum is right (or zero: a TSO/GSO super-packet
+    /// captured on its sender, finished per wire segment); `None` for IPv6,
+    /// which has none. Linux always verifies it (`ip_rcv_core`).
     pub ip_checksum: Option<bool>,
     /// The TCP checksum over the whole segment: `None` when the capture
     /// cut the segment, so it cannot be checked.
-    pub tcp_checksum: Option<bool>,
+    pub tcp_checksum: Option<TcpChecksum>,
+}
+
+/// What a whole segment's TCP checksum field holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TcpChecksum {
+    /// The right checksum.
+    Right,
+    /// Only the pseudo-header's sum, as the sending host leaves it for the
+    /// NIC to finish (`CHECKSUM_PARTIAL`: Linux's `__tcp_v4_send_check`,
+    /// with the length, or without it for a TSO/GSO super-packet): a
+    /// capture taken on the sender, whose wire copy was right.
+    Offloaded,
+    /// Anything else: the receiving host drops the segment.
+    Wrong,
 }
 
 /// Why a frame yielded no segment; each maps to a `FileCounters` field.
@@ -255,7 +270,10 @@ fn segment<'a>(
             } else {
                 offset(frame, h.slice()) + total
             };
-            let checksum = h.to_header().calc_header_checksum() == h.header_checksum();
+            // A zero checksum is a TSO/GSO super-packet captured on its
+            // sender: the header is finished per wire segment.
+            let sum = h.header_checksum();
+            let checksum = sum == 0 || h.to_header().calc_header_checksum() == sum;
             let (s, d) = (h.source_addr(), h.destination_addr());
             (IpAddr::V4(s), IpAddr::V4(d), end, Some(checksum))
         }
@@ -277,14 +295,7 @@ fn segment<'a>(
     let payload = tcp.payload();
     let header = tcp.header_slice();
     let whole = payload.len() == payload_len && tcp.slice().len() == header.len() + payload_len;
-    let tcp_checksum = whole.then(|| {
-        let sum = match (src, dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => tcp.calc_checksum_ipv4(s.octets(), d.octets()),
-            (IpAddr::V6(s), IpAddr::V6(d)) => tcp.calc_checksum_ipv6(s.octets(), d.octets()),
-            _ => return false,
-        };
-        sum.is_ok_and(|sum| sum == tcp.checksum())
-    });
+    let tcp_checksum = whole.then(|| tcp_checksum(tcp, src, dst));
     let checks = Checks {
         ip_checksum,
         tcp_checksum,
@@ -302,6 +313,41 @@ fn segment<'a>(
         source: Source::File,
     };
     Ok((segment, checks))
+}
+
+/// Judges a whole segment's TCP checksum (see [`TcpChecksum`]).
+pub(crate) fn tcp_checksum(tcp: &TcpSlice<'_>, src: IpAddr, dst: IpAddr) -> TcpChecksum {
+    let sum = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => tcp.calc_checksum_ipv4(s.octets(), d.octets()),
+        (IpAddr::V6(s), IpAddr::V6(d)) => tcp.calc_checksum_ipv6(s.octets(), d.octets()),
+        _ => return TcpChecksum::Wrong,
+    };
+    let field = tcp.checksum();
+    if sum.is_ok_and(|sum| sum == field) {
+        return TcpChecksum::Right;
+    }
+    let len = tcp.slice().len() as u32;
+    let partial = |len: u32| {
+        let mut words: Vec<u16> = Vec::with_capacity(20);
+        for addr in [src, dst] {
+            let octets = match addr {
+                IpAddr::V4(a) => a.octets().to_vec(),
+                IpAddr::V6(a) => a.octets().to_vec(),
+            };
+            words.extend(octets.chunks(2).map(|w| u16::from_be_bytes([w[0], w[1]])));
+        }
+        words.extend([(len >> 16) as u16, len as u16, 6]);
+        let mut acc: u32 = words.iter().map(|&w| u32::from(w)).sum();
+        while acc > 0xffff {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        acc as u16
+    };
+    if field == partial(len) || field == partial(0) {
+        TcpChecksum::Offloaded
+    } else {
+        TcpChecksum::Wrong
+    }
 }
 
 /// Byte offset of `inner` within `frame`, which it borrows from.

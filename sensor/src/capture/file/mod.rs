@@ -20,7 +20,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use pcap_parser::traits::PcapNGPacketBlock;
 use pcap_parser::{Block, PcapBlockOwned, PcapError, create_reader};
 
-use link::{Checks, Link, Skip, decode, ipv4_fragment};
+use link::{Checks, Link, Skip, TcpChecksum, decode, ipv4_fragment};
 
 use super::{
     Segment, Source,
@@ -61,6 +61,10 @@ pub struct FileCounters {
     /// Segments dropped for a wrong IPv4 header or TCP checksum (while
     /// checksums are validated, see `checksums`).
     pub bad_checksum: u64,
+    /// Segments whose TCP checksum field held only the pseudo-header's sum:
+    /// captured on a sending host that offloads checksums to its NIC (the
+    /// wire copy was right); delivered.
+    pub offloaded_checksums: u64,
     /// Whether checksums were validated: `on`, `off`, or `offloaded` when
     /// `auto` found most of the file's checksums wrong (captured on a host
     /// that offloads them) and turned validation off.
@@ -111,10 +115,12 @@ pub enum FileError {
 /// host would drop them (Suricata's `checksum-validation`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Checksums {
-    /// Validate, unless more than 10% of the file's first 1000 checkable
-    /// segments fail: then the capture host offloaded checksums (they were
-    /// never filled in) and nothing is dropped. A pipe, which cannot be
-    /// read twice, is validated.
+    /// Validate, taking a checksum field that holds only the pseudo-header
+    /// sum for a sending host's offload (counted as `offloaded_checksums`),
+    /// unless more than 10% (and at least 10, or all) of the file's first
+    /// 1000 checkable segments are still wrong: then the capture host (or a
+    /// rewrite of the file) mangled checksums and nothing is dropped. A
+    /// pipe, which cannot be read twice, is validated.
     #[default]
     Auto,
     /// Always validate.
@@ -130,8 +136,13 @@ impl crate::choice::Choice for Checksums {
 
 /// How `auto` samples a file: its first this many checkable segments...
 const SAMPLE: u64 = 1000;
-/// ...of which more than this share failing means offloaded checksums.
+/// ...of which more than this share, and at least [`OFFLOADED_MIN`] or all
+/// of them, failing means the capture host mangled checksums (a handful of
+/// bad segments among good ones is an attack, not offload; a small file
+/// whose every checksum is wrong was rewritten without fixing them).
 const OFFLOADED_SHARE: f64 = 0.1;
+/// See [`OFFLOADED_SHARE`].
+const OFFLOADED_MIN: u64 = 10;
 
 /// Reads every packet of one pcap or pcapng file and calls `on_segment` for
 /// each TCP segment, in file order. Segments carry `Source::File` and the
@@ -167,8 +178,10 @@ pub fn read_file(
         None => {
             let mut sample = State::sampling();
             read(path, false, &mut sample, &mut |_| {})?;
-            let failed = sample.sample_failed as f64;
-            failed <= OFFLOADED_SHARE * sample.sample_checked as f64
+            let (failed, checked) = (sample.sample_failed, sample.sample_checked);
+            let mangled = failed as f64 > OFFLOADED_SHARE * checked as f64
+                && (failed >= OFFLOADED_MIN || failed == checked);
+            !mangled
         }
     };
     let mut state = State {
@@ -323,7 +336,9 @@ impl State {
 
     /// Whether a segment with `checks` reaches the pipeline; counts it.
     fn accept(&mut self, checks: Checks) -> bool {
-        let ok = checks.ip_checksum != Some(false) && checks.tcp_checksum != Some(false);
+        let tcp = checks.tcp_checksum;
+        self.counters.offloaded_checksums += u64::from(tcp == Some(TcpChecksum::Offloaded));
+        let ok = checks.ip_checksum != Some(false) && tcp != Some(TcpChecksum::Wrong);
         if self.sampling {
             if checks.ip_checksum.is_some() || checks.tcp_checksum.is_some() {
                 self.sample_checked += 1;
@@ -446,7 +461,11 @@ impl State {
                         self.counters.reassembled += 1;
                         let checks = Checks {
                             ip_checksum: Some(true),
-                            tcp_checksum: Some(tcp_ok),
+                            tcp_checksum: Some(if tcp_ok {
+                                TcpChecksum::Right
+                            } else {
+                                TcpChecksum::Wrong
+                            }),
                         };
                         self.deliver(&segment, checks, on_segment);
                     }

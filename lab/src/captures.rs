@@ -22,14 +22,31 @@ pub const OFFENDER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
 /// Payload bytes per generated segment.
 const MSS: usize = 1448;
 
-/// Writes packets with increasing timestamps, a microsecond apart.
-struct Writer<W: Write> {
+/// A TCP connection in a generated capture: each side's next sequence
+/// number.
+#[derive(Clone, Copy, Debug)]
+pub struct Connection {
+    /// The client's address and port.
+    pub client: (Ipv4Addr, u16),
+    /// The server's address and port.
+    pub server: (Ipv4Addr, u16),
+    /// Next sequence number of the client and of the server.
+    pub next: [u32; 2],
+}
+
+/// Writes a pcap (raw IPv4 link type) of crafted packets with increasing
+/// timestamps, a microsecond apart.
+pub struct CaptureWriter<W: Write> {
     pcap: PcapWriter<W>,
     time: Duration,
 }
 
-impl<W: Write> Writer<W> {
-    fn new(out: W) -> Result<Self> {
+impl<W: Write> CaptureWriter<W> {
+    /// A capture written to `out`.
+    ///
+    /// # Errors
+    /// Writing the pcap header failed.
+    pub fn new(out: W) -> Result<Self> {
         let header = PcapHeader {
             datalink: DataLink::IPV4,
             ..PcapHeader::default()
@@ -40,9 +57,29 @@ impl<W: Write> Writer<W> {
         })
     }
 
-    /// One TCP segment from `(src, sport)` to `(dst, dport)`.
-    #[allow(clippy::too_many_arguments)]
-    fn segment(
+    /// Moves the clock on by `d`.
+    pub fn wait(&mut self, d: Duration) {
+        self.time += d;
+    }
+
+    /// One raw IPv4 packet, as is (for crafted headers).
+    ///
+    /// # Errors
+    /// Writing failed.
+    pub fn packet(&mut self, ip: &[u8]) -> Result<()> {
+        self.time += Duration::from_micros(1);
+        let len = ip.len() as u32;
+        self.pcap
+            .write_packet(&PcapPacket::new(self.time, len, ip))?;
+        Ok(())
+    }
+
+    /// One TCP segment from `src` to `dst` (ACK set when `ack` is given),
+    /// checksums right.
+    ///
+    /// # Errors
+    /// Writing failed.
+    pub fn segment(
         &mut self,
         src: (Ipv4Addr, u16),
         dst: (Ipv4Addr, u16),
@@ -51,32 +88,72 @@ impl<W: Write> Writer<W> {
         syn: bool,
         payload: &[u8],
     ) -> Result<()> {
-        let mut tcp =
-            PacketBuilder::ipv4(src.0.octets(), dst.0.octets(), 64).tcp(src.1, dst.1, seq, 65535);
-        if syn {
-            tcp = tcp.syn();
-        }
-        if let Some(ack) = ack {
-            tcp = tcp.ack(ack);
-        }
-        let mut packet = Vec::with_capacity(60 + payload.len());
-        tcp.write(&mut packet, payload)?;
-        self.time += Duration::from_micros(1);
-        let len = packet.len() as u32;
-        self.pcap
-            .write_packet(&PcapPacket::new(self.time, len, &packet))?;
-        Ok(())
+        self.packet(&tcp_packet(src, dst, seq, ack, syn, payload)?)
     }
 
-    /// A handshake from `client`; returns the client's and server's next
-    /// sequence numbers.
-    fn handshake(&mut self, client: (Ipv4Addr, u16)) -> Result<(u32, u32)> {
-        let server = (SERVER, SERVER_PORT);
+    /// A handshake from `client` to `server`.
+    ///
+    /// # Errors
+    /// Writing failed.
+    pub fn connect(
+        &mut self,
+        client: (Ipv4Addr, u16),
+        server: (Ipv4Addr, u16),
+    ) -> Result<Connection> {
         self.segment(client, server, 1000, None, true, b"")?;
         self.segment(server, client, 5000, Some(1001), true, b"")?;
         self.segment(client, server, 1001, Some(5001), false, b"")?;
-        Ok((1001, 5001))
+        Ok(Connection {
+            client,
+            server,
+            next: [1001, 5001],
+        })
     }
+
+    /// The client sends `bytes` on `c`.
+    ///
+    /// # Errors
+    /// Writing failed.
+    pub fn request(&mut self, c: &mut Connection, bytes: &[u8]) -> Result<()> {
+        self.segment(c.client, c.server, c.next[0], Some(c.next[1]), false, bytes)?;
+        c.next[0] += bytes.len() as u32;
+        Ok(())
+    }
+
+    /// The server sends `bytes` on `c`.
+    ///
+    /// # Errors
+    /// Writing failed.
+    pub fn response(&mut self, c: &mut Connection, bytes: &[u8]) -> Result<()> {
+        self.segment(c.server, c.client, c.next[1], Some(c.next[0]), false, bytes)?;
+        c.next[1] += bytes.len() as u32;
+        Ok(())
+    }
+}
+
+/// An IPv4/TCP packet, checksums right.
+///
+/// # Errors
+/// The payload is too large.
+pub fn tcp_packet(
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    seq: u32,
+    ack: Option<u32>,
+    syn: bool,
+    payload: &[u8],
+) -> Result<Vec<u8>> {
+    let mut tcp =
+        PacketBuilder::ipv4(src.0.octets(), dst.0.octets(), 64).tcp(src.1, dst.1, seq, 65535);
+    if syn {
+        tcp = tcp.syn();
+    }
+    if let Some(ack) = ack {
+        tcp = tcp.ack(ack);
+    }
+    let mut packet = Vec::with_capacity(60 + payload.len());
+    tcp.write(&mut packet, payload)?;
+    Ok(packet)
 }
 
 /// `flows` connections from distinct clients, each sending a request head
@@ -87,27 +164,20 @@ impl<W: Write> Writer<W> {
 /// # Errors
 /// Writing to `out` failed.
 pub fn unfinished_heads(out: impl Write, flows: u32, head_bytes: usize, flood: u32) -> Result<()> {
-    let mut w = Writer::new(out)?;
+    let mut w = CaptureWriter::new(out)?;
     let mut head = b"GET /slow HTTP/1.1\r\nHost: api\r\nX-Pad: ".to_vec();
     head.resize(head_bytes, b'a');
     for i in 0..flows {
         let client = (Ipv4Addr::from(0x0a00_0001 + i), 40000 + (i % 20000) as u16);
-        let (mut seq, ack) = w.handshake(client)?;
+        let mut c = w.connect(client, (SERVER, SERVER_PORT))?;
         for chunk in head.chunks(MSS) {
-            w.segment(client, (SERVER, SERVER_PORT), seq, Some(ack), false, chunk)?;
-            seq += chunk.len() as u32;
+            w.request(&mut c, chunk)?;
         }
     }
-    let client = (OFFENDER, 55555);
-    let server = (SERVER, SERVER_PORT);
-    let (mut seq, mut ack) = w.handshake(client)?;
-    let request = b"GET /flood HTTP/1.1\r\nHost: api\r\n\r\n";
-    let response = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    let mut c = w.connect((OFFENDER, 55555), (SERVER, SERVER_PORT))?;
     for _ in 0..flood {
-        w.segment(client, server, seq, Some(ack), false, request)?;
-        seq += request.len() as u32;
-        w.segment(server, client, ack, Some(seq), false, response)?;
-        ack += response.len() as u32;
+        w.request(&mut c, b"GET /flood HTTP/1.1\r\nHost: api\r\n\r\n")?;
+        w.response(&mut c, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")?;
     }
     Ok(())
 }

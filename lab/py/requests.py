@@ -8,6 +8,12 @@ against the lab gateway's access log (sensor/tests/live_differential.rs).
         segments, a request line split after the method, many headers,
         bytes >= 0x80 in the target, pipelining, absolute-form, bare LF.
 
+    python3 requests.py hold HOST PORT N SECONDS
+        N connections, each sending a request head of seven 4000-byte
+        header lines that never ends (nginx keeps waiting: each line is
+        under its 8k buffers), held open for SECONDS: the memory budget's
+        live worst case.
+
     python3 requests.py hostile SRC DST PORT IFACE VICTIM
         Segment-level tricks with scapy, from address SRC on IFACE (the
         caller drops this host's own RSTs): an insertion with a bad TCP
@@ -60,6 +66,23 @@ def odd(host, port):
     for name, pieces in cases.items():
         print("case", name, flush=True)
         send_pieces(host, port, pieces)
+
+
+def hold(host, port, n, seconds):
+    import resource
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    head = b"GET /slow HTTP/1.1\r\nHost: gw\r\n" + b"".join(
+        b"X-Pad-%d: %s\r\n" % (i, b"a" * 4000) for i in range(7))
+    held = []
+    for _ in range(int(n)):
+        s = socket.create_connection((host, int(port)))
+        s.sendall(head)
+        held.append(s)
+    print("held", len(held), flush=True)
+    time.sleep(float(seconds))
+    for s in held:
+        s.close()
 
 
 def hostile(src, dst, port, iface, victim):
@@ -117,6 +140,8 @@ if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "odd":
         odd(*sys.argv[2:4])
+    elif mode == "hold":
+        hold(*sys.argv[2:6])
     elif mode == "hostile":
         hostile(*sys.argv[2:7])
     else:

@@ -70,6 +70,7 @@ const NGINX_MAIN: &str = r#"
 worker_processes 1;
 pid @DIR@/nginx.pid;
 error_log @DIR@/error.log warn;
+worker_rlimit_nofile 16384;
 events { worker_connections 4096; }
 http {
   access_log off;

@@ -2,12 +2,14 @@
 //! section with the machine, kernel and date it was measured on.
 
 mod live;
+mod memory;
 mod replay;
 
 use std::{
     fs,
     path::{Path, PathBuf},
     process::Command,
+    time::Instant,
 };
 
 use anyhow::{Context as _, Result};
@@ -22,6 +24,9 @@ pub enum Which {
     Live,
     /// Replay throughput against tshark, and memory under a million IPs.
     Replay,
+    /// The memory budget against unfinished request heads, replayed and
+    /// live.
+    Memory,
 }
 
 pub fn bench(only: Option<Which>) -> Result<()> {
@@ -29,13 +34,47 @@ pub fn bench(only: Option<Which>) -> Result<()> {
     run(Command::new("cargo").args(["build", "--release", "-p", "sensor"]))?;
     let root = workspace_root()?;
     let sensor = root.join("target/release/siem-sensor");
-    if only != Some(Which::Replay) {
+    let all = only.is_none();
+    if all || only == Some(Which::Live) {
         live::bench(&root, &sensor)?;
     }
-    if only != Some(Which::Live) {
+    if all || only == Some(Which::Replay) {
         replay::bench(&root, &sensor)?;
     }
+    if all || only == Some(Which::Memory) {
+        memory::bench(&root, &sensor)?;
+    }
     Ok(())
+}
+
+/// One measured process run.
+struct Measured {
+    wall_s: f64,
+    max_rss_kib: u64,
+    stdout: String,
+}
+
+/// Runs `cmd` under `/usr/bin/time` for its peak RSS; wall time from here.
+fn measure(cmd: &mut Command) -> Result<Measured> {
+    let mut timed = Command::new("/usr/bin/time");
+    timed
+        .args(["-f", "%M"])
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    let start = Instant::now();
+    let out = run_quiet(&mut timed)?;
+    let wall_s = start.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let max_rss_kib = stderr
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .context("no peak RSS from /usr/bin/time")?;
+    Ok(Measured {
+        wall_s,
+        max_rss_kib,
+        stdout: String::from_utf8(out.stdout)?,
+    })
 }
 
 /// Replaces the section between `<!-- NAME -->` and `<!-- /NAME -->` in

@@ -8,26 +8,18 @@ use std::{
     fs,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    time::Instant,
 };
 
 use anyhow::{Context as _, Result, bail};
 use lab::{CLIENT_V4, GATEWAY_CLIENT_IF, Lab, PROXY_PORT, run, run_quiet};
 use serde_json::Value;
 
-use super::write_section;
+use super::{Measured, measure, write_section};
 
 /// Transactions the benchmark capture holds at least.
 const MIN_TRANSACTIONS: u64 = 1_000_000;
 /// Replay runs; the median is reported.
 const RUNS: usize = 5;
-
-/// One measured process run.
-struct Measured {
-    wall_s: f64,
-    max_rss_kib: u64,
-    stdout: String,
-}
 
 /// Runs the replay benchmarks with the release `sensor` and writes their section.
 pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
@@ -210,26 +202,3 @@ fn capture(dir: &Path) -> Result<PathBuf> {
 
 /// wrk script: every request with a random `X-Forwarded-For` in 10/8.
 const XFF_SCRIPT: &str = include_str!("../../../lab/lua/xff.lua");
-
-/// Runs `cmd` under `/usr/bin/time` for its peak RSS; wall time from here.
-fn measure(cmd: &mut Command) -> Result<Measured> {
-    let mut timed = Command::new("/usr/bin/time");
-    timed
-        .args(["-f", "%M"])
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
-    let start = Instant::now();
-    let out = run_quiet(&mut timed)?;
-    let wall_s = start.elapsed().as_secs_f64();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let max_rss_kib = stderr
-        .lines()
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .context("no peak RSS from /usr/bin/time")?;
-    Ok(Measured {
-        wall_s,
-        max_rss_kib,
-        stdout: String::from_utf8(out.stdout)?,
-    })
-}

@@ -15,4 +15,5 @@ pub mod http;
 pub mod identity;
 pub mod pipeline;
 pub mod sink;
+pub mod text;
 pub mod time;

@@ -18,7 +18,7 @@ use sensor::{
         Body, FramingError, FramingHeaders, HeadLimits, HttpLimits, MessageKind,
         message::{Framer, MessageHandler},
     },
-    identity::{FingerprintKey, IdentityConfig, Resolver},
+    identity::{FingerprintKey, IdentityConfig, Resolver, Topology},
     pipeline::Pipeline,
     sink::{JsonLines, Records, SegmentLog, Sinks},
 };
@@ -40,8 +40,9 @@ pub struct Input {
 /// One segment of [`Input`].
 #[derive(Arbitrary, Clone, Debug, PartialEq, Eq)]
 pub struct Seg {
-    /// Connection 1 (IPv6, untrusted client) rather than 0 (IPv4, client a
-    /// trusted proxy, so forwarding and Kong headers are read).
+    /// Connection 1 (IPv6, a client to Kong's proxy port: the client leg)
+    /// rather than 0 (IPv4, Kong to an upstream: the upstream leg, where
+    /// Kong's headers are read).
     pub conn: bool,
     /// Sent by the server rather than the client.
     pub server: bool,
@@ -87,7 +88,7 @@ fn endpoints(conn: bool) -> [SocketAddr; 2] {
     } else {
         [
             "10.0.0.2:40000".parse().unwrap(),
-            "10.0.0.1:8000".parse().unwrap(),
+            "10.0.0.1:8080".parse().unwrap(),
         ]
     }
 }
@@ -97,7 +98,10 @@ fn endpoints(conn: bool) -> [SocketAddr; 2] {
 /// transactions emitted.
 pub fn run_pipeline(input: &Input) -> u64 {
     let config = IdentityConfig {
-        trusted_proxies: vec!["10.0.0.2/32".parse().unwrap()],
+        topology: Topology {
+            kong_addresses: vec!["10.0.0.2/32".parse().unwrap()],
+            ..Topology::default()
+        },
         ..IdentityConfig::default()
     };
     let resolver = Resolver::new(config, FingerprintKey::from_bytes([3; 32]));
@@ -110,6 +114,7 @@ pub fn run_pipeline(input: &Input) -> u64 {
             max_pending_bytes: 2048,
             max_segment_hold: 512,
             max_buffered_bytes: 3000,
+            memory_budget: 64 * 1024,
         };
     }
     let mut http = HttpLimits::default();

@@ -93,6 +93,7 @@ const KEYS: &[(&str, &[(&str, &str)])] = &[
             ("facility", "syslog-facility"),
             ("queue", "syslog-queue"),
             ("ca", "syslog-ca"),
+            ("max_record", "syslog-max-record"),
         ],
     ),
     (

@@ -4,7 +4,9 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use sensor::sink::syslog::{Body, Header, Syslog, SyslogConfig, Target, parse_facility};
+use sensor::sink::syslog::{
+    Body, DEFAULT_MAX_RECORD, Header, MIN_MAX_RECORD, Syslog, SyslogConfig, Target, parse_facility,
+};
 
 use super::choice::ChoiceParser;
 
@@ -33,6 +35,20 @@ pub struct SyslogArgs {
     /// PEM file of the CAs for `tls:` targets (default: the system's).
     #[arg(long, value_name = "FILE")]
     syslog_ca: Option<PathBuf>,
+    /// Longest record, bytes (480 to 65000; rsyslog's default
+    /// `maxMessageSize` is 8192): past it an alert's evidence is trimmed.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_RECORD, value_parser = max_record)]
+    syslog_max_record: usize,
+}
+
+/// A record cap between [`MIN_MAX_RECORD`] and 65000 bytes (a UDP datagram
+/// carries at most 65507).
+fn max_record(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|e| format!("{e}"))?;
+    if !(MIN_MAX_RECORD..=65_000).contains(&n) {
+        return Err(format!("must be between {MIN_MAX_RECORD} and 65000"));
+    }
+    Ok(n)
 }
 
 impl SyslogArgs {
@@ -52,6 +68,7 @@ impl SyslogArgs {
             queue: self.syslog_queue,
             drain: Duration::from_secs(2),
             ca: self.syslog_ca.clone(),
+            max_record: self.syslog_max_record,
         };
         Syslog::start(&config)
             .map(Some)

@@ -8,6 +8,7 @@ use super::bounded::BoundedMap;
 use crate::{
     http::Transaction,
     identity::{Fingerprint, Principal},
+    text::quote_kv,
 };
 
 /// Which detector raised an alert.
@@ -188,8 +189,8 @@ impl std::fmt::Display for Alert {
         if let Some(p) = &self.principal {
             write!(
                 f,
-                " principal={:?} principal_source={}",
-                p.name,
+                " principal={} principal_source={}",
+                quote_kv(&p.name),
                 p.source.as_str()
             )?;
         }

@@ -9,7 +9,10 @@ use std::{
 use serde::Serialize;
 
 use super::{headers::RequestHeaders, route::route};
-use crate::identity::{Credentials, Identity, Leg, Principal};
+use crate::{
+    identity::{Credentials, Identity, Leg, Principal},
+    text::{Field, render},
+};
 
 /// One request and, when it was seen, its final response.
 ///
@@ -97,25 +100,28 @@ impl Transaction {
             client_port: client.port(),
             server_ip: server.ip(),
             server_port: server.port(),
-            method: method.to_owned(),
+            method: render(method.as_bytes(), Field::Method),
             leg,
-            host: headers.host.map(lossy).or_else(|| authority(target)),
-            path: path.into_owned(),
-            route: route(target.as_bytes()),
+            host: headers
+                .host
+                .or_else(|| authority(target))
+                .map(|h| render(without_userinfo(h), Field::Host)),
+            route: render(route(path.as_bytes()).as_bytes(), Field::Path),
+            path: render(path.as_bytes(), Field::Path),
             status: None,
             latency_ms: None,
             request_bytes: 0,
             response_bytes: 0,
             midstream: false,
             confirmed: false,
-            user_agent: headers.user_agent.map(lossy),
+            user_agent: headers.user_agent.map(|v| render(v, Field::UserAgent)),
             principal: identity.principal,
             credentials: identity.credentials,
             consumer: identity.consumer,
             // A client's own X-Kong-Request-Id is attacker-chosen: on the
             // client leg the id is the one Kong returns (`respond`).
             request_id: match leg {
-                Leg::Upstream => headers.any_request_id().map(lossy),
+                Leg::Upstream => headers.any_request_id().map(request_id),
                 Leg::Client => None,
             },
         }
@@ -153,18 +159,28 @@ impl Transaction {
         let latency_us = time_ns.saturating_sub(self.time_ns) / 1000;
         self.latency_ms = Some(latency_us as f64 / 1000.0);
         if self.request_id.is_none() {
-            self.request_id = request_id.map(lossy);
+            self.request_id = request_id.map(self::request_id);
         }
     }
 }
 
-fn lossy(value: &[u8]) -> String {
-    String::from_utf8_lossy(value).into_owned()
+fn request_id(value: &[u8]) -> String {
+    render(value, Field::RequestId)
 }
 
 /// The authority of an absolute-form target (`http://host:port/path`).
-fn authority(target: &str) -> Option<String> {
+fn authority(target: &str) -> Option<&[u8]> {
     let rest = target.split_once("://")?.1;
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    (end > 0).then(|| rest[..end].to_owned())
+    (end > 0).then(|| &rest.as_bytes()[..end])
+}
+
+/// `authority` without a `userinfo@` (RFC 3986 section 3.2.1: deprecated,
+/// and a secret when present), in an absolute-form target or a forged
+/// `Host`.
+fn without_userinfo(authority: &[u8]) -> &[u8] {
+    match authority.iter().rposition(|&b| b == b'@') {
+        Some(at) => &authority[at + 1..],
+        None => authority,
+    }
 }

@@ -60,10 +60,11 @@ const BASE64URL: GeneralPurpose = GeneralPurpose::new(
 /// (empty, or `Basic` / `Bearer` with no token).
 ///
 /// - `Basic b64`: fingerprint of the decoded `user:password`; principal =
-///   the user-id (before the first `:`) when both it and the password are
-///   non-empty (with an empty password the user-id field *is* the secret,
-///   as in `curl -u sk_live_...:`; with no `:` the value is malformed and
-///   may be a bare secret). Undecodable: fingerprint of the raw token, no
+///   the user-id (before the first `:`) when it is non-empty and the
+///   password is not a placeholder ([`PLACEHOLDER_PASSWORDS`]: with an
+///   empty or filler password the user-id field *is* the secret, as in
+///   `curl -u sk_live_...:` or Freshdesk's `KEY:X`; with no `:` the value
+///   is malformed and may be a bare secret). Undecodable: fingerprint of the raw token, no
 ///   principal.
 /// - `Bearer tok`: fingerprint of `tok`; principal = the JWT `sub` claim
 ///   when `tok` is a JWT.
@@ -125,12 +126,40 @@ fn basic(key: &FingerprintKey, token: &[u8]) -> Found {
     let principal = decoded
         .iter()
         .position(|&b| b == b':')
-        .filter(|&i| i > 0 && i + 1 < decoded.len())
+        .filter(|&i| i > 0 && !is_placeholder(&decoded[i + 1..]))
         .and_then(|i| Principal::new(&decoded[..i], PrincipalSource::BasicUser));
     Found {
         fingerprint: key.scoped(scope::BASIC, &decoded),
         principal,
     }
+}
+
+/// Passwords that mark the Basic user-id as the secret: APIs that take an
+/// API key as the user-id want a fixed filler as the password (Freshdesk
+/// `KEY:X`, Toggl `KEY:api_token`, Stripe and others an empty one);
+/// compared ASCII-case-insensitively.
+pub const PLACEHOLDER_PASSWORDS: &[&str] = &[
+    "",
+    "x",
+    "-",
+    "_",
+    "*",
+    "0",
+    "api_token",
+    "api_key",
+    "apikey",
+    "token",
+    "none",
+    "null",
+    "unused",
+    "dummy",
+];
+
+/// Whether a Basic password is a placeholder ([`PLACEHOLDER_PASSWORDS`]).
+fn is_placeholder(password: &[u8]) -> bool {
+    PLACEHOLDER_PASSWORDS
+        .iter()
+        .any(|p| password.eq_ignore_ascii_case(p.as_bytes()))
 }
 
 /// `None`: not a JWT. `Some(sub)`: a JWT (JWS compact serialization, RFC
@@ -165,6 +194,32 @@ fn jwt_sub(token: &[u8]) -> Option<Option<String>> {
     }
     let claims: Claims<'_> = serde_json::from_slice(&payload).ok()?;
     Some(claims.sub.filter(|s| !s.is_empty()).map(Cow::into_owned))
+}
+
+/// Whether `token` is a JOSE compact serialization: a JWS (RFC 7515
+/// section 7.1: three base64url parts, the payload possibly empty) or a JWE
+/// (RFC 7516 section 7.1: five), whose protected header is a JSON object
+/// with an `alg`. Nothing is verified. Used to redact tokens wherever they
+/// appear in a target.
+pub(super) fn is_jose(token: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Header<'a> {
+        #[serde(borrow, rename = "alg")]
+        _alg: Cow<'a, str>,
+    }
+    // Base64url of `{"` or `{ `, which every JSON header starts with.
+    if !token.starts_with(b"ey") {
+        return false;
+    }
+    let b64url = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'=' | b'.');
+    let parts = token.iter().filter(|&&b| b == b'.').count() + 1;
+    if !matches!(parts, 3 | 5) || !token.iter().all(b64url) {
+        return false;
+    }
+    let header = token.split(|&b| b == b'.').next().unwrap_or_default();
+    BASE64URL
+        .decode(header)
+        .is_ok_and(|h| serde_json::from_slice::<Header<'_>>(&h).is_ok())
 }
 
 /// The value of auth-param `name` (case-insensitive) in a

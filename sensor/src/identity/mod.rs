@@ -42,7 +42,7 @@ use std::{borrow::Cow, net::IpAddr};
 use ipnet::IpNet;
 use smallvec::SmallVec;
 
-pub use credential::scope;
+pub use credential::{PLACEHOLDER_PASSWORDS, scope};
 pub use fingerprint::{Fingerprint, FingerprintKey};
 pub use headers::{FORWARDED_FOR, HeaderNames, IdentityHeaders};
 pub use key_file::KeyError;

@@ -4,6 +4,8 @@
 
 use serde::Serialize;
 
+use crate::text::{Field, render};
+
 /// Where a principal's name came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -48,12 +50,13 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// A principal named `name` (lossy UTF-8) from `source`; `None` when
-    /// the name is empty.
+    /// A principal named `name` (rendered and capped by
+    /// [`crate::text::render`], 256 bytes) from `source`; `None` when the
+    /// name is empty.
     pub fn new(name: &[u8], source: PrincipalSource) -> Option<Self> {
         let name = name.trim_ascii();
         (!name.is_empty()).then(|| Self {
-            name: String::from_utf8_lossy(name).into_owned(),
+            name: render(name, Field::Principal),
             source,
         })
     }

@@ -45,6 +45,8 @@ pub struct Delivery {
     pub sent: u64,
     /// Records dropped because the sink's queue was full.
     pub overflow: u64,
+    /// Records dropped as too large for a record or for the transport.
+    pub dropped: u64,
     /// Records that could not be delivered (receiver down at shutdown,
     /// refused, too large for the transport).
     pub undelivered: u64,
@@ -55,6 +57,7 @@ impl Delivery {
     pub(super) fn add(&mut self, other: &Delivery) {
         self.sent += other.sent;
         self.overflow += other.overflow;
+        self.dropped += other.dropped;
         self.undelivered += other.undelivered;
     }
 }

@@ -29,7 +29,7 @@ use rustls::{
     pki_types::{CertificateDer, pem::PemObject},
 };
 
-pub use format::{Body, Header};
+pub use format::{Body, DEFAULT_MAX_RECORD, Header, MIN_MAX_RECORD};
 use transport::Tally;
 pub use transport::Target;
 
@@ -54,6 +54,9 @@ pub struct SyslogConfig {
     /// PEM file of the CAs that sign TLS receivers' certificates; the
     /// system's trust store when `None`.
     pub ca: Option<PathBuf>,
+    /// Longest record, bytes (default [`DEFAULT_MAX_RECORD`], at least
+    /// [`MIN_MAX_RECORD`]); see [`format::record`].
+    pub max_record: usize,
 }
 
 /// The rustls client configuration for TLS targets.
@@ -105,8 +108,8 @@ struct Sender {
 /// Sends alerts to every target.
 pub struct Syslog {
     context: SyslogContext,
-    header: Header,
-    body: Body,
+    form: (Header, Body),
+    max_record: usize,
     senders: Vec<Sender>,
 }
 
@@ -146,15 +149,26 @@ impl Syslog {
         }
         Ok(Self {
             context,
-            header: config.header,
-            body: config.body,
+            form: (config.header, config.body),
+            max_record: config.max_record,
             senders,
         })
     }
 
-    /// Queues `alert` for every target; never blocks.
+    /// Queues `alert` for every target; never blocks. A record that cannot
+    /// be made to fit the cap is dropped and counted on every target.
     fn send(&self, alert: &Alert) {
-        let record = format::record(&self.context, self.header, self.body, alert).into_bytes();
+        let Some(record) = format::record(&self.context, self.form, alert, self.max_record) else {
+            tracing::warn!(
+                detector = alert.detector.as_str(),
+                "alert too large for a syslog record; dropped"
+            );
+            for s in &self.senders {
+                s.delivery.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        };
+        let record = record.into_bytes();
         for s in &self.senders {
             let Some(queue) = &s.queue else { continue };
             if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
@@ -174,6 +188,7 @@ impl Syslog {
                 target: s.target.to_string(),
                 sent: s.delivery.sent.load(Ordering::Relaxed),
                 overflow: s.delivery.overflow.load(Ordering::Relaxed),
+                dropped: s.delivery.dropped.load(Ordering::Relaxed),
                 undelivered: s.delivery.undelivered.load(Ordering::Relaxed),
             })
             .collect()

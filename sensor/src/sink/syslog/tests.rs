@@ -84,6 +84,7 @@ fn config(addr: SocketAddr, ca_pem: &str, dir: &tempfile::TempDir) -> SyslogConf
         queue: 16,
         drain: Duration::from_millis(200),
         ca: Some(ca),
+        max_record: DEFAULT_MAX_RECORD,
     }
 }
 

@@ -80,6 +80,8 @@ pub struct Tally {
     pub sent: AtomicU64,
     /// Records dropped because the queue was full.
     pub overflow: AtomicU64,
+    /// Records dropped as too large for a record or for the transport.
+    pub dropped: AtomicU64,
     /// Records still queued when the sensor stopped.
     pub undelivered: AtomicU64,
     /// Set when the sensor stops: the thread then gives up on a receiver

@@ -1,0 +1,229 @@
+//! Removing secrets from a request-target before it is kept anywhere.
+//!
+//! What is replaced by [`REDACTED`], everything else staying byte-identical:
+//!
+//! | where | what | example |
+//! |---|---|---|
+//! | anywhere a URL appears (the absolute-form target, a URL in the path, query or fragment, plain or percent-encoded) | its userinfo | `?next=http://joe:pw@in/` -> `?next=http://REDACTED@in/` |
+//! | query and fragment parameters (`&`-separated) | the value when the name is a key name or looks secret ([`is_secret_name`]) | `?pw=x` -> `?pw=REDACTED` |
+//! | query and fragment parameters | a value that is a JWT or JWE (compact form, RFC 7515/7516) whatever its name | `?state=eyJ...` |
+//! | path segments | a segment that is a JWT or JWE | `/reset/eyJ...` -> `/reset/REDACTED` |
+//! | matrix parameters (`;name=value` in a path segment) | the value when the name looks secret | `/a;jsessionid=1` -> `/a;jsessionid=REDACTED` |
+//!
+//! Names are compared percent-decoded (`+` as space). The fragment is where
+//! OAuth's implicit flow puts `access_token` (clients should never send
+//! one, but some do). Query parameters are separated by `&` only, as in
+//! nginx's `$arg_*`, Kong's `kong.request.get_query()` and WHATWG
+//! `URLSearchParams`; `;` in a query is part of a value. Parameters without
+//! `=` or with an empty value are left alone. Nothing is allocated unless
+//! something is redacted.
+
+mod scan;
+#[cfg(test)]
+mod tests;
+
+use std::borrow::Cow;
+
+use smallvec::SmallVec;
+
+/// The text that replaces a secret value.
+pub const REDACTED: &str = "REDACTED";
+
+/// Parameter names whose values are treated as secrets, compared
+/// ASCII-case-insensitively with the whole percent-decoded name and with its
+/// last word: the part after the last `-`, `_`, `.` or space, or from the
+/// last lower-to-upper camelCase step (`X-Amz-Signature`, `oauth_token`,
+/// `accessToken`, `client.secret` all match). This errs towards redacting:
+/// `sort_key` or `zip_code` lose their values too; a secret in a log costs
+/// more than a lost sort key.
+pub const SECRET_PARAM_NAMES: &[&str] = &[
+    "token",
+    "access_token",
+    "id_token",
+    "refresh_token",
+    "api_key",
+    "apikey",
+    "key",
+    "password",
+    "passwd",
+    "pass",
+    "pwd",
+    "pw",
+    "secret",
+    "client_secret",
+    "signature",
+    "sig",
+    "hmac",
+    "auth",
+    "authorization",
+    "session",
+    "sessionid",
+    "sid",
+    "phpsessid",
+    "jsessionid",
+    "jwt",
+    "code",
+    "otp",
+    "totp",
+    "ticket",
+    "assertion",
+    "samlresponse",
+    "credential",
+    "credentials",
+];
+
+/// Whether a (decoded) parameter name looks secret; see
+/// [`SECRET_PARAM_NAMES`].
+pub fn is_secret_name(name: &[u8]) -> bool {
+    let word = last_word(name);
+    SECRET_PARAM_NAMES.iter().any(|s| {
+        let s = s.as_bytes();
+        name.eq_ignore_ascii_case(s) || word.eq_ignore_ascii_case(s)
+    })
+}
+
+fn last_word(name: &[u8]) -> &[u8] {
+    let mut start = 0;
+    for i in 1..name.len() {
+        let (prev, cur) = (name[i - 1], name[i]);
+        if matches!(prev, b'-' | b'_' | b'.' | b' ')
+            || (cur.is_ascii_uppercase() && (prev.is_ascii_lowercase() || prev.is_ascii_digit()))
+        {
+            start = i;
+        }
+    }
+    &name[start..]
+}
+
+/// The redacted target and the raw (still percent-encoded) values of the
+/// non-empty query parameters named in `key_names`, in order.
+pub(super) struct Redacted<'t> {
+    pub target: Cow<'t, str>,
+    pub api_keys: SmallVec<[&'t str; 1]>,
+}
+
+/// Redacts `target`; see the module docs.
+pub(super) fn redact_target<'t>(target: &'t str, key_names: &[String]) -> Redacted<'t> {
+    let mut ranges = Ranges::new();
+    scan::userinfos(target, &mut ranges);
+    let fragment = target.find('#');
+    let path_end = target.find(['?', '#']).unwrap_or(target.len());
+    scan::path(target, path_end, &mut ranges);
+    let mut api_keys = SmallVec::new();
+    if target[path_end..].starts_with('?') {
+        let end = fragment.unwrap_or(target.len());
+        let query = scan::Params {
+            start: path_end + 1,
+            end,
+            key_names,
+        };
+        query.scan(target, &mut ranges, Some(&mut api_keys));
+    }
+    if let Some(f) = fragment {
+        let params = scan::Params {
+            start: f + 1,
+            end: target.len(),
+            key_names,
+        };
+        params.scan(target, &mut ranges, None);
+    }
+    Redacted {
+        target: ranges.apply(target),
+        api_keys,
+    }
+}
+
+/// Byte ranges of a target to replace, in any order, possibly overlapping.
+pub(super) struct Ranges(SmallVec<[(usize, usize); 4]>);
+
+impl Ranges {
+    fn new() -> Self {
+        Self(SmallVec::new())
+    }
+
+    /// Marks `target[start..end]` secret (nothing when empty).
+    pub(super) fn add(&mut self, start: usize, end: usize) {
+        if start < end {
+            self.0.push((start, end));
+        }
+    }
+
+    /// `target` with every marked range (overlaps merged) replaced by
+    /// [`REDACTED`]; borrowed when nothing is marked.
+    fn apply(mut self, target: &str) -> Cow<'_, str> {
+        if self.0.is_empty() {
+            return Cow::Borrowed(target);
+        }
+        self.0.sort_unstable();
+        let mut out = String::with_capacity(target.len() + REDACTED.len());
+        let mut copied = 0;
+        for &(start, end) in &self.0 {
+            if start >= copied {
+                out.push_str(&target[copied..start]);
+                out.push_str(REDACTED);
+            }
+            copied = copied.max(end);
+        }
+        out.push_str(&target[copied..]);
+        Cow::Owned(out)
+    }
+}
+
+/// Calls `f` with `component` percent-decoded (`+` as space), decoding
+/// into a stack buffer when the name is short (it always is in practice).
+fn with_decoded<R>(component: &str, f: impl FnOnce(&[u8]) -> R) -> R {
+    let raw = component.as_bytes();
+    if !raw.iter().any(|&b| b == b'%' || b == b'+') {
+        return f(raw);
+    }
+    let mut stack = [0u8; 128];
+    let mut heap = Vec::new();
+    let buf: &mut [u8] = if raw.len() <= stack.len() {
+        &mut stack[..raw.len()]
+    } else {
+        heap.resize(raw.len(), 0);
+        &mut heap
+    };
+    let n = decode_into(raw, buf);
+    f(&buf[..n])
+}
+
+/// `component` percent-decoded, `+` as space (as Kong/ngx_lua decode query
+/// arguments); borrowed when there is nothing to decode.
+pub(super) fn decode_component(component: &str) -> Cow<'_, [u8]> {
+    let raw = component.as_bytes();
+    if !raw.iter().any(|&b| b == b'%' || b == b'+') {
+        return Cow::Borrowed(raw);
+    }
+    let mut buf = vec![0; raw.len()];
+    let n = decode_into(raw, &mut buf);
+    buf.truncate(n);
+    Cow::Owned(buf)
+}
+
+/// Decodes `raw` into `out` (at least `raw.len()` long); returns the length.
+/// A `%` not followed by two hex digits is kept as is.
+fn decode_into(raw: &[u8], out: &mut [u8]) -> usize {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let (mut i, mut n) = (0, 0);
+    while i < raw.len() {
+        let byte = match raw[i] {
+            b'+' => b' ',
+            b'%' => match (
+                raw.get(i + 1).and_then(|&b| hex(b)),
+                raw.get(i + 2).and_then(|&b| hex(b)),
+            ) {
+                (Some(hi), Some(lo)) => {
+                    i += 2;
+                    (hi << 4) | lo
+                }
+                _ => b'%',
+            },
+            b => b,
+        };
+        out[n] = byte;
+        n += 1;
+        i += 1;
+    }
+    n
+}

@@ -21,6 +21,11 @@ against the lab gateway's access log (sensor/tests/live_differential.rs).
         differ, a request in IPv4 fragments, and forged segments from
         VICTIM without a handshake.
 
+    python3 requests.py raw SRC HOST PORT FILE...
+        Each FILE's bytes sent as they are on a connection of its own from
+        address SRC: requests no HTTP client would write (control bytes in
+        header values, no Host, hostile encodings), for the output tests.
+
 Each case prints one line: `case NAME`. Nothing here checks anything; the
 Rust test compares nginx's log with the sensor's transactions.
 """
@@ -30,8 +35,9 @@ import sys
 import time
 
 
-def send_pieces(host, port, pieces, pause=0.005):
-    s = socket.create_connection((host, int(port)))
+def send_pieces(host, port, pieces, pause=0.005, src=None):
+    source = (src, 0) if src else None
+    s = socket.create_connection((host, int(port)), source_address=source)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     for p in pieces:
         s.sendall(p)
@@ -144,5 +150,11 @@ if __name__ == "__main__":
         hold(*sys.argv[2:6])
     elif mode == "hostile":
         hostile(*sys.argv[2:7])
+    elif mode == "raw":
+        src, host, port = sys.argv[2:5]
+        for path in sys.argv[5:]:
+            print("case", path, flush=True)
+            with open(path, "rb") as f:
+                send_pieces(host, port, [f.read()], src=src)
     else:
         sys.exit(f"unknown mode {mode}")

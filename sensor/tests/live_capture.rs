@@ -21,6 +21,18 @@ fn assert_nothing_attached() {
 
 /// Runs wrk with `args` from the client against the gateway's `/hello`;
 /// returns its report.
+/// The permitted capability set of process `pid` (`CapPrm` in
+/// /proc/PID/status), as a bit mask.
+fn permitted_caps(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapPrm:"))
+        .unwrap()
+        .trim();
+    u64::from_str_radix(hex, 16).unwrap()
+}
+
 fn wrk(lab: &Lab, args: &[&str]) -> String {
     let out = lab
         .command(&lab.client_ns(), "wrk")
@@ -65,6 +77,8 @@ fn tc_sees_both_legs_over_ipv4_and_ipv6() {
         ],
     );
     assert_eq!(loaded_programs(), ["tc_ingress", "tc_egress"]);
+    // Started as root, attached with TCX links: no capability is left.
+    assert_eq!(permitted_caps(sensor.pid()), 0);
     assert_eq!(
         lab.curl(&lab.proxy_url(false, "/hello?via=v4")).unwrap().0,
         200
@@ -216,6 +230,8 @@ fn tc_netlink_attach_captures_and_detaches() {
             "1024",
         ],
     );
+    // Only CAP_NET_ADMIN (bit 12) stays, to delete the filters at exit.
+    assert_eq!(permitted_caps(sensor.pid()), 1 << 12);
     let (status, body) = lab.curl(&lab.proxy_url(false, "/big")).unwrap();
     assert_eq!(
         (status, body.len()),

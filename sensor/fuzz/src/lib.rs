@@ -20,7 +20,7 @@ use sensor::{
     },
     identity::{FingerprintKey, IdentityConfig, Resolver, Topology},
     pipeline::Pipeline,
-    sink::{JsonLines, Records, SegmentLog, Sinks},
+    sink::{JsonLines, PayloadRedactor, Records, SegmentLog, Sinks},
 };
 use sensor_ebpf::tcp_flags::{ACK, FIN, PSH, SYN};
 
@@ -125,7 +125,7 @@ pub fn run_pipeline(input: &Input) -> u64 {
         };
     }
     let sinks = Sinks::new(vec![
-        Box::new(SegmentLog::new(Box::new(io::sink()))),
+        Box::new(SegmentLog::new(Box::new(io::sink()), Some(PayloadRedactor::new(vec!["apikey".into()])))),
         Box::new(JsonLines::new(Records::Transactions, "transactions", Box::new(io::sink()))),
         Box::new(JsonLines::new(Records::Alerts, "alerts", Box::new(io::sink()))),
     ]);

@@ -98,7 +98,11 @@ const KEYS: &[(&str, &[(&str, &str)])] = &[
     ),
     (
         "outputs",
-        &[("transactions", "transactions"), ("alerts", "alerts")],
+        &[
+            ("transactions", "transactions"),
+            ("alerts", "alerts"),
+            ("file_mode", "file-mode"),
+        ],
     ),
 ];
 

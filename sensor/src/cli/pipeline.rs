@@ -1,7 +1,10 @@
 //! The flags of the pipeline after the source, shared by `run` and
 //! `replay`, and the assembly of the pipeline and its sinks from them.
 
-use std::{io, path::PathBuf};
+use std::{
+    io,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context as _, Result};
 use clap::Args;
@@ -11,7 +14,10 @@ use sensor::{
     http::HttpLimits,
     identity::{FORWARDED_FOR, FingerprintKey, HeaderNames, IdentityConfig, Resolver, Topology},
     pipeline::Pipeline,
-    sink::{AlertLog, JsonLines, Records, SegmentLog, Sink, Sinks, metrics::TransactionMetrics},
+    sink::{
+        AlertLog, JsonLines, PayloadRedactor, Records, SegmentLog, Sink, Sinks,
+        metrics::TransactionMetrics,
+    },
 };
 
 use super::{detect, syslog};
@@ -67,10 +73,23 @@ pub struct PipelineArgs {
     /// Write every alert as a JSON line to PATH (`-`: stdout).
     #[arg(long, value_name = "PATH")]
     alerts: Option<PathBuf>,
+    /// Mode (octal) of the output files the sensor creates; they name
+    /// clients and principals, so not world-readable by default.
+    #[arg(long, value_name = "OCTAL", default_value = "0640", value_parser = file_mode)]
+    file_mode: u32,
     #[command(flatten)]
     detect: detect::DetectArgs,
     #[command(flatten)]
     syslog: syslog::SyslogArgs,
+}
+
+/// A file mode in octal, at most `0666` (no execute, setuid or sticky bits).
+fn file_mode(s: &str) -> Result<u32, String> {
+    let mode = u32::from_str_radix(s, 8).map_err(|_| format!("`{s}` is not an octal mode"))?;
+    if mode & !0o666 != 0 {
+        return Err(format!("`{s}`: only read and write bits (at most 0666)"));
+    }
+    Ok(mode)
 }
 
 /// A CIDR, or a bare address as a host route.
@@ -86,12 +105,14 @@ pub enum Mode {
     /// `run`: alerts also logged; the segment log and per-transaction
     /// metrics if asked.
     Live {
-        /// `--debug-segments`: every segment to stdout.
-        debug_segments: bool,
+        /// `--debug-segments` (`Some(true)`: redacted) or
+        /// `--debug-segments-raw` (`Some(false)`): every segment to stdout.
+        debug_segments: Option<bool>,
         /// Whether `/metrics` is served.
         metrics: bool,
     },
-    /// `replay`: with `json`, alerts as JSON lines on stdout; else as text.
+    /// `replay`: with `json`, alerts as JSON lines on stdout; else as text,
+    /// on stderr when stdout carries JSON lines (`--transactions -`).
     Replay {
         /// `--json`.
         json: bool,
@@ -108,7 +129,7 @@ impl PipelineArgs {
         let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
         let mut open = |records, name, path: &Option<PathBuf>| -> Result<()> {
             if let Some(p) = path {
-                let lines = JsonLines::create(records, name, p)
+                let lines = JsonLines::create(records, name, p, self.file_mode)
                     .with_context(|| format!("cannot create {}", p.display()))?;
                 sinks.push(Box::new(lines));
             }
@@ -125,10 +146,14 @@ impl PipelineArgs {
                 debug_segments,
                 metrics,
             } => {
-                if debug_segments {
+                if let Some(redacted) = debug_segments {
                     // Stdout is line-buffered and shared, so segment and
                     // transaction lines never interleave mid-line.
-                    sinks.push(Box::new(SegmentLog::new(Box::new(io::stdout()))));
+                    let redactor = redacted.then(|| PayloadRedactor::new(self.key_names.clone()));
+                    if !redacted {
+                        tracing::warn!("--debug-segments-raw: credentials are printed verbatim");
+                    }
+                    sinks.push(Box::new(SegmentLog::new(Box::new(io::stdout()), redactor)));
                 }
                 if metrics {
                     sinks.push(Box::new(TransactionMetrics::default()));
@@ -136,7 +161,16 @@ impl PipelineArgs {
                 sinks.push(Box::new(AlertLog::Tracing));
             }
             Mode::Replay { json: false } => {
-                sinks.push(Box::new(AlertLog::Stream(Some(Box::new(io::stdout())))));
+                // Text never joins JSON lines on one stream (`| jq`).
+                let stdout = [&self.transactions, &self.alerts]
+                    .into_iter()
+                    .any(|p| p.as_deref() == Some(Path::new("-")));
+                let stream: Box<dyn io::Write> = if stdout {
+                    Box::new(io::stderr())
+                } else {
+                    Box::new(io::stdout())
+                };
+                sinks.push(Box::new(AlertLog::Stream(Some(stream))));
             }
             Mode::Replay { json: true } => {}
         }

@@ -6,7 +6,9 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use ipnet::IpNet;
 use sensor::{
-    capture::live::{AttachPlan, Hook, LiveCapture, LiveOptions, Ports, TcAttach, XdpMode},
+    capture::live::{
+        AttachPlan, Hook, LiveCapture, LiveOptions, Ports, TcAttach, XdpMode, privileges,
+    },
     exporter,
     pipeline::Pipeline,
 };
@@ -57,9 +59,14 @@ pub struct RunArgs {
     /// Ring buffer size in MiB (a power of two).
     #[arg(long, default_value_t = 32, value_parser = ring_size_mib)]
     ring_size_mib: u32,
-    /// Print every captured segment to stdout as a JSON line.
+    /// Print every captured segment to stdout as a JSON line, credential
+    /// headers and target secrets redacted.
     #[arg(long)]
     debug_segments: bool,
+    /// Like --debug-segments, but payloads verbatim: credentials included
+    /// (a lab's debugging aid; never on a production node).
+    #[arg(long, conflicts_with = "debug_segments")]
+    debug_segments_raw: bool,
     /// Seconds between capture counter log lines (0: never).
     #[arg(long, default_value_t = 60)]
     stats_interval: u64,
@@ -125,11 +132,15 @@ pub async fn run(args: RunArgs, reparse: Reparse) -> Result<()> {
             .with_context(|| format!("cannot serve metrics on {}", args.listen))?;
     }
     let mode = Mode::Live {
-        debug_segments: args.debug_segments,
+        debug_segments: (args.debug_segments || args.debug_segments_raw)
+            .then_some(!args.debug_segments_raw),
         metrics,
     };
     let mut pipeline = args.pipeline.pipeline(mode)?;
     let capture = LiveCapture::start(&options)?;
+    let kept = privileges::drop_after_attach(capture.detach_needs_net_admin())
+        .context("dropping capabilities after attach")?;
+    info!(capabilities = ?kept, "capabilities dropped after attach; these remain");
     info!(
         version = env!("CARGO_PKG_VERSION"),
         interfaces = ?options.plan.interfaces,

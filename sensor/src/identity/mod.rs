@@ -48,6 +48,14 @@ pub use headers::{FORWARDED_FOR, HeaderNames, IdentityHeaders};
 pub use key_file::KeyError;
 pub use principal::{Principal, PrincipalSource};
 pub use redact::{REDACTED, SECRET_PARAM_NAMES, is_secret_name};
+
+/// `target` with its secrets replaced by [`REDACTED`] (the table in
+/// `redact/mod.rs`: userinfo of any URL, secret-named and key-named
+/// parameters, JWTs, matrix parameters); `Cow::Borrowed` when nothing
+/// changed. `key_names`: Kong key-auth key names.
+pub fn redact<'t>(target: &'t str, key_names: &[String]) -> Cow<'t, str> {
+    redact::redact_target(target, key_names).target
+}
 pub use topology::{Leg, Topology};
 
 /// How to read identities off requests.
@@ -127,9 +135,7 @@ impl Resolver {
     /// request's identity headers, scanned once by the HTTP analyzer (values
     /// are bytes; non-UTF-8 is tolerated).
     ///
-    /// Returns the [`Identity`] and `target` with secret-looking query
-    /// values (and absolute-form userinfo) replaced by [`REDACTED`];
-    /// `Cow::Borrowed` when nothing changed. See `redact.rs` for the rule.
+    /// Returns the [`Identity`] and `target` redacted by [`redact`].
     pub fn resolve<'t>(
         &self,
         peer: IpAddr,

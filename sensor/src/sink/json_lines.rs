@@ -4,6 +4,7 @@
 use std::{
     fs::{File, OpenOptions},
     io::{self, BufWriter, Write},
+    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
 };
 
@@ -24,8 +25,14 @@ pub enum Records {
     Other,
 }
 
-fn open(path: &Path) -> io::Result<BufWriter<File>> {
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
+/// Opens `path` for appending, creating it with `mode` (before the umask;
+/// an existing file keeps its mode).
+fn open(path: &Path, mode: u32) -> io::Result<BufWriter<File>> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(mode)
+        .open(path)?;
     Ok(BufWriter::new(file))
 }
 
@@ -35,8 +42,9 @@ pub struct JsonLines {
     records: Records,
     name: &'static str,
     out: Option<Box<dyn Write + Send>>,
-    /// The file, when writing to one (reopened by [`JsonLines::reopen`]).
-    path: Option<PathBuf>,
+    /// The file and the mode it is created with, when writing to one
+    /// (reopened by [`JsonLines::reopen_file`]).
+    file: Option<(PathBuf, u32)>,
 }
 
 impl JsonLines {
@@ -47,21 +55,28 @@ impl JsonLines {
             records,
             name,
             out: Some(out),
-            path: None,
+            file: None,
         }
     }
 
-    /// A buffered writer appending to `path`, or to stdout when `path` is
-    /// `-` (line buffered, so other writers to stdout never split a line).
+    /// A buffered writer appending to `path`, created with `mode` (e.g.
+    /// `0o640`: transactions and alerts name clients and principals), or
+    /// to stdout when `path` is `-` (line buffered, so other writers to
+    /// stdout never split a line).
     ///
     /// # Errors
     /// The file cannot be opened.
-    pub fn create(records: Records, name: &'static str, path: &Path) -> io::Result<Self> {
+    pub fn create(
+        records: Records,
+        name: &'static str,
+        path: &Path,
+        mode: u32,
+    ) -> io::Result<Self> {
         if path == Path::new("-") {
             return Ok(Self::new(records, name, Box::new(io::stdout())));
         }
-        let mut lines = Self::new(records, name, Box::new(open(path)?));
-        lines.path = Some(path.to_path_buf());
+        let mut lines = Self::new(records, name, Box::new(open(path, mode)?));
+        lines.file = Some((path.to_path_buf(), mode));
         Ok(lines)
     }
 
@@ -69,8 +84,10 @@ impl JsonLines {
     /// it away, on SIGHUP). A failure is logged and turns the writer off.
     pub fn reopen_file(&mut self) {
         self.flush_lines();
-        let Some(path) = &self.path else { return };
-        match open(path) {
+        let Some((path, mode)) = &self.file else {
+            return;
+        };
+        match open(path, *mode) {
             Ok(file) => self.out = Some(Box::new(file)),
             Err(e) => {
                 warn!(error = %e, sink = self.name, path = %path.display(), "reopen failed; sink disabled");

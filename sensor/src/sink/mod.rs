@@ -19,5 +19,5 @@ pub use alert_log::AlertLog;
 pub use collector::{Collector, Outputs};
 pub use interface::{Delivery, Sink};
 pub use json_lines::{JsonLines, Records};
-pub use segment_log::{SegmentLog, escape_payload, flags_string};
+pub use segment_log::{PayloadRedactor, SegmentLog, escape_payload, flags_string};
 pub use sinks::Sinks;

@@ -86,13 +86,16 @@ pub struct AttachPlan {
 }
 
 /// Loads the programs the plan needs (running the verifier) and attaches them
-/// to every interface, logging each attachment as it is made.
+/// to every interface, logging each attachment as it is made. Returns
+/// whether some attachment was made over netlink (tc clsact; XDP, which aya
+/// may attach either way), so detaching it needs `CAP_NET_ADMIN`.
 ///
 /// # Errors
 /// The verifier's log when the kernel refuses a program; the interface and
 /// mode when an attach fails. Attachments made before the error stay owned by
 /// `ebpf` and are detached when it is dropped.
-pub fn attach(ebpf: &mut Ebpf, plan: &AttachPlan) -> Result<()> {
+pub fn attach(ebpf: &mut Ebpf, plan: &AttachPlan) -> Result<bool> {
+    let mut netlink = false;
     match plan.hook {
         Hook::Tc => {
             for (name, direction) in [
@@ -107,6 +110,7 @@ pub fn attach(ebpf: &mut Ebpf, plan: &AttachPlan) -> Result<()> {
                     let how = attach_tc(program, iface, direction, plan.tc)
                         .with_context(|| format!("attaching {name} to {iface}"))?;
                     info!("attached {name} on {iface} ({how})");
+                    netlink |= how != "tcx";
                 }
             }
         }
@@ -119,10 +123,11 @@ pub fn attach(ebpf: &mut Ebpf, plan: &AttachPlan) -> Result<()> {
                 let how = attach_xdp(program, iface, plan.xdp)
                     .with_context(|| format!("attaching {XDP_PROGRAM} to {iface}"))?;
                 info!("attached {XDP_PROGRAM} on {iface} ({how})");
+                netlink = true;
             }
         }
     }
-    Ok(())
+    Ok(netlink)
 }
 
 fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::Program> {

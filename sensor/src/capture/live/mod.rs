@@ -11,6 +11,7 @@
 mod attach;
 mod clock;
 mod preflight;
+pub mod privileges;
 pub mod record;
 mod skb;
 
@@ -140,6 +141,9 @@ pub struct LiveCapture {
     clock: Clock,
     /// IPv4 datagrams being reassembled from fragment records.
     defrag: Defrag,
+    /// Whether some program was attached over netlink (tc clsact or XDP),
+    /// whose detach needs `CAP_NET_ADMIN`.
+    netlink: bool,
 }
 
 impl LiveCapture {
@@ -186,7 +190,7 @@ impl LiveCapture {
         // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd lives.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }?;
         let counters = PerCpuArray::try_from(ebpf.take_map(COUNTERS_MAP).context(COUNTERS_MAP)?)?;
-        attach::attach(&mut ebpf, &opts.plan)?;
+        let netlink = attach::attach(&mut ebpf, &opts.plan)?;
         Ok(Self {
             ebpf,
             ring,
@@ -195,7 +199,14 @@ impl LiveCapture {
             reader: ReaderCounters::default(),
             clock: Clock::now(),
             defrag: Defrag::default(),
+            netlink,
         })
+    }
+
+    /// Whether detaching at [`LiveCapture::stop`] needs `CAP_NET_ADMIN`:
+    /// some program is attached over netlink rather than as a link.
+    pub fn detach_needs_net_admin(&self) -> bool {
+        self.netlink
     }
 
     /// Completes when the kernel woke the reader (enough records wait).
@@ -250,6 +261,7 @@ impl LiveCapture {
             mut reader,
             clock,
             mut defrag,
+            netlink: _,
         } = self;
         drop(ebpf); // detaches and unloads every program; maps we hold stay alive
         if let Some(task) = logger {

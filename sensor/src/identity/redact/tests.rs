@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn redact(target: &str) -> Cow<'_, str> {

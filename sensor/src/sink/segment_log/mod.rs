@@ -1,7 +1,12 @@
 //! The segment log: one JSON object per segment (JSON lines), for watching
-//! what the capture delivers (`siem-sensor run --debug-segments`).
+//! what the capture delivers (`siem-sensor run --debug-segments`), with
+//! credentials redacted ([`PayloadRedactor`]) unless asked for raw.
 
-use std::{collections::HashMap, io::Write};
+mod redact;
+
+use std::{borrow::Cow, collections::HashMap, io::Write};
+
+pub use redact::PayloadRedactor;
 
 use serde::Serialize;
 
@@ -18,6 +23,7 @@ use crate::{
 pub struct SegmentLog {
     out: JsonLines,
     interface_names: HashMap<u32, String>,
+    redactor: Option<PayloadRedactor>,
 }
 
 /// The JSON shape of one segment line.
@@ -44,17 +50,24 @@ struct Line<'a> {
 }
 
 impl SegmentLog {
-    /// A log writing to `out` (buffered by the caller if needed).
-    pub fn new(out: Box<dyn Write + Send>) -> Self {
+    /// A log writing to `out` (buffered by the caller if needed),
+    /// redacting payloads with `redactor` (`None`: raw payloads, secrets
+    /// included).
+    pub fn new(out: Box<dyn Write + Send>, redactor: Option<PayloadRedactor>) -> Self {
         Self {
             out: JsonLines::new(Records::Other, "segment log", out),
             interface_names: HashMap::new(),
+            redactor,
         }
     }
 
     /// Writes one segment line.
     fn write(&mut self, s: &Segment<'_>) {
-        let payload = escape_payload(s.payload);
+        let payload = match &mut self.redactor {
+            Some(r) => r.redact((s.src, s.dst), s.payload),
+            None => Cow::Borrowed(s.payload),
+        };
+        let payload = escape_payload(&payload);
         let (hook, direction, ifindex) = match s.source {
             Source::Live {
                 hook,
@@ -185,7 +198,7 @@ mod tests {
             }
         }
         let buf = Shared::default();
-        let mut log = SegmentLog::new(Box::new(buf.clone()));
+        let mut log = SegmentLog::new(Box::new(buf.clone()), None);
         let seg = Segment {
             time_ns: 1_700_000_000_123_456_789,
             src: "10.0.0.2:5000".parse().unwrap(),

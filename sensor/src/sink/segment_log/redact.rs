@@ -5,7 +5,9 @@
 //!
 //! Credential headers: `Authorization`, `Proxy-Authorization`, `Cookie`,
 //! `Set-Cookie`, Kong's key names, and any name that looks secret
-//! ([`is_secret_name`]: `X-Api-Key`, `X-Auth-Token`, ...). A line split
+//! ([`is_secret_name`]: `X-Api-Key`, `X-Auth-Token`, ...). Headers that
+//! carry a URL or path (`Referer`, `Location`, Kong's `X-Forwarded-Path`
+//! and `X-Forwarded-Prefix`, ...) are redacted as targets. A line split
 //! across segments is judged whole: the start of each flow direction's last
 //! unterminated line is carried to its next segment (in capture order; a
 //! reordered continuation is judged alone).
@@ -25,6 +27,18 @@ const CREDENTIAL_HEADERS: [&[u8]; 4] = [
     b"proxy-authorization",
     b"cookie",
     b"set-cookie",
+];
+
+/// Headers whose value is a URL or a path, redacted as a target.
+const URL_HEADERS: [&[u8]; 8] = [
+    b"referer",
+    b"location",
+    b"content-location",
+    b"x-forwarded-path",
+    b"x-forwarded-prefix",
+    b"x-original-uri",
+    b"x-original-url",
+    b"x-rewrite-url",
 ];
 
 /// Redacts payloads; keeps the carried line starts.
@@ -99,6 +113,20 @@ impl PayloadRedactor {
             return Some(out);
         }
         let text = std::str::from_utf8(whole).ok()?;
+        if let Some((name, value)) = text.split_once(':')
+            && URL_HEADERS
+                .iter()
+                .any(|h| name.as_bytes().eq_ignore_ascii_case(h))
+        {
+            let redacted = redact(value.trim(), &self.key_names);
+            if matches!(redacted, Cow::Borrowed(_)) {
+                return None;
+            }
+            if here > 0 {
+                return Some(REDACTED.as_bytes().to_vec());
+            }
+            return Some(format!("{name}: {redacted}{}", &text[text.len() - cr..]).into_bytes());
+        }
         let (method, rest) = text.split_once(' ')?;
         let (target, version) = rest.rsplit_once(' ')?;
         if method.is_empty() || !version.starts_with("HTTP/") {
@@ -170,12 +198,14 @@ mod tests {
     #[test]
     fn credential_headers_and_target_secrets_are_replaced() {
         let head = b"GET /p?token=t1&q=2 HTTP/1.1\r\nHost: h\r\nAuthorization: Basic YTpi\r\n\
-                     cookie: s=1\r\nX-Api-Key: k\r\napikey: k2\r\nAccept: */*\r\n\r\n";
+                     cookie: s=1\r\nX-Api-Key: k\r\napikey: k2\r\nAccept: */*\r\n\
+                     X-Forwarded-Path: /a;jsessionid=s2\r\nReferer: http://u:p@h/\r\n\r\n";
         let out = redactor().redact(FLOW, head);
         assert_eq!(
             String::from_utf8_lossy(&out),
             "GET /p?token=REDACTED&q=2 HTTP/1.1\r\nHost: h\r\nAuthorization:REDACTED\r\n\
-             cookie:REDACTED\r\nX-Api-Key:REDACTED\r\napikey:REDACTED\r\nAccept: */*\r\n\r\n"
+             cookie:REDACTED\r\nX-Api-Key:REDACTED\r\napikey:REDACTED\r\nAccept: */*\r\n\
+             X-Forwarded-Path: /a;jsessionid=REDACTED\r\nReferer: http://REDACTED@h/\r\n\r\n"
         );
         let plain = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
         assert!(matches!(redactor().redact(FLOW, plain), Cow::Borrowed(_)));

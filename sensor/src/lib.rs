@@ -13,6 +13,7 @@ pub mod exporter;
 pub mod flow;
 pub mod http;
 pub mod identity;
+pub mod join;
 pub mod pipeline;
 pub mod sink;
 pub mod text;

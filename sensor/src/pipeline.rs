@@ -3,8 +3,9 @@
 //!
 //! ```text
 //! Segment -> FlowTable (reassembly) -> http::Connection (framing, pairing)
-//!         -> Transaction -> Detectors -> Alert
-//!                 \-> sinks           \-> sinks
+//!         -> Transaction (one per leg) -> Joiner (one per request)
+//!         -> Detectors -> Alert
+//!   \-> sinks          \-> sinks
 //! ```
 //!
 //! Live capture and capture files call the same [`Pipeline::segment`]; time
@@ -20,6 +21,7 @@ use crate::{
     flow::{FlowCounters, FlowLimits, FlowTable},
     http::{Connection, HttpContext, HttpCounters, HttpLimits},
     identity::Resolver,
+    join::{JoinConfig, JoinCounters, Joiner},
     sink::{Delivery, Sink, Sinks},
 };
 
@@ -33,6 +35,8 @@ pub struct PipelineCounters {
     pub flows: FlowCounters,
     /// HTTP framing and pairing.
     pub http: HttpCounters,
+    /// The join of the legs.
+    pub join: JoinCounters,
     /// Detectors.
     pub detect: DetectCounters,
     /// Sink delivery, per sink and destination.
@@ -56,6 +60,7 @@ pub struct Memory {
 pub struct Pipeline {
     flows: FlowTable<Connection>,
     http: HttpContext,
+    joiner: Joiner,
     detectors: Option<Detectors>,
     sinks: Sinks,
     /// Latest event time seen, ns since the epoch.
@@ -75,9 +80,14 @@ impl Pipeline {
         detectors: Option<Detectors>,
         sinks: Sinks,
     ) -> Self {
+        let join = JoinConfig {
+            topology: resolver.topology().clone(),
+            ..JoinConfig::default()
+        };
         Self {
             memory_budget: flow.memory_budget,
             flows: FlowTable::new(flow),
+            joiner: Joiner::new(join),
             http: HttpContext::new(resolver, http),
             detectors,
             sinks,
@@ -124,6 +134,8 @@ impl Pipeline {
     /// which deliver what they hold.
     pub fn finish(&mut self) {
         self.flows.finish(&mut self.http);
+        self.deliver();
+        self.joiner.finish();
         self.deliver();
         if let Some(d) = &mut self.detectors {
             d.finish();
@@ -172,6 +184,7 @@ impl Pipeline {
         PipelineCounters {
             flows: self.flows.counters(),
             http: self.http.counters.clone(),
+            join: self.joiner.counters(),
             detect: self
                 .detectors
                 .as_ref()
@@ -191,19 +204,26 @@ impl Pipeline {
         if let Some(d) = &mut self.detectors {
             d.advance(self.now_ns);
         }
+        self.joiner.expire(self.now_ns);
         if self.now_ns >= self.next_expiry_ns {
             self.flows.expire(self.now_ns, &mut self.http);
             self.next_expiry_ns = self.now_ns.saturating_add(EXPIRE_EVERY_NS);
         }
     }
 
-    /// Hands the transactions emitted so far to the sinks and the
-    /// detectors, and the detectors' alerts to the sinks.
+    /// Joins the legs emitted so far, hands each request ready to the
+    /// sinks and, once per request, to the detectors, and the detectors'
+    /// alerts to the sinks.
     fn deliver(&mut self) {
         for tx in self.http.drain() {
-            self.sinks.transaction(&tx);
-            if let Some(detectors) = &mut self.detectors {
-                for alert in detectors.transaction(&tx) {
+            self.joiner.push(tx, self.now_ns);
+        }
+        for request in self.joiner.drain() {
+            self.sinks.transaction(&request.tx);
+            if let Some(detectors) = &mut self.detectors
+                && request.counted
+            {
+                for alert in detectors.transaction(&request.tx) {
                     self.sinks.alert(&alert);
                 }
             }

@@ -39,7 +39,7 @@ pub use per_ip::{ErrorConfig, FloodConfig, WindowGauges};
 pub use sequence::SequenceConfig;
 pub use spread::{CredentialGauge, SpreadConfig};
 
-use crate::{http::Transaction, identity::Leg};
+use crate::http::Transaction;
 
 /// Every detector setting.
 #[derive(Clone, Debug)]
@@ -181,19 +181,17 @@ impl Detectors {
         Ok(())
     }
 
-    /// Runs every detector on `tx`; returns the alerts that pass the cooldown.
+    /// Runs every detector on `tx`, one request (its legs joined: see
+    /// [`crate::join`]); returns the alerts that pass the cooldown.
     pub fn transaction(&mut self, tx: &Transaction) -> impl Iterator<Item = Alert> + '_ {
         self.counters.transactions += 1;
-        let client_leg = tx.leg == Leg::Client;
-        if !tx.confirmed {
-            self.counters.unconfirmed += 1;
-        } else if client_leg {
+        if tx.confirmed {
             self.per_ip.transaction(tx, &mut self.raised);
             self.sequence.transaction(tx, &mut self.raised);
             self.honeypot.transaction(tx, &mut self.raised);
-        }
-        if tx.confirmed {
-            self.spread.transaction(tx, client_leg, &mut self.raised);
+            self.spread.transaction(tx, &mut self.raised);
+        } else {
+            self.counters.unconfirmed += 1;
         }
         let (cooldown, counters) = (&mut self.cooldown, &mut self.counters);
         self.raised.drain(..).filter_map(move |mut alert| {

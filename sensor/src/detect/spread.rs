@@ -112,24 +112,17 @@ impl Spread {
     /// Counts every credential `tx` carries, if the server accepted the
     /// request; pushes an alert when a new IP brings a credential to
     /// `min_ips` or more IPs. Each credential counts on its own, so junk in
-    /// one header cannot hide a stolen key in another. A transaction off
-    /// the client leg only names the principal.
-    pub fn transaction(&mut self, tx: &Transaction, client_leg: bool, out: &mut Vec<Alert>) {
+    /// one header cannot hide a stolen key in another.
+    pub fn transaction(&mut self, tx: &Transaction, out: &mut Vec<Alert>) {
         if matches!(tx.status, Some(401 | 403)) {
             return;
         }
         for &fp in &tx.credentials {
-            self.credential(fp, tx, client_leg, out);
+            self.credential(fp, tx, out);
         }
     }
 
-    fn credential(
-        &mut self,
-        fp: Fingerprint,
-        tx: &Transaction,
-        client_leg: bool,
-        out: &mut Vec<Alert>,
-    ) {
+    fn credential(&mut self, fp: Fingerprint, tx: &Transaction, out: &mut Vec<Alert>) {
         let weight = |c: &Credential| (c.ips.len() as u64) << 48 | c.last_ns >> 16;
         let cred = self.credentials.entry(fp, Credential::default, weight);
         // Kong's authenticated consumer replaces any claimed name.
@@ -142,9 +135,6 @@ impl Spread {
         };
         if better {
             cred.principal.clone_from(&tx.principal);
-        }
-        if !client_leg {
-            return;
         }
         cred.last_ns = cred.last_ns.max(tx.time_ns);
         let horizon = cred.last_ns.saturating_sub(self.config.window_ns);

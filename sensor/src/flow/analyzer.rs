@@ -75,11 +75,14 @@ pub struct FlowInfo {
     /// Bytes of each endpoint's stream delivered to the analyzer so far
     /// (captured and unknown), by [`Endpoint::index`].
     pub delivered: [u64; 2],
+    /// Time of the latest segment, ns since the epoch.
+    pub last_ns: u64,
 }
 
 impl FlowInfo {
-    /// A flow between `endpoints` (key order), its client unknown yet.
-    pub fn new(endpoints: [SocketAddr; 2], midstream: bool) -> Self {
+    /// A flow between `endpoints` (key order) first seen at `time_ns`, its
+    /// client unknown yet.
+    pub fn new(endpoints: [SocketAddr; 2], midstream: bool, time_ns: u64) -> Self {
         Self {
             endpoints,
             client: None,
@@ -87,6 +90,7 @@ impl FlowInfo {
             handshake: false,
             acked: [0; 2],
             delivered: [0; 2],
+            last_ns: time_ns,
         }
     }
 

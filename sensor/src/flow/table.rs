@@ -17,7 +17,6 @@ struct Flow<A> {
     info: FlowInfo,
     /// Reassembly of the bytes each endpoint sends, by [`Endpoint::index`].
     streams: [Stream; 2],
-    last_ns: u64,
     analyzer: A,
 }
 
@@ -159,9 +158,8 @@ impl<A: Analyzer> FlowTable<A> {
             self.counters.flows += 1;
             self.counters.active += 1;
             let flow = Flow {
-                info: FlowInfo::new([key.0, key.1], seg.flags & SYN == 0),
+                info: FlowInfo::new([key.0, key.1], seg.flags & SYN == 0, seg.time_ns),
                 streams: Default::default(),
-                last_ns: seg.time_ns,
                 analyzer: A::default(),
             };
             self.flows.insert(key, flow);
@@ -172,7 +170,7 @@ impl<A: Analyzer> FlowTable<A> {
         if seg.flags & SYN != 0 && flow.info.client.is_none() {
             flow.info.client = Some(if opens { from } else { from.peer() });
         }
-        flow.last_ns = flow.last_ns.max(seg.time_ns);
+        flow.info.last_ns = flow.info.last_ns.max(seg.time_ns);
         let Flow {
             info,
             streams,
@@ -223,7 +221,7 @@ impl<A: Analyzer> FlowTable<A> {
     /// Expires flows idle since before `now_ns - idle_timeout` (event time).
     pub fn expire(&mut self, now_ns: u64, ctx: &mut A::Context) {
         let deadline = now_ns.saturating_sub(self.limits.idle_timeout_ns);
-        for key in self.oldest_first(|f| f.last_ns < deadline) {
+        for key in self.oldest_first(|f| f.info.last_ns < deadline) {
             self.end(key, ctx, Ending::Expired);
         }
     }
@@ -242,7 +240,7 @@ impl<A: Analyzer> FlowTable<A> {
             .flows
             .iter()
             .filter(|(_, f)| which(f))
-            .map(|(k, f)| (f.last_ns, *k))
+            .map(|(k, f)| (f.info.last_ns, *k))
             .collect();
         keys.sort_unstable();
         keys.into_iter().map(|(_, k)| k).collect()
@@ -283,8 +281,8 @@ impl<A: Analyzer> FlowTable<A> {
         match how {
             Ending::Closed => {
                 c.closed += 1;
-                self.closed.insert(key, flow.last_ns);
-                self.closed_order.push_back((flow.last_ns, key));
+                self.closed.insert(key, flow.info.last_ns);
+                self.closed_order.push_back((flow.info.last_ns, key));
             }
             Ending::Expired => c.expired += 1,
             Ending::Evicted => c.evicted += 1,

@@ -100,7 +100,8 @@ impl Analyzer for Connection {
                 return;
             }
         };
-        let Some(mut events) = Events::new(&mut self.pairing, ctx, flow, direction) else {
+        let Some(mut events) = Events::new(&mut self.pairing, ctx, flow, direction, chunk.time_ns)
+        else {
             return;
         };
         let limits = events.ctx.limits.head;
@@ -110,7 +111,9 @@ impl Analyzer for Connection {
 
     fn close(&mut self, ctx: &mut HttpContext, flow: &FlowInfo) {
         for direction in [Direction::ToServer, Direction::ToClient] {
-            if let Some(mut events) = Events::new(&mut self.pairing, ctx, flow, direction) {
+            if let Some(mut events) =
+                Events::new(&mut self.pairing, ctx, flow, direction, flow.last_ns)
+            {
                 let limits = events.ctx.limits.head;
                 self.framers[direction.index()].close(events.kind, limits, &mut events);
             }
@@ -184,6 +187,8 @@ struct Events<'a> {
     midstream: bool,
     /// Bytes of this direction delivered up to the end of the current chunk.
     delivered: u64,
+    /// The current chunk's time, ns since the epoch.
+    time_ns: u64,
 }
 
 impl<'a> Events<'a> {
@@ -193,6 +198,7 @@ impl<'a> Events<'a> {
         ctx: &'a mut HttpContext,
         flow: &FlowInfo,
         direction: Direction,
+        time_ns: u64,
     ) -> Option<Self> {
         let client = flow.client?;
         let (client_addr, server) = flow.client_server()?;
@@ -208,6 +214,7 @@ impl<'a> Events<'a> {
             kind: kind(direction),
             midstream: flow.midstream,
             delivered: flow.delivered[from.index()],
+            time_ns,
         })
     }
 }
@@ -331,8 +338,10 @@ impl MessageHandler for Events<'_> {
             }
             MessageKind::Response if std::mem::take(&mut p.orphan) => {}
             MessageKind::Response => {
+                let time_ns = self.time_ns;
                 if let Some(e) = self.answering(Response::Receiving) {
                     e.tx.response_bytes += bytes;
+                    e.tx.end(time_ns);
                     e.response = Response::Done;
                 }
             }

@@ -26,4 +26,4 @@ pub use context::{ErrorCounters, HttpContext, HttpCounters, HttpLimits};
 pub use headers::RequestHeaders;
 pub use message::{Body, FramingError, FramingHeaders, HeadLimits, MessageKind};
 pub use route::route;
-pub use transaction::Transaction;
+pub use transaction::{Latencies, Transaction, UpstreamLeg};

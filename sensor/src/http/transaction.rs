@@ -76,6 +76,43 @@ pub struct Transaction {
     /// one Kong returned with the response (a client's own header is never
     /// read: it is attacker-chosen).
     pub request_id: Option<String>,
+    /// Latencies in Kong's terms, from the legs seen (see [`Latencies`]).
+    pub latencies: Latencies,
+    /// The upstream leg of the same request (joined by request id), on a
+    /// client-leg transaction whose upstream leg was seen.
+    pub upstream: Option<UpstreamLeg>,
+    /// Time of the final response's last byte, ns since the epoch.
+    #[serde(skip)]
+    pub response_end_ns: Option<u64>,
+}
+
+/// Per-request latencies as Kong's log plugins report them (Kong docs,
+/// "Log plugins: latencies"), in ms, each `None` when its leg was not
+/// seen whole.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Latencies {
+    /// `latencies.request`: the client leg, from the request's first byte
+    /// to the response's last byte.
+    pub request: Option<f64>,
+    /// `latencies.proxy`: the upstream's share, the upstream leg from the
+    /// request's first byte to the response's last byte.
+    pub proxy: Option<f64>,
+    /// `latencies.kong`: Kong's own share, `request - proxy`.
+    pub kong: Option<f64>,
+}
+
+/// What the upstream leg of a joined request adds to its client leg.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct UpstreamLeg {
+    /// The upstream server's address.
+    pub server_ip: IpAddr,
+    /// Its port.
+    pub server_port: u16,
+    /// The upstream's final status (the client may have had another).
+    pub status: Option<u16>,
+    /// From Kong's request's first byte to the upstream's first response
+    /// byte, ms.
+    pub latency_ms: Option<f64>,
 }
 
 impl Transaction {
@@ -124,6 +161,20 @@ impl Transaction {
                 Leg::Upstream => headers.any_request_id().map(request_id),
                 Leg::Client => None,
             },
+            latencies: Latencies::default(),
+            upstream: None,
+            response_end_ns: None,
+        }
+    }
+
+    /// The final response ended at `time_ns`: the leg's own latency in
+    /// Kong's terms (`request` on the client leg, `proxy` upstream).
+    pub fn end(&mut self, time_ns: u64) {
+        self.response_end_ns = Some(time_ns);
+        let ms = Some(ms_between(self.time_ns, time_ns));
+        match self.leg {
+            Leg::Client => self.latencies.request = ms,
+            Leg::Upstream => self.latencies.proxy = ms,
         }
     }
 
@@ -156,12 +207,16 @@ impl Transaction {
     /// request id fills in one the request lacked.
     pub fn respond(&mut self, status: u16, time_ns: u64, request_id: Option<&[u8]>) {
         self.status = Some(status);
-        let latency_us = time_ns.saturating_sub(self.time_ns) / 1000;
-        self.latency_ms = Some(latency_us as f64 / 1000.0);
+        self.latency_ms = Some(ms_between(self.time_ns, time_ns));
         if self.request_id.is_none() {
             self.request_id = request_id.map(self::request_id);
         }
     }
+}
+
+/// Milliseconds from `start_ns` to `end_ns` (0 if earlier), to the µs.
+fn ms_between(start_ns: u64, end_ns: u64) -> f64 {
+    (end_ns.saturating_sub(start_ns) / 1000) as f64 / 1000.0
 }
 
 fn request_id(value: &[u8]) -> String {
@@ -182,5 +237,39 @@ fn without_userinfo(authority: &[u8]) -> &[u8] {
     match authority.iter().rposition(|&b| b == b'@') {
         Some(at) => &authority[at + 1..],
         None => authority,
+    }
+}
+
+#[cfg(test)]
+impl Transaction {
+    /// A confirmed client-leg `GET /v1/items?page=2` from `ip` to
+    /// 10.0.0.1:8000 at `time_ns`, answered `status` 1 ms later (tests).
+    pub(crate) fn sample(ip: &str, time_ns: u64, status: u16) -> Self {
+        Self {
+            time_ns,
+            client_ip: ip.parse().unwrap(),
+            client_port: 40000,
+            server_ip: "10.0.0.1".parse().unwrap(),
+            server_port: 8000,
+            method: "GET".into(),
+            leg: Leg::Client,
+            host: Some("api.example".into()),
+            path: "/v1/items?page=2".into(),
+            route: "/v1/items".into(),
+            status: Some(status),
+            latency_ms: Some(1.0),
+            request_bytes: 100,
+            response_bytes: 200,
+            midstream: false,
+            confirmed: true,
+            user_agent: None,
+            principal: None,
+            credentials: Credentials::new(),
+            consumer: None,
+            request_id: None,
+            latencies: Latencies::default(),
+            upstream: None,
+            response_end_ns: None,
+        }
     }
 }

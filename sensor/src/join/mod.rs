@@ -1,0 +1,257 @@
+//! Joining the two legs of a request: Kong's client leg (what the client
+//! sent and got) and its upstream leg (what Kong forwarded, naming the
+//! authenticated consumer), so every request reaches the sinks and the
+//! detectors once, enriched from both.
+//!
+//! The key is Kong's request id (`X-Kong-Request-Id`; Kong docs, "headers"
+//! and "headers_upstream" in kong.conf, both on by default since 3.5): on
+//! the upstream leg the header Kong sent, on the client leg the one Kong
+//! returned (never the client's own; see [`Transaction::request_id`]).
+//!
+//! - Both legs seen: one record, the client leg's (client IP, status,
+//!   path as the client sent it), with the upstream leg's consumer and
+//!   principal, its credentials added, its server and status as
+//!   [`Transaction::upstream`], and all three latencies.
+//! - Only the client leg (Kong's own 401/403/429, a cache hit, the upstream
+//!   not captured): the client leg, after [`JoinConfig::wait_ns`].
+//! - Only the upstream leg (the client leg is TLS the tap cannot read, or
+//!   not captured: upstream-only mode): the upstream leg, its client the
+//!   one Kong named, after the wait. A request Kong made itself (no client
+//!   named: an active health check) is written but not counted.
+//! - A leg arriving after its partner was given up on (a download slower
+//!   than the wait) is written, joined to nothing, and not counted again.
+//!
+//! Legs without a request id pass at once, counted (`client_without_id`,
+//! `upstream_without_id`: with Kong's defaults there are none).
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use serde::Serialize;
+
+use crate::{
+    http::{Transaction, UpstreamLeg},
+    identity::{Leg, Topology},
+};
+
+/// The join's settings.
+#[derive(Clone, Debug)]
+pub struct JoinConfig {
+    /// How long a leg waits for its partner, event time (ns): default 10 s.
+    pub wait_ns: u64,
+    /// Most legs waiting at once; past it the oldest goes on alone.
+    pub max_waiting: usize,
+    /// Where Kong is (whose upstream requests name no client).
+    pub topology: Topology,
+}
+
+impl Default for JoinConfig {
+    fn default() -> Self {
+        Self {
+            wait_ns: 10_000_000_000,
+            max_waiting: 65_536,
+            topology: Topology::default(),
+        }
+    }
+}
+
+/// What the join did, for the summaries and metrics.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct JoinCounters {
+    /// Requests whose two legs were joined.
+    pub joined: u64,
+    /// Client legs that found no upstream leg in time.
+    pub client_only: u64,
+    /// Upstream legs that found no client leg in time.
+    pub upstream_only: u64,
+    /// Legs whose partner had already been given up on: written, not
+    /// counted again.
+    pub late: u64,
+    /// Client legs without Kong's request id in the response.
+    pub client_without_id: u64,
+    /// Upstream legs without a request id.
+    pub upstream_without_id: u64,
+    /// Upstream requests Kong made itself (no client named): not counted.
+    pub kong_own: u64,
+    /// Legs sent on alone because [`JoinConfig::max_waiting`] were waiting.
+    pub overflow: u64,
+}
+
+/// A request record and whether the detectors count it.
+#[derive(Debug)]
+pub struct Request {
+    /// The record.
+    pub tx: Transaction,
+    /// Whether it is the first record of its request (the detectors count
+    /// it); `false` for a late leg or one of Kong's own requests.
+    pub counted: bool,
+}
+
+/// Legs waiting for their partner, by request id, in arrival order.
+pub struct Joiner {
+    config: JoinConfig,
+    /// Waiting legs and their deadlines, by request id.
+    waiting: HashMap<String, (u64, Transaction)>,
+    /// (deadline, request id), oldest first; stale entries are skipped.
+    order: VecDeque<(u64, String)>,
+    /// Ids given up on recently (bounded like `waiting`), oldest first.
+    given_up: VecDeque<String>,
+    given_up_set: HashSet<String>,
+    ready: Vec<Request>,
+    counters: JoinCounters,
+}
+
+impl Joiner {
+    /// An empty join.
+    pub fn new(config: JoinConfig) -> Self {
+        Self {
+            config,
+            waiting: HashMap::new(),
+            order: VecDeque::new(),
+            given_up: VecDeque::new(),
+            given_up_set: HashSet::new(),
+            ready: Vec::new(),
+            counters: JoinCounters::default(),
+        }
+    }
+
+    /// Takes one leg's transaction at event time `now_ns`.
+    pub fn push(&mut self, tx: Transaction, now_ns: u64) {
+        let Some(id) = tx.request_id.clone() else {
+            match tx.leg {
+                Leg::Client => self.counters.client_without_id += 1,
+                Leg::Upstream => self.counters.upstream_without_id += 1,
+            }
+            self.alone(tx);
+            return;
+        };
+        if self.given_up_set.contains(&id) {
+            self.counters.late += 1;
+            self.ready.push(Request { tx, counted: false });
+            return;
+        }
+        match self.waiting.remove(&id).map(|(_, other)| other) {
+            Some(other) if other.leg != tx.leg => {
+                self.counters.joined += 1;
+                let tx = match tx.leg {
+                    Leg::Client => joined(tx, other),
+                    Leg::Upstream => joined(other, tx),
+                };
+                self.ready.push(Request { tx, counted: true });
+            }
+            Some(same) => {
+                // The same id twice on one leg (a client replaying Kong's
+                // id cannot: it is read from Kong's side only): keep both.
+                self.alone(same);
+                self.wait(id, tx, now_ns);
+            }
+            None => self.wait(id, tx, now_ns),
+        }
+    }
+
+    fn wait(&mut self, id: String, tx: Transaction, now_ns: u64) {
+        // Entries of joined ids are stale: skip them to the oldest waiting.
+        while self.waiting.len() >= self.config.max_waiting.max(1)
+            && let Some((_, oldest)) = self.order.pop_front()
+        {
+            if let Some((_, tx)) = self.waiting.remove(&oldest) {
+                self.counters.overflow += 1;
+                self.give_up(oldest, tx);
+            }
+        }
+        let deadline = now_ns.saturating_add(self.config.wait_ns);
+        self.order.push_back((deadline, id.clone()));
+        self.waiting.insert(id, (deadline, tx));
+    }
+
+    /// Sends on every leg whose wait ended by `now_ns`.
+    pub fn expire(&mut self, now_ns: u64) {
+        while self
+            .order
+            .front()
+            .is_some_and(|(deadline, _)| *deadline <= now_ns)
+        {
+            let Some((deadline, id)) = self.order.pop_front() else {
+                break;
+            };
+            // An entry of an id joined (and seen again) since is stale.
+            if self.waiting.get(&id).is_some_and(|(d, _)| *d == deadline)
+                && let Some((_, tx)) = self.waiting.remove(&id)
+            {
+                self.give_up(id, tx);
+            }
+        }
+    }
+
+    /// Sends on every waiting leg (end of input).
+    pub fn finish(&mut self) {
+        self.expire(u64::MAX);
+    }
+
+    /// The records ready so far, in the order they became ready.
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Request> {
+        self.ready.drain(..)
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> JoinCounters {
+        self.counters.clone()
+    }
+
+    /// Legs waiting now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    fn give_up(&mut self, id: String, tx: Transaction) {
+        match tx.leg {
+            Leg::Client => self.counters.client_only += 1,
+            Leg::Upstream => self.counters.upstream_only += 1,
+        }
+        if self.given_up.len() >= self.config.max_waiting
+            && let Some(old) = self.given_up.pop_front()
+        {
+            self.given_up_set.remove(&old);
+        }
+        self.given_up_set.insert(id.clone());
+        self.given_up.push_back(id);
+        self.alone(tx);
+    }
+
+    /// A leg going on without a partner: counted unless it is a request
+    /// Kong made itself.
+    fn alone(&mut self, tx: Transaction) {
+        let own = tx.leg == Leg::Upstream && self.config.topology.is_kong(tx.client_ip);
+        self.counters.kong_own += u64::from(own);
+        self.ready.push(Request { tx, counted: !own });
+    }
+}
+
+/// The client leg `client` enriched from its upstream leg `upstream`.
+fn joined(mut client: Transaction, upstream: Transaction) -> Transaction {
+    if upstream.consumer.is_some() {
+        client.consumer = upstream.consumer;
+        client.principal = upstream.principal;
+    } else if client.principal.is_none() {
+        client.principal = upstream.principal;
+    }
+    for fp in upstream.credentials {
+        if !client.credentials.contains(&fp) {
+            client.credentials.push(fp);
+        }
+    }
+    client.latencies.proxy = upstream.latencies.proxy;
+    if let (Some(request), Some(proxy)) = (client.latencies.request, client.latencies.proxy) {
+        client.latencies.kong = Some(((request - proxy).max(0.0) * 1000.0).round() / 1000.0);
+    }
+    client.confirmed |= upstream.confirmed;
+    client.upstream = Some(UpstreamLeg {
+        server_ip: upstream.server_ip,
+        server_port: upstream.server_port,
+        status: upstream.status,
+        latency_ms: upstream.latency_ms,
+    });
+    client
+}

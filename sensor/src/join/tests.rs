@@ -1,0 +1,148 @@
+use super::*;
+use crate::identity::{Principal, PrincipalSource};
+
+const MS: u64 = 1_000_000;
+const T0: u64 = 1_795_219_200_000_000_000;
+
+/// Kong's address in these tests.
+const KONG: &str = "10.77.1.1";
+
+fn joiner() -> Joiner {
+    Joiner::new(JoinConfig {
+        topology: Topology {
+            kong_addresses: vec![format!("{KONG}/32").parse().unwrap()],
+            ..Topology::default()
+        },
+        ..JoinConfig::default()
+    })
+}
+
+/// The client leg of request `id` from `ip`: sent at T0, answered `status`,
+/// ended 30 ms later.
+fn client(id: &str, ip: &str, status: u16) -> Transaction {
+    let mut t = Transaction::sample(ip, T0, status);
+    t.request_id = Some(id.into());
+    t.end(T0 + 30 * MS);
+    t
+}
+
+/// The upstream leg of request `id` for client `ip`, as Kong names the
+/// consumer: sent at T0 + 5 ms, ended 20 ms later.
+fn upstream(id: &str, ip: &str) -> Transaction {
+    let mut t = Transaction::sample(ip, T0 + 5 * MS, 200);
+    t.leg = Leg::Upstream;
+    t.server_port = 8080;
+    t.request_id = Some(id.into());
+    t.consumer = Some("dave".into());
+    t.principal = Principal::new(b"dave", PrincipalSource::KongConsumer);
+    t.end(T0 + 25 * MS);
+    t
+}
+
+fn drain(j: &mut Joiner) -> Vec<Request> {
+    j.drain().collect()
+}
+
+#[test]
+fn both_legs_make_one_counted_record_enriched_from_both() {
+    let mut j = joiner();
+    j.push(upstream("r1", "192.0.2.7"), T0 + 25 * MS);
+    assert!(drain(&mut j).is_empty(), "the upstream leg waits");
+    let mut c = client("r1", "192.0.2.7", 200);
+    c.principal = Principal::new(b"claimed", PrincipalSource::BasicUser);
+    j.push(c, T0 + 30 * MS);
+    let out = drain(&mut j);
+    assert_eq!(out.len(), 1);
+    let r = &out[0];
+    assert!(r.counted);
+    assert_eq!(r.tx.leg, Leg::Client);
+    assert_eq!(r.tx.consumer.as_deref(), Some("dave"));
+    assert_eq!(
+        r.tx.principal.as_ref().unwrap().source,
+        PrincipalSource::KongConsumer
+    );
+    assert_eq!(r.tx.upstream.as_ref().unwrap().server_port, 8080);
+    assert_eq!(
+        (
+            r.tx.latencies.request,
+            r.tx.latencies.proxy,
+            r.tx.latencies.kong
+        ),
+        (Some(30.0), Some(20.0), Some(10.0))
+    );
+    j.finish();
+    assert!(drain(&mut j).is_empty());
+    assert_eq!(j.counters().joined, 1);
+}
+
+#[test]
+fn kongs_rejections_go_on_alone_after_the_wait() {
+    let mut j = joiner();
+    j.push(client("r2", "192.0.2.8", 401), T0 + 30 * MS);
+    j.expire(T0 + 30 * MS + 9_000 * MS);
+    assert!(drain(&mut j).is_empty());
+    j.expire(T0 + 30 * MS + 10_000 * MS);
+    let out = drain(&mut j);
+    assert_eq!(
+        (out.len(), out[0].counted, out[0].tx.status),
+        (1, true, Some(401))
+    );
+    assert_eq!(out[0].tx.latencies.request, Some(30.0));
+    assert_eq!(j.counters().client_only, 1);
+}
+
+#[test]
+fn upstream_only_legs_count_with_the_client_kong_named() {
+    let mut j = joiner();
+    j.push(upstream("r3", "192.0.2.9"), T0);
+    j.finish();
+    let out = drain(&mut j);
+    assert_eq!(out.len(), 1);
+    assert!(out[0].counted);
+    assert_eq!(out[0].tx.client_ip.to_string(), "192.0.2.9");
+    assert_eq!(out[0].tx.latencies.proxy, Some(20.0));
+    // Kong's own request (no client named: its own address) is not counted.
+    j.push(upstream("r4", KONG), T0);
+    j.finish();
+    let out = drain(&mut j);
+    assert!(!out[0].counted);
+    assert_eq!(j.counters().kong_own, 1);
+}
+
+#[test]
+fn a_late_leg_is_written_but_not_counted_again() {
+    let mut j = joiner();
+    j.push(upstream("r5", "192.0.2.10"), T0);
+    j.expire(T0 + 60_000 * MS);
+    j.push(client("r5", "192.0.2.10", 200), T0 + 61_000 * MS);
+    let out = drain(&mut j);
+    assert_eq!(
+        out.iter().map(|r| r.counted).collect::<Vec<_>>(),
+        [true, false]
+    );
+    assert_eq!(j.counters().late, 1);
+}
+
+#[test]
+fn legs_without_an_id_pass_at_once() {
+    let mut j = joiner();
+    let mut c = client("x", "192.0.2.11", 200);
+    c.request_id = None;
+    j.push(c, T0);
+    assert_eq!(drain(&mut j).len(), 1);
+    assert_eq!(j.counters().client_without_id, 1);
+}
+
+#[test]
+fn waiting_is_bounded() {
+    let mut j = Joiner::new(JoinConfig {
+        max_waiting: 3,
+        ..JoinConfig::default()
+    });
+    for i in 0..10 {
+        j.push(client(&format!("r{i}"), "192.0.2.12", 200), T0 + i * MS);
+        assert!(j.waiting() <= 3);
+    }
+    assert_eq!(j.counters().overflow, 7);
+    assert_eq!(drain(&mut j).len(), 7);
+}

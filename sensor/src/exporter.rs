@@ -33,7 +33,7 @@
 //! | `siem_sensor_alerts_suppressed_total` | counter | | alerts held back by the cooldown |
 //! | `siem_sensor_transactions_unconfirmed_total` | counter | | transactions neither answered nor acknowledged on a handshaken flow (possibly forged), which no detector counts |
 //! | `siem_sensor_detector_evictions_total` | counter | | detector table entries evicted |
-//! | `siem_sensor_state_bytes` | gauge | `part`: `flows`, `detectors` | bytes the traffic-driven state holds (estimated) |
+//! | `siem_sensor_state_bytes` | gauge | `part`: `flows`, `detectors`, `join` | bytes the traffic-driven state holds (estimated) |
 //! | `siem_sensor_state_budget_bytes` | gauge | | the memory budget (`--memory-budget`) |
 //! | `siem_sensor_shed_total` | counter | `what`: `flow_buffers`, `flows`, `messages` | state dropped to stay within the budget |
 //! | `siem_sensor_syslog_records_total` | counter | `target`, `result`: `sent`, `overflow`, `dropped`, `undelivered` | syslog delivery per target |
@@ -150,6 +150,7 @@ pub fn pipeline(c: &PipelineCounters, snapshot: Option<&Snapshot>) {
     counter!("siem_sensor_detector_evictions_total").absolute(c.detect.evictions);
     gauge!("siem_sensor_state_bytes", "part" => "flows").set(c.memory.flows as f64);
     gauge!("siem_sensor_state_bytes", "part" => "detectors").set(c.memory.detectors as f64);
+    gauge!("siem_sensor_state_bytes", "part" => "join").set(c.memory.join as f64);
     gauge!("siem_sensor_state_budget_bytes").set(c.memory.budget as f64);
     counter!("siem_sensor_shed_total", "what" => "flow_buffers").absolute(f.shed_flows);
     counter!("siem_sensor_shed_total", "what" => "flows").absolute(f.budget_evictions);

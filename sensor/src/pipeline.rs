@@ -52,6 +52,8 @@ pub struct Memory {
     pub flows: u64,
     /// The detectors' tables.
     pub detectors: u64,
+    /// Legs waiting for their partner.
+    pub join: u64,
     /// The budget ([`FlowLimits::memory_budget`]).
     pub budget: u64,
 }
@@ -108,7 +110,13 @@ impl Pipeline {
     /// Bytes the pipeline's state holds now (flows, buffers, detector
     /// tables), estimated; see [`FlowLimits::memory_budget`].
     pub fn memory(&self) -> u64 {
-        self.flows.memory() + self.detectors.as_ref().map_or(0, Detectors::memory)
+        self.flows.memory() + self.others()
+    }
+
+    /// Bytes of the state shedding flows cannot free: the detector tables
+    /// and the legs waiting to be joined.
+    fn others(&self) -> u64 {
+        self.detectors.as_ref().map_or(0, Detectors::memory) + self.joiner.memory()
     }
 
     /// Keeps the state within half the memory budget (the rest is the
@@ -116,7 +124,7 @@ impl Pipeline {
     /// and go, the ring buffer's pages): past it, sheds flow state down to
     /// three eighths, so shedding, which sorts the flows, runs rarely.
     fn keep_within_budget(&mut self) {
-        let tables = self.detectors.as_ref().map_or(0, Detectors::memory);
+        let tables = self.others();
         if self.flows.memory() + tables > self.memory_budget / 2 {
             let target = self.memory_budget / 8 * 3;
             self.flows.shed(target, tables, &mut self.http);
@@ -194,6 +202,7 @@ impl Pipeline {
             memory: Memory {
                 flows: self.flows.memory(),
                 detectors: self.detectors.as_ref().map_or(0, Detectors::memory),
+                join: self.joiner.memory(),
                 budget: self.memory_budget,
             },
         }
@@ -201,10 +210,12 @@ impl Pipeline {
 
     fn advance(&mut self, now_ns: u64) {
         self.now_ns = self.now_ns.max(now_ns);
-        if let Some(d) = &mut self.detectors {
-            d.advance(self.now_ns);
-        }
         self.joiner.expire(self.now_ns);
+        // Requests reach the detectors up to the join's wait late: their
+        // clock lags by as much, so no window closes before they arrive.
+        if let Some(d) = &mut self.detectors {
+            d.advance(self.now_ns.saturating_sub(self.joiner.wait_ns()));
+        }
         if self.now_ns >= self.next_expiry_ns {
             self.flows.expire(self.now_ns, &mut self.http);
             self.next_expiry_ns = self.now_ns.saturating_add(EXPIRE_EVERY_NS);

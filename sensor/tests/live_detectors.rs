@@ -1,7 +1,7 @@
 //! The labeled scenarios (`lab::scenarios`) against the live sensor: each
 //! raises its alerts and none of its near misses, `replay` of a tcpdump
 //! capture of the same traffic raises the same alerts as `run` did live,
-//! the transactions of both legs show the gateway behaving as Kong does, and
+//! the joined transactions show the gateway behaving as Kong does, and
 //! no consumer's API key appears in what the sensor wrote.
 
 mod support;
@@ -73,7 +73,7 @@ fn scenarios_raise_their_alerts_live_and_in_replay() {
         .map(|k| live.summary["kernel"][k].as_u64().unwrap())
         .sum::<u64>()
         + live.summary["flows"]["gaps"].as_u64().unwrap();
-    kong_on_the_wire(&live.transactions, lost);
+    kong_on_the_wire(&live.transactions, &live.summary["join"], lost);
     let everything = format!("{:?}{:?}{}", live.transactions, live.alerts, live.log);
     for c in CONSUMERS {
         assert!(
@@ -90,55 +90,46 @@ fn scenarios_raise_their_alerts_live_and_in_replay() {
     );
 }
 
-/// The lab's gateway answered as Kong does, and both legs were captured:
-/// Kong's own 401s and 429s on the client leg only, consumer headers on the
-/// upstream leg naming the consumer, the request id on both (but for
-/// responses the capture lost: `lost` segments dropped or skipped).
-fn kong_on_the_wire(transactions: &[Value], lost: u64) {
-    let (client, upstream): (Vec<_>, Vec<_>) = transactions
-        .iter()
-        .partition(|t| t["server_port"] == PROXY_PORT);
-    let count = |txs: &[&Value], ip: &str, status: u64| {
-        txs.iter()
+/// The lab's gateway answered as Kong does, and both legs were captured
+/// and joined into one record per request: Kong's own 401s and 429s with
+/// no upstream leg, the upstream leg naming the consumer, every other
+/// request joined by its request id (but for responses the capture lost:
+/// `lost` segments dropped or skipped).
+fn kong_on_the_wire(transactions: &[Value], join: &Value, lost: u64) {
+    assert!(transactions.iter().all(|t| t["server_port"] == PROXY_PORT));
+    let count = |ip: &str, status: u64, upstream: bool| {
+        transactions
+            .iter()
             .filter(|t| t["client_ip"] == ip && t["status"] == status)
+            .filter(|t| t["upstream"].is_object() == upstream)
             .count()
     };
     let (guesser, mallory) = (Lab::extra_client(8), Lab::extra_client(12));
-    assert_eq!(count(&client, &guesser, 401), 15, "guessed keys refused");
     assert_eq!(
-        count(&upstream, &guesser, 401),
-        0,
-        "Kong answers 401 itself"
+        count(&guesser, 401, false),
+        15,
+        "Kong refuses guessed keys itself"
     );
-    let limited = count(&client, &mallory, 429);
+    assert_eq!(count(&guesser, 401, true), 0);
+    let limited = count(&mallory, 429, false);
     assert!(
         (200..300).contains(&limited),
-        "{limited} rate-limited of 300"
+        "{limited} rate-limited of 300, by Kong itself"
     );
-    assert_eq!(
-        count(&upstream, &mallory, 429),
-        0,
-        "Kong answers 429 itself"
-    );
-    assert_eq!(count(&upstream, &mallory, 200), 300 - limited);
+    assert_eq!(count(&mallory, 200, true), 300 - limited);
     for (i, name) in [(3, "dave"), (4, "dave"), (6, "erin")] {
         let ip = Lab::extra_client(i);
-        let named = upstream
+        let named = transactions
             .iter()
-            .filter(|t| t["client_ip"] == ip.as_str())
+            .filter(|t| t["client_ip"] == ip.as_str() && t["upstream"].is_object())
             .all(|t| t["consumer"] == name && t["principal"] == name);
-        assert!(named, "upstream requests from {ip} name {name}");
+        assert!(named, "joined requests from {ip} name {name}");
     }
-    let ids = |txs: &[&Value]| -> BTreeSet<String> {
-        txs.iter()
-            .filter_map(|t| t["request_id"].as_str().map(str::to_string))
-            .collect()
-    };
-    let upstream_ids = ids(&upstream);
-    assert!(upstream_ids.len() > 1000, "{}", upstream_ids.len());
-    let missing = upstream_ids.difference(&ids(&client)).count() as u64;
+    let joined = join["joined"].as_u64().unwrap();
+    assert!(joined > 1000, "{join}");
+    let unjoined = join["upstream_only"].as_u64().unwrap() + join["late"].as_u64().unwrap();
     assert!(
-        missing <= lost,
-        "one id joins both legs: {missing} missing on the client leg, {lost} segments lost"
+        unjoined <= lost,
+        "one id joins both legs: {join}, {lost} segments lost"
     );
 }

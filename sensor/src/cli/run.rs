@@ -171,6 +171,7 @@ pub async fn run(args: RunArgs, reparse: Reparse) -> Result<()> {
         "segments": counters.flows.segments,
         "flows": counters.flows,
         "http": counters.http,
+        "join": counters.join,
         "detect": counters.detect,
         "sinks": counters.sinks,
         "gauges": pipeline.snapshot(),

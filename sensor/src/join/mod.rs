@@ -39,7 +39,9 @@ use crate::{
 /// The join's settings.
 #[derive(Clone, Debug)]
 pub struct JoinConfig {
-    /// How long a leg waits for its partner, event time (ns): default 10 s.
+    /// How long a leg waits for its partner, event time (ns): default 5 s
+    /// (an API response's client leg ends milliseconds after its upstream
+    /// leg; a slower download ends late and is not counted twice).
     pub wait_ns: u64,
     /// Most legs waiting at once; past it the oldest goes on alone.
     pub max_waiting: usize,
@@ -50,7 +52,7 @@ pub struct JoinConfig {
 impl Default for JoinConfig {
     fn default() -> Self {
         Self {
-            wait_ns: 10_000_000_000,
+            wait_ns: 5_000_000_000,
             max_waiting: 65_536,
             topology: Topology::default(),
         }
@@ -101,6 +103,8 @@ pub struct Joiner {
     given_up_set: HashSet<String>,
     ready: Vec<Request>,
     counters: JoinCounters,
+    /// Bytes the waiting legs hold (estimated).
+    bytes: usize,
 }
 
 impl Joiner {
@@ -114,6 +118,7 @@ impl Joiner {
             given_up_set: HashSet::new(),
             ready: Vec::new(),
             counters: JoinCounters::default(),
+            bytes: 0,
         }
     }
 
@@ -132,7 +137,7 @@ impl Joiner {
             self.ready.push(Request { tx, counted: false });
             return;
         }
-        match self.waiting.remove(&id).map(|(_, other)| other) {
+        match self.take(&id).map(|(_, other)| other) {
             Some(other) if other.leg != tx.leg => {
                 self.counters.joined += 1;
                 let tx = match tx.leg {
@@ -156,13 +161,14 @@ impl Joiner {
         while self.waiting.len() >= self.config.max_waiting.max(1)
             && let Some((_, oldest)) = self.order.pop_front()
         {
-            if let Some((_, tx)) = self.waiting.remove(&oldest) {
+            if let Some((_, tx)) = self.take(&oldest) {
                 self.counters.overflow += 1;
                 self.give_up(oldest, tx);
             }
         }
         let deadline = now_ns.saturating_add(self.config.wait_ns);
         self.order.push_back((deadline, id.clone()));
+        self.bytes += cost(&id, &tx);
         self.waiting.insert(id, (deadline, tx));
     }
 
@@ -178,7 +184,7 @@ impl Joiner {
             };
             // An entry of an id joined (and seen again) since is stale.
             if self.waiting.get(&id).is_some_and(|(d, _)| *d == deadline)
-                && let Some((_, tx)) = self.waiting.remove(&id)
+                && let Some((_, tx)) = self.take(&id)
             {
                 self.give_up(id, tx);
             }
@@ -200,9 +206,28 @@ impl Joiner {
         self.counters.clone()
     }
 
+    /// How long a leg waits for its partner (ns).
+    pub fn wait_ns(&self) -> u64 {
+        self.config.wait_ns
+    }
+
     /// Legs waiting now.
     pub fn waiting(&self) -> usize {
         self.waiting.len()
+    }
+
+    /// Bytes the waiting legs and the ids given up on hold (estimated; for
+    /// the memory budget).
+    pub fn memory(&self) -> u64 {
+        let given_up: usize = self.given_up.iter().map(|id| 2 * id.len() + 64).sum();
+        (self.bytes + given_up + self.order.len() * 48) as u64
+    }
+
+    /// Removes the leg waiting under `id`.
+    fn take(&mut self, id: &str) -> Option<(u64, Transaction)> {
+        let (deadline, tx) = self.waiting.remove(id)?;
+        self.bytes = self.bytes.saturating_sub(cost(id, &tx));
+        Some((deadline, tx))
     }
 
     fn give_up(&mut self, id: String, tx: Transaction) {
@@ -227,6 +252,12 @@ impl Joiner {
         self.counters.kong_own += u64::from(own);
         self.ready.push(Request { tx, counted: !own });
     }
+}
+
+/// Bytes a waiting leg holds: the record, its strings, its id twice (map
+/// and order) and the map's overhead.
+fn cost(id: &str, tx: &Transaction) -> usize {
+    std::mem::size_of::<Transaction>() + tx.heap_bytes() + 2 * id.len() + 64
 }
 
 /// The client leg `client` enriched from its upstream leg `upstream`.

@@ -12,7 +12,7 @@ use std::{
 
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
-use super::Target;
+use super::target::Target;
 
 /// What a failed delivery attempt says, and so what happens to the record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,6 +154,20 @@ impl Conn {
             (Self::Unix(_) | Self::Udp(_), Some(libc::EMSGSIZE))
             | (Self::Unix(_), Some(libc::ENOBUFS)) => Fault::Record,
             _ => Fault::Broken,
+        }
+    }
+
+    /// Ends a TLS connection with close_notify (RFC 5425 section 4.4), so
+    /// the receiver can tell the end from a truncation; waits at most
+    /// [`TIMEOUT`] for a receiver that does not read.
+    pub fn close(self) {
+        if let Self::Tls(mut s) = self {
+            s.conn.send_close_notify();
+            while s.conn.wants_write() {
+                if s.conn.write_tls(&mut s.sock).is_err() {
+                    break;
+                }
+            }
         }
     }
 

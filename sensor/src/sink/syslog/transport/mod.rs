@@ -119,6 +119,15 @@ impl Link {
     }
 }
 
+impl Drop for Link {
+    /// The thread ends: a TLS connection is closed properly.
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            conn.close();
+        }
+    }
+}
+
 /// The sender thread: delivers `queue` to `target` until the queue's sender
 /// is dropped, then for at most `drain` more while the target is down.
 pub fn run(

@@ -5,11 +5,12 @@
 //! Each target has a sender thread and a bounded queue, so a receiver that
 //! is down never blocks capture: records wait in the queue, the thread
 //! reconnects every second and delivers them in order; what does not fit in
-//! the queue is counted as overflow. A TCP connection the receiver closed
-//! is noticed before writing (a FIN makes the socket readable with no
-//! data), so a record is not written into a dead connection and lost. UDP
-//! has no delivery guarantee: records sent while the receiver is down are
-//! lost, as with any UDP syslog.
+//! the queue is counted as overflow. A TCP or TLS connection the receiver
+//! closed is noticed before writing (a FIN makes the socket readable with
+//! no data), so a record is not written into a dead connection and lost; a
+//! stopping sender ends a TLS connection with close_notify. UDP has no
+//! delivery guarantee: records sent while the receiver is down are lost, as
+//! with any UDP syslog.
 //!
 //! Every record ends in one count of its target's [`Tally`]:
 //! - `sent`: written to the socket;
@@ -24,9 +25,9 @@
 //!   when the refusals start;
 //! - `undelivered`: still queued at stop while the receiver was down.
 //!
-//! The failures and their meaning are [`conn::Fault`].
+//! The failures and what each means for the record are `conn::Fault`.
 
-pub mod conn;
+mod conn;
 mod target;
 #[cfg(test)]
 mod tests;

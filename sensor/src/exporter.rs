@@ -36,7 +36,7 @@
 //! | `siem_sensor_state_bytes` | gauge | `part`: `flows`, `detectors`, `join` | bytes the traffic-driven state holds (estimated) |
 //! | `siem_sensor_state_budget_bytes` | gauge | | the memory budget (`--memory-budget`) |
 //! | `siem_sensor_shed_total` | counter | `what`: `flow_buffers`, `flows`, `messages` | state dropped to stay within the budget |
-//! | `siem_sensor_syslog_records_total` | counter | `target`, `result`: `sent`, `overflow`, `dropped`, `undelivered` | syslog delivery per target |
+//! | `siem_sensor_syslog_records_total` | counter | `target`, `result`: `sent`, `overflow`, `dropped`, `refused`, `undelivered` | syslog delivery per target |
 //! | `siem_sensor_build_info` | gauge | `version` | always 1 |
 //!
 //! Top-N series are refreshed every second; a series not refreshed for
@@ -142,6 +142,7 @@ pub fn pipeline(c: &PipelineCounters, snapshot: Option<&Snapshot>) {
             ("sent", d.sent),
             ("overflow", d.overflow),
             ("dropped", d.dropped),
+            ("refused", d.refused),
             ("undelivered", d.undelivered),
         ] {
             counter!(name.clone(), "target" => d.target.clone(), "result" => result).absolute(n);

@@ -19,7 +19,7 @@ use base64::Engine as _;
 use lab::{
     GATEWAY_CLIENT_IF, Lab,
     captures::CaptureWriter,
-    rsyslog::{Rsyslog, TCP_PORT, UDP_PORT},
+    rsyslog::{Rsyslog, TCP_PORT, TLS_PORT, UDP_PORT},
 };
 use sensor::text::{Field, render};
 use serde_json::Value;
@@ -71,11 +71,13 @@ fn hostile_values_reach_every_sink_and_format_escaped() {
         let dir = lab.workdir().join(format!("run-{run}"));
         let rsyslog = Rsyslog::start(&lab, &dir.join("rsyslog")).unwrap();
         let (tx, alerts) = (dir.join("tx.jsonl"), dir.join("alerts.jsonl"));
-        let (unix, udp, tcp) = (
+        let (unix, udp, tcp, tls) = (
             format!("unix:{}", rsyslog.socket().display()),
             format!("udp:127.0.0.1:{UDP_PORT}"),
             format!("tcp:127.0.0.1:{TCP_PORT}"),
+            format!("tls:127.0.0.1:{TLS_PORT}"),
         );
+        let ca = rsyslog.ca().display().to_string();
         let (tx_path, alerts_path) = (tx.display().to_string(), alerts.display().to_string());
         let args = [
             "--iface",
@@ -100,6 +102,10 @@ fn hostile_values_reach_every_sink_and_format_escaped() {
             &udp,
             "--syslog",
             &tcp,
+            "--syslog",
+            &tls,
+            "--syslog-ca",
+            &ca,
         ];
         let sensor = start_sensor(&lab, &args);
         for i in 0..2 {
@@ -118,7 +124,7 @@ fn hostile_values_reach_every_sink_and_format_escaped() {
         )
         .unwrap();
         let stopped = sensor.stop().unwrap();
-        let files = ["unix", "udp", "tcp"].map(|input| {
+        let files = ["unix", "udp", "tcp", "tls"].map(|input| {
             let raw = fs::read(dir.join("rsyslog").join(format!("{input}.log"))).unwrap();
             (input, String::from_utf8(raw).expect("records are UTF-8"))
         });
@@ -235,7 +241,9 @@ fn an_oversized_alert_is_trimmed_and_delays_nothing() {
         format!("unix:{}", rsyslog.socket().display()),
         format!("udp:127.0.0.1:{UDP_PORT}"),
         format!("tcp:127.0.0.1:{TCP_PORT}"),
+        format!("tls:127.0.0.1:{TLS_PORT}"),
     ];
+    let ca = rsyslog.ca().display().to_string();
     let key = dir.join("fp.key").display().to_string();
     let mut args = vec![
         "replay",
@@ -248,6 +256,8 @@ fn an_oversized_alert_is_trimmed_and_delays_nothing() {
         "/admin/**",
         "--syslog-body",
         "json",
+        "--syslog-ca",
+        &ca,
     ];
     for t in &targets {
         args.extend(["--syslog", t]);
@@ -258,7 +268,7 @@ fn an_oversized_alert_is_trimmed_and_delays_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for input in ["unix", "udp", "tcp"] {
+    for input in ["unix", "udp", "tcp", "tls"] {
         let records = rsyslog.wait_for(input, 2, Duration::from_secs(10));
         assert_eq!(records.len(), 2, "{input}: {records:#?}");
         let flood = records

@@ -9,7 +9,8 @@ use lab::{run, run_quiet};
 
 /// Debian packages: LLVM 22 for bpf-linker; the lab's servers and clients;
 /// tcpdump for captures the tests replay; Prometheus (and promtool) and
-/// rsyslog, the real receivers of the metrics and syslog tests; ab
+/// rsyslog (with its openssl driver for TLS), the real receivers of the
+/// metrics and syslog tests; ab
 /// (apache2-utils) for the scenarios; tshark, GNU time and perf for the
 /// benchmarks; scapy and nftables for the differential test's crafted
 /// segments.
@@ -28,6 +29,7 @@ pub const APT_PACKAGES: &[&str] = &[
     "linux-perf",
     "prometheus",
     "rsyslog",
+    "rsyslog-openssl",
     "python3-scapy",
     "nftables",
 ];

@@ -16,7 +16,9 @@ use super::choice::ChoiceParser;
 pub struct SyslogArgs {
     /// Send every alert to TARGET: `unix:/dev/log`, `udp:ADDR:PORT`,
     /// `tcp:ADDR:PORT` (octet-counting framing) or `tls:ADDR:PORT[/NAME]`
-    /// (RFC 5425); repeat for several.
+    /// (RFC 5425: the receiver's certificate must name NAME, by default the
+    /// address, and chain to --syslog-ca); IPv6 as `[ADDR]:PORT`; repeat
+    /// for several.
     #[arg(long = "syslog", value_name = "TARGET")]
     targets: Vec<Target>,
     /// Record header.
@@ -32,7 +34,8 @@ pub struct SyslogArgs {
     /// counted as overflow.
     #[arg(long, default_value_t = 10_000)]
     syslog_queue: usize,
-    /// PEM file of the CAs for `tls:` targets (default: the system's).
+    /// PEM file of the CAs that sign `tls:` receivers' certificates
+    /// (default: the system's trust store).
     #[arg(long, value_name = "FILE")]
     syslog_ca: Option<PathBuf>,
     /// Longest record, bytes (480 to 65000; rsyslog's default

@@ -45,10 +45,16 @@ pub struct Delivery {
     pub sent: u64,
     /// Records dropped because the sink's queue was full.
     pub overflow: u64,
-    /// Records dropped as too large for a record or for the transport.
+    /// Records dropped because the destination can never take them: too
+    /// large for a record or for the transport (a datagram over the
+    /// socket's limit), or one that broke every fresh connection.
     pub dropped: u64,
-    /// Records that could not be delivered (receiver down at shutdown,
-    /// refused, too large for the transport).
+    /// Records still queued when the sink stopped while the destination
+    /// refused the connection (a TLS receiver whose certificate does not
+    /// verify).
+    pub refused: u64,
+    /// Records still queued when the sink stopped while the destination
+    /// was down.
     pub undelivered: u64,
 }
 
@@ -58,6 +64,7 @@ impl Delivery {
         self.sent += other.sent;
         self.overflow += other.overflow;
         self.dropped += other.dropped;
+        self.refused += other.refused;
         self.undelivered += other.undelivered;
     }
 }

@@ -189,6 +189,7 @@ impl Syslog {
                 sent: s.delivery.sent.load(Ordering::Relaxed),
                 overflow: s.delivery.overflow.load(Ordering::Relaxed),
                 dropped: s.delivery.dropped.load(Ordering::Relaxed),
+                refused: s.delivery.refused.load(Ordering::Relaxed),
                 undelivered: s.delivery.undelivered.load(Ordering::Relaxed),
             })
             .collect()

@@ -71,6 +71,13 @@ fn h(i: u8) -> String {
     Lab::extra_client(i)
 }
 
+/// The scenarios' alerts that only Kong's own answers (401 to guessed
+/// keys, 429 over a rate limit) raise: those requests never reach the
+/// upstream, so a sensor seeing only the upstream leg cannot raise them.
+pub fn kong_rejections() -> Vec<Expected> {
+    vec![("success_then_failure", h(8)), ("error_rate", h(12))]
+}
+
 /// Every per-IP detector, for the quiet list of a well-behaved host.
 const PER_IP: [&str; 3] = ["request_flood", "error_rate", "success_then_failure"];
 

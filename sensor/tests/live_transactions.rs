@@ -97,6 +97,22 @@ fn live_transactions_equal_replayed_ones() {
     let mut args = vec!["--transactions", "-", "--fingerprint-key", &key];
     args.extend(kong_args());
     let replayed = replay_json(&pcap, &args, "method");
+    // The two legs captured apart and replayed merged (as mergecap would
+    // merge them) give the same joined transactions.
+    let legs = ["8000", "8080"].map(|port| {
+        let leg = format!("{dir}/leg-{port}.pcap");
+        let split = std::process::Command::new("tcpdump")
+            .args(["-r", &pcap, "-w", &leg, "tcp", "port", port])
+            .output()
+            .unwrap();
+        assert!(split.status.success(), "{split:?}");
+        leg
+    });
+    let merged = replay_json(
+        &legs[1],
+        &[&[legs[0].as_str()][..], &args].concat(),
+        "method",
+    );
     lab.teardown();
 
     let txs = &live.transactions;
@@ -108,6 +124,7 @@ fn live_transactions_equal_replayed_ones() {
         only_live.is_empty() && only_replay.is_empty(),
         "live only: {only_live:#?}\nreplay only: {only_replay:#?}"
     );
+    assert_eq!(multiset(&merged), b, "the legs' captures merged");
 
     // And they are right: both legs joined, statuses, sizes, identity,
     // latencies.

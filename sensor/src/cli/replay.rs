@@ -7,7 +7,10 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use sensor::capture::file::{Checksums, FileCounters, read_file};
+use sensor::capture::{
+    Segment,
+    file::{Checksums, FileCounters, read_file, read_merged},
+};
 use serde::Serialize;
 
 use super::{
@@ -17,7 +20,8 @@ use super::{
 
 #[derive(Args)]
 pub struct ReplayArgs {
-    /// pcap or pcapng files, read in order as one capture.
+    /// pcap or pcapng files, merged by timestamp into one capture (as
+    /// `mergecap` does): say a client-leg and an upstream-leg capture.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
     /// Print alerts as JSON lines (one object per alert) instead of text.
@@ -48,14 +52,21 @@ struct FileSummary<'a> {
 pub fn replay(args: &ReplayArgs) -> Result<()> {
     let mut pipeline = args.pipeline.pipeline(Mode::Replay { json: args.json })?;
     let progress = io::stderr().is_terminal();
-    let mut files = Vec::new();
-    for path in &args.files {
-        let counters = read_file(path, progress, args.checksums, &mut |segment| {
-            pipeline.segment(segment)
-        })
-        .with_context(|| format!("replaying {}", path.display()))?;
-        files.push(FileSummary { path, counters });
-    }
+    let mut on_segment = |segment: &Segment<'_>| pipeline.segment(segment);
+    let counters = match args.files.as_slice() {
+        [path] => vec![
+            read_file(path, progress, args.checksums, &mut on_segment)
+                .with_context(|| format!("replaying {}", path.display()))?,
+        ],
+        paths => read_merged(paths, args.checksums, &mut on_segment)
+            .context("replaying the merged captures")?,
+    };
+    let files: Vec<FileSummary> = args
+        .files
+        .iter()
+        .zip(counters)
+        .map(|(path, counters)| FileSummary { path, counters })
+        .collect();
     pipeline.finish();
     let summary = serde_json::json!({
         "event": "replay_summary",

@@ -9,6 +9,9 @@
 //! [`FileCounters`], never an error.
 
 mod link;
+mod merge;
+
+pub use merge::read_merged;
 
 use std::collections::BTreeMap;
 use std::fs::File;

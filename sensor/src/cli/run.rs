@@ -1,13 +1,13 @@
 //! `siem-sensor run`: live capture with eBPF.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use ipnet::IpNet;
 use sensor::{
     capture::live::{AttachPlan, Hook, LiveCapture, LiveOptions, Ports, TcAttach, XdpMode},
-    exporter,
+    exporter::{self, web_config::WebConfig},
     pipeline::Pipeline,
 };
 use sensor_ebpf::{DEFAULT_CAPTURE_LEN, MAX_CAPTURE_LEN};
@@ -63,7 +63,7 @@ pub struct RunArgs {
     /// Seconds between capture counter log lines (0: never).
     #[arg(long, default_value_t = 60)]
     stats_interval: u64,
-    /// Serve Prometheus metrics at http://ADDR/metrics.
+    /// Serve Prometheus metrics at http(s)://ADDR/metrics.
     #[arg(
         long,
         value_name = "ADDR",
@@ -74,6 +74,15 @@ pub struct RunArgs {
     /// Address or CIDR allowed to scrape; repeat for several (default: any).
     #[arg(long = "metrics-allow", value_name = "CIDR", value_parser = parse_net)]
     metrics_allow: Vec<IpNet>,
+    /// Web config file (YAML, the Prometheus exporter-toolkit format) for
+    /// the metrics endpoint: TLS, client certificates, basic-auth users.
+    /// Re-read on every connection and request.
+    #[arg(
+        long = "web.config.file",
+        value_name = "FILE",
+        conflicts_with = "no_metrics"
+    )]
+    web_config_file: Option<PathBuf>,
     /// Serve no metrics.
     #[arg(long)]
     no_metrics: bool,
@@ -93,9 +102,23 @@ impl RunArgs {
     /// Validates the settings without attaching anything (`check-config`).
     ///
     /// # Errors
-    /// A setting flag parsing cannot judge is bad.
-    pub fn check(&self) -> Result<()> {
-        self.pipeline.check()
+    /// A setting flag parsing cannot judge is bad; the error names its flag.
+    pub fn check(&self) -> Result<(), (&'static str, anyhow::Error)> {
+        if let Some(path) = self.web_config_file.as_deref().filter(|_| !self.no_metrics) {
+            WebConfig::load(path)
+                .and_then(|c| c.tls())
+                .map_err(|e| ("web.config.file", e.into()))?;
+        }
+        self.pipeline.check().map_err(|e| ("decoy", e))
+    }
+
+    /// Where and how metrics are served; `None` for `--no-metrics`.
+    fn endpoint(&self) -> Option<exporter::Endpoint> {
+        (!self.no_metrics).then(|| exporter::Endpoint {
+            listen: self.listen,
+            allow: self.metrics_allow.clone(),
+            web_config: self.web_config_file.clone(),
+        })
     }
 }
 
@@ -104,6 +127,7 @@ impl RunArgs {
 /// # Errors
 /// Setup, attach or ring-buffer failures; counters that do not balance.
 pub async fn run(args: RunArgs, reparse: Reparse) -> Result<()> {
+    let endpoint = args.endpoint();
     let options = LiveOptions {
         plan: AttachPlan {
             interfaces: args.interfaces,
@@ -119,16 +143,25 @@ pub async fn run(args: RunArgs, reparse: Reparse) -> Result<()> {
         capture_len: args.capture_len,
         ring_bytes: args.ring_size_mib * 1024 * 1024,
     };
-    let metrics = !args.no_metrics;
-    if metrics {
-        exporter::install(args.listen, &args.metrics_allow)
-            .with_context(|| format!("cannot serve metrics on {}", args.listen))?;
-    }
+    let exporter = match endpoint {
+        Some(endpoint) => Some(
+            exporter::install(endpoint)
+                .await
+                .with_context(|| format!("cannot serve metrics on {}", args.listen))?,
+        ),
+        None => None,
+    };
+    let metrics = exporter.is_some();
     let mode = Mode::Live {
         debug_segments: args.debug_segments,
         metrics,
     };
     let mut pipeline = args.pipeline.pipeline(mode)?;
+    if let Some(exporter) = exporter {
+        // The first scrape sees every series of the pipeline.
+        exporter::pipeline(&pipeline.counters(), pipeline.snapshot().as_ref());
+        exporter.serve();
+    }
     let capture = LiveCapture::start(&options)?;
     info!(
         version = env!("CARGO_PKG_VERSION"),

@@ -11,9 +11,13 @@ use tokio::net::TcpListener;
 use tracing::warn;
 
 use super::{
-    AUTH_FAILURES, TOP_N_IDLE, auth, server,
+    auth,
+    server::{self, AUTH_FAILURES},
     web_config::{WebConfig, WebConfigError},
 };
+
+/// How long a gauge lives without an update: two windows.
+pub const TOP_N_IDLE: Duration = Duration::from_secs(30);
 
 /// How often histograms are drained into their rendering and idle series
 /// dropped (the recorder's upkeep; its own exporter's default).

@@ -54,18 +54,10 @@ mod endpoint;
 mod server;
 pub mod web_config;
 
-use std::time::Duration;
-
-pub use endpoint::{Endpoint, Exporter, ExporterError, install};
+pub use endpoint::{Endpoint, Exporter, ExporterError, TOP_N_IDLE, install};
 use metrics::{counter, gauge};
 
 use crate::{capture::live::CaptureCounters, detect::Snapshot, pipeline::PipelineCounters};
-
-/// How long a gauge lives without an update: two windows.
-pub const TOP_N_IDLE: Duration = Duration::from_secs(30);
-
-/// Scrapes refused, by `reason`.
-const AUTH_FAILURES: &str = "siem_sensor_metrics_auth_failures_total";
 
 /// Publishes the live tap's counters.
 pub fn capture(c: &CaptureCounters) {

@@ -40,10 +40,12 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 use super::{
-    AUTH_FAILURES,
     auth::{BasicAuth, Refusal},
     web_config::WebConfig,
 };
+
+/// Scrapes refused, by `reason`.
+pub const AUTH_FAILURES: &str = "siem_sensor_metrics_auth_failures_total";
 
 /// Connections served at once; one more is closed as soon as accepted.
 const MAX_CONNECTIONS: usize = 64;

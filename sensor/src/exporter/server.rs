@@ -50,8 +50,14 @@ pub const AUTH_FAILURES: &str = "siem_sensor_metrics_auth_failures_total";
 /// Connections served at once; one more is closed as soon as accepted.
 const MAX_CONNECTIONS: usize = 64;
 
-/// Time a client has for the TLS handshake, and for each request head.
+/// Time a client has for the TLS handshake, and for each request head
+/// (counted from the end of the previous response on a kept-alive
+/// connection, so idle connections are closed too).
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest request head read (a scrape's is a few hundred bytes); a
+/// longer one is answered 431.
+const MAX_HEAD: usize = 16 * 1024;
 
 /// The Prometheus text exposition format, version 0.0.4.
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -162,6 +168,7 @@ impl Server {
         let served = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(CLIENT_TIMEOUT)
+            .max_header_size(MAX_HEAD)
             .serve_connection(TokioIo::new(io), service)
             .await;
         if let Err(e) = served {

@@ -104,7 +104,7 @@ impl RunArgs {
     /// # Errors
     /// A setting flag parsing cannot judge is bad; the error names its flag.
     pub fn check(&self) -> Result<(), (&'static str, anyhow::Error)> {
-        if let Some(path) = self.web_config_file.as_deref().filter(|_| !self.no_metrics) {
+        if let Some(path) = &self.web_config_file {
             WebConfig::load(path)
                 .and_then(|c| c.tls())
                 .map_err(|e| ("web.config.file", e.into()))?;
@@ -147,7 +147,7 @@ pub async fn run(args: RunArgs, reparse: Reparse) -> Result<()> {
         Some(endpoint) => Some(
             exporter::install(endpoint)
                 .await
-                .with_context(|| format!("cannot serve metrics on {}", args.listen))?,
+                .context("cannot serve metrics")?,
         ),
         None => None,
     };

@@ -43,13 +43,13 @@ pub enum ExporterError {
     #[error(transparent)]
     WebConfig(#[from] WebConfigError),
     /// The address cannot be listened on (in use, not local, no permission).
-    #[error("cannot listen on {0}: {1}")]
+    #[error("cannot listen on {0}")]
     Listen(SocketAddr, #[source] io::Error),
     /// The global recorder cannot be installed (one already is).
-    #[error("cannot install the metrics recorder: {0}")]
+    #[error("cannot install the metrics recorder")]
     Recorder(#[from] BuildError),
     /// No randomness for the basic-auth verdict memory's key.
-    #[error("no randomness: {0}")]
+    #[error("no randomness for the basic-auth verdicts' key")]
     Random(#[from] getrandom::Error),
 }
 

@@ -83,11 +83,8 @@ fn check_config(file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     argv.push(path.clone().into());
     let (cli, config) = cli::config::parse::<Cli>(argv, true)?;
     if let (Command::Run(args), Some(config)) = (cli.command, config) {
-        args.check().map_err(|e| {
-            config
-                .locate("decoy", &format!("{e:#}"))
-                .map_or(e, Into::into)
-        })?;
+        args.check()
+            .map_err(|(flag, e)| config.locate(flag, &format!("{e:#}")).map_or(e, Into::into))?;
     }
     println!("{}: OK", path.display());
     Ok(())

@@ -145,7 +145,9 @@ fn sighup_reloads_the_settings_and_keeps_state() {
         lab.curl_from(&source, &[], path, 1).unwrap();
     };
     decoy(0, "/admin/a"); // no decoys yet
-    std::thread::sleep(std::time::Duration::from_millis(300)); // captured before the change
+    // Captured, and past the half second a client leg waits for its
+    // upstream leg, before the change.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
     // The reload also adds an output: transactions to a file.
     let tx_file = lab.workdir().join("transactions.jsonl");
     let outputs = format!("[outputs]\ntransactions = \"{}\"\n", tx_file.display());

@@ -82,6 +82,7 @@ const KEYS: &[(&str, &[(&str, &str)])] = &[
             ("enabled", "no-metrics"),
             ("listen", "listen"),
             ("allow", "metrics-allow"),
+            ("web_config_file", "web.config.file"),
         ],
     ),
     (

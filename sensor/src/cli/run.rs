@@ -1,6 +1,6 @@
 //! `siem-sensor run`: live capture with eBPF.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
@@ -9,7 +9,7 @@ use sensor::{
     capture::live::{
         AttachPlan, Hook, LiveCapture, LiveOptions, Ports, TcAttach, XdpMode, privileges,
     },
-    exporter,
+    exporter::{self, web_config::WebConfig},
     pipeline::Pipeline,
 };
 use sensor_ebpf::{DEFAULT_CAPTURE_LEN, MAX_CAPTURE_LEN};
@@ -70,7 +70,7 @@ pub struct RunArgs {
     /// Seconds between capture counter log lines (0: never).
     #[arg(long, default_value_t = 60)]
     stats_interval: u64,
-    /// Serve Prometheus metrics at http://ADDR/metrics.
+    /// Serve Prometheus metrics at http(s)://ADDR/metrics.
     #[arg(
         long,
         value_name = "ADDR",
@@ -81,6 +81,15 @@ pub struct RunArgs {
     /// Address or CIDR allowed to scrape; repeat for several (default: any).
     #[arg(long = "metrics-allow", value_name = "CIDR", value_parser = parse_net)]
     metrics_allow: Vec<IpNet>,
+    /// Web config file (YAML, the Prometheus exporter-toolkit format) for
+    /// the metrics endpoint: TLS, client certificates, basic-auth users.
+    /// Re-read on every connection and request.
+    #[arg(
+        long = "web.config.file",
+        value_name = "FILE",
+        conflicts_with = "no_metrics"
+    )]
+    web_config_file: Option<PathBuf>,
     /// Serve no metrics.
     #[arg(long)]
     no_metrics: bool,
@@ -100,9 +109,23 @@ impl RunArgs {
     /// Validates the settings without attaching anything (`check-config`).
     ///
     /// # Errors
-    /// A setting flag parsing cannot judge is bad.
-    pub fn check(&self) -> Result<()> {
-        self.pipeline.check()
+    /// A setting flag parsing cannot judge is bad; the error names its flag.
+    pub fn check(&self) -> Result<(), (&'static str, anyhow::Error)> {
+        if let Some(path) = &self.web_config_file {
+            WebConfig::load(path)
+                .and_then(|c| c.tls())
+                .map_err(|e| ("web.config.file", e.into()))?;
+        }
+        self.pipeline.check().map_err(|e| ("decoy", e))
+    }
+
+    /// Where and how metrics are served; `None` for `--no-metrics`.
+    fn endpoint(&self) -> Option<exporter::Endpoint> {
+        (!self.no_metrics).then(|| exporter::Endpoint {
+            listen: self.listen,
+            allow: self.metrics_allow.clone(),
+            web_config: self.web_config_file.clone(),
+        })
     }
 }
 
@@ -111,6 +134,7 @@ impl RunArgs {
 /// # Errors
 /// Setup, attach or ring-buffer failures; counters that do not balance.
 pub async fn run(args: RunArgs, reparse: Reparse) -> Result<()> {
+    let endpoint = args.endpoint();
     let options = LiveOptions {
         plan: AttachPlan {
             interfaces: args.interfaces,
@@ -126,17 +150,26 @@ pub async fn run(args: RunArgs, reparse: Reparse) -> Result<()> {
         capture_len: args.capture_len,
         ring_bytes: args.ring_size_mib * 1024 * 1024,
     };
-    let metrics = !args.no_metrics;
-    if metrics {
-        exporter::install(args.listen, &args.metrics_allow)
-            .with_context(|| format!("cannot serve metrics on {}", args.listen))?;
-    }
+    let exporter = match endpoint {
+        Some(endpoint) => Some(
+            exporter::install(endpoint)
+                .await
+                .context("cannot serve metrics")?,
+        ),
+        None => None,
+    };
+    let metrics = exporter.is_some();
     let mode = Mode::Live {
         debug_segments: (args.debug_segments || args.debug_segments_raw)
             .then_some(!args.debug_segments_raw),
         metrics,
     };
     let mut pipeline = args.pipeline.pipeline(mode)?;
+    if let Some(exporter) = exporter {
+        // The first scrape sees every series of the pipeline.
+        exporter::pipeline(&pipeline.counters(), pipeline.snapshot().as_ref());
+        exporter.serve();
+    }
     let capture = LiveCapture::start(&options)?;
     let kept = privileges::drop_after_attach(capture.detach_needs_net_admin())
         .context("dropping capabilities after attach")?;

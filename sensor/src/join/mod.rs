@@ -13,11 +13,14 @@
 //!   principal, its credentials added, its server and status as
 //!   [`Transaction::upstream`], and all three latencies.
 //! - Only the client leg (Kong's own 401/403/429, a cache hit, the upstream
-//!   not captured): the client leg, after [`JoinConfig::wait_ns`].
+//!   not captured): the client leg, after [`JoinConfig::client_wait_ns`].
+//!   It waits briefly: Kong sends a response's last byte after it received
+//!   the upstream's, so the upstream leg, when there is one, ends first.
 //! - Only the upstream leg (the client leg is TLS the tap cannot read, or
 //!   not captured: upstream-only mode): the upstream leg, its client the
-//!   one Kong named, after the wait. A request Kong made itself (no client
-//!   named: an active health check) is written but not counted.
+//!   one Kong named, after [`JoinConfig::wait_ns`]. A request Kong made
+//!   itself (no client named: an active health check) is written but not
+//!   counted.
 //! - A leg arriving after its partner was given up on (a download slower
 //!   than the wait) is written, joined to nothing, and not counted again.
 //!
@@ -39,10 +42,14 @@ use crate::{
 /// The join's settings.
 #[derive(Clone, Debug)]
 pub struct JoinConfig {
-    /// How long a leg waits for its partner, event time (ns): default 5 s
-    /// (an API response's client leg ends milliseconds after its upstream
-    /// leg; a slower download ends late and is not counted twice).
+    /// How long an upstream leg waits for its client leg, event time (ns):
+    /// default 5 s (an API response's client leg ends milliseconds after
+    /// its upstream leg; a slower download ends late and is not counted
+    /// twice).
     pub wait_ns: u64,
+    /// How long a client leg waits for an upstream leg that ended after it
+    /// (capture order across interfaces), ns: default 500 ms.
+    pub client_wait_ns: u64,
     /// Most legs waiting at once; past it the oldest goes on alone.
     pub max_waiting: usize,
     /// Where Kong is (whose upstream requests name no client).
@@ -53,6 +60,7 @@ impl Default for JoinConfig {
     fn default() -> Self {
         Self {
             wait_ns: 5_000_000_000,
+            client_wait_ns: 500_000_000,
             max_waiting: 65_536,
             topology: Topology::default(),
         }
@@ -96,8 +104,10 @@ pub struct Joiner {
     config: JoinConfig,
     /// Waiting legs and their deadlines, by request id.
     waiting: HashMap<String, (u64, Transaction)>,
-    /// (deadline, request id), oldest first; stale entries are skipped.
-    order: VecDeque<(u64, String)>,
+    /// (deadline, request id) of each leg's waiting ones (client, then
+    /// upstream: each leg has one wait, so each queue is in deadline
+    /// order), oldest first; stale entries are skipped.
+    order: [VecDeque<(u64, String)>; 2],
     /// Ids given up on recently (bounded like `waiting`), oldest first.
     given_up: VecDeque<String>,
     given_up_set: HashSet<String>,
@@ -113,7 +123,7 @@ impl Joiner {
         Self {
             config,
             waiting: HashMap::new(),
-            order: VecDeque::new(),
+            order: [VecDeque::new(), VecDeque::new()],
             given_up: VecDeque::new(),
             given_up_set: HashSet::new(),
             ready: Vec::new(),
@@ -157,36 +167,43 @@ impl Joiner {
     }
 
     fn wait(&mut self, id: String, tx: Transaction, now_ns: u64) {
-        // Entries of joined ids are stale: skip them to the oldest waiting.
-        while self.waiting.len() >= self.config.max_waiting.max(1)
-            && let Some((_, oldest)) = self.order.pop_front()
-        {
+        // Entries of joined ids are stale: skip them to the first waiting.
+        while self.waiting.len() >= self.config.max_waiting.max(1) {
+            let queue = usize::from(self.order[0].is_empty());
+            let Some((_, oldest)) = self.order[queue].pop_front() else {
+                break;
+            };
             if let Some((_, tx)) = self.take(&oldest) {
                 self.counters.overflow += 1;
                 self.give_up(oldest, tx);
             }
         }
-        let deadline = now_ns.saturating_add(self.config.wait_ns);
-        self.order.push_back((deadline, id.clone()));
+        let (queue, wait) = match tx.leg {
+            Leg::Client => (0, self.config.client_wait_ns),
+            Leg::Upstream => (1, self.config.wait_ns),
+        };
+        let deadline = now_ns.saturating_add(wait);
+        self.order[queue].push_back((deadline, id.clone()));
         self.bytes += cost(&id, &tx);
         self.waiting.insert(id, (deadline, tx));
     }
 
     /// Sends on every leg whose wait ended by `now_ns`.
     pub fn expire(&mut self, now_ns: u64) {
-        while self
-            .order
-            .front()
-            .is_some_and(|(deadline, _)| *deadline <= now_ns)
-        {
-            let Some((deadline, id)) = self.order.pop_front() else {
-                break;
-            };
-            // An entry of an id joined (and seen again) since is stale.
-            if self.waiting.get(&id).is_some_and(|(d, _)| *d == deadline)
-                && let Some((_, tx)) = self.take(&id)
+        for queue in 0..2 {
+            while self.order[queue]
+                .front()
+                .is_some_and(|(deadline, _)| *deadline <= now_ns)
             {
-                self.give_up(id, tx);
+                let Some((deadline, id)) = self.order[queue].pop_front() else {
+                    break;
+                };
+                // An entry of an id joined (and seen again) since is stale.
+                if self.waiting.get(&id).is_some_and(|(d, _)| *d == deadline)
+                    && let Some((_, tx)) = self.take(&id)
+                {
+                    self.give_up(id, tx);
+                }
             }
         }
     }
@@ -206,9 +223,9 @@ impl Joiner {
         self.counters.clone()
     }
 
-    /// How long a leg waits for its partner (ns).
+    /// The longest a leg waits for its partner (ns).
     pub fn wait_ns(&self) -> u64 {
-        self.config.wait_ns
+        self.config.wait_ns.max(self.config.client_wait_ns)
     }
 
     /// Legs waiting now.
@@ -220,7 +237,8 @@ impl Joiner {
     /// the memory budget).
     pub fn memory(&self) -> u64 {
         let given_up: usize = self.given_up.iter().map(|id| 2 * id.len() + 64).sum();
-        (self.bytes + given_up + self.order.len() * 48) as u64
+        let order = self.order[0].len() + self.order[1].len();
+        (self.bytes + given_up + order * 48) as u64
     }
 
     /// Removes the leg waiting under `id`.

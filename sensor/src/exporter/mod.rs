@@ -1,0 +1,170 @@
+//! The Prometheus exporter (`metrics` + `metrics-exporter-prometheus`'s
+//! recorder): publishes the counters of the sources, the pipeline and the
+//! sinks, and the detectors' gauges under the reference SIEM's names, so
+//! loss is never silent, and serves them at `/metrics` from its own small
+//! server ([`server`]), protected as the web config file asks
+//! ([`web_config`]: TLS, client certificates, basic auth). Per-transaction
+//! metrics are a sink (`sink::metrics`).
+//!
+//! | name | type | labels | series (label values) | meaning |
+//! |---|---|---|---|---|
+//! | `aps_siem_ip_topn` | gauge | `client_ip` (or `other`) | 11: the top 10 + `other` | requests of the 10 busiest client IPs in the last closed 15 s window; `other`: all the rest |
+//! | `aps_siem_ip` | gauge | | 1 | distinct client IPs in that window (0 until the first window closes) |
+//! | `aps_siem_requests` | gauge | | 1 | requests in that window (0 until the first window closes) |
+//! | `aps_siem_ip_buffer` | gauge | | 1 | client IPs held in the window table at its close (0 until the first window closes) |
+//! | `aps_siem_counter` | gauge | | 1 | credentials tracked (the reference's credential-to-IP mappings) |
+//! | `aps_siem_error_ip_topn` | gauge | `client_ip` | 15: the top 15 | errors of the 15 IPs with most errors in that window |
+//! | `aps_siem_credential_ips` | gauge | `credential`, `principal`, `principal_source` | 50: the 50 most spread credentials; `principal` values capped at 256 bytes; `principal_source`: 4 values | distinct IPs of the 50 most spread credentials (fingerprint, never the secret) |
+//! | `siem_sensor_kernel_segments_total` | counter | `result`: `seen`, `submitted`, `ring_full`, `copy_error` | 4 | the kernel tap's per-CPU counters, summed |
+//! | `siem_sensor_records_total` | counter | `result`: `received`, `malformed` | 2 | ring-buffer records read |
+//! | `siem_sensor_ip_fragments_total` | counter | | 1 | IP fragments of TCP on captured interfaces (IPv4 ones reassembled, IPv6 ones only counted) |
+//! | `siem_sensor_reassembled_segments_total` | counter | | 1 | TCP segments rebuilt from IPv4 fragments |
+//! | `siem_sensor_fragments_dropped_total` | counter | | 1 | IPv4 datagrams given up: overlapping fragments (as Linux), cut by the capture length, or incomplete after 30 s |
+//! | `siem_sensor_segments_dropped_total` | counter | `reason`: `bad_ip_length`, `bad_ip_checksum`, `bad_tcp_checksum` | 3 | segments the gateway's stack drops, dropped before reassembly (insertion attempts) |
+//! | `siem_sensor_tcp_checksum_unknown_total` | counter | | 1 | segments whose TCP checksum could not be judged (XDP, longer than 2 KiB with `CHECKSUM_NONE`, no BTF) |
+//! | `siem_sensor_segments_total` | counter | | 1 | segments into the pipeline |
+//! | `siem_sensor_flows_active` | gauge | | 1 | TCP connections tracked |
+//! | `siem_sensor_flows_ended_total` | counter | `how`: `closed`, `expired`, `evicted` | 3 | connections ended |
+//! | `siem_sensor_gaps_total` / `siem_sensor_gap_bytes_total` | counter | | 1 each | reassembly holes skipped, and their bytes |
+//! | `siem_sensor_retransmitted_bytes_total` | counter | | 1 | bytes seen twice and dropped |
+//! | `siem_sensor_overlap_different_data_total` | counter | | 1 | copies of seen bytes with other content (the first copy kept): evasion attempts |
+//! | `siem_sensor_http_errors_total` | counter | `kind` | 6 | HTTP framing losses by kind |
+//! | `siem_sensor_transactions_total` | counter | `class`: `1xx`..`5xx`, `none` | 6 | transactions by status class |
+//! | `siem_sensor_transaction_latency_seconds` | histogram | `le` | 15: 12 buckets, `+Inf`, `_sum`, `_count` | request start to response start |
+//! | `siem_sensor_alerts_total` | counter | `detector` | 5: one per detector | alerts sent |
+//! | `siem_sensor_alerts_suppressed_total` | counter | | 1 | alerts held back by the cooldown |
+//! | `siem_sensor_transactions_unconfirmed_total` | counter | | 1 | transactions neither answered nor acknowledged on a handshaken flow (possibly forged), which no detector counts |
+//! | `siem_sensor_detector_evictions_total` | counter | | 1 | detector table entries evicted |
+//! | `siem_sensor_state_bytes` | gauge | `part`: `flows`, `detectors`, `join` | 3 | bytes the traffic-driven state holds (estimated) |
+//! | `siem_sensor_state_budget_bytes` | gauge | | 1 | `--memory-budget` |
+//! | `siem_sensor_shed_total` | counter | `what`: `flow_buffers`, `flows`, `messages` | 3 | state dropped to stay within the budget |
+//! | `siem_sensor_syslog_records_total` | counter | `target`, `result`: `sent`, `overflow`, `dropped`, `refused`, `undelivered` | 5 per configured syslog target | syslog delivery per target |
+//! | `siem_sensor_metrics_auth_failures_total` | counter | `reason`: `no_credentials`, `bad_credentials`, `address`, `tls` | 4 | scrapes of `/metrics` refused: no or wrong basic-auth credentials (401), an address outside `--metrics-allow` (403), a failed TLS handshake (no or untrusted client certificate, plain HTTP) |
+//! | `siem_sensor_build_info` | gauge | `version` | 1 | always 1 |
+//!
+//! Top-N series are refreshed every second; a series not refreshed for
+//! [`TOP_N_IDLE`] (its IP left the top N) is dropped, so label cardinality
+//! stays bounded: the series column counts one refresh, and an IP or
+//! credential that has just left its top N lingers up to 30 s beside it.
+//! The window gauges are 0 from the start (before the first window
+//! closes), so an `absent()` rule does not fire at startup.
+
+mod auth;
+mod endpoint;
+mod server;
+pub mod web_config;
+
+pub use endpoint::{Endpoint, Exporter, ExporterError, TOP_N_IDLE, install};
+use metrics::{counter, gauge};
+
+use crate::{capture::live::CaptureCounters, detect::Snapshot, pipeline::PipelineCounters};
+
+/// Publishes the live tap's counters.
+pub fn capture(c: &CaptureCounters) {
+    let (kernel, reader) = (&c.kernel, &c.reader);
+    for (result, n) in [
+        ("seen", kernel.seen),
+        ("submitted", kernel.submitted),
+        ("ring_full", kernel.ring_full),
+        ("copy_error", kernel.copy_error),
+    ] {
+        counter!("siem_sensor_kernel_segments_total", "result" => result).absolute(n);
+    }
+    counter!("siem_sensor_records_total", "result" => "received").absolute(reader.received);
+    counter!("siem_sensor_records_total", "result" => "malformed").absolute(reader.malformed);
+    counter!("siem_sensor_ip_fragments_total").absolute(kernel.fragments);
+    counter!("siem_sensor_reassembled_segments_total").absolute(reader.reassembled);
+    counter!("siem_sensor_fragments_dropped_total").absolute(reader.fragments_dropped);
+    for (reason, n) in [
+        ("bad_ip_length", reader.bad_ip_length),
+        ("bad_ip_checksum", reader.bad_ip_checksum),
+        ("bad_tcp_checksum", reader.bad_tcp_checksum),
+    ] {
+        counter!("siem_sensor_segments_dropped_total", "reason" => reason).absolute(n);
+    }
+    counter!("siem_sensor_tcp_checksum_unknown_total").absolute(reader.tcp_checksum_unknown);
+}
+
+/// Publishes the pipeline's counters and the detectors' gauges (the window
+/// gauges as 0 until the first window closes).
+pub fn pipeline(c: &PipelineCounters, snapshot: Option<&Snapshot>) {
+    let f = &c.flows;
+    counter!("siem_sensor_segments_total").absolute(f.segments);
+    gauge!("siem_sensor_flows_active").set(f.active as f64);
+    for (how, n) in [
+        ("closed", f.closed),
+        ("expired", f.expired),
+        ("evicted", f.evicted),
+    ] {
+        counter!("siem_sensor_flows_ended_total", "how" => how).absolute(n);
+    }
+    counter!("siem_sensor_gaps_total").absolute(f.gaps);
+    counter!("siem_sensor_gap_bytes_total").absolute(f.gap_bytes);
+    counter!("siem_sensor_retransmitted_bytes_total").absolute(f.retransmitted_bytes);
+    counter!("siem_sensor_overlap_different_data_total").absolute(f.overlap_different_data);
+    let e = &c.http.errors;
+    for (kind, n) in [
+        ("bad_request_head", e.bad_request_head),
+        ("bad_response_head", e.bad_response_head),
+        ("head_too_large", e.head_too_large),
+        ("head_truncated", e.head_truncated),
+        ("bad_chunk", e.bad_chunk),
+        ("bad_content_length", e.bad_content_length),
+    ] {
+        counter!("siem_sensor_http_errors_total", "kind" => kind).absolute(n);
+    }
+    for (detector, n) in &c.detect.alerts {
+        counter!("siem_sensor_alerts_total", "detector" => detector.as_str()).absolute(*n);
+    }
+    counter!("siem_sensor_alerts_suppressed_total").absolute(c.detect.suppressed);
+    counter!("siem_sensor_transactions_unconfirmed_total").absolute(c.detect.unconfirmed);
+    for d in &c.sinks {
+        let name = format!("siem_sensor_{}_records_total", d.sink);
+        for (result, n) in [
+            ("sent", d.sent),
+            ("overflow", d.overflow),
+            ("dropped", d.dropped),
+            ("refused", d.refused),
+            ("undelivered", d.undelivered),
+        ] {
+            counter!(name.clone(), "target" => d.target.clone(), "result" => result).absolute(n);
+        }
+    }
+    counter!("siem_sensor_detector_evictions_total").absolute(c.detect.evictions);
+    gauge!("siem_sensor_state_bytes", "part" => "flows").set(c.memory.flows as f64);
+    gauge!("siem_sensor_state_bytes", "part" => "detectors").set(c.memory.detectors as f64);
+    gauge!("siem_sensor_state_bytes", "part" => "join").set(c.memory.join as f64);
+    gauge!("siem_sensor_state_budget_bytes").set(c.memory.budget as f64);
+    counter!("siem_sensor_shed_total", "what" => "flow_buffers").absolute(f.shed_flows);
+    counter!("siem_sensor_shed_total", "what" => "flows").absolute(f.budget_evictions);
+    counter!("siem_sensor_shed_total", "what" => "messages").absolute(c.http.shed_messages);
+    let Some(snap) = snapshot else { return };
+    gauge!("aps_siem_counter").set(snap.tracked_credentials as f64);
+    for cred in &snap.credentials {
+        let (principal, source) = cred
+            .principal
+            .as_ref()
+            .map_or((String::new(), ""), |p| (p.name.clone(), p.source.as_str()));
+        gauge!("aps_siem_credential_ips", "credential" => cred.credential.to_string(),
+               "principal" => principal, "principal_source" => source)
+        .set(cred.ips as f64);
+    }
+    let Some(w) = &snap.window else {
+        // No window has closed yet: zeros, so the series exist from the start.
+        for name in ["aps_siem_requests", "aps_siem_ip", "aps_siem_ip_buffer"] {
+            gauge!(name).set(0.0);
+        }
+        gauge!("aps_siem_ip_topn", "client_ip" => "other").set(0.0);
+        return;
+    };
+    gauge!("aps_siem_requests").set(w.requests as f64);
+    gauge!("aps_siem_ip").set(w.distinct_ips as f64);
+    gauge!("aps_siem_ip_buffer").set(w.buffered_ips as f64);
+    gauge!("aps_siem_ip_topn", "client_ip" => "other").set(w.other_requests as f64);
+    for (ip, n) in &w.top_ips {
+        gauge!("aps_siem_ip_topn", "client_ip" => ip.to_string()).set(*n as f64);
+    }
+    for (ip, n) in &w.top_error_ips {
+        gauge!("aps_siem_error_ip_topn", "client_ip" => ip.to_string()).set(*n as f64);
+    }
+}

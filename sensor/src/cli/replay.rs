@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 use sensor::capture::{
     Segment,
-    file::{Checksums, FileCounters, read_file, read_merged},
+    file::{Checksums, FileCounters, merge::read_merged, read_file},
 };
 use serde::Serialize;
 

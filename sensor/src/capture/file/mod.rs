@@ -9,9 +9,7 @@
 //! [`FileCounters`], never an error.
 
 mod link;
-mod merge;
-
-pub use merge::read_merged;
+pub mod merge;
 
 use std::collections::BTreeMap;
 use std::fs::File;

@@ -12,6 +12,7 @@ pub mod consumers;
 pub mod install;
 mod network;
 mod nginx;
+pub mod prometheus;
 mod raw;
 pub mod rsyslog;
 pub mod scenarios;

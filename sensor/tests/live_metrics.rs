@@ -6,36 +6,21 @@
 
 mod support;
 
-use std::{
-    collections::BTreeSet,
-    fs,
-    path::Path,
-    process::Command,
-    thread,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeSet, fs, path::Path, process::Command};
 
-use lab::{CLIENT_V4, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, Lab};
-use serde_json::Value;
+use lab::{CLIENT_V4, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, Lab, prometheus::Prometheus};
 use support::{require_root, start_sensor};
 
 const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy");
 
 /// `curl URL` in the gateway namespace.
-fn fetch(lab: &Lab, url: &str, query: Option<&str>) -> String {
-    let mut cmd = lab.command(&lab.gateway_ns(), "curl");
-    cmd.args(["-s", "--max-time", "5", "-G", url]);
-    if let Some(q) = query {
-        cmd.args(["--data-urlencode", &format!("query={q}")]);
-    }
-    String::from_utf8(cmd.output().unwrap().stdout).unwrap()
-}
-
-/// The value of an instant PromQL query with one result, if there is one.
-fn query(lab: &Lab, q: &str) -> Option<f64> {
-    let body = fetch(lab, "http://127.0.0.1:9090/api/v1/query", Some(q));
-    let v: Value = serde_json::from_str(&body).ok()?;
-    v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+fn fetch(lab: &Lab, url: &str) -> String {
+    let out = lab
+        .command(&lab.gateway_ns(), "curl")
+        .args(["-s", "--max-time", "5", url])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Metric names (`aps_siem_*`, `siem_sensor_*`) mentioned in `text`.
@@ -82,7 +67,6 @@ fn prometheus_scrapes_the_gauges_and_health_counters() {
          scrape_configs:\n  - job_name: siem-sensor\n    static_configs: [{{targets: ['127.0.0.1:9251']}}]\n",
         rules.join("siem-sensor.rules.yml").display()
     );
-    fs::write(dir.join("prometheus.yml"), config).unwrap();
     let sensor = start_sensor(
         &lab,
         &[
@@ -96,29 +80,9 @@ fn prometheus_scrapes_the_gauges_and_health_counters() {
             "127.0.0.1",
         ],
     );
-    let mut prometheus = lab
-        .command(&lab.gateway_ns(), "prometheus")
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("tsdb").display()
-        ))
-        .args(["--web.listen-address=127.0.0.1:9090", "--log.level=warn"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let wait = |what: &str, ok: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !ok() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            thread::sleep(Duration::from_millis(500));
-        }
-    };
-    wait("the scrape target to be up", &|| {
-        query(&lab, r#"up{job="siem-sensor"}"#) == Some(1.0)
+    let prometheus = Prometheus::start(&lab, &dir.join("prometheus"), &config).unwrap();
+    prometheus.wait("the scrape target to be up", &|p| {
+        p.value(r#"up{job="siem-sensor"}"#) == Some(1.0)
     });
 
     // Alice's key from three addresses (on a missing path, so the window
@@ -137,11 +101,15 @@ fn prometheus_scrapes_the_gauges_and_health_counters() {
     assert!(wrk.status.success());
     // The flood's window closes 5 s after it ends; then the next scrape.
     let flooder = format!(r#"aps_siem_ip_topn{{client_ip="{CLIENT_V4}"}}"#);
-    wait("the flood window's gauge", &|| {
-        query(&lab, &flooder).is_some_and(|v| v > 600.0)
+    prometheus.wait("the flood window's gauge", &|p| {
+        p.value(&flooder).is_some_and(|v| v > 600.0)
     });
 
-    let one = |q: &str| query(&lab, q).unwrap_or_else(|| panic!("no value for {q}"));
+    let one = |q: &str| {
+        prometheus
+            .value(q)
+            .unwrap_or_else(|| panic!("no value for {q}"))
+    };
     assert!(one(r#"siem_sensor_alerts_total{detector="request_flood"}"#) >= 1.0);
     assert!(one(r#"siem_sensor_alerts_total{detector="credential_spread"}"#) >= 1.0);
     assert_eq!(one(r#"aps_siem_credential_ips{principal="alice"}"#), 3.0);
@@ -155,7 +123,7 @@ fn prometheus_scrapes_the_gauges_and_health_counters() {
     let received = one(r#"siem_sensor_records_total{result="received"}"#);
     assert!(seen > 0.0 && received <= seen, "{received} of {seen}");
 
-    let served = fetch(&lab, "http://127.0.0.1:9251/metrics", None);
+    let served = fetch(&lab, "http://127.0.0.1:9251/metrics");
     let used: BTreeSet<String> = [
         "prometheus/siem-sensor.rules.yml",
         "grafana/siem-sensor.json",
@@ -189,7 +157,6 @@ fn prometheus_scrapes_the_gauges_and_health_counters() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&refused.stdout), "403");
     sensor.stop().unwrap();
-    prometheus.kill().unwrap();
-    prometheus.wait().unwrap();
+    drop(prometheus);
     lab.teardown();
 }

@@ -11,17 +11,15 @@ mod support;
 use std::{
     fs,
     path::Path,
-    process::{Command, Stdio},
-    thread,
+    process::Command,
     time::{Duration, Instant},
 };
 
-use lab::{GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_V4, Lab};
+use lab::{GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_V4, Lab, prometheus::Prometheus};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair,
 };
-use serde_json::Value;
 use support::{SENSOR, require_root, start_sensor};
 
 /// The server certificate's name; the lab has no DNS, so curl and
@@ -117,33 +115,6 @@ fn curl_https(lab: &Lab, address: &str, extra: &[&str]) -> (String, String, Stri
     curl(lab, &args)
 }
 
-/// Polls `ok` every half second for up to 60 s.
-fn wait(what: &str, ok: &dyn Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(500));
-    }
-}
-
-/// The value of an instant PromQL query with one result, if there is one.
-fn query(lab: &Lab, q: &str) -> Option<f64> {
-    let out = lab
-        .command(&lab.gateway_ns(), "curl")
-        .args([
-            "-s",
-            "--max-time",
-            "5",
-            "-G",
-            "http://127.0.0.1:9090/api/v1/query",
-        ])
-        .args(["--data-urlencode", &format!("query={q}")])
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-    v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
-}
-
 #[test]
 #[ignore = "live: needs root and the lab (cargo xtask test runs it)"]
 fn prometheus_scrapes_over_tls_with_basic_auth() {
@@ -169,7 +140,6 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
          static_configs: [{{targets: ['127.0.0.1:9251']}}]\n",
         dir.join("ca.pem").display()
     );
-    fs::write(dir.join("prometheus.yml"), config).unwrap();
     let started = Instant::now();
     let sensor = start_sensor(
         &lab,
@@ -186,27 +156,15 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
             web.to_str().unwrap(),
         ],
     );
-    let mut prometheus = lab
-        .command(&lab.gateway_ns(), "prometheus")
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("tsdb").display()
-        ))
-        .args(["--web.listen-address=127.0.0.1:9090", "--log.level=warn"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait("the TLS scrape target to be up", &|| {
-        query(&lab, r#"up{job="siem-sensor"}"#) == Some(1.0)
+    let prometheus = Prometheus::start(&lab, &dir.join("prometheus"), &config).unwrap();
+    let query = |q: &str| prometheus.value(q);
+    prometheus.wait("the TLS scrape target to be up", &|p| {
+        p.value(r#"up{job="siem-sensor"}"#) == Some(1.0)
     });
     // Before any 15 s window could close, the window gauges are there, as 0,
     // in every scrape.
-    wait("a few scrapes", &|| {
-        query(&lab, "count_over_time(up[1m])").is_some_and(|n| n >= 3.0)
+    prometheus.wait("a few scrapes", &|p| {
+        p.value("count_over_time(up[1m])").is_some_and(|n| n >= 3.0)
     });
     assert!(
         started.elapsed() < Duration::from_secs(15),
@@ -218,14 +176,14 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
         "aps_siem_ip_buffer",
         "aps_siem_counter",
     ] {
-        assert_eq!(query(&lab, gauge), Some(0.0), "{gauge}");
+        assert_eq!(query(gauge), Some(0.0), "{gauge}");
         assert_eq!(
-            query(&lab, &format!("count_over_time({gauge}[1m])")),
-            query(&lab, "count_over_time(up[1m])"),
+            query(&format!("count_over_time({gauge}[1m])")),
+            query("count_over_time(up[1m])"),
             "{gauge} missing from a scrape"
         );
     }
-    assert_eq!(query(&lab, "siem_sensor_build_info"), Some(1.0));
+    assert_eq!(query("siem_sensor_build_info"), Some(1.0));
 
     // curl: the right password, a wrong one, none, plain HTTP, and the right
     // password from an address not allowed.
@@ -259,16 +217,15 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
     assert_eq!(code, "403");
     for reason in ["bad_credentials", "no_credentials", "tls", "address"] {
         let q = format!(r#"siem_sensor_metrics_auth_failures_total{{reason="{reason}"}}"#);
-        wait(&q, &|| query(&lab, &q).is_some_and(|n| n >= 1.0));
+        prometheus.wait(&q, &|p| p.value(&q).is_some_and(|n| n >= 1.0));
     }
     assert_eq!(
-        query(&lab, r#"up{job="siem-sensor"}"#),
+        query(r#"up{job="siem-sensor"}"#),
         Some(1.0),
         "Prometheus still scrapes"
     );
     sensor.stop().unwrap();
-    prometheus.kill().unwrap();
-    prometheus.wait().unwrap();
+    drop(prometheus);
     lab.teardown();
 }
 

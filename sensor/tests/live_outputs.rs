@@ -4,7 +4,7 @@
 //! bytes escaped by the one rendering rule; and an alert whose evidence
 //! would be tens of kilobytes is trimmed to the record cap and delays no
 //! later alert on any transport (a real rsyslog with its defaults
-//! receiving).
+//! receiving, and a real Prometheus scraping).
 
 mod support;
 
@@ -19,6 +19,7 @@ use base64::Engine as _;
 use lab::{
     GATEWAY_CLIENT_IF, Lab,
     captures::CaptureWriter,
+    prometheus::Prometheus,
     rsyslog::{Rsyslog, TCP_PORT, TLS_PORT, UDP_PORT},
 };
 use sensor::text::{Field, render};
@@ -108,6 +109,9 @@ fn hostile_values_reach_every_sink_and_format_escaped() {
             &ca,
         ];
         let sensor = start_sensor(&lab, &args);
+        let scrape = "global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: siem-sensor\n    \
+                      static_configs: [{targets: ['127.0.0.1:9251']}]\n";
+        let prometheus = Prometheus::start(&lab, &dir.join("prometheus"), scrape).unwrap();
         for i in 0..2 {
             lab.send_raw(&Lab::extra_client(i), &[hostile_request()])
                 .unwrap();
@@ -123,6 +127,15 @@ fn hostile_values_reach_every_sink_and_format_escaped() {
                 .stdout,
         )
         .unwrap();
+        // A real Prometheus parses the page into exactly the series served:
+        // one per credential, the principal label the rendered name.
+        prometheus.wait("the credential's series", &|p| {
+            !p.query("aps_siem_credential_ips").is_empty()
+        });
+        let series = prometheus.query("{__name__=~\"aps_siem_credential_ips\"}");
+        assert_eq!(series.len(), 1, "{series:#?}");
+        assert_eq!(series[0]["metric"]["principal"], principal.as_str());
+        drop(prometheus);
         let stopped = sensor.stop().unwrap();
         let files = ["unix", "udp", "tcp", "tls"].map(|input| {
             let raw = fs::read(dir.join("rsyslog").join(format!("{input}.log"))).unwrap();

@@ -35,7 +35,7 @@ pub fn collect(resolver: Resolver, feed: impl FnOnce(&mut Pipeline)) -> Collecte
         Sinks::new(vec![Box::new(collector)]),
     );
     feed(&mut p);
-    p.finish();
+    p.finish(true);
     let counters = p.counters();
     drop(p);
     let outputs = outputs.take();

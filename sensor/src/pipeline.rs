@@ -139,15 +139,18 @@ impl Pipeline {
     }
 
     /// Ends every flow (end of input or shutdown), then stops the sinks,
-    /// which deliver what they hold.
-    pub fn finish(&mut self) {
+    /// which deliver what they hold. `end_of_input` (replay) also resolves
+    /// every open alert episode; a live stop leaves them open (Alertmanager
+    /// ends them itself if the sensor does not come back).
+    pub fn finish(&mut self, end_of_input: bool) {
         self.flows.finish(&mut self.http);
         self.deliver();
         self.joiner.finish();
         self.deliver();
         if let Some(d) = &mut self.detectors {
-            d.finish();
+            d.finish(end_of_input);
         }
+        self.deliver();
         self.sinks.flush();
         self.sinks.stop();
     }
@@ -237,6 +240,11 @@ impl Pipeline {
                 for alert in detectors.transaction(&request.tx) {
                     self.sinks.alert(&alert);
                 }
+            }
+        }
+        if let Some(detectors) = &mut self.detectors {
+            for alert in detectors.transitions() {
+                self.sinks.alert(&alert);
             }
         }
     }

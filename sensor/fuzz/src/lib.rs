@@ -152,7 +152,7 @@ pub fn run_pipeline(input: &Input) -> u64 {
             source: Source::File,
         });
     }
-    pipeline.finish();
+    pipeline.finish(true);
     let c = pipeline.counters();
     assert_eq!((c.flows.active, c.flows.buffered_bytes), (0, 0));
     assert_eq!(c.http.transactions, c.detect.transactions);

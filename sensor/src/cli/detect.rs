@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::Args;
 use humantime::Duration;
 use sensor::detect::{
-    DetectConfig, Detectors, ErrorConfig, FloodConfig, SequenceConfig, SpreadConfig,
+    DetectConfig, Detectors, ErrorConfig, FloodConfig, RUNBOOK_URL, SequenceConfig, SpreadConfig,
 };
 
 /// Detector settings; defaults from [`DetectConfig::default`] (see the
@@ -58,9 +58,13 @@ pub struct DetectArgs {
     /// Decoy route (a path glob, optionally `HOST/PATH`); repeat for several.
     #[arg(long = "decoy", value_name = "ROUTE")]
     decoys: Vec<String>,
-    /// One alert per detector and IP (or credential) per this period.
+    /// An alert's episode resolves after its subject has been quiet this
+    /// long (no raise; event time).
     #[arg(long, default_value = "5m")]
-    cooldown: Duration,
+    resolve_after: Duration,
+    /// Where the runbook is: every alert links URL#DETECTOR.
+    #[arg(long, value_name = "URL", default_value = RUNBOOK_URL)]
+    runbook_url: String,
     /// Client IPs tracked per detector table (bounds memory).
     #[arg(long, default_value_t = DetectConfig::default().max_ips)]
     max_ips: usize,
@@ -116,7 +120,8 @@ impl DetectArgs {
                 failure_window_ns: ns(self.sequence_failure_window),
             },
             decoys: self.decoys.clone(),
-            cooldown_ns: ns(self.cooldown),
+            resolve_after_ns: ns(self.resolve_after),
+            runbook_url: self.runbook_url.clone(),
             max_ips: self.max_ips,
             max_credentials: self.max_credentials,
         };

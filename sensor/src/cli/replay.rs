@@ -67,7 +67,7 @@ pub fn replay(args: &ReplayArgs) -> Result<()> {
         .zip(counters)
         .map(|(path, counters)| FileSummary { path, counters })
         .collect();
-    pipeline.finish();
+    pipeline.finish(true);
     let summary = serde_json::json!({
         "event": "replay_summary",
         "files": files,

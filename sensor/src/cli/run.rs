@@ -195,7 +195,7 @@ pub async fn run(args: RunArgs, reparse: Reparse) -> Result<()> {
             reload(p, mode, reparse)
         })
         .await?;
-    pipeline.finish();
+    pipeline.finish(false);
     let counters = pipeline.counters();
     let line = serde_json::json!({
         "event": "capture_summary",

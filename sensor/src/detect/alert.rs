@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use serde::Serialize;
 
-use super::bounded::BoundedMap;
+use super::lifecycle::State;
 use crate::{
     http::Transaction,
     identity::{Fingerprint, Principal},
@@ -140,14 +140,24 @@ pub struct Window {
     pub end: u64,
 }
 
-/// One alert. Serializes to one JSON object: `time`, `detector`,
-/// `severity`, the key (`client_ip`, or `credential` + `principal` + `ips`),
-/// `window`, `counts`, `evidence`, `suppressed`.
+/// One alert: a transition of an episode (see [`super::lifecycle`]).
+/// Serializes to one JSON object: `time`, `id`, `state`, `episode_start`,
+/// `detector`, `severity`, the key (`client_ip`, or `credential` +
+/// `principal` + `ips`), `window`, `counts`, `extent`, `evidence`,
+/// `suppressed`, `runbook_url`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Alert {
-    /// Event time the threshold was crossed, ns since the epoch.
+    /// Event time of the transition (for `resolved`: the last raise plus
+    /// the resolve time), ns since the epoch.
     #[serde(rename = "time", serialize_with = "crate::time::rfc3339")]
     pub time_ns: u64,
+    /// The episode's id: 16 hex digits, the same on every transition.
+    pub id: String,
+    /// Which transition this is.
+    pub state: State,
+    /// When the episode started (its `firing` time).
+    #[serde(rename = "episode_start", serialize_with = "crate::time::rfc3339")]
+    pub episode_start_ns: u64,
     /// The detector.
     pub detector: Detector,
     /// Its severity.
@@ -169,17 +179,30 @@ pub struct Alert {
     pub window: Window,
     /// The counts that crossed the threshold, by name.
     pub counts: BTreeMap<&'static str, u64>,
-    /// Up to [`MAX_EVIDENCE`] requests behind the alert.
+    /// The episode's extent so far (see the lifecycle's table).
+    pub extent: u64,
+    /// Up to [`MAX_EVIDENCE`] requests behind the alert (none on `resolved`).
     pub evidence: Vec<Evidence>,
-    /// Repeats of this alert suppressed by the cooldown since the last one.
+    /// Raises folded into the episode since its last transition.
     pub suppressed: u64,
+    /// The runbook section for this detector (`--runbook-url` + `#` +
+    /// detector).
+    pub runbook_url: String,
 }
 
 impl std::fmt::Display for Alert {
-    /// One line: `DETECTOR SEVERITY SUBJECT name=count ... [suppressed=N]`,
-    /// e.g. `request_flood medium client_ip=10.0.0.1 budget=600 requests=601`.
+    /// One line: `DETECTOR SEVERITY STATE id=ID SUBJECT name=count ...
+    /// [suppressed=N]`, e.g. `request_flood medium firing id=3f0c9a1e2b4d5c6f
+    /// client_ip=10.0.0.1 budget=600 requests=601`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.detector.as_str(), self.severity.as_str())?;
+        write!(
+            f,
+            "{} {} {} id={}",
+            self.detector.as_str(),
+            self.severity.as_str(),
+            self.state.as_str(),
+            self.id
+        )?;
         if let Some(ip) = self.client_ip {
             write!(f, " client_ip={ip}")?;
         }
@@ -228,6 +251,9 @@ impl Alert {
         };
         Self {
             time_ns,
+            id: String::new(),
+            state: State::Firing,
+            episode_start_ns: time_ns,
             detector,
             severity: detector.severity(),
             client_ip,
@@ -236,8 +262,10 @@ impl Alert {
             ips: Vec::new(),
             window,
             counts,
+            extent: 0,
             evidence,
             suppressed: 0,
+            runbook_url: String::new(),
         }
     }
 
@@ -248,61 +276,5 @@ impl Alert {
             (Some(ip), None) => Some(Subject::Ip(ip)),
             (None, None) => None,
         }
-    }
-}
-
-#[derive(Debug)]
-struct Last {
-    time_ns: u64,
-    suppressed: u64,
-}
-
-/// One alert per (detector, subject) per cooldown; repeats are counted and
-/// reported by the next alert that passes.
-#[derive(Debug)]
-pub struct Cooldown {
-    period_ns: u64,
-    last: BoundedMap<(Detector, Subject), Last>,
-}
-
-impl Cooldown {
-    /// A cooldown of `period_ns`, tracking at most `capacity` subjects.
-    pub fn new(period_ns: u64, capacity: usize) -> Self {
-        Self {
-            period_ns,
-            last: BoundedMap::new(capacity),
-        }
-    }
-
-    /// Bytes the cooldown table holds.
-    pub fn memory(&self) -> u64 {
-        self.last.memory(0)
-    }
-
-    /// A new period; the alerts already sent are remembered.
-    pub fn set_period(&mut self, period_ns: u64) {
-        self.period_ns = period_ns;
-    }
-
-    /// True if `alert` may go out now (its `suppressed` count is filled in);
-    /// false if it repeats one sent less than a period ago.
-    pub fn admit(&mut self, alert: &mut Alert) -> bool {
-        let Some(subject) = alert.subject() else {
-            return true;
-        };
-        let key = (alert.detector, subject);
-        let fresh = || Last {
-            time_ns: 0,
-            suppressed: 0,
-        };
-        let last = self.last.entry(key, fresh, |l| l.time_ns);
-        let since = alert.time_ns.saturating_sub(last.time_ns);
-        if last.time_ns != 0 && since < self.period_ns {
-            last.suppressed += 1;
-            return false;
-        }
-        alert.suppressed = std::mem::take(&mut last.suppressed);
-        last.time_ns = alert.time_ns.max(1);
-        true
     }
 }

@@ -64,6 +64,12 @@ impl<K: Hash + Eq + Copy, V> BoundedMap<K, V> {
         self.index.get(key).map(|&at| &self.entries[at].1)
     }
 
+    /// The entry for `key`, if present, to change.
+    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        let at = *self.index.get(key)?;
+        Some(&mut self.entries[at].1)
+    }
+
     /// Every entry, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.entries.iter().map(|(k, v)| (k, v))

@@ -12,19 +12,16 @@
 //!
 //! Only confirmed transactions count ([`Transaction::confirmed`]: the
 //! server answered, or acknowledged the request on a handshaken flow), so
-//! a forged segment from a spoofed address frames nobody. Per-IP detectors
-//! count the client leg only ([`Transaction::leg`],
-//! decided by topology), so a request seen on both legs counts once and
-//! the status is the one the client got (Kong's own 401/429 never reach
-//! the upstream).
-//! `credential_spread` counts client IPs on the client leg too, and takes
-//! the principal from either leg (Kong names the consumer upstream).
-//! Every table is bounded ([`bounded::BoundedMap`]) and repeats are
-//! suppressed per (detector, subject) by a [`alert::Cooldown`].
+//! a forged segment from a spoofed address frames nobody. Each request
+//! arrives once, its legs joined ([`crate::join`]): the status the client
+//! got, the principal Kong named. Every table is bounded
+//! ([`bounded::BoundedMap`]); the alerts about one subject are one episode
+//! whose transitions go out ([`lifecycle`]).
 
 pub mod alert;
 pub mod bounded;
 mod honeypot;
+pub mod lifecycle;
 mod per_ip;
 mod sequence;
 mod spread;
@@ -35,6 +32,7 @@ use serde::Serialize;
 
 pub use alert::{Alert, Detector, Evidence, Severity, Subject};
 pub use honeypot::DecoyError;
+pub use lifecycle::State;
 pub use per_ip::{ErrorConfig, FloodConfig, WindowGauges};
 pub use sequence::SequenceConfig;
 pub use spread::{CredentialGauge, SpreadConfig};
@@ -56,8 +54,10 @@ pub struct DetectConfig {
     pub sequence: SequenceConfig,
     /// Decoy routes (see `honeypot`).
     pub decoys: Vec<String>,
-    /// One alert per (detector, subject) per this period, ns.
-    pub cooldown_ns: u64,
+    /// An episode resolves after this long without a raise, ns.
+    pub resolve_after_ns: u64,
+    /// Where the runbook is: every alert links this + `#` + detector.
+    pub runbook_url: String,
     /// Client IPs tracked per table.
     pub max_ips: usize,
     /// Credentials tracked.
@@ -66,9 +66,12 @@ pub struct DetectConfig {
 
 const SECOND: u64 = 1_000_000_000;
 
+/// The runbook as the Debian package installs it.
+pub const RUNBOOK_URL: &str = "file:///usr/share/doc/siem-sensor/RUNBOOK.md";
+
 impl Default for DetectConfig {
     /// The defaults of the module table: 15 s windows as the reference SIEM,
-    /// a 5 min cooldown, 200,000
+    /// episodes resolved after 5 min of quiet, 200,000
     /// IPs and 50,000 credentials per table. The flood budget is 600, not
     /// the reference's 300: a real browser loading pages reaches 328
     /// requests in one 15 s window (`example.pcap` in the shared captures).
@@ -94,7 +97,8 @@ impl Default for DetectConfig {
                 failure_window_ns: 15 * SECOND,
             },
             decoys: Vec::new(),
-            cooldown_ns: 300 * SECOND,
+            resolve_after_ns: 300 * SECOND,
+            runbook_url: RUNBOOK_URL.to_owned(),
             max_ips: 200_000,
             max_credentials: 50_000,
         }
@@ -111,9 +115,11 @@ pub struct DetectCounters {
     pub unconfirmed: u64,
     /// Transactions older than the current per-IP window (counted into it).
     pub late: u64,
-    /// Alerts sent, by detector.
+    /// Episodes fired, by detector.
     pub alerts: std::collections::BTreeMap<Detector, u64>,
-    /// Alerts held back by the cooldown.
+    /// Transitions sent, by state.
+    pub transitions: std::collections::BTreeMap<State, u64>,
+    /// Raises folded into an open episode.
     pub suppressed: u64,
     /// Entries evicted from the bounded tables (IPs, credentials).
     pub evictions: u64,
@@ -129,6 +135,19 @@ pub struct Snapshot {
     pub credentials: Vec<CredentialGauge>,
     /// Credentials tracked now.
     pub tracked_credentials: u64,
+    /// Open alert episodes, per detector (every detector listed).
+    pub active: Vec<ActiveAlerts>,
+}
+
+/// Open alert episodes of one detector.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ActiveAlerts {
+    /// The detector.
+    pub detector: Detector,
+    /// Its severity.
+    pub severity: Severity,
+    /// Episodes open now.
+    pub open: u64,
 }
 
 /// All detectors.
@@ -138,9 +157,13 @@ pub struct Detectors {
     sequence: sequence::Sequence,
     spread: spread::Spread,
     honeypot: honeypot::Honeypot,
-    cooldown: alert::Cooldown,
+    lifecycle: lifecycle::Lifecycle,
     counters: DetectCounters,
     raised: Vec<Alert>,
+    /// Subjects a detector still sees, without a new alert.
+    touched: Vec<(Detector, Subject, u64)>,
+    /// Transitions ready: resolutions found by the clock.
+    ready: Vec<Alert>,
 }
 
 impl Detectors {
@@ -159,15 +182,22 @@ impl Detectors {
             ),
             sequence: sequence::Sequence::new(config.sequence, config.max_ips),
             spread: spread::Spread::new(config.spread, config.max_credentials),
-            cooldown: alert::Cooldown::new(config.cooldown_ns, config.max_ips),
+            lifecycle: lifecycle::Lifecycle::new(
+                config.resolve_after_ns,
+                config.runbook_url,
+                config.max_ips,
+            ),
             counters: DetectCounters::default(),
             raised: Vec::new(),
+            touched: Vec::new(),
+            ready: Vec::new(),
         })
     }
 
     /// Applies new settings without losing state (windows, counts, IP and
-    /// credential tables, cooldowns): thresholds, windows of the sliding
-    /// detectors, decoys and the cooldown take effect at once;
+    /// credential tables, open episodes): thresholds, windows of the
+    /// sliding detectors, decoys, the resolve time and the runbook take
+    /// effect at once;
     /// the per-IP window length and the table sizes need a restart.
     ///
     /// # Errors
@@ -177,31 +207,34 @@ impl Detectors {
         self.per_ip.set(c.flood, c.errors);
         self.sequence.set(c.sequence);
         self.spread.set(c.spread);
-        self.cooldown.set_period(c.cooldown_ns);
+        self.lifecycle.set(c.resolve_after_ns, c.runbook_url);
         Ok(())
     }
 
     /// Runs every detector on `tx`, one request (its legs joined: see
-    /// [`crate::join`]); returns the alerts that pass the cooldown.
+    /// [`crate::join`]); returns the transitions it caused.
     pub fn transaction(&mut self, tx: &Transaction) -> impl Iterator<Item = Alert> + '_ {
         self.counters.transactions += 1;
         if tx.confirmed {
             self.per_ip.transaction(tx, &mut self.raised);
             self.sequence.transaction(tx, &mut self.raised);
             self.honeypot.transaction(tx, &mut self.raised);
-            self.spread.transaction(tx, &mut self.raised);
+            self.spread
+                .transaction(tx, &mut self.raised, &mut self.touched);
         } else {
             self.counters.unconfirmed += 1;
         }
-        let (cooldown, counters) = (&mut self.cooldown, &mut self.counters);
-        self.raised.drain(..).filter_map(move |mut alert| {
-            if cooldown.admit(&mut alert) {
-                *counters.alerts.entry(alert.detector).or_default() += 1;
-                Some(alert)
-            } else {
+        for (detector, subject, time_ns) in self.touched.drain(..) {
+            self.lifecycle.touch(detector, subject, time_ns);
+        }
+        let (lifecycle, counters) = (&mut self.lifecycle, &mut self.counters);
+        self.raised.drain(..).filter_map(move |alert| {
+            let Some(alert) = lifecycle.raise(alert) else {
                 counters.suppressed += 1;
-                None
-            }
+                return None;
+            };
+            count(counters, &alert);
+            Some(alert)
         })
     }
 
@@ -209,11 +242,25 @@ impl Detectors {
     /// that have ended, so the gauges follow the clock when traffic stops.
     pub fn advance(&mut self, now_ns: u64) {
         self.per_ip.advance(now_ns);
+        self.lifecycle.advance(now_ns, &mut self.ready);
     }
 
-    /// Ends the open windows (end of input).
-    pub fn finish(&mut self) {
+    /// Ends the open windows; with `resolve` (end of input, not a live
+    /// stop) also every open episode.
+    pub fn finish(&mut self, resolve: bool) {
         self.per_ip.finish();
+        if resolve {
+            self.lifecycle.resolve_all(&mut self.ready);
+        }
+    }
+
+    /// Transitions the clock made (resolutions), counted, in order.
+    pub fn transitions(&mut self) -> Vec<Alert> {
+        let ready = std::mem::take(&mut self.ready);
+        for alert in &ready {
+            count(&mut self.counters, alert);
+        }
+        ready
     }
 
     /// The gauges now.
@@ -222,6 +269,20 @@ impl Detectors {
             window: self.per_ip.last_window().cloned(),
             credentials: self.spread.top(),
             tracked_credentials: self.spread.len() as u64,
+            active: {
+                let open = self.lifecycle.active();
+                Detector::ALL
+                    .iter()
+                    .map(|&detector| {
+                        let severity = detector.severity();
+                        ActiveAlerts {
+                            detector,
+                            severity,
+                            open: open.get(&(detector, severity)).copied().unwrap_or(0),
+                        }
+                    })
+                    .collect()
+            },
         }
     }
 
@@ -231,14 +292,25 @@ impl Detectors {
         self.per_ip.memory()
             + self.sequence.memory()
             + self.spread.memory()
-            + self.cooldown.memory()
+            + self.lifecycle.memory()
     }
 
     /// The counters so far.
     pub fn counters(&self) -> DetectCounters {
         let mut c = self.counters.clone();
         c.late = self.per_ip.late;
-        c.evictions = self.per_ip.evictions() + self.sequence.evictions() + self.spread.evictions();
+        c.evictions = self.per_ip.evictions()
+            + self.sequence.evictions()
+            + self.spread.evictions()
+            + self.lifecycle.evictions();
         c
+    }
+}
+
+/// Counts a transition going out.
+fn count(counters: &mut DetectCounters, alert: &Alert) {
+    *counters.transitions.entry(alert.state).or_default() += 1;
+    if alert.state == State::Firing {
+        *counters.alerts.entry(alert.detector).or_default() += 1;
     }
 }

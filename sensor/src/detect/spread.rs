@@ -113,16 +113,29 @@ impl Spread {
     /// request; pushes an alert when a new IP brings a credential to
     /// `min_ips` or more IPs. Each credential counts on its own, so junk in
     /// one header cannot hide a stolen key in another.
-    pub fn transaction(&mut self, tx: &Transaction, out: &mut Vec<Alert>) {
+    /// A credential already used from `min_ips` IPs that is used again from
+    /// one of them goes to `touched`: its alert's episode stays open.
+    pub fn transaction(
+        &mut self,
+        tx: &Transaction,
+        out: &mut Vec<Alert>,
+        touched: &mut Vec<(Detector, Subject, u64)>,
+    ) {
         if matches!(tx.status, Some(401 | 403)) {
             return;
         }
         for &fp in &tx.credentials {
-            self.credential(fp, tx, out);
+            self.credential(fp, tx, out, touched);
         }
     }
 
-    fn credential(&mut self, fp: Fingerprint, tx: &Transaction, out: &mut Vec<Alert>) {
+    fn credential(
+        &mut self,
+        fp: Fingerprint,
+        tx: &Transaction,
+        out: &mut Vec<Alert>,
+        touched: &mut Vec<(Detector, Subject, u64)>,
+    ) {
         let weight = |c: &Credential| (c.ips.len() as u64) << 48 | c.last_ns >> 16;
         let cred = self.credentials.entry(fp, Credential::default, weight);
         // Kong's authenticated consumer replaces any claimed name.
@@ -151,7 +164,15 @@ impl Spread {
             }
             None => false,
         };
-        if !added || cred.ips.len() < self.config.min_ips {
+        if cred.ips.len() < self.config.min_ips {
+            return;
+        }
+        if !added {
+            touched.push((
+                Detector::CredentialSpread,
+                Subject::Credential(fp),
+                tx.time_ns,
+            ));
             return;
         }
         let mut ips: Vec<IpAddr> = cred.ips.iter().map(|(ip, _)| *ip).collect();

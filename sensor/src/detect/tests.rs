@@ -23,7 +23,7 @@ fn run(
     for t in txs {
         alerts.extend(d.transaction(&t));
     }
-    d.finish();
+    d.finish(false);
     (alerts, d.counters())
 }
 
@@ -64,16 +64,111 @@ fn exactly_the_budget_is_not_a_flood_and_windows_do_not_add_up() {
 }
 
 #[test]
-fn repeats_within_the_cooldown_are_suppressed_and_counted() {
+fn a_long_flood_is_one_episode_updated_as_it_doubles_then_resolved() {
     let mut txs = Vec::new();
     for w in 0..22 {
         txs.extend(burst("192.0.2.1", w, 601, 200)); // a flood in every window for 5.5 min
     }
-    let (alerts, c) = run(DetectConfig::default(), txs);
+    // Then quiet: a request from elsewhere 10 min later moves the clock.
+    txs.push(tx("192.0.2.99", T0 + 22 * 15 * S + 600 * S, 200));
+    let mut d = Detectors::new(DetectConfig::default()).unwrap();
+    let mut alerts = Vec::new();
+    for t in txs {
+        alerts.extend(d.transaction(&t));
+        d.advance(t.time_ns);
+        alerts.extend(d.transitions());
+    }
     let flood = of(&alerts, Detector::RequestFlood);
-    assert_eq!(flood.len(), 2, "one at 0 s, one after the 300 s cooldown");
-    assert_eq!((flood[0].suppressed, flood[1].suppressed), (0, 19));
-    assert_eq!(c.suppressed, 20);
+    let states: Vec<_> = flood.iter().map(|a| (a.state, a.extent)).collect();
+    // Raised in each of 22 windows with 601 requests: updates at 2, 4, 8
+    // and 16 windows' worth, then resolved 5 min after the last raise.
+    assert_eq!(
+        states,
+        [
+            (State::Firing, 601),
+            (State::Updated, 1202),
+            (State::Updated, 2404),
+            (State::Updated, 4808),
+            (State::Updated, 9616),
+            (State::Resolved, 9616),
+        ]
+    );
+    assert!(
+        flood
+            .iter()
+            .all(|a| a.id == flood[0].id && a.episode_start_ns == flood[0].time_ns)
+    );
+    let last_raise = flood[4].time_ns.max(T0 + 21 * 15 * S);
+    assert!(flood[5].time_ns >= last_raise + 300 * S);
+    assert_eq!(
+        flood.iter().map(|a| a.suppressed).sum::<u64>(),
+        22 - 5,
+        "the other raises are folded in"
+    );
+    assert_eq!(flood[0].runbook_url, format!("{RUNBOOK_URL}#request_flood"));
+    let c = d.counters();
+    assert_eq!(c.suppressed, 17);
+    assert_eq!(c.transitions[&State::Updated], 4);
+}
+
+#[test]
+fn a_spreading_key_updates_with_each_new_address_and_stays_open_while_used() {
+    let mut d = Detectors::new(DetectConfig::default()).unwrap();
+    let mut alerts = Vec::new();
+    let use_key = |d: &mut Detectors, alerts: &mut Vec<Alert>, ip: &str, t: u64| {
+        let t = with_credential(tx(ip, t, 200), 7, "dave");
+        alerts.extend(d.transaction(&t));
+        d.advance(t.time_ns);
+        alerts.extend(d.transitions());
+    };
+    for (i, ip) in ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"]
+        .iter()
+        .enumerate()
+    {
+        use_key(&mut d, &mut alerts, ip, T0 + i as u64 * S);
+    }
+    // Still used from the first address for 10 min: no transition; open
+    // while the others stay within the 5 min spread window.
+    for m in 1..=10 {
+        use_key(&mut d, &mut alerts, "192.0.2.1", T0 + m * 60 * S);
+    }
+    // Then quiet.
+    use_key(&mut d, &mut alerts, "192.0.2.50", T0 + 20 * 60 * S);
+    let spread = of(&alerts, Detector::CredentialSpread);
+    let states: Vec<_> = spread.iter().map(|a| (a.state, a.extent)).collect();
+    assert_eq!(
+        states,
+        [
+            (State::Firing, 3),
+            (State::Updated, 4),
+            (State::Resolved, 4)
+        ]
+    );
+    // The last use that still saw 3 addresses (at 5 min), plus 5 min.
+    assert_eq!(spread[2].time_ns, T0 + 5 * 60 * S + 300 * S);
+}
+
+#[test]
+fn new_decoy_paths_update_a_honeypot_episode_repeats_do_not() {
+    let config = DetectConfig {
+        decoys: vec!["/admin/**".into()],
+        ..DetectConfig::default()
+    };
+    let hit = |path: &str, t: u64| {
+        let mut t = tx("192.0.2.9", t, 404);
+        t.path = path.into();
+        t.route = path.split('?').next().unwrap().into();
+        t
+    };
+    let txs = [
+        hit("/admin/login", T0),
+        hit("/admin/login?x=1", T0 + S),
+        hit("/admin/users", T0 + 2 * S),
+    ];
+    let (alerts, c) = run(config, txs);
+    let states: Vec<_> = alerts.iter().map(|a| (a.state, a.extent)).collect();
+    assert_eq!(states, [(State::Firing, 1), (State::Updated, 2)]);
+    assert_eq!(c.suppressed, 1);
 }
 
 #[test]

@@ -31,8 +31,10 @@
 //! | `siem_sensor_http_errors_total` | counter | `kind` | 6 | HTTP framing losses by kind |
 //! | `siem_sensor_transactions_total` | counter | `class`: `1xx`..`5xx`, `none` | 6 | transactions by status class |
 //! | `siem_sensor_transaction_latency_seconds` | histogram | `le` | 15: 12 buckets, `+Inf`, `_sum`, `_count` | request start to response start |
-//! | `siem_sensor_alerts_total` | counter | `detector` | 5: one per detector | alerts sent |
-//! | `siem_sensor_alerts_suppressed_total` | counter | | 1 | alerts held back by the cooldown |
+//! | `siem_sensor_alerts_total` | counter | `detector` | 5: one per detector | alert episodes fired |
+//! | `siem_sensor_alert_transitions_total` | counter | `state`: `firing`, `updated`, `resolved` | 3 | alert transitions sent |
+//! | `siem_sensor_alerts_active` | gauge | `detector`, `severity` | 5: one per detector | alert episodes open now (fired, not yet resolved) |
+//! | `siem_sensor_alerts_suppressed_total` | counter | | 1 | raises folded into an open alert episode (no transition) |
 //! | `siem_sensor_transactions_unconfirmed_total` | counter | | 1 | transactions neither answered nor acknowledged on a handshaken flow (possibly forged), which no detector counts |
 //! | `siem_sensor_detector_evictions_total` | counter | | 1 | detector table entries evicted |
 //! | `siem_sensor_state_bytes` | gauge | `part`: `flows`, `detectors`, `join` | 3 | bytes the traffic-driven state holds (estimated) |
@@ -57,7 +59,11 @@ pub mod web_config;
 pub use endpoint::{Endpoint, Exporter, ExporterError, TOP_N_IDLE, install};
 use metrics::{counter, gauge};
 
-use crate::{capture::live::CaptureCounters, detect::Snapshot, pipeline::PipelineCounters};
+use crate::{
+    capture::live::CaptureCounters,
+    detect::{Snapshot, State},
+    pipeline::PipelineCounters,
+};
 
 /// Publishes the live tap's counters.
 pub fn capture(c: &CaptureCounters) {
@@ -117,6 +123,10 @@ pub fn pipeline(c: &PipelineCounters, snapshot: Option<&Snapshot>) {
         counter!("siem_sensor_alerts_total", "detector" => detector.as_str()).absolute(*n);
     }
     counter!("siem_sensor_alerts_suppressed_total").absolute(c.detect.suppressed);
+    for state in [State::Firing, State::Updated, State::Resolved] {
+        let n = c.detect.transitions.get(&state).copied().unwrap_or(0);
+        counter!("siem_sensor_alert_transitions_total", "state" => state.as_str()).absolute(n);
+    }
     counter!("siem_sensor_transactions_unconfirmed_total").absolute(c.detect.unconfirmed);
     for d in &c.sinks {
         let name = format!("siem_sensor_{}_records_total", d.sink);
@@ -139,6 +149,11 @@ pub fn pipeline(c: &PipelineCounters, snapshot: Option<&Snapshot>) {
     counter!("siem_sensor_shed_total", "what" => "flows").absolute(f.budget_evictions);
     counter!("siem_sensor_shed_total", "what" => "messages").absolute(c.http.shed_messages);
     let Some(snap) = snapshot else { return };
+    for a in &snap.active {
+        gauge!("siem_sensor_alerts_active", "detector" => a.detector.as_str(),
+               "severity" => a.severity.as_str())
+        .set(a.open as f64);
+    }
     gauge!("aps_siem_counter").set(snap.tracked_credentials as f64);
     for cred in &snap.credentials {
         let (principal, source) = cred

@@ -15,7 +15,7 @@ use rustls::{
 };
 
 use super::*;
-use crate::detect::{Detector, Severity, alert::Window};
+use crate::detect::{Detector, Subject, alert::Window};
 
 fn ca() -> CertifiedIssuer<'static, KeyPair> {
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -24,19 +24,14 @@ fn ca() -> CertifiedIssuer<'static, KeyPair> {
 }
 
 fn alert(i: u8) -> Alert {
-    Alert {
-        time_ns: 1_795_219_215_000_000_000,
-        detector: Detector::Honeypot,
-        severity: Severity::High,
-        client_ip: Some(std::net::IpAddr::from([192, 0, 2, i])),
-        credential: None,
-        principal: None,
-        ips: Vec::new(),
-        window: Window { start: 0, end: 0 },
-        counts: [("requests", 1)].into(),
-        evidence: Vec::new(),
-        suppressed: 0,
-    }
+    Alert::new(
+        Detector::Honeypot,
+        Subject::Ip(std::net::IpAddr::from([192, 0, 2, i])),
+        1_795_219_215_000_000_000,
+        Window { start: 0, end: 0 },
+        [("requests", 1)].into(),
+        Vec::new(),
+    )
 }
 
 /// Serves one TLS connection with a certificate for 127.0.0.1 signed by

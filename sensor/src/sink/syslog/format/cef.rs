@@ -5,6 +5,7 @@
 //! | alert | CEF |
 //! |---|---|
 //! | detector | header Device Event Class ID and Name |
+//! | episode id, state | `externalId`, `cs4` "Alert State" |
 //! | severity | header Severity: low 3, medium 5, high 8 |
 //! | time | `rt` (ms since the epoch) |
 //! | client IP | `src` (IPv4) or `c6a2` "Source IPv6 Address" |
@@ -15,6 +16,7 @@
 //! | counts | `cn1`..`cn3` labelled with the count's name |
 //! | suppressed repeats | `cnt` (repeats + 1, the occurrences it stands for) |
 //! | first evidence request | `requestMethod`, `request`, `cs6` "Kong Request ID" |
+//! | runbook section | `cs5` "Runbook" |
 //!
 //! Header fields escape `\` and `|`; extension values `\`, `=`, and CR/LF
 //! as `\r`/`\n`.
@@ -54,6 +56,9 @@ pub fn body(alert: &Alert) -> String {
     let mut ext: Vec<(String, String)> =
         vec![("rt".into(), (alert.time_ns / 1_000_000).to_string())];
     let mut push = |key: &str, v: String| ext.push((key.to_owned(), v));
+    push("externalId", alert.id.clone());
+    push("cs4", alert.state.as_str().into());
+    push("cs4Label", "Alert State".into());
     match alert.client_ip {
         Some(IpAddr::V4(ip)) => push("src", ip.to_string()),
         Some(IpAddr::V6(ip)) => {
@@ -91,6 +96,8 @@ pub fn body(alert: &Alert) -> String {
             push("cs6Label", "Kong Request ID".into());
         }
     }
+    push("cs5", alert.runbook_url.clone());
+    push("cs5Label", "Runbook".into());
     let mut out = format!(
         "CEF:0|siem-sensor|siem-sensor|{}|{}|{}|{level}|",
         header(env!("CARGO_PKG_VERSION")),

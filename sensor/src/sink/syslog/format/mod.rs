@@ -79,7 +79,10 @@ fn fields(a: &Alert) -> Vec<(&'static str, String)> {
     let mut f = vec![
         ("detector", a.detector.as_str().to_owned()),
         ("severity", a.severity.as_str().to_owned()),
+        ("state", a.state.as_str().to_owned()),
+        ("id", a.id.clone()),
         ("time", time(a.time_ns)),
+        ("episode_start", time(a.episode_start_ns)),
     ];
     if let Some(ip) = a.client_ip {
         f.push(("client_ip", ip.to_string()));
@@ -100,6 +103,7 @@ fn fields(a: &Alert) -> Vec<(&'static str, String)> {
     for (name, n) in &a.counts {
         f.push((name, n.to_string()));
     }
+    f.push(("extent", a.extent.to_string()));
     f.push(("suppressed", a.suppressed.to_string()));
     if let Some(e) = a.evidence.first() {
         f.push(("method", e.method.clone()));
@@ -108,6 +112,7 @@ fn fields(a: &Alert) -> Vec<(&'static str, String)> {
             f.push(("request_id", id.clone()));
         }
     }
+    f.push(("runbook_url", a.runbook_url.clone()));
     f
 }
 

@@ -2,33 +2,36 @@ use fasyslog::Facility;
 
 use super::*;
 use crate::{
-    detect::{Detector, Evidence, alert::Window},
+    detect::{Detector, Evidence, State, Subject, alert::Window},
     identity::{Principal, PrincipalSource},
     text::{Field, render},
 };
 
 fn alert() -> Alert {
-    Alert {
-        time_ns: 1_795_219_215_000_000_000,
-        detector: Detector::RequestFlood,
-        severity: Severity::Medium,
-        client_ip: Some("192.0.2.7".parse().unwrap()),
-        credential: None,
-        principal: Principal::new(b"ann \"a=b\"", PrincipalSource::BasicUser),
-        ips: Vec::new(),
-        window: Window {
+    let mut a = Alert::new(
+        Detector::RequestFlood,
+        Subject::Ip("192.0.2.7".parse().unwrap()),
+        1_795_219_215_000_000_000,
+        Window {
             start: 1_795_219_200_000_000_000,
             end: 1_795_219_215_000_000_000,
         },
-        counts: [("budget", 600), ("requests", 601)].into(),
-        evidence: vec![Evidence {
+        [("budget", 600), ("requests", 601)].into(),
+        vec![Evidence {
             method: "GET".into(),
             path: "/x".into(),
             status: Some(200),
             request_id: None,
         }],
-        suppressed: 2,
-    }
+    );
+    a.principal = Principal::new(b"ann \"a=b\"", PrincipalSource::BasicUser);
+    a.id = "0123456789abcdef".into();
+    a.state = State::Updated;
+    a.episode_start_ns = 1_795_219_200_000_000_000;
+    a.extent = 1202;
+    a.suppressed = 2;
+    a.runbook_url = "file:///RUNBOOK.md#request_flood".into();
+    a
 }
 
 /// An alert whose traffic-derived values hold every separator of every
@@ -71,9 +74,10 @@ const ALL: [(Header, Body); 6] = [
 fn key_value_bodies_quote_what_needs_it() {
     assert_eq!(
         body(&alert(), Body::Kv, 0),
-        "detector=request_flood severity=medium time=2026-11-21T00:00:15.000000000Z client_ip=192.0.2.7 \
+        "detector=request_flood severity=medium state=updated id=0123456789abcdef time=2026-11-21T00:00:15.000000000Z \
+         episode_start=2026-11-21T00:00:00.000000000Z client_ip=192.0.2.7 \
          principal=\"ann \\\"a=b\\\"\" principal_source=basic_user window_start=2026-11-21T00:00:00.000000000Z window_end=2026-11-21T00:00:15.000000000Z \
-         budget=600 requests=601 suppressed=2 method=GET path=/x"
+         budget=600 requests=601 extent=1202 suppressed=2 method=GET path=/x runbook_url=file:///RUNBOOK.md#request_flood"
     );
 }
 
@@ -83,9 +87,10 @@ fn cef_uses_standard_keys_and_escapes_its_separators() {
         body(&alert(), Body::Cef, 0),
         format!(
             "CEF:0|siem-sensor|siem-sensor|{}|request_flood|request flood|5|rt=1795219215000 \
+             externalId=0123456789abcdef cs4=updated cs4Label=Alert State \
              src=192.0.2.7 suser=ann \"a\\=b\" cs2=basic_user cs2Label=Principal Source \
              start=1795219200000 end=1795219215000 cn1=600 cn1Label=budget cn2=601 cn2Label=requests \
-             cnt=3 requestMethod=GET request=/x",
+             cnt=3 requestMethod=GET request=/x cs5=file:///RUNBOOK.md#request_flood cs5Label=Runbook",
             env!("CARGO_PKG_VERSION")
         )
     );
@@ -113,13 +118,14 @@ fn rfc5424_records_carry_structured_data() {
     assert!(
         untimed(&r).starts_with(
             "<36>1 TS kong-1 siem-sensor 42 request_flood [siem@32473 detector=\"request_flood\" \
-             severity=\"medium\" time=\"2026-11-21T00:00:15.000000000Z\" client_ip=\"192.0.2.7\" \
-             principal=\"ann \\\"a=b\\\"\" principal_source=\"basic_user\" window_start="
+             severity=\"medium\" state=\"updated\" id=\"0123456789abcdef\" \
+             time=\"2026-11-21T00:00:15.000000000Z\" episode_start=\"2026-11-21T00:00:00.000000000Z\" \
+             client_ip=\"192.0.2.7\" principal=\"ann \\\"a=b\\\"\" principal_source=\"basic_user\" window_start="
         ),
         "{r}"
     );
     assert!(
-        r.ends_with("suppressed=\"2\" method=\"GET\" path=\"/x\"] detector=request_flood severity=medium time=2026-11-21T00:00:15.000000000Z client_ip=192.0.2.7 principal=\"ann \\\"a=b\\\"\" principal_source=basic_user window_start=2026-11-21T00:00:00.000000000Z window_end=2026-11-21T00:00:15.000000000Z budget=600 requests=601 suppressed=2 method=GET path=/x"),
+        r.ends_with("path=\"/x\" runbook_url=\"file:///RUNBOOK.md#request_flood\"] detector=request_flood severity=medium state=updated id=0123456789abcdef time=2026-11-21T00:00:15.000000000Z episode_start=2026-11-21T00:00:00.000000000Z client_ip=192.0.2.7 principal=\"ann \\\"a=b\\\"\" principal_source=basic_user window_start=2026-11-21T00:00:00.000000000Z window_end=2026-11-21T00:00:15.000000000Z budget=600 requests=601 extent=1202 suppressed=2 method=GET path=/x runbook_url=file:///RUNBOOK.md#request_flood"),
         "{r}"
     );
 }

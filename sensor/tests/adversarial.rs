@@ -24,7 +24,9 @@ fn client(i: u8) -> (Ipv4Addr, u16) {
     (Ipv4Addr::new(192, 0, 2, i), 40000 + u16::from(i))
 }
 
-/// What `replay` made of a capture: transactions, alerts, the summary.
+/// What `replay` made of a capture: transactions, alert episodes (their
+/// `firing` transitions; each is resolved at the end of the capture), the
+/// summary.
 struct Replayed {
     transactions: Vec<Value>,
     alerts: Vec<Value>,
@@ -69,9 +71,16 @@ fn replay(args: &[&str], write: impl FnOnce(&mut CaptureWriter<BufWriter<File>>)
     };
     let mut stdout = lines(&String::from_utf8(out.stdout).unwrap());
     let summary = stdout.pop().unwrap();
+    let (alerts, ends): (Vec<_>, Vec<_>) = stdout.into_iter().partition(|a| a["state"] == "firing");
+    assert!(ends.iter().all(|a| a["state"] != "firing"));
+    assert_eq!(
+        ends.iter().filter(|a| a["state"] == "resolved").count(),
+        alerts.len(),
+        "every episode resolved at the end of the capture"
+    );
     Replayed {
         transactions: lines(&std::fs::read_to_string(Path::new(&txs)).unwrap()),
-        alerts: stdout,
+        alerts,
         summary,
     }
 }

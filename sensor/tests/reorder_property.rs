@@ -216,7 +216,7 @@ fn replay<'a>(order: impl Iterator<Item = &'a OwnedSegment>) -> Vec<Transaction>
     for seg in order {
         p.segment(&seg.as_segment());
     }
-    p.finish();
+    p.finish(true);
     let mut txs = out.take().transactions;
     // Stable: keeps each connection's own order.
     txs.sort_by_key(conn_of);

@@ -133,7 +133,8 @@ pub fn all() -> Vec<Scenario> {
             play: |lab| run_quiet(&mut wrk(lab, &h(10), SCAN_LUA, &["-c1", "-d2s"])?).map(drop),
         },
         Scenario {
-            name: "one API key (dave's) used from three addresses; erin's from two (curl)",
+            name: "one API key (dave's) used from three addresses, then a fourth (the alert \
+                   is updated); erin's from two (curl)",
             raises: vec![("credential_spread", "dave".into())],
             quiet: vec![("credential_spread", "erin".into())],
             play: |lab| {
@@ -142,6 +143,9 @@ pub fn all() -> Vec<Scenario> {
                 let query = format!("/api/users/7?apikey={}", dave.key);
                 lab.curl_from(&h(4), &[], &query, 2)?;
                 lab.curl_from(&h(5), &["-H", &dave.header()], "/api/items", 2)?;
+                // A fourth address (a normal-use host: two more requests
+                // change nothing of its own).
+                lab.curl_from(&h(2), &["-H", &dave.header()], "/api/items", 1)?;
                 for i in [6, 7] {
                     lab.curl_from(&h(i), &["-H", &erin.header()], "/api/orders", 2)?;
                 }

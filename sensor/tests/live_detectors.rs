@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use lab::{Lab, PROXY_PORT, consumers::CONSUMERS, scenarios};
 use serde_json::Value;
@@ -20,6 +20,21 @@ fn key(alert: &Value) -> (String, String) {
     (detector, subject.unwrap_or("?").to_string())
 }
 
+/// The resolve time the scenario tests use (the default 5 min would keep
+/// the test waiting).
+const RESOLVE_AFTER: &str = "5s";
+
+/// Each alert episode's transitions, in order, by (detector, subject).
+fn transitions(alerts: &[Value]) -> BTreeMap<(String, String), Vec<String>> {
+    let mut by: BTreeMap<_, Vec<String>> = BTreeMap::new();
+    for a in alerts {
+        by.entry(key(a))
+            .or_default()
+            .push(a["state"].as_str().unwrap().to_string());
+    }
+    by
+}
+
 #[test]
 #[ignore = "live: needs root and the lab (cargo xtask test runs it)"]
 fn scenarios_raise_their_alerts_live_and_in_replay() {
@@ -31,16 +46,24 @@ fn scenarios_raise_their_alerts_live_and_in_replay() {
     // Requests before the sensor started (the lab's own readiness checks).
     let before = lab.access_log().unwrap().len() as u64;
     let mut args = scenarios::live_args();
-    args.extend(["--transactions", "-"]);
+    args.extend(["--transactions", "-", "--resolve-after", RESOLVE_AFTER]);
     let sensor = start_sensor(&lab, &args);
     let all = scenarios::all();
     for s in &all {
         s.play(&lab).unwrap_or_else(|e| panic!("{}: {e:#}", s.name));
     }
+    // Every episode resolves: the resolve time after its last raise, on
+    // the detectors' clock (which lags by the join's 5 s wait).
+    std::thread::sleep(std::time::Duration::from_secs(13));
     let live = sensor.stop().unwrap();
     stop_tcpdump(dump);
     let key_file = format!("{dir}/fingerprint.key");
-    let mut args = vec!["--fingerprint-key", key_file.as_str()];
+    let mut args = vec![
+        "--fingerprint-key",
+        key_file.as_str(),
+        "--resolve-after",
+        RESOLVE_AFTER,
+    ];
     args.extend(scenarios::replay_args());
     let replayed = replay_json(&pcap, &args, "detector");
     let sent = lab.access_log().unwrap().len() as u64 - before;
@@ -95,10 +118,28 @@ fn scenarios_raise_their_alerts_live_and_in_replay() {
         );
     }
 
-    let replayed: BTreeSet<_> = replayed.iter().map(key).collect();
+    let replayed_set: BTreeSet<_> = replayed.iter().map(key).collect();
     assert_eq!(
-        replayed, raised,
+        replayed_set, raised,
         "replay of the capture raised other alerts"
+    );
+    // The lifecycle: every episode fired once and resolved once, dave's
+    // key updated when its fourth address joined; live and replayed alike.
+    let live_transitions = transitions(&live.alerts);
+    assert_eq!(live_transitions, transitions(&replayed));
+    for (detector, subject) in &raised {
+        let states = &live_transitions[&(detector.clone(), subject.clone())];
+        let firing = states.iter().filter(|s| *s == "firing").count();
+        let resolved = states.iter().filter(|s| *s == "resolved").count();
+        assert_eq!(
+            (firing, resolved),
+            (1, 1),
+            "{detector} {subject}: {states:?}"
+        );
+    }
+    assert_eq!(
+        live_transitions[&("credential_spread".to_string(), "dave".to_string())],
+        ["firing", "updated", "resolved"]
     );
 }
 

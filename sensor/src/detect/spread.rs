@@ -109,10 +109,12 @@ impl Spread {
         self.credentials.evictions()
     }
 
-    /// Counts every credential `tx` carries, if the server accepted the
-    /// request; pushes an alert when a new IP brings a credential to
-    /// `min_ips` or more IPs. Each credential counts on its own, so junk in
-    /// one header cannot hide a stolen key in another.
+    /// Counts the credential of `tx`, if the server accepted the request;
+    /// pushes an alert when a new IP brings a credential to `min_ips` or
+    /// more IPs. When Kong named the credential it authenticated (upstream
+    /// leg), that one counts; otherwise every credential the request
+    /// carried counts on its own, so junk in one header cannot hide a
+    /// stolen key in another.
     /// A credential already used from `min_ips` IPs that is used again from
     /// one of them goes to `touched`: its alert's episode stays open.
     pub fn transaction(
@@ -124,8 +126,13 @@ impl Spread {
         if matches!(tx.status, Some(401 | 403)) {
             return;
         }
-        for &fp in &tx.credentials {
-            self.credential(fp, tx, out, touched);
+        match tx.kong_credential {
+            Some(fp) => self.credential(fp, tx, out, touched),
+            None => {
+                for &fp in &tx.credentials {
+                    self.credential(fp, tx, out, touched);
+                }
+            }
         }
     }
 

@@ -279,6 +279,30 @@ fn ips_spread_over_more_than_the_window_or_refused_do_not_count() {
 }
 
 #[test]
+fn kongs_authenticated_credential_counts_once_for_the_key_presented() {
+    // Joined requests: the key the client presented and the credential
+    // Kong authenticated (X-Credential-Identifier) are one credential.
+    let key = FingerprintKey::from_bytes([9; 32]);
+    let joined = |ip: &str, t: u64| {
+        let mut t = tx(ip, t, 200);
+        let kong = key.fingerprint(b"kong-credential-id");
+        t.credentials = smallvec::smallvec![key.fingerprint(b"the-key"), kong];
+        t.kong_credential = Some(kong);
+        t
+    };
+    let txs = ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| joined(ip, T0 + i as u64 * S));
+    let (alerts, _) = run(DetectConfig::default(), txs);
+    assert_eq!(
+        of(&alerts, Detector::CredentialSpread).len(),
+        1,
+        "{alerts:?}"
+    );
+}
+
+#[test]
 fn kongs_consumer_replaces_a_claimed_principal() {
     // Joined requests: the first claims a Basic user, later ones carry
     // Kong's consumer (their upstream leg was seen).

@@ -63,6 +63,10 @@ pub struct Transaction {
     pub credentials: Credentials,
     /// Kong consumer (`X-Consumer-Username`, else `X-Consumer-ID`).
     pub consumer: Option<String>,
+    /// The credential Kong authenticated the request with (its
+    /// `X-Credential-Identifier` on the upstream leg, fingerprinted; one of
+    /// `credentials`): the credential the request counts for when known.
+    pub kong_credential: Option<crate::identity::Fingerprint>,
     /// The flow was joined mid-connection (no SYN seen): open before the
     /// capture started, or forged.
     pub midstream: bool,
@@ -155,6 +159,7 @@ impl Transaction {
             principal: identity.principal,
             credentials: identity.credentials,
             consumer: identity.consumer,
+            kong_credential: identity.kong_credential,
             // A client's own X-Kong-Request-Id is attacker-chosen: on the
             // client leg the id is the one Kong returns (`respond`).
             request_id: match leg {
@@ -266,6 +271,7 @@ impl Transaction {
             principal: None,
             credentials: Credentials::new(),
             consumer: None,
+            kong_credential: None,
             request_id: None,
             latencies: Latencies::default(),
             upstream: None,

@@ -95,6 +95,10 @@ pub struct Identity {
     /// The Kong consumer (upstream leg only): `X-Consumer-Username`, else
     /// `X-Consumer-ID`; `None` with `X-Anonymous-Consumer: true`.
     pub consumer: Option<String>,
+    /// The credential Kong authenticated the request with (upstream leg
+    /// only: `X-Credential-Identifier`, fingerprinted), also in
+    /// `credentials`.
+    pub kong_credential: Option<Fingerprint>,
 }
 
 /// Reads [`Identity`]s off requests; cheap to share (`&self`).
@@ -180,6 +184,7 @@ impl Resolver {
         );
 
         let mut consumer = None;
+        let mut kong_credential = None;
         if leg == Leg::Upstream {
             if !seen.anonymous {
                 consumer = [seen.consumer_username, seen.consumer_id]
@@ -187,10 +192,10 @@ impl Resolver {
                     .flatten()
                     .find_map(|v| Principal::new(v, PrincipalSource::KongConsumer));
             }
-            credentials.extend(
-                seen.credential_identifier
-                    .and_then(|v| credential::kong_credential(&self.key, v)),
-            );
+            kong_credential = seen
+                .credential_identifier
+                .and_then(|v| credential::kong_credential(&self.key, v));
+            credentials.extend(kong_credential);
         }
         dedup(&mut credentials);
         if consumer.is_some() {
@@ -202,6 +207,7 @@ impl Resolver {
             principal,
             credentials,
             consumer: consumer.map(|c| c.name),
+            kong_credential,
         };
         (identity, redacted.target)
     }

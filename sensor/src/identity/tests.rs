@@ -136,6 +136,7 @@ fn no_credentials_nothing_allocated() {
             principal: None,
             credentials: Credentials::new(),
             consumer: None,
+            kong_credential: None,
         }
     );
     assert!(matches!(target, Cow::Borrowed("/v1/items?page=2")));
@@ -384,6 +385,7 @@ fn kong_upstream_headers() {
     assert_eq!(id.who(), Some("partner-acme"));
     assert_eq!(id.source(), Some(PrincipalSource::KongConsumer));
     assert_eq!(id.cred(), Some(fp(scope::KONG_CREDENTIAL, b"cred-uuid-1")));
+    assert_eq!(id.kong_credential, id.cred());
     // Kong's X-Real-IP (its $remote_addr) names the client first.
     let with_real_ip = [h, &[("X-Real-IP", &b"198.51.100.5"[..])]].concat();
     assert_eq!(

@@ -286,6 +286,7 @@ fn joined(mut client: Transaction, upstream: Transaction) -> Transaction {
     } else if client.principal.is_none() {
         client.principal = upstream.principal;
     }
+    client.kong_credential = client.kong_credential.or(upstream.kong_credential);
     for fp in upstream.credentials {
         if !client.credentials.contains(&fp) {
             client.credentials.push(fp);

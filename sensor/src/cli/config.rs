@@ -102,6 +102,7 @@ const KEYS: &[(&str, &[(&str, &str)])] = &[
         "outputs",
         &[
             ("transactions", "transactions"),
+            ("transactions_format", "transactions-format"),
             ("alerts", "alerts"),
             ("file_mode", "file-mode"),
         ],

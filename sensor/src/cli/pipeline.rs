@@ -15,12 +15,12 @@ use sensor::{
     identity::{FORWARDED_FOR, FingerprintKey, HeaderNames, IdentityConfig, Resolver, Topology},
     pipeline::Pipeline,
     sink::{
-        AlertLog, JsonLines, PayloadRedactor, Records, SegmentLog, Sink, Sinks,
+        AlertLog, JsonLines, PayloadRedactor, Records, SegmentLog, Sink, Sinks, TransactionFormat,
         metrics::TransactionMetrics,
     },
 };
 
-use super::{detect, syslog};
+use super::{choice::ChoiceParser, detect, syslog};
 
 /// Flags of the pipeline after the source, the same for `run` and `replay`.
 #[derive(Args)]
@@ -32,6 +32,10 @@ pub struct PipelineArgs {
     /// Write every HTTP transaction as a JSON line to PATH (`-`: stdout).
     #[arg(long, value_name = "PATH")]
     transactions: Option<PathBuf>,
+    /// The transactions' shape: the sensor's record, or Kong's log
+    /// serializer's (`kong`: what Kong's log plugins write).
+    #[arg(long, default_value = "sensor", value_parser = ChoiceParser::<TransactionFormat>::new())]
+    transactions_format: TransactionFormat,
     /// Load balancer or CDN address or CIDR in front of Kong whose
     /// real-IP header names the client (nginx `set_real_ip_from`); never
     /// trusted for consumer headers. Repeat for several.
@@ -139,7 +143,11 @@ impl PipelineArgs {
             Mode::Replay { json: true } => Some(PathBuf::from("-")),
             _ => self.alerts.clone(),
         };
-        open(Records::Transactions, "transactions", &self.transactions)?;
+        open(
+            self.transactions_format.records(),
+            "transactions",
+            &self.transactions,
+        )?;
         open(Records::Alerts, "alerts", &alerts)?;
         match mode {
             Mode::Live {

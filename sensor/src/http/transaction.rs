@@ -63,6 +63,8 @@ pub struct Transaction {
     pub credentials: Credentials,
     /// Kong consumer (`X-Consumer-Username`, else `X-Consumer-ID`).
     pub consumer: Option<String>,
+    /// Kong's `X-Consumer-ID` (the consumer's id).
+    pub consumer_id: Option<String>,
     /// The credential Kong authenticated the request with (its
     /// `X-Credential-Identifier` on the upstream leg, fingerprinted; one of
     /// `credentials`): the credential the request counts for when known.
@@ -112,6 +114,9 @@ pub struct UpstreamLeg {
     pub server_ip: IpAddr,
     /// Its port.
     pub server_port: u16,
+    /// The target Kong sent upstream (redacted; `strip_path` and the
+    /// service path may make it differ from the client's).
+    pub path: Option<String>,
     /// The upstream's final status (the client may have had another).
     pub status: Option<u16>,
     /// From Kong's request's first byte to the upstream's first response
@@ -159,6 +164,7 @@ impl Transaction {
             principal: identity.principal,
             credentials: identity.credentials,
             consumer: identity.consumer,
+            consumer_id: identity.consumer_id,
             kong_credential: identity.kong_credential,
             // A client's own X-Kong-Request-Id is attacker-chosen: on the
             // client leg the id is the one Kong returns (`respond`).
@@ -193,6 +199,7 @@ impl Transaction {
             self.user_agent.as_ref(),
             self.principal.as_ref().map(|p| &p.name),
             self.consumer.as_ref(),
+            self.consumer_id.as_ref(),
             self.request_id.as_ref(),
         ];
         let credentials = if self.credentials.spilled() {
@@ -271,6 +278,7 @@ impl Transaction {
             principal: None,
             credentials: Credentials::new(),
             consumer: None,
+            consumer_id: None,
             kong_credential: None,
             request_id: None,
             latencies: Latencies::default(),

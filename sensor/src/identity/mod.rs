@@ -95,6 +95,9 @@ pub struct Identity {
     /// The Kong consumer (upstream leg only): `X-Consumer-Username`, else
     /// `X-Consumer-ID`; `None` with `X-Anonymous-Consumer: true`.
     pub consumer: Option<String>,
+    /// Kong's `X-Consumer-ID` (upstream leg only; not for an anonymous
+    /// consumer).
+    pub consumer_id: Option<String>,
     /// The credential Kong authenticated the request with (upstream leg
     /// only: `X-Credential-Identifier`, fingerprinted), also in
     /// `credentials`.
@@ -184,9 +187,13 @@ impl Resolver {
         );
 
         let mut consumer = None;
+        let mut consumer_id = None;
         let mut kong_credential = None;
         if leg == Leg::Upstream {
             if !seen.anonymous {
+                consumer_id = seen
+                    .consumer_id
+                    .map(|v| crate::text::render(v.trim_ascii(), crate::text::Field::Principal));
                 consumer = [seen.consumer_username, seen.consumer_id]
                     .into_iter()
                     .flatten()
@@ -207,6 +214,7 @@ impl Resolver {
             principal,
             credentials,
             consumer: consumer.map(|c| c.name),
+            consumer_id,
             kong_credential,
         };
         (identity, redacted.target)

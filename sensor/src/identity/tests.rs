@@ -136,6 +136,7 @@ fn no_credentials_nothing_allocated() {
             principal: None,
             credentials: Credentials::new(),
             consumer: None,
+            consumer_id: None,
             kong_credential: None,
         }
     );

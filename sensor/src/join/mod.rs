@@ -282,6 +282,7 @@ fn cost(id: &str, tx: &Transaction) -> usize {
 fn joined(mut client: Transaction, upstream: Transaction) -> Transaction {
     if upstream.consumer.is_some() {
         client.consumer = upstream.consumer;
+        client.consumer_id = upstream.consumer_id;
         client.principal = upstream.principal;
     } else if client.principal.is_none() {
         client.principal = upstream.principal;
@@ -300,6 +301,7 @@ fn joined(mut client: Transaction, upstream: Transaction) -> Transaction {
     client.upstream = Some(UpstreamLeg {
         server_ip: upstream.server_ip,
         server_port: upstream.server_port,
+        path: Some(upstream.path),
         status: upstream.status,
         latency_ms: upstream.latency_ms,
     });

@@ -11,7 +11,7 @@ use std::{
 use serde::Serialize;
 use tracing::warn;
 
-use super::interface::Sink;
+use super::{interface::Sink, kong_log};
 use crate::{detect::Alert, http::Transaction};
 
 /// Which of the pipeline's outputs a [`JsonLines`] sink writes.
@@ -19,10 +19,36 @@ use crate::{detect::Alert, http::Transaction};
 pub enum Records {
     /// Every transaction.
     Transactions,
+    /// Every transaction, in Kong's log format (see [`super::kong_log`]).
+    KongTransactions,
     /// Every alert.
     Alerts,
     /// Whatever its owner writes (the segment log).
     Other,
+}
+
+/// How `--transactions` writes a transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransactionFormat {
+    /// The sensor's own record ([`Transaction`]'s fields).
+    Sensor,
+    /// Kong's log serializer's shape ([`super::kong_log`]).
+    Kong,
+}
+
+impl TransactionFormat {
+    /// The records a transactions sink of this format writes.
+    pub fn records(self) -> Records {
+        match self {
+            Self::Sensor => Records::Transactions,
+            Self::Kong => Records::KongTransactions,
+        }
+    }
+}
+
+impl crate::choice::Choice for TransactionFormat {
+    const CHOICES: &'static [(&'static str, Self)] =
+        &[("sensor", Self::Sensor), ("kong", Self::Kong)];
 }
 
 /// Opens `path` for appending, creating it with `mode` (before the umask;
@@ -121,8 +147,10 @@ impl JsonLines {
 
 impl Sink for JsonLines {
     fn transaction(&mut self, tx: &Transaction) {
-        if self.records == Records::Transactions {
-            self.write(tx);
+        match self.records {
+            Records::Transactions => self.write(tx),
+            Records::KongTransactions => self.write(&kong_log::record(tx)),
+            _ => {}
         }
     }
 

@@ -4,12 +4,13 @@
 //! knows none of them by name. A sink must never block the pipeline: one
 //! that talks to a network peer queues to its own thread or task and counts
 //! what it cannot deliver ([`Delivery`]). Adding a sink is one file here
-//! and one line where the command line assembles the list (`cli/mod.rs`).
+//! and one line where the command line assembles the list (`cli/pipeline.rs`).
 
 mod alert_log;
 mod collector;
 mod interface;
 mod json_lines;
+pub mod kong_log;
 pub mod metrics;
 mod segment_log;
 mod sinks;
@@ -18,6 +19,6 @@ pub mod syslog;
 pub use alert_log::AlertLog;
 pub use collector::{Collector, Outputs};
 pub use interface::{Delivery, Sink};
-pub use json_lines::{JsonLines, Records};
+pub use json_lines::{JsonLines, Records, TransactionFormat};
 pub use segment_log::{PayloadRedactor, SegmentLog, escape_payload, flags_string};
 pub use sinks::Sinks;

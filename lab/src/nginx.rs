@@ -121,7 +121,7 @@ const GATEWAY_SERVER: &str = r#"
   map $status $kong_www_authenticate { 401 'Key realm="kong"'; default ""; }
   limit_req_zone $consumer_id zone=consumer:1m rate=@RATE@r/s;
   limit_req_status 429;
-  log_format sensor '$request_id $remote_addr "$request" $status';
+  log_format sensor '$request_id $remote_addr "$request" $status $msec $request_time "$consumer_username"';
   server {
     listen 10.77.0.1:8000;
     access_log access.log sensor;
@@ -197,8 +197,9 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
 }
 
 /// One line of the gateway's access log (`log_format sensor`):
-/// `$request_id $remote_addr "$request" $status`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `$request_id $remote_addr "$request" $status $msec $request_time
+/// "$consumer_username"`.
+#[derive(Clone, Debug, PartialEq)]
 pub struct AccessEntry {
     /// nginx's `$request_id`, returned to the client as `X-Kong-Request-Id`.
     pub request_id: String,
@@ -208,6 +209,14 @@ pub struct AccessEntry {
     pub request: String,
     /// The status sent.
     pub status: u16,
+    /// When the log line was written (the response's last byte sent), s
+    /// since the epoch, ms resolution (`$msec`).
+    pub msec: f64,
+    /// From the request's first byte to the log line, s (`$request_time`,
+    /// ms resolution): Kong's `latencies.request`.
+    pub request_time: f64,
+    /// The consumer the gateway authenticated, empty when none.
+    pub consumer: String,
 }
 
 impl Lab {
@@ -222,12 +231,21 @@ impl Lab {
             .map(|line| {
                 let (request_id, rest) = line.split_once(' ').context("no request id")?;
                 let (remote_addr, rest) = rest.split_once(" \"").context("no address")?;
-                let (request, status) = rest.rsplit_once("\" ").context("no request")?;
+                let (rest, consumer) = rest
+                    .strip_suffix('"')
+                    .and_then(|r| r.rsplit_once(" \""))
+                    .context("no consumer")?;
+                let (request, numbers) = rest.rsplit_once("\" ").context("no request")?;
+                let mut numbers = numbers.split(' ');
+                let mut next = || numbers.next().context("a number is missing");
                 Ok(AccessEntry {
                     request_id: request_id.to_owned(),
                     remote_addr: remote_addr.to_owned(),
                     request: request.to_owned(),
-                    status: status.trim().parse()?,
+                    status: next()?.parse()?,
+                    msec: next()?.parse()?,
+                    request_time: next()?.parse()?,
+                    consumer: consumer.to_owned(),
                 })
             })
             .collect()

@@ -198,7 +198,7 @@ impl PerIp {
         ip.requests += 1;
         self.requests += 1;
         self.distinct += u64::from(ip.requests == 1);
-        if let Some(c) = tx.status.and_then(class) {
+        if let Some(c) = tx.outcome_status().and_then(class) {
             ip.errors[c] += 1;
         }
         if ip.requests >= EVIDENCE_FROM {

@@ -84,7 +84,7 @@ impl Sequence {
 
     /// Counts `tx`; pushes an alert when the sequence completes.
     pub fn transaction(&mut self, tx: &Transaction, out: &mut Vec<Alert>) {
-        let Some(status) = tx.status.filter(|&s| s != 429) else {
+        let Some(status) = tx.outcome_status().filter(|&s| s != 429) else {
             return;
         };
         let (success, failure) = ((200..400).contains(&status), status >= 400);

@@ -123,7 +123,7 @@ impl Spread {
         out: &mut Vec<Alert>,
         touched: &mut Vec<(Detector, Subject, u64)>,
     ) {
-        if matches!(tx.status, Some(401 | 403)) {
+        if matches!(tx.outcome_status(), Some(401 | 403)) {
             return;
         }
         match tx.kong_credential {

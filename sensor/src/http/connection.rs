@@ -1,9 +1,9 @@
-//! A connection's request/response pairing: the HTTP analyzer of one flow.
+//! HTTP/1.1 on one flow: request/response pairing.
 //!
-//! [`Connection`] frames each direction with a [`Framer`] and pairs what
-//! they find into exchanges, in request order: a response answers the
-//! oldest request still waiting for one (HTTP/1.1 has no other pairing
-//! key; RFC 9112 section 9.3.2 on pipelining). Finished exchanges leave as
+//! [`Http1`] frames each direction with a [`Framer`] and pairs what they
+//! find into exchanges, in request order: a response answers the oldest
+//! request still waiting for one (HTTP/1.1 has no other pairing key; RFC
+//! 9112 section 9.3.2 on pipelining). Finished exchanges leave as
 //! [`Transaction`]s through the shared [`HttpContext`].
 
 use std::{collections::VecDeque, net::SocketAddr};
@@ -11,18 +11,30 @@ use std::{collections::VecDeque, net::SocketAddr};
 use super::{
     context::HttpContext,
     headers::{RequestHeaders, ResponseHeaders},
-    message::{Body, Framer, FramingError, MessageHandler, MessageKind, starts_message},
-    transaction::Transaction,
+    message::{Body, Framer, FramingError, MessageHandler, MessageKind},
+    transaction::{Transaction, Tunnel},
 };
-use crate::flow::{Analyzer, Chunk, Direction, Endpoint, FlowInfo};
+use crate::flow::{Chunk, Direction, FlowInfo};
 
-/// The HTTP state of one flow.
+/// The HTTP/1.1 state of one flow.
 #[derive(Debug, Default)]
-pub struct Connection {
+pub(super) struct Http1 {
     /// Framing of each direction, by [`Direction::index`].
     framers: [Framer; 2],
     /// Requests and the state of their responses.
     pairing: Pairing,
+    /// The exchange that switched protocols (101, CONNECT), held while its
+    /// tunnel is followed.
+    upgraded: Option<Upgraded>,
+}
+
+/// A tunnel after 101 or CONNECT: its request, and the bytes and time it
+/// has carried, reported when it ends.
+#[derive(Debug)]
+struct Upgraded {
+    tx: Transaction,
+    bytes: [u64; 2],
+    since_ns: u64,
 }
 
 /// Requests in order, each waiting for its response or its emission, and
@@ -75,31 +87,19 @@ fn kind(direction: Direction) -> MessageKind {
     }
 }
 
-impl Analyzer for Connection {
-    type Context = HttpContext;
-
-    fn chunk(
+impl Http1 {
+    /// Takes the next chunk of `direction`.
+    pub(super) fn chunk(
         &mut self,
         ctx: &mut HttpContext,
-        flow: &mut FlowInfo,
-        from: Endpoint,
+        flow: &FlowInfo,
+        direction: Direction,
         chunk: Chunk<'_>,
     ) {
-        let direction = match flow.direction(from) {
-            Some(d) => d,
-            None if starts_message(MessageKind::Request, chunk.data) => {
-                flow.client = Some(from);
-                Direction::ToServer
-            }
-            None if starts_message(MessageKind::Response, chunk.data) => {
-                flow.client = Some(from.peer());
-                Direction::ToClient
-            }
-            None => {
-                ctx.counters.skipped_bytes += chunk.data.len() as u64;
-                return;
-            }
-        };
+        if let Some(u) = &mut self.upgraded {
+            u.bytes[direction.index()] += chunk.data.len() as u64 + chunk.unknown;
+            return;
+        }
         let Some(mut events) = Events::new(&mut self.pairing, ctx, flow, direction, chunk.time_ns)
         else {
             return;
@@ -109,7 +109,8 @@ impl Analyzer for Connection {
         self.emit_finished(ctx, flow);
     }
 
-    fn close(&mut self, ctx: &mut HttpContext, flow: &FlowInfo) {
+    /// The flow ended: emits every exchange left.
+    pub(super) fn close(&mut self, ctx: &mut HttpContext, flow: &FlowInfo) {
         for direction in [Direction::ToServer, Direction::ToClient] {
             if let Some(mut events) =
                 Events::new(&mut self.pairing, ctx, flow, direction, flow.last_ns)
@@ -121,9 +122,11 @@ impl Analyzer for Connection {
         while let Some(e) = self.pairing.exchanges.pop_front() {
             emit(ctx, flow, e);
         }
+        self.end_tunnel(ctx, flow);
     }
 
-    fn memory(&self) -> usize {
+    /// Heap bytes held (buffered heads, waiting exchanges).
+    pub(super) fn memory(&self) -> usize {
         let framers: usize = self.framers.iter().map(Framer::memory).sum();
         let exchanges: usize = self
             .pairing
@@ -134,7 +137,8 @@ impl Analyzer for Connection {
         framers + exchanges + self.pairing.exchanges.capacity() * std::mem::size_of::<Exchange>()
     }
 
-    fn shed(&mut self, ctx: &mut HttpContext, flow: &FlowInfo) {
+    /// Drops what it buffers, emitting waiting exchanges.
+    pub(super) fn shed(&mut self, ctx: &mut HttpContext, flow: &FlowInfo) {
         for framer in &mut self.framers {
             ctx.counters.shed_messages += u64::from(framer.shed());
         }
@@ -142,10 +146,35 @@ impl Analyzer for Connection {
             emit(ctx, flow, e);
         }
         self.pairing = Pairing::default();
+        self.end_tunnel(ctx, flow);
+    }
+
+    /// The request that switched the flow to a tunnel, taken (the flow
+    /// turns out to speak HTTP/2: RFC 9113 section 3.2's `Upgrade: h2c`).
+    pub(super) fn take_upgrade(&mut self) -> Option<Transaction> {
+        self.upgraded.take().map(|u| u.tx)
+    }
+
+    /// Whether the flow switched protocols and nothing of it was read since.
+    pub(super) fn fresh_tunnel(&self) -> bool {
+        self.upgraded.as_ref().is_some_and(|u| u.bytes[0] == 0)
+    }
+
+    /// Emits the tunnel's exchange with what it carried.
+    fn end_tunnel(&mut self, ctx: &mut HttpContext, flow: &FlowInfo) {
+        if let Some(u) = self.upgraded.take() {
+            let mut tx = u.tx;
+            tx.tunnel = Some(Tunnel {
+                bytes_to_server: u.bytes[0],
+                bytes_to_client: u.bytes[1],
+                duration_ms: flow.last_ns.saturating_sub(u.since_ns) as f64 / 1e6,
+            });
+            ctx.emit(tx);
+        }
     }
 }
 
-impl Connection {
+impl Http1 {
     /// Emits finished exchanges in request order and bounds the queue.
     fn emit_finished(&mut self, ctx: &mut HttpContext, flow: &FlowInfo) {
         if self.pairing.tunnel {
@@ -157,7 +186,20 @@ impl Connection {
         while exchanges.front().is_some_and(Exchange::done)
             || exchanges.len() > ctx.limits.max_pending_requests
         {
-            if let Some(e) = exchanges.pop_front() {
+            let Some(e) = exchanges.pop_front() else {
+                break;
+            };
+            let opens = e.tx.status == Some(101) || e.tx.method == "CONNECT";
+            if self.pairing.tunnel && opens && self.upgraded.is_none() {
+                let mut tx = e.tx;
+                tx.confirmed = true;
+                let since_ns = tx.response_end_ns.unwrap_or(flow.last_ns);
+                self.upgraded = Some(Upgraded {
+                    tx,
+                    bytes: [0; 2],
+                    since_ns,
+                });
+            } else {
                 emit(ctx, flow, e);
             }
         }

@@ -53,6 +53,8 @@ pub struct HttpCounters {
     pub shed_messages: u64,
     /// Framing losses, by kind.
     pub errors: ErrorCounters,
+    /// HTTP/2.
+    pub h2: super::h2::H2Counters,
 }
 
 /// Framing losses by kind; each sends a direction back to looking for the

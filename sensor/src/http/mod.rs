@@ -1,11 +1,12 @@
-//! HTTP/1.1 analysis: framing both directions of a flow, pairing responses
-//! with requests in order (pipelining included), and emitting
-//! [`Transaction`]s.
+//! HTTP analysis: HTTP/1.1 (framing both directions of a flow, pairing
+//! responses with requests in order, pipelining included) and HTTP/2
+//! (streams, HPACK, gRPC), emitting [`Transaction`]s.
 //!
-//! One concept per file: `message.rs` frames one direction's byte stream
-//! into heads and bodies; `connection.rs` is a flow's analyzer, pairing
-//! each direction's messages into exchanges; `headers.rs` is the one scan
-//! of a request's headers; `transaction.rs` the unit emitted.
+//! One concept per file: `protocol.rs` is a flow's analyzer, choosing the
+//! protocol; `message.rs` frames one direction's HTTP/1.1 byte stream into
+//! heads and bodies; `connection.rs` pairs them into exchanges; `h2/` is
+//! HTTP/2; `headers.rs` is the one scan of a request's headers;
+//! `transaction.rs` the unit emitted.
 //!
 //! A request without a response (one-sided capture, lost response) is still
 //! emitted, with no status, when its flow ends or when too many requests
@@ -14,16 +15,19 @@
 
 mod connection;
 mod context;
+pub mod h2;
 mod headers;
 pub mod message;
+mod protocol;
 mod route;
 #[cfg(test)]
 mod tests;
 mod transaction;
 
-pub use connection::Connection;
 pub use context::{ErrorCounters, HttpContext, HttpCounters, HttpLimits};
+pub use h2::grpc::Grpc;
 pub use headers::RequestHeaders;
 pub use message::{Body, FramingError, FramingHeaders, HeadLimits, MessageKind};
+pub use protocol::Connection;
 pub use route::route;
-pub use transaction::{Latencies, Transaction, UpstreamLeg};
+pub use transaction::{Latencies, Transaction, Tunnel, UpstreamLeg};

@@ -17,7 +17,7 @@ const CLIENT: &str = "10.0.0.2:40000";
 const SERVER: &str = "10.0.0.1:8000";
 
 /// One TCP connection, written segment by segment.
-struct Wire {
+pub(in crate::http) struct Wire {
     segs: Vec<OwnedSegment>,
     client: SocketAddr,
     server: SocketAddr,
@@ -29,7 +29,7 @@ struct Wire {
 }
 
 impl Wire {
-    fn new() -> Self {
+    pub(in crate::http) fn new() -> Self {
         Self {
             segs: Vec::new(),
             client: CLIENT.parse().unwrap(),
@@ -41,12 +41,12 @@ impl Wire {
     }
 
     /// Segments from `time_ns` on.
-    fn at(mut self, time_ns: u64) -> Self {
+    pub(in crate::http) fn at(mut self, time_ns: u64) -> Self {
         self.time_ns = time_ns;
         self
     }
 
-    fn handshake(mut self) -> Self {
+    pub(in crate::http) fn handshake(mut self) -> Self {
         self.raw(0, SYN, 0, b"");
         self.raw(1, SYN | ACK, 0, b"");
         self.seq = [1001, 5001];
@@ -82,29 +82,29 @@ impl Wire {
         self.seq[side] = self.seq[side].wrapping_add(len);
     }
 
-    fn client(mut self, data: &[u8]) -> Self {
+    pub(in crate::http) fn client(mut self, data: &[u8]) -> Self {
         self.raw(0, PSH, data.len() as u32, data);
         self
     }
 
-    fn server(mut self, data: &[u8]) -> Self {
+    pub(in crate::http) fn server(mut self, data: &[u8]) -> Self {
         self.raw(1, PSH, data.len() as u32, data);
         self
     }
 
     /// The server acknowledges everything the client sent, with no data.
-    fn server_ack(mut self) -> Self {
+    pub(in crate::http) fn server_ack(mut self) -> Self {
         self.raw(1, 0, 0, b"");
         self
     }
 
-    fn fin(mut self) -> Self {
+    pub(in crate::http) fn fin(mut self) -> Self {
         self.raw(0, FIN, 0, b"");
         self.raw(1, FIN, 0, b"");
         self
     }
 
-    fn run(&self) -> (Vec<Transaction>, PipelineCounters) {
+    pub(in crate::http) fn run(&self) -> (Vec<Transaction>, PipelineCounters) {
         run(&self.segs)
     }
 }

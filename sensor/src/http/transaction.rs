@@ -8,7 +8,11 @@ use std::{
 
 use serde::Serialize;
 
-use super::{headers::RequestHeaders, route::route};
+use super::{
+    h2::grpc::{self, Grpc},
+    headers::RequestHeaders,
+    route::route,
+};
 use crate::{
     identity::{Credentials, Identity, Leg, Principal},
     text::{Field, render},
@@ -87,9 +91,27 @@ pub struct Transaction {
     /// The upstream leg of the same request (joined by request id), on a
     /// client-leg transaction whose upstream leg was seen.
     pub upstream: Option<UpstreamLeg>,
+    /// The protocol: `HTTP/1.1` or `HTTP/2`.
+    pub http_version: &'static str,
+    /// gRPC facts, for a gRPC call (`content-type: application/grpc`).
+    pub grpc: Option<Grpc>,
+    /// What a tunnel carried after this request switched protocols (101:
+    /// WebSocket; 2xx to CONNECT), reported when the connection ended.
+    pub tunnel: Option<Tunnel>,
     /// Time of the final response's last byte, ns since the epoch.
     #[serde(skip)]
     pub response_end_ns: Option<u64>,
+}
+
+/// What a tunnel carried.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Tunnel {
+    /// Bytes the client sent through it.
+    pub bytes_to_server: u64,
+    /// Bytes the server sent through it.
+    pub bytes_to_client: u64,
+    /// From the switch to the connection's last segment, ms.
+    pub duration_ms: f64,
 }
 
 /// Per-request latencies as Kong's log plugins report them (Kong docs,
@@ -174,6 +196,9 @@ impl Transaction {
             },
             latencies: Latencies::default(),
             upstream: None,
+            http_version: "HTTP/1.1",
+            grpc: None,
+            tunnel: None,
             response_end_ns: None,
         }
     }
@@ -186,6 +211,16 @@ impl Transaction {
         match self.leg {
             Leg::Client => self.latencies.request = ms,
             Leg::Upstream => self.latencies.proxy = ms,
+        }
+    }
+
+    /// The status the detectors class: a gRPC call's non-zero
+    /// `grpc-status` as the HTTP status it stands for
+    /// ([`grpc::http_status`]), else the HTTP status.
+    pub fn outcome_status(&self) -> Option<u16> {
+        match self.grpc.as_ref().and_then(|g| g.status) {
+            Some(code) if code != 0 => grpc::http_status(code),
+            _ => self.status,
         }
     }
 
@@ -283,6 +318,9 @@ impl Transaction {
             request_id: None,
             latencies: Latencies::default(),
             upstream: None,
+            http_version: "HTTP/1.1",
+            grpc: None,
+            tunnel: None,
             response_end_ns: None,
         }
     }

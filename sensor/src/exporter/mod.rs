@@ -29,6 +29,7 @@
 //! | `siem_sensor_retransmitted_bytes_total` | counter | | 1 | bytes seen twice and dropped |
 //! | `siem_sensor_overlap_different_data_total` | counter | | 1 | copies of seen bytes with other content (the first copy kept): evasion attempts |
 //! | `siem_sensor_http_errors_total` | counter | `kind` | 6 | HTTP framing losses by kind |
+//! | `siem_sensor_http2_total` | counter | `what`: `connections`, `streams`, `hpack_lost`, `framing_lost`, `capped_blocks`, `evicted_streams`, `responses_without_request` | 7 | HTTP/2 flows and streams read, and what was lost: directions whose HPACK table or framing became unknown, header blocks capped (HPACK bombs), streams emitted early |
 //! | `siem_sensor_transactions_total` | counter | `class`: `1xx`..`5xx`, `none` | 6 | transactions by status class |
 //! | `siem_sensor_transaction_latency_seconds` | histogram | `le` | 15: 12 buckets, `+Inf`, `_sum`, `_count` | request start to response start |
 //! | `siem_sensor_alerts_total` | counter | `detector` | 5: one per detector | alert episodes fired |
@@ -118,6 +119,18 @@ pub fn pipeline(c: &PipelineCounters, snapshot: Option<&Snapshot>) {
         ("bad_content_length", e.bad_content_length),
     ] {
         counter!("siem_sensor_http_errors_total", "kind" => kind).absolute(n);
+    }
+    let h2 = &c.http.h2;
+    for (what, n) in [
+        ("connections", h2.connections),
+        ("streams", h2.streams),
+        ("hpack_lost", h2.hpack_lost),
+        ("framing_lost", h2.framing_lost),
+        ("capped_blocks", h2.capped_blocks),
+        ("evicted_streams", h2.evicted_streams),
+        ("responses_without_request", h2.responses_without_request),
+    ] {
+        counter!("siem_sensor_http2_total", "what" => what).absolute(n);
     }
     for (detector, n) in &c.detect.alerts {
         counter!("siem_sensor_alerts_total", "detector" => detector.as_str()).absolute(*n);

@@ -115,8 +115,15 @@ fn prometheus_scrapes_the_gauges_and_health_counters() {
     assert!(one(r#"siem_sensor_alerts_total{detector="credential_spread"}"#) >= 1.0);
     // The episodes stay open (5 min of quiet to resolve): the shipped rule
     // fires for each detector, paged by the sensor's severity.
-    for (detector, severity) in [("request_flood", "warning"), ("credential_spread", "critical")] {
-        assert!(one(&format!(r#"siem_sensor_alerts_active{{detector="{detector}"}}"#)) >= 1.0);
+    for (detector, severity) in [
+        ("request_flood", "warning"),
+        ("credential_spread", "critical"),
+    ] {
+        assert!(
+            one(&format!(
+                r#"siem_sensor_alerts_active{{detector="{detector}"}}"#
+            )) >= 1.0
+        );
         let alert = format!(
             r#"ALERTS{{alertname="SiemSensorDetection",alertstate="firing",detector="{detector}",severity="{severity}"}}"#
         );

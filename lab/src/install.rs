@@ -27,6 +27,8 @@ const FILES: &[(&str, &str, u32)] = &[
     ),
     ("systemd/sensor.toml", "etc/siem-sensor/sensor.toml", 0o644),
     ("README.md", "usr/share/doc/siem-sensor/README.md", 0o644),
+    // Where alerts' runbook_url points by default (sensor::detect::RUNBOOK_URL).
+    ("RUNBOOK.md", "usr/share/doc/siem-sensor/RUNBOOK.md", 0o644),
 ];
 
 /// Files that are the operator's once installed: kept if present.

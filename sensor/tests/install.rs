@@ -14,10 +14,19 @@ fn install_places_the_files_and_keeps_an_edited_config() {
     let root = tempfile::tempdir().unwrap();
     let r = root.path();
     let written = lab::install::install(Path::new(SRC), Path::new(SENSOR), r).unwrap();
-    assert_eq!(written.len(), 5, "{written:?}");
+    assert_eq!(written.len(), 6, "{written:?}");
     let mode = |p: &str| fs::metadata(r.join(p)).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode("usr/bin/siem-sensor"), 0o755);
     assert_eq!(mode("lib/systemd/system/siem-sensor.service"), 0o644);
+    // The runbook, where the alerts' default runbook_url points.
+    let runbook = sensor::detect::RUNBOOK_URL
+        .strip_prefix("file:///")
+        .unwrap();
+    assert_eq!(mode(runbook), 0o644);
+    assert_eq!(
+        fs::read(r.join(runbook)).unwrap(),
+        fs::read(Path::new(SRC).join("RUNBOOK.md")).unwrap()
+    );
     let config = r.join("etc/siem-sensor/sensor.toml");
     let out = std::process::Command::new(r.join("usr/bin/siem-sensor"))
         .args(["check-config", config.to_str().unwrap()])

@@ -2,7 +2,8 @@
 //! lab traffic; its HTTP API shows the detectors' gauges and the health
 //! counters with the right values. The shipped alerting rules pass
 //! `promtool check rules` and their unit tests, and every metric the rules
-//! and the Grafana dashboard use is one the sensor serves.
+//! and the Grafana dashboard use is one the sensor serves; the detection
+//! rule fires on the sensor's open alert episodes.
 
 mod support;
 
@@ -112,6 +113,22 @@ fn prometheus_scrapes_the_gauges_and_health_counters() {
     };
     assert!(one(r#"siem_sensor_alerts_total{detector="request_flood"}"#) >= 1.0);
     assert!(one(r#"siem_sensor_alerts_total{detector="credential_spread"}"#) >= 1.0);
+    // The episodes stay open (5 min of quiet to resolve): the shipped rule
+    // fires for each detector, paged by the sensor's severity.
+    for (detector, severity) in [
+        ("request_flood", "warning"),
+        ("credential_spread", "critical"),
+    ] {
+        assert!(
+            one(&format!(
+                r#"siem_sensor_alerts_active{{detector="{detector}"}}"#
+            )) >= 1.0
+        );
+        let alert = format!(
+            r#"ALERTS{{alertname="SiemSensorDetection",alertstate="firing",detector="{detector}",severity="{severity}"}}"#
+        );
+        prometheus.wait(&alert, &|p| p.value(&alert) == Some(1.0));
+    }
     assert_eq!(one(r#"aps_siem_credential_ips{principal="alice"}"#), 3.0);
     assert_eq!(
         one(r#"siem_sensor_kernel_segments_total{result="ring_full"}"#),

@@ -1,6 +1,7 @@
 //! The Debian package (`cargo deb`): `dpkg -i` installs it on this machine,
-//! creates the user, enables nothing; the installed binary runs and the
-//! installed unit verifies; reinstalling keeps a locally edited config.
+//! creates the user, enables nothing; the installed binary runs, the
+//! installed unit verifies and the runbook is where alerts link to;
+//! reinstalling keeps a locally edited config.
 //! The package is purged at the end, pass or fail.
 
 mod support;
@@ -70,6 +71,12 @@ fn dpkg_installs_it_and_an_upgrade_keeps_the_config() {
     let wants = Path::new("/etc/systemd/system/multi-user.target.wants/siem-sensor.service");
     assert!(!wants.exists(), "installing enabled the service");
     run(Command::new("/usr/bin/siem-sensor").args(["check-config", CONFIG]));
+    // The runbook the alerts link to by default.
+    let runbook = sensor::detect::RUNBOOK_URL.strip_prefix("file://").unwrap();
+    assert_eq!(
+        fs::read(runbook).unwrap(),
+        fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../RUNBOOK.md")).unwrap()
+    );
 
     let edited = "# edited here\n[capture]\ninterfaces = [\"eth1\"]\n";
     fs::write(CONFIG, edited).unwrap();

@@ -40,7 +40,7 @@ enum Task {
         #[arg(long, value_enum)]
         only: Option<bench::Which>,
     },
-    /// Build and install the binary, unit, example config and README with
+    /// Build and install the binary, unit, example config, README and runbook with
     /// the Debian package's paths (enables nothing; keeps edited configs).
     Install {
         /// Install under this root instead of `/` (staging, tests).

@@ -9,6 +9,7 @@
 
 pub mod captures;
 pub mod consumers;
+pub mod h2;
 pub mod install;
 mod network;
 mod nginx;

@@ -11,6 +11,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::{
     consumers::{CONSUMERS, Consumer, RATE_LIMIT_PER_S},
+    h2::GATEWAY_H2_SERVERS,
     network::Lab,
     run_quiet,
 };
@@ -20,9 +21,10 @@ impl Lab {
         let www = self.workdir().join("www");
         fs::create_dir_all(&www)?;
         fs::write(www.join("big"), "0123456789abcdef".repeat(4096))?; // 64 KiB: many segments, GSO
+        let gateway = [GATEWAY_SERVER, GATEWAY_H2_SERVERS].concat();
         for (name, ns, server) in [
             ("upstream", self.upstream_ns(), UPSTREAM_SERVER),
-            ("gateway", self.gateway_ns(), GATEWAY_SERVER),
+            ("gateway", self.gateway_ns(), gateway.as_str()),
         ] {
             let dir = self.workdir().join(name);
             fs::create_dir_all(dir.join("tmp"))?;

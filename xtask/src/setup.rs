@@ -31,6 +31,9 @@ pub const APT_PACKAGES: &[&str] = &[
     "rsyslog",
     "rsyslog-openssl",
     "python3-scapy",
+    "python3-grpcio",
+    "python3-h2",
+    "nghttp2-client",
     "nftables",
 ];
 

@@ -98,18 +98,15 @@ pub fn pcaps() -> Option<PathBuf> {
 /// tcpdump on every interface of the gateway namespace (the proxy and
 /// upstream ports), writing `path`; returns once it is capturing.
 pub fn tcpdump(lab: &Lab, path: &str) -> Child {
+    tcpdump_filter(lab, path, "tcp port 8000 or tcp port 8080")
+}
+
+/// tcpdump on every interface of the gateway namespace with `filter`
+/// (pcap-filter(7)), writing `path`; returns once it is capturing.
+pub fn tcpdump_filter(lab: &Lab, path: &str, filter: &str) -> Child {
     let mut child = lab
         .command(&lab.gateway_ns(), "tcpdump")
-        .args([
-            "-i",
-            "any",
-            "-U",
-            "-B",
-            "65536",
-            "-w",
-            path,
-            "tcp port 8000 or tcp port 8080",
-        ])
+        .args(["-i", "any", "-U", "-B", "65536", "-w", path, filter])
         .stderr(Stdio::piped())
         .spawn()
         .expect("tcpdump");

@@ -34,6 +34,8 @@ enum Task {
     Demo,
     /// Set up, then run the checks and the whole test suite (what CI runs).
     Test,
+    /// Check the module graph of every crate for cycles (part of `test`).
+    Modules,
     /// Run the benchmarks and write BENCHMARKS.md.
     Bench {
         /// Only these benchmarks (default: all).
@@ -82,6 +84,7 @@ fn main() -> Result<()> {
         }
         Task::Demo => demo::demo(LAB_PREFIX),
         Task::Test => test(),
+        Task::Modules => modules::check_acyclic(),
         Task::Bench { only } => bench::bench(only),
         Task::Install { root } => {
             run(Command::new("cargo").args(["build", "--release", "-p", "sensor"]))?;

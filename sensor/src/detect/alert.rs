@@ -4,7 +4,6 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use serde::Serialize;
 
-use super::lifecycle::State;
 use crate::{
     http::Transaction,
     identity::{Fingerprint, Principal},
@@ -275,6 +274,30 @@ impl Alert {
             (_, Some(fp)) => Some(Subject::Credential(fp)),
             (Some(ip), None) => Some(Subject::Ip(ip)),
             (None, None) => None,
+        }
+    }
+}
+
+/// Where an alert is in its episode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// The episode's first alert.
+    #[default]
+    Firing,
+    /// The episode grew materially.
+    Updated,
+    /// The subject has been quiet for the resolve time.
+    Resolved,
+}
+
+impl State {
+    /// The name in outputs: `firing`, `updated`, `resolved`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Firing => "firing",
+            Self::Updated => "updated",
+            Self::Resolved => "resolved",
         }
     }
 }

@@ -23,37 +23,12 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
 use smallvec::SmallVec;
 
 use super::{
-    alert::{Alert, Detector, Severity, Subject},
+    alert::{Alert, Detector, Severity, State, Subject},
     bounded::BoundedMap,
 };
-
-/// Where an alert is in its episode.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    /// The episode's first alert.
-    #[default]
-    Firing,
-    /// The episode grew materially.
-    Updated,
-    /// The subject has been quiet for the resolve time.
-    Resolved,
-}
-
-impl State {
-    /// The name in outputs: `firing`, `updated`, `resolved`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Firing => "firing",
-            Self::Updated => "updated",
-            Self::Resolved => "resolved",
-        }
-    }
-}
 
 /// Most decoy paths an episode remembers.
 const MAX_PATHS: usize = 16;

@@ -30,9 +30,8 @@ mod tests;
 
 use serde::Serialize;
 
-pub use alert::{Alert, Detector, Evidence, Severity, Subject};
+pub use alert::{Alert, Detector, Evidence, Severity, State, Subject};
 pub use honeypot::DecoyError;
-pub use lifecycle::State;
 pub use per_ip::{ErrorConfig, FloodConfig, WindowGauges};
 pub use sequence::SequenceConfig;
 pub use spread::{CredentialGauge, SpreadConfig};

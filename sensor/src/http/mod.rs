@@ -5,7 +5,8 @@
 //! One concept per file: `protocol.rs` is a flow's analyzer, choosing the
 //! protocol; `message.rs` frames one direction's HTTP/1.1 byte stream into
 //! heads and bodies; `connection.rs` pairs them into exchanges; `h2/` is
-//! HTTP/2; `headers.rs` is the one scan of a request's headers;
+//! HTTP/2; `context.rs` and `counters.rs` are
+//! what every flow's analyzer shares; `headers.rs` is the one scan of a request's headers;
 //! `transaction.rs` the unit emitted.
 //!
 //! A request without a response (one-sided capture, lost response) is still
@@ -15,6 +16,7 @@
 
 mod connection;
 mod context;
+mod counters;
 pub mod h2;
 mod headers;
 pub mod message;
@@ -24,7 +26,8 @@ mod route;
 mod tests;
 mod transaction;
 
-pub use context::{ErrorCounters, HttpContext, HttpCounters, HttpLimits};
+pub use context::{HttpContext, HttpLimits};
+pub use counters::{ErrorCounters, H2Counters, HttpCounters};
 pub use h2::grpc::Grpc;
 pub use headers::RequestHeaders;
 pub use message::{Body, FramingError, FramingHeaders, HeadLimits, MessageKind};

@@ -21,8 +21,6 @@ mod tests;
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-
 pub use frame::PREFACE;
 use frame::{Frame, FrameReader, flag, kind};
 use hpack::{Headers, Hpack};
@@ -36,26 +34,6 @@ pub const MAX_STREAMS: usize = 256;
 const MAX_BLOCK: usize = 64 * 1024;
 /// SETTINGS_HEADER_TABLE_SIZE (RFC 9113 section 6.5.2).
 const SETTINGS_HEADER_TABLE_SIZE: u16 = 0x1;
-
-/// HTTP/2 counters (totals).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct H2Counters {
-    /// Flows read as HTTP/2.
-    pub connections: u64,
-    /// Streams emitted as transactions.
-    pub streams: u64,
-    /// Directions whose HPACK table became unknown (a block failed to
-    /// decode, was not captured, or was too large).
-    pub hpack_lost: u64,
-    /// Directions whose framing was lost to uncaptured bytes.
-    pub framing_lost: u64,
-    /// Header blocks whose headers were capped (an "HPACK bomb").
-    pub capped_blocks: u64,
-    /// Streams emitted early: more than [`MAX_STREAMS`] open.
-    pub evicted_streams: u64,
-    /// Responses on streams with no request seen.
-    pub responses_without_request: u64,
-}
 
 /// A header block being assembled.
 #[derive(Debug)]

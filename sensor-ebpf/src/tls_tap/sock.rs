@@ -1,0 +1,99 @@
+//! Kprobes on `tcp_sendmsg(struct sock *sk, ...)` and `tcp_recvmsg(struct
+//! sock *sk, ...)` (net/ipv4/tcp.c): one running inside an SSL call of a
+//! gateway thread is that connection's socket I/O (nginx sets a socket BIO
+//! on the connection's fd: `SSL_set_fd` in `ngx_ssl_create_connection`),
+//! so it ties the `SSL*` to the socket's 4-tuple, once (Grafana Beyla binds
+//! the same way: bpf/generictracer/libssl.c). A call served from
+//! OpenSSL's buffer (nginx sets read-ahead) runs no socket I/O; its
+//! record goes out unbound and userspace places it once a later call binds.
+
+use core::ptr;
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
+    macros::kprobe,
+    programs::ProbeContext,
+};
+use sensor_ebpf::tls::{SockField, kind};
+
+use crate::{
+    emit,
+    maps::{ACTIVE, ConnKey, SOCK_OFFSETS, conn_mut},
+};
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+#[kprobe]
+pub fn tls_tcp_send(ctx: ProbeContext) -> u32 {
+    bind(&ctx);
+    0
+}
+
+#[kprobe]
+pub fn tls_tcp_recv(ctx: ProbeContext) -> u32 {
+    bind(&ctx);
+    0
+}
+
+#[inline(always)]
+fn bind(ctx: &ProbeContext) {
+    let id = bpf_get_current_pid_tgid();
+    // Only gateway threads inside an SSL call have an entry.
+    let Some(call) = ACTIVE.get_ptr_mut(&id) else {
+        return;
+    };
+    let call = unsafe { &mut *call };
+    if call.bound != 0 {
+        return;
+    }
+    call.bound = 1;
+    let Some(sk) = ctx.arg::<u64>(0) else {
+        return;
+    };
+    let key = ConnKey::new((id >> 32) as u32, call.ssl);
+    let Some(conn) = conn_mut(&key) else {
+        return;
+    };
+    let conn = unsafe { &mut *conn };
+    if conn.family != 0 {
+        return;
+    }
+    if read_tuple(sk, conn).is_none() {
+        return;
+    }
+    emit::event(conn.header(&key, kind::BIND, unsafe { bpf_ktime_get_ns() }));
+}
+
+/// Reads `struct sock_common`'s tuple into `conn` (sets its family last).
+#[inline(always)]
+fn read_tuple(sk: u64, conn: &mut crate::maps::Conn) -> Option<()> {
+    let family: u16 = field(sk, SockField::Family)?;
+    let dport: u16 = field(sk, SockField::Dport)?;
+    conn.local_port = field(sk, SockField::Num)?;
+    conn.peer_port = u16::from_be(dport);
+    match family {
+        AF_INET => {
+            let local: [u8; 4] = field(sk, SockField::RcvSaddr)?;
+            let peer: [u8; 4] = field(sk, SockField::Daddr)?;
+            conn.local[..4].copy_from_slice(&local);
+            conn.peer[..4].copy_from_slice(&peer);
+            conn.family = 4;
+        }
+        AF_INET6 => {
+            conn.local = field(sk, SockField::V6RcvSaddr)?;
+            conn.peer = field(sk, SockField::V6Daddr)?;
+            conn.family = 6;
+        }
+        _ => return None,
+    }
+    Some(())
+}
+
+/// The field at its BTF offset in the socket at `sk`.
+#[inline(always)]
+fn field<T>(sk: u64, which: SockField) -> Option<T> {
+    let offset = unsafe { ptr::read_volatile(&SOCK_OFFSETS[which as usize]) };
+    let at = (sk as *const u8).wrapping_add(offset as usize) as *const T;
+    unsafe { bpf_probe_read_kernel(at) }.ok()
+}

@@ -22,7 +22,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
-use crate::run_quiet;
+use crate::{Listener, run_quiet};
 
 /// Gateway address on the client side.
 pub const GATEWAY_V4: &str = "10.77.0.1";
@@ -162,13 +162,10 @@ impl Lab {
         format!("10.77.0.{}", 10 + u16::from(i))
     }
 
-    /// Proxy URL on the gateway for `path`, over IPv4 or IPv6.
+    /// Proxy URL on the gateway's plain HTTP listener for `path`, over
+    /// IPv4 or IPv6 (see [`Lab::url`] for either listener).
     pub fn proxy_url(&self, ipv6: bool, path: &str) -> String {
-        if ipv6 {
-            format!("http://[{GATEWAY_V6}]:{PROXY_PORT}{path}")
-        } else {
-            format!("http://{GATEWAY_V4}:{PROXY_PORT}{path}")
-        }
+        self.url(Listener::Http, ipv6, path)
     }
 
     /// A command that runs `program` on the client host with address `source`.
@@ -186,7 +183,23 @@ impl Lab {
     /// Not a client address; curl failed (no answer within 10 s, connection
     /// refused, ...).
     pub fn curl_from(&self, source: &str, extra: &[&str], path: &str, n: usize) -> Result<()> {
-        let url = self.proxy_url(false, path);
+        self.curl_over(Listener::Http, source, extra, path, n)
+    }
+
+    /// As [`Lab::curl_from`], on the gateway's `listener` (HTTPS verified
+    /// against [`Lab::ca_file`]).
+    ///
+    /// # Errors
+    /// As [`Lab::curl_from`].
+    pub fn curl_over(
+        &self,
+        listener: Listener,
+        source: &str,
+        extra: &[&str],
+        path: &str,
+        n: usize,
+    ) -> Result<()> {
+        let url = self.url(listener, false, path);
         let mut cmd = self.command_from(source, "curl")?;
         cmd.args([
             "-s",
@@ -197,6 +210,7 @@ impl Lab {
             "--interface",
             source,
         ]);
+        cmd.arg("--cacert").arg(self.ca_file());
         cmd.args(extra);
         for _ in 0..n {
             cmd.arg(&url);
@@ -222,19 +236,15 @@ impl Lab {
         Ok(())
     }
 
-    /// `curl` from the client namespace; returns the HTTP status and body.
+    /// `curl` from the client namespace (an HTTPS URL of the gateway is
+    /// verified against [`Lab::ca_file`]); returns the HTTP status and body.
     ///
     /// # Errors
     /// curl failed (no answer within 10 s, connection refused, ...).
     pub fn curl(&self, url: &str) -> Result<(u16, Vec<u8>)> {
-        let out = run_quiet(self.command(&self.client_ns(), "curl").args([
-            "-s",
-            "--max-time",
-            "10",
-            "-w",
-            "\n%{http_code}",
-            url,
-        ]))?;
+        let mut cmd = self.command(&self.client_ns(), "curl");
+        cmd.arg("--cacert").arg(self.ca_file());
+        let out = run_quiet(cmd.args(["-s", "--max-time", "10", "-w", "\n%{http_code}", url]))?;
         let split = out
             .stdout
             .iter()

@@ -17,6 +17,7 @@ use crate::{
 
 impl Lab {
     pub(crate) fn start_servers(&self) -> Result<()> {
+        self.make_certificate()?;
         let www = self.workdir().join("www");
         fs::create_dir_all(&www)?;
         fs::write(www.join("big"), "0123456789abcdef".repeat(4096))?; // 64 KiB: many segments, GSO
@@ -104,8 +105,9 @@ fn consumer_maps() -> String {
     .concat()
 }
 
-/// A Kong-like proxy on :8000 in front of the upstream, as Kong 3.x puts it
-/// on the wire (Kong docs: key-auth, rate-limiting, proxy reference):
+/// A Kong-like proxy on :8000 and :8443 (HTTPS, HTTP/1.1; Kong's default
+/// `proxy_listen`) in front of the upstream, as Kong 3.x puts it on the
+/// wire (Kong docs: key-auth, rate-limiting, proxy reference):
 /// - `/` is an open route; `/api/` a route with key-auth (the `apikey`
 ///   header or query parameter; 401 with `WWW-Authenticate: Key
 ///   realm="kong"` when missing or unknown) and a per-consumer rate limit
@@ -126,6 +128,10 @@ const GATEWAY_SERVER: &str = r#"
     listen 10.77.0.1:8000;
     access_log access.log sensor;
     listen [fd77::1]:8000;
+    listen 10.77.0.1:8443 ssl;
+    listen [fd77::1]:8443 ssl;
+    ssl_certificate cert.pem;
+    ssl_certificate_key key.pem;
     server_tokens off;
     proxy_http_version 1.1;
     @PROXY_HEADERS@

@@ -1,6 +1,6 @@
 //! The TLS tap's records: what the uprobes on the gateway's OpenSSL
 //! (`SSL_read`, `SSL_write`, their `_ex` forms, `SSL_free`) and the
-//! kprobes on `tcp_sendmsg` / `tcp_recvmsg` hand to userspace, and the
+//! tracepoints on socket sends and receives hand to userspace, and the
 //! names of the object's maps, globals and programs.
 //!
 //! Every record starts with a [`TlsHeader`]; a [`kind::DATA`] record is
@@ -31,7 +31,7 @@ pub const SOCK_OFFSETS_GLOBAL: &str = "SOCK_OFFSETS";
 pub const TASK_TGID_OFFSET_GLOBAL: &str = "TASK_TGID_OFFSET";
 
 /// The fields of `struct sock_common` (include/net/sock.h) the binding
-/// kprobes read, in the order of [`SOCK_OFFSETS_GLOBAL`].
+/// binding programs read, in the order of [`SOCK_OFFSETS_GLOBAL`].
 #[repr(usize)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SockField {
@@ -92,8 +92,8 @@ pub const TLS_COUNTER_SLOTS: u32 = 6;
 pub mod kind {
     /// One SSL call's plaintext: its length and its first bytes.
     pub const DATA: u8 = 1;
-    /// The connection's socket became known (a `tcp_sendmsg` or
-    /// `tcp_recvmsg` ran inside one of its SSL calls): the tuple is set.
+    /// The connection's socket became known (a socket send or receive ran
+    /// inside one of its SSL calls): the tuple is set.
     pub const BIND: u8 = 2;
     /// `SSL_free`: the connection ended.
     pub const CLOSE: u8 = 3;
@@ -181,10 +181,10 @@ pub const SSL_ROLE_PROBES: [SslProbe; 2] = [
     SslProbe::entry("ssl_connect_in", "SSL_set_connect_state"),
 ];
 
-/// Kprobes binding an `SSL*` to its socket: `(program, kernel function)`.
+/// Raw tracepoints binding an `SSL*` to its socket: `(program, tracepoint)`.
 pub const SOCK_PROBES: [(&str, &str); 2] = [
-    ("tls_tcp_send", "tcp_sendmsg"),
-    ("tls_tcp_recv", "tcp_recvmsg"),
+    ("tls_sock_send", "sock_send_length"),
+    ("tls_sock_recv", "sock_recv_length"),
 ];
 
 /// Raw tracepoints keeping [`GATEWAY_TGIDS_MAP`] current: `(program, tracepoint)`.

@@ -12,7 +12,10 @@ use lab::{
     CLIENT_V4, CLIENT_V6, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_UPSTREAM_V4, GATEWAY_V4,
     GATEWAY_V6, Lab, UPSTREAM_V4, sensor::SensorProcess,
 };
-use support::{SENSOR, loaded_programs, matching, require_root, sensor_output, start_sensor};
+use support::{
+    SENSOR, loaded_packet_programs, loaded_programs, matching, require_root, sensor_output,
+    start_sensor,
+};
 
 fn assert_nothing_attached() {
     let loaded = loaded_programs();
@@ -76,7 +79,7 @@ fn tc_sees_both_legs_over_ipv4_and_ipv6() {
             "--debug-segments",
         ],
     );
-    assert_eq!(loaded_programs(), ["tc_ingress", "tc_egress"]);
+    assert_eq!(loaded_packet_programs(), ["tc_ingress", "tc_egress"]);
     // Started as root, attached with TCX links: no capability is left.
     assert_eq!(permitted_caps(sensor.pid()), 0);
     assert_eq!(
@@ -295,7 +298,7 @@ fn xdp_sees_ingress_only() {
             "--debug-segments",
         ],
     );
-    assert_eq!(loaded_programs(), ["xdp_ingress"]);
+    assert_eq!(loaded_packet_programs(), ["xdp_ingress"]);
     assert_eq!(
         lab.curl(&lab.proxy_url(false, "/hello?via=xdp")).unwrap().0,
         200

@@ -1,18 +1,25 @@
-//! Kprobes on `tcp_sendmsg(struct sock *sk, ...)` and `tcp_recvmsg(struct
-//! sock *sk, ...)` (net/ipv4/tcp.c): one running inside an SSL call of a
-//! gateway thread is that connection's socket I/O (nginx sets a socket BIO
-//! on the connection's fd: `SSL_set_fd` in `ngx_ssl_create_connection`),
-//! so it ties the `SSL*` to the socket's 4-tuple, once (Grafana Beyla binds
-//! the same way: bpf/generictracer/libssl.c). A call served from
-//! OpenSSL's buffer (nginx sets read-ahead) runs no socket I/O; its
-//! record goes out unbound and userspace places it once a later call binds.
+//! Raw tracepoints `sock_send_length(struct sock *sk, int ret, int flags)`
+//! and `sock_recv_length(...)` (include/trace/events/sock.h; fired by
+//! `sock_sendmsg_nosec` / `sock_recvmsg_nosec` in net/socket.c, Linux 6.3
+//! and later, in the calling thread, for every socket send and receive,
+//! the `read(2)` / `write(2)` OpenSSL's socket BIO makes included): one
+//! running inside an SSL call of a gateway thread is that connection's
+//! socket I/O (nginx sets a socket BIO on the connection's fd: `SSL_set_fd`
+//! in `ngx_ssl_create_connection`), so it ties the `SSL*` to the socket's
+//! 4-tuple, once. Grafana Beyla binds the same way from kprobes on
+//! `tcp_sendmsg` / `tcp_recvmsg` (bpf/generictracer/libssl.c); tracepoints
+//! need neither kprobes nor BPF trampolines, which kernels may lack (this
+//! lab's has neither `CONFIG_KPROBES` nor the tracing program type). A call
+//! served from OpenSSL's buffer (nginx sets read-ahead) runs no socket
+//! I/O; its record goes out unbound and userspace places it once a later
+//! call binds.
 
 use core::ptr;
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
-    macros::kprobe,
-    programs::ProbeContext,
+    macros::raw_tracepoint,
+    programs::RawTracePointContext,
 };
 use sensor_ebpf::tls::{SockField, kind};
 
@@ -24,20 +31,21 @@ use crate::{
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 
-#[kprobe]
-pub fn tls_tcp_send(ctx: ProbeContext) -> u32 {
-    bind(&ctx);
+#[raw_tracepoint(tracepoint = "sock_send_length")]
+pub fn tls_sock_send(ctx: RawTracePointContext) -> i32 {
+    bind(ctx.arg::<u64>(0));
     0
 }
 
-#[kprobe]
-pub fn tls_tcp_recv(ctx: ProbeContext) -> u32 {
-    bind(&ctx);
+#[raw_tracepoint(tracepoint = "sock_recv_length")]
+pub fn tls_sock_recv(ctx: RawTracePointContext) -> i32 {
+    bind(ctx.arg::<u64>(0));
     0
 }
 
+/// `sk`: the socket the call runs on.
 #[inline(always)]
-fn bind(ctx: &ProbeContext) {
+fn bind(sk: u64) {
     let id = bpf_get_current_pid_tgid();
     // Only gateway threads inside an SSL call have an entry.
     let Some(call) = ACTIVE.get_ptr_mut(&id) else {
@@ -48,9 +56,6 @@ fn bind(ctx: &ProbeContext) {
         return;
     }
     call.bound = 1;
-    let Some(sk) = ctx.arg::<u64>(0) else {
-        return;
-    };
     let key = ConnKey::new((id >> 32) as u32, call.ssl);
     let Some(conn) = conn_mut(&key) else {
         return;

@@ -43,6 +43,33 @@ pub fn sensor_output(lab: &Lab, prefix: &[&str], args: &[&str]) -> Output {
         .expect("running siem-sensor")
 }
 
+/// The packet tap's programs.
+pub const PACKET_PROGRAMS: [&str; 3] = ["tc_ingress", "tc_egress", "xdp_ingress"];
+
+/// The TLS tap's programs (names as the kernel keeps them, at most 15 bytes).
+pub const TLS_PROGRAMS: [&str; 13] = [
+    "ssl_read_in",
+    "ssl_read_ret",
+    "ssl_rdex_ret",
+    "ssl_write_in",
+    "ssl_write_ret",
+    "ssl_wrex_ret",
+    "ssl_free_in",
+    "ssl_accept_in",
+    "ssl_connect_in",
+    "tls_sock_send",
+    "tls_sock_recv",
+    "tls_fork",
+    "tls_exit",
+];
+
+/// The packet tap's programs loaded in the kernel (see [`loaded_programs`]).
+pub fn loaded_packet_programs() -> Vec<String> {
+    let mut loaded = loaded_programs();
+    loaded.retain(|p| PACKET_PROGRAMS.contains(&p.as_str()));
+    loaded
+}
+
 /// The sensor's programs loaded in the kernel, by name (`bpftool prog show`).
 /// A program that is not loaded cannot be attached anywhere, so an empty list
 /// after the sensor exits proves it left nothing behind. The check is
@@ -61,7 +88,7 @@ pub fn loaded_programs() -> Vec<String> {
     programs
         .iter()
         .filter_map(|p| p["name"].as_str())
-        .filter(|name| ["tc_ingress", "tc_egress", "xdp_ingress"].contains(name))
+        .filter(|name| PACKET_PROGRAMS.contains(name) || TLS_PROGRAMS.contains(name))
         .map(str::to_string)
         .collect()
 }

@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 
 use anyhow::{Context as _, Result};
 use aya::{
-    Ebpf,
-    programs::{KProbe, Program, RawTracePoint, UProbe, uprobe::UProbeScope},
+    Btf, Ebpf,
+    programs::{FEntry, Program, RawTracePoint, UProbe, uprobe::UProbeScope},
 };
 use sensor_ebpf::tls::{PROCESS_PROBES, SOCK_PROBES, SSL_PROBES, SSL_ROLE_PROBES, SslProbe};
 use tracing::{debug, info};
@@ -21,27 +21,20 @@ use super::discover::Library;
 /// or no end to a connection.
 const REQUIRED: [&str; 3] = ["SSL_read", "SSL_write", "SSL_free"];
 
-/// Loads every program (running the verifier) and attaches the kernel
-/// probes, then the uprobes to each library. A library missing an optional
+/// Loads every program (running the verifier) and attaches the raw
+/// tracepoints, then the uprobes to each library. A library missing an optional
 /// function (the `_ex` forms came with OpenSSL 1.1.1) goes without it.
 ///
 /// # Errors
 /// The verifier's refusal, a failed kernel attach, or a library without a
 /// required function; what was attached stays owned by `ebpf`.
 pub fn attach(ebpf: &mut Ebpf, libraries: &[Library]) -> Result<()> {
-    for (name, tracepoint) in PROCESS_PROBES {
+    for (name, tracepoint) in PROCESS_PROBES.into_iter().chain(SOCK_PROBES) {
         let program: &mut RawTracePoint = program(ebpf, name)?.try_into()?;
         program.load().with_context(|| refused(name))?;
         program
             .attach(tracepoint)
             .with_context(|| format!("attaching {name} to raw tracepoint {tracepoint}"))?;
-    }
-    for (name, function) in SOCK_PROBES {
-        let program: &mut KProbe = program(ebpf, name)?.try_into()?;
-        program.load().with_context(|| refused(name))?;
-        program
-            .attach(function, 0)
-            .with_context(|| format!("attaching {name} to kprobe {function}"))?;
     }
     let probes: Vec<SslProbe> = SSL_PROBES.into_iter().chain(SSL_ROLE_PROBES).collect();
     let names: BTreeSet<&str> = probes.iter().map(|p| p.program).collect();

@@ -13,9 +13,10 @@
 //!   exited processes out, before they run a single call). Userspace then
 //!   keeps only proxy traffic, by topology: connections accepted on a
 //!   `--proxy-ports` port or opened by the gateway ([`connections`]).
-//! - **Which connection:** the `tcp_sendmsg` / `tcp_recvmsg` a call runs
-//!   ties the `SSL*` to its socket's 4-tuple, read at offsets taken from
-//!   the kernel's BTF ([`offsets`]).
+//! - **Which connection:** the socket send or receive a call runs (the
+//!   `sock_send_length` / `sock_recv_length` tracepoints) ties the `SSL*`
+//!   to its socket's 4-tuple, read at offsets taken from the kernel's BTF
+//!   ([`offsets`]).
 //! - **Apart from the tc tap:** the flow table keys TLS segments apart from
 //!   packet segments, so ciphertext of the same 4-tuple (`--all-ports`)
 //!   never mixes with the plaintext.

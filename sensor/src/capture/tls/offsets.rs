@@ -1,6 +1,6 @@
 //! The kernel offsets the TLS tap's programs need, from the running
 //! kernel's BTF ([`crate::capture::btf`]): `struct sock_common`'s address
-//! and port fields (include/net/sock.h) for the binding kprobes, and
+//! and port fields (include/net/sock.h) for the programs binding a connection to its socket, and
 //! `task_struct.tgid` for following forks. Without them the tap does not
 //! load: a wrong offset would tie plaintext to the wrong connection.
 

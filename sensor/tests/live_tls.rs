@@ -2,13 +2,14 @@
 //! `8443 ssl` listener become transactions from the gateway's own OpenSSL
 //! calls, the same as the gateway's access log; the clients' SSL calls on
 //! the same kernel (curl, wrk) count for nothing; the TLS counters move
-//! and balance; new workers (a reload) are covered; nothing stays loaded.
+//! and balance; new workers (a reload) are covered; nothing stays loaded;
+//! the labeled scenarios raise the same alerts over HTTPS as over HTTP.
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use lab::{CLIENT_V4, CLIENT_V6, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, Lab, Listener};
+use lab::{CLIENT_V4, CLIENT_V6, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, Lab, Listener, scenarios};
 use serde_json::Value;
 use support::{loaded_programs, require_root, start_sensor};
 
@@ -208,4 +209,57 @@ fn workers_started_after_the_sensor_are_covered() {
         run.transactions
     );
     assert_eq!(run.summary["balanced"], true);
+}
+
+/// An alert as (detector, subject): the client IP, or the principal for
+/// `credential_spread`.
+fn alert_key(alert: &Value) -> (String, String) {
+    let detector = alert["detector"].as_str().unwrap().to_string();
+    let subject = alert["client_ip"].as_str().or(alert["principal"].as_str());
+    (detector, subject.unwrap_or("?").to_string())
+}
+
+#[test]
+#[ignore = "live: needs root and the lab (cargo xtask test runs it)"]
+fn scenarios_over_https_raise_the_same_alerts_as_over_http() {
+    require_root();
+    let lab = Lab::up("ss-tlss").unwrap();
+    let all = scenarios::all();
+    let mut args = scenarios::live_args();
+    args.extend(["--tls", "on"]);
+    let mut raised = Vec::new();
+    let mut summaries = Vec::new();
+    for listener in [Listener::Http, Listener::Https] {
+        let sensor = start_sensor(&lab, &args);
+        for s in &all {
+            s.play_over(&lab, listener)
+                .unwrap_or_else(|e| panic!("{listener:?} {}: {e:#}", s.name));
+        }
+        let run = sensor.stop().unwrap();
+        raised.push(run.alerts.iter().map(alert_key).collect::<BTreeSet<_>>());
+        summaries.push(run.summary);
+    }
+    lab.teardown();
+
+    let expected: BTreeSet<_> = all
+        .iter()
+        .flat_map(|s| s.raises.iter().map(|(d, s)| (d.to_string(), s.clone())))
+        .collect();
+    assert_eq!(raised[0], expected, "over HTTP");
+    assert_eq!(raised[1], raised[0], "over HTTPS");
+    // Over HTTPS the client legs came from the TLS tap, joined to the
+    // upstream legs the tc tap saw.
+    let https = &summaries[1];
+    let tls = &https["tls"]["reader"];
+    assert!(n(&tls["delivered"]) > 2000, "{https}");
+    assert_eq!(n(&tls["other_port"]) + n(&tls["unbound"]), 0, "{https}");
+    assert!(n(&https["join"]["joined"]) > 1000, "{https}");
+    assert_eq!(https["balanced"], true);
+    // Over HTTP the TLS tap had nothing to read.
+    assert_eq!(
+        n(&summaries[0]["tls"]["kernel"]["calls"]),
+        0,
+        "{}",
+        summaries[0]
+    );
 }

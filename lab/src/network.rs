@@ -22,7 +22,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
-use crate::{Listener, run_quiet};
+use crate::run_quiet;
 
 /// Gateway address on the client side.
 pub const GATEWAY_V4: &str = "10.77.0.1";
@@ -162,60 +162,12 @@ impl Lab {
         format!("10.77.0.{}", 10 + u16::from(i))
     }
 
-    /// Proxy URL on the gateway's plain HTTP listener for `path`, over
-    /// IPv4 or IPv6 (see [`Lab::url`] for either listener).
-    pub fn proxy_url(&self, ipv6: bool, path: &str) -> String {
-        self.url(Listener::Http, ipv6, path)
-    }
-
     /// A command that runs `program` on the client host with address `source`.
     ///
     /// # Errors
     /// `source` is not a client address of the lab.
     pub fn command_from(&self, source: &str, program: &str) -> Result<Command> {
         Ok(self.command(&self.client_ns_of(source)?, program))
-    }
-
-    /// `n` requests for `path` on one keep-alive connection from the client
-    /// host with address `source`, with curl's `extra` arguments.
-    ///
-    /// # Errors
-    /// Not a client address; curl failed (no answer within 10 s, connection
-    /// refused, ...).
-    pub fn curl_from(&self, source: &str, extra: &[&str], path: &str, n: usize) -> Result<()> {
-        self.curl_over(Listener::Http, source, extra, path, n)
-    }
-
-    /// As [`Lab::curl_from`], on the gateway's `listener` (HTTPS verified
-    /// against [`Lab::ca_file`]).
-    ///
-    /// # Errors
-    /// As [`Lab::curl_from`].
-    pub fn curl_over(
-        &self,
-        listener: Listener,
-        source: &str,
-        extra: &[&str],
-        path: &str,
-        n: usize,
-    ) -> Result<()> {
-        let url = self.url(listener, false, path);
-        let mut cmd = self.command_from(source, "curl")?;
-        cmd.args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "--max-time",
-            "10",
-            "--interface",
-            source,
-        ]);
-        cmd.arg("--cacert").arg(self.ca_file());
-        cmd.args(extra);
-        for _ in 0..n {
-            cmd.arg(&url);
-        }
-        run_quiet(&mut cmd).map(drop)
     }
 
     /// Makes the client host with address `source` drop the TCP resets its
@@ -234,24 +186,6 @@ impl Lab {
             run_quiet(self.command(&ns, "nft").args(rule.split(' ')))?;
         }
         Ok(())
-    }
-
-    /// `curl` from the client namespace (an HTTPS URL of the gateway is
-    /// verified against [`Lab::ca_file`]); returns the HTTP status and body.
-    ///
-    /// # Errors
-    /// curl failed (no answer within 10 s, connection refused, ...).
-    pub fn curl(&self, url: &str) -> Result<(u16, Vec<u8>)> {
-        let mut cmd = self.command(&self.client_ns(), "curl");
-        cmd.arg("--cacert").arg(self.ca_file());
-        let out = run_quiet(cmd.args(["-s", "--max-time", "10", "-w", "\n%{http_code}", url]))?;
-        let split = out
-            .stdout
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .context("curl printed no status")?;
-        let status = String::from_utf8_lossy(&out.stdout[split + 1..]).parse()?;
-        Ok((status, out.stdout[..split].to_vec()))
     }
 
     fn build_network(&self) -> Result<()> {

@@ -127,7 +127,7 @@ pub fn all() -> Vec<Scenario> {
             raises: vec![("request_flood", CLIENT_V4.into())],
             quiet: vec![("error_rate", CLIENT_V4.into())],
             play: |lab, via| {
-                let url = lab.url(via, false, "/hello");
+                let url = via.url(false, "/hello");
                 let mut wrk = lab.command_from(CLIENT_V4, "wrk")?;
                 run_quiet(wrk.args(["-t1", "-c2", "-d2s", &url])).map(drop)
             },
@@ -151,15 +151,15 @@ pub fn all() -> Vec<Scenario> {
             quiet: vec![("credential_spread", "erin".into())],
             play: |lab, via| {
                 let (dave, erin) = (Consumer::named("dave"), Consumer::named("erin"));
-                lab.curl_over(via, &h(3), &["-H", &dave.header()], "/api/orders", 2)?;
+                via.curl_from(lab, &h(3), &["-H", &dave.header()], "/api/orders", 2)?;
                 let query = format!("/api/users/7?apikey={}", dave.key);
-                lab.curl_over(via, &h(4), &[], &query, 2)?;
-                lab.curl_over(via, &h(5), &["-H", &dave.header()], "/api/items", 2)?;
+                via.curl_from(lab, &h(4), &[], &query, 2)?;
+                via.curl_from(lab, &h(5), &["-H", &dave.header()], "/api/items", 2)?;
                 // A fourth address (a normal-use host: two more requests
                 // change nothing of its own).
-                lab.curl_over(via, &h(2), &["-H", &dave.header()], "/api/items", 1)?;
+                via.curl_from(lab, &h(2), &["-H", &dave.header()], "/api/items", 1)?;
                 for i in [6, 7] {
-                    lab.curl_over(via, &h(i), &["-H", &erin.header()], "/api/orders", 2)?;
+                    via.curl_from(lab, &h(i), &["-H", &erin.header()], "/api/orders", 2)?;
                 }
                 Ok(())
             },
@@ -175,7 +175,7 @@ pub fn all() -> Vec<Scenario> {
             ],
             play: |lab, via| {
                 for (host, pages) in [(h(8), 6), (h(9), 3)] {
-                    lab.curl_over(via, &host, &[], "/hello", pages)?;
+                    via.curl_from(lab, &host, &[], "/hello", pages)?;
                     ab(lab, via, &host, 15, 1, "apikey: guess-0000", "/api/orders")?;
                 }
                 Ok(())
@@ -185,7 +185,7 @@ pub fn all() -> Vec<Scenario> {
             name: "a hit on a decoy route (curl)",
             raises: vec![("honeypot", h(11))],
             quiet: vec![("honeypot", CLIENT_V4.into())],
-            play: |lab, via| lab.curl_over(via, &h(11), &[], "/admin/login", 1),
+            play: |lab, via| via.curl_from(lab, &h(11), &[], "/admin/login", 1),
         },
         Scenario {
             name: "a consumer over its rate limit: mallory, 300 requests 4 at a time (ab)",
@@ -215,7 +215,7 @@ fn wrk(
     std::fs::write(&script, text).with_context(|| format!("writing {}", script.display()))?;
     let mut cmd = lab.command_from(source, "wrk")?;
     cmd.arg("-t1").args(args).arg("-s").arg(script);
-    cmd.arg(lab.url(listener, false, "/"));
+    cmd.arg(listener.url(false, "/"));
     Ok(cmd)
 }
 
@@ -240,5 +240,5 @@ fn ab(
         "-H",
         header,
     ]);
-    run_quiet(cmd.arg(lab.url(via, false, path))).map(drop)
+    run_quiet(cmd.arg(via.url(false, path))).map(drop)
 }

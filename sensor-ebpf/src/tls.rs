@@ -14,10 +14,21 @@
 pub const TLS_RECORDS_MAP: &str = "TLS_RECORDS";
 /// Name of its per-CPU counter array, indexed by [`TlsCounter`].
 pub const TLS_COUNTERS_MAP: &str = "TLS_COUNTERS";
-/// Name of the gateway's processes: `HashMap<u32, u8>`, tgid -> 1. Only
-/// their SSL calls are recorded; userspace seeds it, the fork and exit
-/// tracepoints keep it current.
-pub const GATEWAY_TGIDS_MAP: &str = "GATEWAY_TGIDS";
+/// Name of the per-process verdicts: `LruHashMap<u32, u8>`, tgid -> 1 when
+/// the process is the gateway's (see [`GATEWAY_NAMES`]), 0 when not;
+/// decided in the kernel at a process's first SSL call, forgotten at its
+/// exec and exit. Only the gateway's calls are recorded.
+pub const PROCESSES_MAP: &str = "PROCESSES";
+/// Process names (`comm`, as `/proc/PID/comm` shows them) of a gateway:
+/// nginx, and OpenResty's nginx that Kong runs (also named `nginx`).
+pub const GATEWAY_NAMES: [&str; 2] = ["nginx", "openresty"];
+/// Name of the `.rodata` global: the inode of the network namespace the
+/// gateway runs in, the sensor's own (u32).
+pub const GATEWAY_NETNS_GLOBAL: &str = "GATEWAY_NETNS";
+/// Name of the `.rodata` global: byte offsets from the running kernel's
+/// BTF, `[task_struct.nsproxy, nsproxy.net_ns, net.ns.inum]` (`[u32; 3]`),
+/// the path from a task to its network namespace's inode.
+pub const NETNS_OFFSETS_GLOBAL: &str = "NETNS_OFFSETS";
 /// Name of the `.rodata` global: plaintext bytes copied per call (u32),
 /// at most [`crate::MAX_CAPTURE_LEN`].
 pub const TLS_CAPTURE_LEN_GLOBAL: &str = "TLS_CAPTURE_LEN";
@@ -27,8 +38,6 @@ pub const TLS_WAKEUP_BYTES_GLOBAL: &str = "TLS_WAKEUP_BYTES";
 /// Name of the `.rodata` global: byte offsets in `struct sock_common` of
 /// the running kernel, from its BTF, indexed by [`SockField`] (`[u32; 7]`).
 pub const SOCK_OFFSETS_GLOBAL: &str = "SOCK_OFFSETS";
-/// Name of the `.rodata` global: byte offset of `task_struct.tgid` (u32).
-pub const TASK_TGID_OFFSET_GLOBAL: &str = "TASK_TGID_OFFSET";
 
 /// The fields of `struct sock_common` (include/net/sock.h) the binding
 /// binding programs read, in the order of [`SOCK_OFFSETS_GLOBAL`].
@@ -187,9 +196,11 @@ pub const SOCK_PROBES: [(&str, &str); 2] = [
     ("tls_sock_recv", "sock_recv_length"),
 ];
 
-/// Raw tracepoints keeping [`GATEWAY_TGIDS_MAP`] current: `(program, tracepoint)`.
+/// Raw tracepoints that forget a process's verdict in [`PROCESSES_MAP`]
+/// when it may change (exec) or its pid may be reused (exit):
+/// `(program, tracepoint)`.
 pub const PROCESS_PROBES: [(&str, &str); 2] = [
-    ("tls_fork", "sched_process_fork"),
+    ("tls_exec", "sched_process_exec"),
     ("tls_exit", "sched_process_exit"),
 ];
 

@@ -24,7 +24,7 @@ fn wrk_https(lab: &Lab, args: &[&str], path: &str) -> u64 {
     let out = lab
         .command(&lab.client_ns(), "wrk")
         .args(args)
-        .arg(lab.url(Listener::Https, false, path))
+        .arg(Listener::Https.url(false, path))
         .output()
         .unwrap();
     let report = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -59,7 +59,7 @@ fn https_requests_are_transactions_of_the_gateways_own_tls_calls() {
     let mut args = BOTH_LEGS.to_vec();
     args.extend(["--tls", "on", "--transactions", "-", "--debug-segments-raw"]);
     let sensor = start_sensor(&lab, &args);
-    let https = |ipv6, path: &str| lab.curl(&lab.url(Listener::Https, ipv6, path)).unwrap();
+    let https = |ipv6, path: &str| lab.curl(&Listener::Https.url(ipv6, path)).unwrap();
     assert_eq!(https(false, "/hello?via=tls").0, 200);
     assert_eq!(https(true, "/hello?via=tls6").0, 200);
     assert_eq!(https(false, "/missing?via=tls").0, 404);
@@ -70,10 +70,12 @@ fn https_requests_are_transactions_of_the_gateways_own_tls_calls() {
         "traffic passes unchanged"
     );
     // Three requests on one keep-alive connection; a POST with a body.
-    lab.curl_over(Listener::Https, CLIENT_V4, &[], "/hello?keepalive", 3)
+    Listener::Https
+        .curl_from(&lab, CLIENT_V4, &[], "/hello?keepalive", 3)
         .unwrap();
     let post = ["-X", "POST", "--data-binary", "a=1&b=2"];
-    lab.curl_over(Listener::Https, CLIENT_V4, &post, "/orders", 1)
+    Listener::Https
+        .curl_from(&lab, CLIENT_V4, &post, "/orders", 1)
         .unwrap();
     let requests = wrk_https(&lab, &["-t1", "-c4", "-d2s"], "/hello?via=wrk");
     let run = sensor.stop().unwrap();
@@ -179,36 +181,53 @@ fn https_requests_are_transactions_of_the_gateways_own_tls_calls() {
 
 #[test]
 #[ignore = "live: needs root and the lab (cargo xtask test runs it)"]
-fn workers_started_after_the_sensor_are_covered() {
+fn gateway_processes_started_after_the_sensor_are_covered() {
     require_root();
     let lab = Lab::up("ss-tlsr").unwrap();
     let mut args = BOTH_LEGS.to_vec();
     args.extend(["--tls", "on", "--transactions", "-"]);
-    let sensor = start_sensor(&lab, &args);
     let before = lab.access_log().unwrap().len();
-    // A reload: the master forks new workers and retires the old ones.
-    let dir = lab.workdir().join("gateway").display().to_string();
-    let reload = lab
-        .command(&lab.gateway_ns(), "nginx")
-        .args(["-p", &dir, "-c", "nginx.conf", "-s", "reload"])
-        .status()
-        .unwrap();
-    assert!(reload.success());
-    std::thread::sleep(std::time::Duration::from_secs(1));
-    let url = lab.url(Listener::Https, false, "/hello?after=reload");
-    assert_eq!(lab.curl(&url).unwrap().0, 200);
+    let first = lab.gateway_pids().unwrap();
+    let sensor = start_sensor(&lab, &args);
+    let https = |path: &str| lab.curl(&Listener::Https.url(false, path)).unwrap().0;
+    assert_eq!(https("/hello?at=start"), 200);
+    // A reload: the master forks new workers, the old ones exit.
+    lab.reload_gateway().unwrap();
+    let reloaded = lab.gateway_pids().unwrap();
+    assert_eq!(reloaded[0], first[0], "same master");
+    assert!(
+        reloaded[1..].iter().all(|p| !first.contains(p)),
+        "new workers"
+    );
+    assert_eq!(https("/hello?after=reload"), 200);
+    // A restart: a new master (as `kong restart`), forked from nothing the
+    // sensor saw.
+    lab.restart_gateway().unwrap();
+    let restarted = lab.gateway_pids().unwrap();
+    assert!(
+        restarted.iter().all(|p| !reloaded.contains(p)),
+        "new master"
+    );
+    assert_eq!(https("/hello?after=restart"), 200);
     let run = sensor.stop().unwrap();
     let logged = lab.access_log().unwrap().split_off(before);
     lab.teardown();
-    assert_eq!(logged.len(), 1, "{logged:?}");
+    // The lab's own readiness checks on the plain listener are logged too.
+    let logged: Vec<_> = logged.iter().filter(|e| e.request.contains("?")).collect();
+    assert_eq!(logged.len(), 3, "{logged:?}");
     let ids = by_request_id(&run.transactions);
-    assert_eq!(
-        ids[logged[0].request_id.as_str()].len(),
-        1,
-        "{:?}",
-        run.transactions
-    );
-    assert_eq!(run.summary["balanced"], true);
+    for entry in logged {
+        let txs = ids
+            .get(entry.request_id.as_str())
+            .map_or(&[][..], Vec::as_slice);
+        assert_eq!(txs.len(), 1, "{entry:?}: {:?}", run.transactions);
+        assert_eq!(txs[0]["server_port"], 8443);
+    }
+    assert_eq!(run.summary["balanced"], true, "{}", run.summary);
+    // The gateway's processes the kernel recognised and that still run:
+    // the new master and its worker (a master makes SSL calls only if it
+    // handles connections: at least the worker).
+    assert!(n(&run.summary["tls"]["processes"]) >= 1, "{}", run.summary);
 }
 
 /// An alert as (detector, subject): the client IP, or the principal for

@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{LruHashMap, PerCpuArray, RingBuf},
 };
 use sensor_ebpf::{
     DEFAULT_CAPTURE_LEN,
@@ -25,13 +25,20 @@ pub static TLS_WAKEUP_BYTES: u64 = 1 << 20;
 #[unsafe(no_mangle)]
 pub static SOCK_OFFSETS: [u32; 7] = [0; 7];
 
-/// Byte offset of `task_struct.tgid`, from BTF; 0: forks are not followed.
+/// `[task_struct.nsproxy, nsproxy.net_ns, net.ns.inum]` byte offsets,
+/// from BTF (userspace refuses to load without them).
 #[unsafe(no_mangle)]
-pub static TASK_TGID_OFFSET: u32 = 0;
+pub static NETNS_OFFSETS: [u32; 3] = [0; 3];
 
-/// The gateway's processes (tgid -> 1): the only ones recorded.
+/// The inode of the gateway's network namespace (the sensor's).
+#[unsafe(no_mangle)]
+pub static GATEWAY_NETNS: u32 = 0;
+
+/// Per process (tgid): 1 when it is the gateway's, 0 when not. LRU: the
+/// exit tracepoint forgets a process, but one that exited before the tap
+/// attached never reaches it.
 #[map]
-pub static GATEWAY_TGIDS: HashMap<u32, u8> = HashMap::with_max_entries(4096, 0);
+pub static PROCESSES: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384, 0);
 
 /// The SSL call in progress on each thread (`pid_tgid`). LRU: a thread
 /// that dies inside a call, or a call entered before the tap attached its

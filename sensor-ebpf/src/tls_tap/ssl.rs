@@ -19,7 +19,8 @@ use sensor_ebpf::tls::{flags, kind, op};
 
 use crate::{
     emit,
-    maps::{ACTIVE, Active, CONNS, Conn, ConnKey, GATEWAY_TGIDS, conn_mut},
+    maps::{ACTIVE, Active, CONNS, Conn, ConnKey, conn_mut},
+    process::gateway,
 };
 
 /// `SSL_read(SSL *s, void *buf, int num)`, `SSL_read_ex(SSL *s, void
@@ -98,13 +99,6 @@ pub fn ssl_accept_in(ctx: ProbeContext) -> u32 {
 pub fn ssl_connect_in(ctx: ProbeContext) -> u32 {
     begin(&ctx, flags::CONNECTED);
     0
-}
-
-/// The calling process is one of the gateway's.
-#[inline(always)]
-fn gateway(pid_tgid: u64) -> bool {
-    let tgid = (pid_tgid >> 32) as u32;
-    unsafe { GATEWAY_TGIDS.get(&tgid) }.is_some()
 }
 
 #[inline(always)]

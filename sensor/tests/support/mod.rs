@@ -59,7 +59,7 @@ pub const TLS_PROGRAMS: [&str; 13] = [
     "ssl_connect_in",
     "tls_sock_send",
     "tls_sock_recv",
-    "tls_fork",
+    "tls_exec",
     "tls_exit",
 ];
 

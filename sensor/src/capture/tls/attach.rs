@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 
 use anyhow::{Context as _, Result};
 use aya::{
-    Btf, Ebpf,
-    programs::{FEntry, Program, RawTracePoint, UProbe, uprobe::UProbeScope},
+    Ebpf,
+    programs::{Program, RawTracePoint, UProbe, uprobe::UProbeScope},
 };
 use sensor_ebpf::tls::{PROCESS_PROBES, SOCK_PROBES, SSL_PROBES, SSL_ROLE_PROBES, SslProbe};
 use tracing::{debug, info};

@@ -7,12 +7,14 @@
 //!   ([`discover`]), and any named with `--tls-lib`.
 //! - **Which calls:** only the gateway's. The uprobes fire in every
 //!   process mapping the library (curl and wrk on the same kernel too), so
-//!   the kernel records a call only when its process is in
-//!   `GATEWAY_TGIDS`: seeded from `/proc` at start, kept current by the
-//!   fork and exit tracepoints (new workers on reload or crash are in,
-//!   exited processes out, before they run a single call). Userspace then
-//!   keeps only proxy traffic, by topology: connections accepted on a
-//!   `--proxy-ports` port or opened by the gateway ([`connections`]).
+//!   the kernel records a call only when its process is named like a
+//!   gateway (nginx, openresty) and runs in the sensor's network
+//!   namespace, decided at the process's first SSL call and kept per
+//!   process: workers forked on a reload and a master started after the
+//!   sensor are covered alike. Userspace then keeps only proxy traffic, by
+//!   topology: connections accepted on a `--proxy-ports` port or opened by
+//!   the gateway ([`connections`]); a client's connection never qualifies
+//!   (its local port is not a proxy port), so the two tests back each other.
 //! - **Which connection:** the socket send or receive a call runs (the
 //!   `sock_send_length` / `sock_recv_length` tracepoints) ties the `SSL*`
 //!   to its socket's 4-tuple, read at offsets taken from the kernel's BTF
@@ -30,7 +32,7 @@ mod discover;
 mod offsets;
 pub mod record;
 
-use std::path::PathBuf;
+use std::{os::unix::fs::MetadataExt as _, path::PathBuf};
 
 use anyhow::{Context as _, Result, bail};
 use aya::{
@@ -38,8 +40,8 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
 };
 use sensor_ebpf::tls::{
-    GATEWAY_TGIDS_MAP, SOCK_OFFSETS_GLOBAL, TASK_TGID_OFFSET_GLOBAL, TLS_CAPTURE_LEN_GLOBAL,
-    TLS_COUNTERS_MAP, TLS_RECORDS_MAP, TLS_WAKEUP_BYTES_GLOBAL, TlsCounter,
+    GATEWAY_NAMES, GATEWAY_NETNS_GLOBAL, NETNS_OFFSETS_GLOBAL, PROCESSES_MAP, SOCK_OFFSETS_GLOBAL,
+    TLS_CAPTURE_LEN_GLOBAL, TLS_COUNTERS_MAP, TLS_RECORDS_MAP, TLS_WAKEUP_BYTES_GLOBAL, TlsCounter,
 };
 use tokio::io::{Interest, unix::AsyncFd};
 use tracing::{info, warn};
@@ -130,7 +132,8 @@ pub struct TlsCounters {
     pub reader: TlsReaderCounters,
     /// The libraries probed.
     pub libraries: Vec<String>,
-    /// The gateway's processes now.
+    /// Processes the kernel found to be the gateway's (those still running
+    /// that made an SSL call since the tap attached).
     pub processes: u64,
 }
 
@@ -182,80 +185,29 @@ impl TlsCapture {
 
     fn try_start(opts: &TlsOptions) -> Result<Self> {
         let offsets = offsets::kernel_offsets().map_err(anyhow::Error::msg)?;
-        let found = discover::gateway().context("scanning /proc for the gateway")?;
-        if found.processes.is_empty() {
-            let hidden = match found.unreadable {
-                0 => String::new(),
-                n => format!(
-                    "; {n} nginx processes could not be inspected (another user's: CAP_SYS_PTRACE)"
-                ),
-            };
-            bail!(
-                "no gateway process ({}) in this network namespace{hidden}",
-                discover::GATEWAY_NAMES.join(", ")
-            );
-        }
-        for path in &found.replaced {
-            warn!(
-                library = path,
-                "the gateway runs a libssl deleted on disk (upgraded?): its calls are not seen until it restarts"
-            );
-        }
-        let mut libraries = found.libraries;
-        for path in &opts.libraries {
-            let name = path.display().to_string();
-            if !libraries.iter().any(|l| l.name == name) {
-                libraries.push(Library {
-                    path: path.clone(),
-                    name,
-                });
-            }
-        }
-        if libraries.is_empty() {
-            bail!("the gateway maps no libssl (linked statically?): name the file with --tls-lib");
-        }
+        let netns = std::fs::metadata("/proc/self/ns/net")
+            .context("reading this process's network namespace")?
+            .ino() as u32;
+        let libraries = libraries(&opts.libraries)?;
         let wakeup_bytes = u64::from(opts.ring_bytes / WAKEUP_FRACTION);
         let mut ebpf = EbpfLoader::new()
             .override_global(TLS_CAPTURE_LEN_GLOBAL, &opts.capture_len, true)
             .override_global(TLS_WAKEUP_BYTES_GLOBAL, &wakeup_bytes, true)
             .override_global(SOCK_OFFSETS_GLOBAL, &offsets.sock, true)
-            .override_global(TASK_TGID_OFFSET_GLOBAL, &offsets.task_tgid, true)
+            .override_global(NETNS_OFFSETS_GLOBAL, &offsets.netns, true)
+            .override_global(GATEWAY_NETNS_GLOBAL, &netns, true)
             .map_max_entries(TLS_RECORDS_MAP, opts.ring_bytes)
             .load(OBJECT)
             .context("loading the TLS tap's eBPF object")?;
-        let mut processes = HashMap::try_from(
-            ebpf.take_map(GATEWAY_TGIDS_MAP)
-                .context(GATEWAY_TGIDS_MAP)?,
-        )?;
-        for &pid in &found.processes {
-            processes.insert(pid, 1, 0)?;
-        }
         attach::attach(&mut ebpf, &libraries)?;
-        // Processes born or gone between the scan and the tracepoints'
-        // attachment: the set is exact from here on.
-        let now = discover::gateway().context("scanning /proc for the gateway")?;
-        let stale: Vec<u32> = processes
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|pid| now.processes.binary_search(pid).is_err())
-            .collect();
-        for pid in stale {
-            processes.remove(&pid)?;
-        }
-        for &pid in &now.processes {
-            processes.insert(pid, 1, 0)?;
-        }
+        let processes = HashMap::try_from(ebpf.take_map(PROCESSES_MAP).context(PROCESSES_MAP)?)?;
         let ring = RingBuf::try_from(ebpf.take_map(TLS_RECORDS_MAP).context(TLS_RECORDS_MAP)?)?;
         // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd lives.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }?;
         let counters =
             PerCpuArray::try_from(ebpf.take_map(TLS_COUNTERS_MAP).context(TLS_COUNTERS_MAP)?)?;
         let libraries: Vec<String> = libraries.into_iter().map(|l| l.name).collect();
-        info!(
-            ?libraries,
-            processes = now.processes.len(),
-            "TLS tap attached"
-        );
+        info!(?libraries, "TLS tap attached");
         Ok(Self {
             ebpf,
             ring,
@@ -300,8 +252,14 @@ impl TlsCapture {
             kernel: read_counters(&self.counters)?,
             reader: self.reader(),
             libraries: self.libraries.clone(),
-            processes: self.processes.keys().count() as u64,
+            processes: self.gateway_processes(),
         })
+    }
+
+    /// Processes the kernel found to be the gateway's.
+    fn gateway_processes(&self) -> u64 {
+        let verdicts = self.processes.iter().filter_map(Result::ok);
+        verdicts.filter(|&(_, gateway)| gateway == 1).count() as u64
     }
 
     fn reader(&self) -> TlsReaderCounters {
@@ -317,7 +275,7 @@ impl TlsCapture {
     /// # Errors
     /// The kernel counters cannot be read.
     pub fn stop(mut self, on_segment: &mut dyn FnMut(&Segment<'_>)) -> Result<TlsCounters> {
-        let processes = self.processes.keys().count() as u64;
+        let processes = self.gateway_processes();
         drop(self.ebpf); // detaches and unloads every program
         read(
             self.ring.get_mut(),
@@ -337,6 +295,45 @@ impl TlsCapture {
             processes,
         })
     }
+}
+
+/// The libraries to probe: those the gateway's processes map, and those
+/// named with `--tls-lib`.
+///
+/// # Errors
+/// `/proc` cannot be read, or there is no library to probe.
+fn libraries(named: &[PathBuf]) -> Result<Vec<Library>> {
+    let found = discover::gateway().context("scanning /proc for the gateway")?;
+    for path in &found.replaced {
+        warn!(
+            library = path,
+            "the gateway runs a libssl deleted on disk (upgraded?): its calls are not seen until it restarts"
+        );
+    }
+    let mut libraries = found.libraries;
+    for path in named {
+        let name = path.display().to_string();
+        if !libraries.iter().any(|l| l.name == name) {
+            libraries.push(Library {
+                path: path.clone(),
+                name,
+            });
+        }
+    }
+    if libraries.is_empty() {
+        let why = match (found.processes, found.unreadable) {
+            (0, 0) => format!(
+                "no gateway process ({}) runs in this network namespace",
+                GATEWAY_NAMES.join(", ")
+            ),
+            (0, n) => format!(
+                "{n} gateway processes could not be inspected (another user's: CAP_SYS_PTRACE)"
+            ),
+            _ => "the gateway maps no libssl (linked statically?)".to_string(),
+        };
+        bail!("{why}: name the library with --tls-lib");
+    }
+    Ok(libraries)
 }
 
 /// Reads every waiting record into `connections`.

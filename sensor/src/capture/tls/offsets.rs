@@ -1,8 +1,10 @@
 //! The kernel offsets the TLS tap's programs need, from the running
 //! kernel's BTF ([`crate::capture::btf`]): `struct sock_common`'s address
-//! and port fields (include/net/sock.h) for the programs binding a connection to its socket, and
-//! `task_struct.tgid` for following forks. Without them the tap does not
-//! load: a wrong offset would tie plaintext to the wrong connection.
+//! and port fields (include/net/sock.h) for the programs binding a
+//! connection to its socket, and the path from a task to its network
+//! namespace's inode (`task->nsproxy->net_ns->ns.inum`) for telling the
+//! gateway's processes. Without them the tap does not load: a wrong offset
+//! would tie plaintext to the wrong connection.
 
 use sensor_ebpf::tls::SockField;
 
@@ -13,8 +15,8 @@ use crate::capture::btf::KernelBtf;
 pub struct KernelOffsets {
     /// Indexed by [`SockField`].
     pub sock: [u32; 7],
-    /// `task_struct.tgid`.
-    pub task_tgid: u32,
+    /// `[task_struct.nsproxy, nsproxy.net_ns, net.ns.inum]`.
+    pub netns: [u32; 3],
 }
 
 /// Reads them from the running kernel's BTF.
@@ -39,7 +41,11 @@ pub fn kernel_offsets() -> Result<KernelOffsets, String> {
     }
     Ok(KernelOffsets {
         sock,
-        task_tgid: offset("task_struct", "tgid")?,
+        netns: [
+            offset("task_struct", "nsproxy")?,
+            offset("nsproxy", "net_ns")?,
+            offset("net", "ns")? + offset("ns_common", "inum")?,
+        ],
     })
 }
 
@@ -61,6 +67,6 @@ mod tests {
         assert_eq!((at(SockField::Dport), at(SockField::Num)), (12, 14));
         assert_eq!(at(SockField::Family), 16);
         assert!(at(SockField::V6RcvSaddr) == at(SockField::V6Daddr) + 16);
-        assert!(o.task_tgid > 0);
+        assert!(o.netns.iter().all(|&at| at > 0), "{o:?}");
     }
 }

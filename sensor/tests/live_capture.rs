@@ -13,12 +13,12 @@ use lab::{
     GATEWAY_V6, Lab, UPSTREAM_V4, sensor::SensorProcess,
 };
 use support::{
-    SENSOR, loaded_packet_programs, loaded_programs, matching, require_root, sensor_output,
-    start_sensor,
+    SENSOR, loaded_packet_programs, matching, programs_left_after_exit, require_root,
+    sensor_output, start_sensor,
 };
 
 fn assert_nothing_attached() {
-    let loaded = loaded_programs();
+    let loaded = programs_left_after_exit();
     assert!(loaded.is_empty(), "still loaded: {loaded:?}");
 }
 

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use lab::{CLIENT_V4, CLIENT_V6, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, Lab, Listener, scenarios};
 use serde_json::Value;
-use support::{loaded_programs, require_root, start_sensor};
+use support::{programs_left_after_exit, require_root, start_sensor};
 
 const BOTH_LEGS: [&str; 4] = ["--iface", GATEWAY_CLIENT_IF, "--iface", GATEWAY_UPSTREAM_IF];
 
@@ -173,7 +173,7 @@ fn https_requests_are_transactions_of_the_gateways_own_tls_calls() {
         "{s}"
     );
     assert_eq!(
-        loaded_programs(),
+        programs_left_after_exit(),
         Vec::<String>::new(),
         "nothing stays loaded"
     );

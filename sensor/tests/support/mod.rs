@@ -93,6 +93,21 @@ pub fn loaded_programs() -> Vec<String> {
         .collect()
 }
 
+/// The sensor's programs still loaded once the sensor has exited, after
+/// the kernel had up to 5 s to free them: raw tracepoint links (the TLS
+/// tap's) put their program only after an RCU grace period, so a program
+/// can outlive the process that closed it by some milliseconds.
+pub fn programs_left_after_exit() -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let loaded = loaded_programs();
+        if loaded.is_empty() || std::time::Instant::now() > deadline {
+            return loaded;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Segments matching every `(key, value)` pair, where a value ending in `*`
 /// matches as a prefix.
 pub fn matching<'a>(segments: &'a [Value], wanted: &[(&str, &str)]) -> Vec<&'a Value> {

@@ -13,7 +13,7 @@ use lab::{
     GATEWAY_V6, Lab, UPSTREAM_V4, sensor::SensorProcess,
 };
 use support::{
-    SENSOR, loaded_packet_programs, matching, programs_left_after_exit, require_root,
+    SENSOR, as_nobody, loaded_packet_programs, matching, programs_left_after_exit, require_root,
     sensor_output, start_sensor,
 };
 
@@ -478,28 +478,6 @@ fn missing_capability_is_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("missing capability CAP_BPF"), "{err}");
     assert_nothing_attached();
-}
-
-/// `setpriv` to the unprivileged user `nobody` holding exactly `caps`
-/// (e.g. `+bpf,+perfmon`) as ambient capabilities, as the systemd unit runs
-/// the sensor.
-fn as_nobody(caps: &str) -> Vec<String> {
-    let set = format!("-all,{caps}");
-    [
-        "setpriv",
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-    ]
-    .map(String::from)
-    .into_iter()
-    .chain([
-        format!("--inh-caps={set}"),
-        format!("--ambient-caps={set}"),
-        format!("--bounding-set={set}"),
-    ])
-    .chain(["--".to_string()])
-    .collect()
 }
 
 #[test]

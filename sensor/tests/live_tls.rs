@@ -9,9 +9,12 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use lab::{CLIENT_V4, CLIENT_V6, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, Lab, Listener, scenarios};
+use lab::{
+    CLIENT_V4, CLIENT_V6, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, Lab, Listener, scenarios,
+    sensor::SensorProcess,
+};
 use serde_json::Value;
-use support::{programs_left_after_exit, require_root, start_sensor};
+use support::{SENSOR, as_nobody, programs_left_after_exit, require_root, start_sensor};
 
 const BOTH_LEGS: [&str; 4] = ["--iface", GATEWAY_CLIENT_IF, "--iface", GATEWAY_UPSTREAM_IF];
 
@@ -228,6 +231,59 @@ fn gateway_processes_started_after_the_sensor_are_covered() {
     // the new master and its worker (a master makes SSL calls only if it
     // handles connections: at least the worker).
     assert!(n(&run.summary["tls"]["processes"]) >= 1, "{}", run.summary);
+}
+
+#[test]
+#[ignore = "live: needs root and the lab (cargo xtask test runs it)"]
+fn as_the_unit_runs_it_unprivileged_with_cap_sys_admin_alone() {
+    require_root();
+    let lab = Lab::up("ss-tlsu").unwrap();
+    // nobody must be able to create its fingerprint key there.
+    std::os::unix::fs::chown(lab.workdir(), Some(65534), Some(65534)).unwrap();
+    // The unit's user and capability: root's master cannot be read (its
+    // worker runs as nobody here), the kernel tells the gateway's processes
+    // by itself.
+    let prefix = as_nobody("+sys_admin");
+    let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
+    let mut args = BOTH_LEGS.to_vec();
+    args.extend(["--tls", "on", "--no-metrics", "--transactions", "-"]);
+    let start = |prefix: &[&str], args: &[&str]| {
+        SensorProcess::start_as(&lab, prefix, std::path::Path::new(SENSOR), args, None)
+    };
+    let sensor = start(&prefix, &args).unwrap();
+    let url = Listener::Https.url(false, "/hello?as=nobody");
+    assert_eq!(lab.curl(&url).unwrap().0, 200);
+    let run = sensor.stop().unwrap();
+    assert!(
+        run.log
+            .contains("capabilities dropped after attach; these remain capabilities={}"),
+        "{}",
+        run.log
+    );
+    let paths: Vec<_> = run
+        .transactions
+        .iter()
+        .map(|t| {
+            (
+                t["path"].as_str(),
+                t["server_port"].as_u64(),
+                t["status"].as_u64(),
+            )
+        })
+        .collect();
+    assert_eq!(paths, [(Some("/hello?as=nobody"), Some(8443), Some(200))]);
+    assert_eq!(run.summary["balanced"], true, "{}", run.summary);
+
+    // The three narrower capabilities load the packet tap but cannot
+    // create uprobes: `--tls on` says so before loading anything.
+    let prefix = as_nobody("+bpf,+perfmon,+net_admin");
+    let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
+    let refused = start(&prefix, &args).err().expect("refused");
+    lab.teardown();
+    assert!(
+        format!("{refused:#}").contains("creating uprobes needs CAP_SYS_ADMIN"),
+        "{refused:#}"
+    );
 }
 
 /// An alert as (detector, subject): the client IP, or the principal for

@@ -108,6 +108,28 @@ pub fn programs_left_after_exit() -> Vec<String> {
     }
 }
 
+/// `setpriv` to the unprivileged user `nobody` holding exactly `caps`
+/// (e.g. `+bpf,+perfmon`) as ambient capabilities, as the systemd unit runs
+/// the sensor.
+pub fn as_nobody(caps: &str) -> Vec<String> {
+    let set = format!("-all,{caps}");
+    [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+    ]
+    .map(String::from)
+    .into_iter()
+    .chain([
+        format!("--inh-caps={set}"),
+        format!("--ambient-caps={set}"),
+        format!("--bounding-set={set}"),
+    ])
+    .chain(["--".to_string()])
+    .collect()
+}
+
 /// Segments matching every `(key, value)` pair, where a value ending in `*`
 /// matches as a prefix.
 pub fn matching<'a>(segments: &'a [Value], wanted: &[(&str, &str)]) -> Vec<&'a Value> {

@@ -5,7 +5,9 @@
 //! another user's maps or namespace needs `CAP_SYS_PTRACE` (ptrace access
 //! mode READ), as nginx's workers drop to an unprivileged user and are not
 //! dumpable; processes that cannot be read are counted, so the log can
-//! say why none was found.
+//! say why none was found. When none can be read (the systemd unit hides
+//! other users' processes and holds no `CAP_SYS_PTRACE`), [`installed`]
+//! names the libraries gateways install.
 
 use std::{
     collections::BTreeMap,
@@ -100,6 +102,62 @@ pub fn gateway() -> io::Result<Gateway> {
     Ok(found)
 }
 
+/// Where gateways install the OpenSSL they load: `(gateway binary,
+/// library)`, a library counting when both exist. Kong's packages run
+/// OpenResty's nginx with `RUNPATH` `/usr/local/kong/lib`; OpenResty's own
+/// packages ship theirs under `/usr/local/openresty`.
+const INSTALLED: [(&str, &str); 4] = [
+    (OPENRESTY, "/usr/local/kong/lib/libssl.so.3"),
+    (OPENRESTY, "/usr/local/kong/lib/libssl.so.1.1"),
+    (OPENRESTY, "/usr/local/openresty/openssl3/lib/libssl.so.3"),
+    (
+        OPENRESTY,
+        "/usr/local/openresty/openssl111/lib/libssl.so.1.1",
+    ),
+];
+const OPENRESTY: &str = "/usr/local/openresty/nginx/sbin/nginx";
+/// A distribution's nginx, which loads the system's libssl.
+const SYSTEM_NGINX: &str = "/usr/sbin/nginx";
+
+/// The libssl files installed gateways load, for when their processes
+/// cannot be read: those of [`INSTALLED`], and the system's when the
+/// distribution's nginx is installed. Each file once.
+pub fn installed() -> Vec<Library> {
+    let mut paths: Vec<PathBuf> = INSTALLED
+        .iter()
+        .filter(|(binary, _)| Path::new(binary).exists())
+        .map(|(_, library)| PathBuf::from(library))
+        .collect();
+    if Path::new(SYSTEM_NGINX).exists() {
+        paths.extend(system_libssl());
+    }
+    let mut files: Vec<PathBuf> = Vec::new();
+    for path in paths {
+        if let Ok(file) = fs::canonicalize(&path)
+            && !files.contains(&file)
+        {
+            files.push(file);
+        }
+    }
+    files
+        .into_iter()
+        .map(|path| Library {
+            name: path.display().to_string(),
+            path,
+        })
+        .collect()
+}
+
+/// The system's libssl: the newest soname in the system library folders.
+fn system_libssl() -> Option<PathBuf> {
+    let multiarch = format!("/usr/lib/{}-linux-gnu", std::env::consts::ARCH);
+    let dirs = [multiarch.as_str(), "/usr/lib64", "/usr/lib"];
+    ["libssl.so.3", "libssl.so.1.1"]
+        .iter()
+        .flat_map(|name| dirs.iter().map(move |dir| Path::new(dir).join(name)))
+        .find(|path| path.exists())
+}
+
 /// The `libssl.so*` files mapped in a maps file's text, once each.
 fn libssl_mappings(maps: &str) -> Vec<Mapping> {
     let mut out: Vec<Mapping> = Vec::new();
@@ -141,6 +199,21 @@ fn libssl_mappings(maps: &str) -> Vec<Mapping> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn installed_libraries_exist_and_are_distinct() {
+        let found = installed();
+        for library in &found {
+            assert!(library.path.is_file(), "{library:?}");
+            assert!(library.name.contains("libssl.so"), "{library:?}");
+        }
+        let mut paths: Vec<_> = found.iter().map(|l| &l.path).collect();
+        paths.dedup();
+        assert_eq!(paths.len(), found.len());
+        if Path::new(SYSTEM_NGINX).exists() {
+            assert!(!found.is_empty(), "the system's libssl");
+        }
+    }
 
     #[test]
     fn libssl_mappings_are_found_once_per_file() {

@@ -4,7 +4,9 @@
 //! [`Segment`]s on each connection's real 4-tuple.
 //!
 //! - **Which library:** every `libssl.so*` the gateway's processes map
-//!   ([`discover`]), and any named with `--tls-lib`.
+//!   ([`discover`]; when none can be read, as under the systemd unit, the
+//!   ones Kong, OpenResty or the distribution's nginx install), and any
+//!   named with `--tls-lib`.
 //! - **Which calls:** only the gateway's. The uprobes fire in every
 //!   process mapping the library (curl and wrk on the same kernel too), so
 //!   the kernel records a call only when its process is named like a
@@ -163,8 +165,10 @@ pub struct TlsCapture {
 impl TlsCapture {
     /// Finds the gateway, loads and attaches the tap. `None` when `mode`
     /// is off, or auto and the tap does not apply or cannot load (logged).
-    /// Must be called inside a tokio runtime, with the privileges to read
-    /// the gateway's `/proc/PID/maps` (`CAP_SYS_PTRACE`, or its user).
+    /// Must be called inside a tokio runtime, with `CAP_SYS_ADMIN` (uprobes)
+    /// and, to read which libssl the gateway maps rather than probe the
+    /// ones gateways install, access to its `/proc/PID/maps`
+    /// (`CAP_SYS_PTRACE`, or its user).
     ///
     /// # Errors
     /// With `on`: why the tap cannot run. Nothing stays attached.
@@ -184,6 +188,16 @@ impl TlsCapture {
     }
 
     fn try_start(opts: &TlsOptions) -> Result<Self> {
+        // perf_uprobe_event_init: `capable(CAP_SYS_ADMIN)` again since Linux
+        // 6.16 and the stable kernels of July 2025 (commit ba677dbe77af,
+        // "perf: Revert to requiring CAP_SYS_ADMIN for uprobes": a uprobe
+        // placed mid-instruction corrupts the process it is in).
+        let effective = caps::read(None, caps::CapSet::Effective)?;
+        if !effective.contains(&caps::Capability::CAP_SYS_ADMIN) {
+            bail!(
+                "creating uprobes needs CAP_SYS_ADMIN (Linux 6.16 and later, and stable kernels since July 2025)"
+            );
+        }
         let offsets = offsets::kernel_offsets().map_err(anyhow::Error::msg)?;
         let netns = std::fs::metadata("/proc/self/ns/net")
             .context("reading this process's network namespace")?
@@ -297,8 +311,8 @@ impl TlsCapture {
     }
 }
 
-/// The libraries to probe: those the gateway's processes map, and those
-/// named with `--tls-lib`.
+/// The libraries to probe: those the gateway's processes map (when none
+/// can be read, those gateways install), and those named with `--tls-lib`.
 ///
 /// # Errors
 /// `/proc` cannot be read, or there is no library to probe.
@@ -311,6 +325,15 @@ fn libraries(named: &[PathBuf]) -> Result<Vec<Library>> {
         );
     }
     let mut libraries = found.libraries;
+    if found.processes == 0 {
+        libraries = discover::installed();
+        let names: Vec<&str> = libraries.iter().map(|l| l.name.as_str()).collect();
+        info!(
+            unreadable = found.unreadable,
+            libraries = ?names,
+            "no gateway process could be read (other users' are hidden without CAP_SYS_PTRACE): probing the libraries gateways install"
+        );
+    }
     for path in named {
         let name = path.display().to_string();
         if !libraries.iter().any(|l| l.name == name) {
@@ -321,15 +344,13 @@ fn libraries(named: &[PathBuf]) -> Result<Vec<Library>> {
         }
     }
     if libraries.is_empty() {
-        let why = match (found.processes, found.unreadable) {
-            (0, 0) => format!(
-                "no gateway process ({}) runs in this network namespace",
+        let why = if found.processes == 0 {
+            format!(
+                "no gateway process ({}) could be read in this network namespace and none is installed where Kong, OpenResty or the distribution put it",
                 GATEWAY_NAMES.join(", ")
-            ),
-            (0, n) => format!(
-                "{n} gateway processes could not be inspected (another user's: CAP_SYS_PTRACE)"
-            ),
-            _ => "the gateway maps no libssl (linked statically?)".to_string(),
+            )
+        } else {
+            "the gateway maps no libssl (linked statically?)".to_string()
         };
         bail!("{why}: name the library with --tls-lib");
     }

@@ -162,7 +162,7 @@ fn https_requests_are_transactions_of_the_gateways_own_tls_calls() {
     for lost in ["ring_full", "copy_error", "events_lost"] {
         assert_eq!(n(&k[lost]), 0, "{lost}: {s}");
     }
-    for dropped in ["unbound", "other_port", "http2", "malformed"] {
+    for dropped in ["unbound", "other_port", "malformed"] {
         assert_eq!(n(&r[dropped]), 0, "{dropped}: {s}");
     }
     // /big's 64 KiB went in 16 KiB SSL_writes (nginx's ssl_buffer_size),

@@ -159,7 +159,6 @@ impl Sources {
                 delivered = c.delivered,
                 unbound = c.unbound,
                 other_port = c.other_port,
-                http2 = c.http2,
                 processes = t.processes,
                 "TLS tap counters"
             );

@@ -23,7 +23,7 @@
 //! | `siem_sensor_segments_dropped_total` | counter | `reason`: `bad_ip_length`, `bad_ip_checksum`, `bad_tcp_checksum` | 3 | segments the gateway's stack drops, dropped before reassembly (insertion attempts) |
 //! | `siem_sensor_tcp_checksum_unknown_total` | counter | | 1 | segments whose TCP checksum could not be judged (XDP, longer than 2 KiB with `CHECKSUM_NONE`, no BTF) |
 //! | `siem_sensor_tls_calls_total` | counter | `result`: `seen`, `submitted`, `ring_full`, `copy_error` | 4 | the TLS tap's kernel counters: the gateway's SSL calls that moved data, their records submitted, lost to a full ring, submitted without bytes |
-//! | `siem_sensor_tls_chunks_total` | counter | `result`: `delivered`, `unbound`, `other_port`, `http2` | 4 | what became of the calls' plaintext: into the pipeline, never tied to a socket, not proxy traffic, HTTP/2 (not decoded) |
+//! | `siem_sensor_tls_chunks_total` | counter | `result`: `delivered`, `unbound`, `other_port` | 3 | what became of the calls' plaintext: into the pipeline, never tied to a socket, not proxy traffic |
 //! | `siem_sensor_tls_events_total` | counter | `result`: `submitted`, `ring_full` | 2 | the TLS tap's socket and end records |
 //! | `siem_sensor_tls_bytes_beyond_capture_total` | counter | | 1 | plaintext bytes past the capture length (framed by length, never read) |
 //! | `siem_sensor_tls_gateway_processes` | gauge | | 1 | the gateway processes the TLS tap records (0: it sees nothing) |
@@ -112,7 +112,6 @@ pub fn tls(c: &TlsCounters) {
         ("delivered", r.delivered),
         ("unbound", r.unbound),
         ("other_port", r.other_port),
-        ("http2", r.http2),
     ] {
         counter!("siem_sensor_tls_chunks_total", "result" => result).absolute(n);
     }

@@ -20,8 +20,8 @@
 //! - Only the gateway's proxy traffic counts, decided by topology as the
 //!   identity layer does: a connection the gateway accepted on a proxy
 //!   port (client leg) or one it opened (an upstream over TLS). Others (an
-//!   admin or status listener) and HTTP/2 connections (not decoded yet)
-//!   are counted and dropped.
+//!   admin or status listener) are counted and dropped. HTTP/2 (ALPN `h2`)
+//!   goes on like HTTP/1.1: the HTTP layer knows it by its preface.
 
 use std::collections::VecDeque;
 
@@ -43,8 +43,6 @@ pub const UNBOUND_WAIT_NS: u64 = 5_000_000_000;
 /// the flow table has long expired its flow (120 s).
 pub const IDLE_NS: u64 = 600_000_000_000;
 
-/// The first bytes an HTTP/2 client sends (RFC 9113 section 3.4).
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 /// The initial sequence number of both synthetic streams.
 const ISN: u32 = 0;
 
@@ -60,8 +58,6 @@ pub struct ChunkCounters {
     /// Chunks of connections that are not proxy traffic (accepted on a
     /// port not in `--proxy-ports`): dropped.
     pub other_port: u64,
-    /// Chunks of HTTP/2 connections (not decoded yet): dropped.
-    pub http2: u64,
     /// Bytes of calls beyond the capture length (framed by length, never read).
     pub beyond_capture_bytes: u64,
     /// Connections forgotten to stay within [`MAX_CONNECTIONS`].
@@ -92,8 +88,6 @@ enum Verdict {
     },
     /// Not proxy traffic.
     OtherPort,
-    /// HTTP/2.
-    Http2,
 }
 
 struct Conn {
@@ -331,16 +325,12 @@ impl Conn {
     }
 
     fn deliver(&mut self, chunk: &Chunk<'_>, time_ns: u64, out: &mut Out<'_, '_>) {
-        if chunk.offset == 0 && chunk.bytes.starts_with(H2_PREFACE) {
-            self.verdict = Verdict::Http2;
-        }
         let (tuple, peer_is_client) = match self.verdict {
             Verdict::Keep {
                 tuple,
                 peer_is_client,
             } => (tuple, peer_is_client),
             Verdict::OtherPort => return out.counters.other_port += 1,
-            Verdict::Http2 => return out.counters.http2 += 1,
             // Delivery follows the bind, which decides.
             Verdict::Unbound => return out.counters.unbound += 1,
         };

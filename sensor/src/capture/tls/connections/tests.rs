@@ -216,7 +216,7 @@ fn only_proxy_traffic_counts() {
 }
 
 #[test]
-fn http2_connections_are_counted_not_parsed() {
+fn http2_goes_on_as_the_bytes_it_is() {
     let mut c = Connections::new(vec![8443]);
     let t = Some(tuple(GATEWAY, CLIENT));
     let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -233,8 +233,9 @@ fn http2_connections_are_counted_not_parsed() {
             ),
         ],
     );
-    assert!(segs.is_empty());
-    assert_eq!(c.counters().http2, 2);
+    assert_eq!(segs.len(), 2);
+    assert_eq!(segs[0].payload, preface);
+    assert_eq!(c.counters().delivered, 2);
 }
 
 #[test]

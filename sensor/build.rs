@@ -1,7 +1,8 @@
 //! Builds the kernel programs in `sensor-ebpf` for `bpfel-unknown-none` with
 //! the nightly toolchain (aya-build runs `cargo +nightly build -Z
-//! build-std=core`) and leaves the object at `$OUT_DIR/sensor-ebpf`, where
-//! `src/capture/live.rs` embeds it. `SENSOR_EBPF_TOOLCHAIN` overrides the
+//! build-std=core`) and leaves the objects at `$OUT_DIR/sensor-ebpf` (tc,
+//! XDP), where `src/capture/live/mod.rs` embeds it, and `$OUT_DIR/sensor-tls`
+//! (the TLS tap), embedded by `src/capture/tls/mod.rs`. `SENSOR_EBPF_TOOLCHAIN` overrides the
 //! toolchain name.
 
 use anyhow::Context as _;

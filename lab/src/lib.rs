@@ -8,6 +8,7 @@
 //! ([`captures`]).
 
 pub mod captures;
+mod clients;
 pub mod consumers;
 pub mod h2;
 pub mod install;
@@ -20,6 +21,7 @@ pub mod scenarios;
 pub mod sensor;
 mod sh;
 
+pub use clients::{Listener, PROXY_TLS_PORT};
 pub use network::{
     CLIENT_V4, CLIENT_V6, EXTRA_CLIENTS, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF,
     GATEWAY_UPSTREAM_V4, GATEWAY_V4, GATEWAY_V6, KONG_ADDRESSES, Lab, PROXY_PORT, UPSTREAM_PORT,

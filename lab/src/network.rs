@@ -162,46 +162,12 @@ impl Lab {
         format!("10.77.0.{}", 10 + u16::from(i))
     }
 
-    /// Proxy URL on the gateway for `path`, over IPv4 or IPv6.
-    pub fn proxy_url(&self, ipv6: bool, path: &str) -> String {
-        if ipv6 {
-            format!("http://[{GATEWAY_V6}]:{PROXY_PORT}{path}")
-        } else {
-            format!("http://{GATEWAY_V4}:{PROXY_PORT}{path}")
-        }
-    }
-
     /// A command that runs `program` on the client host with address `source`.
     ///
     /// # Errors
     /// `source` is not a client address of the lab.
     pub fn command_from(&self, source: &str, program: &str) -> Result<Command> {
         Ok(self.command(&self.client_ns_of(source)?, program))
-    }
-
-    /// `n` requests for `path` on one keep-alive connection from the client
-    /// host with address `source`, with curl's `extra` arguments.
-    ///
-    /// # Errors
-    /// Not a client address; curl failed (no answer within 10 s, connection
-    /// refused, ...).
-    pub fn curl_from(&self, source: &str, extra: &[&str], path: &str, n: usize) -> Result<()> {
-        let url = self.proxy_url(false, path);
-        let mut cmd = self.command_from(source, "curl")?;
-        cmd.args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "--max-time",
-            "10",
-            "--interface",
-            source,
-        ]);
-        cmd.args(extra);
-        for _ in 0..n {
-            cmd.arg(&url);
-        }
-        run_quiet(&mut cmd).map(drop)
     }
 
     /// Makes the client host with address `source` drop the TCP resets its
@@ -220,28 +186,6 @@ impl Lab {
             run_quiet(self.command(&ns, "nft").args(rule.split(' ')))?;
         }
         Ok(())
-    }
-
-    /// `curl` from the client namespace; returns the HTTP status and body.
-    ///
-    /// # Errors
-    /// curl failed (no answer within 10 s, connection refused, ...).
-    pub fn curl(&self, url: &str) -> Result<(u16, Vec<u8>)> {
-        let out = run_quiet(self.command(&self.client_ns(), "curl").args([
-            "-s",
-            "--max-time",
-            "10",
-            "-w",
-            "\n%{http_code}",
-            url,
-        ]))?;
-        let split = out
-            .stdout
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .context("curl printed no status")?;
-        let status = String::from_utf8_lossy(&out.stdout[split + 1..]).parse()?;
-        Ok((status, out.stdout[..split].to_vec()))
     }
 
     fn build_network(&self) -> Result<()> {

@@ -12,12 +12,13 @@ use anyhow::{Context as _, Result, bail};
 use crate::{
     consumers::{CONSUMERS, Consumer, RATE_LIMIT_PER_S},
     h2::GATEWAY_H2_SERVERS,
-    network::Lab,
+    network::{GATEWAY_V4, GATEWAY_V6, Lab},
     run_quiet,
 };
 
 impl Lab {
     pub(crate) fn start_servers(&self) -> Result<()> {
+        self.make_certificate()?;
         let www = self.workdir().join("www");
         fs::create_dir_all(&www)?;
         fs::write(www.join("big"), "0123456789abcdef".repeat(4096))?; // 64 KiB: many segments, GSO
@@ -37,16 +38,101 @@ impl Lab {
                 .replace("@RATE@", &RATE_LIMIT_PER_S.to_string())
                 .replace("@WWW@", &www.display().to_string());
             fs::write(dir.join("nginx.conf"), conf)?;
-            let dir = dir.display().to_string();
-            run_quiet(self.command(&ns, "nginx").args([
-                "-p",
-                &dir,
-                "-c",
-                "nginx.conf",
-                "-e",
-                "error.log",
-            ]))?;
+            self.nginx(name, &ns, &[])?;
         }
+        self.wait_for_gateway()
+    }
+
+    /// Writes the gateway's certificate (self-signed, naming its addresses,
+    /// so curl verifies it against [`Lab::ca_file`]) and key into its nginx
+    /// folder (`cert.pem`, `key.pem`, which its config names relative to it).
+    fn make_certificate(&self) -> Result<()> {
+        let names = [GATEWAY_V4, GATEWAY_V6, "kong.lab"].map(String::from);
+        let made = rcgen::generate_simple_self_signed(names.to_vec())
+            .context("making the gateway's certificate")?;
+        let dir = self.workdir().join("gateway");
+        fs::create_dir_all(&dir)?;
+        fs::write(dir.join("cert.pem"), made.cert.pem())?;
+        fs::write(dir.join("key.pem"), made.signing_key.serialize_pem())?;
+        Ok(())
+    }
+
+    /// Runs the nginx of server `name` (`gateway`, `upstream`) in its
+    /// namespace `ns` with `args` (none: start it).
+    fn nginx(&self, name: &str, ns: &str, args: &[&str]) -> Result<()> {
+        let dir = self.workdir().join(name).display().to_string();
+        let mut cmd = self.command(ns, "nginx");
+        cmd.args(["-p", &dir, "-c", "nginx.conf", "-e", "error.log"]);
+        run_quiet(cmd.args(args)).map(drop)
+    }
+
+    /// Reloads the gateway (`nginx -s reload`, as `kong reload`): its
+    /// master forks new workers and retires the old ones.
+    ///
+    /// # Errors
+    /// nginx refused, or the gateway did not answer within 10 s.
+    pub fn reload_gateway(&self) -> Result<()> {
+        let old = self.gateway_pids()?;
+        self.nginx("gateway", &self.gateway_ns(), &["-s", "reload"])?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.gateway_pids()?.iter().any(|p| old[1..].contains(p)) {
+            if Instant::now() > deadline {
+                bail!("the gateway's old workers did not exit within 10 s");
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        self.wait_for_gateway()
+    }
+
+    /// Stops the gateway and starts it again (as `kong restart`): a new
+    /// master, not forked from the old one.
+    ///
+    /// # Errors
+    /// nginx refused, or the gateway did not stop or answer within 10 s.
+    pub fn restart_gateway(&self) -> Result<()> {
+        let pid_file = self.workdir().join("gateway/nginx.pid");
+        self.nginx("gateway", &self.gateway_ns(), &["-s", "quit"])?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pid_file.exists() {
+            if Instant::now() > deadline {
+                bail!("the gateway did not stop within 10 s");
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        self.nginx("gateway", &self.gateway_ns(), &[])?;
+        self.wait_for_gateway()
+    }
+
+    /// The gateway's processes: its master first, then its workers.
+    ///
+    /// # Errors
+    /// The pid file or `/proc` cannot be read.
+    pub fn gateway_pids(&self) -> Result<Vec<u32>> {
+        let pid_file = self.workdir().join("gateway/nginx.pid");
+        let master: u32 = fs::read_to_string(pid_file)?.trim().parse()?;
+        let mut pids = vec![master];
+        for entry in fs::read_dir("/proc")? {
+            let Some(pid) = entry?
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // pid (comm) state ppid ...
+            let ppid = stat
+                .rsplit_once(") ")
+                .and_then(|(_, rest)| rest.split(' ').nth(1));
+            if ppid == Some(master.to_string().as_str()) {
+                pids.push(pid);
+            }
+        }
+        Ok(pids)
+    }
+
+    /// Waits until the gateway answers on its plain listener.
+    fn wait_for_gateway(&self) -> Result<()> {
         let url = self.proxy_url(false, "/");
         let deadline = Instant::now() + Duration::from_secs(10);
         while run_quiet(self.command(&self.client_ns(), "curl").args([
@@ -106,8 +192,9 @@ fn consumer_maps() -> String {
     .concat()
 }
 
-/// A Kong-like proxy on :8000 in front of the upstream, as Kong 3.x puts it
-/// on the wire (Kong docs: key-auth, rate-limiting, proxy reference):
+/// A Kong-like proxy on :8000 and :8443 (HTTPS, HTTP/1.1; Kong's default
+/// `proxy_listen`) in front of the upstream, as Kong 3.x puts it on the
+/// wire (Kong docs: key-auth, rate-limiting, proxy reference):
 /// - `/` is an open route; `/api/` a route with key-auth (the `apikey`
 ///   header or query parameter; 401 with `WWW-Authenticate: Key
 ///   realm="kong"` when missing or unknown) and a per-consumer rate limit
@@ -128,6 +215,10 @@ const GATEWAY_SERVER: &str = r#"
     listen 10.77.0.1:8000;
     access_log access.log sensor;
     listen [fd77::1]:8000;
+    listen 10.77.0.1:8443 ssl;
+    listen [fd77::1]:8443 ssl;
+    ssl_certificate cert.pem;
+    ssl_certificate_key key.pem;
     server_tokens off;
     proxy_http_version 1.1;
     @PROXY_HEADERS@

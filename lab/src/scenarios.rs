@@ -12,7 +12,8 @@ use std::process::{Command, Stdio};
 use anyhow::{Context as _, Result, bail};
 
 use crate::{
-    CLIENT_V4, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, Lab, consumers::Consumer, run_quiet,
+    CLIENT_V4, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, Lab, Listener, consumers::Consumer,
+    run_quiet,
 };
 
 /// The sensor flags the scenarios assume, for `run` and `replay` alike:
@@ -54,16 +55,25 @@ pub struct Scenario {
     pub raises: Vec<Expected>,
     /// Alerts it must not raise (near misses).
     pub quiet: Vec<Expected>,
-    play: fn(&Lab) -> Result<()>,
+    play: fn(&Lab, Listener) -> Result<()>,
 }
 
 impl Scenario {
-    /// Plays the traffic.
+    /// Plays the traffic through the gateway's plain HTTP listener.
     ///
     /// # Errors
     /// A client failed to run.
     pub fn play(&self, lab: &Lab) -> Result<()> {
-        (self.play)(lab)
+        self.play_over(lab, Listener::Http)
+    }
+
+    /// Plays the traffic through the gateway's `listener`: the same
+    /// clients, requests and expected alerts over HTTPS as over HTTP.
+    ///
+    /// # Errors
+    /// A client failed to run.
+    pub fn play_over(&self, lab: &Lab, listener: Listener) -> Result<()> {
+        (self.play)(lab, listener)
     }
 }
 
@@ -92,13 +102,13 @@ pub fn all() -> Vec<Scenario> {
                 .flat_map(|i| PER_IP.map(|d| (d, h(i))))
                 .chain(["alice", "bob", "carol"].map(|c| ("credential_spread", c.into())))
                 .collect(),
-            play: |lab| {
+            play: |lab, via| {
                 let clients = [("alice", "header"), ("bob", "header"), ("carol", "query")]
                     .iter()
                     .zip(0..)
                     .map(|((name, place), i)| {
                         let key = Consumer::named(name).key;
-                        let mut wrk = wrk(lab, &h(i), CONSUMER_LUA, &["-c1", "-d3s"])?;
+                        let mut wrk = wrk(lab, via, &h(i), CONSUMER_LUA, &["-c1", "-d3s"])?;
                         wrk.args(["--", key, place]);
                         Ok(wrk.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?)
                     })
@@ -116,8 +126,8 @@ pub fn all() -> Vec<Scenario> {
             name: "a flood from one address: 2 s as fast as it goes (wrk)",
             raises: vec![("request_flood", CLIENT_V4.into())],
             quiet: vec![("error_rate", CLIENT_V4.into())],
-            play: |lab| {
-                let url = lab.proxy_url(false, "/hello");
+            play: |lab, via| {
+                let url = via.url(false, "/hello");
                 let mut wrk = lab.command_from(CLIENT_V4, "wrk")?;
                 run_quiet(wrk.args(["-t1", "-c2", "-d2s", &url])).map(drop)
             },
@@ -130,24 +140,26 @@ pub fn all() -> Vec<Scenario> {
                 ("success_then_failure", h(10)),
                 ("honeypot", h(10)),
             ],
-            play: |lab| run_quiet(&mut wrk(lab, &h(10), SCAN_LUA, &["-c1", "-d2s"])?).map(drop),
+            play: |lab, via| {
+                run_quiet(&mut wrk(lab, via, &h(10), SCAN_LUA, &["-c1", "-d2s"])?).map(drop)
+            },
         },
         Scenario {
             name: "one API key (dave's) used from three addresses, then a fourth (the alert \
                    is updated); erin's from two (curl)",
             raises: vec![("credential_spread", "dave".into())],
             quiet: vec![("credential_spread", "erin".into())],
-            play: |lab| {
+            play: |lab, via| {
                 let (dave, erin) = (Consumer::named("dave"), Consumer::named("erin"));
-                lab.curl_from(&h(3), &["-H", &dave.header()], "/api/orders", 2)?;
+                via.curl_from(lab, &h(3), &["-H", &dave.header()], "/api/orders", 2)?;
                 let query = format!("/api/users/7?apikey={}", dave.key);
-                lab.curl_from(&h(4), &[], &query, 2)?;
-                lab.curl_from(&h(5), &["-H", &dave.header()], "/api/items", 2)?;
+                via.curl_from(lab, &h(4), &[], &query, 2)?;
+                via.curl_from(lab, &h(5), &["-H", &dave.header()], "/api/items", 2)?;
                 // A fourth address (a normal-use host: two more requests
                 // change nothing of its own).
-                lab.curl_from(&h(2), &["-H", &dave.header()], "/api/items", 1)?;
+                via.curl_from(lab, &h(2), &["-H", &dave.header()], "/api/items", 1)?;
                 for i in [6, 7] {
-                    lab.curl_from(&h(i), &["-H", &erin.header()], "/api/orders", 2)?;
+                    via.curl_from(lab, &h(i), &["-H", &erin.header()], "/api/orders", 2)?;
                 }
                 Ok(())
             },
@@ -161,10 +173,10 @@ pub fn all() -> Vec<Scenario> {
                 ("success_then_failure", h(9)),
                 ("error_rate", h(9)),
             ],
-            play: |lab| {
+            play: |lab, via| {
                 for (host, pages) in [(h(8), 6), (h(9), 3)] {
-                    lab.curl_from(&host, &[], "/hello", pages)?;
-                    ab(lab, &host, 15, 1, "apikey: guess-0000", "/api/orders")?;
+                    via.curl_from(lab, &host, &[], "/hello", pages)?;
+                    ab(lab, via, &host, 15, 1, "apikey: guess-0000", "/api/orders")?;
                 }
                 Ok(())
             },
@@ -173,15 +185,15 @@ pub fn all() -> Vec<Scenario> {
             name: "a hit on a decoy route (curl)",
             raises: vec![("honeypot", h(11))],
             quiet: vec![("honeypot", CLIENT_V4.into())],
-            play: |lab| lab.curl_from(&h(11), &[], "/admin/login", 1),
+            play: |lab, via| via.curl_from(lab, &h(11), &[], "/admin/login", 1),
         },
         Scenario {
             name: "a consumer over its rate limit: mallory, 300 requests 4 at a time (ab)",
             raises: vec![("error_rate", h(12))],
             quiet: vec![("request_flood", h(12)), ("success_then_failure", h(12))],
-            play: |lab| {
+            play: |lab, via| {
                 let header = Consumer::named("mallory").header();
-                ab(lab, &h(12), 300, 4, &header, "/api/orders")
+                ab(lab, via, &h(12), 300, 4, &header, "/api/orders")
             },
         },
     ]
@@ -190,19 +202,34 @@ pub fn all() -> Vec<Scenario> {
 const CONSUMER_LUA: (&str, &str) = ("consumer.lua", include_str!("../lua/consumer.lua"));
 const SCAN_LUA: (&str, &str) = ("scan.lua", include_str!("../lua/scan.lua"));
 
-/// `wrk -t1 ARGS -s SCRIPT URL` from `source` against the gateway; the
-/// script `(name, text)` is written to the lab's workdir.
-fn wrk(lab: &Lab, source: &str, (name, text): (&str, &str), args: &[&str]) -> Result<Command> {
+/// `wrk -t1 ARGS -s SCRIPT URL` from `source` against the gateway's
+/// `listener`; the script `(name, text)` is written to the lab's workdir.
+fn wrk(
+    lab: &Lab,
+    listener: Listener,
+    source: &str,
+    (name, text): (&str, &str),
+    args: &[&str],
+) -> Result<Command> {
     let script = lab.workdir().join(name);
     std::fs::write(&script, text).with_context(|| format!("writing {}", script.display()))?;
     let mut cmd = lab.command_from(source, "wrk")?;
     cmd.arg("-t1").args(args).arg("-s").arg(script);
-    cmd.arg(lab.proxy_url(false, "/"));
+    cmd.arg(listener.url(false, "/"));
     Ok(cmd)
 }
 
-/// `ab -n N -c C -H HEADER URL` from `source` (keep-alive off, as ab's default).
-fn ab(lab: &Lab, source: &str, n: u32, c: u32, header: &str, path: &str) -> Result<()> {
+/// `ab -n N -c C -H HEADER URL` from `source` against the gateway's
+/// `listener` (keep-alive off, as ab's default).
+fn ab(
+    lab: &Lab,
+    via: Listener,
+    source: &str,
+    n: u32,
+    c: u32,
+    header: &str,
+    path: &str,
+) -> Result<()> {
     let mut cmd = lab.command_from(source, "ab")?;
     cmd.args([
         "-q",
@@ -213,5 +240,5 @@ fn ab(lab: &Lab, source: &str, n: u32, c: u32, header: &str, path: &str) -> Resu
         "-H",
         header,
     ]);
-    run_quiet(cmd.arg(lab.proxy_url(false, path))).map(drop)
+    run_quiet(cmd.arg(via.url(false, path))).map(drop)
 }

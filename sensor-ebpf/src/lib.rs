@@ -1,4 +1,5 @@
 //! The record types shared by siem-sensor's kernel programs and its daemon.
+//! The TLS tap's records are in [`tls`].
 //!
 //! Every TCP segment that passes the port filter becomes one ring-buffer
 //! record: a fixed [`SegmentHeader`] followed by up to
@@ -8,6 +9,7 @@
 #![no_std]
 
 pub mod headers;
+pub mod tls;
 
 /// Largest payload prefix the kernel programs copy into a record, in bytes.
 /// The effective cap is chosen at load time (`CAPTURE_LEN`, default

@@ -12,10 +12,13 @@ use lab::{
     CLIENT_V4, CLIENT_V6, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_UPSTREAM_V4, GATEWAY_V4,
     GATEWAY_V6, Lab, UPSTREAM_V4, sensor::SensorProcess,
 };
-use support::{SENSOR, loaded_programs, matching, require_root, sensor_output, start_sensor};
+use support::{
+    SENSOR, as_nobody, loaded_packet_programs, matching, programs_left_after_exit, require_root,
+    sensor_output, start_sensor,
+};
 
 fn assert_nothing_attached() {
-    let loaded = loaded_programs();
+    let loaded = programs_left_after_exit();
     assert!(loaded.is_empty(), "still loaded: {loaded:?}");
 }
 
@@ -76,7 +79,7 @@ fn tc_sees_both_legs_over_ipv4_and_ipv6() {
             "--debug-segments",
         ],
     );
-    assert_eq!(loaded_programs(), ["tc_ingress", "tc_egress"]);
+    assert_eq!(loaded_packet_programs(), ["tc_ingress", "tc_egress"]);
     // Started as root, attached with TCX links: no capability is left.
     assert_eq!(permitted_caps(sensor.pid()), 0);
     assert_eq!(
@@ -295,7 +298,7 @@ fn xdp_sees_ingress_only() {
             "--debug-segments",
         ],
     );
-    assert_eq!(loaded_programs(), ["xdp_ingress"]);
+    assert_eq!(loaded_packet_programs(), ["xdp_ingress"]);
     assert_eq!(
         lab.curl(&lab.proxy_url(false, "/hello?via=xdp")).unwrap().0,
         200
@@ -475,28 +478,6 @@ fn missing_capability_is_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("missing capability CAP_BPF"), "{err}");
     assert_nothing_attached();
-}
-
-/// `setpriv` to the unprivileged user `nobody` holding exactly `caps`
-/// (e.g. `+bpf,+perfmon`) as ambient capabilities, as the systemd unit runs
-/// the sensor.
-fn as_nobody(caps: &str) -> Vec<String> {
-    let set = format!("-all,{caps}");
-    [
-        "setpriv",
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-    ]
-    .map(String::from)
-    .into_iter()
-    .chain([
-        format!("--inh-caps={set}"),
-        format!("--ambient-caps={set}"),
-        format!("--bounding-set={set}"),
-    ])
-    .chain(["--".to_string()])
-    .collect()
 }
 
 #[test]

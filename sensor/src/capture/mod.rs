@@ -2,12 +2,16 @@
 //!
 //! Each source hands [`Segment`]s, the unit every later stage consumes, to
 //! a callback and keeps its own counters: [`live`] loads the kernel programs
-//! of `sensor-ebpf`, attaches them and drains their ring buffer; [`file`]
-//! reads pcap and pcapng files. Neither knows what consumes the segments.
+//! of `sensor-ebpf`, attaches them and drains their ring buffer; [`tls`]
+//! reads the gateway's TLS plaintext from uprobes on its OpenSSL, as
+//! synthetic segments; [`file`] reads pcap and pcapng files. None knows
+//! what consumes the segments.
 
+pub mod btf;
 pub mod defrag;
 pub mod file;
 pub mod live;
+pub mod tls;
 
 use std::net::SocketAddr;
 
@@ -48,7 +52,7 @@ pub struct Segment<'a> {
 }
 
 /// Where a segment was captured: the live tap (with its hook, direction and
-/// interface) or a capture file, which records none of those.
+/// interface), the TLS tap, or a capture file, which records none of those.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
     /// The kernel programs of `sensor-ebpf`.
@@ -60,8 +64,26 @@ pub enum Source {
         /// Interface index the segment was seen on.
         ifindex: u32,
     },
+    /// The TLS tap: a synthetic segment carrying one SSL call's
+    /// plaintext (or a handshake or FIN standing for the connection's
+    /// start and end). The flow table keys these apart from packet
+    /// segments of the same 4-tuple (which carry the ciphertext).
+    Tls {
+        /// Relative to the gateway: `Ingress` for `SSL_read`, `Egress`
+        /// for `SSL_write`.
+        direction: Direction,
+        /// The gateway process.
+        pid: u32,
+    },
     /// A pcap or pcapng file.
     File,
+}
+
+impl Source {
+    /// Whether the segment is TLS plaintext.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Self::Tls { .. })
+    }
 }
 
 /// A [`Segment`] that owns its payload, for holding segments beyond the

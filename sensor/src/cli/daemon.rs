@@ -1,12 +1,15 @@
-//! The daemon's event loop: the live source, the pipeline and the
-//! exporter, driven by the ring buffer's wakeups, a poll timer, signals and
-//! the metrics and stats timers.
+//! The daemon's event loop: the sources (the packet tap and, when on, the
+//! TLS tap), the pipeline and the exporter, driven by the ring buffers'
+//! wakeups, a poll timer, signals and the metrics and stats timers.
 
 use std::{future::Future, time::Duration};
 
 use anyhow::Result;
 use sensor::{
-    capture::live::{CaptureCounters, LiveCapture},
+    capture::{
+        live::{CaptureCounters, LiveCapture},
+        tls::{TlsCapture, TlsCounters},
+    },
     exporter,
     pipeline::Pipeline,
 };
@@ -32,21 +35,37 @@ pub struct Daemon {
     pub metrics: bool,
 }
 
+/// The daemon's sources.
+pub struct Sources {
+    /// The packet tap (tc or XDP).
+    pub live: LiveCapture,
+    /// The TLS tap, when on.
+    pub tls: Option<TlsCapture>,
+}
+
+/// The sources' final counters.
+pub struct Stopped {
+    /// The packet tap's.
+    pub live: CaptureCounters,
+    /// The TLS tap's, when on.
+    pub tls: Option<TlsCounters>,
+}
+
 impl Daemon {
-    /// Feeds `capture`'s segments to `pipeline` until `shutdown` completes,
-    /// then stops the capture (draining what is left into the pipeline)
-    /// and returns its final counters. On SIGHUP it drains, then calls
-    /// `reload` (new settings, reopened files).
+    /// Feeds the sources' segments to `pipeline` until `shutdown`
+    /// completes, then stops them (draining what is left into the
+    /// pipeline) and returns their final counters. On SIGHUP it drains,
+    /// then calls `reload` (new settings, reopened files).
     ///
     /// # Errors
-    /// Reading the ring buffer or the kernel counters failed.
+    /// Reading a ring buffer or the kernel counters failed.
     pub async fn run(
         &self,
-        mut capture: LiveCapture,
+        mut sources: Sources,
         pipeline: &mut Pipeline,
         shutdown: impl Future<Output = ()>,
         mut reload: impl FnMut(&mut Pipeline),
-    ) -> Result<CaptureCounters> {
+    ) -> Result<Stopped> {
         tokio::pin!(shutdown);
         // Without a stats interval the ticker exists but its branch is disabled.
         let period = self.stats_interval.unwrap_or(Duration::from_secs(3600));
@@ -57,46 +76,95 @@ impl Daemon {
         let mut hangup = signal(SignalKind::hangup())?;
         loop {
             tokio::select! {
-                ready = capture.readable() => {
+                ready = sources.live.readable() => {
                     ready?;
-                    feed(&mut capture, pipeline);
+                    sources.feed(pipeline);
                 }
-                _ = poll.tick() => feed(&mut capture, pipeline),
+                ready = tls_readable(&mut sources.tls) => {
+                    ready?;
+                    sources.feed(pipeline);
+                }
+                _ = poll.tick() => sources.feed(pipeline),
                 _ = hangup.recv() => {
                     // What arrived before the signal is judged by the old settings.
-                    feed(&mut capture, pipeline);
+                    sources.feed(pipeline);
                     reload(pipeline);
                 }
                 _ = publish.tick() => {
                     if self.metrics {
-                        exporter::capture(&capture.counters()?);
+                        exporter::capture(&sources.live.counters()?);
+                        if let Some(tls) = &sources.tls {
+                            exporter::tls(&tls.counters()?);
+                        }
                         exporter::pipeline(&pipeline.counters(), pipeline.snapshot().as_ref());
                     }
                     // The loop is alive: feed systemd's watchdog (a no-op
                     // outside systemd).
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
                 }
-                _ = stats.tick(), if self.stats_interval.is_some() => {
-                    let c = capture.counters()?;
-                    let (k, r) = (c.kernel, c.reader);
-                    info!(seen = k.seen, submitted = k.submitted, ring_full = k.ring_full,
-                          copy_error = k.copy_error, received = r.received,
-                          malformed = r.malformed, "capture counters");
-                }
+                _ = stats.tick(), if self.stats_interval.is_some() => sources.log_counters()?,
                 () = &mut shutdown => break,
             }
         }
-        capture.stop(&mut |s| pipeline.segment(s))
+        let Sources { live, tls } = sources;
+        let live = live.stop(&mut |s| pipeline.segment(s))?;
+        let tls = tls
+            .map(|t| t.stop(&mut |s| pipeline.segment(s)))
+            .transpose()?;
+        Ok(Stopped { live, tls })
     }
 }
 
-/// Drains the ring buffer into the pipeline, moves event time on to now
-/// (expiring idle flows and closing windows when traffic is idle) and
-/// flushes the sinks.
-fn feed(capture: &mut LiveCapture, pipeline: &mut Pipeline) {
-    capture.drain(&mut |s| pipeline.segment(s));
-    pipeline.tick(capture.now_ns());
-    pipeline.flush();
+/// Completes when the TLS tap's ring woke its reader; never without a tap.
+async fn tls_readable(tls: &mut Option<TlsCapture>) -> std::io::Result<()> {
+    match tls {
+        Some(tap) => tap.readable().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Sources {
+    /// Drains the ring buffers into the pipeline, moves event time on to
+    /// now (expiring idle flows and closing windows when traffic is idle)
+    /// and flushes the sinks.
+    fn feed(&mut self, pipeline: &mut Pipeline) {
+        self.live.drain(&mut |s| pipeline.segment(s));
+        if let Some(tls) = &mut self.tls {
+            tls.drain(&mut |s| pipeline.segment(s));
+        }
+        pipeline.tick(self.live.now_ns());
+        pipeline.flush();
+    }
+
+    /// The counter log line(s).
+    fn log_counters(&self) -> Result<()> {
+        let c = self.live.counters()?;
+        let (k, r) = (c.kernel, c.reader);
+        info!(
+            seen = k.seen,
+            submitted = k.submitted,
+            ring_full = k.ring_full,
+            copy_error = k.copy_error,
+            received = r.received,
+            malformed = r.malformed,
+            "capture counters"
+        );
+        if let Some(tls) = &self.tls {
+            let t = tls.counters()?;
+            let (k, c) = (t.kernel, t.reader.chunks);
+            info!(
+                calls = k.calls,
+                ring_full = k.ring_full,
+                copy_error = k.copy_error,
+                delivered = c.delivered,
+                unbound = c.unbound,
+                other_port = c.other_port,
+                processes = t.processes,
+                "TLS tap counters"
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Completes on the first SIGINT or SIGTERM.

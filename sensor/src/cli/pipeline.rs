@@ -188,6 +188,11 @@ impl PipelineArgs {
         Ok(sinks)
     }
 
+    /// Kong's proxy listener ports (`--proxy-ports`).
+    pub fn proxy_ports(&self) -> &[u16] {
+        &self.proxy_ports
+    }
+
     /// The detector settings (none with `--no-detectors`).
     pub fn detect_config(&self) -> Option<sensor::detect::DetectConfig> {
         self.detect.config()

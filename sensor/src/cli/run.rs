@@ -6,8 +6,9 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use ipnet::IpNet;
 use sensor::{
-    capture::live::{
-        AttachPlan, Hook, LiveCapture, LiveOptions, Ports, TcAttach, XdpMode, privileges,
+    capture::{
+        live::{AttachPlan, Hook, LiveCapture, LiveOptions, Ports, TcAttach, XdpMode, privileges},
+        tls::{TlsCapture, TlsMode, TlsOptions},
     },
     exporter::{self, web_config::WebConfig},
     pipeline::Pipeline,
@@ -17,7 +18,7 @@ use tracing::{info, warn};
 
 use super::{
     choice::ChoiceParser,
-    daemon::{Daemon, shutdown_signal},
+    daemon::{Daemon, Sources, shutdown_signal},
     pipeline::{Mode, PipelineArgs, parse_net},
 };
 
@@ -59,6 +60,17 @@ pub struct RunArgs {
     /// Ring buffer size in MiB (a power of two).
     #[arg(long, default_value_t = 32, value_parser = ring_size_mib)]
     ring_size_mib: u32,
+    /// Tap the gateway's TLS: uprobes on the OpenSSL its processes (nginx,
+    /// OpenResty: Kong) map read each call's plaintext. auto: when a
+    /// gateway is found, else say why and go on without; on: or fail.
+    #[arg(long, default_value = "auto", value_parser = ChoiceParser::<TlsMode>::new())]
+    tls: TlsMode,
+    /// A libssl to probe besides those the gateway maps; repeat for several.
+    #[arg(long = "tls-lib", value_name = "PATH")]
+    tls_libraries: Vec<PathBuf>,
+    /// The TLS tap's ring buffer size in MiB (a power of two).
+    #[arg(long, default_value_t = 8, value_parser = ring_size_mib)]
+    tls_ring_size_mib: u32,
     /// Print every captured segment to stdout as a JSON line, credential
     /// headers and target secrets redacted.
     #[arg(long)]
@@ -150,6 +162,13 @@ pub async fn run(args: RunArgs, reparse: Reparse) -> Result<()> {
         capture_len: args.capture_len,
         ring_bytes: args.ring_size_mib * 1024 * 1024,
     };
+    let tls_options = TlsOptions {
+        mode: args.tls,
+        libraries: args.tls_libraries,
+        capture_len: args.capture_len,
+        ring_bytes: args.tls_ring_size_mib * 1024 * 1024,
+        proxy_ports: args.pipeline.proxy_ports().to_vec(),
+    };
     let exporter = match endpoint {
         Some(endpoint) => Some(
             exporter::install(endpoint)
@@ -171,6 +190,9 @@ pub async fn run(args: RunArgs, reparse: Reparse) -> Result<()> {
         exporter.serve();
     }
     let capture = LiveCapture::start(&options)?;
+    // Before the capabilities go: finding the gateway reads other users'
+    // /proc/PID/maps (CAP_SYS_PTRACE); later forks are followed in the kernel.
+    let tls = TlsCapture::start(&tls_options)?;
     let kept = privileges::drop_after_attach(capture.detach_needs_net_admin())
         .context("dropping capabilities after attach")?;
     info!(capabilities = ?kept, "capabilities dropped after attach; these remain");
@@ -180,6 +202,7 @@ pub async fn run(args: RunArgs, reparse: Reparse) -> Result<()> {
         hook = ?options.plan.hook,
         ports = ?options.ports,
         capture_len = options.capture_len,
+        tls = tls.is_some(),
         "capture started"
     );
     // systemd (Type=notify): ready once attached; a no-op outside systemd.
@@ -190,17 +213,21 @@ pub async fn run(args: RunArgs, reparse: Reparse) -> Result<()> {
         stats_interval: (args.stats_interval > 0).then(|| Duration::from_secs(args.stats_interval)),
         metrics,
     };
-    let capture = daemon
-        .run(capture, &mut pipeline, shutdown_signal()?, |p| {
+    let sources = Sources { live: capture, tls };
+    let stopped = daemon
+        .run(sources, &mut pipeline, shutdown_signal()?, |p| {
             reload(p, mode, reparse)
         })
         .await?;
+    let (capture, tls) = (stopped.live, stopped.tls);
+    let balanced = capture.balanced() && tls.as_ref().is_none_or(|t| t.balanced());
     pipeline.finish(false);
     let counters = pipeline.counters();
     let line = serde_json::json!({
         "event": "capture_summary",
         "kernel": capture.kernel,
         "reader": capture.reader,
+        "tls": tls,
         "segments": counters.flows.segments,
         "flows": counters.flows,
         "http": counters.http,
@@ -208,11 +235,11 @@ pub async fn run(args: RunArgs, reparse: Reparse) -> Result<()> {
         "detect": counters.detect,
         "sinks": counters.sinks,
         "gauges": pipeline.snapshot(),
-        "balanced": capture.balanced(),
+        "balanced": balanced,
     });
     println!("{line}");
     info!(summary = %line, "capture stopped, programs detached");
-    if !capture.balanced() {
+    if !balanced {
         bail!("capture counters do not balance: {line}");
     }
     Ok(())

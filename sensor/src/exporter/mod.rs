@@ -22,6 +22,11 @@
 //! | `siem_sensor_fragments_dropped_total` | counter | | 1 | IPv4 datagrams given up: overlapping fragments (as Linux), cut by the capture length, or incomplete after 30 s |
 //! | `siem_sensor_segments_dropped_total` | counter | `reason`: `bad_ip_length`, `bad_ip_checksum`, `bad_tcp_checksum` | 3 | segments the gateway's stack drops, dropped before reassembly (insertion attempts) |
 //! | `siem_sensor_tcp_checksum_unknown_total` | counter | | 1 | segments whose TCP checksum could not be judged (XDP, longer than 2 KiB with `CHECKSUM_NONE`, no BTF) |
+//! | `siem_sensor_tls_calls_total` | counter | `result`: `seen`, `submitted`, `ring_full`, `copy_error` | 4 | the TLS tap's kernel counters: the gateway's SSL calls that moved data, their records submitted, lost to a full ring, submitted without bytes |
+//! | `siem_sensor_tls_chunks_total` | counter | `result`: `delivered`, `unbound`, `other_port` | 3 | what became of the calls' plaintext: into the pipeline, never tied to a socket, not proxy traffic |
+//! | `siem_sensor_tls_events_total` | counter | `result`: `submitted`, `ring_full` | 2 | the TLS tap's socket and end records |
+//! | `siem_sensor_tls_bytes_beyond_capture_total` | counter | | 1 | plaintext bytes past the capture length (framed by length, never read) |
+//! | `siem_sensor_tls_gateway_processes` | gauge | | 1 | the gateway processes the TLS tap records (0: it sees nothing) |
 //! | `siem_sensor_segments_total` | counter | | 1 | segments into the pipeline |
 //! | `siem_sensor_flows_active` | gauge | | 1 | TCP connections tracked |
 //! | `siem_sensor_flows_ended_total` | counter | `how`: `closed`, `expired`, `evicted` | 3 | connections ended |
@@ -61,7 +66,7 @@ pub use endpoint::{Endpoint, Exporter, ExporterError, TOP_N_IDLE, install};
 use metrics::{counter, gauge};
 
 use crate::{
-    capture::live::CaptureCounters,
+    capture::{live::CaptureCounters, tls::TlsCounters},
     detect::{Snapshot, State},
     pipeline::PipelineCounters,
 };
@@ -90,6 +95,30 @@ pub fn capture(c: &CaptureCounters) {
         counter!("siem_sensor_segments_dropped_total", "reason" => reason).absolute(n);
     }
     counter!("siem_sensor_tcp_checksum_unknown_total").absolute(reader.tcp_checksum_unknown);
+}
+
+/// Publishes the TLS tap's counters.
+pub fn tls(c: &TlsCounters) {
+    let (k, r) = (&c.kernel, &c.reader.chunks);
+    for (result, n) in [
+        ("seen", k.calls),
+        ("submitted", k.submitted),
+        ("ring_full", k.ring_full),
+        ("copy_error", k.copy_error),
+    ] {
+        counter!("siem_sensor_tls_calls_total", "result" => result).absolute(n);
+    }
+    for (result, n) in [
+        ("delivered", r.delivered),
+        ("unbound", r.unbound),
+        ("other_port", r.other_port),
+    ] {
+        counter!("siem_sensor_tls_chunks_total", "result" => result).absolute(n);
+    }
+    counter!("siem_sensor_tls_events_total", "result" => "submitted").absolute(k.events);
+    counter!("siem_sensor_tls_events_total", "result" => "ring_full").absolute(k.events_lost);
+    counter!("siem_sensor_tls_bytes_beyond_capture_total").absolute(r.beyond_capture_bytes);
+    gauge!("siem_sensor_tls_gateway_processes").set(c.processes as f64);
 }
 
 /// Publishes the pipeline's counters and the detectors' gauges (the window

@@ -33,7 +33,9 @@ pub struct FlowTable<A: Analyzer> {
     analyzer_bytes: u64,
 }
 
-type Key = (SocketAddr, SocketAddr);
+/// The endpoints in order, and whether the flow is TLS plaintext (the TLS
+/// tap's), kept apart from the packets of the same 4-tuple.
+type Key = (SocketAddr, SocketAddr, bool);
 
 /// How long a closed connection's late segments are recognised and dropped:
 /// Linux's TIME_WAIT (`TCP_TIMEWAIT_LEN`, 60 s). Without it, a retransmitted
@@ -126,10 +128,11 @@ impl<A: Analyzer> FlowTable<A> {
     /// Takes one segment from any source.
     pub fn segment(&mut self, seg: &Segment<'_>, ctx: &mut A::Context) {
         self.counters.segments += 1;
+        let tls = seg.source.is_tls();
         let key = if seg.src <= seg.dst {
-            (seg.src, seg.dst)
+            (seg.src, seg.dst, tls)
         } else {
-            (seg.dst, seg.src)
+            (seg.dst, seg.src, tls)
         };
         let from = if seg.src == key.0 {
             Endpoint::First

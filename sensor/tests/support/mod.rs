@@ -43,6 +43,33 @@ pub fn sensor_output(lab: &Lab, prefix: &[&str], args: &[&str]) -> Output {
         .expect("running siem-sensor")
 }
 
+/// The packet tap's programs.
+pub const PACKET_PROGRAMS: [&str; 3] = ["tc_ingress", "tc_egress", "xdp_ingress"];
+
+/// The TLS tap's programs (names as the kernel keeps them, at most 15 bytes).
+pub const TLS_PROGRAMS: [&str; 13] = [
+    "ssl_read_in",
+    "ssl_read_ret",
+    "ssl_rdex_ret",
+    "ssl_write_in",
+    "ssl_write_ret",
+    "ssl_wrex_ret",
+    "ssl_free_in",
+    "ssl_accept_in",
+    "ssl_connect_in",
+    "tls_sock_send",
+    "tls_sock_recv",
+    "tls_exec",
+    "tls_exit",
+];
+
+/// The packet tap's programs loaded in the kernel (see [`loaded_programs`]).
+pub fn loaded_packet_programs() -> Vec<String> {
+    let mut loaded = loaded_programs();
+    loaded.retain(|p| PACKET_PROGRAMS.contains(&p.as_str()));
+    loaded
+}
+
 /// The sensor's programs loaded in the kernel, by name (`bpftool prog show`).
 /// A program that is not loaded cannot be attached anywhere, so an empty list
 /// after the sensor exits proves it left nothing behind. The check is
@@ -61,9 +88,46 @@ pub fn loaded_programs() -> Vec<String> {
     programs
         .iter()
         .filter_map(|p| p["name"].as_str())
-        .filter(|name| ["tc_ingress", "tc_egress", "xdp_ingress"].contains(name))
+        .filter(|name| PACKET_PROGRAMS.contains(name) || TLS_PROGRAMS.contains(name))
         .map(str::to_string)
         .collect()
+}
+
+/// The sensor's programs still loaded once the sensor has exited, after
+/// the kernel had up to 5 s to free them: raw tracepoint links (the TLS
+/// tap's) put their program only after an RCU grace period, so a program
+/// can outlive the process that closed it by some milliseconds.
+pub fn programs_left_after_exit() -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let loaded = loaded_programs();
+        if loaded.is_empty() || std::time::Instant::now() > deadline {
+            return loaded;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// `setpriv` to the unprivileged user `nobody` holding exactly `caps`
+/// (e.g. `+bpf,+perfmon`) as ambient capabilities, as the systemd unit runs
+/// the sensor.
+pub fn as_nobody(caps: &str) -> Vec<String> {
+    let set = format!("-all,{caps}");
+    [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+    ]
+    .map(String::from)
+    .into_iter()
+    .chain([
+        format!("--inh-caps={set}"),
+        format!("--ambient-caps={set}"),
+        format!("--bounding-set={set}"),
+    ])
+    .chain(["--".to_string()])
+    .collect()
 }
 
 /// Segments matching every `(key, value)` pair, where a value ending in `*`

@@ -155,7 +155,8 @@ impl LiveCapture {
     /// program, or the failing attach. Nothing stays attached.
     pub fn start(opts: &LiveOptions) -> Result<Self> {
         preflight::interfaces(&opts.plan.interfaces)?;
-        preflight::capabilities()?;
+        let links = !(opts.plan.hook == Hook::Tc && opts.plan.tc == TcAttach::Netlink);
+        preflight::capabilities(links)?;
         raise_memlock_limit();
         let all_ports = u8::from(opts.ports == Ports::All);
         let wakeup_bytes = u64::from(opts.ring_bytes / WAKEUP_FRACTION);

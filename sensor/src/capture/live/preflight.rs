@@ -6,11 +6,14 @@ use caps::{CapSet, Capability};
 
 /// Capabilities the live capture needs, each with what it is for
 /// (capabilities(7); kernel's `bpf_capable()`, `perfmon_capable()` and
-/// `net_admin` checks in kernel/bpf/syscall.c and verifier.c).
+/// `bpf_net_capable()` checks in kernel/bpf/syscall.c and verifier.c).
 /// `CAP_SYS_ADMIN` also grants `CAP_BPF` and `CAP_PERFMON`, as before Linux
-/// 5.8 split them out. Without `CAP_PERFMON` the verifier refuses the
-/// programs' packet-pointer arithmetic ("pointer arithmetic ... prohibited
-/// for !root", EACCES), measured on Linux 6.18.
+/// 5.8 split them out, and `bpf_net_capable()`: loading tc and XDP programs
+/// and attaching them as links (TCX, XDP links); only netlink attachments
+/// (`--tc-attach netlink`, an XDP fallback) need `CAP_NET_ADMIN` itself.
+/// Without `CAP_PERFMON` the verifier refuses the programs' packet-pointer
+/// arithmetic ("pointer arithmetic ... prohibited for !root", EACCES),
+/// measured on Linux 6.18.
 const REQUIRED: &[(Capability, &str)] = &[
     (Capability::CAP_BPF, "create maps and load eBPF programs"),
     (
@@ -67,15 +70,19 @@ pub fn interfaces(names: &[String]) -> Result<(), PreflightError> {
     Ok(())
 }
 
-/// Checks the effective capability set for every required capability.
+/// Checks the effective capability set for every required capability;
+/// `links`: the programs are attached as links only (no netlink), which
+/// `CAP_SYS_ADMIN` allows without `CAP_NET_ADMIN`.
 ///
 /// # Errors
 /// [`PreflightError::MissingCapability`] naming the first one missing.
-pub fn capabilities() -> Result<(), PreflightError> {
+pub fn capabilities(links: bool) -> Result<(), PreflightError> {
     let effective = caps::read(None, CapSet::Effective)?;
     let admin = effective.contains(&Capability::CAP_SYS_ADMIN);
     for (cap, why) in REQUIRED {
-        let by_admin = admin && matches!(cap, Capability::CAP_BPF | Capability::CAP_PERFMON);
+        let by_admin = admin
+            && (matches!(cap, Capability::CAP_BPF | Capability::CAP_PERFMON)
+                || (*cap == Capability::CAP_NET_ADMIN && links));
         let granted = effective.contains(cap) || by_admin;
         if !granted {
             return Err(PreflightError::MissingCapability {

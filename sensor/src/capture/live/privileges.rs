@@ -12,14 +12,16 @@
 
 use caps::{CapSet, Capability, CapsHashSet};
 
-/// Drops every capability but `CAP_NET_ADMIN` when `keep_net_admin`.
-/// Returns the capabilities left in the permitted set.
+/// Drops every capability but `CAP_NET_ADMIN` when `keep_net_admin` and
+/// it is held (a process attaching with `CAP_SYS_ADMIN` alone made links,
+/// not netlink attachments). Returns the capabilities left in the
+/// permitted set.
 ///
 /// # Errors
 /// The kernel refuses a capset change.
 pub fn drop_after_attach(keep_net_admin: bool) -> Result<CapsHashSet, caps::errors::CapsError> {
     let mut keep = CapsHashSet::new();
-    if keep_net_admin {
+    if keep_net_admin && caps::has_cap(None, CapSet::Permitted, Capability::CAP_NET_ADMIN)? {
         keep.insert(Capability::CAP_NET_ADMIN);
     }
     caps::clear(None, CapSet::Ambient)?;

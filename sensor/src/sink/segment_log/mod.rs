@@ -15,7 +15,8 @@ use super::{
     json_lines::{JsonLines, Records},
 };
 use crate::{
-    capture::{Direction, Hook, Segment, Source},
+    capture::{Direction, Segment, Source},
+    choice::Choice as _,
     time::Rfc3339,
 };
 
@@ -32,10 +33,14 @@ struct Line<'a> {
     event: &'static str,
     /// RFC 3339, nanoseconds.
     time: String,
-    /// The live tap's hook, direction and interface; null for file segments.
-    hook: Option<Hook>,
+    /// The live tap's hook (`tc`, `xdp`, or `tls` for the TLS tap),
+    /// direction and interface; null for file segments.
+    hook: Option<&'static str>,
     direction: Option<Direction>,
     ifindex: Option<u32>,
+    /// The TLS tap's gateway process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pid: Option<u32>,
     /// Interface name, resolved in the sensor's network namespace.
     iface: Option<&'a str>,
     src: String,
@@ -68,13 +73,14 @@ impl SegmentLog {
             None => Cow::Borrowed(s.payload),
         };
         let payload = escape_payload(&payload);
-        let (hook, direction, ifindex) = match s.source {
+        let (hook, direction, ifindex, pid) = match s.source {
             Source::Live {
                 hook,
                 direction,
                 ifindex,
-            } => (Some(hook), Some(direction), Some(ifindex)),
-            Source::File => (None, None, None),
+            } => (Some(hook.name()), Some(direction), Some(ifindex), None),
+            Source::Tls { direction, pid } => (Some("tls"), Some(direction), None, Some(pid)),
+            Source::File => (None, None, None, None),
         };
         let iface = ifindex.map(|i| {
             self.interface_names
@@ -88,6 +94,7 @@ impl SegmentLog {
             hook,
             direction,
             ifindex,
+            pid,
             iface,
             src: s.src.to_string(),
             dst: s.dst.to_string(),
@@ -165,6 +172,7 @@ mod tests {
     use std::io;
 
     use super::*;
+    use crate::capture::Hook;
 
     #[test]
     fn flags_read_like_tcpdump() {

@@ -1,0 +1,185 @@
+//! Uprobes on OpenSSL (`ssl/ssl_lib.c`): each `SSL_read` / `SSL_write`
+//! (and `_ex`) of a gateway process is remembered at entry and recorded at
+//! return, when the byte count is known and the buffer holds the
+//! plaintext; `SSL_free` ends the connection; `SSL_set_accept_state` /
+//! `SSL_set_connect_state`, which nginx calls once per connection
+//! (`ngx_ssl_create_connection`, src/event/ngx_event_openssl.c), mark its
+//! start and who the server is.
+//!
+//! In OpenSSL 1.1.1 and 3.x `SSL_read` and `SSL_read_ex` both call the
+//! static `ssl_read_internal` (likewise for writes), so probing all four
+//! records each application call once.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
+    macros::{uprobe, uretprobe},
+    programs::{ProbeContext, RetProbeContext},
+};
+use sensor_ebpf::tls::{flags, kind, op};
+
+use crate::{
+    emit,
+    maps::{ACTIVE, Active, CONNS, Conn, ConnKey, conn_mut},
+    process::gateway,
+};
+
+/// `SSL_read(SSL *s, void *buf, int num)`, `SSL_read_ex(SSL *s, void
+/// *buf, size_t num, size_t *readbytes)`.
+#[uprobe]
+pub fn ssl_read_in(ctx: ProbeContext) -> u32 {
+    enter(&ctx, op::READ);
+    0
+}
+
+/// `SSL_write(SSL *s, const void *buf, int num)`, `SSL_write_ex(SSL *s,
+/// const void *buf, size_t num, size_t *written)`.
+#[uprobe]
+pub fn ssl_write_in(ctx: ProbeContext) -> u32 {
+    enter(&ctx, op::WRITE);
+    0
+}
+
+/// `SSL_read` returns the bytes read, or <= 0.
+#[uretprobe]
+pub fn ssl_read_ret(ctx: RetProbeContext) -> u32 {
+    let n: i32 = ctx.ret();
+    leave(op::READ, |_| (n > 0).then_some(n as u64));
+    0
+}
+
+/// `SSL_read_ex` returns 1 on success with the count in `*readbytes`.
+#[uretprobe]
+pub fn ssl_rdex_ret(ctx: RetProbeContext) -> u32 {
+    let ok: i32 = ctx.ret();
+    leave(op::READ, |a| ex_count(ok, a));
+    0
+}
+
+/// `SSL_write` returns the bytes written, or <= 0.
+#[uretprobe]
+pub fn ssl_write_ret(ctx: RetProbeContext) -> u32 {
+    let n: i32 = ctx.ret();
+    leave(op::WRITE, |_| (n > 0).then_some(n as u64));
+    0
+}
+
+/// `SSL_write_ex` returns 1 on success with the count in `*written`.
+#[uretprobe]
+pub fn ssl_wrex_ret(ctx: RetProbeContext) -> u32 {
+    let ok: i32 = ctx.ret();
+    leave(op::WRITE, |a| ex_count(ok, a));
+    0
+}
+
+/// `SSL_free(SSL *s)`: the connection's end (nginx always frees, even
+/// when it skips `SSL_shutdown`); the address may be reused at once.
+#[uprobe]
+pub fn ssl_free_in(ctx: ProbeContext) -> u32 {
+    let Some(ssl) = ctx.arg::<u64>(0) else {
+        return 0;
+    };
+    let key = ConnKey::new((bpf_get_current_pid_tgid() >> 32) as u32, ssl);
+    let Some(conn) = (unsafe { CONNS.get(&key) }).copied() else {
+        return 0;
+    };
+    let _ = CONNS.remove(&key);
+    emit::event(conn.header(&key, kind::CLOSE, unsafe { bpf_ktime_get_ns() }));
+    0
+}
+
+/// `SSL_set_accept_state(SSL *s)`: a connection the gateway serves begins.
+#[uprobe]
+pub fn ssl_accept_in(ctx: ProbeContext) -> u32 {
+    begin(&ctx, flags::ACCEPTED);
+    0
+}
+
+/// `SSL_set_connect_state(SSL *s)`: a connection the gateway opens begins.
+#[uprobe]
+pub fn ssl_connect_in(ctx: ProbeContext) -> u32 {
+    begin(&ctx, flags::CONNECTED);
+    0
+}
+
+#[inline(always)]
+fn begin(ctx: &ProbeContext, role: u8) {
+    let id = bpf_get_current_pid_tgid();
+    if !gateway(id) {
+        return;
+    }
+    let Some(ssl) = ctx.arg::<u64>(0) else {
+        return;
+    };
+    // A fresh state: an `SSL*` whose free was missed starts over.
+    let conn = Conn {
+        flags: role,
+        ..Conn::EMPTY
+    };
+    let _ = CONNS.insert(&ConnKey::new((id >> 32) as u32, ssl), &conn, 0);
+}
+
+#[inline(always)]
+fn enter(ctx: &ProbeContext, direction: u8) {
+    let id = bpf_get_current_pid_tgid();
+    if !gateway(id) {
+        return;
+    }
+    let (Some(ssl), Some(buf)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1)) else {
+        return;
+    };
+    let call = Active {
+        ssl,
+        buf,
+        // Meaningful for the `_ex` forms only; the others never read it.
+        len_ptr: ctx.arg::<u64>(3).unwrap_or(0),
+        op: direction,
+        bound: 0,
+        _pad: [0; 6],
+    };
+    let _ = ACTIVE.insert(&id, &call, 0);
+}
+
+/// The `_ex` forms' count: `*len_ptr` when they returned 1.
+#[inline(always)]
+fn ex_count(ok: i32, call: &Active) -> Option<u64> {
+    if ok != 1 {
+        return None;
+    }
+    unsafe { bpf_probe_read_user(call.len_ptr as *const u64) }.ok()
+}
+
+/// The return of a call entered on this thread: records its plaintext
+/// when `count` says it moved any.
+#[inline(always)]
+fn leave(direction: u8, count: impl Fn(&Active) -> Option<u64>) {
+    let id = bpf_get_current_pid_tgid();
+    let Some(call) = (unsafe { ACTIVE.get(&id) }).copied() else {
+        return;
+    };
+    let _ = ACTIVE.remove(&id);
+    if call.op != direction {
+        return;
+    }
+    let n = match count(&call) {
+        Some(n) if n > 0 => n,
+        _ => return,
+    };
+    let key = ConnKey::new((id >> 32) as u32, call.ssl);
+    let Some(conn) = conn_mut(&key) else {
+        return;
+    };
+    let conn = unsafe { &mut *conn };
+    let mut header = conn.header(&key, kind::DATA, unsafe { bpf_ktime_get_ns() });
+    header.op = direction;
+    header.seq = conn.seq;
+    header.full_len = n.min(u64::from(u32::MAX)) as u32;
+    let offset = if direction == op::READ {
+        &mut conn.read
+    } else {
+        &mut conn.written
+    };
+    header.stream_offset = *offset;
+    *offset += n;
+    conn.seq = conn.seq.wrapping_add(1);
+    emit::data(header, call.buf);
+}

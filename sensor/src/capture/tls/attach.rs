@@ -1,0 +1,77 @@
+//! Loading and attaching the TLS tap's programs. Uprobes are attached per
+//! library file with `UProbeScope::AllProcesses` (one attachment serves
+//! every process mapping the file, the gateway's future workers included;
+//! the `GATEWAY_TGIDS` map filters in the kernel), so an nginx reload
+//! needs nothing from userspace. Every link is owned by the [`aya::Ebpf`]
+//! it came from: dropping it detaches all, on success and on error alike.
+
+use std::collections::BTreeSet;
+
+use anyhow::{Context as _, Result};
+use aya::{
+    Ebpf,
+    programs::{Program, RawTracePoint, UProbe, uprobe::UProbeScope},
+};
+use sensor_ebpf::tls::{PROCESS_PROBES, SOCK_PROBES, SSL_PROBES, SSL_ROLE_PROBES, SslProbe};
+use tracing::{debug, info};
+
+use super::discover::Library;
+
+/// Functions a library must export: without them there is nothing to read
+/// or no end to a connection.
+const REQUIRED: [&str; 3] = ["SSL_read", "SSL_write", "SSL_free"];
+
+/// Loads every program (running the verifier) and attaches the raw
+/// tracepoints, then the uprobes to each library. A library missing an optional
+/// function (the `_ex` forms came with OpenSSL 1.1.1) goes without it.
+///
+/// # Errors
+/// The verifier's refusal, a failed kernel attach, or a library without a
+/// required function; what was attached stays owned by `ebpf`.
+pub fn attach(ebpf: &mut Ebpf, libraries: &[Library]) -> Result<()> {
+    for (name, tracepoint) in PROCESS_PROBES.into_iter().chain(SOCK_PROBES) {
+        let program: &mut RawTracePoint = program(ebpf, name)?.try_into()?;
+        program.load().with_context(|| refused(name))?;
+        program
+            .attach(tracepoint)
+            .with_context(|| format!("attaching {name} to raw tracepoint {tracepoint}"))?;
+    }
+    let probes: Vec<SslProbe> = SSL_PROBES.into_iter().chain(SSL_ROLE_PROBES).collect();
+    let names: BTreeSet<&str> = probes.iter().map(|p| p.program).collect();
+    for name in names {
+        let program: &mut UProbe = program(ebpf, name)?.try_into()?;
+        program.load().with_context(|| refused(name))?;
+    }
+    for library in libraries {
+        for probe in &probes {
+            let program: &mut UProbe = program(ebpf, probe.program)?.try_into()?;
+            let attached = program.attach(probe.function, &library.path, UProbeScope::AllProcesses);
+            match attached {
+                Ok(_) => {}
+                Err(e) if !REQUIRED.contains(&probe.function) => {
+                    debug!(library = library.name, function = probe.function, error = %e,
+                           "optional OpenSSL function not probed");
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!(
+                            "attaching {} to {} in {}",
+                            probe.program, probe.function, library.name
+                        )
+                    });
+                }
+            }
+        }
+        info!("attached the TLS tap to {}", library.name);
+    }
+    Ok(())
+}
+
+fn refused(name: &str) -> String {
+    format!("the kernel refused program {name}")
+}
+
+fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Program> {
+    ebpf.program_mut(name)
+        .with_context(|| format!("program {name} missing from the TLS object"))
+}

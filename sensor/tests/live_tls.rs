@@ -1,0 +1,340 @@
+//! The TLS source on the lab (root): requests over HTTPS to the gateway's
+//! `8443 ssl` listener become transactions from the gateway's own OpenSSL
+//! calls, the same as the gateway's access log; the clients' SSL calls on
+//! the same kernel (curl, wrk) count for nothing; the TLS counters move
+//! and balance; new workers (a reload) are covered; nothing stays loaded;
+//! the labeled scenarios raise the same alerts over HTTPS as over HTTP.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use lab::{
+    CLIENT_V4, CLIENT_V6, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, Lab, Listener, scenarios,
+    sensor::SensorProcess,
+};
+use serde_json::Value;
+use support::{SENSOR, as_nobody, programs_left_after_exit, require_root, start_sensor};
+
+const BOTH_LEGS: [&str; 4] = ["--iface", GATEWAY_CLIENT_IF, "--iface", GATEWAY_UPSTREAM_IF];
+
+fn n(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+/// wrk over HTTPS from the client host; returns the requests it made.
+fn wrk_https(lab: &Lab, args: &[&str], path: &str) -> u64 {
+    let out = lab
+        .command(&lab.client_ns(), "wrk")
+        .args(args)
+        .arg(Listener::Https.url(false, path))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{report}");
+    assert!(!report.contains("Socket errors"), "{report}");
+    report
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .split_once(" requests in ")
+                .map(|(n, _)| n.parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no request count in:\n{report}"))
+}
+
+/// Transactions by request id.
+fn by_request_id(transactions: &[Value]) -> BTreeMap<&str, Vec<&Value>> {
+    transactions.iter().fold(BTreeMap::new(), |mut m, t| {
+        if let Some(id) = t["request_id"].as_str() {
+            m.entry(id).or_insert_with(Vec::new).push(t);
+        }
+        m
+    })
+}
+
+#[test]
+#[ignore = "live: needs root and the lab (cargo xtask test runs it)"]
+fn https_requests_are_transactions_of_the_gateways_own_tls_calls() {
+    require_root();
+    let lab = Lab::up("ss-tls").unwrap();
+    let before = lab.access_log().unwrap().len();
+    let mut args = BOTH_LEGS.to_vec();
+    args.extend(["--tls", "on", "--transactions", "-", "--debug-segments-raw"]);
+    let sensor = start_sensor(&lab, &args);
+    let https = |ipv6, path: &str| lab.curl(&Listener::Https.url(ipv6, path)).unwrap();
+    assert_eq!(https(false, "/hello?via=tls").0, 200);
+    assert_eq!(https(true, "/hello?via=tls6").0, 200);
+    assert_eq!(https(false, "/missing?via=tls").0, 404);
+    let (status, body) = https(false, "/big");
+    assert_eq!(
+        (status, body.len()),
+        (200, 65536),
+        "traffic passes unchanged"
+    );
+    // Three requests on one keep-alive connection; a POST with a body.
+    Listener::Https
+        .curl_from(&lab, CLIENT_V4, &[], "/hello?keepalive", 3)
+        .unwrap();
+    let post = ["-X", "POST", "--data-binary", "a=1&b=2"];
+    Listener::Https
+        .curl_from(&lab, CLIENT_V4, &post, "/orders", 1)
+        .unwrap();
+    let requests = wrk_https(&lab, &["-t1", "-c4", "-d2s"], "/hello?via=wrk");
+    let run = sensor.stop().unwrap();
+    let logged = lab.access_log().unwrap().split_off(before);
+    lab.teardown();
+
+    // Every request the gateway logged is one transaction, with its fields.
+    let by_wrk = logged
+        .iter()
+        .filter(|e| e.request.contains("via=wrk"))
+        .count() as u64;
+    assert_eq!(logged.len() as u64 - by_wrk, 8, "{logged:#?}");
+    // wrk counts the requests answered before it stopped (4 connections).
+    assert!(
+        (requests..=requests + 4).contains(&by_wrk),
+        "{requests} {by_wrk}"
+    );
+    assert!(requests > 100, "{requests}");
+    let ids = by_request_id(&run.transactions);
+    for entry in &logged {
+        let txs = ids
+            .get(entry.request_id.as_str())
+            .map_or(&[][..], Vec::as_slice);
+        assert_eq!(txs.len(), 1, "{entry:?}: {txs:?}");
+        let t = txs[0];
+        let (method, rest) = entry.request.split_once(' ').unwrap();
+        let target = rest.rsplit_once(' ').unwrap().0;
+        assert_eq!(t["method"], method, "{entry:?}");
+        assert_eq!(t["path"], target, "{entry:?}");
+        assert_eq!(t["status"], entry.status, "{entry:?}");
+        assert_eq!(t["client_ip"], entry.remote_addr.as_str(), "{entry:?}");
+        assert_eq!(t["server_port"], 8443, "{t}");
+        assert_eq!(t["confirmed"], true, "{t}");
+        assert_eq!(t["midstream"], false, "{t}");
+        // Joined to its upstream leg (plaintext, tc) by Kong's request id.
+        assert_eq!(t["upstream"]["server_port"], 8080, "{t}");
+    }
+    assert_eq!(run.transactions.len(), logged.len(), "nothing else");
+    let v6 = run
+        .transactions
+        .iter()
+        .find(|t| t["path"] == "/hello?via=tls6")
+        .unwrap();
+    assert_eq!(v6["client_ip"], CLIENT_V6);
+
+    // Port 8443 reaches the pipeline only as the TLS tap's plaintext.
+    let on_8443: Vec<&Value> = run
+        .segments
+        .iter()
+        .filter(|s| {
+            [&s["src"], &s["dst"]]
+                .iter()
+                .any(|a| a.as_str().unwrap().ends_with(":8443"))
+        })
+        .collect();
+    assert!(
+        on_8443.iter().all(|s| s["hook"] == "tls"),
+        "ciphertext in the pipeline"
+    );
+    assert!(on_8443.iter().any(|s| {
+        s["payload"]
+            .as_str()
+            .unwrap()
+            .starts_with("GET /hello?via=tls HTTP/1.1\r\n")
+    }));
+
+    // The counters moved and balance; the clients' own calls never counted
+    // (they would be bound to client sockets: `other_port`).
+    let s = &run.summary;
+    let (k, r) = (&s["tls"]["kernel"], &s["tls"]["reader"]);
+    assert_eq!(s["balanced"], true, "{s}");
+    assert!(n(&k["calls"]) >= 2 * (9 + requests), "{s}");
+    assert_eq!(
+        n(&k["calls"]),
+        n(&k["submitted"]) + n(&k["ring_full"]),
+        "{s}"
+    );
+    assert_eq!(n(&k["submitted"]), n(&r["calls"]), "{s}");
+    assert_eq!(n(&k["events"]), n(&r["events"]), "{s}");
+    assert_eq!(n(&r["delivered"]), n(&r["calls"]), "{s}");
+    for lost in ["ring_full", "copy_error", "events_lost"] {
+        assert_eq!(n(&k[lost]), 0, "{lost}: {s}");
+    }
+    for dropped in ["unbound", "other_port", "malformed"] {
+        assert_eq!(n(&r[dropped]), 0, "{dropped}: {s}");
+    }
+    // /big's 64 KiB went in 16 KiB SSL_writes (nginx's ssl_buffer_size),
+    // each but its first 512 bytes framed by length.
+    assert!(n(&r["beyond_capture_bytes"]) >= 65536 - 5 * 512, "{s}");
+    let libraries = s["tls"]["libraries"].as_array().unwrap();
+    assert!(
+        libraries
+            .iter()
+            .any(|l| l.as_str().unwrap().contains("libssl.so")),
+        "{s}"
+    );
+    assert_eq!(
+        programs_left_after_exit(),
+        Vec::<String>::new(),
+        "nothing stays loaded"
+    );
+}
+
+#[test]
+#[ignore = "live: needs root and the lab (cargo xtask test runs it)"]
+fn gateway_processes_started_after_the_sensor_are_covered() {
+    require_root();
+    let lab = Lab::up("ss-tlsr").unwrap();
+    let mut args = BOTH_LEGS.to_vec();
+    args.extend(["--tls", "on", "--transactions", "-"]);
+    let before = lab.access_log().unwrap().len();
+    let first = lab.gateway_pids().unwrap();
+    let sensor = start_sensor(&lab, &args);
+    let https = |path: &str| lab.curl(&Listener::Https.url(false, path)).unwrap().0;
+    assert_eq!(https("/hello?at=start"), 200);
+    // A reload: the master forks new workers, the old ones exit.
+    lab.reload_gateway().unwrap();
+    let reloaded = lab.gateway_pids().unwrap();
+    assert_eq!(reloaded[0], first[0], "same master");
+    assert!(
+        reloaded[1..].iter().all(|p| !first.contains(p)),
+        "new workers"
+    );
+    assert_eq!(https("/hello?after=reload"), 200);
+    // A restart: a new master (as `kong restart`), forked from nothing the
+    // sensor saw.
+    lab.restart_gateway().unwrap();
+    let restarted = lab.gateway_pids().unwrap();
+    assert!(
+        restarted.iter().all(|p| !reloaded.contains(p)),
+        "new master"
+    );
+    assert_eq!(https("/hello?after=restart"), 200);
+    let run = sensor.stop().unwrap();
+    let logged = lab.access_log().unwrap().split_off(before);
+    lab.teardown();
+    // The lab's own readiness checks on the plain listener are logged too.
+    let logged: Vec<_> = logged.iter().filter(|e| e.request.contains("?")).collect();
+    assert_eq!(logged.len(), 3, "{logged:?}");
+    let ids = by_request_id(&run.transactions);
+    for entry in logged {
+        let txs = ids
+            .get(entry.request_id.as_str())
+            .map_or(&[][..], Vec::as_slice);
+        assert_eq!(txs.len(), 1, "{entry:?}: {:?}", run.transactions);
+        assert_eq!(txs[0]["server_port"], 8443);
+    }
+    assert_eq!(run.summary["balanced"], true, "{}", run.summary);
+    // The gateway's processes the kernel recognised and that still run:
+    // the new master and its worker (a master makes SSL calls only if it
+    // handles connections: at least the worker).
+    assert!(n(&run.summary["tls"]["processes"]) >= 1, "{}", run.summary);
+}
+
+#[test]
+#[ignore = "live: needs root and the lab (cargo xtask test runs it)"]
+fn as_the_unit_runs_it_unprivileged_with_cap_sys_admin_alone() {
+    require_root();
+    let lab = Lab::up("ss-tlsu").unwrap();
+    // nobody must be able to create its fingerprint key there.
+    std::os::unix::fs::chown(lab.workdir(), Some(65534), Some(65534)).unwrap();
+    // The unit's user and capability: root's master cannot be read (its
+    // worker runs as nobody here), the kernel tells the gateway's processes
+    // by itself.
+    let prefix = as_nobody("+sys_admin");
+    let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
+    let mut args = BOTH_LEGS.to_vec();
+    args.extend(["--tls", "on", "--no-metrics", "--transactions", "-"]);
+    let start = |prefix: &[&str], args: &[&str]| {
+        SensorProcess::start_as(&lab, prefix, std::path::Path::new(SENSOR), args, None)
+    };
+    let sensor = start(&prefix, &args).unwrap();
+    let url = Listener::Https.url(false, "/hello?as=nobody");
+    assert_eq!(lab.curl(&url).unwrap().0, 200);
+    let run = sensor.stop().unwrap();
+    assert!(
+        run.log
+            .contains("capabilities dropped after attach; these remain capabilities={}"),
+        "{}",
+        run.log
+    );
+    let paths: Vec<_> = run
+        .transactions
+        .iter()
+        .map(|t| {
+            (
+                t["path"].as_str(),
+                t["server_port"].as_u64(),
+                t["status"].as_u64(),
+            )
+        })
+        .collect();
+    assert_eq!(paths, [(Some("/hello?as=nobody"), Some(8443), Some(200))]);
+    assert_eq!(run.summary["balanced"], true, "{}", run.summary);
+
+    // The three narrower capabilities load the packet tap but cannot
+    // create uprobes: `--tls on` says so before loading anything.
+    let prefix = as_nobody("+bpf,+perfmon,+net_admin");
+    let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
+    let refused = start(&prefix, &args).err().expect("refused");
+    lab.teardown();
+    assert!(
+        format!("{refused:#}").contains("creating uprobes needs CAP_SYS_ADMIN"),
+        "{refused:#}"
+    );
+}
+
+/// An alert as (detector, subject): the client IP, or the principal for
+/// `credential_spread`.
+fn alert_key(alert: &Value) -> (String, String) {
+    let detector = alert["detector"].as_str().unwrap().to_string();
+    let subject = alert["client_ip"].as_str().or(alert["principal"].as_str());
+    (detector, subject.unwrap_or("?").to_string())
+}
+
+#[test]
+#[ignore = "live: needs root and the lab (cargo xtask test runs it)"]
+fn scenarios_over_https_raise_the_same_alerts_as_over_http() {
+    require_root();
+    let lab = Lab::up("ss-tlss").unwrap();
+    let all = scenarios::all();
+    let mut args = scenarios::live_args();
+    args.extend(["--tls", "on"]);
+    let mut raised = Vec::new();
+    let mut summaries = Vec::new();
+    for listener in [Listener::Http, Listener::Https] {
+        let sensor = start_sensor(&lab, &args);
+        for s in &all {
+            s.play_over(&lab, listener)
+                .unwrap_or_else(|e| panic!("{listener:?} {}: {e:#}", s.name));
+        }
+        let run = sensor.stop().unwrap();
+        raised.push(run.alerts.iter().map(alert_key).collect::<BTreeSet<_>>());
+        summaries.push(run.summary);
+    }
+    lab.teardown();
+
+    let expected: BTreeSet<_> = all
+        .iter()
+        .flat_map(|s| s.raises.iter().map(|(d, s)| (d.to_string(), s.clone())))
+        .collect();
+    assert_eq!(raised[0], expected, "over HTTP");
+    assert_eq!(raised[1], raised[0], "over HTTPS");
+    // Over HTTPS the client legs came from the TLS tap, joined to the
+    // upstream legs the tc tap saw.
+    let https = &summaries[1];
+    let tls = &https["tls"]["reader"];
+    assert!(n(&tls["delivered"]) > 2000, "{https}");
+    assert_eq!(n(&tls["other_port"]) + n(&tls["unbound"]), 0, "{https}");
+    assert!(n(&https["join"]["joined"]) > 1000, "{https}");
+    assert_eq!(https["balanced"], true);
+    // Over HTTP the TLS tap had nothing to read.
+    assert_eq!(
+        n(&summaries[0]["tls"]["kernel"]["calls"]),
+        0,
+        "{}",
+        summaries[0]
+    );
+}

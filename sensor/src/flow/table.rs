@@ -330,9 +330,12 @@ fn deliver<A: Analyzer>(
 }
 
 /// What one tracked flow costs beyond what it buffers: the table entry,
-/// both streams and the analyzer, with the hash table's overhead.
+/// both streams and the analyzer, with the hash table's overhead. A
+/// hashbrown table holds up to 16/7 slots per entry just after it grows
+/// (7/8 load factor, power-of-two buckets), and the old table lives on
+/// while it rehashes: two slots per entry, plus the control bytes.
 pub fn flow_bytes<A>() -> usize {
-    std::mem::size_of::<(Key, Flow<A>)>() + 16
+    2 * (std::mem::size_of::<(Key, Flow<A>)>() + 1)
 }
 
 enum Ending {

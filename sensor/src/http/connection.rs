@@ -25,7 +25,7 @@ pub(super) struct Http1 {
     pairing: Pairing,
     /// The exchange that switched protocols (101, CONNECT), held while its
     /// tunnel is followed.
-    upgraded: Option<Upgraded>,
+    upgraded: Option<Box<Upgraded>>,
 }
 
 /// A tunnel after 101 or CONNECT: its request, and the bytes and time it
@@ -194,11 +194,11 @@ impl Http1 {
                 let mut tx = e.tx;
                 tx.confirmed = true;
                 let since_ns = tx.response_end_ns.unwrap_or(flow.last_ns);
-                self.upgraded = Some(Upgraded {
+                self.upgraded = Some(Box::new(Upgraded {
                     tx,
                     bytes: [0; 2],
                     since_ns,
-                });
+                }));
             } else {
                 emit(ctx, flow, e);
             }

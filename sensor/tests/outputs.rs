@@ -95,7 +95,13 @@ fn output_files_are_created_owner_and_group_readable() {
     );
     assert!(ok, "{err}");
     assert_eq!((mode(&tx), mode(&alerts)), (0o640, 0o640));
-    assert_eq!(fs::read_to_string(&alerts).unwrap().lines().count(), 1);
+    // The decoy's episode: firing, then resolved at the end of the input.
+    let states: Vec<String> = fs::read_to_string(&alerts)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["state"].to_string())
+        .collect();
+    assert_eq!(states, [r#""firing""#, r#""resolved""#]);
 
     // From the config file, and a flag's bad mode is refused.
     let config = d.join("sensor.toml");

@@ -18,7 +18,7 @@ pub struct AlertmanagerArgs {
     /// (each gets every alert, as Prometheus sends to every Alertmanager
     /// of a cluster).
     #[arg(long = "alertmanager", value_name = "URL")]
-    targets: Vec<Target>,
+    alertmanagers: Vec<Target>,
     /// PEM file of the CAs that sign `https://` Alertmanagers'
     /// certificates (default: the system's trust store).
     #[arg(long, value_name = "FILE")]
@@ -77,7 +77,7 @@ fn host_name() -> String {
 impl AlertmanagerArgs {
     /// The settings, or none without targets.
     fn config(&self) -> Option<AlertmanagerConfig> {
-        if self.targets.is_empty() {
+        if self.alertmanagers.is_empty() {
             return None;
         }
         let client = self
@@ -85,7 +85,7 @@ impl AlertmanagerArgs {
             .clone()
             .zip(self.alertmanager_key.clone());
         Some(AlertmanagerConfig {
-            targets: self.targets.clone(),
+            targets: self.alertmanagers.clone(),
             tls: TlsFiles {
                 ca: self.alertmanager_ca.clone(),
                 client,

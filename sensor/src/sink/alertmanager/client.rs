@@ -21,7 +21,7 @@ use super::target::Target;
 use crate::text::{Field, render};
 
 /// How long one request may take, connect to answer.
-const TIMEOUT: Duration = Duration::from_secs(10);
+const TIMEOUT: Duration = Duration::from_secs(5);
 /// Most bytes of an error answer kept for the log.
 const MAX_ANSWER: u64 = 512;
 

@@ -3,6 +3,7 @@
 
 mod body;
 mod episodes;
+mod handover;
 mod sender;
 
 use super::postable::Transition;

@@ -24,10 +24,10 @@ use crate::sink::alertmanager::{
 };
 
 /// What the server got: (path, authorization header, body).
-type Got = Arc<Mutex<Vec<(String, Option<String>, Value)>>>;
+pub(super) type Got = Arc<Mutex<Vec<(String, Option<String>, Value)>>>;
 
 /// Serves `POST`s on a new port of 127.0.0.1 (see [`serve`]).
-fn server(status: u16) -> (SocketAddr, Got) {
+pub(super) fn server(status: u16) -> (SocketAddr, Got) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     (listener.local_addr().unwrap(), serve(listener, status))
 }
@@ -100,7 +100,7 @@ fn send(tx: &SyncSender<Msg>, a: &Alert) {
 }
 
 /// Waits up to 5 s until `got` holds `n` requests.
-fn wait(got: &Got, n: usize) -> Vec<(String, Option<String>, Value)> {
+pub(super) fn wait(got: &Got, n: usize) -> Vec<(String, Option<String>, Value)> {
     let deadline = Instant::now() + Duration::from_secs(5);
     while got.lock().unwrap().len() < n && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(20));

@@ -3,7 +3,8 @@
 //! an Alertmanager restart, nothing is lost: an alert raised while it was
 //! down arrives once it is back, one still firing is restored by the
 //! periodic re-send (Alertmanager keeps alerts in memory only), and an
-//! episode resolved while it was down arrives resolved.
+//! episode resolved while it was down arrives resolved; a SIGHUP does
+//! not stop the re-sends.
 
 mod support;
 
@@ -204,6 +205,23 @@ fn nothing_is_lost_while_alertmanager_restarts() {
         thread::sleep(Duration::from_secs(1));
     }
     let resolutions_back = am.received("resolved");
+    // A SIGHUP (log rotation) replaces the sinks: h1's re-sends go on (each
+    // moves its updatedAt), though it has no transition to send.
+    let updated = |ip: &str| {
+        let alerts = am.alerts();
+        let a = alerts.iter().find(|a| key(a).1 == ip);
+        a.map(|a| a["updatedAt"].as_str().unwrap().to_owned())
+    };
+    sensor.reload().unwrap();
+    let mark = updated(&h1);
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let mut resent = false;
+    while !resent && Instant::now() < deadline {
+        decoy(&lab, 1);
+        decoy(&lab, 2);
+        thread::sleep(Duration::from_secs(1));
+        resent = updated(&h1) > mark;
+    }
     // Now every episode resolves, with Alertmanager up.
     let ended = am.wait_for(Duration::from_secs(40), <[Value]>::is_empty);
     let run = sensor.stop().unwrap();
@@ -217,6 +235,7 @@ fn nothing_is_lost_while_alertmanager_restarts() {
         "{after:#?}"
     );
     assert_eq!(resolutions_back, 1, "h0's resolution arrived");
+    assert!(resent, "re-sent after the SIGHUP");
     let id = |ip: &str| {
         let a = run.alerts.iter().find(|a| a["client_ip"] == ip).unwrap();
         a["id"].clone()

@@ -3,10 +3,12 @@
 //! ([`Lab`]), a Kong-like gateway and an upstream served by nginx
 //! (`nginx.rs`), the gateway's consumers ([`consumers`]), labeled traffic
 //! scenarios played by real clients ([`scenarios`], Lua scripts in `lua/`),
-//! a real rsyslog receiver ([`rsyslog`]), the sensor as a process
+//! a real rsyslog receiver ([`rsyslog`]), a real Alertmanager
+//! ([`alertmanager`]), the sensor as a process
 //! ([`sensor`]), staging installs ([`install`]) and generated captures
 //! ([`captures`]).
 
+pub mod alertmanager;
 pub mod captures;
 mod clients;
 pub mod consumers;

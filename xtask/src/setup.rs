@@ -8,9 +8,9 @@ use anyhow::Result;
 use lab::{run, run_quiet};
 
 /// Debian packages: LLVM 22 for bpf-linker; the lab's servers and clients;
-/// tcpdump for captures the tests replay; Prometheus (and promtool) and
-/// rsyslog (with its openssl driver for TLS), the real receivers of the
-/// metrics and syslog tests; ab
+/// tcpdump for captures the tests replay; Prometheus (and promtool),
+/// rsyslog (with its openssl driver for TLS) and Alertmanager, the real
+/// receivers of the metrics, syslog and Alertmanager tests; ab
 /// (apache2-utils) for the scenarios; tshark, GNU time and perf for the
 /// benchmarks; scapy and nftables for the differential test's crafted
 /// segments.
@@ -28,6 +28,7 @@ pub const APT_PACKAGES: &[&str] = &[
     "time",
     "linux-perf",
     "prometheus",
+    "prometheus-alertmanager",
     "rsyslog",
     "rsyslog-openssl",
     "python3-scapy",

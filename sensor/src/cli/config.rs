@@ -102,12 +102,27 @@ const KEYS: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     (
+        "alertmanager",
+        &[
+            ("urls", "alertmanager"),
+            ("ca", "alertmanager-ca"),
+            ("cert", "alertmanager-cert"),
+            ("key", "alertmanager-key"),
+            ("user", "alertmanager-user"),
+            ("password_file", "alertmanager-password-file"),
+            ("resend", "alertmanager-resend"),
+            ("queue", "alertmanager-queue"),
+            ("max_active", "alertmanager-max-active"),
+        ],
+    ),
+    (
         "outputs",
         &[
             ("transactions", "transactions"),
             ("transactions_format", "transactions-format"),
             ("alerts", "alerts"),
             ("file_mode", "file-mode"),
+            ("node_name", "node-name"),
         ],
     ),
 ];

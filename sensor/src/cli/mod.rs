@@ -1,5 +1,6 @@
 //! The `siem-sensor` subcommands and the flags they share.
 
+mod alertmanager;
 mod choice;
 pub mod config;
 mod daemon;

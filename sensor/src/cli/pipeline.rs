@@ -20,7 +20,7 @@ use sensor::{
     },
 };
 
-use super::{choice::ChoiceParser, detect, syslog};
+use super::{alertmanager, choice::ChoiceParser, detect, syslog};
 
 /// Flags of the pipeline after the source, the same for `run` and `replay`.
 #[derive(Args)]
@@ -85,6 +85,8 @@ pub struct PipelineArgs {
     detect: detect::DetectArgs,
     #[command(flatten)]
     syslog: syslog::SyslogArgs,
+    #[command(flatten)]
+    alertmanager: alertmanager::AlertmanagerArgs,
 }
 
 /// A file mode in octal, at most `0666` (no execute, setuid or sticky bits).
@@ -128,7 +130,8 @@ impl PipelineArgs {
     /// started. This is where every sink is assembled.
     ///
     /// # Errors
-    /// An output file cannot be opened; a syslog sender cannot start.
+    /// An output file cannot be opened; a syslog or Alertmanager sender
+    /// cannot start.
     pub fn sinks(&self, mode: Mode) -> Result<Vec<Box<dyn Sink>>> {
         let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
         let mut open = |records, name, path: &Option<PathBuf>| -> Result<()> {
@@ -185,6 +188,9 @@ impl PipelineArgs {
         if let Some(syslog) = self.syslog.sink()? {
             sinks.push(Box::new(syslog));
         }
+        if let Some(alertmanager) = self.alertmanager.sink()? {
+            sinks.push(Box::new(alertmanager));
+        }
         Ok(sinks)
     }
 
@@ -198,12 +204,16 @@ impl PipelineArgs {
         self.detect.config()
     }
 
-    /// Validates what flag parsing cannot (decoy globs), touching nothing.
+    /// Validates what flag parsing cannot (decoy globs, the Alertmanager
+    /// sink's files), touching nothing; an error comes with the flag it is
+    /// about.
     ///
     /// # Errors
-    /// A bad decoy route.
-    pub fn check(&self) -> Result<()> {
-        self.detect.detectors().map(drop)
+    /// A bad decoy route; an unusable Alertmanager CA, certificate, key or
+    /// password file.
+    pub fn check(&self) -> Result<(), (&'static str, anyhow::Error)> {
+        self.detect.detectors().map_err(|e| ("decoy", e))?;
+        self.alertmanager.check().map_err(|e| ("alertmanager", e))
     }
 
     /// Builds the pipeline for `mode`.

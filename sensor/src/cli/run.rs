@@ -128,7 +128,7 @@ impl RunArgs {
                 .and_then(|c| c.tls())
                 .map_err(|e| ("web.config.file", e.into()))?;
         }
-        self.pipeline.check().map_err(|e| ("decoy", e))
+        self.pipeline.check()
     }
 
     /// Where and how metrics are served; `None` for `--no-metrics`.

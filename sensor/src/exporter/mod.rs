@@ -47,6 +47,7 @@
 //! | `siem_sensor_state_budget_bytes` | gauge | | 1 | `--memory-budget` |
 //! | `siem_sensor_shed_total` | counter | `what`: `flow_buffers`, `flows`, `messages` | 3 | state dropped to stay within the budget |
 //! | `siem_sensor_syslog_records_total` | counter | `target`, `result`: `sent`, `overflow`, `dropped`, `refused`, `undelivered` | 5 per configured syslog target | syslog delivery per target |
+//! | `siem_sensor_alertmanager_records_total` | counter | `target`, `result`: `sent`, `overflow`, `dropped`, `refused`, `undelivered`, `forgotten` | 6 per configured Alertmanager | alert transitions per Alertmanager (`forgotten`: firing episodes no longer re-sent, the set being full) |
 //! | `siem_sensor_metrics_auth_failures_total` | counter | `reason`: `no_credentials`, `bad_credentials`, `address`, `tls` | 4 | scrapes of `/metrics` refused: no or wrong basic-auth credentials (401), an address outside `--metrics-allow` (403), a failed TLS handshake (no or untrusted client certificate, plain HTTP) |
 //! | `siem_sensor_build_info` | gauge | `version` | 1 | always 1 |
 //!
@@ -180,6 +181,10 @@ pub fn pipeline(c: &PipelineCounters, snapshot: Option<&Snapshot>) {
             ("undelivered", d.undelivered),
         ] {
             counter!(name.clone(), "target" => d.target.clone(), "result" => result).absolute(n);
+        }
+        if let Some(n) = d.forgotten {
+            counter!(name.clone(), "target" => d.target.clone(), "result" => "forgotten")
+                .absolute(n);
         }
     }
     counter!("siem_sensor_detector_evictions_total").absolute(c.detect.evictions);

@@ -1,6 +1,8 @@
 //! The [`Sink`] trait every output implements, and the delivery counts a
 //! sink reports.
 
+use std::any::Any;
+
 use serde::Serialize;
 
 use crate::{capture::Segment, detect::Alert, http::Transaction};
@@ -32,6 +34,15 @@ pub trait Sink {
     fn stop(self: Box<Self>) -> Vec<Delivery> {
         self.delivery()
     }
+    /// Takes over what `previous`, a sink this one replaces (SIGHUP), must
+    /// not lose when it stops (the Alertmanager sink's firing episodes,
+    /// which it goes on re-sending); called before `previous` stops, for
+    /// every pair of old and new sinks.
+    fn take_over(&mut self, _previous: &mut dyn Sink) {}
+    /// This sink as [`Any`], for [`Sink::take_over`] to know its own kind.
+    fn as_any(&mut self) -> Option<&mut dyn Any> {
+        None
+    }
 }
 
 /// Delivery counts of one destination of a sink (a syslog target, say).
@@ -56,6 +67,10 @@ pub struct Delivery {
     /// Records still queued when the sink stopped while the destination
     /// was down.
     pub undelivered: u64,
+    /// Firing alerts a sink that re-sends them (Alertmanager) stopped
+    /// re-sending to make room; `None` for sinks that re-send nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forgotten: Option<u64>,
 }
 
 impl Delivery {
@@ -66,5 +81,8 @@ impl Delivery {
         self.dropped += other.dropped;
         self.refused += other.refused;
         self.undelivered += other.undelivered;
+        if let Some(n) = other.forgotten {
+            *self.forgotten.get_or_insert(0) += n;
+        }
     }
 }

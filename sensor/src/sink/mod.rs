@@ -7,6 +7,7 @@
 //! and one line where the command line assembles the list (`cli/pipeline.rs`).
 
 mod alert_log;
+pub mod alertmanager;
 mod collector;
 mod interface;
 mod json_lines;
@@ -17,6 +18,7 @@ mod sinks;
 pub mod syslog;
 
 pub use alert_log::AlertLog;
+pub use alertmanager::{Alertmanager, AlertmanagerConfig};
 pub use collector::{Collector, Outputs};
 pub use interface::{Delivery, Sink};
 pub use json_lines::{JsonLines, Records, TransactionFormat};

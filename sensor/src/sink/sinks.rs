@@ -29,8 +29,14 @@ impl Sinks {
     }
 
     /// Stops the current sinks (keeping their counts) and feeds `sinks`
-    /// from now on.
-    pub fn replace(&mut self, sinks: Vec<Box<dyn Sink>>) {
+    /// from now on; each new sink first takes over what an old one must
+    /// not lose ([`Sink::take_over`]).
+    pub fn replace(&mut self, mut sinks: Vec<Box<dyn Sink>>) {
+        for new in &mut sinks {
+            for old in &mut self.sinks {
+                new.take_over(old.as_mut());
+            }
+        }
         self.stop();
         self.install(sinks);
     }

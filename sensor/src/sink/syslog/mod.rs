@@ -191,6 +191,7 @@ impl Syslog {
                 dropped: s.delivery.dropped.load(Ordering::Relaxed),
                 refused: s.delivery.refused.load(Ordering::Relaxed),
                 undelivered: s.delivery.undelivered.load(Ordering::Relaxed),
+                forgotten: None,
             })
             .collect()
     }

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::*;
+use super::fixtures::*;
 use crate::{
     identity::{Principal, PrincipalSource},
     sink::alertmanager::{

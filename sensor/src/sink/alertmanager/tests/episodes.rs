@@ -1,6 +1,6 @@
 //! The re-send and resolve bookkeeping.
 
-use super::*;
+use super::fixtures::*;
 use crate::sink::alertmanager::episodes::{Episodes, Evicted};
 
 const VALID: u64 = 240 * SECOND;

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use super::{
+    fixtures::*,
     sender::{server, wait},
-    *,
 };
 use crate::sink::{
     Delivery, Sinks,

@@ -16,7 +16,7 @@ use std::{
 use serde_json::Value;
 use ureq::tls::{RootCerts, TlsConfig};
 
-use super::*;
+use super::fixtures::*;
 use crate::sink::alertmanager::{
     client::{Client, basic_auth},
     episodes::Episodes,

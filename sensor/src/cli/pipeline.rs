@@ -20,7 +20,7 @@ use sensor::{
     },
 };
 
-use super::{detect, syslog};
+use super::{detect, publish, syslog};
 
 /// Flags of the pipeline after the source, the same for `run` and `replay`.
 #[derive(Args)]
@@ -81,10 +81,12 @@ pub struct PipelineArgs {
     detect: detect::DetectArgs,
     #[command(flatten)]
     syslog: syslog::SyslogArgs,
+    #[command(flatten)]
+    publish: publish::PublishArgs,
 }
 
 /// A file mode in octal, at most `0666` (no execute, setuid or sticky bits).
-fn file_mode(s: &str) -> Result<u32, String> {
+pub(super) fn file_mode(s: &str) -> Result<u32, String> {
     let mode = u32::from_str_radix(s, 8).map_err(|_| format!("`{s}` is not an octal mode"))?;
     if mode & !0o666 != 0 {
         return Err(format!("`{s}`: only read and write bits (at most 0666)"));
@@ -176,6 +178,12 @@ impl PipelineArgs {
         }
         if let Some(syslog) = self.syslog.sink()? {
             sinks.push(Box::new(syslog));
+        }
+        if self.publish.enabled() && !matches!(mode, Mode::Live { .. }) {
+            anyhow::bail!("--publish is for `run`: heartbeats carry the live clock");
+        }
+        if let Some(publisher) = self.publish.sink()? {
+            sinks.push(Box::new(publisher));
         }
         Ok(sinks)
     }

@@ -11,6 +11,7 @@ mod collector;
 mod interface;
 mod json_lines;
 pub mod metrics;
+pub mod publish;
 mod segment_log;
 mod sinks;
 pub mod syslog;

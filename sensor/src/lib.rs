@@ -10,6 +10,7 @@ pub mod choice;
 pub mod collect;
 pub mod detect;
 pub mod exporter;
+pub mod fleet;
 pub mod flow;
 pub mod http;
 pub mod identity;

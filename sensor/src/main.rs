@@ -20,6 +20,9 @@ pub(crate) enum Command {
     Run(cli::run::RunArgs),
     /// Read pcap / pcapng files through the same pipeline as `run`.
     Replay(cli::replay::ReplayArgs),
+    /// Fleet-wide detection: the detectors over the events the sensors
+    /// publish (`run --publish`) to NATS JetStream, merged across nodes.
+    Fleet(cli::fleet::FleetArgs),
     /// Validate a config file (default /etc/siem-sensor/sensor.toml) without
     /// attaching anything.
     CheckConfig {
@@ -49,6 +52,11 @@ fn main() -> std::process::ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|runtime| runtime.block_on(cli::run::run(args, reparse_run))),
         Command::Replay(args) => cli::replay::replay(&args),
+        Command::Fleet(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|runtime| runtime.block_on(cli::fleet::fleet(args))),
         Command::CheckConfig { file } => check_config(file),
     };
     match result {

@@ -234,6 +234,9 @@ impl Pipeline {
         }
         for request in self.joiner.drain() {
             self.sinks.transaction(&request.tx);
+            if request.counted {
+                self.sinks.counted(&request.tx);
+            }
             if let Some(detectors) = &mut self.detectors
                 && request.counted
             {

@@ -116,6 +116,31 @@ const KEYS: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     (
+        "fleet",
+        &[
+            ("servers", "nats"),
+            ("ca", "nats-ca"),
+            ("creds", "nats-creds"),
+            ("partitions", "partitions"),
+            ("group", "group"),
+            ("lateness", "lateness"),
+            ("node_timeout", "node-timeout"),
+            ("retention", "retention"),
+            ("max_buffered", "max-buffered"),
+        ],
+    ),
+    (
+        "publish",
+        &[
+            ("servers", "publish"),
+            ("ca", "publish-ca"),
+            ("creds", "publish-creds"),
+            ("node", "publish-node"),
+            ("queue", "publish-queue"),
+            ("retention", "publish-retention"),
+        ],
+    ),
+    (
         "outputs",
         &[
             ("transactions", "transactions"),

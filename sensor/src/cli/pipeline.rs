@@ -20,7 +20,7 @@ use sensor::{
     },
 };
 
-use super::{alertmanager, choice::ChoiceParser, detect, syslog};
+use super::{alertmanager, choice::ChoiceParser, detect, publish, syslog};
 
 /// Flags of the pipeline after the source, the same for `run` and `replay`.
 #[derive(Args)]
@@ -87,10 +87,12 @@ pub struct PipelineArgs {
     syslog: syslog::SyslogArgs,
     #[command(flatten)]
     alertmanager: alertmanager::AlertmanagerArgs,
+    #[command(flatten)]
+    publish: publish::PublishArgs,
 }
 
 /// A file mode in octal, at most `0666` (no execute, setuid or sticky bits).
-fn file_mode(s: &str) -> Result<u32, String> {
+pub(super) fn file_mode(s: &str) -> Result<u32, String> {
     let mode = u32::from_str_radix(s, 8).map_err(|_| format!("`{s}` is not an octal mode"))?;
     if mode & !0o666 != 0 {
         return Err(format!("`{s}`: only read and write bits (at most 0666)"));
@@ -190,6 +192,12 @@ impl PipelineArgs {
         }
         if let Some(alertmanager) = self.alertmanager.sink()? {
             sinks.push(Box::new(alertmanager));
+        }
+        if self.publish.enabled() && !matches!(mode, Mode::Live { .. }) {
+            anyhow::bail!("--publish is for `run`: heartbeats carry the live clock");
+        }
+        if let Some(publisher) = self.publish.sink()? {
+            sinks.push(Box::new(publisher));
         }
         Ok(sinks)
     }

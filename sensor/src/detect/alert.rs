@@ -143,7 +143,7 @@ pub struct Window {
 /// Serializes to one JSON object: `time`, `id`, `state`, `episode_start`,
 /// `detector`, `severity`, the key (`client_ip`, or `credential` +
 /// `principal` + `ips`), `window`, `counts`, `extent`, `evidence`,
-/// `suppressed`, `runbook_url`.
+/// `suppressed`, `runbook_url` and, from the fleet analyser, `nodes`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Alert {
     /// Event time of the transition (for `resolved`: the last raise plus
@@ -187,6 +187,11 @@ pub struct Alert {
     /// The runbook section for this detector (`--runbook-url` + `#` +
     /// detector).
     pub runbook_url: String,
+    /// The sensors (`--publish-node` names) whose requests about the
+    /// subject made the alert, sorted: set by the fleet analyser, empty
+    /// (and left out) on a sensor's own alerts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
 }
 
 impl std::fmt::Display for Alert {
@@ -225,6 +230,9 @@ impl std::fmt::Display for Alert {
         }
         if self.suppressed > 0 {
             write!(f, " suppressed={}", self.suppressed)?;
+        }
+        if !self.nodes.is_empty() {
+            write!(f, " nodes={}", self.nodes.join(","))?;
         }
         Ok(())
     }
@@ -265,6 +273,7 @@ impl Alert {
             evidence,
             suppressed: 0,
             runbook_url: String::new(),
+            nodes: Vec::new(),
         }
     }
 

@@ -149,6 +149,20 @@ pub struct ActiveAlerts {
     pub open: u64,
 }
 
+/// Which detectors a transaction feeds: every one (a sensor), or those of
+/// one key (the fleet analyser, whose events arrive partitioned by client
+/// IP and, apart, by credential: `crate::fleet`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Every detector.
+    All,
+    /// The per-IP ones: `request_flood`, `error_rate`,
+    /// `success_then_failure`, `honeypot`.
+    ClientIp,
+    /// `credential_spread`.
+    Credential,
+}
+
 /// All detectors.
 #[derive(Debug)]
 pub struct Detectors {
@@ -213,13 +227,26 @@ impl Detectors {
     /// Runs every detector on `tx`, one request (its legs joined: see
     /// [`crate::join`]); returns the transitions it caused.
     pub fn transaction(&mut self, tx: &Transaction) -> impl Iterator<Item = Alert> + '_ {
+        self.transaction_in(tx, Scope::All)
+    }
+
+    /// [`Detectors::transaction`] for the detectors of `scope` only.
+    pub fn transaction_in(
+        &mut self,
+        tx: &Transaction,
+        scope: Scope,
+    ) -> impl Iterator<Item = Alert> + '_ {
         self.counters.transactions += 1;
         if tx.confirmed {
-            self.per_ip.transaction(tx, &mut self.raised);
-            self.sequence.transaction(tx, &mut self.raised);
-            self.honeypot.transaction(tx, &mut self.raised);
-            self.spread
-                .transaction(tx, &mut self.raised, &mut self.touched);
+            if scope != Scope::Credential {
+                self.per_ip.transaction(tx, &mut self.raised);
+                self.sequence.transaction(tx, &mut self.raised);
+                self.honeypot.transaction(tx, &mut self.raised);
+            }
+            if scope != Scope::ClientIp {
+                self.spread
+                    .transaction(tx, &mut self.raised, &mut self.touched);
+            }
         } else {
             self.counters.unconfirmed += 1;
         }

@@ -48,6 +48,16 @@
 //! | `siem_sensor_shed_total` | counter | `what`: `flow_buffers`, `flows`, `messages` | 3 | state dropped to stay within the budget |
 //! | `siem_sensor_syslog_records_total` | counter | `target`, `result`: `sent`, `overflow`, `dropped`, `refused`, `undelivered` | 5 per configured syslog target | syslog delivery per target |
 //! | `siem_sensor_alertmanager_records_total` | counter | `target`, `result`: `sent`, `overflow`, `dropped`, `refused`, `undelivered`, `forgotten` | 6 per configured Alertmanager | alert transitions per Alertmanager (`forgotten`: firing episodes no longer re-sent, the set being full) |
+//! | `siem_sensor_publish_records_total` | counter | `target`, `result`: `sent`, `overflow`, `dropped`, `refused` (always 0), `undelivered` | 5 with `--publish` | request events to the fleet stream (`sink::publish`) |
+//! | `siem_sensor_publish_retries_total` / `_duplicates_total` / `_heartbeats_total` | counter | | 1 each | messages sent again after a lost acknowledgement; acknowledged as duplicates (stored once); heartbeats stored |
+//! | `siem_sensor_fleet_messages_total` | counter | `result`: `taken`, `malformed`, `too_many_nodes` | 3 (`fleet`) | stream messages the fleet analyser took or dropped |
+//! | `siem_sensor_fleet_events_total` | counter | `node`, `family`: `ip`, `cred` | 2 per node (at most 1024 nodes) | request events per node and subject family |
+//! | `siem_sensor_fleet_heartbeats_total` | counter | `node` | 1 per node | heartbeats per node |
+//! | `siem_sensor_fleet_late_events_total` / `_forced_events_total` | counter | | 1 each | events that arrived after the watermark passed them; released early because the merge buffer was full |
+//! | `siem_sensor_fleet_buffered_events` | gauge | | 1 | events waiting for the watermark |
+//! | `siem_sensor_fleet_watermark_seconds` | gauge | | 1 | the watermark, Unix time |
+//! | `siem_sensor_fleet_replayed_total` | counter | | 1 | messages replayed to rebuild the detectors at start |
+//! | `siem_sensor_fleet_claims_total` | counter | `result`: `claimed`, `already_raised`, `unclaimed` | 3 | alert transitions raised, found already raised (restart, another instance), raised without a claim |
 //! | `siem_sensor_metrics_auth_failures_total` | counter | `reason`: `no_credentials`, `bad_credentials`, `address`, `tls` | 4 | scrapes of `/metrics` refused: no or wrong basic-auth credentials (401), an address outside `--metrics-allow` (403), a failed TLS handshake (no or untrusted client certificate, plain HTTP) |
 //! | `siem_sensor_build_info` | gauge | `version` | 1 | always 1 |
 //!
@@ -60,16 +70,19 @@
 
 mod auth;
 mod endpoint;
+mod fleet;
 mod server;
 pub mod web_config;
 
 pub use endpoint::{Endpoint, Exporter, ExporterError, TOP_N_IDLE, install};
+pub use fleet::{FleetMetrics, fleet};
 use metrics::{counter, gauge};
 
 use crate::{
     capture::{live::CaptureCounters, tls::TlsCounters},
-    detect::{Snapshot, State},
+    detect::{DetectCounters, Snapshot, State},
     pipeline::PipelineCounters,
+    sink::Delivery,
 };
 
 /// Publishes the live tap's counters.
@@ -162,16 +175,35 @@ pub fn pipeline(c: &PipelineCounters, snapshot: Option<&Snapshot>) {
     ] {
         counter!("siem_sensor_http2_total", "what" => what).absolute(n);
     }
-    for (detector, n) in &c.detect.alerts {
+    detection(&c.detect);
+    deliveries(&c.sinks);
+    gauge!("siem_sensor_state_bytes", "part" => "flows").set(c.memory.flows as f64);
+    gauge!("siem_sensor_state_bytes", "part" => "detectors").set(c.memory.detectors as f64);
+    gauge!("siem_sensor_state_bytes", "part" => "join").set(c.memory.join as f64);
+    gauge!("siem_sensor_state_budget_bytes").set(c.memory.budget as f64);
+    counter!("siem_sensor_shed_total", "what" => "flow_buffers").absolute(f.shed_flows);
+    counter!("siem_sensor_shed_total", "what" => "flows").absolute(f.budget_evictions);
+    counter!("siem_sensor_shed_total", "what" => "messages").absolute(c.http.shed_messages);
+    gauges(snapshot);
+}
+
+/// Publishes the detectors' counters (a sensor's or a fleet analyser's).
+fn detection(c: &DetectCounters) {
+    for (detector, n) in &c.alerts {
         counter!("siem_sensor_alerts_total", "detector" => detector.as_str()).absolute(*n);
     }
-    counter!("siem_sensor_alerts_suppressed_total").absolute(c.detect.suppressed);
+    counter!("siem_sensor_alerts_suppressed_total").absolute(c.suppressed);
     for state in [State::Firing, State::Updated, State::Resolved] {
-        let n = c.detect.transitions.get(&state).copied().unwrap_or(0);
+        let n = c.transitions.get(&state).copied().unwrap_or(0);
         counter!("siem_sensor_alert_transitions_total", "state" => state.as_str()).absolute(n);
     }
-    counter!("siem_sensor_transactions_unconfirmed_total").absolute(c.detect.unconfirmed);
-    for d in &c.sinks {
+    counter!("siem_sensor_transactions_unconfirmed_total").absolute(c.unconfirmed);
+    counter!("siem_sensor_detector_evictions_total").absolute(c.evictions);
+}
+
+/// Publishes the sinks' delivery counts.
+fn deliveries(sinks: &[Delivery]) {
+    for d in sinks {
         let name = format!("siem_sensor_{}_records_total", d.sink);
         for (result, n) in [
             ("sent", d.sent),
@@ -187,14 +219,11 @@ pub fn pipeline(c: &PipelineCounters, snapshot: Option<&Snapshot>) {
                 .absolute(n);
         }
     }
-    counter!("siem_sensor_detector_evictions_total").absolute(c.detect.evictions);
-    gauge!("siem_sensor_state_bytes", "part" => "flows").set(c.memory.flows as f64);
-    gauge!("siem_sensor_state_bytes", "part" => "detectors").set(c.memory.detectors as f64);
-    gauge!("siem_sensor_state_bytes", "part" => "join").set(c.memory.join as f64);
-    gauge!("siem_sensor_state_budget_bytes").set(c.memory.budget as f64);
-    counter!("siem_sensor_shed_total", "what" => "flow_buffers").absolute(f.shed_flows);
-    counter!("siem_sensor_shed_total", "what" => "flows").absolute(f.budget_evictions);
-    counter!("siem_sensor_shed_total", "what" => "messages").absolute(c.http.shed_messages);
+}
+
+/// Publishes the detectors' gauges (the window gauges as 0 until the
+/// first window closes).
+fn gauges(snapshot: Option<&Snapshot>) {
     let Some(snap) = snapshot else { return };
     for a in &snap.active {
         gauge!("siem_sensor_alerts_active", "detector" => a.detector.as_str(),

@@ -9,9 +9,9 @@
 //! telling credentials apart (a collision among 2^40 credentials has
 //! probability ~2^-49) and keeps a [`Fingerprint`] at 16 bytes and `Copy`.
 
-use std::fmt;
+use std::{fmt, str::FromStr};
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The per-installation secret that keys every [`Fingerprint`]: 32 bytes.
 ///
@@ -106,6 +106,38 @@ impl Serialize for Fingerprint {
     }
 }
 
+/// A string that is not a fingerprint's 32 hex digits.
+#[derive(Debug, thiserror::Error)]
+#[error("not a credential fingerprint (32 hex digits)")]
+pub struct BadFingerprint;
+
+impl FromStr for Fingerprint {
+    type Err = BadFingerprint;
+
+    /// Parses the 32 hex digits [`Fingerprint`]'s `Display` writes (either
+    /// case): fingerprints read back from the fleet stream.
+    fn from_str(s: &str) -> Result<Self, BadFingerprint> {
+        let s = s.as_bytes();
+        if s.len() != 32 {
+            return Err(BadFingerprint);
+        }
+        let digit = |b: u8| char::from(b).to_digit(16).ok_or(BadFingerprint);
+        let mut out = [0u8; 16];
+        for (i, pair) in s.chunks_exact(2).enumerate() {
+            out[i] =
+                u8::try_from(digit(pair[0])? << 4 | digit(pair[1])?).map_err(|_| BadFingerprint)?;
+        }
+        Ok(Self(out))
+    }
+}
+
+impl<'de> Deserialize<'de> for Fingerprint {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +184,24 @@ mod tests {
             serde_json::to_string(&fp).unwrap(),
             format!("\"{}\"", "01".repeat(16))
         );
+    }
+
+    #[test]
+    fn parses_what_it_prints() {
+        let fp = key(4).fingerprint(b"y");
+        assert_eq!(fp.to_string().parse::<Fingerprint>().unwrap(), fp);
+        assert_eq!(
+            fp.to_string()
+                .to_uppercase()
+                .parse::<Fingerprint>()
+                .unwrap(),
+            fp
+        );
+        let json = serde_json::to_string(&fp).unwrap();
+        assert_eq!(serde_json::from_str::<Fingerprint>(&json).unwrap(), fp);
+        for bad in ["", "ab", &"g".repeat(32), &"a".repeat(33), &"é".repeat(16)] {
+            assert!(bad.parse::<Fingerprint>().is_err(), "{bad}");
+        }
     }
 
     #[test]

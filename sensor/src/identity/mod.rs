@@ -43,7 +43,7 @@ use ipnet::IpNet;
 use smallvec::SmallVec;
 
 pub use credential::{PLACEHOLDER_PASSWORDS, scope};
-pub use fingerprint::{Fingerprint, FingerprintKey};
+pub use fingerprint::{BadFingerprint, Fingerprint, FingerprintKey};
 pub use headers::{FORWARDED_FOR, HeaderNames, IdentityHeaders};
 pub use key_file::KeyError;
 pub use principal::{Principal, PrincipalSource};

@@ -2,12 +2,12 @@
 //! from. A name a client sends is a claim; only Kong's consumer on the
 //! upstream leg was authenticated.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::text::{Field, render};
 
 /// Where a principal's name came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PrincipalSource {
     /// Kong's authenticated consumer (`X-Consumer-Username`, else

@@ -19,6 +19,9 @@ pub trait Sink {
     fn segment(&mut self, _segment: &Segment<'_>) {}
     /// A transaction, in emission order.
     fn transaction(&mut self, _tx: &Transaction) {}
+    /// A request the detectors count (its first record: not a late leg,
+    /// not one of Kong's own requests), after its [`Sink::transaction`].
+    fn counted(&mut self, _tx: &Transaction) {}
     /// An alert, in the order raised.
     fn alert(&mut self, _alert: &Alert) {}
     /// Flushes what is buffered (called after each batch of input).

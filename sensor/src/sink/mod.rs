@@ -13,6 +13,7 @@ mod interface;
 mod json_lines;
 pub mod kong_log;
 pub mod metrics;
+pub mod publish;
 mod segment_log;
 mod sinks;
 pub mod syslog;

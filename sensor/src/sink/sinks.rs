@@ -55,6 +55,13 @@ impl Sinks {
         }
     }
 
+    /// Passes a request the detectors count to every sink.
+    pub fn counted(&mut self, tx: &Transaction) {
+        for s in &mut self.sinks {
+            s.counted(tx);
+        }
+    }
+
     /// Passes an alert to every sink.
     pub fn alert(&mut self, alert: &Alert) {
         for s in &mut self.sinks {

@@ -113,6 +113,9 @@ fn fields(a: &Alert) -> Vec<(&'static str, String)> {
         }
     }
     f.push(("runbook_url", a.runbook_url.clone()));
+    if !a.nodes.is_empty() {
+        f.push(("nodes", a.nodes.join(",")));
+    }
     f
 }
 

@@ -47,6 +47,10 @@ pub fn valid_node(name: &str) -> bool {
 /// A message on the fleet stream.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "decoded one at a time and taken apart at once: a box would cost an allocation per event"
+)]
 pub enum Message {
     /// One request a node's detectors counted.
     Request(Event),

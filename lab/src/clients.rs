@@ -1,8 +1,8 @@
 //! How clients reach the gateway: its two proxy listeners, as Kong's
-//! default `proxy_listen` has them (`8000`, and `8443 ssl`, which Kong's
-//! Helm chart maps 443 to), URLs on either, and curl from the client
-//! hosts (HTTPS verified against the gateway's certificate, made at lab
-//! start by `nginx.rs`).
+//! default `proxy_listen` has them (`8000`, and `8443 http2 ssl`, which
+//! Kong's Helm chart maps 443 to; HTTP/1.1 or HTTP/2 by ALPN), URLs on
+//! either, and curl from the client hosts (HTTPS verified against the
+//! gateway's certificate, made at lab start by `nginx.rs`).
 
 use std::path::PathBuf;
 
@@ -21,8 +21,10 @@ pub const PROXY_TLS_PORT: u16 = 8443;
 pub enum Listener {
     /// Plain HTTP on [`PROXY_PORT`].
     Http,
-    /// HTTPS (HTTP/1.1 over TLS) on [`PROXY_TLS_PORT`].
+    /// HTTPS with HTTP/1.1 (ALPN `http/1.1`) on [`PROXY_TLS_PORT`].
     Https,
+    /// HTTPS with HTTP/2 (ALPN `h2`) on [`PROXY_TLS_PORT`].
+    Https2,
 }
 
 impl Listener {
@@ -30,8 +32,18 @@ impl Listener {
     pub fn port(self) -> u16 {
         match self {
             Self::Http => PROXY_PORT,
-            Self::Https => PROXY_TLS_PORT,
+            Self::Https | Self::Https2 => PROXY_TLS_PORT,
         }
+    }
+
+    /// Whether clients speak HTTP/2 on it.
+    pub fn http2(self) -> bool {
+        self == Self::Https2
+    }
+
+    /// curl's flag for the protocol: `--http1.1` or `--http2`.
+    fn curl_protocol(self) -> &'static str {
+        if self.http2() { "--http2" } else { "--http1.1" }
     }
 
     /// URL of `path` on the gateway's listener, over IPv4 or IPv6.
@@ -45,8 +57,9 @@ impl Listener {
     }
 
     /// `n` requests for `path` on one keep-alive connection to this
-    /// listener from the client host with address `source` (see
-    /// [`Lab::curl_from`]; HTTPS verified against [`Lab::ca_file`]).
+    /// listener, in its protocol, from the client host with address
+    /// `source` (see [`Lab::curl_from`]; HTTPS verified against
+    /// [`Lab::ca_file`]).
     ///
     /// # Errors
     /// As [`Lab::curl_from`].
@@ -70,6 +83,7 @@ impl Listener {
             source,
         ]);
         cmd.arg("--cacert").arg(lab.ca_file());
+        cmd.arg(self.curl_protocol());
         cmd.args(extra);
         for _ in 0..n {
             cmd.arg(&url);
@@ -80,7 +94,7 @@ impl Listener {
     fn scheme(self) -> &'static str {
         match self {
             Self::Http => "http",
-            Self::Https => "https",
+            Self::Https | Self::Https2 => "https",
         }
     }
 }
@@ -108,15 +122,25 @@ impl Lab {
         Listener::Http.curl_from(self, source, extra, path, n)
     }
 
-    /// `curl` from the client namespace (an HTTPS URL of the gateway is
-    /// verified against [`Lab::ca_file`]); returns the HTTP status and body.
+    /// `curl` with HTTP/1.1 from the client namespace (an HTTPS URL of the
+    /// gateway is verified against [`Lab::ca_file`]); returns the HTTP
+    /// status and body.
     ///
     /// # Errors
     /// curl failed (no answer within 10 s, connection refused, ...).
     pub fn curl(&self, url: &str) -> Result<(u16, Vec<u8>)> {
         let mut cmd = self.command(&self.client_ns(), "curl");
         cmd.arg("--cacert").arg(self.ca_file());
-        let out = run_quiet(cmd.args(["-s", "--max-time", "10", "-w", "\n%{http_code}", url]))?;
+        cmd.args([
+            "-s",
+            "--http1.1",
+            "--max-time",
+            "10",
+            "-w",
+            "\n%{http_code}",
+            url,
+        ]);
+        let out = run_quiet(&mut cmd)?;
         let split = out
             .stdout
             .iter()

@@ -14,6 +14,7 @@ mod clients;
 pub mod consumers;
 pub mod h2;
 pub mod install;
+pub mod load;
 mod network;
 mod nginx;
 pub mod prometheus;

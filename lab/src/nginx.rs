@@ -192,8 +192,8 @@ fn consumer_maps() -> String {
     .concat()
 }
 
-/// A Kong-like proxy on :8000 and :8443 (HTTPS, HTTP/1.1; Kong's default
-/// `proxy_listen`) in front of the upstream, as Kong 3.x puts it on the
+/// A Kong-like proxy on :8000 and :8443 (HTTPS with HTTP/2 by ALPN, as
+/// Kong's default `proxy_listen ... 8443 http2 ssl`) in front of the upstream, as Kong 3.x puts it on the
 /// wire (Kong docs: key-auth, rate-limiting, proxy reference):
 /// - `/` is an open route; `/api/` a route with key-auth (the `apikey`
 ///   header or query parameter; 401 with `WWW-Authenticate: Key
@@ -215,8 +215,8 @@ const GATEWAY_SERVER: &str = r#"
     listen 10.77.0.1:8000;
     access_log access.log sensor;
     listen [fd77::1]:8000;
-    listen 10.77.0.1:8443 ssl;
-    listen [fd77::1]:8443 ssl;
+    listen 10.77.0.1:8443 ssl http2;
+    listen [fd77::1]:8443 ssl http2;
     ssl_certificate cert.pem;
     ssl_certificate_key key.pem;
     server_tokens off;

@@ -1,5 +1,6 @@
-//! Labeled traffic scenarios: real clients (curl, wrk with Lua scripts, ab)
-//! on the lab's client hosts, through the Kong-like gateway. Each states the
+//! Labeled traffic scenarios: real clients (curl; wrk and ab, or h2load
+//! over HTTP/2: [`crate::load`]) on the lab's client hosts, through the
+//! Kong-like gateway. Each states the
 //! alerts it must raise and the near misses that must stay quiet. The live
 //! tests and `cargo xtask demo` play them against the sensor; nothing here
 //! is a stored capture.
@@ -7,12 +8,14 @@
 //! Client hosts (`Lab::extra_client(i)`, `hN` below) have one role each, so
 //! the scenarios do not add up in the per-IP detectors.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 
 use crate::{
-    CLIENT_V4, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, Lab, Listener, consumers::Consumer,
+    CLIENT_V4, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, Lab, Listener,
+    consumers::Consumer,
+    load::{Load, Stop},
     run_quiet,
 };
 
@@ -96,44 +99,67 @@ pub fn all() -> Vec<Scenario> {
     vec![
         Scenario {
             name: "normal API use: alice, bob (key in the header) and carol (key in the query), \
-                   3 s at about 20 requests/s each (wrk, Lua)",
+                   3 s at about 20 requests/s each (wrk, h2load)",
             raises: vec![],
             quiet: (0..3)
                 .flat_map(|i| PER_IP.map(|d| (d, h(i))))
                 .chain(["alice", "bob", "carol"].map(|c| ("credential_spread", c.into())))
                 .collect(),
             play: |lab, via| {
-                let clients = [("alice", "header"), ("bob", "header"), ("carol", "query")]
-                    .iter()
+                let clients = [("alice", false), ("bob", false), ("carol", true)]
+                    .into_iter()
                     .zip(0..)
-                    .map(|((name, place), i)| {
-                        let key = Consumer::named(name).key;
-                        let mut wrk = wrk(lab, via, &h(i), CONSUMER_LUA, &["-c1", "-d3s"])?;
-                        wrk.args(["--", key, place]);
-                        Ok(wrk.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?)
+                    .map(|((name, in_query), i)| {
+                        let consumer = Consumer::named(name);
+                        let header = consumer.header();
+                        let paths: Vec<String> = CONSUMER_PATHS
+                            .iter()
+                            .map(|p| match (in_query, p.contains('?')) {
+                                (false, _) => p.to_string(),
+                                (true, q) => {
+                                    let sep = if q { '&' } else { '?' };
+                                    format!("{p}{sep}apikey={}", consumer.key)
+                                }
+                            })
+                            .collect();
+                        let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+                        let load = Load {
+                            paths: &paths,
+                            header: (!in_query).then_some(header.as_str()),
+                            rate: Some(20),
+                            connections: 1,
+                            stop: Stop::Seconds(3),
+                        };
+                        let mut cmd = load.command(lab, via, &h(i))?;
+                        Ok(cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?)
                     })
                     .collect::<Result<Vec<_>>>()?;
                 for child in clients {
                     let out = child.wait_with_output()?;
                     if !out.status.success() {
-                        bail!("wrk: {}", String::from_utf8_lossy(&out.stderr));
+                        bail!("load client: {}", String::from_utf8_lossy(&out.stderr));
                     }
                 }
                 Ok(())
             },
         },
         Scenario {
-            name: "a flood from one address: 2 s as fast as it goes (wrk)",
+            name: "a flood from one address: 2 s as fast as it goes (wrk, h2load)",
             raises: vec![("request_flood", CLIENT_V4.into())],
             quiet: vec![("error_rate", CLIENT_V4.into())],
             play: |lab, via| {
-                let url = via.url(false, "/hello");
-                let mut wrk = lab.command_from(CLIENT_V4, "wrk")?;
-                run_quiet(wrk.args(["-t1", "-c2", "-d2s", &url])).map(drop)
+                let load = Load {
+                    paths: &["/hello"],
+                    header: None,
+                    rate: None,
+                    connections: 2,
+                    stop: Stop::Seconds(2),
+                };
+                run_quiet(&mut load.command(lab, via, CLIENT_V4)?).map(drop)
             },
         },
         Scenario {
-            name: "an error scan: well-known sensitive paths, 2 s at about 100 requests/s (wrk, Lua)",
+            name: "an error scan: well-known sensitive paths, 2 s at about 100 requests/s (wrk, h2load)",
             raises: vec![("error_rate", h(10))],
             quiet: vec![
                 ("request_flood", h(10)),
@@ -141,7 +167,14 @@ pub fn all() -> Vec<Scenario> {
                 ("honeypot", h(10)),
             ],
             play: |lab, via| {
-                run_quiet(&mut wrk(lab, via, &h(10), SCAN_LUA, &["-c1", "-d2s"])?).map(drop)
+                let load = Load {
+                    paths: SCAN_PATHS,
+                    header: None,
+                    rate: Some(100),
+                    connections: 1,
+                    stop: Stop::Seconds(2),
+                };
+                run_quiet(&mut load.command(lab, via, &h(10))?).map(drop)
             },
         },
         Scenario {
@@ -166,7 +199,7 @@ pub fn all() -> Vec<Scenario> {
         },
         Scenario {
             name: "reconnaissance then attack: 6 public pages, then 15 guessed API keys \
-                   (curl, then ab); a near miss with 3 pages first",
+                   (curl, then ab or h2load); a near miss with 3 pages first",
             raises: vec![("success_then_failure", h(8))],
             quiet: vec![
                 ("error_rate", h(8)),
@@ -188,7 +221,7 @@ pub fn all() -> Vec<Scenario> {
             play: |lab, via| via.curl_from(lab, &h(11), &[], "/admin/login", 1),
         },
         Scenario {
-            name: "a consumer over its rate limit: mallory, 300 requests 4 at a time (ab)",
+            name: "a consumer over its rate limit: mallory, 300 requests 4 at a time (ab, h2load)",
             raises: vec![("error_rate", h(12))],
             quiet: vec![("request_flood", h(12)), ("success_then_failure", h(12))],
             play: |lab, via| {
@@ -199,28 +232,55 @@ pub fn all() -> Vec<Scenario> {
     ]
 }
 
-const CONSUMER_LUA: (&str, &str) = ("consumer.lua", include_str!("../lua/consumer.lua"));
-const SCAN_LUA: (&str, &str) = ("scan.lua", include_str!("../lua/scan.lua"));
+/// The lab's API routes in turn, one in twenty a 404 (a consumer's normal use).
+const CONSUMER_PATHS: &[&str] = &[
+    "/api/orders",
+    "/api/users/7",
+    "/api/items",
+    "/api/orders?page=2",
+    "/api/users/7/orders",
+    "/api/items?sort=name",
+    "/api/orders/42",
+    "/api/users/11",
+    "/api/items/3",
+    "/api/orders?status=open",
+    "/api/users/7",
+    "/api/items",
+    "/api/orders",
+    "/api/users/12",
+    "/api/items?page=3",
+    "/api/orders/43",
+    "/api/users/7",
+    "/api/items/9",
+    "/api/orders?page=3",
+    "/api/missing",
+];
 
-/// `wrk -t1 ARGS -s SCRIPT URL` from `source` against the gateway's
-/// `listener`; the script `(name, text)` is written to the lab's workdir.
-fn wrk(
-    lab: &Lab,
-    listener: Listener,
-    source: &str,
-    (name, text): (&str, &str),
-    args: &[&str],
-) -> Result<Command> {
-    let script = lab.workdir().join(name);
-    std::fs::write(&script, text).with_context(|| format!("writing {}", script.display()))?;
-    let mut cmd = lab.command_from(source, "wrk")?;
-    cmd.arg("-t1").args(args).arg("-s").arg(script);
-    cmd.arg(listener.url(false, "/"));
-    Ok(cmd)
-}
+/// A content-discovery scan: well-known sensitive paths, nearly all 404.
+const SCAN_PATHS: &[&str] = &[
+    "/.env",
+    "/.git/config",
+    "/wp-login.php",
+    "/phpmyadmin/",
+    "/server-status",
+    "/backup.zip",
+    "/config.json",
+    "/.aws/credentials",
+    "/api/v1/debug",
+    "/actuator/env",
+    "/console",
+    "/.DS_Store",
+    "/web.config",
+    "/db.sql",
+    "/xmlrpc.php",
+    "/.htpasswd",
+    "/cgi-bin/test.cgi",
+    "/solr/admin",
+    "/hello",
+];
 
-/// `ab -n N -c C -H HEADER URL` from `source` against the gateway's
-/// `listener` (keep-alive off, as ab's default).
+/// `N` requests for `path`, `C` at a time, with `header`, from `source`
+/// (ab over HTTP/1.1, a connection per request; h2load over HTTP/2).
 fn ab(
     lab: &Lab,
     via: Listener,
@@ -230,15 +290,12 @@ fn ab(
     header: &str,
     path: &str,
 ) -> Result<()> {
-    let mut cmd = lab.command_from(source, "ab")?;
-    cmd.args([
-        "-q",
-        "-n",
-        &n.to_string(),
-        "-c",
-        &c.to_string(),
-        "-H",
-        header,
-    ]);
-    run_quiet(cmd.arg(via.url(false, path))).map(drop)
+    let load = Load {
+        paths: &[path],
+        header: Some(header),
+        rate: None,
+        connections: c,
+        stop: Stop::Requests(n),
+    };
+    run_quiet(&mut load.command(lab, via, source)?).map(drop)
 }

@@ -1,7 +1,8 @@
 //! HTTP/2 live: h2c with prior knowledge through the gateway (curl and
 //! h2load, many concurrent streams) gives one transaction per stream,
 //! matching the gateway's own access log (method, path, status, request
-//! id), live and from a capture file; gRPC calls carry service, method and
+//! id), live and from a capture file, and so does HTTP/2 over TLS (ALPN
+//! `h2` on 8443) read by the TLS tap; gRPC calls carry service, method and
 //! `grpc-status`, a burst of UNAUTHENTICATED calls raises `error_rate`, the
 //! gateway's 429s are classed as rate-limited; an `Upgrade: h2c` (nghttpd)
 //! continues as HTTP/2.
@@ -11,7 +12,7 @@ mod support;
 use std::collections::HashMap;
 
 use lab::{
-    GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_V4, Lab, UPSTREAM_V4,
+    GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_V4, Lab, Listener, UPSTREAM_V4,
     h2::{GRPC_PORT, H2C_PORT, H2C_UPGRADE_PORT},
 };
 use serde_json::Value;
@@ -72,8 +73,26 @@ fn h2c_streams_match_the_access_log_live_and_replayed() {
     let replayed = replay_json(&pcap, &replay_args, "method");
     lab.teardown();
 
-    let streams: Vec<&Value> = live
-        .transactions
+    let streams = match_access_log(&live.transactions, &logged, 204);
+    // A header block past the capture length would lose its direction's
+    // table: none here. The 64 KiB body's later DATA frame headers fall in
+    // uncaptured bytes (GSO segments much longer than the 1024-byte
+    // prefix): that connection's framing ends there, after its only stream.
+    let h2 = &live.summary["http"]["h2"];
+    assert_eq!(h2["hpack_lost"], 0, "{h2}");
+    assert!(h2["framing_lost"].as_u64().unwrap() <= 1, "{h2}");
+    let replayed_h2 = replayed
+        .iter()
+        .filter(|t| t["http_version"] == "HTTP/2")
+        .count();
+    assert_eq!(replayed_h2, streams, "from the capture file too");
+}
+
+/// Every access-log entry (`expected` of them) has the HTTP/2 stream of
+/// its request id, with its request line and status, joined to its
+/// upstream leg; there are no other HTTP/2 streams. Returns their number.
+fn match_access_log(transactions: &[Value], logged: &[lab::AccessEntry], expected: usize) -> usize {
+    let streams: Vec<&Value> = transactions
         .iter()
         .filter(|t| t["http_version"] == "HTTP/2")
         .collect();
@@ -81,9 +100,9 @@ fn h2c_streams_match_the_access_log_live_and_replayed() {
         .iter()
         .filter_map(|t| Some((t["request_id"].as_str()?, *t)))
         .collect();
-    assert_eq!(logged.len(), 204, "{logged:#?}");
-    assert_eq!(streams.len(), logged.len(), "{}", live.summary["http"]);
-    for entry in &logged {
+    assert_eq!(logged.len(), expected, "{logged:#?}");
+    assert_eq!(streams.len(), logged.len());
+    for entry in logged {
         let t = by_id
             .get(entry.request_id.as_str())
             .unwrap_or_else(|| panic!("no stream for {entry:?}"));
@@ -99,18 +118,45 @@ fn h2c_streams_match_the_access_log_live_and_replayed() {
             "joined to its upstream leg: {t}"
         );
     }
-    // A header block past the capture length would lose its direction's
-    // table: none here. The 64 KiB body's later DATA frame headers fall in
-    // uncaptured bytes (GSO segments much longer than the 1024-byte
-    // prefix): that connection's framing ends there, after its only stream.
-    let h2 = &live.summary["http"]["h2"];
-    assert_eq!(h2["hpack_lost"], 0, "{h2}");
-    assert!(h2["framing_lost"].as_u64().unwrap() <= 1, "{h2}");
-    let replayed_h2 = replayed
-        .iter()
-        .filter(|t| t["http_version"] == "HTTP/2")
-        .count();
-    assert_eq!(replayed_h2, streams.len(), "from the capture file too");
+    streams.len()
+}
+
+#[test]
+#[ignore = "live: needs root and the lab (cargo xtask test runs it)"]
+fn https_h2_streams_from_the_tls_tap_match_the_access_log() {
+    require_root();
+    let lab = Lab::up("ss-h2tls").unwrap();
+    let before = lab.access_log().unwrap().len();
+    let mut args = ARGS.to_vec();
+    args.extend(["--tls", "on"]);
+    let sensor = start_sensor(&lab, &args);
+    let client = Lab::extra_client(0);
+    for path in ["/hello", "/missing", "/hello?x=1", "/api/orders"] {
+        Listener::Https2
+            .curl_from(&lab, &client, &[], path, 2)
+            .unwrap();
+    }
+    let h2load = lab
+        .command_from(&Lab::extra_client(1), "h2load")
+        .unwrap()
+        .args(["-n", "200", "-c", "2", "-m", "4"])
+        .arg(Listener::Https2.url(false, "/hello"))
+        .output()
+        .unwrap();
+    assert!(h2load.status.success(), "{h2load:?}");
+    let live = sensor.stop().unwrap();
+    let logged: Vec<_> = lab.access_log().unwrap().split_off(before);
+    lab.teardown();
+
+    match_access_log(&live.transactions, &logged, 208);
+    let s = &live.summary;
+    assert_eq!(s["http"]["h2"]["hpack_lost"], 0, "{s}");
+    assert_eq!(s["http"]["h2"]["framing_lost"], 0, "{s}");
+    assert!(
+        s["tls"]["reader"]["delivered"].as_u64().unwrap() > 200,
+        "{s}"
+    );
+    assert_eq!(s["balanced"], true, "{s}");
 }
 
 #[test]

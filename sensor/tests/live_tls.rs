@@ -1,9 +1,10 @@
 //! The TLS source on the lab (root): requests over HTTPS to the gateway's
-//! `8443 ssl` listener become transactions from the gateway's own OpenSSL
+//! `8443 ssl http2` listener (HTTP/1.1 here; HTTP/2 in `live_http2.rs`) become transactions from the gateway's own OpenSSL
 //! calls, the same as the gateway's access log; the clients' SSL calls on
 //! the same kernel (curl, wrk) count for nothing; the TLS counters move
 //! and balance; new workers (a reload) are covered; nothing stays loaded;
-//! the labeled scenarios raise the same alerts over HTTPS as over HTTP.
+//! the labeled scenarios raise the same alerts over HTTPS, with HTTP/1.1
+//! and with HTTP/2, as over HTTP.
 
 mod support;
 
@@ -304,7 +305,7 @@ fn scenarios_over_https_raise_the_same_alerts_as_over_http() {
     args.extend(["--tls", "on"]);
     let mut raised = Vec::new();
     let mut summaries = Vec::new();
-    for listener in [Listener::Http, Listener::Https] {
+    for listener in [Listener::Http, Listener::Https, Listener::Https2] {
         let sensor = start_sensor(&lab, &args);
         for s in &all {
             s.play_over(&lab, listener)
@@ -322,6 +323,10 @@ fn scenarios_over_https_raise_the_same_alerts_as_over_http() {
         .collect();
     assert_eq!(raised[0], expected, "over HTTP");
     assert_eq!(raised[1], raised[0], "over HTTPS");
+    assert_eq!(raised[2], raised[0], "over HTTPS with HTTP/2");
+    let h2 = &summaries[2]["http"]["h2"];
+    assert!(h2["streams"].as_u64().unwrap() > 2000, "{h2}");
+    assert_eq!(h2["hpack_lost"], 0, "{h2}");
     // Over HTTPS the client legs came from the TLS tap, joined to the
     // upstream legs the tc tap saw.
     let https = &summaries[1];

@@ -223,7 +223,7 @@ fn upstream_only_raises_all_but_what_kong_rejected_itself() {
         .flat_map(|s| s.raises.iter().map(|(d, s)| (d.to_string(), s.clone())))
         .filter(|a| !rejected.contains(a))
         .collect();
-    assert_eq!(raised, expected);
+    assert_eq!(raised, expected, "{:#?}", live.alerts);
     let join = &live.summary["join"];
     assert_eq!(join["joined"], 0, "{join}");
     assert!(join["upstream_only"].as_u64().unwrap() > 1000, "{join}");

@@ -99,10 +99,13 @@ fn rsyslog_gets_every_alert_even_across_a_restart() {
             assert!(r.starts_with("<34>1 "), "{name}: {r}");
             assert!(r.contains(" siem-sensor "), "{r}");
             assert!(
-                r.contains(r#"[siem@32473 detector="honeypot" severity="high" time=""#),
+                r.contains(r#"[siem@32473 detector="honeypot" severity="high" state="firing" id=""#),
                 "{r}"
             );
-            assert!(r.contains(" detector=honeypot severity=high "), "{r}");
+            assert!(
+                r.contains(" detector=honeypot severity=high state=firing "),
+                "{r}"
+            );
         }
     }
     // UDP delivers what was sent while rsyslog ran; the rest is lost.

@@ -116,7 +116,11 @@ fn match_access_log(transactions: &[Value], logged: &[lab::AccessEntry], expecte
         assert_eq!(t["status"], entry.status);
         // Kong's own 401 (no key) has no upstream leg; every other
         // request is joined to its own.
-        let upstream = if entry.status == 401 { None } else { Some(8080) };
+        let upstream = if entry.status == 401 {
+            None
+        } else {
+            Some(8080)
+        };
         assert_eq!(
             t["upstream"]["server_port"].as_u64(),
             upstream,

@@ -99,7 +99,9 @@ fn rsyslog_gets_every_alert_even_across_a_restart() {
             assert!(r.starts_with("<34>1 "), "{name}: {r}");
             assert!(r.contains(" siem-sensor "), "{r}");
             assert!(
-                r.contains(r#"[siem@32473 detector="honeypot" severity="high" state="firing" id=""#),
+                r.contains(
+                    r#"[siem@32473 detector="honeypot" severity="high" state="firing" id=""#
+                ),
                 "{r}"
             );
             assert!(

@@ -305,6 +305,7 @@ fn scenarios_over_https_raise_the_same_alerts_as_over_http() {
     args.extend(["--tls", "on"]);
     let mut raised = Vec::new();
     let mut summaries = Vec::new();
+    let mut spread = Vec::new();
     for listener in [Listener::Http, Listener::Https, Listener::Https2] {
         let sensor = start_sensor(&lab, &args);
         for s in &all {
@@ -313,6 +314,13 @@ fn scenarios_over_https_raise_the_same_alerts_as_over_http() {
         }
         let run = sensor.stop().unwrap();
         raised.push(run.alerts.iter().map(alert_key).collect::<BTreeSet<_>>());
+        spread.push(
+            run.alerts
+                .iter()
+                .filter(|a| a["detector"] == "credential_spread")
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
         summaries.push(run.summary);
     }
     lab.teardown();
@@ -323,7 +331,11 @@ fn scenarios_over_https_raise_the_same_alerts_as_over_http() {
         .collect();
     assert_eq!(raised[0], expected, "over HTTP");
     assert_eq!(raised[1], raised[0], "over HTTPS");
-    assert_eq!(raised[2], raised[0], "over HTTPS with HTTP/2");
+    assert_eq!(
+        raised[2], raised[0],
+        "over HTTPS with HTTP/2: {spread:#?} {}",
+        summaries[2]
+    );
     let h2 = &summaries[2]["http"]["h2"];
     assert!(h2["streams"].as_u64().unwrap() > 2000, "{h2}");
     assert_eq!(h2["hpack_lost"], 0, "{h2}");

@@ -19,6 +19,8 @@ use tokio::{
 };
 use tracing::info;
 
+/// Records read from one ring buffer before the other's turn.
+const BATCH: usize = 1024;
 /// The reader polls this often for records submitted without a wakeup.
 /// It bounds the delay from packet to pipeline when traffic is light.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
@@ -124,15 +126,30 @@ async fn tls_readable(tls: &mut Option<TlsCapture>) -> std::io::Result<()> {
 }
 
 impl Sources {
-    /// Drains the ring buffers into the pipeline, moves event time on to
-    /// now (expiring idle flows and closing windows when traffic is idle)
-    /// and flushes the sinks.
+    /// Drains the ring buffers into the pipeline, a batch from each in
+    /// turn, so neither source's event time runs ahead of the other's by
+    /// more than a batch while both have a backlog (a client leg from the
+    /// TLS tap would otherwise give up on an upstream leg still queued in
+    /// the packet ring). When both were empty, moves event time on to now
+    /// (expiring idle flows and closing windows); while records arrive,
+    /// their own times move it, so a backlog is not judged by how late it
+    /// is read. Then flushes the sinks.
     fn feed(&mut self, pipeline: &mut Pipeline) {
-        self.live.drain(&mut |s| pipeline.segment(s));
-        if let Some(tls) = &mut self.tls {
-            tls.drain(&mut |s| pipeline.segment(s));
+        let mut read = 0;
+        loop {
+            let live = self.live.drain(BATCH, &mut |s| pipeline.segment(s));
+            let tls = self
+                .tls
+                .as_mut()
+                .map_or(0, |t| t.drain(BATCH, &mut |s| pipeline.segment(s)));
+            read += live + tls;
+            if live < BATCH && tls < BATCH {
+                break;
+            }
         }
-        pipeline.tick(self.live.now_ns());
+        if read == 0 {
+            pipeline.tick(self.live.now_ns());
+        }
         pipeline.flush();
     }
 

@@ -220,15 +220,17 @@ impl LiveCapture {
         Ok(())
     }
 
-    /// Hands every record waiting in the ring buffer to `on_segment`, in
-    /// order; a record that does not decode is counted and logged.
-    pub fn drain(&mut self, on_segment: &mut dyn FnMut(&Segment<'_>)) {
+    /// Hands up to `limit` records waiting in the ring buffer to
+    /// `on_segment`, in order; a record that does not decode is counted
+    /// and logged. Returns the records read (fewer than `limit`: the ring
+    /// was emptied).
+    pub fn drain(&mut self, limit: usize, on_segment: &mut dyn FnMut(&Segment<'_>)) -> usize {
         let mut reader = Reader {
             counters: &mut self.reader,
             clock: &self.clock,
             defrag: &mut self.defrag,
         };
-        reader.drain(self.ring.get_mut(), on_segment);
+        reader.drain(self.ring.get_mut(), limit, on_segment)
     }
 
     /// Now on the segments' clock (wall-clock ns since the epoch), to move
@@ -273,7 +275,7 @@ impl LiveCapture {
             clock: &clock,
             defrag: &mut defrag,
         }
-        .drain(ring.get_mut(), on_segment);
+        .drain(ring.get_mut(), usize::MAX, on_segment);
         reader.fragments_dropped += defrag.expired;
         let kernel = read_counters(&counters)?;
         Ok(CaptureCounters { kernel, reader })
@@ -301,10 +303,19 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    /// Hands every waiting record's segment to `on_segment`, dropping what
-    /// the gateway's stack drops and reassembling fragments.
-    fn drain(&mut self, ring: &mut RingBuf<MapData>, on_segment: &mut dyn FnMut(&Segment<'_>)) {
-        while let Some(item) = ring.next() {
+    /// Hands up to `limit` waiting records' segments to `on_segment`,
+    /// dropping what the gateway's stack drops and reassembling fragments;
+    /// returns the records read.
+    fn drain(
+        &mut self,
+        ring: &mut RingBuf<MapData>,
+        limit: usize,
+        on_segment: &mut dyn FnMut(&Segment<'_>),
+    ) -> usize {
+        let mut read = 0;
+        while read < limit {
+            let Some(item) = ring.next() else { break };
+            read += 1;
             self.counters.received += 1;
             match record::decode(&item, self.clock) {
                 Ok((segment, found)) => self.record(&segment, found, on_segment),
@@ -314,6 +325,7 @@ impl Reader<'_> {
                 }
             }
         }
+        read
     }
 
     fn record(

@@ -243,9 +243,11 @@ impl TlsCapture {
         Ok(())
     }
 
-    /// Hands the segments of every waiting record to `on_segment`, in
-    /// order, and drops chunks that waited too long for their socket.
-    pub fn drain(&mut self, on_segment: &mut dyn FnMut(&Segment<'_>)) {
+    /// Hands the segments of up to `limit` waiting records to
+    /// `on_segment`, in order, and drops chunks that waited too long for
+    /// their socket. Returns the records read (fewer than `limit`: the
+    /// ring was emptied).
+    pub fn drain(&mut self, limit: usize, on_segment: &mut dyn FnMut(&Segment<'_>)) -> usize {
         let Self {
             ring,
             reader,
@@ -253,8 +255,16 @@ impl TlsCapture {
             clock,
             ..
         } = self;
-        read(ring.get_mut(), clock, reader, connections, on_segment);
+        let read = read(
+            ring.get_mut(),
+            clock,
+            reader,
+            connections,
+            limit,
+            on_segment,
+        );
         connections.tick(clock.now_ns(), on_segment);
+        read
     }
 
     /// The counters so far.
@@ -296,6 +306,7 @@ impl TlsCapture {
             &self.clock,
             &mut self.reader,
             &mut self.connections,
+            usize::MAX,
             on_segment,
         );
         self.connections.finish();
@@ -363,9 +374,13 @@ fn read(
     clock: &Clock,
     reader: &mut TlsReaderCounters,
     connections: &mut Connections,
+    limit: usize,
     on_segment: &mut dyn FnMut(&Segment<'_>),
-) {
-    while let Some(item) = ring.next() {
+) -> usize {
+    let mut read = 0;
+    while read < limit {
+        let Some(item) = ring.next() else { break };
+        read += 1;
         match record::decode(&item, clock) {
             Ok(r) => {
                 match r.event {
@@ -380,6 +395,7 @@ fn read(
             }
         }
     }
+    read
 }
 
 fn read_counters(map: &PerCpuArray<MapData, u64>) -> Result<TlsKernelCounters> {

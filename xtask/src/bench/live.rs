@@ -1,8 +1,10 @@
-//! Live overhead: what attaching the sensor costs the gateway. wrk drives
-//! the lab's gateway as fast as it goes without the sensor, with it on both
-//! legs and on the client leg only (detectors and metrics on, as installed),
-//! [`ROUNDS`] rounds in one run, the order rotating each round; ratios to
-//! the same round's run without the sensor. One more attached run with the
+//! Live overhead: what attaching the sensor costs the gateway, beside the
+//! peer every operator knows. wrk drives the lab's gateway as fast as it
+//! goes without the sensor, with it on both legs and on the client leg
+//! only (detectors and metrics on, as installed), and with `tcpdump -s 512
+//! -w /dev/null` on the same legs instead, [`ROUNDS`] rounds in one run,
+//! the order rotating each round; ratios to the same round's run without
+//! either. One more attached run with the
 //! kernel's BPF statistics and perf on shows where the time goes: the
 //! programs' own time, which no process is charged for, and the sensor's
 //! CPU by pipeline stage.
@@ -37,13 +39,14 @@ struct Load {
     p99_ms: f64,
 }
 
-/// What the sensor cost and saw in one attached run.
+/// What the capture (the sensor, or tcpdump) cost and saw in one run.
 struct Cost {
-    /// User + system CPU of the sensor process during the load, s.
+    /// User + system CPU of the capturing processes during the load, s.
     cpu_s: f64,
     /// Peak resident set, KiB.
     hwm_kib: u64,
-    /// Records the programs submitted, and dropped for a full ring.
+    /// Records the programs submitted (packets tcpdump captured), and
+    /// dropped for a full ring (by the kernel).
     submitted: u64,
     ring_full: u64,
 }
@@ -58,26 +61,55 @@ struct ProgramTime {
     runs: u64,
 }
 
-/// A configuration measured: no sensor, or the sensor on these interfaces.
+/// What captures in a configuration.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Capture {
+    Nothing,
+    Sensor,
+    /// The peer: `tcpdump -s 512 -w /dev/null`, one per interface.
+    Tcpdump,
+}
+
+/// A configuration measured: what captures, on these interfaces.
 struct Arm {
     name: &'static str,
+    capture: Capture,
     interfaces: &'static [&'static str],
 }
 
-const ARMS: [Arm; 3] = [
+const BOTH: &[&str] = &[GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF];
+const CLIENT: &[&str] = &[GATEWAY_CLIENT_IF];
+
+const ARMS: [Arm; 5] = [
     Arm {
-        name: "without sensor",
+        name: "without capture",
+        capture: Capture::Nothing,
         interfaces: &[],
     },
     Arm {
         name: "sensor on both legs",
-        interfaces: &[GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF],
+        capture: Capture::Sensor,
+        interfaces: BOTH,
     },
     Arm {
         name: "sensor on the client leg only",
-        interfaces: &[GATEWAY_CLIENT_IF],
+        capture: Capture::Sensor,
+        interfaces: CLIENT,
+    },
+    Arm {
+        name: "tcpdump on both legs",
+        capture: Capture::Tcpdump,
+        interfaces: BOTH,
+    },
+    Arm {
+        name: "tcpdump on the client leg only",
+        capture: Capture::Tcpdump,
+        interfaces: CLIENT,
     },
 ];
+
+/// (sensor arm, tcpdump arm) on the same legs, compared round by round.
+const PEERS: [(usize, usize); 2] = [(1, 3), (2, 4)];
 
 pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
     let lab = Lab::up("ss-bench-live")?;
@@ -88,10 +120,15 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
     for round in 0..ROUNDS {
         for k in 0..ARMS.len() {
             let arm = (round + k) % ARMS.len();
-            let run = match ARMS[arm].interfaces {
-                [] => (wrk(&lab, SECONDS)?, None),
-                interfaces => {
+            let interfaces = ARMS[arm].interfaces;
+            let run = match ARMS[arm].capture {
+                Capture::Nothing => (wrk(&lab, SECONDS)?, None),
+                Capture::Sensor => {
                     let (load, cost, ..) = attached_run(&lab, sensor, interfaces, false)?;
+                    (load, Some(cost))
+                }
+                Capture::Tcpdump => {
+                    let (load, cost) = tcpdump_run(&lab, interfaces)?;
                     (load, Some(cost))
                 }
             };
@@ -132,21 +169,23 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
             ratio(arm_runs, |l| l.p50_ms),
             ratio(arm_runs, |l| l.p99_ms),
         );
-        let sensor_cols = if costs.is_empty() {
+        let capture_cols = if costs.is_empty() {
             " | | | |".to_string()
         } else {
             let drops: u64 = costs.iter().map(|c| c.ring_full).sum();
             let per_s =
                 |f: fn(&Cost) -> f64| median(costs.iter().map(|c| f(c) / SECONDS as f64).collect());
-            verdicts.push(format!(
-                "{}: throughput {} ({:.1}%), p99 {} ({:+.1}%), drops {} ({drops})",
-                arm.name,
-                verdict(throughput >= 0.95),
-                throughput * 100.0,
-                verdict(p99 <= 1.05),
-                (p99 - 1.0) * 100.0,
-                verdict(drops == 0),
-            ));
+            if arm.capture == Capture::Sensor {
+                verdicts.push(format!(
+                    "{}: throughput {} ({:.1}%), p99 {} ({:+.1}%), drops {} ({drops})",
+                    arm.name,
+                    verdict(throughput >= 0.95),
+                    throughput * 100.0,
+                    verdict(p99 <= 1.05),
+                    (p99 - 1.0) * 100.0,
+                    verdict(drops == 0),
+                ));
+            }
             format!(
                 " {:.1} | {:.0} | {drops} | {:.1} |",
                 per_s(|c| c.cpu_s * 100.0),
@@ -155,7 +194,7 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
             )
         };
         rows += &format!(
-            "| {} | {:.0} | {:.3} | {:.3} | {:.1}% | {:+.1}% | {:+.1}% |{sensor_cols}\n",
+            "| {} | {:.0} | {:.3} | {:.3} | {:.1}% | {:+.1}% | {:+.1}% |{capture_cols}\n",
             arm.name,
             med(|l| l.req_s),
             med(|l| l.p50_ms),
@@ -165,6 +204,21 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
             (p99 - 1.0) * 100.0,
         );
     }
+    // The sensor against tcpdump on the same legs, round by round.
+    let peers = PEERS
+        .iter()
+        .map(|&(s, t)| {
+            let r = median(
+                runs[s]
+                    .iter()
+                    .zip(&runs[t])
+                    .map(|(a, b)| a.0.req_s / b.0.req_s)
+                    .collect(),
+            );
+            format!("{} / {}: **{:.2}**", ARMS[s].name, ARMS[t].name, r)
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
     let all_runs = runs
         .iter()
         .zip(&ARMS)
@@ -187,16 +241,20 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
          Method: `cargo xtask bench`. wrk {THREADS} {CONNECTIONS} -d{SECONDS}s `GET /hello` from the \
          lab's client host through the Kong-like nginx gateway to the upstream, as fast as it goes \
          (the lab's maximum rate). Per round, one run in each configuration, the order rotating \
-         each round, {ROUNDS} rounds in one run: without the sensor; `siem-sensor run` attached by \
-         tc on both legs ({GATEWAY_CLIENT_IF}, {GATEWAY_UPSTREAM_IF}); on the client leg only. \
-         Detectors and the :9251 exporter on. Medians; ratios are medians of each round's ratio \
-         to that round's run without the sensor, so drift between rounds cancels. Everything \
-         shares the machine's two cores: wrk, both nginx, the kernel's networking and the sensor.\n\n\
-         | | requests/s | p50 ms | p99 ms | throughput | p50 | p99 | sensor CPU, % of a core | records/s | ring drops | peak RSS MiB |\n\
+         each round, {ROUNDS} rounds in one run: without capture; `siem-sensor run` attached by \
+         tc on both legs ({GATEWAY_CLIENT_IF}, {GATEWAY_UPSTREAM_IF}); on the client leg only; \
+         the peer, `tcpdump -s 512 -w /dev/null` (one per interface, analysing nothing), on the \
+         same legs. Detectors and the :9251 exporter on. Medians; ratios are medians of each \
+         round's ratio to that round's run without capture, so drift between rounds cancels. \
+         Everything shares the machine's two cores: wrk, both nginx, the kernel's networking and \
+         the capture.\n\n\
+         | | requests/s | p50 ms | p99 ms | throughput | p50 | p99 | capture CPU, % of a core | records/s | drops | peak RSS MiB |\n\
          |---|---|---|---|---|---|---|---|---|---|---|\n{rows}\n\
-         Targets (throughput at least 95%, p99 at most +5%, no ring-buffer drops at the maximum \
-         rate): {}. Peak RSS includes the 32 MiB ring buffer, mapped and touched. Runs \
-         (requests/s): {all_runs}.\n\n\
+         Side by side, median of each round's ratio of throughputs: {peers}. Targets (throughput \
+         at least 95%, p99 at most +5%, no ring-buffer drops at the maximum rate): {}. Records \
+         are the sensor's ring-buffer records or the packets tcpdump captured; drops its full \
+         ring or tcpdump's `dropped by kernel`. Peak RSS includes the sensor's 32 MiB ring \
+         buffer, mapped and touched (tcpdump: both processes). Runs (requests/s): {all_runs}.\n\n\
          ### Where the time goes\n\n\
          One more run on both legs with `kernel.bpf_stats_enabled=1` and perf on the sensor \
          ({:.0} requests/s). The tc programs ran {} times at **{prog_ns:.0} ns** each: \
@@ -324,6 +382,53 @@ fn attached_run(
             runs: programs.runs - programs_before.runs,
         },
         stages,
+    ))
+}
+
+/// Starts `tcpdump -s 512 -w /dev/null` on each of `interfaces` in the
+/// gateway, runs wrk, stops them (SIGINT: they print their counts).
+fn tcpdump_run(lab: &Lab, interfaces: &[&str]) -> Result<(Load, Cost)> {
+    let mut dumps = Vec::new();
+    for i in interfaces {
+        let child = lab
+            .command(&lab.gateway_ns(), "tcpdump")
+            .args(["-i", i, "-n", "-s", "512", "-w", "/dev/null"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        dumps.push(child);
+    }
+    thread::sleep(Duration::from_millis(1000));
+    let before: f64 = dumps.iter().map(|d| cpu_s(d.id())).sum::<Result<f64>>()?;
+    let load = wrk(lab, SECONDS)?;
+    let cpu: f64 = dumps.iter().map(|d| cpu_s(d.id())).sum::<Result<f64>>()? - before;
+    let hwm_kib = dumps
+        .iter()
+        .map(|d| status_kib(d.id(), "VmHWM:"))
+        .sum::<Result<u64>>()?;
+    let (mut captured, mut dropped) = (0, 0);
+    for dump in dumps {
+        run_quiet(Command::new("kill").args(["-INT", &dump.id().to_string()]))?;
+        let out = dump.wait_with_output()?;
+        let report = String::from_utf8_lossy(&out.stderr);
+        let count = |what: &str| -> Result<u64> {
+            let line = report
+                .lines()
+                .find(|l| l.ends_with(what))
+                .with_context(|| format!("no {what:?} in tcpdump's report:\n{report}"))?;
+            Ok(line.split_whitespace().next().unwrap_or("").parse()?)
+        };
+        captured += count("packets captured")?;
+        dropped += count("packets dropped by kernel")?;
+    }
+    Ok((
+        load,
+        Cost {
+            cpu_s: cpu,
+            hwm_kib,
+            submitted: captured,
+            ring_full: dropped,
+        },
     ))
 }
 

@@ -4,6 +4,7 @@
 mod live;
 mod memory;
 mod replay;
+mod replay_h2;
 
 use std::{
     fs,
@@ -24,6 +25,8 @@ pub enum Which {
     Live,
     /// Replay throughput against tshark, and memory under a million IPs.
     Replay,
+    /// Replay throughput of an HTTP/2 capture beside the HTTP/1.1 one.
+    Http2,
     /// The memory budget against unfinished request heads, replayed and
     /// live.
     Memory,
@@ -40,6 +43,9 @@ pub fn bench(only: Option<Which>) -> Result<()> {
     }
     if all || only == Some(Which::Replay) {
         replay::bench(&root, &sensor)?;
+    }
+    if all || only == Some(Which::Http2) {
+        replay_h2::bench(&root, &sensor)?;
     }
     if all || only == Some(Which::Memory) {
         memory::bench(&root, &sensor)?;

@@ -147,7 +147,7 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
 }
 
 /// The cached lab capture, generated when missing.
-fn capture(dir: &Path) -> Result<PathBuf> {
+pub(super) fn capture(dir: &Path) -> Result<PathBuf> {
     let path = dir.join("lab-http-xff.pcap");
     if path.exists() {
         return Ok(path);

@@ -15,7 +15,10 @@
 //! - Only the client leg (Kong's own 401/403/429, a cache hit, the upstream
 //!   not captured): the client leg, after [`JoinConfig::client_wait_ns`].
 //!   It waits briefly: Kong sends a response's last byte after it received
-//!   the upstream's, so the upstream leg, when there is one, ends first.
+//!   the upstream's, so the upstream leg, when there is one, ends first;
+//!   and only while upstream legs arrive at all (one within
+//!   [`JoinConfig::wait_ns`]), so a node capturing the client leg alone
+//!   pays nothing for the join.
 //! - Only the upstream leg (the client leg is TLS the tap cannot read, or
 //!   not captured: upstream-only mode): the upstream leg, its client the
 //!   one Kong named, after [`JoinConfig::wait_ns`]. A request Kong made
@@ -30,7 +33,9 @@
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use hashbrown::{HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -103,18 +108,21 @@ pub struct Request {
 pub struct Joiner {
     config: JoinConfig,
     /// Waiting legs and their deadlines, by request id.
-    waiting: HashMap<String, (u64, Transaction)>,
+    waiting: HashMap<Key, (u64, Transaction)>,
     /// (deadline, request id) of each leg's waiting ones (client, then
     /// upstream: each leg has one wait, so each queue is in deadline
     /// order), oldest first; stale entries are skipped.
-    order: [VecDeque<(u64, String)>; 2],
+    order: [VecDeque<(u64, Key)>; 2],
     /// Ids given up on recently (bounded like `waiting`), oldest first.
-    given_up: VecDeque<String>,
-    given_up_set: HashSet<String>,
+    given_up: VecDeque<Key>,
+    given_up_set: HashSet<Key>,
     ready: Vec<Request>,
     counters: JoinCounters,
-    /// Bytes the waiting legs hold (estimated).
+    /// Bytes the waiting legs and the ids given up on hold (estimated),
+    /// kept as they come and go: [`Joiner::memory`] runs per segment.
     bytes: usize,
+    /// When the last upstream leg arrived (event time, ns).
+    last_upstream_ns: Option<u64>,
 }
 
 impl Joiner {
@@ -129,12 +137,16 @@ impl Joiner {
             ready: Vec::new(),
             counters: JoinCounters::default(),
             bytes: 0,
+            last_upstream_ns: None,
         }
     }
 
     /// Takes one leg's transaction at event time `now_ns`.
     pub fn push(&mut self, tx: Transaction, now_ns: u64) {
-        let Some(id) = tx.request_id.clone() else {
+        if tx.leg == Leg::Upstream {
+            self.last_upstream_ns = Some(now_ns);
+        }
+        let Some(id) = tx.request_id.as_deref().map(Key::new) else {
             match tx.leg {
                 Leg::Client => self.counters.client_without_id += 1,
                 Leg::Upstream => self.counters.upstream_without_id += 1,
@@ -162,11 +174,21 @@ impl Joiner {
                 self.alone(same);
                 self.wait(id, tx, now_ns);
             }
+            // A client leg waits only while upstream legs arrive (one seen
+            // within the wait): where only the client leg is captured it
+            // goes on at once, its id noted so a partner would be late.
+            None if tx.leg == Leg::Client
+                && self
+                    .last_upstream_ns
+                    .is_none_or(|t| now_ns.saturating_sub(t) > self.config.wait_ns) =>
+            {
+                self.give_up(id, tx);
+            }
             None => self.wait(id, tx, now_ns),
         }
     }
 
-    fn wait(&mut self, id: String, tx: Transaction, now_ns: u64) {
+    fn wait(&mut self, id: Key, tx: Transaction, now_ns: u64) {
         // Entries of joined ids are stale: skip them to the first waiting.
         while self.waiting.len() >= self.config.max_waiting.max(1) {
             let queue = usize::from(self.order[0].is_empty());
@@ -236,19 +258,18 @@ impl Joiner {
     /// Bytes the waiting legs and the ids given up on hold (estimated; for
     /// the memory budget).
     pub fn memory(&self) -> u64 {
-        let given_up: usize = self.given_up.iter().map(|id| 2 * id.len() + 64).sum();
         let order = self.order[0].len() + self.order[1].len();
-        (self.bytes + given_up + order * 48) as u64
+        (self.bytes + order * 48) as u64
     }
 
     /// Removes the leg waiting under `id`.
-    fn take(&mut self, id: &str) -> Option<(u64, Transaction)> {
+    fn take(&mut self, id: &Key) -> Option<(u64, Transaction)> {
         let (deadline, tx) = self.waiting.remove(id)?;
         self.bytes = self.bytes.saturating_sub(cost(id, &tx));
         Some((deadline, tx))
     }
 
-    fn give_up(&mut self, id: String, tx: Transaction) {
+    fn give_up(&mut self, id: Key, tx: Transaction) {
         match tx.leg {
             Leg::Client => self.counters.client_only += 1,
             Leg::Upstream => self.counters.upstream_only += 1,
@@ -256,8 +277,10 @@ impl Joiner {
         if self.given_up.len() >= self.config.max_waiting
             && let Some(old) = self.given_up.pop_front()
         {
+            self.bytes = self.bytes.saturating_sub(given_up_cost(&old));
             self.given_up_set.remove(&old);
         }
+        self.bytes += given_up_cost(&id);
         self.given_up_set.insert(id.clone());
         self.given_up.push_back(id);
         self.alone(tx);
@@ -274,8 +297,40 @@ impl Joiner {
 
 /// Bytes a waiting leg holds: the record, its strings, its id twice (map
 /// and order) and the map's overhead.
-fn cost(id: &str, tx: &Transaction) -> usize {
-    std::mem::size_of::<Transaction>() + tx.heap_bytes() + 2 * id.len() + 64
+fn cost(id: &Key, tx: &Transaction) -> usize {
+    std::mem::size_of::<Transaction>() + tx.heap_bytes() + 2 * id.heap_bytes() + 64
+}
+
+/// Bytes an id given up on holds: twice (queue and set) and the set's
+/// overhead.
+fn given_up_cost(id: &Key) -> usize {
+    2 * id.heap_bytes() + 64
+}
+
+/// A request id as the join keys it: Kong's (32 lowercase hex digits, as
+/// nginx's `$request_id`) as the number it spells, cheap to hash, compare
+/// and copy; anything else as its text.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Key {
+    Hex(u128),
+    Text(Box<str>),
+}
+
+impl Key {
+    fn new(id: &str) -> Self {
+        let hex = id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        match u128::from_str_radix(id, 16) {
+            Ok(n) if hex => Self::Hex(n),
+            _ => Self::Text(id.into()),
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Self::Hex(_) => 0,
+            Self::Text(t) => t.len(),
+        }
+    }
 }
 
 /// The client leg `client` enriched from its upstream leg `upstream`.

@@ -78,6 +78,10 @@ fn both_legs_make_one_counted_record_enriched_from_both() {
 #[test]
 fn kongs_rejections_go_on_alone_after_the_wait() {
     let mut j = joiner();
+    // Upstream legs arrive (another request's): client legs wait for theirs.
+    j.push(upstream("r1", "192.0.2.7"), T0 + 25 * MS);
+    j.push(client("r1", "192.0.2.7", 200), T0 + 30 * MS);
+    assert_eq!(drain(&mut j).len(), 1);
     j.push(client("r2", "192.0.2.8", 401), T0 + 30 * MS);
     j.expire(T0 + 30 * MS + 400 * MS);
     assert!(drain(&mut j).is_empty());
@@ -89,6 +93,20 @@ fn kongs_rejections_go_on_alone_after_the_wait() {
     );
     assert_eq!(out[0].tx.latencies.request, Some(30.0));
     assert_eq!(j.counters().client_only, 1);
+}
+
+#[test]
+fn where_no_upstream_leg_arrives_client_legs_go_on_at_once() {
+    let mut j = joiner();
+    j.push(client("r6", "192.0.2.8", 200), T0 + 30 * MS);
+    let out = drain(&mut j);
+    assert_eq!((out.len(), out[0].counted), (1, true));
+    assert_eq!(j.waiting(), 0);
+    // Its upstream leg, should it come after all, does not count again.
+    j.push(upstream("r6", "192.0.2.8"), T0 + 40 * MS);
+    let out = drain(&mut j);
+    assert_eq!((out.len(), out[0].counted), (1, false));
+    assert_eq!((j.counters().client_only, j.counters().late), (1, 1));
 }
 
 #[test]
@@ -140,7 +158,7 @@ fn waiting_is_bounded() {
         ..JoinConfig::default()
     });
     for i in 0..10 {
-        j.push(client(&format!("r{i}"), "192.0.2.12", 200), T0 + i * MS);
+        j.push(upstream(&format!("r{i}"), "192.0.2.12"), T0 + i * MS);
         assert!(j.waiting() <= 3);
     }
     assert_eq!(j.counters().overflow, 7);

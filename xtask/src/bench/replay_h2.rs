@@ -73,7 +73,7 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
     let tshark_rate = tshark_streams as f64 / t.wall_s;
     let section = format!(
         "## Replay of HTTP/2: transactions per second on one core\n\n\
-         Method: `cargo xtask bench`. Capture: {} ({} MB): h2load (`-c 32 -m 10`, {STREAMS} \
+         Method: `cargo xtask bench`. Capture: {} ({} MB): h2load (`-c 32 -m 1`, {STREAMS} \
          streams) through the lab gateway's h2c listener (:{H2C_PORT}, prior knowledge), \
          captured with tcpdump on the client leg. Replayed pinned to core 1, {RUNS} runs \
          alternated with the HTTP/1.1 capture above, medians; tshark 4.0 decoding the same file \
@@ -117,7 +117,10 @@ fn transactions(m: &Measured) -> Result<u64> {
         .context("no transaction count")
 }
 
-/// The cached h2load capture, generated when missing.
+/// The cached h2load capture, generated when missing: one stream at a
+/// time per connection, as wrk keeps one request per connection in the
+/// HTTP/1.1 capture (more concurrent streams than the gateway keeps idle
+/// upstream connections would exhaust its ephemeral ports).
 fn capture(dir: &Path) -> Result<PathBuf> {
     let path = dir.join("lab-h2c.pcap");
     if path.exists() {
@@ -137,7 +140,7 @@ fn capture(dir: &Path) -> Result<PathBuf> {
     std::thread::sleep(std::time::Duration::from_secs(1));
     run_quiet(
         lab.command(&lab.client_ns(), "h2load")
-            .args(["-n", &STREAMS.to_string(), "-c", "32", "-m", "10"])
+            .args(["-n", &STREAMS.to_string(), "-c", "32", "-m", "1"])
             .arg(format!("http://{GATEWAY_V4}:{H2C_PORT}/hello")),
     )?;
     run(Command::new("kill").args(["-INT", &dump.id().to_string()]))?;

@@ -15,6 +15,8 @@ pub(crate) struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once per process (and per SIGHUP): its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Command {
     /// Capture live traffic with eBPF until SIGINT or SIGTERM.
     Run(cli::run::RunArgs),
@@ -23,6 +25,9 @@ pub(crate) enum Command {
     /// Fleet-wide detection: the detectors over the events the sensors
     /// publish (`run --publish`) to NATS JetStream, merged across nodes.
     Fleet(cli::fleet::FleetArgs),
+    /// List or remove the kernel blocks of a running sensor (`run --block`),
+    /// through its control socket.
+    Blocks(cli::block::BlocksArgs),
     /// Validate a config file (default /etc/siem-sensor/sensor.toml) without
     /// attaching anything.
     CheckConfig {
@@ -57,6 +62,7 @@ fn main() -> std::process::ExitCode {
             .build()
             .map_err(anyhow::Error::from)
             .and_then(|runtime| runtime.block_on(cli::fleet::fleet(args))),
+        Command::Blocks(args) => cli::block::blocks(&args),
         Command::CheckConfig { file } => check_config(file),
     };
     match result {

@@ -47,6 +47,8 @@ pub fn valid_node(name: &str) -> bool {
 /// A message on the fleet stream.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+// Messages are decoded and consumed one at a time, never stored in bulk.
+#[allow(clippy::large_enum_variant)]
 pub enum Message {
     /// One request a node's detectors counted.
     Request(Event),
@@ -209,6 +211,9 @@ impl Event {
             kong_credential: self.kong_credential,
             midstream: false,
             confirmed: self.confirmed,
+            // A fleet event is never a packet source of this node.
+            handshake: false,
+            client_is_peer: false,
             request_id: self
                 .request_id
                 .as_deref()

@@ -29,7 +29,10 @@ use tokio::{
 };
 use tracing::{debug, warn};
 
-use super::{Mode, engine::SharedBlocker};
+use super::{
+    engine::{BlockInfo, SharedBlocker},
+    policy::Mode,
+};
 
 /// A request on the control socket.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,27 +65,6 @@ pub struct ControlResponse {
     /// Blocks a `remove` ended.
     #[serde(default)]
     pub removed: usize,
-}
-
-/// One block in force, as listed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BlockInfo {
-    /// The blocked source address.
-    pub ip: IpAddr,
-    /// The detector whose alert made it.
-    pub detector: String,
-    /// The alert episode's id.
-    pub alert_id: String,
-    /// When it ends, RFC 3339.
-    pub until: String,
-    /// Seconds left, rounded up.
-    pub remaining_s: u64,
-    /// Its length as decided, seconds.
-    pub ttl_s: u64,
-    /// Which block of the address this is.
-    pub offence: u32,
-    /// Whether the kernel drops its packets (`false`: dry-run).
-    pub enforced: bool,
 }
 
 /// Longest request line taken, bytes.

@@ -9,12 +9,11 @@ use std::{
 };
 
 use sensor_ebpf::block::{HEARTBEAT_GRACE_NS, MAX_ENTRIES};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use super::{
-    Clock, Enforcer, Mode, OFFENCE_MEMORY, Policy,
-    control::BlockInfo,
+    policy::{Clock, Enforcer, Mode, OFFENCE_MEMORY, Policy},
     table::{Entry, Outcome, Table},
 };
 use crate::{
@@ -39,6 +38,27 @@ pub struct BlockCounters {
     pub blocks: BTreeMap<Detector, u64>,
     /// Blocks ended, by detector and reason.
     pub unblocks: BTreeMap<Detector, BTreeMap<UnblockReason, u64>>,
+}
+
+/// One block in force, as listed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockInfo {
+    /// The blocked source address.
+    pub ip: IpAddr,
+    /// The detector whose alert made it.
+    pub detector: String,
+    /// The alert episode's id.
+    pub alert_id: String,
+    /// When it ends, RFC 3339.
+    pub until: String,
+    /// Seconds left, rounded up.
+    pub remaining_s: u64,
+    /// Its length as decided, seconds.
+    pub ttl_s: u64,
+    /// Which block of the address this is.
+    pub offence: u32,
+    /// Whether the kernel drops its packets (`false`: dry-run).
+    pub enforced: bool,
 }
 
 /// The block policy at work. Shared by the pipeline (decisions on alerts),

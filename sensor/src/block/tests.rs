@@ -10,7 +10,9 @@ use std::{
 
 use super::*;
 use crate::{
-    detect::{Action, Alert, BlockEventKind, Evidence, Subject, UnblockReason, alert::Window},
+    detect::{
+        Action, Alert, BlockEventKind, Detector, Evidence, Subject, UnblockReason, alert::Window,
+    },
     http::Transaction,
     identity::Leg,
 };

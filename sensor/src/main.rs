@@ -28,6 +28,10 @@ pub(crate) enum Command {
     /// List or remove the kernel blocks of a running sensor (`run --block`),
     /// through its control socket.
     Blocks(cli::block::BlocksArgs),
+    /// Measure the kernel block check (`cargo xtask bench --only block`):
+    /// BPF_PROG_TEST_RUN of tc_ingress with a 100k-entry block map.
+    #[command(hide = true)]
+    BenchBlock,
     /// Validate a config file (default /etc/siem-sensor/sensor.toml) without
     /// attaching anything.
     CheckConfig {
@@ -63,6 +67,7 @@ fn main() -> std::process::ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|runtime| runtime.block_on(cli::fleet::fleet(args))),
         Command::Blocks(args) => cli::block::blocks(&args),
+        Command::BenchBlock => bench_block(),
         Command::CheckConfig { file } => check_config(file),
     };
     match result {
@@ -101,5 +106,12 @@ fn check_config(file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
             .map_err(|(flag, e)| config.locate(flag, &format!("{e:#}")).map_or(e, Into::into))?;
     }
     println!("{}: OK", path.display());
+    Ok(())
+}
+
+/// `bench-block`: the block check's cost, one JSON line.
+fn bench_block() -> anyhow::Result<()> {
+    let b = sensor::capture::live::bench::block_lookup(100_000, 1_000_000, 5)?;
+    println!("{}", serde_json::to_string(&b)?);
     Ok(())
 }

@@ -9,6 +9,7 @@
 //! `submitted == received` holds exactly at the end of a run.
 
 mod attach;
+pub mod bench;
 mod block_map;
 mod clock;
 mod preflight;

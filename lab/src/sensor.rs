@@ -31,6 +31,8 @@ pub struct Run {
     pub transactions: Vec<Value>,
     /// Alerts (`--alerts -`), in order.
     pub alerts: Vec<Value>,
+    /// Block and unblock records (`--alerts -` with `--block`), in order.
+    pub blocks: Vec<Value>,
     /// The final `event: capture_summary` object.
     pub summary: Value,
     /// Everything it logged to stderr.
@@ -165,6 +167,7 @@ impl SensorProcess {
         let mut segments = Vec::new();
         let mut transactions = Vec::new();
         let mut alerts = Vec::new();
+        let mut blocks = Vec::new();
         let mut summary = None;
         for line in &lines {
             let object: Value =
@@ -172,6 +175,7 @@ impl SensorProcess {
             match object["event"].as_str() {
                 Some("segment") => segments.push(object),
                 Some("capture_summary") => summary = Some(object),
+                Some("block" | "unblock") => blocks.push(object),
                 None if object.get("method").is_some() => transactions.push(object),
                 None if object.get("detector").is_some() => alerts.push(object),
                 _ => bail!("unexpected line {line:?}"),
@@ -182,8 +186,21 @@ impl SensorProcess {
             segments,
             transactions,
             alerts,
+            blocks,
             summary,
             log,
         })
+    }
+
+    /// Kills the sensor with SIGKILL (no cleanup of any kind), reaps it
+    /// and returns what it logged.
+    ///
+    /// # Errors
+    /// `kill` failed.
+    pub fn kill(mut self) -> Result<String> {
+        crate::run(Command::new("kill").args(["-KILL", &self.child.id().to_string()]))?;
+        self.child.wait()?;
+        self.log.extend(self.stderr.try_iter());
+        Ok(self.log.join("\n"))
     }
 }

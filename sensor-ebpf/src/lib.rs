@@ -23,8 +23,51 @@ pub const DEFAULT_CAPTURE_LEN: u32 = 512;
 pub const RECORDS_MAP: &str = "RECORDS";
 /// Name of the per-CPU counter array, indexed by [`Counter`].
 pub const COUNTERS_MAP: &str = "COUNTERS";
-/// Name of the port filter: `Array<u8>` of 65536 entries, non-zero = capture.
+/// Name of the port filter: `Array<u8>` of 65536 entries, each a set of
+/// [`port_bits`].
 pub const PORTS_MAP: &str = "PORTS";
+
+/// Bits of a [`PORTS_MAP`] entry.
+pub mod port_bits {
+    /// Segments from or to the port are captured.
+    pub const CAPTURE: u8 = 1;
+    /// The port is a Kong proxy listener: a blocked source's packets to it
+    /// are dropped on ingress (see [`super::block`]).
+    pub const PROXY: u8 = 2;
+}
+
+/// The kernel block of offenders (`--block on`): two hash maps of blocked
+/// source addresses, each mapped to its deadline, and a state array.
+///
+/// On ingress (tc or XDP), a TCP segment is dropped when all hold: the
+/// state's [`ACTIVE`](block::ACTIVE) slot is non-zero (one array read when
+/// no block is active, nothing else), its destination port is a
+/// [`port_bits::PROXY`] port, `bpf_ktime_get_boot_ns()` is before the
+/// state's [`ALIVE_UNTIL`](block::ALIVE_UNTIL) slot (the daemon pushes it
+/// forward every second: a dead daemon's blocks stop applying within
+/// [`block::HEARTBEAT_GRACE_NS`]) and before the source's deadline.
+/// Deadlines are `CLOCK_BOOTTIME` nanoseconds (`bpf_ktime_get_boot_ns`,
+/// Linux 5.8), so a suspended host does not stretch a block.
+pub mod block {
+    /// Name of the IPv4 map: `HashMap<[u8; 4], u64>`, address (network
+    /// order) to deadline.
+    pub const V4_MAP: &str = "BLOCKED_V4";
+    /// Name of the IPv6 map: `HashMap<[u8; 16], u64>`.
+    pub const V6_MAP: &str = "BLOCKED_V6";
+    /// Name of the state array: `Array<u64>` of [`STATE_SLOTS`].
+    pub const STATE_MAP: &str = "BLOCK_STATE";
+    /// State slot: number of addresses in the maps (0: the check stops at
+    /// this one read).
+    pub const ACTIVE: u32 = 0;
+    /// State slot: boot-clock ns after which no block applies (liveness).
+    pub const ALIVE_UNTIL: u32 = 1;
+    /// Number of state slots.
+    pub const STATE_SLOTS: u32 = 2;
+    /// Entries of each map (allocated on use: `BPF_F_NO_PREALLOC`).
+    pub const MAX_ENTRIES: u32 = 131_072;
+    /// How far ahead of now the daemon sets [`ALIVE_UNTIL`]: 5 s.
+    pub const HEARTBEAT_GRACE_NS: u64 = 5_000_000_000;
+}
 /// Name of the `.rodata` global holding the payload capture length (u32).
 pub const CAPTURE_LEN_GLOBAL: &str = "CAPTURE_LEN";
 /// Name of the `.rodata` global that, when non-zero, captures every TCP port (u8).
@@ -42,7 +85,8 @@ pub const TC_EGRESS_PROGRAM: &str = "tc_egress";
 pub const XDP_PROGRAM: &str = "xdp_ingress";
 
 /// Per-CPU counters kept by the kernel programs. Invariant, summed over CPUs:
-/// `Seen == Submitted + RingFull + CopyError`; `Fragments` stands apart.
+/// `Seen == Submitted + RingFull + CopyError`; `Fragments` and `Blocked`
+/// stand apart.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
@@ -59,10 +103,13 @@ pub enum Counter {
     /// ([`checks::FRAGMENT`]) for userspace to reassemble; IPv6 ones are
     /// only counted.
     Fragments = 4,
+    /// Packets dropped on ingress because their source is blocked
+    /// ([`block`]); not part of the invariant.
+    Blocked = 5,
 }
 
 /// Number of [`Counter`] slots.
-pub const COUNTER_SLOTS: u32 = 5;
+pub const COUNTER_SLOTS: u32 = 6;
 
 /// [`SegmentHeader::checks`] bits: what the kernel programs found about
 /// whether the gateway's IP and TCP stack accepts the segment.

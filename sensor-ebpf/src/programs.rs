@@ -1,25 +1,28 @@
-//! The tc and XDP programs, their maps and the record emitter. Strictly
-//! passive: every program returns `TC_ACT_UNSPEC` / `XDP_PASS`.
+//! The tc and XDP programs, their maps and the record emitter. Passive
+//! unless a kernel block is active (`--block on`): then an ingress segment
+//! from a blocked source to a Kong proxy port is dropped (`TC_ACT_SHOT` /
+//! `XDP_DROP`, see [`sensor_ebpf::block`]); everything else returns
+//! `TC_ACT_UNSPEC` / `XDP_PASS`.
 
 use core::ptr;
 
 use aya_ebpf::{
     bindings::{
-        __sk_buff, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_UNSPEC,
-        xdp_action,
+        __sk_buff, BPF_F_NO_PREALLOC, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
+        TC_ACT_SHOT, TC_ACT_UNSPEC, xdp_action,
     },
     helpers::{
-        bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_ktime_get_boot_ns, bpf_ktime_get_ns, bpf_probe_read_kernel,
         generated::{bpf_csum_diff, bpf_skb_load_bytes, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
     },
     macros::{classifier, map, xdp},
-    maps::{Array, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{TcContext, XdpContext},
 };
 use aya_log_ebpf::warn;
 use sensor_ebpf::{
     COUNTER_SLOTS, Counter, DEFAULT_CAPTURE_LEN, DIRECTION_EGRESS, DIRECTION_INGRESS, HEADER_LEN,
-    HOOK_TC, HOOK_XDP, MAX_CAPTURE_LEN, SegmentHeader, checks,
+    HOOK_TC, HOOK_XDP, MAX_CAPTURE_LEN, SegmentHeader, block, checks, port_bits,
 };
 
 use sensor_ebpf::headers::{Parsed, Skip, fold, parse, pseudo_header_sum};
@@ -73,9 +76,54 @@ static RECORDS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
 
-/// Port filter: non-zero at index `port` captures segments from or to it.
+/// Port filter: [`port_bits`] at index `port`.
 #[map]
 static PORTS: Array<u8> = Array::with_max_entries(65536, 0);
+
+/// Blocked IPv4 sources: address bytes -> deadline (boot-clock ns).
+#[map]
+static BLOCKED_V4: HashMap<[u8; 4], u64> =
+    HashMap::with_max_entries(block::MAX_ENTRIES, BPF_F_NO_PREALLOC as u32);
+
+/// Blocked IPv6 sources: address bytes -> deadline (boot-clock ns).
+#[map]
+static BLOCKED_V6: HashMap<[u8; 16], u64> =
+    HashMap::with_max_entries(block::MAX_ENTRIES, BPF_F_NO_PREALLOC as u32);
+
+/// [`block::ACTIVE`] and [`block::ALIVE_UNTIL`].
+#[map]
+static BLOCK_STATE: Array<u64> = Array::with_max_entries(block::STATE_SLOTS, 0);
+
+/// Whether an ingress segment must be dropped: its source is blocked and
+/// it goes to a Kong proxy port. With no block active this is one array
+/// read. A daemon that stopped refreshing [`block::ALIVE_UNTIL`] (killed)
+/// blocks nothing: fail-open.
+#[inline(always)]
+fn blocked(header: &SegmentHeader) -> bool {
+    if BLOCK_STATE.get(block::ACTIVE).is_none_or(|n| *n == 0) {
+        return false;
+    }
+    if !PORTS
+        .get(header.dport as u32)
+        .is_some_and(|v| *v & port_bits::PROXY != 0)
+    {
+        return false;
+    }
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    if BLOCK_STATE
+        .get(block::ALIVE_UNTIL)
+        .is_none_or(|alive| now >= *alive)
+    {
+        return false;
+    }
+    let deadline = if header.family == 4 {
+        let s = &header.saddr;
+        unsafe { BLOCKED_V4.get([s[0], s[1], s[2], s[3]]) }
+    } else {
+        unsafe { BLOCKED_V6.get(header.saddr) }
+    };
+    deadline.is_some_and(|d| now < *d)
+}
 
 #[inline(always)]
 fn count(counter: Counter) {
@@ -100,7 +148,11 @@ fn wanted(header: &SegmentHeader) -> bool {
     if unsafe { ptr::read_volatile(&ALL_PORTS) } != 0 {
         return true;
     }
-    let on = |port: u16| PORTS.get(port as u32).is_some_and(|v| *v != 0);
+    let on = |port: u16| {
+        PORTS
+            .get(port as u32)
+            .is_some_and(|v| *v & port_bits::CAPTURE != 0)
+    };
     on(header.sport) || on(header.dport)
 }
 
@@ -152,8 +204,11 @@ fn account(outcome: Result<(), Counter>) -> Result<(), Counter> {
 
 #[classifier]
 pub fn tc_ingress(ctx: TcContext) -> i32 {
-    tc_segment(&ctx, DIRECTION_INGRESS);
-    TC_ACT_UNSPEC
+    if tc_segment(&ctx, DIRECTION_INGRESS) {
+        TC_ACT_SHOT as i32
+    } else {
+        TC_ACT_UNSPEC
+    }
 }
 
 #[classifier]
@@ -232,8 +287,10 @@ fn tcp_checks(skb: *mut __sk_buff, parsed: &Parsed) -> u32 {
     }
 }
 
+/// Records the segment if wanted; returns whether to drop it (an ingress
+/// segment of a blocked source, never recorded: the stack never sees it).
 #[inline(always)]
-fn tc_segment(ctx: &TcContext, direction: u8) {
+fn tc_segment(ctx: &TcContext, direction: u8) -> bool {
     let skb = ctx.skb.skb;
     let load = |off: u32, dst: *mut u8, len: u32| unsafe {
         bpf_skb_load_bytes(skb as *const _, off, dst as *mut _, len) == 0
@@ -244,14 +301,21 @@ fn tc_segment(ctx: &TcContext, direction: u8) {
         frame_len,
     ) {
         Ok(p) => p,
-        Err(Skip::Fragment) => return count(Counter::Fragments),
-        Err(Skip::Other) => return,
+        Err(Skip::Fragment) => {
+            count(Counter::Fragments);
+            return false;
+        }
+        Err(Skip::Other) => return false,
     };
     let fragment = parsed.header.checks & checks::FRAGMENT != 0;
+    if !fragment && direction == DIRECTION_INGRESS && blocked(&parsed.header) {
+        count(Counter::Blocked);
+        return true;
+    }
     if fragment {
         count(Counter::Fragments);
     } else if !wanted(&parsed.header) {
-        return;
+        return false;
     } else {
         parsed.header.checks |= if direction == DIRECTION_INGRESS {
             tcp_checks(skb, &parsed)
@@ -266,6 +330,7 @@ fn tc_segment(ctx: &TcContext, direction: u8) {
     if account(emit(parsed, load)) == Err(Counter::CopyError) {
         warn!(ctx, "tc: payload copy failed");
     }
+    false
 }
 
 #[xdp]
@@ -286,7 +351,12 @@ pub fn xdp_ingress(ctx: XdpContext) -> u32 {
         }
         Err(Skip::Other) => return xdp_action::XDP_PASS,
     };
-    if parsed.header.checks & checks::FRAGMENT != 0 {
+    let fragment = parsed.header.checks & checks::FRAGMENT != 0;
+    if !fragment && blocked(&parsed.header) {
+        count(Counter::Blocked);
+        return xdp_action::XDP_DROP;
+    }
+    if fragment {
         count(Counter::Fragments);
     } else if !wanted(&parsed.header) {
         return xdp_action::XDP_PASS;

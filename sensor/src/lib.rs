@@ -5,6 +5,7 @@
 //! ([`sink`]). The live source reads the eBPF ring buffer; every later stage
 //! runs on the segments' own timestamps.
 
+pub mod block;
 pub mod capture;
 pub mod choice;
 pub mod collect;

@@ -15,6 +15,8 @@ pub(crate) struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once per process (and per SIGHUP): its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Command {
     /// Capture live traffic with eBPF until SIGINT or SIGTERM.
     Run(cli::run::RunArgs),
@@ -23,6 +25,13 @@ pub(crate) enum Command {
     /// Fleet-wide detection: the detectors over the events the sensors
     /// publish (`run --publish`) to NATS JetStream, merged across nodes.
     Fleet(cli::fleet::FleetArgs),
+    /// List or remove the kernel blocks of a running sensor (`run --block`),
+    /// through its control socket.
+    Blocks(cli::block::BlocksArgs),
+    /// Measure the kernel block check (`cargo xtask bench --only block`):
+    /// BPF_PROG_TEST_RUN of tc_ingress with a 100k-entry block map.
+    #[command(hide = true)]
+    BenchBlock,
     /// Validate a config file (default /etc/siem-sensor/sensor.toml) without
     /// attaching anything.
     CheckConfig {
@@ -57,6 +66,8 @@ fn main() -> std::process::ExitCode {
             .build()
             .map_err(anyhow::Error::from)
             .and_then(|runtime| runtime.block_on(cli::fleet::fleet(args))),
+        Command::Blocks(args) => cli::block::blocks(&args),
+        Command::BenchBlock => bench_block(),
         Command::CheckConfig { file } => check_config(file),
     };
     match result {
@@ -95,5 +106,12 @@ fn check_config(file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
             .map_err(|(flag, e)| config.locate(flag, &format!("{e:#}")).map_or(e, Into::into))?;
     }
     println!("{}: OK", path.display());
+    Ok(())
+}
+
+/// `bench-block`: the block check's cost, one JSON line.
+fn bench_block() -> anyhow::Result<()> {
+    let b = sensor::capture::live::bench::block_lookup(100_000, 1_000_000, 5)?;
+    println!("{}", serde_json::to_string(&b)?);
     Ok(())
 }

@@ -17,9 +17,9 @@ use serde::Serialize;
 
 use crate::{
     capture::Segment,
-    detect::{DecoyError, DetectConfig, DetectCounters, Detectors, Snapshot},
+    detect::{Alert, BlockEvent, DecoyError, DetectConfig, DetectCounters, Detectors, Snapshot},
     flow::{FlowCounters, FlowLimits, FlowTable},
-    http::{Connection, HttpContext, HttpCounters, HttpLimits},
+    http::{Connection, HttpContext, HttpCounters, HttpLimits, Transaction},
     identity::Resolver,
     join::{JoinConfig, JoinCounters, Joiner},
     sink::{Delivery, Sink, Sinks},
@@ -58,6 +58,14 @@ pub struct Memory {
     pub budget: u64,
 }
 
+/// Decides what to do about an alert before the sinks see it (the block
+/// policy, `crate::block`): may set [`Alert::response`] and returns the
+/// block records its decision made, which the sinks get after the alert.
+pub trait Responder: Send {
+    /// `alert` was raised by the request `tx` (its legs joined).
+    fn respond(&mut self, tx: &Transaction, alert: &mut Alert) -> Vec<BlockEvent>;
+}
+
 /// Consumes segments from any source.
 pub struct Pipeline {
     flows: FlowTable<Connection>,
@@ -65,6 +73,8 @@ pub struct Pipeline {
     joiner: Joiner,
     detectors: Option<Detectors>,
     sinks: Sinks,
+    /// The block policy, when `--block` is on or dry-run.
+    responder: Option<Box<dyn Responder>>,
     /// Latest event time seen, ns since the epoch.
     now_ns: u64,
     next_expiry_ns: u64,
@@ -93,6 +103,7 @@ impl Pipeline {
             http: HttpContext::new(resolver, http),
             detectors,
             sinks,
+            responder: None,
             now_ns: 0,
             next_expiry_ns: 0,
         }
@@ -168,6 +179,19 @@ impl Pipeline {
         }
     }
 
+    /// Sets the responder that decides on alerts before the sinks see them.
+    pub fn set_responder(&mut self, responder: Box<dyn Responder>) {
+        self.responder = Some(responder);
+    }
+
+    /// Hands block records made outside an alert (expiry, removal by
+    /// hand, stop) to the sinks.
+    pub fn block_events(&mut self, events: &[BlockEvent]) {
+        for e in events {
+            self.sinks.block_event(e);
+        }
+    }
+
     /// New sinks (SIGHUP with a changed config): the old ones deliver what
     /// they hold first, and their counts are kept.
     pub fn set_sinks(&mut self, sinks: Vec<Box<dyn Sink>>) {
@@ -240,8 +264,15 @@ impl Pipeline {
             if let Some(detectors) = &mut self.detectors
                 && request.counted
             {
-                for alert in detectors.transaction(&request.tx) {
+                for mut alert in detectors.transaction(&request.tx) {
+                    let events = match &mut self.responder {
+                        Some(r) => r.respond(&request.tx, &mut alert),
+                        None => Vec::new(),
+                    };
                     self.sinks.alert(&alert);
+                    for e in &events {
+                        self.sinks.block_event(e);
+                    }
                 }
             }
         }

@@ -32,3 +32,14 @@ impl fmt::Display for Rfc3339 {
 pub fn rfc3339<S: Serializer>(time_ns: &u64, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&Rfc3339(*time_ns))
 }
+
+/// [`rfc3339`] for an optional time (`None` serializes as null).
+///
+/// # Errors
+/// Those of the serializer.
+pub fn rfc3339_opt<S: Serializer>(time_ns: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    match time_ns {
+        Some(t) => s.collect_str(&Rfc3339(*t)),
+        None => s.serialize_none(),
+    }
+}

@@ -141,6 +141,18 @@ const KEYS: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     (
+        "block",
+        &[
+            ("mode", "block"),
+            ("detectors", "block-detector"),
+            ("ttl", "block-ttl"),
+            ("max_ttl", "block-max-ttl"),
+            ("max_per_minute", "block-max-per-minute"),
+            ("allow", "block-allow"),
+            ("control_socket", "control-socket"),
+        ],
+    ),
+    (
         "outputs",
         &[
             ("transactions", "transactions"),

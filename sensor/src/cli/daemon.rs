@@ -6,6 +6,7 @@ use std::{future::Future, time::Duration};
 
 use anyhow::Result;
 use sensor::{
+    block::SharedBlocker,
     capture::{
         live::{CaptureCounters, LiveCapture},
         tls::{TlsCapture, TlsCounters},
@@ -35,6 +36,8 @@ pub struct Daemon {
     pub stats_interval: Option<Duration>,
     /// Whether `/metrics` is served (counters are published to it).
     pub metrics: bool,
+    /// The block policy at work, when `--block` is on or dry-run.
+    pub blocker: Option<SharedBlocker>,
 }
 
 /// The daemon's sources.
@@ -93,6 +96,14 @@ impl Daemon {
                     reload(pipeline);
                 }
                 _ = publish.tick() => {
+                    if let Some(b) = &self.blocker {
+                        // Expiry, the kernel's liveness deadline, records.
+                        let events = b.with(|b| b.tick());
+                        pipeline.block_events(&events);
+                        if self.metrics {
+                            exporter::blocks(&b.with(|b| b.counters()));
+                        }
+                    }
                     if self.metrics {
                         exporter::capture(&sources.live.counters()?);
                         if let Some(tls) = &sources.tls {
@@ -107,6 +118,12 @@ impl Daemon {
                 _ = stats.tick(), if self.stats_interval.is_some() => sources.log_counters()?,
                 () = &mut shutdown => break,
             }
+        }
+        if let Some(b) = &self.blocker {
+            // Nothing outlives the sensor: the maps are emptied before the
+            // programs are detached.
+            let events = b.with(|b| b.stop());
+            pipeline.block_events(&events);
         }
         let Sources { live, tls } = sources;
         let live = live.stop(&mut |s| pipeline.segment(s))?;

@@ -1,6 +1,7 @@
 //! The `siem-sensor` subcommands and the flags they share.
 
 mod alertmanager;
+pub mod block;
 mod choice;
 pub mod config;
 mod daemon;

@@ -202,6 +202,20 @@ impl PipelineArgs {
         Ok(sinks)
     }
 
+    /// Addresses never blocked whatever the policy: Kong's node addresses
+    /// (as the pipeline takes them for `mode`) and the trusted proxies.
+    ///
+    /// # Errors
+    /// The node's addresses cannot be listed.
+    pub fn never_block(&self, mode: Mode) -> Result<Vec<IpNet>> {
+        let mut never = match mode {
+            Mode::Live { .. } if self.kong_addresses.is_empty() => node_addresses()?,
+            _ => self.kong_addresses.clone(),
+        };
+        never.extend(self.trusted_proxies.iter().copied());
+        Ok(never)
+    }
+
     /// Kong's proxy listener ports (`--proxy-ports`).
     pub fn proxy_ports(&self) -> &[u16] {
         &self.proxy_ports

@@ -1,11 +1,17 @@
 //! `siem-sensor run`: live capture with eBPF.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use ipnet::IpNet;
 use sensor::{
+    block::{self, Blocker, Enforcer, NoEnforcer, SharedBlocker, SystemClock},
     capture::{
         live::{AttachPlan, Hook, LiveCapture, LiveOptions, Ports, TcAttach, XdpMode, privileges},
         tls::{TlsCapture, TlsMode, TlsOptions},
@@ -17,6 +23,7 @@ use sensor_ebpf::{DEFAULT_CAPTURE_LEN, MAX_CAPTURE_LEN};
 use tracing::{info, warn};
 
 use super::{
+    block::BlockArgs,
     choice::ChoiceParser,
     daemon::{Daemon, Sources, shutdown_signal},
     pipeline::{Mode, PipelineArgs, parse_net},
@@ -107,6 +114,8 @@ pub struct RunArgs {
     no_metrics: bool,
     #[command(flatten)]
     pipeline: PipelineArgs,
+    #[command(flatten)]
+    block: BlockArgs,
 }
 
 fn ring_size_mib(s: &str) -> Result<u32, String> {
@@ -147,6 +156,13 @@ impl RunArgs {
 /// Setup, attach or ring-buffer failures; counters that do not balance.
 pub async fn run(args: RunArgs, reparse: Reparse) -> Result<()> {
     let endpoint = args.endpoint();
+    let mode = Mode::Live {
+        debug_segments: (args.debug_segments || args.debug_segments_raw)
+            .then_some(!args.debug_segments_raw),
+        metrics: endpoint.is_some(),
+    };
+    let policy = args.block.policy(args.pipeline.never_block(mode)?)?;
+    let enforce = policy.as_ref().is_some_and(|p| p.mode == block::Mode::On);
     let options = LiveOptions {
         plan: AttachPlan {
             interfaces: args.interfaces,
@@ -161,6 +177,11 @@ pub async fn run(args: RunArgs, reparse: Reparse) -> Result<()> {
         },
         capture_len: args.capture_len,
         ring_bytes: args.ring_size_mib * 1024 * 1024,
+        block_ports: if enforce {
+            args.pipeline.proxy_ports().to_vec()
+        } else {
+            Vec::new()
+        },
     };
     let tls_options = TlsOptions {
         mode: args.tls,
@@ -178,18 +199,24 @@ pub async fn run(args: RunArgs, reparse: Reparse) -> Result<()> {
         None => None,
     };
     let metrics = exporter.is_some();
-    let mode = Mode::Live {
-        debug_segments: (args.debug_segments || args.debug_segments_raw)
-            .then_some(!args.debug_segments_raw),
-        metrics,
-    };
     let mut pipeline = args.pipeline.pipeline(mode)?;
     if let Some(exporter) = exporter {
         // The first scrape sees every series of the pipeline.
         exporter::pipeline(&pipeline.counters(), pipeline.snapshot().as_ref());
         exporter.serve();
     }
-    let capture = LiveCapture::start(&options)?;
+    let mut capture = LiveCapture::start(&options)?;
+    let blocker = match policy {
+        Some(policy) => Some(start_blocker(
+            policy,
+            &mut capture,
+            args.block.control_socket(),
+        )),
+        None => None,
+    };
+    if let Some(b) = &blocker {
+        pipeline.set_responder(Box::new(b.clone()));
+    }
     // Before the capabilities go: finding the gateway reads other users'
     // /proc/PID/maps (CAP_SYS_PTRACE); later forks are followed in the kernel.
     let tls = TlsCapture::start(&tls_options)?;
@@ -212,6 +239,7 @@ pub async fn run(args: RunArgs, reparse: Reparse) -> Result<()> {
     let daemon = Daemon {
         stats_interval: (args.stats_interval > 0).then(|| Duration::from_secs(args.stats_interval)),
         metrics,
+        blocker: blocker.clone(),
     };
     let sources = Sources { live: capture, tls };
     let stopped = daemon
@@ -234,6 +262,7 @@ pub async fn run(args: RunArgs, reparse: Reparse) -> Result<()> {
         "join": counters.join,
         "detect": counters.detect,
         "sinks": counters.sinks,
+        "block": blocker.map(|b| b.with(|b| b.counters())),
         "gauges": pipeline.snapshot(),
         "balanced": balanced,
     });
@@ -243,6 +272,53 @@ pub async fn run(args: RunArgs, reparse: Reparse) -> Result<()> {
         bail!("capture counters do not balance: {line}");
     }
     Ok(())
+}
+
+/// The blocker for `policy`: the kernel maps of `capture` when it is `on`,
+/// and its control socket at `socket` (a socket that cannot be made is
+/// logged: blocks still work, `siem-sensor blocks` cannot reach them).
+fn start_blocker(
+    policy: block::Policy,
+    capture: &mut LiveCapture,
+    socket: &std::path::Path,
+) -> SharedBlocker {
+    let enforcer: Box<dyn Enforcer> = match capture.take_blocks() {
+        Some(maps) if policy.mode == block::Mode::On => Box::new(maps),
+        _ => Box::new(NoEnforcer),
+    };
+    info!(
+        mode = ?policy.mode,
+        detectors = ?policy.detectors,
+        ttl = ?policy.ttl,
+        allow = ?policy.allow,
+        "blocking offenders"
+    );
+    let shared = SharedBlocker(Arc::new(Mutex::new(Blocker::new(
+        policy,
+        enforcer,
+        Box::new(SystemClock),
+    ))));
+    if let Some(dir) = socket.parent()
+        && !dir.exists()
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir);
+    }
+    match block::listen(socket) {
+        Ok(listener) => {
+            tokio::spawn(block::serve(listener, shared.clone()));
+            info!(socket = %socket.display(), "control socket ready");
+        }
+        Err(e) => warn!(
+            socket = %socket.display(),
+            error = %e,
+            "no control socket: `siem-sensor blocks` cannot reach this sensor"
+        ),
+    }
+    shared
 }
 
 /// SIGHUP: applies the detector settings and outputs of the config file and

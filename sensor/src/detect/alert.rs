@@ -192,6 +192,11 @@ pub struct Alert {
     /// (and left out) on a sensor's own alerts.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<String>,
+    /// What the sensor did or advises about the subject (`--block`): set
+    /// on `firing` and `updated` transitions of the detectors that trigger
+    /// a block; left out otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<super::response::Response>,
 }
 
 impl std::fmt::Display for Alert {
@@ -234,6 +239,9 @@ impl std::fmt::Display for Alert {
         if !self.nodes.is_empty() {
             write!(f, " nodes={}", self.nodes.join(","))?;
         }
+        if let Some(r) = &self.response {
+            write!(f, " response={}", r.action.as_str())?;
+        }
         Ok(())
     }
 }
@@ -274,6 +282,7 @@ impl Alert {
             suppressed: 0,
             runbook_url: String::new(),
             nodes: Vec::new(),
+            response: None,
         }
     }
 

@@ -23,6 +23,7 @@ pub mod bounded;
 mod honeypot;
 pub mod lifecycle;
 mod per_ip;
+pub mod response;
 mod sequence;
 mod spread;
 #[cfg(test)]
@@ -33,6 +34,7 @@ use serde::Serialize;
 pub use alert::{Alert, Detector, Evidence, Severity, State, Subject};
 pub use honeypot::DecoyError;
 pub use per_ip::{ErrorConfig, FloodConfig, WindowGauges};
+pub use response::{Action, BlockEvent, BlockEventKind, KongAction, Response, UnblockReason};
 pub use sequence::SequenceConfig;
 pub use spread::{CredentialGauge, SpreadConfig};
 

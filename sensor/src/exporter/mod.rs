@@ -28,6 +28,11 @@
 //! | `siem_sensor_tls_bytes_beyond_capture_total` | counter | | 1 | plaintext bytes past the capture length (framed by length, never read) |
 //! | `siem_sensor_tls_gateway_processes` | gauge | | 1 | the gateway processes the TLS tap records (0: it sees nothing) |
 //! | `siem_sensor_segments_total` | counter | | 1 | segments into the pipeline |
+//! | `siem_sensor_packets_dropped_total` | counter | `reason`: `blocked_source` | 1 | packets the kernel programs dropped on ingress: from a blocked source to a Kong proxy port (`--block on`) |
+//! | `siem_sensor_blocks_active` | gauge | | 1 | addresses blocked now (`--block on` or `dry-run`; dry-run blocks are counted, not enforced) |
+//! | `siem_sensor_blocks_total` | counter | `detector` | 5 | blocks started, by the detector whose alert made them |
+//! | `siem_sensor_unblocks_total` | counter | `detector`, `reason`: `expired`, `removed`, `stopped` | 15 | blocks ended: TTL over, removed with `siem-sensor blocks remove`, sensor stopped |
+//! | `siem_sensor_block_decisions_total` | counter | `action`: `blocked`, `dry_run`, `advised`, `allow_listed`, `rate_capped`, `unconfirmed`, `failed` | 7 | decisions on triggering alerts (see the alert's `response`) |
 //! | `siem_sensor_flows_active` | gauge | | 1 | TCP connections tracked |
 //! | `siem_sensor_flows_ended_total` | counter | `how`: `closed`, `expired`, `evicted` | 3 | connections ended |
 //! | `siem_sensor_gaps_total` / `siem_sensor_gap_bytes_total` | counter | | 1 each | reassembly holes skipped, and their bytes |
@@ -79,8 +84,9 @@ pub use fleet::{FleetMetrics, fleet};
 use metrics::{counter, gauge};
 
 use crate::{
+    block::BlockCounters,
     capture::{live::CaptureCounters, tls::TlsCounters},
-    detect::{DetectCounters, Snapshot, State},
+    detect::{Action, DetectCounters, Detector, Snapshot, State, UnblockReason},
     pipeline::PipelineCounters,
     sink::Delivery,
 };
@@ -109,6 +115,33 @@ pub fn capture(c: &CaptureCounters) {
         counter!("siem_sensor_segments_dropped_total", "reason" => reason).absolute(n);
     }
     counter!("siem_sensor_tcp_checksum_unknown_total").absolute(reader.tcp_checksum_unknown);
+    counter!("siem_sensor_packets_dropped_total", "reason" => "blocked_source")
+        .absolute(kernel.blocked);
+}
+
+/// Publishes the block policy's counters (`--block` on or dry-run); every
+/// series from the start.
+pub fn blocks(c: &BlockCounters) {
+    gauge!("siem_sensor_blocks_active").set(c.active as f64);
+    for action in Action::ALL {
+        let n = c.decisions.get(&action).copied().unwrap_or(0);
+        counter!("siem_sensor_block_decisions_total", "action" => action.as_str()).absolute(n);
+    }
+    for detector in Detector::ALL {
+        let n = c.blocks.get(&detector).copied().unwrap_or(0);
+        counter!("siem_sensor_blocks_total", "detector" => detector.as_str()).absolute(n);
+        let ended = c.unblocks.get(&detector);
+        for reason in [
+            UnblockReason::Expired,
+            UnblockReason::Removed,
+            UnblockReason::Stopped,
+        ] {
+            let n = ended.and_then(|m| m.get(&reason)).copied().unwrap_or(0);
+            counter!("siem_sensor_unblocks_total", "detector" => detector.as_str(),
+                     "reason" => reason.as_str())
+            .absolute(n);
+        }
+    }
 }
 
 /// Publishes the TLS tap's counters.

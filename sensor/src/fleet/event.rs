@@ -213,6 +213,9 @@ impl Event {
             kong_credential: self.kong_credential,
             midstream: false,
             confirmed: self.confirmed,
+            // A fleet event is never a packet source of this node.
+            handshake: false,
+            client_is_peer: false,
             request_id: self
                 .request_id
                 .as_deref()

@@ -214,6 +214,7 @@ fn emit(ctx: &mut HttpContext, flow: &FlowInfo, mut e: Exchange) {
         .client
         .is_some_and(|c| flow.acknowledged(c, e.request_end));
     e.tx.confirmed = e.tx.status.is_some() || acked;
+    e.tx.handshake = flow.handshake;
     ctx.emit(e.tx);
 }
 

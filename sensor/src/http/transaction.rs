@@ -81,6 +81,14 @@ pub struct Transaction {
     /// segment (no handshake, spoofed source) never is; detectors count
     /// only confirmed requests.
     pub confirmed: bool,
+    /// The flow's three-way handshake was seen (a SYN from each side, each
+    /// acknowledged): the client's address really sent it.
+    #[serde(skip)]
+    pub handshake: bool,
+    /// The client IP is the TCP peer (see
+    /// [`crate::identity::Identity::client_is_peer`]).
+    #[serde(skip)]
+    pub client_is_peer: bool,
     /// Kong's request id: on the upstream leg the `X-Kong-Request-Id` (else
     /// `X-Request-Id`) Kong sent with the request; on the client leg the
     /// one Kong returned with the response (a client's own header is never
@@ -165,6 +173,8 @@ impl Transaction {
         Self {
             time_ns,
             client_ip: identity.client_ip,
+            client_is_peer: identity.client_is_peer,
+            handshake: false,
             client_port: client.port(),
             server_ip: server.ip(),
             server_port: server.port(),
@@ -309,6 +319,8 @@ impl Transaction {
             response_bytes: 200,
             midstream: false,
             confirmed: true,
+            handshake: true,
+            client_is_peer: true,
             user_agent: None,
             principal: None,
             credentials: Credentials::new(),

@@ -83,6 +83,10 @@ pub struct Identity {
     /// header names (nginx's realip); on the upstream leg the address Kong
     /// names. Full rules: `client_ip.rs`.
     pub client_ip: IpAddr,
+    /// The client address is the TCP peer's: a client-leg flow whose peer
+    /// is not a trusted proxy, so no header was believed. Only such an
+    /// address is a packet source the kernel block may drop.
+    pub client_is_peer: bool,
     /// Who the request says or Kong says made it: Kong's consumer (upstream
     /// leg) wins over anything claimed; else the Basic user-id, the JWT
     /// `sub` (unverified), the Digest `username`.
@@ -211,6 +215,7 @@ impl Resolver {
 
         let identity = Identity {
             client_ip,
+            client_is_peer: leg == Leg::Client && !trusted(&peer.to_canonical()),
             principal,
             credentials,
             consumer: consumer.map(|c| c.name),

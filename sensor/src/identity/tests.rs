@@ -133,6 +133,7 @@ fn no_credentials_nothing_allocated() {
         id,
         Identity {
             client_ip: ip(PEER),
+            client_is_peer: true,
             principal: None,
             credentials: Credentials::new(),
             consumer: None,

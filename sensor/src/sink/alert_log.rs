@@ -6,7 +6,10 @@ use std::io::Write;
 use tracing::warn;
 
 use super::interface::Sink;
-use crate::{detect::Alert, time::Rfc3339};
+use crate::{
+    detect::{Alert, BlockEvent},
+    time::Rfc3339,
+};
 
 /// Writes every alert as one line of text: `alert: TIME DETECTOR SEVERITY
 /// SUBJECT name=count ...` (see the `Display` of [`Alert`]).
@@ -24,6 +27,19 @@ impl Sink for AlertLog {
             Self::Stream(out) => {
                 if let Some(w) = out
                     && writeln!(w, "alert: {} {alert}", Rfc3339(alert.time_ns)).is_err()
+                {
+                    *out = None;
+                }
+            }
+        }
+    }
+
+    fn block_event(&mut self, event: &BlockEvent) {
+        match self {
+            Self::Tracing => warn!("{event}"),
+            Self::Stream(out) => {
+                if let Some(w) = out
+                    && writeln!(w, "{} {event}", Rfc3339(event.time_ns)).is_err()
                 {
                     *out = None;
                 }

@@ -5,7 +5,11 @@ use std::any::Any;
 
 use serde::Serialize;
 
-use crate::{capture::Segment, detect::Alert, http::Transaction};
+use crate::{
+    capture::Segment,
+    detect::{Alert, BlockEvent},
+    http::Transaction,
+};
 
 /// One output of the pipeline. Every method has a do-nothing default, so a
 /// sink implements only what it takes.
@@ -24,6 +28,8 @@ pub trait Sink {
     fn counted(&mut self, _tx: &Transaction) {}
     /// An alert, in the order raised.
     fn alert(&mut self, _alert: &Alert) {}
+    /// A kernel block started or ended (`--block`), in order.
+    fn block_event(&mut self, _event: &BlockEvent) {}
     /// Flushes what is buffered (called after each batch of input).
     fn flush(&mut self) {}
     /// Reopens files (SIGHUP, after log rotation moved them away).

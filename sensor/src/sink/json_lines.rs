@@ -12,7 +12,10 @@ use serde::Serialize;
 use tracing::warn;
 
 use super::{interface::Sink, kong_log};
-use crate::{detect::Alert, http::Transaction};
+use crate::{
+    detect::{Alert, BlockEvent},
+    http::Transaction,
+};
 
 /// Which of the pipeline's outputs a [`JsonLines`] sink writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,6 +160,13 @@ impl Sink for JsonLines {
     fn alert(&mut self, alert: &Alert) {
         if self.records == Records::Alerts {
             self.write(alert);
+        }
+    }
+
+    /// On the alert file: `{"event":"block"|"unblock",...}` lines.
+    fn block_event(&mut self, event: &BlockEvent) {
+        if self.records == Records::Alerts {
+            self.write(event);
         }
     }
 

@@ -1,7 +1,11 @@
 //! The list of sinks a pipeline feeds.
 
 use super::interface::{Delivery, Sink};
-use crate::{capture::Segment, detect::Alert, http::Transaction};
+use crate::{
+    capture::Segment,
+    detect::{Alert, BlockEvent},
+    http::Transaction,
+};
 
 /// The pipeline's sinks, and the delivery counts of sinks already stopped
 /// (replaced on SIGHUP), so counters never go backwards.
@@ -66,6 +70,13 @@ impl Sinks {
     pub fn alert(&mut self, alert: &Alert) {
         for s in &mut self.sinks {
             s.alert(alert);
+        }
+    }
+
+    /// Passes a block record to every sink.
+    pub fn block_event(&mut self, event: &BlockEvent) {
+        for s in &mut self.sinks {
+            s.block_event(event);
         }
     }
 

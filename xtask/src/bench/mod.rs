@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: every benchmark, written to BENCHMARKS.md, each
 //! section with the machine, kernel and date it was measured on.
 
+mod block;
 mod live;
 mod memory;
 mod replay;
@@ -30,6 +31,8 @@ pub enum Which {
     /// The memory budget against unfinished request heads, replayed and
     /// live.
     Memory,
+    /// The kernel block check's cost per packet (BPF_PROG_TEST_RUN).
+    Block,
 }
 
 pub fn bench(only: Option<Which>) -> Result<()> {
@@ -49,6 +52,9 @@ pub fn bench(only: Option<Which>) -> Result<()> {
     }
     if all || only == Some(Which::Memory) {
         memory::bench(&root, &sensor)?;
+    }
+    if all || only == Some(Which::Block) {
+        block::bench(&root, &sensor)?;
     }
     Ok(())
 }

@@ -5,6 +5,13 @@
 //! XDP (ingress only): native driver mode with generic (skb) mode as the
 //! fallback. Attachments are owned by the [`aya::Ebpf`] they came from, so
 //! dropping it detaches everything, on success and on error alike.
+//!
+//! A sensor killed with SIGKILL in netlink mode leaves its `cls_bpf`
+//! filters behind (TCX and XDP links go with the process). Before
+//! attaching, a starting sensor removes every tc filter named after its own
+//! programs on its interfaces, so one set of programs runs after a
+//! restart; until then the leftovers are inert for blocking (their
+//! liveness deadline passed: `sensor_ebpf::block`).
 
 use anyhow::{Context as _, Result};
 use aya::{
@@ -96,6 +103,7 @@ pub struct AttachPlan {
 /// `ebpf` and are detached when it is dropped.
 pub fn attach(ebpf: &mut Ebpf, plan: &AttachPlan) -> Result<bool> {
     let mut netlink = false;
+    remove_stale_filters(&plan.interfaces);
     match plan.hook {
         Hook::Tc => {
             for (name, direction) in [
@@ -128,6 +136,24 @@ pub fn attach(ebpf: &mut Ebpf, plan: &AttachPlan) -> Result<bool> {
         }
     }
     Ok(netlink)
+}
+
+/// Removes the `cls_bpf` filters a killed sensor left on `interfaces`
+/// (named `tc_ingress` / `tc_egress`), logging what was removed; a failure
+/// (no `CAP_NET_ADMIN`, no clsact qdisc) is only logged.
+pub fn remove_stale_filters(interfaces: &[String]) {
+    for iface in interfaces {
+        for (name, direction) in [
+            (TC_INGRESS_PROGRAM, TcAttachType::Ingress),
+            (TC_EGRESS_PROGRAM, TcAttachType::Egress),
+        ] {
+            match tc::qdisc_detach_program(iface, direction, name) {
+                Ok(()) => warn!(iface, "removed a stale {name} filter (a killed sensor's)"),
+                Err(tc::TcError::IoError(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::debug!(iface, error = %e, "no stale {name} filter removed"),
+            }
+        }
+    }
 }
 
 fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::Program> {

@@ -9,6 +9,8 @@
 //! `submitted == received` holds exactly at the end of a run.
 
 mod attach;
+pub mod bench;
+mod block_map;
 mod clock;
 mod preflight;
 pub mod privileges;
@@ -23,7 +25,7 @@ use aya::{
 use aya_log::EbpfLogger;
 use sensor_ebpf::{
     ALL_PORTS_GLOBAL, CAPTURE_LEN_GLOBAL, COUNTERS_MAP, Counter, IP_SUMMED_BYTE_GLOBAL,
-    IP_SUMMED_SHIFT_GLOBAL, PORTS_MAP, RECORDS_MAP, WAKEUP_BYTES_GLOBAL, checks,
+    IP_SUMMED_SHIFT_GLOBAL, PORTS_MAP, RECORDS_MAP, WAKEUP_BYTES_GLOBAL, checks, port_bits,
 };
 use tokio::{
     io::{Interest, unix::AsyncFd},
@@ -32,6 +34,7 @@ use tokio::{
 use tracing::warn;
 
 pub use attach::{AttachPlan, Hook, TcAttach, XdpMode};
+pub use block_map::KernelBlocks;
 pub use clock::Clock;
 pub use preflight::PreflightError;
 
@@ -70,6 +73,9 @@ pub struct LiveOptions {
     pub capture_len: u32,
     /// Ring buffer size in bytes: a power of two and a multiple of the page size.
     pub ring_bytes: u32,
+    /// Kong's proxy listener ports, where a blocked source's packets are
+    /// dropped (`--block on`; empty: the block maps are never written).
+    pub block_ports: Vec<u16>,
 }
 
 /// Kernel counters summed over CPUs. See [`Counter`] for the invariant.
@@ -85,6 +91,9 @@ pub struct KernelCounters {
     pub copy_error: u64,
     /// IP fragments of TCP seen (counted, not recorded).
     pub fragments: u64,
+    /// Packets dropped on ingress because their source was blocked
+    /// (`--block on`).
+    pub blocked: u64,
 }
 
 /// Userspace counters of the live source.
@@ -144,6 +153,8 @@ pub struct LiveCapture {
     /// Whether some program was attached over netlink (tc clsact or XDP),
     /// whose detach needs `CAP_NET_ADMIN`.
     netlink: bool,
+    /// The block maps, until [`LiveCapture::take_blocks`].
+    blocks: Option<KernelBlocks>,
 }
 
 impl LiveCapture {
@@ -174,12 +185,26 @@ impl LiveCapture {
             .map_max_entries(RECORDS_MAP, opts.ring_bytes)
             .load(OBJECT)
             .context("loading the eBPF object (maps and BTF)")?;
-        if let Ports::List(ports) = &opts.ports {
+        {
             let mut filter = Array::<_, u8>::try_from(ebpf.map_mut(PORTS_MAP).context(PORTS_MAP)?)?;
-            for &port in ports {
-                filter.set(u32::from(port), 1, 0)?;
+            let mut bits = std::collections::BTreeMap::<u16, u8>::new();
+            if let Ports::List(ports) = &opts.ports {
+                for &port in ports {
+                    *bits.entry(port).or_default() |= port_bits::CAPTURE;
+                }
+            }
+            for &port in &opts.block_ports {
+                *bits.entry(port).or_default() |= port_bits::PROXY;
+            }
+            for (port, b) in bits {
+                filter.set(u32::from(port), b, 0)?;
             }
         }
+        let blocks = if opts.block_ports.is_empty() {
+            None
+        } else {
+            Some(KernelBlocks::take(&mut ebpf)?)
+        };
         let logger = match EbpfLogger::init(&mut ebpf) {
             Ok(l) => Some(forward_kernel_log(l)?),
             Err(e) => {
@@ -201,7 +226,15 @@ impl LiveCapture {
             clock: Clock::now(),
             defrag: Defrag::default(),
             netlink,
+            blocks,
         })
+    }
+
+    /// The block maps (once; `None` when the capture was started without
+    /// `block_ports`). They stay valid after [`LiveCapture::stop`]; the
+    /// programs that read them are gone then.
+    pub fn take_blocks(&mut self) -> Option<KernelBlocks> {
+        self.blocks.take()
     }
 
     /// Whether detaching at [`LiveCapture::stop`] needs `CAP_NET_ADMIN`:
@@ -265,6 +298,7 @@ impl LiveCapture {
             clock,
             mut defrag,
             netlink: _,
+            blocks: _,
         } = self;
         drop(ebpf); // detaches and unloads every program; maps we hold stay alive
         if let Some(task) = logger {
@@ -395,6 +429,7 @@ fn read_counters(map: &PerCpuArray<MapData, u64>) -> Result<KernelCounters> {
         ring_full: sum(Counter::RingFull)?,
         copy_error: sum(Counter::CopyError)?,
         fragments: sum(Counter::Fragments)?,
+        blocked: sum(Counter::Blocked)?,
     })
 }
 
@@ -423,6 +458,7 @@ mod tests {
             ring_full: 2,
             copy_error: 1,
             fragments: 3,
+            blocked: 0,
         };
         let ok = CaptureCounters {
             kernel,

@@ -488,6 +488,7 @@ fn emit(ctx: &mut HttpContext, flow: &FlowInfo, s: Stream) {
         .client
         .is_some_and(|c| flow.acknowledged(c, s.request_end));
     tx.confirmed |= tx.status.is_some() || acked;
+    tx.handshake = flow.handshake;
     ctx.counters.h2.streams += 1;
     ctx.emit(tx);
 }

@@ -17,12 +17,14 @@
 //! | `client_ip` | the client IP, for per-IP detectors |
 //! | `credential`, `principal`, `principal_source` | the credential's fingerprint and, when known, its principal, for `credential_spread` |
 //! | `consumer` | Kong's consumer, when the principal is one |
+//! | `response` | what `--block` decided on the episode's first send: `blocked`, `dry_run`, `advised`, `allow_listed`, `rate_capped`, `unconfirmed`, `failed` |
 //!
 //! | annotation | value |
 //! |---|---|
 //! | `summary` | one line: detector, subject, counts |
 //! | `description` | the evidence in brief (at most [`MAX_EVIDENCE`] requests, each path cut to [`PATH_CAP`] bytes), the window, extent and suppressed count |
 //! | `runbook_url` | the runbook section of the detector |
+//! | `kong_action` | with `--block`: the Kong containment to apply (`ip-restriction deny 203.0.113.7; acl deny group dave`) and, when blocked, until when |
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
@@ -101,6 +103,9 @@ fn labels(alert: &Alert, node: &str) -> LabelSet {
     {
         l.insert("consumer", p.name.clone());
     }
+    if let Some(r) = &alert.response {
+        l.insert("response", r.action.as_str().to_owned());
+    }
     l
 }
 
@@ -111,6 +116,15 @@ fn annotations(alert: &Alert) -> LabelSet {
     a.insert("description", description(alert));
     if !alert.runbook_url.is_empty() {
         a.insert("runbook_url", alert.runbook_url.clone());
+    }
+    if let Some(r) = &alert.response {
+        let mut text: Vec<String> = r.kong.iter().map(ToString::to_string).collect();
+        if let Some(until) = r.until {
+            text.push(format!("{} until {}", r.action.as_str(), Rfc3339(until)));
+        }
+        if !text.is_empty() {
+            a.insert("kong_action", text.join("; "));
+        }
     }
     a
 }

@@ -34,7 +34,7 @@ use transport::Tally;
 pub use transport::Target;
 
 use super::interface::{Delivery, Sink};
-use crate::detect::Alert;
+use crate::detect::{Alert, BlockEvent};
 
 /// The sink's settings.
 #[derive(Clone, Debug)]
@@ -168,11 +168,21 @@ impl Syslog {
             }
             return;
         };
-        let record = record.into_bytes();
+        self.queue(&record.into_bytes());
+    }
+
+    /// Queues a block record for every target; never blocks.
+    fn send_block(&self, event: &BlockEvent) {
+        let record = format::block_record(&self.context, self.form, event);
+        self.queue(record.as_bytes());
+    }
+
+    /// Queues `record` for every target, counting a full queue.
+    fn queue(&self, record: &[u8]) {
         for s in &self.senders {
             let Some(queue) = &s.queue else { continue };
             if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-                queue.try_send(record.clone())
+                queue.try_send(record.to_vec())
             {
                 s.delivery.overflow.fetch_add(1, Ordering::Relaxed);
             }
@@ -200,6 +210,10 @@ impl Syslog {
 impl Sink for Syslog {
     fn alert(&mut self, alert: &Alert) {
         self.send(alert);
+    }
+
+    fn block_event(&mut self, event: &BlockEvent) {
+        self.send_block(event);
     }
 
     fn delivery(&self) -> Vec<Delivery> {

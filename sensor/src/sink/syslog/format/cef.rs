@@ -23,7 +23,7 @@
 
 use std::{fmt::Write as _, net::IpAddr};
 
-use crate::detect::{Alert, Severity};
+use crate::detect::{Alert, BlockEvent, BlockEventKind, Severity};
 
 /// A header field, escaped.
 fn header(s: &str) -> String {
@@ -88,6 +88,9 @@ pub fn body(alert: &Alert) -> String {
         push(&format!("cn{}Label", i + 1), (*count).into());
     }
     push("cnt", (alert.suppressed + 1).to_string());
+    if let Some(r) = &alert.response {
+        push("act", r.action.as_str().into());
+    }
     if let Some(e) = alert.evidence.first() {
         push("requestMethod", e.method.clone());
         push("request", e.path.clone());
@@ -103,6 +106,43 @@ pub fn body(alert: &Alert) -> String {
         header(env!("CARGO_PKG_VERSION")),
         header(name),
         header(&name.replace('_', " ")),
+    );
+    for (i, (key, v)) in ext.iter().enumerate() {
+        let sep = if i == 0 { "" } else { " " };
+        let _ = write!(out, "{sep}{key}={}", value(v));
+    }
+    out
+}
+
+/// The CEF:0 body of a block record: Device Event Class ID `block` or
+/// `unblock`, severity 5, `src`/`c6a2` the address, `act`, `end` (ms),
+/// `externalId` the alert episode, `cs1` the detector, `reason` in `cs2`.
+pub fn block(e: &BlockEvent) -> String {
+    let (class, name) = match e.event {
+        BlockEventKind::Block => ("block", "kernel block"),
+        BlockEventKind::Unblock => ("unblock", "kernel unblock"),
+    };
+    let mut ext: Vec<(&str, String)> = vec![("rt", (e.time_ns / 1_000_000).to_string())];
+    match e.ip {
+        IpAddr::V4(ip) => ext.push(("src", ip.to_string())),
+        IpAddr::V6(ip) => {
+            ext.push(("c6a2", ip.to_string()));
+            ext.push(("c6a2Label", "Source IPv6 Address".into()));
+        }
+    }
+    let act = if e.enforced { class } else { "dry_run" };
+    ext.push(("act", act.into()));
+    ext.push(("end", (e.until / 1_000_000).to_string()));
+    ext.push(("externalId", e.alert_id.clone()));
+    ext.push(("cs1", e.detector.as_str().into()));
+    ext.push(("cs1Label", "Detector".into()));
+    if let Some(r) = e.reason {
+        ext.push(("cs2", r.as_str().into()));
+        ext.push(("cs2Label", "Reason".into()));
+    }
+    let mut out = format!(
+        "CEF:0|siem-sensor|siem-sensor|{}|{class}|{name}|5|",
+        header(env!("CARGO_PKG_VERSION")),
     );
     for (i, (key, v)) in ext.iter().enumerate() {
         let sep = if i == 0 { "" } else { " " };

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::{
     choice::Choice,
-    detect::{Alert, Severity},
+    detect::{Alert, BlockEvent, BlockEventKind, Severity},
     text::{cut, quote_kv},
     time::Rfc3339,
 };
@@ -116,7 +116,84 @@ fn fields(a: &Alert) -> Vec<(&'static str, String)> {
     if !a.nodes.is_empty() {
         f.push(("nodes", a.nodes.join(",")));
     }
+    if let Some(r) = &a.response {
+        f.push(("response", r.action.as_str().to_owned()));
+        if let Some(until) = r.until {
+            f.push(("response_until", time(until)));
+        }
+        if !r.kong.is_empty() {
+            let kong: Vec<String> = r.kong.iter().map(ToString::to_string).collect();
+            f.push(("kong", kong.join("; ")));
+        }
+    }
     f
+}
+
+/// A block record's fields as (name, value) pairs.
+fn block_fields(e: &BlockEvent) -> Vec<(&'static str, String)> {
+    let mut f = vec![
+        (
+            "event",
+            match e.event {
+                BlockEventKind::Block => "block",
+                BlockEventKind::Unblock => "unblock",
+            }
+            .to_owned(),
+        ),
+        ("time", Rfc3339(e.time_ns).to_string()),
+        ("ip", e.ip.to_string()),
+        ("detector", e.detector.as_str().to_owned()),
+        ("alert_id", e.alert_id.clone()),
+        ("enforced", e.enforced.to_string()),
+        ("until", Rfc3339(e.until).to_string()),
+        ("ttl_s", e.ttl_s.to_string()),
+        ("offence", e.offence.to_string()),
+    ];
+    if let Some(r) = e.reason {
+        f.push(("reason", r.as_str().to_owned()));
+    }
+    f
+}
+
+/// One syslog record of a block starting or ending (severity warning;
+/// MSGID `block` or `unblock`; a few hundred bytes, always under the cap).
+pub fn block_record(
+    ctx: &SyslogContext,
+    (header, body_form): (Header, Body),
+    e: &BlockEvent,
+) -> String {
+    let fields = block_fields(e);
+    let kv = || {
+        fields
+            .iter()
+            .map(|(name, value)| format!("{name}={}", quote_kv(value)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let text = match body_form {
+        Body::Json => serde_json::to_string(e).unwrap_or_default(),
+        Body::Kv => kv(),
+        Body::Cef => cef::block(e),
+    };
+    let level = SyslogSeverity::WARNING;
+    match header {
+        Header::Rfc3164 => ctx.format_rfc3164(level, Some(text)).to_string(),
+        Header::Rfc5424 => {
+            let mut sd = Vec::new();
+            if let Ok(mut element) = SDElement::new(SD_ID) {
+                for (name, value) in fields {
+                    let _ = element.add_param(name, value);
+                }
+                sd.push(element);
+            }
+            let msgid = match e.event {
+                BlockEventKind::Block => "block",
+                BlockEventKind::Unblock => "unblock",
+            };
+            ctx.format_rfc5424(level, Some(msgid), sd, Some(text))
+                .to_string()
+        }
+    }
 }
 
 /// The alert as JSON, with how many evidence entries were left out to fit.

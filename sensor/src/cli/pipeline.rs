@@ -69,9 +69,10 @@ pub struct PipelineArgs {
     /// Most TCP connections tracked at once.
     #[arg(long, default_value_t = FlowLimits::default().max_flows)]
     max_flows: usize,
-    /// MiB the traffic-driven state may hold (flows, held segments,
-    /// buffered heads, waiting requests, detector tables); past it the
-    /// least recently seen flows' buffers, then those flows, are shed.
+    /// MiB the process may hold: what it holds at start (code, runtime)
+    /// and the traffic-driven state (flows, held segments, buffered heads,
+    /// waiting requests, detector tables); past it the least recently seen
+    /// flows' buffers, then those flows, are shed.
     #[arg(long, value_name = "MIB", default_value_t = FlowLimits::default().memory_budget >> 20)]
     memory_budget: u64,
     /// Write every alert as a JSON line to PATH (`-`: stdout).
@@ -262,7 +263,9 @@ impl PipelineArgs {
         let detectors = self.detect.detectors()?;
         let flows = FlowLimits {
             max_flows: self.max_flows,
-            memory_budget: self.memory_budget << 20,
+            // The process's own share (code, runtime, libraries) is what
+            // it holds before any traffic: the state gets the rest.
+            memory_budget: (self.memory_budget << 20).saturating_sub(resident_bytes()),
             ..FlowLimits::default()
         };
         let sinks = Sinks::new(self.sinks(mode)?);
@@ -286,4 +289,15 @@ impl PipelineArgs {
 fn node_addresses() -> Result<Vec<IpNet>> {
     let interfaces = if_addrs::get_if_addrs().context("listing this node's addresses")?;
     Ok(interfaces.iter().map(|i| IpNet::from(i.ip())).collect())
+}
+
+/// The process's resident set now, bytes (`VmRSS` of `/proc/self/status`;
+/// 0 where it cannot be read).
+fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib << 10)
 }

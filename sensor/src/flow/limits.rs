@@ -18,11 +18,13 @@ pub struct FlowLimits {
     pub max_segment_hold: usize,
     /// Captured bytes held across all flows before skipping holes.
     pub max_buffered_bytes: usize,
-    /// The memory budget, in bytes, of the process: the state traffic
-    /// grows (flows, held segments, buffered heads, waiting requests, the
-    /// detectors' tables) is kept within three quarters of it, the rest
-    /// being the process's own. Past that the pipeline sheds the least
-    /// recently seen flows' buffers, then those flows.
+    /// The memory budget, in bytes, of the traffic-driven state and what
+    /// allocating it costs (the CLI gives `--memory-budget` less what the
+    /// process holds at start): the state (flows, held segments, buffered
+    /// heads, waiting requests, the detectors' tables) is kept within half
+    /// of it, the rest being the allocator's fragmentation and the hash
+    /// tables' growth. Past that the pipeline sheds the least recently
+    /// seen flows' buffers, then those flows.
     pub memory_budget: u64,
 }
 

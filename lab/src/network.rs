@@ -94,6 +94,11 @@ impl Lab {
         std::mem::forget(self);
     }
 
+    /// The name the lab's namespaces start with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// `{prefix}-client`, the host of [`CLIENT_V4`] and [`CLIENT_V6`].
     pub fn client_ns(&self) -> String {
         format!("{}-client", self.prefix)
@@ -249,7 +254,11 @@ impl Lab {
     /// workdir. Safe to call on a lab that is half up or already down.
     pub fn teardown(&self) {
         let hosts = self.hosts().into_iter().map(|h| h.0);
-        for ns in hosts.chain([self.gateway_ns(), self.upstream_ns()]) {
+        let fleet = [self.node_ns(crate::Node::B), self.nats_ns()];
+        for ns in hosts
+            .chain(fleet)
+            .chain([self.gateway_ns(), self.upstream_ns()])
+        {
             if let Ok(out) = Command::new("ip").args(["netns", "pids", &ns]).output() {
                 for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                     let _ = Command::new("kill").args(["-KILL", pid]).status();
@@ -269,7 +278,7 @@ impl Drop for Lab {
 
 /// Joins two namespaces with a veth pair; each end is
 /// `[namespace, interface, IPv4/prefix, IPv6/prefix]`.
-fn veth_pair(a: [&str; 4], b: [&str; 4]) -> Result<()> {
+pub(crate) fn veth_pair(a: [&str; 4], b: [&str; 4]) -> Result<()> {
     ip(&[
         "link", "add", a[1], "netns", a[0], "type", "veth", "peer", "name", b[1], "netns", b[0],
     ])?;
@@ -281,6 +290,6 @@ fn veth_pair(a: [&str; 4], b: [&str; 4]) -> Result<()> {
     Ok(())
 }
 
-fn ip(args: &[&str]) -> Result<()> {
+pub(crate) fn ip(args: &[&str]) -> Result<()> {
     run_quiet(Command::new("ip").args(args)).map(drop)
 }

@@ -466,3 +466,78 @@ fn leak(s: &str) -> &'static str {
         .find(|k| *k == s)
         .unwrap_or("?")
 }
+
+/// An alert as the instances must agree on it: id, detector, subject,
+/// state, extent and nodes.
+fn essence(alert: &Value) -> String {
+    format!(
+        "{} {} {} {} extent={} nodes={:?}",
+        alert["id"].as_str().unwrap_or("?"),
+        alert["detector"].as_str().unwrap_or("?"),
+        subject(alert),
+        alert["state"].as_str().unwrap_or("?"),
+        alert["extent"],
+        nodes(alert)
+    )
+}
+
+#[test]
+#[ignore = "live: needs root and the lab (cargo xtask test runs it)"]
+fn two_analysers_with_half_the_partitions_each_raise_what_one_raises() {
+    let f = Fleet::up("ss-fl4");
+    let a = f.sensor(Node::A, "");
+    let b = f.sensor(Node::B, "");
+    // One fleet with one analyser, another (its own consumers and claims)
+    // with two, on the same stream at once.
+    let solo = f.analyser("solo", "solo", "all", 9252);
+    let low = f.analyser("low", "split", "0-7", 9253);
+    let high = f.analyser("high", "split", "8-15", 9254);
+    fleet::split_flood(&f.lab).unwrap();
+    fleet::shared_key(&f.lab).unwrap();
+    fleet::decoy_on_b(&f.lab).unwrap();
+    let done = |alerts: &[Value]| alerts.iter().filter(|a| a["state"] == "resolved").count() >= 3;
+    let one = solo.wait_for(Duration::from_secs(60), done);
+    let two = low.wait_for(Duration::from_secs(30), |l| done(&union(l, &high.alerts())));
+    let two = union(&two, &high.alerts());
+    let runs = [a.stop().unwrap(), b.stop().unwrap()];
+    let summaries = [
+        solo.stop().unwrap(),
+        low.stop().unwrap(),
+        high.stop().unwrap(),
+    ];
+
+    let mut expected = cross_node_transitions();
+    expected.insert(
+        ("honeypot".into(), Lab::extra_client(11)),
+        vec!["firing".into(), "resolved".into()],
+    );
+    assert_eq!(transitions(&one), expected, "{one:#?}");
+    let mut one: Vec<String> = one.iter().map(essence).collect();
+    let mut two: Vec<String> = two.iter().map(essence).collect();
+    one.sort();
+    two.sort();
+    assert_eq!(one, two);
+    assert!(
+        one.iter()
+            .any(|a| a.contains("honeypot") && a.ends_with("[\"gw-b\"]"))
+    );
+    // Each analyser of the pair took its half: together, every message once.
+    let count = |s: &Value, node: &str, family: &str| {
+        s["analysis"]["nodes"][node][family].as_u64().unwrap_or(0)
+    };
+    for node in Node::ALL.map(Node::name) {
+        for family in ["requests", "credential_requests"] {
+            let halves = count(&summaries[1], node, family) + count(&summaries[2], node, family);
+            assert_eq!(
+                halves,
+                count(&summaries[0], node, family),
+                "{node} {family}"
+            );
+        }
+        assert!(count(&summaries[1], node, "requests") > 0);
+        assert!(count(&summaries[2], node, "requests") > 0);
+    }
+    for run in &runs {
+        assert!(local_cross_node(run).is_empty(), "{:#?}", run.alerts);
+    }
+}

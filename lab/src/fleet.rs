@@ -48,9 +48,7 @@ pub fn split_flood(lab: &Lab) -> Result<()> {
     wait_for_room(WINDOW, Duration::from_secs(6));
     thread::scope(|s| {
         let runs: Vec<_> = Node::ALL
-            .map(|node| {
-                s.spawn(move || lab.ab_node(node, FLOOD_SOURCE, FLOOD_PER_NODE, 4, "/hello"))
-            })
+            .map(|node| s.spawn(move || node.ab(lab, FLOOD_SOURCE, FLOOD_PER_NODE, 4, "/hello")))
             .into_iter()
             .collect();
         runs.into_iter()
@@ -77,7 +75,7 @@ pub fn shared_key_hosts() -> [(String, Node); 4] {
 pub fn shared_key(lab: &Lab) -> Result<()> {
     let header = Consumer::named(SHARED_KEY_OWNER).header();
     for (host, node) in shared_key_hosts() {
-        lab.curl_node(node, &host, &["-H", &header], "/api/orders", 2)?;
+        node.curl(lab, &host, &["-H", &header], "/api/orders", 2)?;
     }
     Ok(())
 }
@@ -88,7 +86,7 @@ pub fn shared_key(lab: &Lab) -> Result<()> {
 /// # Errors
 /// curl failed.
 pub fn decoy_on_b(lab: &Lab) -> Result<()> {
-    lab.curl_node(Node::B, &Lab::extra_client(11), &[], "/admin/login", 1)
+    Node::B.curl(lab, &Lab::extra_client(11), &[], "/admin/login", 1)
 }
 
 /// The fleet alerts [`split_flood`] and [`shared_key`] raise (and no

@@ -36,7 +36,7 @@ pub use network::{
     UPSTREAM_V4, kong_args,
 };
 pub use nginx::AccessEntry;
-pub use nodes::{GATEWAY_B_V4, Node};
+pub use nodes::{GATEWAY_B_V4, Node, add_node_b};
 
 /// The request generator of the differential test (`py/requests.py`):
 /// odd but valid requests with sockets, hostile segments with scapy.

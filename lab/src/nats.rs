@@ -33,13 +33,6 @@ pub struct Nats {
     child: Option<Child>,
 }
 
-impl Lab {
-    /// `{prefix}-nats`, the NATS server's host.
-    pub fn nats_ns(&self) -> String {
-        format!("{}-nats", self.prefix())
-    }
-}
-
 impl Nats {
     /// Makes the server's host (a namespace on the client LAN), writes its
     /// config under the lab's workdir and starts it; returns once

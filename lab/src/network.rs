@@ -145,6 +145,16 @@ impl Lab {
         format!("{}-gateway", self.prefix)
     }
 
+    /// `{prefix}-gateway-b`, the fleet's second gateway node.
+    pub fn gateway_b_ns(&self) -> String {
+        format!("{}-gateway-b", self.prefix)
+    }
+
+    /// `{prefix}-nats`, the NATS server's host (`nats::Nats`).
+    pub fn nats_ns(&self) -> String {
+        format!("{}-nats", self.prefix)
+    }
+
     /// `{prefix}-upstream`.
     pub fn upstream_ns(&self) -> String {
         format!("{}-upstream", self.prefix)
@@ -254,7 +264,7 @@ impl Lab {
     /// workdir. Safe to call on a lab that is half up or already down.
     pub fn teardown(&self) {
         let hosts = self.hosts().into_iter().map(|h| h.0);
-        let fleet = [self.node_ns(crate::Node::B), self.nats_ns()];
+        let fleet = [self.gateway_b_ns(), self.nats_ns()];
         for ns in hosts
             .chain(fleet)
             .chain([self.gateway_ns(), self.upstream_ns()])

@@ -72,7 +72,7 @@ impl SensorProcess {
     }
 
     /// As [`SensorProcess::start`], on gateway `node` of a fleet lab
-    /// (`Lab::add_node_b`); every node's sensor shares the lab's
+    /// (`lab::add_node_b`); every node's sensor shares the lab's
     /// fingerprint key, as a fleet's sensors must.
     ///
     /// # Errors
@@ -95,7 +95,7 @@ impl SensorProcess {
         args: &[&str],
         mut on_line: Option<LineHook>,
     ) -> Result<Self> {
-        let ns = lab.node_ns(node);
+        let ns = node.ns(lab);
         let mut cmd = match prefix.split_first() {
             Some((first, rest)) => {
                 let mut c = lab.command(&ns, first);

@@ -44,7 +44,7 @@ impl Fleet {
     fn up(prefix: &str) -> Self {
         require_root();
         let lab = Lab::up(prefix).unwrap();
-        lab.add_node_b().unwrap();
+        lab::add_node_b(&lab).unwrap();
         let nats = Nats::start(&lab).unwrap();
         let dir = lab.workdir().join("fleet");
         fs::create_dir_all(&dir).unwrap();
@@ -209,7 +209,7 @@ fn attacks_split_over_two_nodes_raise_fleet_alerts_naming_both() {
         );
         // Each node saw its share, and published every request it counted.
         let counted = run.summary["detect"]["transactions"].as_u64().unwrap();
-        let logged = f.lab.node_access_log(*node).unwrap().len() as u64;
+        let logged = node.access_log(&f.lab).unwrap().len() as u64;
         let share = u64::from(FLOOD_PER_NODE) + 4;
         assert!(
             counted <= logged && counted + 2 >= share,
@@ -377,11 +377,9 @@ fn a_broker_outage_leaves_local_alerts_alone_and_fleet_alerts_late() {
     f.nats.stop().unwrap();
     fleet::shared_key(&f.lab).unwrap();
     fleet::wait_for_room(Duration::from_secs(15), Duration::from_secs(5));
-    f.lab
-        .ab_node(Node::A, &local_flood, 700, 4, "/hello")
-        .unwrap();
+    Node::A.ab(&f.lab, &local_flood, 700, 4, "/hello").unwrap();
     // A well-behaved burst on node B: more than its queue holds.
-    f.lab.ab_node(Node::B, &quiet, 400, 4, "/hello").unwrap();
+    Node::B.ab(&f.lab, &quiet, 400, 4, "/hello").unwrap();
     thread::sleep(Duration::from_secs(10).saturating_sub(down.elapsed()));
     let up = Instant::now();
     f.nats.start_again().unwrap();
@@ -402,8 +400,8 @@ fn a_broker_outage_leaves_local_alerts_alone_and_fleet_alerts_late() {
     // acknowledgement) while requests come in: their publishes are sent
     // again with the same ids, and stored once when it goes on.
     f.nats.freeze().unwrap();
-    f.lab
-        .curl_node(Node::A, &Lab::extra_client(2), &[], "/hello", 10)
+    Node::A
+        .curl(&f.lab, &Lab::extra_client(2), &[], "/hello", 10)
         .unwrap();
     thread::sleep(Duration::from_secs(7));
     f.nats.thaw().unwrap();

@@ -55,6 +55,9 @@ pub fn kong_args() -> Vec<&'static str> {
         .collect()
 }
 
+/// The gateway bridge's MAC address (locally administered).
+const BRIDGE_MAC: &str = "02:00:0a:4d:00:01";
+
 /// Gateway interface towards the client.
 pub const GATEWAY_CLIENT_IF: &str = "gw-client";
 /// Gateway interface towards the upstream.
@@ -211,12 +214,17 @@ impl Lab {
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
         }
         let bridge = GATEWAY_CLIENT_IF;
+        // A fixed address: a bridge otherwise takes the lowest of its
+        // ports', and a port added later (a second gateway node, the NATS
+        // host) can change it under the clients' ARP caches.
         ip(&[
             "-n",
             &gateway,
             "link",
             "add",
             bridge,
+            "address",
+            BRIDGE_MAC,
             "type",
             "bridge",
             "stp_state",

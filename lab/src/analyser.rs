@@ -77,6 +77,11 @@ impl Analyser {
         Ok(analyser)
     }
 
+    /// Its process id (`ip netns exec` execs it), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Everything it logged so far.
     pub fn log(&self) -> String {
         self.log.lock().map(|l| l.join("\n")).unwrap_or_default()

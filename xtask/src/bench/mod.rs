@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: every benchmark, written to BENCHMARKS.md, each
 //! section with the machine, kernel and date it was measured on.
 
+mod fleet;
 mod live;
 mod memory;
 mod replay;
@@ -27,6 +28,9 @@ pub enum Which {
     /// The memory budget against unfinished request heads, replayed and
     /// live.
     Memory,
+    /// Fleet-wide detection: publishing's cost on the node, and the events
+    /// one fleet analyser takes per second on one core.
+    Fleet,
 }
 
 pub fn bench(only: Option<Which>) -> Result<()> {
@@ -43,6 +47,9 @@ pub fn bench(only: Option<Which>) -> Result<()> {
     }
     if all || only == Some(Which::Memory) {
         memory::bench(&root, &sensor)?;
+    }
+    if all || only == Some(Which::Fleet) {
+        fleet::bench(&root, &sensor)?;
     }
     Ok(())
 }

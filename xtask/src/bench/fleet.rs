@@ -135,7 +135,8 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
          ({stored} messages, {:.0} MiB): it took {taken} messages ({events} request events, the \
          rest heartbeats) in {wall_s:.2} s, **{:.0} messages/s, {:.0} request events/s** on one \
          core, using {:.0}% of it (the rest is waiting on nats-server, which shares the other \
-         core with the kernel).\n",
+         core with the kernel). It is timed by its own metrics, refreshed every second, so the \
+         rates are lower bounds.\n",
         ratio * 100.0,
         (p99 - 1.0) * 100.0,
         count("sent"),

@@ -4,19 +4,25 @@
 //! (`nginx.rs`), the gateway's consumers ([`consumers`]), labeled traffic
 //! scenarios played by real clients ([`scenarios`], Lua scripts in `lua/`),
 //! a real rsyslog receiver ([`rsyslog`]), a real Alertmanager
-//! ([`alertmanager`]), the sensor as a process
+//! ([`alertmanager`]), a second gateway node ([`Node`]) and a NATS
+//! JetStream server ([`nats`]) for fleet-wide detection, the fleet
+//! analyser ([`analyser`]), the sensor as a process
 //! ([`sensor`]), staging installs ([`install`]) and generated captures
 //! ([`captures`]).
 
 pub mod alertmanager;
+pub mod analyser;
 pub mod captures;
 mod clients;
 pub mod consumers;
+pub mod fleet;
 pub mod h2;
 pub mod install;
 pub mod load;
+pub mod nats;
 mod network;
 mod nginx;
+mod nodes;
 pub mod prometheus;
 mod raw;
 pub mod rsyslog;
@@ -31,6 +37,7 @@ pub use network::{
     UPSTREAM_V4, kong_args,
 };
 pub use nginx::AccessEntry;
+pub use nodes::{GATEWAY_B_V4, Node, add_node_b};
 
 /// The request generator of the differential test (`py/requests.py`):
 /// odd but valid requests with sockets, hostile segments with scapy.

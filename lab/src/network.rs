@@ -55,6 +55,9 @@ pub fn kong_args() -> Vec<&'static str> {
         .collect()
 }
 
+/// The gateway bridge's MAC address (locally administered).
+const BRIDGE_MAC: &str = "02:00:0a:4d:00:01";
+
 /// Gateway interface towards the client.
 pub const GATEWAY_CLIENT_IF: &str = "gw-client";
 /// Gateway interface towards the upstream.
@@ -92,6 +95,11 @@ impl Lab {
     /// Leaves the lab running after this handle is gone (`cargo xtask lab up`).
     pub fn leave_running(self) {
         std::mem::forget(self);
+    }
+
+    /// The name the lab's namespaces start with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// `{prefix}-client`, the host of [`CLIENT_V4`] and [`CLIENT_V6`].
@@ -138,6 +146,16 @@ impl Lab {
     /// `{prefix}-gateway`.
     pub fn gateway_ns(&self) -> String {
         format!("{}-gateway", self.prefix)
+    }
+
+    /// `{prefix}-gateway-b`, the fleet's second gateway node.
+    pub fn gateway_b_ns(&self) -> String {
+        format!("{}-gateway-b", self.prefix)
+    }
+
+    /// `{prefix}-nats`, the NATS server's host (`nats::Nats`).
+    pub fn nats_ns(&self) -> String {
+        format!("{}-nats", self.prefix)
     }
 
     /// `{prefix}-upstream`.
@@ -196,12 +214,17 @@ impl Lab {
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
         }
         let bridge = GATEWAY_CLIENT_IF;
+        // A fixed address: a bridge otherwise takes the lowest of its
+        // ports', and a port added later (a second gateway node, the NATS
+        // host) can change it under the clients' ARP caches.
         ip(&[
             "-n",
             &gateway,
             "link",
             "add",
             bridge,
+            "address",
+            BRIDGE_MAC,
             "type",
             "bridge",
             "stp_state",
@@ -249,7 +272,11 @@ impl Lab {
     /// workdir. Safe to call on a lab that is half up or already down.
     pub fn teardown(&self) {
         let hosts = self.hosts().into_iter().map(|h| h.0);
-        for ns in hosts.chain([self.gateway_ns(), self.upstream_ns()]) {
+        let fleet = [self.gateway_b_ns(), self.nats_ns()];
+        for ns in hosts
+            .chain(fleet)
+            .chain([self.gateway_ns(), self.upstream_ns()])
+        {
             if let Ok(out) = Command::new("ip").args(["netns", "pids", &ns]).output() {
                 for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                     let _ = Command::new("kill").args(["-KILL", pid]).status();
@@ -269,7 +296,7 @@ impl Drop for Lab {
 
 /// Joins two namespaces with a veth pair; each end is
 /// `[namespace, interface, IPv4/prefix, IPv6/prefix]`.
-fn veth_pair(a: [&str; 4], b: [&str; 4]) -> Result<()> {
+pub(crate) fn veth_pair(a: [&str; 4], b: [&str; 4]) -> Result<()> {
     ip(&[
         "link", "add", a[1], "netns", a[0], "type", "veth", "peer", "name", b[1], "netns", b[0],
     ])?;
@@ -281,6 +308,6 @@ fn veth_pair(a: [&str; 4], b: [&str; 4]) -> Result<()> {
     Ok(())
 }
 
-fn ip(args: &[&str]) -> Result<()> {
+pub(crate) fn ip(args: &[&str]) -> Result<()> {
     run_quiet(Command::new("ip").args(args)).map(drop)
 }

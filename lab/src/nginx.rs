@@ -27,20 +27,28 @@ impl Lab {
             ("upstream", self.upstream_ns(), UPSTREAM_SERVER),
             ("gateway", self.gateway_ns(), gateway.as_str()),
         ] {
-            let dir = self.workdir().join(name);
-            fs::create_dir_all(dir.join("tmp"))?;
-            set_mode(&dir.join("tmp"), 0o1777)?;
-            let conf = NGINX_MAIN
-                .replace("@DIR@", &dir.display().to_string())
-                .replace("@SERVER@", server)
-                .replace("@PROXY_HEADERS@", PROXY_HEADERS)
-                .replace("@CONSUMER_MAPS@", &consumer_maps())
-                .replace("@RATE@", &RATE_LIMIT_PER_S.to_string())
-                .replace("@WWW@", &www.display().to_string());
-            fs::write(dir.join("nginx.conf"), conf)?;
+            self.write_nginx_conf(name, server)?;
             self.nginx(name, &ns, &[])?;
         }
         self.wait_for_gateway()
+    }
+
+    /// Writes the config of nginx server `name` (its folder in the
+    /// workdir) serving `server` (`GATEWAY_SERVER`, ...).
+    pub(crate) fn write_nginx_conf(&self, name: &str, server: &str) -> Result<()> {
+        let dir = self.workdir().join(name);
+        fs::create_dir_all(dir.join("tmp"))?;
+        set_mode(&dir.join("tmp"), 0o1777)?;
+        let www = self.workdir().join("www");
+        let conf = NGINX_MAIN
+            .replace("@DIR@", &dir.display().to_string())
+            .replace("@SERVER@", server)
+            .replace("@PROXY_HEADERS@", PROXY_HEADERS)
+            .replace("@CONSUMER_MAPS@", &consumer_maps())
+            .replace("@RATE@", &RATE_LIMIT_PER_S.to_string())
+            .replace("@WWW@", &www.display().to_string());
+        fs::write(dir.join("nginx.conf"), conf)?;
+        Ok(())
     }
 
     /// Writes the gateway's certificate (self-signed, naming its addresses,
@@ -59,7 +67,7 @@ impl Lab {
 
     /// Runs the nginx of server `name` (`gateway`, `upstream`) in its
     /// namespace `ns` with `args` (none: start it).
-    fn nginx(&self, name: &str, ns: &str, args: &[&str]) -> Result<()> {
+    pub(crate) fn nginx(&self, name: &str, ns: &str, args: &[&str]) -> Result<()> {
         let dir = self.workdir().join(name).display().to_string();
         let mut cmd = self.command(ns, "nginx");
         cmd.args(["-p", &dir, "-c", "nginx.conf", "-e", "error.log"]);
@@ -204,7 +212,7 @@ fn consumer_maps() -> String {
 ///   (also returned to the client) and, after key-auth, `X-Consumer-ID`,
 ///   `X-Consumer-Username`, `X-Credential-Identifier`; the key is forwarded
 ///   (`hide_credentials` off, Kong's default).
-const GATEWAY_SERVER: &str = r#"
+pub(crate) const GATEWAY_SERVER: &str = r#"
   upstream service { server 10.77.1.2:8080; keepalive 32; }
   @CONSUMER_MAPS@
   map $status $kong_www_authenticate { 401 'Key realm="kong"'; default ""; }
@@ -319,7 +327,15 @@ impl Lab {
     /// # Errors
     /// The log cannot be read or a line does not parse.
     pub fn access_log(&self) -> Result<Vec<AccessEntry>> {
-        let text = fs::read_to_string(self.workdir().join("gateway/access.log"))?;
+        self.access_log_of("gateway")
+    }
+
+    /// The access log of nginx server `name` (`gateway`, `gateway-b`).
+    ///
+    /// # Errors
+    /// As [`Lab::access_log`].
+    pub(crate) fn access_log_of(&self, name: &str) -> Result<Vec<AccessEntry>> {
+        let text = fs::read_to_string(self.workdir().join(name).join("access.log"))?;
         text.lines()
             .map(|line| {
                 let (request_id, rest) = line.split_once(' ').context("no request id")?;

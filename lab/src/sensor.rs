@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use serde_json::Value;
 
-use crate::Lab;
+use crate::{Lab, Node};
 
 /// A sensor process running in the gateway namespace.
 pub struct SensorProcess {
@@ -68,15 +68,43 @@ impl SensorProcess {
         prefix: &[&str],
         binary: &Path,
         args: &[&str],
+        on_line: Option<LineHook>,
+    ) -> Result<Self> {
+        Self::launch(lab, Node::A, prefix, binary, args, on_line)
+    }
+
+    /// As [`SensorProcess::start`], on gateway `node` of a fleet lab
+    /// (`lab::add_node_b`); every node's sensor shares the lab's
+    /// fingerprint key, as a fleet's sensors must.
+    ///
+    /// # Errors
+    /// As [`SensorProcess::start`].
+    pub fn start_on(
+        lab: &Lab,
+        node: Node,
+        binary: &Path,
+        args: &[&str],
+        on_line: Option<LineHook>,
+    ) -> Result<Self> {
+        Self::launch(lab, node, &[], binary, args, on_line)
+    }
+
+    fn launch(
+        lab: &Lab,
+        node: Node,
+        prefix: &[&str],
+        binary: &Path,
+        args: &[&str],
         mut on_line: Option<LineHook>,
     ) -> Result<Self> {
+        let ns = node.ns(lab);
         let mut cmd = match prefix.split_first() {
             Some((first, rest)) => {
-                let mut c = lab.command(&lab.gateway_ns(), first);
+                let mut c = lab.command(&ns, first);
                 c.args(rest).arg(binary);
                 c
             }
-            None => lab.command(&lab.gateway_ns(), &binary.display().to_string()),
+            None => lab.command(&ns, &binary.display().to_string()),
         };
         let mut child = cmd
             .arg("run")

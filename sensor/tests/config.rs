@@ -29,6 +29,29 @@ fn the_shipped_example_is_valid() {
     assert!(out.ends_with(": OK\n"), "{out}");
 }
 
+/// The shipped analyser example (`siem-sensor fleet --config`): every key
+/// is one `fleet` takes (clap reads the file's flags before `--help`), and
+/// a bad value names its line.
+#[test]
+fn the_shipped_fleet_example_is_valid() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../systemd/fleet.toml");
+    let (ok, _, err) = sensor(&["fleet", "--config", example, "--help"]);
+    assert!(ok, "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fleet.toml");
+    fs::write(
+        &path,
+        "[fleet]\nservers = [\"nats://127.0.0.1:4222\"]\npartitions = \"0-16\"\n",
+    )
+    .unwrap();
+    let (ok, _, err) = sensor(&["fleet", "--config", path.to_str().unwrap(), "--help"]);
+    assert!(!ok);
+    assert!(
+        err.contains("fleet.toml:3: invalid value '0-16' for '--partitions"),
+        "{err}"
+    );
+}
+
 #[test]
 fn every_error_names_the_file_line_and_reason() {
     let dir = tempfile::tempdir().unwrap();

@@ -36,6 +36,7 @@ pub const APT_PACKAGES: &[&str] = &[
     "python3-h2",
     "nghttp2-client",
     "nftables",
+    "nats-server",
 ];
 
 /// bpf-linker release built against LLVM 22 (the nightly's LLVM major).

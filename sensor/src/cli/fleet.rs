@@ -17,7 +17,7 @@ use sensor::{
         analysis::{Analysis, MergeConfig},
         claim::Claims,
         connect::{Connection, parse_server, stream},
-        consume::{self, Delivered},
+        consume::{self, Delivered, Taken},
         subject::Assignment,
     },
     sink::{AlertLog, JsonLines, Records, Sink, Sinks},
@@ -212,6 +212,7 @@ pub async fn fleet(args: FleetArgs) -> Result<()> {
         warn!(retention = ?kept, rebuild = ?rebuild, "fleet: the stream keeps less than a rebuild needs");
     }
     let (tx, mut rx) = mpsc::channel::<Delivered>(8192);
+    analysis.rebuilding(args.partitions.partitions());
     for p in args.partitions.partitions() {
         let (stream, group, tx) = (stream.clone(), args.group.clone(), tx.clone());
         tokio::spawn(consume::partition(stream, group, p, rebuild, tx));
@@ -228,8 +229,14 @@ pub async fn fleet(args: FleetArgs) -> Result<()> {
                 let mut batch = Some(first);
                 let mut n = 0;
                 while let Some(d) = batch.take() {
-                    replayed += u64::from(d.replayed);
-                    analysis.message(d.partition, &d.payload);
+                    match d.taken {
+                        Taken::Replayed(payload) => {
+                            replayed += 1;
+                            analysis.replayed(d.partition, &payload);
+                        }
+                        Taken::CaughtUp => analysis.caught_up(d.partition),
+                        Taken::Live(payload) => analysis.message(d.partition, &payload),
+                    }
                     n += 1;
                     if n < 4096 {
                         batch = rx.try_recv().ok();

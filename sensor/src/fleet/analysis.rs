@@ -85,19 +85,46 @@ impl Analysis {
         })
     }
 
+    /// `partitions` are about to be replayed from the stream (a rebuild):
+    /// each holds the watermark at its replay's position until
+    /// [`Analysis::caught_up`], so the replays merge in event time.
+    pub fn rebuilding(&mut self, partitions: impl IntoIterator<Item = Partition>) {
+        for p in partitions {
+            self.merge.hold(p.index());
+        }
+    }
+
+    /// `partition`'s replay is over: the live messages go on from there.
+    pub fn caught_up(&mut self, partition: Partition) {
+        self.merge.unhold(partition.index());
+    }
+
+    /// Takes one message of `partition` replayed by its rebuild.
+    pub fn replayed(&mut self, partition: Partition, payload: &[u8]) {
+        if let Some(time_ns) = self.take(partition, payload) {
+            self.merge.hold_at(partition.index(), time_ns);
+        }
+    }
+
     /// Takes one message of `partition`.
     pub fn message(&mut self, partition: Partition, payload: &[u8]) {
+        self.take(partition, payload);
+    }
+
+    /// Takes one message; its time if it was valid.
+    fn take(&mut self, partition: Partition, payload: &[u8]) -> Option<u64> {
         self.counters.messages += 1;
         let Some(message) = serde_json::from_slice::<Message>(payload)
             .ok()
             .filter(|m| valid_node(m.node()))
         else {
             self.counters.malformed += 1;
-            return;
+            return None;
         };
+        let time_ns = message.time_ns();
         let Some(node) = self.nodes.intern(message.node()) else {
             self.counters.too_many_nodes += 1;
-            return;
+            return None;
         };
         let counts = self
             .counters
@@ -118,7 +145,7 @@ impl Analysis {
                         .collect();
                     if mine.is_empty() {
                         self.counters.malformed += 1;
-                        return;
+                        return None;
                     }
                     counts.credential_requests += 1;
                     event.credentials = mine;
@@ -134,6 +161,7 @@ impl Analysis {
                 );
             }
         }
+        Some(time_ns)
     }
 
     /// Runs the detectors on every event the watermark passed, in time
@@ -258,6 +286,69 @@ mod tests {
         a.message(p, b"{not json");
         a.message(p, br#"{"type":"heartbeat","node":"bad name","time_ns":1}"#);
         assert_eq!(a.counters().malformed, 2);
+    }
+
+    #[test]
+    fn a_rebuild_raises_the_same_alert_whatever_the_arrival_order() {
+        let ip = "10.1.2.3";
+        let p = ip_partition(ip.parse().unwrap());
+        let start = 1_800_000_000 * S;
+        let sent: Vec<(&str, Transaction)> = (0..400u64)
+            .flat_map(|i| {
+                ["gw-1", "gw-2"].map(|n| {
+                    let t = start + i * 1_000_000 + u64::from(n == "gw-2") * 500_000;
+                    (n, Transaction::sample(ip, t, 200))
+                })
+            })
+            .collect();
+        let mut live = analysis();
+        for (node, tx) in &sent {
+            request(&mut live, p, node, tx);
+        }
+        beat(&mut live, "gw-1", start + 5 * S);
+        beat(&mut live, "gw-2", start + 5 * S);
+        let mut first = Vec::new();
+        live.release(&mut first);
+        assert_eq!(first.len(), 1);
+
+        // Restarted: the other partitions are live long before this one's
+        // replay starts, and the replay has gw-2's events first.
+        let mut again = analysis();
+        again.rebuilding(Partition::all());
+        for q in Partition::all().filter(|&q| q != p) {
+            again.caught_up(q);
+            for node in ["gw-1", "gw-2"] {
+                let m = Message::Heartbeat(super::super::event::Heartbeat {
+                    node: node.into(),
+                    time_ns: start + 20 * S,
+                });
+                again.message(q, &serde_json::to_vec(&m).unwrap());
+            }
+        }
+        let mut second = Vec::new();
+        again.release(&mut second);
+        assert!(second.is_empty());
+        let mut order: Vec<_> = sent.iter().filter(|(n, _)| *n == "gw-2").collect();
+        order.extend(sent.iter().filter(|(n, _)| *n == "gw-1"));
+        for (node, tx) in order {
+            let m = Message::Request(Event::new(node, tx));
+            again.replayed(p, &serde_json::to_vec(&m).unwrap());
+        }
+        again.caught_up(p);
+        for node in ["gw-1", "gw-2"] {
+            let m = Message::Heartbeat(super::super::event::Heartbeat {
+                node: node.into(),
+                time_ns: start + 20 * S,
+            });
+            again.message(p, &serde_json::to_vec(&m).unwrap());
+        }
+        again.release(&mut second);
+        assert_eq!(again.counters().merge.late, 0);
+        assert_eq!(second.len(), 1, "{second:?}");
+        assert_eq!(
+            (&second[0].id, second[0].time_ns),
+            (&first[0].id, first[0].time_ns)
+        );
     }
 
     #[test]

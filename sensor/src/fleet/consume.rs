@@ -11,7 +11,9 @@
 //! goes on from there. Messages are acknowledged as they are taken, and a
 //! redelivered message at or before the last one taken is skipped, so
 //! each message is analysed once per run. Alerts the rebuild raises again
-//! are known by their ids (`claim`).
+//! are known by their ids (`claim`). Each partition says when its rebuild
+//! is over ([`Taken::CaughtUp`]): until then it holds the analysis's
+//! watermark at its replay (see `watermark`).
 
 use std::time::Duration;
 
@@ -25,15 +27,26 @@ use tokio::sync::mpsc::Sender;
 
 use super::subject::Partition;
 
-/// One message taken from a partition.
+/// What a partition's task hands on.
 #[derive(Debug)]
 pub struct Delivered {
     /// Its partition.
     pub partition: Partition,
-    /// The payload (see `event`).
-    pub payload: Bytes,
-    /// From the rebuild (replayed), not new.
-    pub replayed: bool,
+    /// What it is.
+    pub taken: Taken,
+}
+
+/// A message taken from a partition, or the end of its rebuild.
+#[derive(Debug)]
+pub enum Taken {
+    /// A message replayed by the rebuild (see `event` for the payload).
+    Replayed(Bytes),
+    /// The rebuild is over (or there was nothing to rebuild): every message
+    /// after this one is new. Sent once per partition, even when the
+    /// rebuild failed.
+    CaughtUp,
+    /// A new message from the durable consumer.
+    Live(Bytes),
 }
 
 /// Pause before trying again after the server failed a request.
@@ -86,6 +99,13 @@ pub async fn partition(
             Err(e) => tracing::warn!(consumer = %name, error = %e, "fleet: rebuild failed"),
         }
     }
+    let caught_up = Delivered {
+        partition,
+        taken: Taken::CaughtUp,
+    };
+    if out.send(caught_up).await.is_err() {
+        return;
+    }
     let mut last = end;
     loop {
         let mut messages = match consumer
@@ -119,8 +139,7 @@ pub async fn partition(
             last = last.max(seq);
             let taken = Delivered {
                 partition,
-                payload: message.payload.clone(),
-                replayed: false,
+                taken: Taken::Live(message.payload.clone()),
             };
             if out.send(taken).await.is_err() {
                 return;
@@ -158,8 +177,7 @@ async fn rebuild(
         n += 1;
         let replayed = Delivered {
             partition,
-            payload: message.payload.clone(),
-            replayed: true,
+            taken: Taken::Replayed(message.payload.clone()),
         };
         if out.send(replayed).await.is_err() || seq == end || pending == 0 {
             break;

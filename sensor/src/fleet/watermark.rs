@@ -13,6 +13,13 @@
 //! it into their current window, as the local ones do). The buffer is
 //! bounded: past `max_buffered` events the oldest is released early and
 //! counted as `forced`.
+//!
+//! A partition being rebuilt (replayed from the stream after a restart)
+//! holds the watermark at its replay's position, less the lateness,
+//! whatever the live clocks say and however far behind it is, until it
+//! has caught up ([`Merge::hold`], [`Merge::hold_at`], [`Merge::unhold`]):
+//! so the replay of every partition is merged in event time, as it was
+//! first analysed, and raises the same alerts with the same ids.
 
 use std::{
     cmp::{Ordering, Reverse},
@@ -63,6 +70,9 @@ pub struct Merge<T> {
     max_buffered: usize,
     /// Each (partition index, node index)'s clock, ns.
     clocks: HashMap<(usize, u32), u64>,
+    /// Partitions being rebuilt, by index: how far their replay got, ns
+    /// (0: not started).
+    holds: HashMap<usize, u64>,
     newest: u64,
     held: BinaryHeap<Reverse<Held<T>>>,
     /// Items to hand on at the next release (late ones, forced ones).
@@ -82,6 +92,7 @@ impl<T> Merge<T> {
             timeout_ns,
             max_buffered: max_buffered.max(1),
             clocks: HashMap::new(),
+            holds: HashMap::new(),
             newest: 0,
             held: BinaryHeap::new(),
             ready: Vec::new(),
@@ -96,6 +107,30 @@ impl<T> Merge<T> {
         let clock = self.clocks.entry((partition, node)).or_default();
         *clock = (*clock).max(time_ns);
         self.newest = self.newest.max(time_ns);
+    }
+
+    /// `partition` is about to be replayed: it holds the watermark back
+    /// (at 0 until its replay starts) until [`Merge::unhold`].
+    pub fn hold(&mut self, partition: usize) {
+        self.holds.insert(partition, 0);
+    }
+
+    /// `partition`'s replay has reached `time_ns` (an event or heartbeat
+    /// replayed); nothing if it holds nothing.
+    pub fn hold_at(&mut self, partition: usize, time_ns: u64) {
+        if let Some(at) = self.holds.get_mut(&partition) {
+            *at = (*at).max(time_ns);
+        }
+    }
+
+    /// `partition` has caught up: its live clocks govern it again.
+    pub fn unhold(&mut self, partition: usize) {
+        self.holds.remove(&partition);
+    }
+
+    /// Partitions still being replayed.
+    pub fn holding(&self) -> usize {
+        self.holds.len()
     }
 
     /// An event at `time_ns` from `node` on `partition`: held until the
@@ -133,7 +168,12 @@ impl<T> Merge<T> {
             .copied()
             .filter(|&c| c.saturating_add(self.timeout_ns) >= self.newest)
             .min();
-        if let Some(lowest) = live {
+        let held = self.holds.values().copied().min();
+        let lowest = match (live, held) {
+            (Some(l), Some(h)) => Some(l.min(h)),
+            (l, h) => l.or(h),
+        };
+        if let Some(lowest) = lowest {
             self.watermark = self.watermark.max(lowest.saturating_sub(self.lateness_ns));
         }
         out.append(&mut self.ready);
@@ -200,6 +240,30 @@ mod tests {
         assert_eq!(released(&mut m), Vec::<u64>::new());
         m.clock(0, 0, 106 * S);
         assert_eq!(released(&mut m), [90]);
+    }
+
+    #[test]
+    fn a_replayed_partition_holds_the_watermark_until_it_caught_up() {
+        let mut m = Merge::new(S, 30 * S, 100);
+        m.hold(1);
+        // Live heartbeats of partition 0 run far ahead of the replay.
+        m.clock(0, 0, 1000 * S);
+        m.push(0, 0, 999 * S, 999);
+        assert_eq!(
+            released(&mut m),
+            Vec::<u64>::new(),
+            "the replay has not started"
+        );
+        for t in [10, 12, 11] {
+            m.clock(1, 0, t * S);
+            m.hold_at(1, t * S);
+            m.push(1, 0, t * S, t);
+        }
+        assert_eq!(released(&mut m), [10, 11]);
+        m.unhold(1);
+        // Its replayed clock is far behind the newest: timed out.
+        assert_eq!(released(&mut m), [12, 999]);
+        assert_eq!(m.counters().late, 0);
     }
 
     #[test]

@@ -33,10 +33,10 @@ const THREADS: &str = "-t2";
 
 /// What wrk measured in one run.
 #[derive(Clone, Copy)]
-struct Load {
-    req_s: f64,
-    p50_ms: f64,
-    p99_ms: f64,
+pub(super) struct Load {
+    pub(super) req_s: f64,
+    pub(super) p50_ms: f64,
+    pub(super) p99_ms: f64,
 }
 
 /// What the capture (the sensor, or tcpdump) cost and saw in one run.
@@ -276,7 +276,7 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 /// wrk against the gateway for `seconds`.
-fn wrk(lab: &Lab, seconds: u64) -> Result<Load> {
+pub(super) fn wrk(lab: &Lab, seconds: u64) -> Result<Load> {
     let out = run_quiet(lab.command(&lab.client_ns(), "wrk").args([
         THREADS,
         CONNECTIONS,
@@ -536,7 +536,7 @@ fn program_time() -> Result<ProgramTime> {
 
 /// User + system CPU time of process `pid` so far, s (`/proc/PID/stat`
 /// fields 14 and 15, in clock ticks).
-fn cpu_s(pid: u32) -> Result<f64> {
+pub(super) fn cpu_s(pid: u32) -> Result<f64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let after_name = stat.rsplit_once(')').context("/proc/PID/stat")?.1;
     let fields: Vec<&str> = after_name.split_whitespace().collect();
@@ -547,7 +547,7 @@ fn cpu_s(pid: u32) -> Result<f64> {
 }
 
 /// A `kB` line of `/proc/PID/status`, KiB.
-fn status_kib(pid: u32, key: &str) -> Result<u64> {
+pub(super) fn status_kib(pid: u32, key: &str) -> Result<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status.lines().find_map(|l| l.strip_prefix(key));
     let kib = line.and_then(|l| l.trim().trim_end_matches("kB").trim().parse().ok());
@@ -555,7 +555,7 @@ fn status_kib(pid: u32, key: &str) -> Result<u64> {
 }
 
 /// The median of `values` (the upper one of an even count).
-fn median(mut values: Vec<f64>) -> f64 {
+pub(super) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }

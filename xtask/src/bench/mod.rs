@@ -2,6 +2,7 @@
 //! section with the machine, kernel and date it was measured on.
 
 mod block;
+mod fleet;
 mod live;
 mod memory;
 mod replay;
@@ -33,6 +34,9 @@ pub enum Which {
     Memory,
     /// The kernel block check's cost per packet (BPF_PROG_TEST_RUN).
     Block,
+    /// Fleet-wide detection: publishing's cost on the node, and the events
+    /// one fleet analyser takes per second on one core.
+    Fleet,
 }
 
 pub fn bench(only: Option<Which>) -> Result<()> {
@@ -55,6 +59,9 @@ pub fn bench(only: Option<Which>) -> Result<()> {
     }
     if all || only == Some(Which::Block) {
         block::bench(&root, &sensor)?;
+    }
+    if all || only == Some(Which::Fleet) {
+        fleet::bench(&root, &sensor)?;
     }
     Ok(())
 }

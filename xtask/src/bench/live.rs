@@ -275,14 +275,19 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "**missed**" }
 }
 
-/// wrk against the gateway for `seconds`.
+/// wrk against the gateway's plain listener for `seconds`.
 pub(super) fn wrk(lab: &Lab, seconds: u64) -> Result<Load> {
+    wrk_url(lab, seconds, &lab.proxy_url(false, "/hello"))
+}
+
+/// wrk against `url` for `seconds`.
+pub(super) fn wrk_url(lab: &Lab, seconds: u64, url: &str) -> Result<Load> {
     let out = run_quiet(lab.command(&lab.client_ns(), "wrk").args([
         THREADS,
         CONNECTIONS,
         &format!("-d{seconds}s"),
         "--latency",
-        &lab.proxy_url(false, "/hello"),
+        url,
     ]))?;
     let report = String::from_utf8(out.stdout)?;
     if report.contains("Non-2xx") || report.contains("Socket errors") {

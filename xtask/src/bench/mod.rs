@@ -7,6 +7,7 @@ mod live;
 mod memory;
 mod replay;
 mod replay_h2;
+mod tls;
 
 use std::{
     fs,
@@ -29,6 +30,9 @@ pub enum Which {
     Replay,
     /// Replay throughput of an HTTP/2 capture beside the HTTP/1.1 one.
     Http2,
+    /// The TLS tap's cost per SSL call and the gateway's HTTPS throughput
+    /// with and without it.
+    Tls,
     /// The memory budget against unfinished request heads, replayed and
     /// live.
     Memory,
@@ -53,6 +57,9 @@ pub fn bench(only: Option<Which>) -> Result<()> {
     }
     if all || only == Some(Which::Http2) {
         replay_h2::bench(&root, &sensor)?;
+    }
+    if all || only == Some(Which::Tls) {
+        tls::bench(&root, &sensor)?;
     }
     if all || only == Some(Which::Memory) {
         memory::bench(&root, &sensor)?;

@@ -70,7 +70,11 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
             median(arm.iter().map(|r| r.load.req_s).collect()),
             ratio * 100.0,
             median(arm.iter().map(|r| r.load.p99_ms).collect()),
-            median(arm.iter().map(|r| per_request(r, r.gateway_cpu_s)).collect()),
+            median(
+                arm.iter()
+                    .map(|r| per_request(r, r.gateway_cpu_s))
+                    .collect()
+            ),
             median(arm.iter().map(|r| per_request(r, r.sensor_cpu_s)).collect()),
             median(
                 arm.iter()
@@ -86,7 +90,8 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
             .iter()
             .zip(&runs[2])
             .map(|(on, off)| {
-                let extra_us = per_request(on, on.gateway_cpu_s) - per_request(off, off.gateway_cpu_s);
+                let extra_us =
+                    per_request(on, on.gateway_cpu_s) - per_request(off, off.gateway_cpu_s);
                 let calls = on.ssl_calls as f64 / (on.load.req_s * SECONDS as f64);
                 extra_us * 1e3 / calls.max(1.0)
             })
@@ -124,7 +129,14 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
 fn one_run(lab: &Lab, sensor: &Path, url: &str, tls: Option<&str>) -> Result<Run> {
     let process = match tls {
         Some(tls) => {
-            let args = ["--iface", GATEWAY_CLIENT_IF, "--iface", GATEWAY_UPSTREAM_IF, "--tls", tls];
+            let args = [
+                "--iface",
+                GATEWAY_CLIENT_IF,
+                "--iface",
+                GATEWAY_UPSTREAM_IF,
+                "--tls",
+                tls,
+            ];
             let p = SensorProcess::start(lab, sensor, &args, None)?;
             thread::sleep(Duration::from_millis(500));
             Some(p)
@@ -138,7 +150,9 @@ fn one_run(lab: &Lab, sensor: &Path, url: &str, tls: Option<&str>) -> Result<Run
     let load = wrk_url(lab, SECONDS, url)?;
     let (g1, s1) = (gateway_cpu(&workers)?, sensor_cpu(&process)?);
     let ssl_calls = match process {
-        Some(p) => p.stop()?.summary["tls"]["kernel"]["calls"].as_u64().unwrap_or(0),
+        Some(p) => p.stop()?.summary["tls"]["kernel"]["calls"]
+            .as_u64()
+            .unwrap_or(0),
         None => 0,
     };
     Ok(Run {

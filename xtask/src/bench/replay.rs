@@ -82,7 +82,7 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
     let flood_alerts = flood
         .stdout
         .lines()
-        .filter(|l| l.contains("\"detector\""))
+        .filter(|l| l.contains("\"detector\"") && !l.contains("replay_summary"))
         .count();
 
     eprintln!("bench: tshark on the same file (slow)");

@@ -148,43 +148,59 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
 
 /// The cached lab capture, generated when missing.
 pub(super) fn capture(dir: &Path) -> Result<PathBuf> {
-    let path = dir.join("lab-http-xff.pcap");
+    let script = XFF_SCRIPT;
+    cached_capture(dir, "lab-http-xff.pcap", PROXY_PORT, |lab| {
+        let path = lab.workdir().join("xff.lua");
+        fs::write(&path, script)?;
+        let mut requests = 0;
+        while requests < MIN_TRANSACTIONS + MIN_TRANSACTIONS / 20 {
+            let out = run_quiet(
+                lab.command(&lab.client_ns(), "wrk")
+                    .args(["-t2", "-c32", "-d15s", "-s"])
+                    .arg(&path)
+                    .arg(lab.proxy_url(false, "/hello")),
+            )?;
+            let report = String::from_utf8_lossy(&out.stdout);
+            requests += report
+                .lines()
+                .find_map(|l| {
+                    l.trim()
+                        .split_once(" requests in ")
+                        .and_then(|(n, _)| n.parse::<u64>().ok())
+                })
+                .context("wrk printed no request count")?;
+            eprintln!("bench: {requests} requests so far");
+        }
+        Ok(())
+    })
+}
+
+/// `dir/name`, generated when missing: a lab up, tcpdump on the gateway's
+/// client leg (whole packets, `tcp port PORT`) while `drive` sends the
+/// traffic; refused when tcpdump dropped packets.
+pub(super) fn cached_capture(
+    dir: &Path,
+    name: &str,
+    port: u16,
+    drive: impl FnOnce(&Lab) -> Result<()>,
+) -> Result<PathBuf> {
+    let path = dir.join(name);
     if path.exists() {
         return Ok(path);
     }
     fs::create_dir_all(dir)?;
     eprintln!("bench: generating {} (about a minute)", path.display());
     let lab = Lab::up("ss-bench")?;
-    let partial = dir.join("lab-http-xff.pcap.partial");
-    let script = lab.workdir().join("xff.lua");
-    fs::write(&script, XFF_SCRIPT)?;
+    let partial = dir.join(format!("{name}.partial"));
     let dump = lab
         .command(&lab.gateway_ns(), "tcpdump")
         .args(["-i", GATEWAY_CLIENT_IF, "-s", "0", "-B", "262144", "-w"])
         .arg(&partial)
-        .arg(format!("tcp port {PROXY_PORT}"))
+        .arg(format!("tcp port {port}"))
         .stderr(Stdio::piped())
         .spawn()?;
     std::thread::sleep(std::time::Duration::from_secs(1));
-    let mut requests = 0;
-    while requests < MIN_TRANSACTIONS + MIN_TRANSACTIONS / 20 {
-        let out = run_quiet(
-            lab.command(&lab.client_ns(), "wrk")
-                .args(["-t2", "-c32", "-d15s", "-s"])
-                .arg(&script)
-                .arg(lab.proxy_url(false, "/hello")),
-        )?;
-        let report = String::from_utf8_lossy(&out.stdout);
-        requests += report
-            .lines()
-            .find_map(|l| {
-                l.trim()
-                    .split_once(" requests in ")
-                    .and_then(|(n, _)| n.parse::<u64>().ok())
-            })
-            .context("wrk printed no request count")?;
-        eprintln!("bench: {requests} requests so far");
-    }
+    drive(&lab)?;
     run(Command::new("kill").args(["-INT", &dump.id().to_string()]))?;
     let out = dump.wait_with_output()?;
     lab.teardown();

@@ -8,11 +8,11 @@
 use std::{
     fs,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
 };
 
-use anyhow::{Context as _, Result, bail};
-use lab::{GATEWAY_CLIENT_IF, GATEWAY_V4, Lab, h2::H2C_PORT, run, run_quiet};
+use anyhow::{Context as _, Result};
+use lab::{GATEWAY_V4, h2::H2C_PORT, run_quiet};
 use serde_json::Value;
 
 use super::{Measured, measure, replay, write_section};
@@ -122,38 +122,12 @@ fn transactions(m: &Measured) -> Result<u64> {
 /// HTTP/1.1 capture (more concurrent streams than the gateway keeps idle
 /// upstream connections would exhaust its ephemeral ports).
 fn capture(dir: &Path) -> Result<PathBuf> {
-    let path = dir.join("lab-h2c.pcap");
-    if path.exists() {
-        return Ok(path);
-    }
-    fs::create_dir_all(dir)?;
-    eprintln!("bench: generating {}", path.display());
-    let lab = Lab::up("ss-bench-h2")?;
-    let partial = dir.join("lab-h2c.pcap.partial");
-    let dump = lab
-        .command(&lab.gateway_ns(), "tcpdump")
-        .args(["-i", GATEWAY_CLIENT_IF, "-s", "0", "-B", "262144", "-w"])
-        .arg(&partial)
-        .arg(format!("tcp port {H2C_PORT}"))
-        .stderr(Stdio::piped())
-        .spawn()?;
-    std::thread::sleep(std::time::Duration::from_secs(1));
-    run_quiet(
-        lab.command(&lab.client_ns(), "h2load")
-            .args(["-n", &STREAMS.to_string(), "-c", "32", "-m", "1"])
-            .arg(format!("http://{GATEWAY_V4}:{H2C_PORT}/hello")),
-    )?;
-    run(Command::new("kill").args(["-INT", &dump.id().to_string()]))?;
-    let out = dump.wait_with_output()?;
-    lab.teardown();
-    let stats = String::from_utf8_lossy(&out.stderr);
-    let dropped = stats
-        .lines()
-        .find_map(|l| l.strip_suffix(" packets dropped by kernel"))
-        .and_then(|n| n.trim().parse::<u64>().ok());
-    if dropped != Some(0) {
-        bail!("tcpdump dropped packets; run again on a quieter machine:\n{stats}");
-    }
-    fs::rename(&partial, &path)?;
-    Ok(path)
+    replay::cached_capture(dir, "lab-h2c.pcap", H2C_PORT, |lab| {
+        run_quiet(
+            lab.command(&lab.client_ns(), "h2load")
+                .args(["-n", &STREAMS.to_string(), "-c", "32", "-m", "1"])
+                .arg(format!("http://{GATEWAY_V4}:{H2C_PORT}/hello")),
+        )
+        .map(drop)
+    })
 }

@@ -4,12 +4,11 @@
 //! (`--partitions`); a restarted one resumes from its durable consumers
 //! and rebuilds its detectors from the stream.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
 use async_nats::{ServerAddr, jetstream};
 use clap::Args;
-use ipnet::IpNet;
 use sensor::{
     detect::DetectConfig,
     exporter::{self, FleetMetrics},
@@ -25,12 +24,7 @@ use sensor::{
 use tokio::{sync::mpsc, time::interval};
 use tracing::{info, warn};
 
-use super::{
-    daemon::shutdown_signal,
-    detect,
-    pipeline::{file_mode, parse_net},
-    syslog,
-};
+use super::{daemon::shutdown_signal, detect, metrics::MetricsArgs, pipeline::file_mode, syslog};
 
 #[derive(Args)]
 pub struct FleetArgs {
@@ -72,27 +66,8 @@ pub struct FleetArgs {
     /// Most events waiting for the watermark; past it the oldest goes on early.
     #[arg(long, default_value_t = 1_000_000)]
     max_buffered: usize,
-    /// Serve Prometheus metrics at http(s)://ADDR/metrics.
-    #[arg(
-        long,
-        value_name = "ADDR",
-        default_value = "0.0.0.0:9252",
-        conflicts_with = "no_metrics"
-    )]
-    listen: SocketAddr,
-    /// Address or CIDR allowed to scrape; repeat for several (default: any).
-    #[arg(long = "metrics-allow", value_name = "CIDR", value_parser = parse_net)]
-    metrics_allow: Vec<IpNet>,
-    /// Web config file for the metrics endpoint (as `run`'s).
-    #[arg(
-        long = "web.config.file",
-        value_name = "FILE",
-        conflicts_with = "no_metrics"
-    )]
-    web_config_file: Option<PathBuf>,
-    /// Serve no metrics.
-    #[arg(long)]
-    no_metrics: bool,
+    #[command(flatten)]
+    metrics: MetricsArgs,
     /// Write every alert as a JSON line to PATH (`-`: stdout).
     #[arg(long, value_name = "PATH")]
     alerts: Option<PathBuf>,
@@ -161,16 +136,12 @@ pub async fn fleet(args: FleetArgs) -> Result<()> {
         max_buffered: args.max_buffered,
     };
     let mut analysis = Analysis::new(detect, merge)?;
-    let exporter = match args.no_metrics {
-        true => None,
-        false => Some(
-            exporter::install(exporter::Endpoint {
-                listen: args.listen,
-                allow: args.metrics_allow.clone(),
-                web_config: args.web_config_file.clone(),
-            })
-            .await
-            .context("cannot serve metrics")?,
+    let exporter = match args.metrics.endpoint(9252) {
+        None => None,
+        Some(endpoint) => Some(
+            exporter::install(endpoint)
+                .await
+                .context("cannot serve metrics")?,
         ),
     };
     let metrics = exporter.is_some();

@@ -7,6 +7,7 @@ pub mod config;
 mod daemon;
 mod detect;
 pub mod fleet;
+mod metrics;
 mod pipeline;
 mod publish;
 pub mod replay;

@@ -1,7 +1,6 @@
 //! `siem-sensor run`: live capture with eBPF.
 
 use std::{
-    net::SocketAddr,
     path::PathBuf,
     sync::{Arc, Mutex},
     time::Duration,
@@ -9,14 +8,13 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
-use ipnet::IpNet;
 use sensor::{
     block::{self, Blocker, Enforcer, NoEnforcer, SharedBlocker, SystemClock},
     capture::{
         live::{AttachPlan, Hook, LiveCapture, LiveOptions, Ports, TcAttach, XdpMode, privileges},
         tls::{TlsCapture, TlsMode, TlsOptions},
     },
-    exporter::{self, web_config::WebConfig},
+    exporter,
     pipeline::Pipeline,
 };
 use sensor_ebpf::{DEFAULT_CAPTURE_LEN, MAX_CAPTURE_LEN};
@@ -26,7 +24,8 @@ use super::{
     block::BlockArgs,
     choice::ChoiceParser,
     daemon::{Daemon, Sources, shutdown_signal},
-    pipeline::{Mode, PipelineArgs, parse_net},
+    metrics::MetricsArgs,
+    pipeline::{Mode, PipelineArgs},
 };
 
 /// Reads the command line and config file again, as they are now (SIGHUP):
@@ -89,29 +88,8 @@ pub struct RunArgs {
     /// Seconds between capture counter log lines (0: never).
     #[arg(long, default_value_t = 60)]
     stats_interval: u64,
-    /// Serve Prometheus metrics at http(s)://ADDR/metrics.
-    #[arg(
-        long,
-        value_name = "ADDR",
-        default_value = "0.0.0.0:9251",
-        conflicts_with = "no_metrics"
-    )]
-    listen: SocketAddr,
-    /// Address or CIDR allowed to scrape; repeat for several (default: any).
-    #[arg(long = "metrics-allow", value_name = "CIDR", value_parser = parse_net)]
-    metrics_allow: Vec<IpNet>,
-    /// Web config file (YAML, the Prometheus exporter-toolkit format) for
-    /// the metrics endpoint: TLS, client certificates, basic-auth users.
-    /// Re-read on every connection and request.
-    #[arg(
-        long = "web.config.file",
-        value_name = "FILE",
-        conflicts_with = "no_metrics"
-    )]
-    web_config_file: Option<PathBuf>,
-    /// Serve no metrics.
-    #[arg(long)]
-    no_metrics: bool,
+    #[command(flatten)]
+    metrics: MetricsArgs,
     #[command(flatten)]
     pipeline: PipelineArgs,
     #[command(flatten)]
@@ -132,21 +110,13 @@ impl RunArgs {
     /// # Errors
     /// A setting flag parsing cannot judge is bad; the error names its flag.
     pub fn check(&self) -> Result<(), (&'static str, anyhow::Error)> {
-        if let Some(path) = &self.web_config_file {
-            WebConfig::load(path)
-                .and_then(|c| c.tls())
-                .map_err(|e| ("web.config.file", e.into()))?;
-        }
+        self.metrics.check().map_err(|e| ("web.config.file", e))?;
         self.pipeline.check()
     }
 
-    /// Where and how metrics are served; `None` for `--no-metrics`.
+    /// Where and how metrics are served (:9251); `None` for `--no-metrics`.
     fn endpoint(&self) -> Option<exporter::Endpoint> {
-        (!self.no_metrics).then(|| exporter::Endpoint {
-            listen: self.listen,
-            allow: self.metrics_allow.clone(),
-            web_config: self.web_config_file.clone(),
-        })
+        self.metrics.endpoint(9251)
     }
 }
 

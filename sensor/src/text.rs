@@ -22,6 +22,8 @@
 
 use std::borrow::Cow;
 
+use compact_str::CompactString;
+
 /// What a value is; sets its cap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Field {
@@ -63,14 +65,35 @@ pub const CUT: &str = "...";
 
 /// `bytes` rendered by the module's rule and cut to `field`'s cap.
 pub fn render(bytes: &[u8], field: Field) -> String {
-    let cap = field.cap();
-    let plain = |b: &u8| (b' '..=b'~').contains(b) && *b != b'\\';
-    if bytes.len() <= cap
-        && bytes.iter().all(plain)
-        && let Ok(s) = std::str::from_utf8(bytes)
-    {
-        return s.to_owned();
+    match plain(bytes, field) {
+        Some(s) => s.to_owned(),
+        None => escaped(bytes, field),
     }
+}
+
+/// [`render`] into a string that holds up to 24 bytes without a heap
+/// allocation (a method, most hosts, routes and user agents).
+pub fn render_compact(bytes: &[u8], field: Field) -> CompactString {
+    match plain(bytes, field) {
+        Some(s) => CompactString::from(s),
+        None => escaped(bytes, field).into(),
+    }
+}
+
+/// `bytes` as they are, when the rule leaves them so (printable ASCII but
+/// `\\`, within the cap).
+fn plain(bytes: &[u8], field: Field) -> Option<&str> {
+    let plain = |b: &u8| (b' '..=b'~').contains(b) && *b != b'\\';
+    if bytes.len() <= field.cap() && bytes.iter().all(plain) {
+        std::str::from_utf8(bytes).ok()
+    } else {
+        None
+    }
+}
+
+/// `bytes` escaped and cut by the rule.
+fn escaped(bytes: &[u8], field: Field) -> String {
+    let cap = field.cap();
     let mut out = String::with_capacity(bytes.len().min(cap));
     // Where `out` can be cut so that CUT still fits, and whether it was.
     let mut fits = 0;

@@ -94,7 +94,7 @@ pub enum Subject {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Evidence {
     /// Request method.
-    pub method: String,
+    pub method: compact_str::CompactString,
     /// Request target, redacted.
     pub path: String,
     /// Final status, if a response was seen.

@@ -390,7 +390,7 @@ fn decoys_match_paths_prefixes_and_hosts() {
     let hit = |path: &str, host: &str| {
         let mut t = tx("192.0.2.1", T0, 404);
         t.path = path.into();
-        t.route = crate::http::route(path.as_bytes());
+        t.route = crate::http::route(path.as_bytes()).as_ref().into();
         t.host = Some(host.into());
         let (alerts, _) = run(config.clone(), [t]);
         !of(&alerts, Detector::Honeypot).is_empty()

@@ -159,9 +159,9 @@ impl Event {
             client_ip: tx.client_ip,
             status: tx.outcome_status(),
             class: class(tx.outcome_status()).to_owned(),
-            method: tx.method.clone(),
-            host: tx.host.clone(),
-            route: tx.route.clone(),
+            method: tx.method.to_string(),
+            host: tx.host.as_deref().map(str::to_owned),
+            route: tx.route.to_string(),
             principal: tx.principal.as_ref().map(|p| p.name.clone()),
             principal_source: tx.principal.as_ref().map(|p| p.source),
             credentials: tx.credentials.to_vec(),
@@ -199,11 +199,11 @@ impl Event {
             client_port: 0,
             server_ip: IpAddr::from([0, 0, 0, 0]),
             server_port: 0,
-            method: text(&self.method, Field::Method),
+            method: text(&self.method, Field::Method).into(),
             leg: Leg::Client,
-            host: self.host.as_deref().map(|h| text(h, Field::Host)),
+            host: self.host.as_deref().map(|h| text(h, Field::Host).into()),
             path: route.clone(),
-            route,
+            route: route.into(),
             status: self.status,
             latency_ms: None,
             request_bytes: 0,
@@ -267,8 +267,8 @@ mod tests {
         let rebuilt = back.transaction();
         for (a, b) in [
             (rebuilt.client_ip.to_string(), tx.client_ip.to_string()),
-            (rebuilt.method.clone(), tx.method.clone()),
-            (rebuilt.route.clone(), tx.route.clone()),
+            (rebuilt.method.to_string(), tx.method.to_string()),
+            (rebuilt.route.to_string(), tx.route.to_string()),
             (format!("{:?}", rebuilt.host), format!("{:?}", tx.host)),
             (
                 format!("{:?}", rebuilt.principal),
@@ -298,12 +298,12 @@ mod tests {
     #[test]
     fn a_grpc_error_travels_as_the_status_it_stands_for() {
         let mut tx = Transaction::sample("10.0.0.7", 1_000, 200);
-        tx.grpc = Some(crate::http::Grpc {
+        tx.grpc = Some(Box::new(crate::http::Grpc {
             service: "lab.Echo".into(),
             method: "Say".into(),
             status: Some(16),
             message: None,
-        });
+        }));
         let event = Event::new("gw-1", &tx);
         assert_eq!((event.status, event.class.as_str()), (Some(401), "4xx"));
         assert_eq!(event.transaction().outcome_status(), Some(401));

@@ -32,7 +32,7 @@ pub(super) struct Http1 {
 /// has carried, reported when it ends.
 #[derive(Debug)]
 struct Upgraded {
-    tx: Transaction,
+    tx: Box<Transaction>,
     bytes: [u64; 2],
     since_ns: u64,
 }
@@ -65,7 +65,13 @@ enum Response {
 /// One request and the state of its response.
 #[derive(Debug)]
 struct Exchange {
-    tx: Transaction,
+    /// Boxed: a record of several hundred bytes moves through the queue,
+    /// the context, the join and the sinks as a pointer.
+    tx: Box<Transaction>,
+    /// `tx.heap_bytes()` when the request was parsed and when the response
+    /// head was (the two times it grows), so `memory` does not walk it per
+    /// chunk.
+    heap: usize,
     request_done: bool,
     /// Bytes of the client's stream up to the end of the chunk the request
     /// ended in: the server acknowledging them confirms the request.
@@ -132,7 +138,7 @@ impl Http1 {
             .pairing
             .exchanges
             .iter()
-            .map(|e| std::mem::size_of::<Exchange>() + e.tx.heap_bytes())
+            .map(|e| std::mem::size_of::<Exchange>() + e.heap)
             .sum();
         framers + exchanges + self.pairing.exchanges.capacity() * std::mem::size_of::<Exchange>()
     }
@@ -152,7 +158,7 @@ impl Http1 {
     /// The request that switched the flow to a tunnel, taken (the flow
     /// turns out to speak HTTP/2: RFC 9113 section 3.2's `Upgrade: h2c`).
     pub(super) fn take_upgrade(&mut self) -> Option<Transaction> {
-        self.upgraded.take().map(|u| u.tx)
+        self.upgraded.take().map(|u| *u.tx)
     }
 
     /// Whether the flow switched protocols and nothing of it was read since.
@@ -164,11 +170,11 @@ impl Http1 {
     fn end_tunnel(&mut self, ctx: &mut HttpContext, flow: &FlowInfo) {
         if let Some(u) = self.upgraded.take() {
             let mut tx = u.tx;
-            tx.tunnel = Some(Tunnel {
+            tx.tunnel = Some(Box::new(Tunnel {
                 bytes_to_server: u.bytes[0],
                 bytes_to_client: u.bytes[1],
                 duration_ms: flow.last_ns.saturating_sub(u.since_ns) as f64 / 1e6,
-            });
+            }));
             ctx.emit(tx);
         }
     }
@@ -301,11 +307,12 @@ impl MessageHandler for Events<'_> {
         let headers = RequestHeaders::scan(head.headers, resolver.names());
         let (identity, path) = resolver.resolve(self.client.ip(), leg, target, &headers.identity);
         let endpoints = (self.client, self.server);
-        let mut tx = Transaction::request(
+        let mut tx = Box::new(Transaction::request(
             time_ns, endpoints, leg, method, target, path, &headers, identity,
-        );
+        ));
         tx.midstream = self.midstream;
         self.pairing.exchanges.push_back(Exchange {
+            heap: tx.heap_bytes(),
             tx,
             request_done: false,
             request_end: u64::MAX,
@@ -342,6 +349,7 @@ impl MessageHandler for Events<'_> {
             Some(e) => {
                 e.response = Response::Receiving;
                 e.tx.respond(status, time_ns, headers.request_id);
+                e.heap = e.tx.heap_bytes();
                 // Only HEAD and CONNECT change a response's framing.
                 match e.tx.method.as_str() {
                     "HEAD" => "HEAD",

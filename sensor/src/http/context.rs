@@ -36,7 +36,7 @@ pub struct HttpContext {
     /// Counters.
     pub counters: HttpCounters,
     /// Transactions emitted, oldest first, until [`HttpContext::drain`].
-    emitted: Vec<Transaction>,
+    emitted: Vec<Box<Transaction>>,
 }
 
 impl HttpContext {
@@ -51,12 +51,12 @@ impl HttpContext {
     }
 
     /// Takes the transactions emitted so far, oldest first.
-    pub fn drain(&mut self) -> std::vec::Drain<'_, Transaction> {
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Box<Transaction>> {
         self.emitted.drain(..)
     }
 
     /// Counts and queues a finished transaction.
-    pub(super) fn emit(&mut self, tx: Transaction) {
+    pub(super) fn emit(&mut self, tx: Box<Transaction>) {
         self.counters.transactions += 1;
         if tx.status.is_none() {
             self.counters.without_response += 1;

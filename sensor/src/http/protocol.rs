@@ -58,7 +58,7 @@ impl Analyzer for Connection {
             if opens && preface(chunk.data) {
                 let upgrade = self.http1.take_upgrade();
                 if let Some(tx) = &upgrade {
-                    ctx.emit(tx.clone());
+                    ctx.emit(Box::new(tx.clone()));
                 }
                 self.http2 = Some(Box::new(H2::new(ctx, upgrade)));
             }

@@ -124,7 +124,7 @@ fn run(segs: &[OwnedSegment]) -> (Vec<Transaction>, PipelineCounters) {
 
 fn statuses(txs: &[Transaction]) -> Vec<(String, String, Option<u16>)> {
     txs.iter()
-        .map(|t| (t.method.clone(), t.path.clone(), t.status))
+        .map(|t| (t.method.to_string(), t.path.clone(), t.status))
         .collect()
 }
 

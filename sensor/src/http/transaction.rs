@@ -6,6 +6,7 @@ use std::{
     net::{IpAddr, SocketAddr},
 };
 
+use compact_str::CompactString;
 use serde::Serialize;
 
 use super::{
@@ -15,7 +16,7 @@ use super::{
 };
 use crate::{
     identity::{Credentials, Identity, Leg, Principal},
-    text::{Field, render},
+    text::{Field, render, render_compact},
 };
 
 /// One request and, when it was seen, its final response.
@@ -37,17 +38,17 @@ pub struct Transaction {
     /// The server's port.
     pub server_port: u16,
     /// Request method, e.g. `GET`.
-    pub method: String,
+    pub method: CompactString,
     /// Which leg the request travelled, by topology.
     pub leg: Leg,
     /// `Host` header, else the authority of an absolute-form target.
-    pub host: Option<String>,
+    pub host: Option<CompactString>,
     /// Request target as received, with secret-looking query values
     /// redacted.
     pub path: String,
     /// The path the server routes it to (see `route.rs`): what decoys and
     /// per-route keys match.
-    pub route: String,
+    pub route: CompactString,
     /// Final (non-1xx) response status; `None` when no response was seen.
     pub status: Option<u16>,
     /// From the request's first byte to the final response's first byte, ms.
@@ -57,7 +58,7 @@ pub struct Transaction {
     /// Response bytes on the wire: interim and final heads and the body.
     pub response_bytes: u64,
     /// `User-Agent` header.
-    pub user_agent: Option<String>,
+    pub user_agent: Option<CompactString>,
     /// Non-secret principal and where it came from (Kong's consumer, a
     /// Basic user name, an unverified JWT `sub`, ...); serialized as
     /// `principal` and `principal_source`.
@@ -98,14 +99,14 @@ pub struct Transaction {
     pub latencies: Latencies,
     /// The upstream leg of the same request (joined by request id), on a
     /// client-leg transaction whose upstream leg was seen.
-    pub upstream: Option<UpstreamLeg>,
+    pub upstream: Option<Box<UpstreamLeg>>,
     /// The protocol: `HTTP/1.1` or `HTTP/2`.
     pub http_version: &'static str,
     /// gRPC facts, for a gRPC call (`content-type: application/grpc`).
-    pub grpc: Option<Grpc>,
+    pub grpc: Option<Box<Grpc>>,
     /// What a tunnel carried after this request switched protocols (101:
     /// WebSocket; 2xx to CONNECT), reported when the connection ended.
-    pub tunnel: Option<Tunnel>,
+    pub tunnel: Option<Box<Tunnel>>,
     /// Time of the final response's last byte, ns since the epoch.
     #[serde(skip)]
     pub response_end_ns: Option<u64>,
@@ -178,13 +179,13 @@ impl Transaction {
             client_port: client.port(),
             server_ip: server.ip(),
             server_port: server.port(),
-            method: render(method.as_bytes(), Field::Method),
+            method: render_compact(method.as_bytes(), Field::Method),
             leg,
             host: headers
                 .host
                 .or_else(|| authority(target))
-                .map(|h| render(without_userinfo(h), Field::Host)),
-            route: render(route(path.as_bytes()).as_bytes(), Field::Path),
+                .map(|h| render_compact(without_userinfo(h), Field::Host)),
+            route: render_compact(route(path.as_bytes()).as_bytes(), Field::Path),
             path: render(path.as_bytes(), Field::Path),
             status: None,
             latency_ms: None,
@@ -192,7 +193,9 @@ impl Transaction {
             response_bytes: 0,
             midstream: false,
             confirmed: false,
-            user_agent: headers.user_agent.map(|v| render(v, Field::UserAgent)),
+            user_agent: headers
+                .user_agent
+                .map(|v| render_compact(v, Field::UserAgent)),
             principal: identity.principal,
             credentials: identity.credentials,
             consumer: identity.consumer,
@@ -236,12 +239,20 @@ impl Transaction {
 
     /// Heap bytes its fields hold (for the memory budget).
     pub fn heap_bytes(&self) -> usize {
-        let strings = [
+        let compact = [
             Some(&self.method),
             self.host.as_ref(),
-            Some(&self.path),
             Some(&self.route),
             self.user_agent.as_ref(),
+        ];
+        let compact = compact
+            .iter()
+            .flatten()
+            .filter(|s| s.is_heap_allocated())
+            .map(|s| s.capacity())
+            .sum::<usize>();
+        let strings = [
+            Some(&self.path),
             self.principal.as_ref().map(|p| &p.name),
             self.consumer.as_ref(),
             self.consumer_id.as_ref(),
@@ -252,12 +263,30 @@ impl Transaction {
         } else {
             0
         };
+        // The rare parts, boxed so the record moves cheaply.
+        let upstream = self.upstream.as_ref().map_or(0, |u| {
+            std::mem::size_of::<UpstreamLeg>() + u.path.as_ref().map_or(0, String::capacity)
+        });
+        let grpc = self.grpc.as_ref().map_or(0, |g| {
+            std::mem::size_of::<Grpc>()
+                + g.service.capacity()
+                + g.method.capacity()
+                + g.message.as_ref().map_or(0, String::capacity)
+        });
+        let tunnel = self
+            .tunnel
+            .as_ref()
+            .map_or(0, |_| std::mem::size_of::<Tunnel>());
         strings
             .iter()
             .flatten()
             .map(|s| s.capacity())
             .sum::<usize>()
+            + compact
             + credentials
+            + upstream
+            + grpc
+            + tunnel
     }
 
     /// The final response's head arrived at `time_ns` with `status`; its

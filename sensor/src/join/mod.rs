@@ -33,7 +33,7 @@
 #[cfg(test)]
 mod tests;
 
-use std::collections::VecDeque;
+use std::{collections::VecDeque, hash::BuildHasher};
 
 use hashbrown::{HashMap, HashSet};
 
@@ -98,7 +98,7 @@ pub struct JoinCounters {
 #[derive(Debug)]
 pub struct Request {
     /// The record.
-    pub tx: Transaction,
+    pub tx: Box<Transaction>,
     /// Whether it is the first record of its request (the detectors count
     /// it); `false` for a late leg or one of Kong's own requests.
     pub counted: bool,
@@ -108,18 +108,23 @@ pub struct Request {
 pub struct Joiner {
     config: JoinConfig,
     /// Waiting legs and their deadlines, by request id.
-    waiting: HashMap<Key, (u64, Transaction)>,
+    waiting: HashMap<Key, (u64, Box<Transaction>)>,
     /// (deadline, request id) of each leg's waiting ones (client, then
     /// upstream: each leg has one wait, so each queue is in deadline
     /// order), oldest first; stale entries are skipped.
     order: [VecDeque<(u64, Key)>; 2],
-    /// Ids given up on recently (bounded like `waiting`), oldest first.
-    given_up: VecDeque<Key>,
-    given_up_set: HashSet<Key>,
+    /// Ids given up on after a wait (bounded like `waiting`).
+    given_up: Recent,
+    /// Ids of client legs sent on at once (no upstream leg arriving): a
+    /// partner read late from another ring buffer is a batch away, so a
+    /// few thousand suffice, and a set that small stays in cache.
+    passed: Recent,
+    /// Keys the two sets' 64-bit hashes under a per-process random key:
+    /// no collision can be chosen by whoever picks a request id.
+    id_hasher: foldhash::quality::RandomState,
     ready: Vec<Request>,
     counters: JoinCounters,
-    /// Bytes the waiting legs and the ids given up on hold (estimated),
-    /// kept as they come and go: [`Joiner::memory`] runs per segment.
+    /// Bytes the waiting legs hold (estimated), kept as they come and go: [`Joiner::memory`] runs per segment.
     bytes: usize,
     /// When the last upstream leg arrived (event time, ns).
     last_upstream_ns: Option<u64>,
@@ -128,12 +133,14 @@ pub struct Joiner {
 impl Joiner {
     /// An empty join.
     pub fn new(config: JoinConfig) -> Self {
+        let max_waiting = config.max_waiting;
         Self {
             config,
             waiting: HashMap::new(),
             order: [VecDeque::new(), VecDeque::new()],
-            given_up: VecDeque::new(),
-            given_up_set: HashSet::new(),
+            given_up: Recent::new(max_waiting),
+            passed: Recent::new(PASSED),
+            id_hasher: foldhash::quality::RandomState::default(),
             ready: Vec::new(),
             counters: JoinCounters::default(),
             bytes: 0,
@@ -142,7 +149,7 @@ impl Joiner {
     }
 
     /// Takes one leg's transaction at event time `now_ns`.
-    pub fn push(&mut self, tx: Transaction, now_ns: u64) {
+    pub fn push(&mut self, tx: Box<Transaction>, now_ns: u64) {
         if tx.leg == Leg::Upstream {
             self.last_upstream_ns = Some(now_ns);
         }
@@ -154,7 +161,8 @@ impl Joiner {
             self.alone(tx);
             return;
         };
-        if self.given_up_set.contains(&id) {
+        let hash = self.id_hasher.hash_one(&id);
+        if self.given_up.contains(hash) || self.passed.contains(hash) {
             self.counters.late += 1;
             self.ready.push(Request { tx, counted: false });
             return;
@@ -182,13 +190,15 @@ impl Joiner {
                     .last_upstream_ns
                     .is_none_or(|t| now_ns.saturating_sub(t) > self.config.wait_ns) =>
             {
-                self.give_up(id, tx);
+                self.counters.client_only += 1;
+                self.passed.insert(hash);
+                self.alone(tx);
             }
             None => self.wait(id, tx, now_ns),
         }
     }
 
-    fn wait(&mut self, id: Key, tx: Transaction, now_ns: u64) {
+    fn wait(&mut self, id: Key, tx: Box<Transaction>, now_ns: u64) {
         // Entries of joined ids are stale: skip them to the first waiting.
         while self.waiting.len() >= self.config.max_waiting.max(1) {
             let queue = usize::from(self.order[0].is_empty());
@@ -259,36 +269,31 @@ impl Joiner {
     /// the memory budget).
     pub fn memory(&self) -> u64 {
         let order = self.order[0].len() + self.order[1].len();
-        (self.bytes + order * 48) as u64
+        // A given-up hash: 8 bytes in the queue, 8 and a control byte in
+        // the set, at most 7/8 full.
+        let given_up = (self.given_up.len() + self.passed.len()) * Recent::ENTRY_BYTES;
+        (self.bytes + order * 48 + given_up) as u64
     }
 
     /// Removes the leg waiting under `id`.
-    fn take(&mut self, id: &Key) -> Option<(u64, Transaction)> {
+    fn take(&mut self, id: &Key) -> Option<(u64, Box<Transaction>)> {
         let (deadline, tx) = self.waiting.remove(id)?;
         self.bytes = self.bytes.saturating_sub(cost(id, &tx));
         Some((deadline, tx))
     }
 
-    fn give_up(&mut self, id: Key, tx: Transaction) {
+    fn give_up(&mut self, id: Key, tx: Box<Transaction>) {
         match tx.leg {
             Leg::Client => self.counters.client_only += 1,
             Leg::Upstream => self.counters.upstream_only += 1,
         }
-        if self.given_up.len() >= self.config.max_waiting
-            && let Some(old) = self.given_up.pop_front()
-        {
-            self.bytes = self.bytes.saturating_sub(given_up_cost(&old));
-            self.given_up_set.remove(&old);
-        }
-        self.bytes += given_up_cost(&id);
-        self.given_up_set.insert(id.clone());
-        self.given_up.push_back(id);
+        self.given_up.insert(self.id_hasher.hash_one(&id));
         self.alone(tx);
     }
 
     /// A leg going on without a partner: counted unless it is a request
     /// Kong made itself.
-    fn alone(&mut self, tx: Transaction) {
+    fn alone(&mut self, tx: Box<Transaction>) {
         let own = tx.leg == Leg::Upstream && self.config.topology.is_kong(tx.client_ip);
         self.counters.kong_own += u64::from(own);
         self.ready.push(Request { tx, counted: !own });
@@ -299,12 +304,6 @@ impl Joiner {
 /// and order) and the map's overhead.
 fn cost(id: &Key, tx: &Transaction) -> usize {
     std::mem::size_of::<Transaction>() + tx.heap_bytes() + 2 * id.heap_bytes() + 64
-}
-
-/// Bytes an id given up on holds: twice (queue and set) and the set's
-/// overhead.
-fn given_up_cost(id: &Key) -> usize {
-    2 * id.heap_bytes() + 64
 }
 
 /// A request id as the join keys it: Kong's (32 lowercase hex digits, as
@@ -333,8 +332,51 @@ impl Key {
     }
 }
 
+/// Client legs sent on at once whose ids are remembered.
+const PASSED: usize = 4096;
+
+/// The last `capacity` ids (64-bit hashes) noted, oldest forgotten first.
+struct Recent {
+    order: VecDeque<u64>,
+    set: HashSet<u64>,
+    capacity: usize,
+}
+
+impl Recent {
+    /// Bytes an entry holds: 8 in the queue, 8 and a control byte in the
+    /// set, at most 7/8 full.
+    const ENTRY_BYTES: usize = 18;
+
+    fn new(capacity: usize) -> Self {
+        Self {
+            order: VecDeque::new(),
+            set: HashSet::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn insert(&mut self, hash: u64) {
+        if self.order.len() >= self.capacity
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        if self.set.insert(hash) {
+            self.order.push_back(hash);
+        }
+    }
+
+    fn contains(&self, hash: u64) -> bool {
+        self.set.contains(&hash)
+    }
+
+    fn len(&self) -> usize {
+        self.order.len()
+    }
+}
+
 /// The client leg `client` enriched from its upstream leg `upstream`.
-fn joined(mut client: Transaction, upstream: Transaction) -> Transaction {
+fn joined(mut client: Box<Transaction>, upstream: Box<Transaction>) -> Box<Transaction> {
     if upstream.consumer.is_some() {
         client.consumer = upstream.consumer;
         client.consumer_id = upstream.consumer_id;
@@ -353,12 +395,12 @@ fn joined(mut client: Transaction, upstream: Transaction) -> Transaction {
         client.latencies.kong = Some(((request - proxy).max(0.0) * 1000.0).round() / 1000.0);
     }
     client.confirmed |= upstream.confirmed;
-    client.upstream = Some(UpstreamLeg {
+    client.upstream = Some(Box::new(UpstreamLeg {
         server_ip: upstream.server_ip,
         server_port: upstream.server_port,
         path: Some(upstream.path),
         status: upstream.status,
         latency_ms: upstream.latency_ms,
-    });
+    }));
     client
 }

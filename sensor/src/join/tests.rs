@@ -19,8 +19,8 @@ fn joiner() -> Joiner {
 
 /// The client leg of request `id` from `ip`: sent at T0, answered `status`,
 /// ended 30 ms later.
-fn client(id: &str, ip: &str, status: u16) -> Transaction {
-    let mut t = Transaction::sample(ip, T0, status);
+fn client(id: &str, ip: &str, status: u16) -> Box<Transaction> {
+    let mut t = Box::new(Transaction::sample(ip, T0, status));
     t.request_id = Some(id.into());
     t.end(T0 + 30 * MS);
     t
@@ -28,8 +28,8 @@ fn client(id: &str, ip: &str, status: u16) -> Transaction {
 
 /// The upstream leg of request `id` for client `ip`, as Kong names the
 /// consumer: sent at T0 + 5 ms, ended 20 ms later.
-fn upstream(id: &str, ip: &str) -> Transaction {
-    let mut t = Transaction::sample(ip, T0 + 5 * MS, 200);
+fn upstream(id: &str, ip: &str) -> Box<Transaction> {
+    let mut t = Box::new(Transaction::sample(ip, T0 + 5 * MS, 200));
     t.leg = Leg::Upstream;
     t.server_port = 8080;
     t.request_id = Some(id.into());

@@ -358,7 +358,7 @@ impl H2 {
         );
         tx.http_version = "HTTP/2";
         tx.midstream = flow.midstream;
-        tx.grpc = grpc::call(headers, target);
+        tx.grpc = grpc::call(headers, target).map(Box::new);
         self.open(ctx, flow, stream, tx);
     }
 
@@ -490,5 +490,5 @@ fn emit(ctx: &mut HttpContext, flow: &FlowInfo, s: Stream) {
     tx.confirmed |= tx.status.is_some() || acked;
     tx.handshake = flow.handshake;
     ctx.counters.h2.streams += 1;
-    ctx.emit(tx);
+    ctx.emit(Box::new(tx));
 }

@@ -287,7 +287,7 @@ fn a_websocket_is_one_transaction_with_its_tunnel() {
         .fin()
         .run();
     assert_eq!(txs.len(), 1);
-    let t = txs[0].tunnel.unwrap();
+    let t = txs[0].tunnel.as_deref().copied().unwrap();
     assert_eq!((t.bytes_to_server, t.bytes_to_client), (11, 4));
     assert!(t.duration_ms > 0.0);
     assert_eq!(c.http.tunnels, 1);

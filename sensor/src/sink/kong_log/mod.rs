@@ -40,7 +40,10 @@ pub fn record(tx: &Transaction) -> Value {
     } else {
         "http"
     };
-    let host = tx.host.clone().unwrap_or_else(|| tx.server_ip.to_string());
+    let host = tx
+        .host
+        .as_deref()
+        .map_or_else(|| tx.server_ip.to_string(), str::to_owned);
     let url = if tx.path.starts_with('/') {
         format!("{scheme}://{host}{}", tx.path)
     } else {

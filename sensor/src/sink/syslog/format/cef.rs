@@ -92,7 +92,7 @@ pub fn body(alert: &Alert) -> String {
         push("act", r.action.as_str().into());
     }
     if let Some(e) = alert.evidence.first() {
-        push("requestMethod", e.method.clone());
+        push("requestMethod", e.method.to_string());
         push("request", e.path.clone());
         if let Some(id) = &e.request_id {
             push("cs6", id.clone());

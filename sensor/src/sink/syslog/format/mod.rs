@@ -106,7 +106,7 @@ fn fields(a: &Alert) -> Vec<(&'static str, String)> {
     f.push(("extent", a.extent.to_string()));
     f.push(("suppressed", a.suppressed.to_string()));
     if let Some(e) = a.evidence.first() {
-        f.push(("method", e.method.clone()));
+        f.push(("method", e.method.to_string()));
         f.push(("path", e.path.clone()));
         if let Some(id) = &e.request_id {
             f.push(("request_id", id.clone()));

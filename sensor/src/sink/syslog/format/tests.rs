@@ -41,7 +41,7 @@ fn hostile() -> Alert {
     let mut a = alert();
     a.principal = Principal::new(evil, PrincipalSource::JwtSubUnverified);
     a.evidence[0].path = render(evil, Field::Path);
-    a.evidence[0].method = render(b"G|E=T", Field::Method);
+    a.evidence[0].method = render(b"G|E=T", Field::Method).into();
     a
 }
 

@@ -35,7 +35,9 @@ pub struct HttpContext {
     pub(super) limits: HttpLimits,
     /// Counters.
     pub counters: HttpCounters,
-    /// Transactions emitted, oldest first, until [`HttpContext::drain`].
+    /// Transactions emitted, oldest first, until [`HttpContext::drain`];
+    /// boxed where they were parsed, so each hand-over moves a pointer.
+    #[allow(clippy::vec_box)]
     emitted: Vec<Box<Transaction>>,
 }
 

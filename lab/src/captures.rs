@@ -1,7 +1,9 @@
 //! Generated captures for what the lab cannot play live: tens of thousands
 //! of flows holding unfinished request heads (the memory budget's worst
-//! case), with a real offender among them. Packets are built with
-//! `etherparse` (checksums right) and written as pcap with `pcap-file`.
+//! case), with a real offender among them; and keep-alive load over up to
+//! 100,000 concurrent connections and a million client IPs (the scale
+//! benchmark). Packets are built with `etherparse` (checksums right) and
+//! written as pcap with `pcap-file`.
 
 use std::{io::Write, net::Ipv4Addr, time::Duration};
 
@@ -129,6 +131,30 @@ impl<W: Write> CaptureWriter<W> {
         c.next[1] += bytes.len() as u32;
         Ok(())
     }
+
+    /// Closes `c`: the client's FIN, the server's FIN, the client's ACK.
+    ///
+    /// # Errors
+    /// Writing failed.
+    pub fn close(&mut self, c: &mut Connection) -> Result<()> {
+        let [client, server] = c.next;
+        self.packet(&fin_packet(c.client, c.server, client, server)?)?;
+        self.packet(&fin_packet(c.server, c.client, server, client + 1)?)?;
+        self.segment(c.client, c.server, client + 1, Some(server + 1), false, b"")?;
+        c.next = [client + 1, server + 1];
+        Ok(())
+    }
+}
+
+/// A FIN+ACK from `src` to `dst`.
+fn fin_packet(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), seq: u32, ack: u32) -> Result<Vec<u8>> {
+    let tcp = PacketBuilder::ipv4(src.0.octets(), dst.0.octets(), 64)
+        .tcp(src.1, dst.1, seq, 65535)
+        .fin()
+        .ack(ack);
+    let mut packet = Vec::with_capacity(40);
+    tcp.write(&mut packet, b"")?;
+    Ok(packet)
 }
 
 /// An IPv4/TCP packet, checksums right.
@@ -178,6 +204,66 @@ pub fn unfinished_heads(out: impl Write, flows: u32, head_bytes: usize, flood: u
     for _ in 0..flood {
         w.request(&mut c, b"GET /flood HTTP/1.1\r\nHost: api\r\n\r\n")?;
         w.response(&mut c, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")?;
+    }
+    Ok(())
+}
+
+/// Shape of [`keep_alive_load`].
+#[derive(Clone, Copy, Debug)]
+pub struct KeepAlive {
+    /// Concurrent connections, all from the proxies of [`KEEP_ALIVE_PROXIES`].
+    pub flows: u32,
+    /// Distinct client IPs named in `X-Forwarded-For`, from 100.64.0.0.
+    pub client_ips: u32,
+    /// Transactions in all.
+    pub transactions: u32,
+    /// Capture time between transactions.
+    pub gap: Duration,
+}
+
+/// The proxies [`keep_alive_load`]'s connections come from (a trusted
+/// proxy CIDR): 10.100.0.1, 10.100.0.2, ... 40,000 connections each.
+pub const KEEP_ALIVE_PROXIES: &str = "10.100.0.0/24";
+
+/// [`keep_alive_load`]'s answer: a 200 with a 19-byte JSON body.
+const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+    Content-Length: 19\r\n\r\n{\"id\":42,\"ok\":true}";
+
+/// Keep-alive load: `flows` handshakes first (all open at once), then
+/// `transactions` small GETs, round-robin over the connections, each
+/// answered by a 200 with a short JSON body, `gap` of capture time apart;
+/// then every connection closed. Transaction `t` names client IP
+/// `100.64.0.0 + t % client_ips` in `X-Forwarded-For`, with that client's
+/// own `apikey` (so no key spreads over clients).
+///
+/// # Errors
+/// Writing to `out` failed.
+pub fn keep_alive_load(out: impl Write, shape: KeepAlive) -> Result<()> {
+    let mut w = CaptureWriter::new(out)?;
+    let mut conns = (0..shape.flows)
+        .map(|i| {
+            let proxy = Ipv4Addr::new(10, 100, 0, 1 + (i / 40_000) as u8);
+            w.connect((proxy, 20_000 + (i % 40_000) as u16), (SERVER, SERVER_PORT))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut request = Vec::with_capacity(160);
+    for t in 0..shape.transactions {
+        let n = t % shape.client_ips;
+        let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 64, 0, 0)) + n);
+        request.clear();
+        write!(
+            request,
+            "GET /api/items/{} HTTP/1.1\r\nHost: api.example\r\napikey: key-{n}\r\n\
+             X-Forwarded-For: {ip}\r\n\r\n",
+            t % 100
+        )?;
+        let c = &mut conns[(t % shape.flows) as usize];
+        w.wait(shape.gap);
+        w.request(c, &request)?;
+        w.response(c, RESPONSE)?;
+    }
+    for c in &mut conns {
+        w.close(c)?;
     }
     Ok(())
 }

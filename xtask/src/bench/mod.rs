@@ -7,6 +7,7 @@ mod live;
 mod memory;
 mod replay;
 mod replay_h2;
+mod scale;
 mod tls;
 
 use std::{
@@ -16,7 +17,7 @@ use std::{
     time::Instant,
 };
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use lab::{run, run_quiet};
 
 use crate::setup::setup;
@@ -41,6 +42,9 @@ pub enum Which {
     /// Fleet-wide detection: publishing's cost on the node, and the events
     /// one fleet analyser takes per second on one core.
     Fleet,
+    /// CPU per transaction against concurrent flows (100 to 100,000) and
+    /// tracked client IPs (1,000 and a million).
+    Scale,
 }
 
 pub fn bench(only: Option<Which>) -> Result<()> {
@@ -70,35 +74,48 @@ pub fn bench(only: Option<Which>) -> Result<()> {
     if all || only == Some(Which::Fleet) {
         fleet::bench(&root, &sensor)?;
     }
+    if all || only == Some(Which::Scale) {
+        scale::bench(&root, &sensor)?;
+    }
     Ok(())
 }
 
 /// One measured process run.
 struct Measured {
     wall_s: f64,
+    /// User plus system CPU of the process.
+    cpu_s: f64,
     max_rss_kib: u64,
     stdout: String,
 }
 
-/// Runs `cmd` under `/usr/bin/time` for its peak RSS; wall time from here.
+/// Runs `cmd` under `/usr/bin/time` for its CPU time (user + system, to
+/// 10 ms) and peak RSS; wall time from here.
 fn measure(cmd: &mut Command) -> Result<Measured> {
     let mut timed = Command::new("/usr/bin/time");
     timed
-        .args(["-f", "%M"])
+        .args(["-f", "%U %S %M"])
         .arg(cmd.get_program())
         .args(cmd.get_args());
     let start = Instant::now();
     let out = run_quiet(&mut timed)?;
     let wall_s = start.elapsed().as_secs_f64();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let max_rss_kib = stderr
+    let fields: Vec<f64> = stderr
         .lines()
         .last()
-        .and_then(|l| l.trim().parse().ok())
-        .context("no peak RSS from /usr/bin/time")?;
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .context("no CPU time and peak RSS from /usr/bin/time")?;
+    let [user, sys, max_rss_kib] = fields[..] else {
+        bail!("/usr/bin/time printed {stderr}");
+    };
     Ok(Measured {
         wall_s,
-        max_rss_kib,
+        cpu_s: user + sys,
+        max_rss_kib: max_rss_kib as u64,
         stdout: String::from_utf8(out.stdout)?,
     })
 }

@@ -11,7 +11,9 @@
 //! last `min_successes` successes and the open spike's counts (about 80
 //! bytes with the defaults).
 
-use std::{collections::VecDeque, net::IpAddr};
+use std::net::IpAddr;
+
+use smallvec::SmallVec;
 
 use super::{
     alert::{Alert, Detector, Evidence, Subject, Window},
@@ -45,8 +47,9 @@ struct Spike {
 
 #[derive(Debug, Default)]
 struct IpState {
-    /// Times of the latest successes, oldest first, at most `min_successes`.
-    successes: VecDeque<u64>,
+    /// Times of the latest successes, oldest first, at most `min_successes`
+    /// (inline up to the default 5: a new client costs no allocation).
+    successes: SmallVec<[u64; 5]>,
     spike: Option<Spike>,
     last_ns: u64,
 }
@@ -117,9 +120,9 @@ impl Sequence {
         }
         if success {
             if ip.successes.len() as u64 >= c.min_successes.max(1) {
-                ip.successes.pop_front();
+                ip.successes.remove(0);
             }
-            ip.successes.push_back(now);
+            ip.successes.push(now);
         }
         let Some(spike) = &mut ip.spike else { return };
         spike.requests += 1;

@@ -13,6 +13,7 @@
 use std::net::IpAddr;
 
 use serde::Serialize;
+use smallvec::SmallVec;
 
 use super::{
     alert::{Alert, Detector, Evidence, Subject, Window},
@@ -38,8 +39,9 @@ const MAX_IPS: usize = 32;
 #[derive(Debug, Default)]
 struct Credential {
     principal: Option<Principal>,
-    /// Client IPs and when each last used the credential.
-    ips: Vec<(IpAddr, u64)>,
+    /// Client IPs and when each last used the credential (inline for two:
+    /// a new credential from one client costs no allocation).
+    ips: SmallVec<[(IpAddr, u64); 2]>,
     last_ns: u64,
 }
 
@@ -158,7 +160,7 @@ impl Spread {
         }
         cred.last_ns = cred.last_ns.max(tx.time_ns);
         let horizon = cred.last_ns.saturating_sub(self.config.window_ns);
-        cred.ips.retain(|&(_, t)| t >= horizon);
+        cred.ips.retain(|&mut (_, t)| t >= horizon);
         let full = cred.ips.len() >= MAX_IPS;
         let added = match cred.ips.iter_mut().find(|(ip, _)| *ip == tx.client_ip) {
             Some((_, t)) => {

@@ -22,7 +22,9 @@ struct Flow<A> {
 
 /// The connection table.
 pub struct FlowTable<A: Analyzer> {
-    flows: HashMap<Key, Flow<A>>,
+    /// Boxed: the table's slots stay small (key and pointer), so a lookup
+    /// among many flows touches little memory besides the flow it finds.
+    flows: HashMap<Key, Box<Flow<A>>>,
     /// Connections closed by FIN or RST in the last [`TIME_WAIT_NS`], with
     /// their close time, oldest first in `closed_order`.
     closed: HashMap<Key, u64>,
@@ -31,6 +33,10 @@ pub struct FlowTable<A: Analyzer> {
     counters: FlowCounters,
     /// Heap bytes the analyzers hold now (see [`Analyzer::memory`]).
     analyzer_bytes: u64,
+    /// No flow was last seen before this at the last expiry scan (flows
+    /// are only ever seen later, new ones later still): until it is idle
+    /// for the timeout, an expiry has nothing to find and skips the scan.
+    oldest_seen_ns: u64,
 }
 
 /// The endpoints in order, and whether the flow is TLS plaintext (the TLS
@@ -53,6 +59,7 @@ impl<A: Analyzer> FlowTable<A> {
             limits,
             counters: FlowCounters::default(),
             analyzer_bytes: 0,
+            oldest_seen_ns: 0,
         }
     }
 
@@ -101,7 +108,7 @@ impl<A: Analyzer> FlowTable<A> {
                 streams,
                 analyzer,
                 ..
-            } = flow;
+            } = &mut **flow;
             let c = &mut self.counters;
             let bytes = &mut self.analyzer_bytes;
             for (from, stream) in [Endpoint::First, Endpoint::Second]
@@ -165,7 +172,8 @@ impl<A: Analyzer> FlowTable<A> {
                 streams: Default::default(),
                 analyzer: A::default(),
             };
-            self.flows.insert(key, flow);
+            self.flows.insert(key, Box::new(flow));
+            self.oldest_seen_ns = self.oldest_seen_ns.min(seg.time_ns);
         }
         let Some(flow) = self.flows.get_mut(&key) else {
             return;
@@ -179,7 +187,7 @@ impl<A: Analyzer> FlowTable<A> {
             streams,
             analyzer,
             ..
-        } = flow;
+        } = &mut **flow;
         let [first, second] = streams;
         let (this, peer) = match from {
             Endpoint::First => (first, second),
@@ -222,11 +230,21 @@ impl<A: Analyzer> FlowTable<A> {
     }
 
     /// Expires flows idle since before `now_ns - idle_timeout` (event time).
+    /// Scans the table only when its least recently seen flow may be due.
     pub fn expire(&mut self, now_ns: u64, ctx: &mut A::Context) {
         let deadline = now_ns.saturating_sub(self.limits.idle_timeout_ns);
+        if self.oldest_seen_ns >= deadline {
+            return;
+        }
         for key in self.oldest_first(|f| f.info.last_ns < deadline) {
             self.end(key, ctx, Ending::Expired);
         }
+        self.oldest_seen_ns = self
+            .flows
+            .values()
+            .map(|f| f.info.last_ns)
+            .min()
+            .unwrap_or(now_ns);
     }
 
     /// Ends every flow (end of input or shutdown); they count as expired.
@@ -296,7 +314,7 @@ impl<A: Analyzer> FlowTable<A> {
             streams,
             analyzer,
             ..
-        } = &mut flow;
+        } = &mut *flow;
         let bytes = &mut self.analyzer_bytes;
         for (from, stream) in [Endpoint::First, Endpoint::Second]
             .into_iter()
@@ -329,13 +347,14 @@ fn deliver<A: Analyzer>(
     *analyzer_bytes = (*analyzer_bytes + analyzer.memory() as u64).saturating_sub(before);
 }
 
-/// What one tracked flow costs beyond what it buffers: the table entry,
-/// both streams and the analyzer, with the hash table's overhead. A
-/// hashbrown table holds up to 16/7 slots per entry just after it grows
-/// (7/8 load factor, power-of-two buckets), and the old table lives on
-/// while it rehashes: two slots per entry, plus the control bytes.
+/// What one tracked flow costs beyond what it buffers: the boxed flow
+/// (both streams and the analyzer) and its table slot with the hash
+/// table's overhead. A hashbrown table holds up to 16/7 slots per entry
+/// just after it grows (7/8 load factor, power-of-two buckets), and the
+/// old table lives on while it rehashes: two slots per entry, plus the
+/// control bytes.
 pub fn flow_bytes<A>() -> usize {
-    2 * (std::mem::size_of::<(Key, Flow<A>)>() + 1)
+    std::mem::size_of::<Flow<A>>() + 2 * (std::mem::size_of::<(Key, Box<Flow<A>>)>() + 1)
 }
 
 enum Ending {

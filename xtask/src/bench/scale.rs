@@ -210,21 +210,21 @@ fn section(cases: &[Case]) -> Result<String> {
          | series | flows | client IPs | transactions | CPU s | CPU ns / transaction | ratio to first | peak RSS MiB | flows evicted / buffers shed / flows shed | detector evictions | alerts |\n\
          |---|---|---|---|---|---|---|---|---|---|---|\n\
          {rows}\n{verdicts}\n\
-         Where the cost grows (`perf record` of one replay each when this bench was written). \
-         **Flows:** at 100,000 connections each carries only 10 transactions, so per-flow costs \
-         show per transaction: the first touch of the flows' state (kernel page clearing, ~10% \
-         of the profile), the idle-expiry pass, which scans every flow once per second of \
-         capture time (~11%: 500 scans of 100,000 flows; per transaction it grows as flows over \
-         transactions per second, so a busier capture pays less), and flow-table lookups that \
-         miss the cache (~8%). With the default budget, 100,000 idle keep-alive flows, each \
-         keeping its framers' buffer capacity, put the state past half of the 320 MiB, so the \
-         sensor sheds idle flows' buffers over and over (about once per transaction, every \
-         pass sorting all flows) and they are reallocated: no transaction lost, but the CPU \
-         ratio above; raised, the same flows peak past 320 MiB of RSS. **Client IPs:** with a \
-         million, nearly every request is from a new client with a new key, and the \
-         success_then_failure (200,000 IPs) and credential_spread (50,000 credentials) tables \
-         are full: such a request evicts from the credential table and mostly from the IP \
-         table too (8 random entries sampled, one freed, the index updated), `BoundedMap::entry` and `free` about a third of the profile.\n",
+         Where the cost grows (`perf record` of one replay each, written by hand with this \
+         bench). **Flows:** at 100,000 connections each carries only 10 transactions, so \
+         per-flow costs show per transaction: flow-table lookups that miss the cache (the table \
+         holds boxed flows, so its slots stay small, but a hundred thousand flows' state does \
+         not fit the caches) and the first touch of that state. Fixed before this run: the idle \
+         expiry no longer scans every flow each second of capture time (it scans only when the \
+         least recently seen flow may be due), and idle flows no longer hold room for whole \
+         transactions, so 100,000 of them stay inside the default budget with nothing shed. \
+         **Client IPs:** with a million, nearly every request is from a new client with a new \
+         key, and the success_then_failure (200,000 IPs) and credential_spread (50,000 \
+         credentials) tables are full: such a request evicts from both (5 random entries \
+         sampled, one freed, the index updated), each step a likely cache miss in tables of \
+         tens of MB: `BoundedMap::entry` and the hash index about a third of the profile. \
+         The bound is memory latency, not work: keeping the tables' tracked state small is \
+         what would flatten it.\n",
         GAP.as_micros(),
     ))
 }

@@ -317,11 +317,20 @@ enum Key {
 
 impl Key {
     fn new(id: &str) -> Self {
-        let hex = id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        match u128::from_str_radix(id, 16) {
-            Ok(n) if hex => Self::Hex(n),
-            _ => Self::Text(id.into()),
+        if id.len() == 32 {
+            let digits = id.bytes().try_fold(0u128, |n, b| {
+                let d = match b {
+                    b'0'..=b'9' => b - b'0',
+                    b'a'..=b'f' => b - b'a' + 10,
+                    _ => return None,
+                };
+                Some(n << 4 | u128::from(d))
+            });
+            if let Some(n) = digits {
+                return Self::Hex(n);
+            }
         }
+        Self::Text(id.into())
     }
 
     fn heap_bytes(&self) -> usize {

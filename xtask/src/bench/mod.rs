@@ -6,6 +6,7 @@ mod fleet;
 mod live;
 mod memory;
 mod replay;
+mod replay_api;
 mod replay_h2;
 mod scale;
 mod tls;
@@ -27,7 +28,8 @@ use crate::setup::setup;
 pub enum Which {
     /// Gateway throughput and latency with and without the sensor attached.
     Live,
-    /// Replay throughput against tshark, and memory under a million IPs.
+    /// Replay throughput against tshark (the client-leg capture, and a
+    /// Kong-like API capture on both legs), and memory under a million IPs.
     Replay,
     /// Replay throughput of an HTTP/2 capture beside the HTTP/1.1 one.
     Http2,
@@ -58,6 +60,7 @@ pub fn bench(only: Option<Which>) -> Result<()> {
     }
     if all || only == Some(Which::Replay) {
         replay::bench(&root, &sensor)?;
+        replay_api::bench(&root, &sensor)?;
     }
     if all || only == Some(Which::Http2) {
         replay_h2::bench(&root, &sensor)?;

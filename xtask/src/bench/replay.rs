@@ -155,39 +155,62 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
 /// The cached lab capture, generated when missing.
 pub(super) fn capture(dir: &Path) -> Result<PathBuf> {
     let script = XFF_SCRIPT;
-    cached_capture(dir, "lab-http-xff.pcap", PROXY_PORT, |lab| {
+    let filter = format!("tcp port {PROXY_PORT}");
+    cached_capture(dir, "lab-http-xff.pcap", Tap::client_leg(&filter), |lab| {
         let path = lab.workdir().join("xff.lua");
         fs::write(&path, script)?;
         let mut requests = 0;
         while requests < MIN_TRANSACTIONS + MIN_TRANSACTIONS / 20 {
-            let out = run_quiet(
-                lab.command(&lab.client_ns(), "wrk")
-                    .args(["-t2", "-c32", "-d15s", "-s"])
-                    .arg(&path)
-                    .arg(lab.proxy_url(false, "/hello")),
-            )?;
-            let report = String::from_utf8_lossy(&out.stdout);
-            requests += report
-                .lines()
-                .find_map(|l| {
-                    l.trim()
-                        .split_once(" requests in ")
-                        .and_then(|(n, _)| n.parse::<u64>().ok())
-                })
-                .context("wrk printed no request count")?;
+            requests += wrk_requests(lab, &path, "/hello")?;
             eprintln!("bench: {requests} requests so far");
         }
         Ok(())
     })
 }
 
-/// `dir/name`, generated when missing: a lab up, tcpdump on the gateway's
-/// client leg (whole packets, `tcp port PORT`) while `drive` sends the
-/// traffic; refused when tcpdump dropped packets.
+/// Runs wrk -t2 -c32 for 15 s from the client host with `script` against
+/// the gateway's `path`; the requests it made.
+pub(super) fn wrk_requests(lab: &Lab, script: &Path, path: &str) -> Result<u64> {
+    let out = run_quiet(
+        lab.command(&lab.client_ns(), "wrk")
+            .args(["-t2", "-c32", "-d15s", "-s"])
+            .arg(script)
+            .arg(lab.proxy_url(false, path)),
+    )?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .split_once(" requests in ")
+                .and_then(|(n, _)| n.parse::<u64>().ok())
+        })
+        .context("wrk printed no request count")
+}
+
+/// Where a cached capture is taken in the gateway's namespace: an
+/// interface (`any`: both legs) and a tcpdump filter.
+pub(super) struct Tap<'a> {
+    pub interface: &'a str,
+    pub filter: &'a str,
+}
+
+impl Tap<'_> {
+    /// The client leg, one port.
+    pub fn client_leg(filter: &str) -> Tap<'_> {
+        Tap {
+            interface: GATEWAY_CLIENT_IF,
+            filter,
+        }
+    }
+}
+
+/// `dir/name`, generated when missing: a lab up, tcpdump at `tap` (whole
+/// packets) while `drive` sends the traffic; refused when tcpdump dropped
+/// packets.
 pub(super) fn cached_capture(
     dir: &Path,
     name: &str,
-    port: u16,
+    tap: Tap<'_>,
     drive: impl FnOnce(&Lab) -> Result<()>,
 ) -> Result<PathBuf> {
     let path = dir.join(name);
@@ -200,9 +223,9 @@ pub(super) fn cached_capture(
     let partial = dir.join(format!("{name}.partial"));
     let dump = lab
         .command(&lab.gateway_ns(), "tcpdump")
-        .args(["-i", GATEWAY_CLIENT_IF, "-s", "0", "-B", "262144", "-w"])
+        .args(["-i", tap.interface, "-s", "0", "-B", "262144", "-w"])
         .arg(&partial)
-        .arg(format!("tcp port {port}"))
+        .arg(tap.filter)
         .stderr(Stdio::piped())
         .spawn()?;
     std::thread::sleep(std::time::Duration::from_secs(1));

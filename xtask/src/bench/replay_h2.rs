@@ -122,12 +122,18 @@ fn transactions(m: &Measured) -> Result<u64> {
 /// HTTP/1.1 capture (more concurrent streams than the gateway keeps idle
 /// upstream connections would exhaust its ephemeral ports).
 fn capture(dir: &Path) -> Result<PathBuf> {
-    replay::cached_capture(dir, "lab-h2c.pcap", H2C_PORT, |lab| {
-        run_quiet(
-            lab.command(&lab.client_ns(), "h2load")
-                .args(["-n", &STREAMS.to_string(), "-c", "32", "-m", "1"])
-                .arg(format!("http://{GATEWAY_V4}:{H2C_PORT}/hello")),
-        )
-        .map(drop)
-    })
+    let filter = format!("tcp port {H2C_PORT}");
+    replay::cached_capture(
+        dir,
+        "lab-h2c.pcap",
+        replay::Tap::client_leg(&filter),
+        |lab| {
+            run_quiet(
+                lab.command(&lab.client_ns(), "h2load")
+                    .args(["-n", &STREAMS.to_string(), "-c", "32", "-m", "1"])
+                    .arg(format!("http://{GATEWAY_V4}:{H2C_PORT}/hello")),
+            )
+            .map(drop)
+        },
+    )
 }

@@ -1,0 +1,159 @@
+//! Replay of a Kong-like API capture on both legs: wrk through the lab
+//! gateway to the upstream's JSON resource, every request with one of the
+//! consumers' `apikey`s, captured with `tcpdump -i any` in the gateway's
+//! namespace (client and upstream legs in one file), generated once and
+//! cached under `target/bench/`. The sensor parses both legs and joins
+//! them by Kong's request id, so every request costs two transactions and
+//! a join; tshark decodes the same file as the peer.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, Result};
+use lab::{GATEWAY_UPSTREAM_V4, GATEWAY_V4, PROXY_PORT, UPSTREAM_PORT, consumers::CONSUMERS};
+use serde_json::Value;
+
+use super::{Measured, measure, replay, write_section};
+
+/// Requests the capture holds at least.
+const MIN_REQUESTS: u64 = 250_000;
+/// Runs; the median is reported.
+const RUNS: usize = 5;
+/// The transactions per second the issue asks of one core.
+const TARGET: f64 = 1_000_000.0;
+
+/// Runs the benchmark with the release `sensor` and writes its section.
+pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
+    let dir = root.join("target/bench");
+    let capture = capture(&dir)?;
+    let key = dir.join("fingerprint.key");
+    let replay = |extra: &[&str]| {
+        let mut cmd = Command::new("taskset");
+        cmd.args(["-c", "1"])
+            .arg(sensor)
+            .arg("replay")
+            .arg(&capture);
+        cmd.arg("--fingerprint-key").arg(&key);
+        cmd.args([
+            "--kong-address",
+            GATEWAY_V4,
+            "--kong-address",
+            GATEWAY_UPSTREAM_V4,
+        ]);
+        cmd.args(extra);
+        cmd
+    };
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for i in 0..RUNS {
+        with.push(measure(&mut replay(&[]))?);
+        without.push(measure(&mut replay(&["--no-detectors"]))?);
+        eprintln!(
+            "bench: API replay run {}: {:.3} s, {:.3} s without detectors",
+            i + 1,
+            with[i].wall_s,
+            without[i].wall_s
+        );
+    }
+    let (det, plain) = (median(&mut with), median(&mut without));
+    let summary: Value = serde_json::from_str(det.stdout.lines().last().unwrap_or_default())
+        .context("replay summary")?;
+    let count = |v: &Value| v.as_u64().context("summary counter");
+    let legs = count(&summary["pipeline"]["http"]["transactions"])?;
+    let joined = count(&summary["pipeline"]["join"]["joined"])?;
+    let requests = count(&summary["pipeline"]["detect"]["transactions"])?;
+
+    eprintln!("bench: tshark on the API capture (slow)");
+    let mut tshark = Command::new("taskset");
+    tshark.args(["-c", "1", "tshark", "-n", "-r"]).arg(&capture);
+    tshark.args(["-d", &format!("tcp.port=={UPSTREAM_PORT},http")]);
+    tshark.args([
+        "-Y",
+        "http.request",
+        "-T",
+        "fields",
+        "-e",
+        "http.request.method",
+    ]);
+    let t = measure(&mut tshark)?;
+    let tshark_legs = t.stdout.lines().count() as u64;
+
+    let rate = legs as f64 / det.wall_s;
+    let tshark_rate = tshark_legs as f64 / t.wall_s;
+    let verdict = if rate >= TARGET { "met" } else { "missed" };
+    let section = format!(
+        "## Replay of a Kong-like API capture, both legs\n\n\
+         Method: `cargo xtask bench --only replay`. Capture: {} ({} MB): wrk -t2 -c32 `GET \
+         /items?page=N` through the lab gateway (:{PROXY_PORT}) to the upstream (:{UPSTREAM_PORT}), \
+         which answers a JSON body; every request carries one of the {} consumers' `apikey` \
+         headers in turn (the open route: the lab's key-auth route rate-limits each consumer \
+         to 30 requests/s, so flat-out traffic there would be Kong's own 429s); `tcpdump -i \
+         any` in the gateway's namespace, so the client and upstream legs are in one file. \
+         `siem-sensor replay --kong-address {GATEWAY_V4} --kong-address {GATEWAY_UPSTREAM_V4}` \
+         pinned to core 1, {RUNS} runs each with and without detectors, alternated, medians; \
+         every request is two transactions (one per leg), joined by Kong's request id into \
+         one record, its key fingerprinted; tshark 4.0 (`-Y http.request`, the upstream port \
+         decoded as HTTP) on the same file, same core, same run.\n\n\
+         | | wall s | transactions (legs) | requests (joined) | transactions/s | requests/s | peak RSS MiB |\n\
+         |---|---|---|---|---|---|---|\n\
+         | siem-sensor replay | {:.3} | {legs} | {requests} ({joined} joined) | {rate:.0} | {:.0} | {:.1} |\n\
+         | siem-sensor replay --no-detectors | {:.3} | {legs} | | {:.0} | | |\n\
+         | tshark -Y http.request | {:.3} | {tshark_legs} | | {tshark_rate:.0} | | {:.1} |\n\n\
+         siem-sensor / tshark: **{:.1}x**. Target: {TARGET:.0} transactions/s on one core \
+         with detectors: **{verdict}** ({rate:.0}).\n",
+        capture.strip_prefix(root).unwrap_or(&capture).display(),
+        fs::metadata(&capture)?.len() / 1_000_000,
+        CONSUMERS.len(),
+        det.wall_s,
+        requests as f64 / det.wall_s,
+        det.max_rss_kib as f64 / 1024.0,
+        plain.wall_s,
+        legs as f64 / plain.wall_s,
+        t.wall_s,
+        t.max_rss_kib as f64 / 1024.0,
+        rate / tshark_rate,
+    );
+    write_section(&root.join("BENCHMARKS.md"), "replay-api", &section)?;
+    println!("{section}");
+    Ok(())
+}
+
+fn median(runs: &mut Vec<Measured>) -> Measured {
+    runs.sort_by(|a, b| a.wall_s.total_cmp(&b.wall_s));
+    runs.remove(runs.len() / 2)
+}
+
+/// The cached capture, generated when missing.
+fn capture(dir: &Path) -> Result<PathBuf> {
+    let filter = format!("tcp port {PROXY_PORT} or tcp port {UPSTREAM_PORT}");
+    let tap = replay::Tap {
+        interface: "any",
+        filter: &filter,
+    };
+    replay::cached_capture(dir, "lab-api-both-legs.pcap", tap, |lab| {
+        let script = lab.workdir().join("apikeys.lua");
+        fs::write(&script, script_text())?;
+        let mut requests = 0;
+        while requests < MIN_REQUESTS + MIN_REQUESTS / 20 {
+            requests += replay::wrk_requests(lab, &script, "/items")?;
+            eprintln!("bench: {requests} requests so far");
+        }
+        Ok(())
+    })
+}
+
+/// wrk script: `GET /items?page=N`, the consumers' keys in turn.
+fn script_text() -> String {
+    let keys: Vec<String> = CONSUMERS.iter().map(|c| format!("{:?}", c.key)).collect();
+    format!(
+        "local keys = {{{}}}\n\
+         local i = 0\n\
+         request = function()\n  \
+           i = i + 1\n  \
+           return wrk.format(\"GET\", \"/items?page=\" .. (i % 50), {{apikey = keys[i % #keys + 1]}})\n\
+         end\n",
+        keys.join(", ")
+    )
+}

@@ -108,7 +108,7 @@ pub struct Request {
 pub struct Joiner {
     config: JoinConfig,
     /// Waiting legs and their deadlines, by request id.
-    waiting: HashMap<Key, (u64, Box<Transaction>)>,
+    waiting: HashMap<Key, Waiting>,
     /// (deadline, request id) of each leg's waiting ones (client, then
     /// upstream: each leg has one wait, so each queue is in deadline
     /// order), oldest first; stale entries are skipped.
@@ -216,8 +216,16 @@ impl Joiner {
         };
         let deadline = now_ns.saturating_add(wait);
         self.order[queue].push_back((deadline, id.clone()));
-        self.bytes += cost(&id, &tx);
-        self.waiting.insert(id, (deadline, tx));
+        let bytes = cost(&id, &tx);
+        self.bytes += bytes;
+        self.waiting.insert(
+            id,
+            Waiting {
+                deadline,
+                bytes,
+                tx,
+            },
+        );
     }
 
     /// Sends on every leg whose wait ended by `now_ns`.
@@ -231,7 +239,10 @@ impl Joiner {
                     break;
                 };
                 // An entry of an id joined (and seen again) since is stale.
-                if self.waiting.get(&id).is_some_and(|(d, _)| *d == deadline)
+                if self
+                    .waiting
+                    .get(&id)
+                    .is_some_and(|w| w.deadline == deadline)
                     && let Some((_, tx)) = self.take(&id)
                 {
                     self.give_up(id, tx);
@@ -277,9 +288,9 @@ impl Joiner {
 
     /// Removes the leg waiting under `id`.
     fn take(&mut self, id: &Key) -> Option<(u64, Box<Transaction>)> {
-        let (deadline, tx) = self.waiting.remove(id)?;
-        self.bytes = self.bytes.saturating_sub(cost(id, &tx));
-        Some((deadline, tx))
+        let w = self.waiting.remove(id)?;
+        self.bytes = self.bytes.saturating_sub(w.bytes);
+        Some((w.deadline, w.tx))
     }
 
     fn give_up(&mut self, id: Key, tx: Box<Transaction>) {
@@ -339,6 +350,15 @@ impl Key {
             Self::Text(t) => t.len(),
         }
     }
+}
+
+/// A leg waiting for its partner.
+struct Waiting {
+    /// When it goes on alone (event time, ns).
+    deadline: u64,
+    /// What it holds ([`cost`], taken when it began to wait).
+    bytes: usize,
+    tx: Box<Transaction>,
 }
 
 /// Client legs sent on at once whose ids are remembered.

@@ -16,14 +16,14 @@
 mod frame;
 pub mod grpc;
 mod hpack;
+mod streams;
 #[cfg(test)]
 mod tests;
-
-use std::collections::BTreeMap;
 
 pub use frame::PREFACE;
 use frame::{Frame, FrameReader, flag, kind};
 use hpack::{Headers, Hpack};
+use streams::{Stream, Streams};
 
 use super::{context::HttpContext, headers::RequestHeaders, transaction::Transaction};
 use crate::flow::{Direction, FlowInfo};
@@ -45,18 +45,6 @@ struct Block {
     bytes: Vec<u8>,
 }
 
-/// One stream.
-#[derive(Debug)]
-struct Stream {
-    tx: Transaction,
-    /// Client bytes delivered when the request ended (confirmation).
-    request_end: u64,
-    final_status: bool,
-    /// The client reset it (RST_STREAM): it goes out once the server's TCP
-    /// took the request, so a reset flood (CVE-2023-44487) still counts.
-    reset: bool,
-}
-
 /// The HTTP/2 state of one flow.
 #[derive(Debug)]
 pub(super) struct H2 {
@@ -68,7 +56,7 @@ pub(super) struct H2 {
     preface_left: usize,
     /// Framing lost, per direction.
     lost: [bool; 2],
-    streams: BTreeMap<u32, Stream>,
+    streams: Streams,
     /// An h2c upgrade's request: stream 1.
     upgrade: Option<Transaction>,
 }
@@ -84,7 +72,7 @@ impl H2 {
             blocks: [None, None],
             preface_left: PREFACE.len(),
             lost: [false; 2],
-            streams: BTreeMap::new(),
+            streams: Streams::default(),
             upgrade,
         }
     }
@@ -143,14 +131,11 @@ impl H2 {
     /// Emits the client-reset streams whose request the server's TCP took.
     fn emit_reset(&mut self, ctx: &mut HttpContext, flow: &FlowInfo) {
         let Some(client) = flow.client else { return };
-        let taken: Vec<u32> = self
+        let taken = self
             .streams
-            .iter()
-            .filter(|(_, s)| s.reset && flow.acknowledged(client, s.request_end))
-            .map(|(&id, _)| id)
-            .collect();
+            .reset_ids(|s| flow.acknowledged(client, s.request_end));
         for id in taken {
-            if let Some(s) = self.streams.remove(&id) {
+            if let Some(s) = self.streams.remove(id) {
                 emit(ctx, flow, s);
             }
         }
@@ -158,18 +143,14 @@ impl H2 {
 
     /// The flow ended: every stream left goes out as it stands.
     pub(super) fn close(&mut self, ctx: &mut HttpContext, flow: &FlowInfo) {
-        for (_, s) in std::mem::take(&mut self.streams) {
+        for s in self.streams.take_all() {
             emit(ctx, flow, s);
         }
     }
 
     /// Heap bytes held.
     pub(super) fn memory(&self) -> usize {
-        let streams: usize = self
-            .streams
-            .values()
-            .map(|s| std::mem::size_of::<Stream>() + s.tx.heap_bytes())
-            .sum();
+        let streams = self.streams.held();
         let blocks: usize = self
             .blocks
             .iter()
@@ -206,7 +187,7 @@ impl H2 {
         time_ns: u64,
     ) {
         let d = direction.index();
-        if let Some(s) = self.streams.get_mut(&f.stream) {
+        if let Some(s) = self.streams.get_mut(f.stream) {
             let bytes = 9 + u64::from(f.len);
             match direction {
                 Direction::ToServer => s.tx.request_bytes += bytes,
@@ -260,14 +241,13 @@ impl H2 {
             kind::RST_STREAM => match direction {
                 // The server refused or cancelled it: an answer.
                 Direction::ToClient => {
-                    if let Some(mut s) = self.streams.remove(&f.stream) {
+                    if let Some(mut s) = self.streams.remove(f.stream) {
                         s.tx.confirmed = true;
                         emit(ctx, flow, s);
                     }
                 }
                 Direction::ToServer => {
-                    if let Some(s) = self.streams.get_mut(&f.stream) {
-                        s.reset = true;
+                    if let Some(s) = self.streams.set_reset(f.stream) {
                         let sent = flow.delivered[direction_endpoint(flow, direction)];
                         s.request_end = s.request_end.min(sent);
                     }
@@ -327,7 +307,7 @@ impl H2 {
         headers: &Headers,
         time_ns: u64,
     ) {
-        if self.streams.contains_key(&stream) {
+        if self.streams.contains(stream) {
             return; // request trailers
         }
         let Some((client, server)) = flow.client_server() else {
@@ -364,60 +344,46 @@ impl H2 {
 
     fn open(&mut self, ctx: &mut HttpContext, flow: &FlowInfo, stream: u32, tx: Transaction) {
         if self.streams.len() >= MAX_STREAMS
-            && let Some((_, oldest)) = self.streams.pop_first()
+            && let Some(oldest) = self.streams.pop_first()
         {
             ctx.counters.h2.evicted_streams += 1;
             emit(ctx, flow, oldest);
         }
-        self.streams.insert(
-            stream,
-            Stream {
-                tx,
-                request_end: u64::MAX,
-                final_status: false,
-                reset: false,
-            },
-        );
+        self.streams.insert(stream, Stream::new(tx, u64::MAX));
     }
 
     fn response(&mut self, ctx: &mut HttpContext, stream: u32, headers: &Headers, time_ns: u64) {
         if stream == 1
-            && !self.streams.contains_key(&1)
+            && !self.streams.contains(1)
             && let Some(mut tx) = self.upgrade.take()
         {
             tx.http_version = "HTTP/2";
             tx.status = None;
             tx.request_bytes = 0;
             tx.response_bytes = 0;
-            self.streams.insert(
-                1,
-                Stream {
-                    tx,
-                    request_end: 0,
-                    final_status: false,
-                    reset: false,
-                },
-            );
+            self.streams.insert(1, Stream::new(tx, 0));
         }
-        let Some(s) = self.streams.get_mut(&stream) else {
-            ctx.counters.h2.responses_without_request += 1;
-            return;
-        };
         let status = headers
             .get(b":status")
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|v| v.parse::<u16>().ok());
-        match status {
-            Some(100..=199) => ctx.counters.interim_responses += 1,
-            Some(status) if !s.final_status => {
-                s.final_status = true;
-                ctx.counters.responses += 1;
-                s.tx.respond(status, time_ns, headers.get(b"x-kong-request-id"));
+        let counters = &mut ctx.counters;
+        let found = self.streams.update(stream, |s| {
+            match status {
+                Some(100..=199) => counters.interim_responses += 1,
+                Some(status) if !s.final_status => {
+                    s.final_status = true;
+                    counters.responses += 1;
+                    s.tx.respond(status, time_ns, headers.get(b"x-kong-request-id"));
+                }
+                _ => {}
             }
-            _ => {}
-        }
-        if let Some(g) = &mut s.tx.grpc {
-            grpc::outcome(g, headers);
+            if let Some(g) = &mut s.tx.grpc {
+                grpc::outcome(g, headers);
+            }
+        });
+        if !found {
+            counters.h2.responses_without_request += 1;
         }
     }
 
@@ -432,12 +398,12 @@ impl H2 {
     ) {
         match direction {
             Direction::ToServer => {
-                if let Some(s) = self.streams.get_mut(&stream) {
+                if let Some(s) = self.streams.get_mut(stream) {
                     s.request_end = flow.delivered[direction_endpoint(flow, direction)];
                 }
             }
             Direction::ToClient => {
-                if let Some(mut s) = self.streams.remove(&stream) {
+                if let Some(mut s) = self.streams.remove(stream) {
                     s.tx.end(time_ns);
                     emit(ctx, flow, s);
                 }

@@ -123,6 +123,12 @@ fn measure(cmd: &mut Command) -> Result<Measured> {
     })
 }
 
+/// The median run of `runs` by wall time (taken out of them).
+fn median_run(runs: &mut Vec<Measured>) -> Measured {
+    runs.sort_by(|a, b| a.wall_s.total_cmp(&b.wall_s));
+    runs.remove(runs.len() / 2)
+}
+
 /// Replaces the section between `<!-- NAME -->` and `<!-- /NAME -->` in
 /// BENCHMARKS.md (appending it the first time), after refreshing the header
 /// with this machine's facts.

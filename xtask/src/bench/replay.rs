@@ -14,43 +14,23 @@ use anyhow::{Context as _, Result, bail};
 use lab::{CLIENT_V4, GATEWAY_CLIENT_IF, Lab, PROXY_PORT, run, run_quiet};
 use serde_json::Value;
 
-use super::{Measured, measure, write_section};
+use super::{Measured, measure, median_run, write_section};
 
 /// Transactions the benchmark capture holds at least.
 const MIN_TRANSACTIONS: u64 = 1_000_000;
 /// Replay runs; the median is reported.
-const RUNS: usize = 5;
+pub(super) const RUNS: usize = 5;
 
 /// Runs the replay benchmarks with the release `sensor` and writes their section.
 pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
     let capture = capture(&root.join("target/bench"))?;
-    let key = root.join("target/bench/fingerprint.key");
     let replay = |extra: &[&str]| {
-        let mut cmd = Command::new("taskset");
-        cmd.args(["-c", "1"])
-            .arg(sensor)
-            .arg("replay")
-            .arg(&capture);
-        cmd.arg("--fingerprint-key").arg(&key).args(extra);
+        let mut cmd = pinned_replay(root, sensor, &capture);
+        cmd.args(extra);
         cmd
     };
 
-    // Alternate with and without detectors so drift hits both alike.
-    let (mut with, mut without) = (Vec::new(), Vec::new());
-    for i in 0..RUNS {
-        with.push(measure(&mut replay(&[]))?);
-        without.push(measure(&mut replay(&["--no-detectors"]))?);
-        eprintln!(
-            "bench: replay run {}: {:.3} s, {:.3} s without detectors",
-            i + 1,
-            with[i].wall_s,
-            without[i].wall_s
-        );
-    }
-    let median = |runs: &mut Vec<Measured>| {
-        runs.sort_by(|a, b| a.wall_s.total_cmp(&b.wall_s));
-        runs.remove(RUNS / 2)
-    };
+    let (mut with, mut without) = with_and_without("replay", replay)?;
     let runs_text = |runs: &[Measured]| {
         runs.iter()
             .map(|m| format!("{:.3}", m.wall_s))
@@ -64,7 +44,7 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
         .map(|m| m.max_rss_kib)
         .max()
         .unwrap_or(0);
-    let (det, plain) = (median(&mut with), median(&mut without));
+    let (det, plain) = (median_run(&mut with), median_run(&mut without));
     let summary: Value = serde_json::from_str(det.stdout.lines().last().unwrap_or_default())
         .context("replay summary")?;
     let transactions = summary["pipeline"]["http"]["transactions"]
@@ -85,19 +65,7 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
         .filter(|l| l.contains("\"detector\"") && !l.contains("replay_summary"))
         .count();
 
-    eprintln!("bench: tshark on the same file (slow)");
-    let mut tshark = Command::new("taskset");
-    tshark.args(["-c", "1", "tshark", "-n", "-r"]).arg(&capture);
-    tshark.args([
-        "-Y",
-        "http.request",
-        "-T",
-        "fields",
-        "-e",
-        "http.request.method",
-    ]);
-    let t = measure(&mut tshark)?;
-    let tshark_requests = t.stdout.lines().count() as u64;
+    let (t, tshark_requests) = tshark(&capture, &[], "http.request")?;
 
     let tx_s = transactions as f64 / det.wall_s;
     let tshark_s = tshark_requests as f64 / t.wall_s;
@@ -150,6 +118,49 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
     write_section(&root.join("BENCHMARKS.md"), "replay", &section)?;
     println!("{section}");
     Ok(())
+}
+
+/// `siem-sensor replay FILE` pinned to core 1, with the benchmarks'
+/// fingerprint key.
+pub(super) fn pinned_replay(root: &Path, sensor: &Path, file: &Path) -> Command {
+    let mut cmd = Command::new("taskset");
+    cmd.args(["-c", "1"]).arg(sensor).arg("replay").arg(file);
+    cmd.arg("--fingerprint-key")
+        .arg(root.join("target/bench/fingerprint.key"));
+    cmd
+}
+
+/// [`RUNS`] runs of `replay(extra args)` with and without detectors,
+/// alternated so the machine's drift hits both alike.
+pub(super) fn with_and_without(
+    what: &str,
+    replay: impl Fn(&[&str]) -> Command,
+) -> Result<(Vec<Measured>, Vec<Measured>)> {
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for i in 0..RUNS {
+        with.push(measure(&mut replay(&[]))?);
+        without.push(measure(&mut replay(&["--no-detectors"]))?);
+        eprintln!(
+            "bench: {what} run {}: {:.3} s, {:.3} s without detectors",
+            i + 1,
+            with[i].wall_s,
+            without[i].wall_s
+        );
+    }
+    Ok((with, without))
+}
+
+/// tshark 4.0 on `file` pinned to core 1 with `options`, printing one line
+/// per packet matching `filter`; the run and the lines.
+pub(super) fn tshark(file: &Path, options: &[&str], filter: &str) -> Result<(Measured, u64)> {
+    eprintln!("bench: tshark on {} (slow)", file.display());
+    let mut tshark = Command::new("taskset");
+    tshark.args(["-c", "1", "tshark", "-n", "-r"]).arg(file);
+    tshark.args(options);
+    tshark.args(["-Y", filter, "-T", "fields", "-e", "frame.number"]);
+    let t = measure(&mut tshark)?;
+    let lines = t.stdout.lines().count() as u64;
+    Ok((t, lines))
 }
 
 /// The cached lab capture, generated when missing.

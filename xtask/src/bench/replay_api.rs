@@ -9,19 +9,16 @@
 use std::{
     fs,
     path::{Path, PathBuf},
-    process::Command,
 };
 
 use anyhow::{Context as _, Result};
 use lab::{GATEWAY_UPSTREAM_V4, GATEWAY_V4, PROXY_PORT, UPSTREAM_PORT, consumers::CONSUMERS};
 use serde_json::Value;
 
-use super::{Measured, measure, replay, write_section};
+use super::{median_run, replay, write_section};
 
 /// Requests the capture holds at least.
 const MIN_REQUESTS: u64 = 250_000;
-/// Runs; the median is reported.
-const RUNS: usize = 5;
 /// The transactions per second the issue asks of one core.
 const TARGET: f64 = 1_000_000.0;
 
@@ -29,14 +26,8 @@ const TARGET: f64 = 1_000_000.0;
 pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
     let dir = root.join("target/bench");
     let capture = capture(&dir)?;
-    let key = dir.join("fingerprint.key");
     let replay = |extra: &[&str]| {
-        let mut cmd = Command::new("taskset");
-        cmd.args(["-c", "1"])
-            .arg(sensor)
-            .arg("replay")
-            .arg(&capture);
-        cmd.arg("--fingerprint-key").arg(&key);
+        let mut cmd = replay::pinned_replay(root, sensor, &capture);
         cmd.args([
             "--kong-address",
             GATEWAY_V4,
@@ -46,18 +37,8 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
         cmd.args(extra);
         cmd
     };
-    let (mut with, mut without) = (Vec::new(), Vec::new());
-    for i in 0..RUNS {
-        with.push(measure(&mut replay(&[]))?);
-        without.push(measure(&mut replay(&["--no-detectors"]))?);
-        eprintln!(
-            "bench: API replay run {}: {:.3} s, {:.3} s without detectors",
-            i + 1,
-            with[i].wall_s,
-            without[i].wall_s
-        );
-    }
-    let (det, plain) = (median(&mut with), median(&mut without));
+    let (mut with, mut without) = replay::with_and_without("API replay", replay)?;
+    let (det, plain) = (median_run(&mut with), median_run(&mut without));
     let summary: Value = serde_json::from_str(det.stdout.lines().last().unwrap_or_default())
         .context("replay summary")?;
     let count = |v: &Value| v.as_u64().context("summary counter");
@@ -65,20 +46,8 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
     let joined = count(&summary["pipeline"]["join"]["joined"])?;
     let requests = count(&summary["pipeline"]["detect"]["transactions"])?;
 
-    eprintln!("bench: tshark on the API capture (slow)");
-    let mut tshark = Command::new("taskset");
-    tshark.args(["-c", "1", "tshark", "-n", "-r"]).arg(&capture);
-    tshark.args(["-d", &format!("tcp.port=={UPSTREAM_PORT},http")]);
-    tshark.args([
-        "-Y",
-        "http.request",
-        "-T",
-        "fields",
-        "-e",
-        "http.request.method",
-    ]);
-    let t = measure(&mut tshark)?;
-    let tshark_legs = t.stdout.lines().count() as u64;
+    let decode = format!("tcp.port=={UPSTREAM_PORT},http");
+    let (t, tshark_legs) = replay::tshark(&capture, &["-d", &decode], "http.request")?;
 
     let rate = legs as f64 / det.wall_s;
     let tshark_rate = tshark_legs as f64 / t.wall_s;
@@ -92,7 +61,7 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
          to 30 requests/s, so flat-out traffic there would be Kong's own 429s); `tcpdump -i \
          any` in the gateway's namespace, so the client and upstream legs are in one file. \
          `siem-sensor replay --kong-address {GATEWAY_V4} --kong-address {GATEWAY_UPSTREAM_V4}` \
-         pinned to core 1, {RUNS} runs each with and without detectors, alternated, medians; \
+         pinned to core 1, {} runs each with and without detectors, alternated, medians; \
          every request is two transactions (one per leg), joined by Kong's request id into \
          one record, its key fingerprinted; tshark 4.0 (`-Y http.request`, the upstream port \
          decoded as HTTP) on the same file, same core, same run.\n\n\
@@ -106,6 +75,7 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
         capture.strip_prefix(root).unwrap_or(&capture).display(),
         fs::metadata(&capture)?.len() / 1_000_000,
         CONSUMERS.len(),
+        replay::RUNS,
         det.wall_s,
         requests as f64 / det.wall_s,
         det.max_rss_kib as f64 / 1024.0,
@@ -118,11 +88,6 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
     write_section(&root.join("BENCHMARKS.md"), "replay-api", &section)?;
     println!("{section}");
     Ok(())
-}
-
-fn median(runs: &mut Vec<Measured>) -> Measured {
-    runs.sort_by(|a, b| a.wall_s.total_cmp(&b.wall_s));
-    runs.remove(runs.len() / 2)
 }
 
 /// The cached capture, generated when missing.

@@ -8,14 +8,13 @@
 use std::{
     fs,
     path::{Path, PathBuf},
-    process::Command,
 };
 
 use anyhow::{Context as _, Result};
 use lab::{GATEWAY_V4, h2::H2C_PORT, run_quiet};
 use serde_json::Value;
 
-use super::{Measured, measure, replay, write_section};
+use super::{Measured, measure, median_run, replay, write_section};
 
 /// Streams the capture holds.
 const STREAMS: u32 = 400_000;
@@ -27,11 +26,8 @@ const RUNS: usize = 5;
 pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
     let dir = root.join("target/bench");
     let (h1, h2) = (replay::capture(&dir)?, capture(&dir)?);
-    let key = dir.join("fingerprint.key");
     let replay = |file: &Path| {
-        let mut cmd = Command::new("taskset");
-        cmd.args(["-c", "1"]).arg(sensor).arg("replay").arg(file);
-        cmd.arg("--fingerprint-key").arg(&key);
+        let mut cmd = replay::pinned_replay(root, sensor, file);
         // Kong's default proxy ports, and the lab's h2c listener.
         cmd.args(["--proxy-ports", &format!("8000,8443,{H2C_PORT}")]);
         cmd
@@ -47,27 +43,15 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
             h2_runs[i].wall_s
         );
     }
-    let (h1_med, h2_med) = (median(&mut h1_runs), median(&mut h2_runs));
+    let (h1_med, h2_med) = (median_run(&mut h1_runs), median_run(&mut h2_runs));
     let (h1_tx, h2_tx) = (transactions(&h1_med)?, transactions(&h2_med)?);
     let h2_summary = summary(&h2_med)?;
     let streams = h2_summary["pipeline"]["http"]["h2"]["streams"]
         .as_u64()
         .unwrap_or(0);
 
-    eprintln!("bench: tshark on the HTTP/2 capture (slow)");
-    let mut tshark = Command::new("taskset");
-    tshark.args(["-c", "1", "tshark", "-n", "-r"]).arg(&h2);
-    tshark.args(["-d", &format!("tcp.port=={H2C_PORT},http2")]);
-    tshark.args([
-        "-Y",
-        "http2.headers.method",
-        "-T",
-        "fields",
-        "-e",
-        "http2.streamid",
-    ]);
-    let t = measure(&mut tshark)?;
-    let tshark_streams = t.stdout.lines().count() as u64;
+    let decode = format!("tcp.port=={H2C_PORT},http2");
+    let (t, tshark_streams) = replay::tshark(&h2, &["-d", &decode], "http2.headers.method")?;
 
     let (h1_rate, h2_rate) = (h1_tx as f64 / h1_med.wall_s, h2_tx as f64 / h2_med.wall_s);
     let tshark_rate = tshark_streams as f64 / t.wall_s;
@@ -100,11 +84,6 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
     write_section(&root.join("BENCHMARKS.md"), "replay-h2", &section)?;
     println!("{section}");
     Ok(())
-}
-
-fn median(runs: &mut Vec<Measured>) -> Measured {
-    runs.sort_by(|a, b| a.wall_s.total_cmp(&b.wall_s));
-    runs.remove(runs.len() / 2)
 }
 
 fn summary(m: &Measured) -> Result<Value> {

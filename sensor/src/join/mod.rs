@@ -124,7 +124,8 @@ pub struct Joiner {
     id_hasher: foldhash::quality::RandomState,
     ready: Vec<Request>,
     counters: JoinCounters,
-    /// Bytes the waiting legs hold (estimated), kept as they come and go: [`Joiner::memory`] runs per segment.
+    /// Bytes the waiting legs hold (estimated), kept as they come and go:
+    /// [`Joiner::memory`] runs per segment.
     bytes: usize,
     /// When the last upstream leg arrived (event time, ns).
     last_upstream_ns: Option<u64>,
@@ -280,8 +281,6 @@ impl Joiner {
     /// the memory budget).
     pub fn memory(&self) -> u64 {
         let order = self.order[0].len() + self.order[1].len();
-        // A given-up hash: 8 bytes in the queue, 8 and a control byte in
-        // the set, at most 7/8 full.
         let given_up = (self.given_up.len() + self.passed.len()) * Recent::ENTRY_BYTES;
         (self.bytes + order * 48 + given_up) as u64
     }

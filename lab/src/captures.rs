@@ -138,23 +138,13 @@ impl<W: Write> CaptureWriter<W> {
     /// Writing failed.
     pub fn close(&mut self, c: &mut Connection) -> Result<()> {
         let [client, server] = c.next;
-        self.packet(&fin_packet(c.client, c.server, client, server)?)?;
-        self.packet(&fin_packet(c.server, c.client, server, client + 1)?)?;
+        let (c2s, s2c) = ((c.client, c.server), (c.server, c.client));
+        self.packet(&build(c2s, client, Some(server), Control::Fin, b"")?)?;
+        self.packet(&build(s2c, server, Some(client + 1), Control::Fin, b"")?)?;
         self.segment(c.client, c.server, client + 1, Some(server + 1), false, b"")?;
         c.next = [client + 1, server + 1];
         Ok(())
     }
-}
-
-/// A FIN+ACK from `src` to `dst`.
-fn fin_packet(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), seq: u32, ack: u32) -> Result<Vec<u8>> {
-    let tcp = PacketBuilder::ipv4(src.0.octets(), dst.0.octets(), 64)
-        .tcp(src.1, dst.1, seq, 65535)
-        .fin()
-        .ack(ack);
-    let mut packet = Vec::with_capacity(40);
-    tcp.write(&mut packet, b"")?;
-    Ok(packet)
 }
 
 /// An IPv4/TCP packet, checksums right.
@@ -169,10 +159,32 @@ pub fn tcp_packet(
     syn: bool,
     payload: &[u8],
 ) -> Result<Vec<u8>> {
+    let control = if syn { Control::Syn } else { Control::None };
+    build((src, dst), seq, ack, control, payload)
+}
+
+/// The control bit [`build`] sets besides ACK.
+#[derive(Clone, Copy)]
+enum Control {
+    None,
+    Syn,
+    Fin,
+}
+
+/// An IPv4/TCP packet from `src` to `dst`, checksums right.
+fn build(
+    (src, dst): ((Ipv4Addr, u16), (Ipv4Addr, u16)),
+    seq: u32,
+    ack: Option<u32>,
+    control: Control,
+    payload: &[u8],
+) -> Result<Vec<u8>> {
     let mut tcp =
         PacketBuilder::ipv4(src.0.octets(), dst.0.octets(), 64).tcp(src.1, dst.1, seq, 65535);
-    if syn {
-        tcp = tcp.syn();
+    match control {
+        Control::None => {}
+        Control::Syn => tcp = tcp.syn(),
+        Control::Fin => tcp = tcp.fin(),
     }
     if let Some(ack) = ack {
         tcp = tcp.ack(ack);

@@ -31,10 +31,11 @@ pub fn route(target: &[u8]) -> Cow<'_, str> {
         .iter()
         .all(|&b| (0x21..=0x7e).contains(&b) && b != b'%')
         && !path.windows(2).any(|w| w == b"//" || w == b"/.");
-    match std::str::from_utf8(path) {
-        Ok(path) if clean => Cow::Borrowed(path),
-        _ => Cow::Owned(normalise(path)),
+    // Clean bytes are ASCII, so always UTF-8.
+    if clean && let Ok(path) = std::str::from_utf8(path) {
+        return Cow::Borrowed(path);
     }
+    Cow::Owned(normalise(path))
 }
 
 /// Steps 2 to 4 and the escape, for a path starting with `/`.

@@ -161,7 +161,7 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
     };
     let mut rows = String::new();
     let mut verdicts = Vec::new();
-    for (arm, arm_runs) in ARMS.iter().zip(&runs) {
+    for (index, (arm, arm_runs)) in ARMS.iter().zip(&runs).enumerate() {
         let med = |f: fn(&Load) -> f64| median(arm_runs.iter().map(|r| f(&r.0)).collect());
         let costs: Vec<&Cost> = arm_runs.iter().filter_map(|r| r.1.as_ref()).collect();
         let (throughput, p50, p99) = (
@@ -176,7 +176,6 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
             let per_s =
                 |f: fn(&Cost) -> f64| median(costs.iter().map(|c| f(c) / SECONDS as f64).collect());
             if arm.capture == Capture::Sensor {
-                let index = ARMS.iter().position(|a| a.name == arm.name).unwrap_or(0);
                 let peer = PEERS
                     .iter()
                     .find(|&&(s, _)| s == index)

@@ -11,7 +11,6 @@ use std::{
     fs::{self, File},
     io::BufWriter,
     path::{Path, PathBuf},
-    process::Command,
     time::Duration,
 };
 
@@ -19,7 +18,7 @@ use anyhow::{Context as _, Result, bail};
 use lab::captures::{KEEP_ALIVE_PROXIES, KeepAlive, keep_alive_load};
 use serde_json::Value;
 
-use super::{Measured, measure, write_section};
+use super::{Measured, measure, replay, write_section};
 
 /// Transactions of every capture: each of a million client IPs once.
 const TRANSACTIONS: u32 = 1_000_000;
@@ -48,8 +47,6 @@ struct Case {
 /// Runs the cases and writes their section.
 pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
     let dir = root.join("target/bench");
-    let key = tempfile::tempdir()?;
-    let key = key.path().join("fingerprint.key");
     let shapes: Vec<KeepAlive> = SERIES
         .iter()
         .flat_map(|(_, cases)| cases.iter())
@@ -65,10 +62,8 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
         .map(|s| capture(&dir, *s))
         .collect::<Result<_>>()?;
     let replay = |capture: &Path, raised: bool| {
-        let mut cmd = Command::new("taskset");
-        cmd.args(["-c", "1"]).arg(sensor).args(["replay", "--json"]);
-        cmd.arg(capture).arg("--fingerprint-key").arg(&key);
-        cmd.args(["--trusted-proxy", KEEP_ALIVE_PROXIES]);
+        let mut cmd = replay::pinned_replay(root, sensor, capture);
+        cmd.args(["--json", "--trusted-proxy", KEEP_ALIVE_PROXIES]);
         if raised {
             cmd.args(["--max-flows", "400000", "--memory-budget", "1024"]);
         }

@@ -1,6 +1,6 @@
 //! Header walk used by the kernel programs: Ethernet (+ up to two 802.1Q / 802.1ad tags), IPv4 or IPv6
 //! (with its common extension headers), TCP. Bytes are read through a
-//! `load(offset, buf)` closure (`bpf_skb_load_bytes` / `bpf_xdp_load_bytes`),
+//! `load(offset, dst, len)` closure (`bpf_skb_load_bytes` / `bpf_xdp_load_bytes`),
 //! so the same code serves tc and XDP and works on non-linear packets.
 
 use crate::{SegmentHeader, checks, tcp_flags};
@@ -93,27 +93,38 @@ fn be32(b: &[u8], i: usize) -> u32 {
     u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
 }
 
+/// `N` bytes at frame offset `off`, or `None` when `load` fails. The
+/// buffer starts uninitialised: zeroing it first costs a call to a
+/// byte-at-a-time `memset` in BPF, and the helper writes every byte.
+#[inline(always)]
+fn read<const N: usize, L: Fn(u32, *mut u8, u32) -> bool>(load: &L, off: u32) -> Option<[u8; N]> {
+    let mut buf = core::mem::MaybeUninit::<[u8; N]>::uninit();
+    if !load(off, buf.as_mut_ptr().cast(), N as u32) {
+        return None;
+    }
+    // SAFETY: `load` returned true, so it wrote all N bytes.
+    Some(unsafe { buf.assume_init() })
+}
+
 /// Walks the headers of a frame of `frame_len` bytes. A TCP segment worth
 /// recording comes back with `checks` bits for what the IP layer would drop
 /// it for (a length beyond the frame, a wrong IPv4 header checksum); an
 /// IPv4 fragment of TCP comes back as a `checks::FRAGMENT` record, with the
 /// same IP checks; everything else is [`Skip`]ped.
 #[inline(always)]
-pub fn parse<L: Fn(u32, &mut [u8]) -> bool>(load: &L, frame_len: u32) -> Result<Parsed, Skip> {
-    let mut eth = [0u8; 14];
-    if !load(0, &mut eth) {
+pub fn parse<L: Fn(u32, *mut u8, u32) -> bool>(load: &L, frame_len: u32) -> Result<Parsed, Skip> {
+    let Some(eth) = read::<14, L>(load, 0) else {
         return Err(Skip::Other);
-    }
+    };
     let mut ether_type = be16(&eth, 12);
     let mut off = ETH_HLEN;
     for _ in 0..MAX_VLAN_TAGS {
         if ether_type != ETH_P_8021Q && ether_type != ETH_P_8021AD {
             break;
         }
-        let mut tag = [0u8; 4];
-        if !load(off, &mut tag) {
+        let Some(tag) = read::<4, L>(load, off) else {
             return Err(Skip::Other);
-        }
+        };
         ether_type = be16(&tag, 2);
         off += 4;
     }
@@ -122,8 +133,10 @@ pub fn parse<L: Fn(u32, &mut [u8]) -> bool>(load: &L, frame_len: u32) -> Result<
     // frame" (IPv4 BIG TCP / GSO, IPv6 jumbogram).
     let mut l4_len: u32;
     if ether_type == ETH_P_IP {
-        let mut ip = [0u8; 20];
-        if !load(off, &mut ip) || ip[0] >> 4 != 4 || ip[9] != IPPROTO_TCP {
+        let Some(ip) = read::<20, L>(load, off) else {
+            return Err(Skip::Other);
+        };
+        if ip[0] >> 4 != 4 || ip[9] != IPPROTO_TCP {
             return Err(Skip::Other);
         }
         let ihl = ((ip[0] & 0x0f) as u32) * 4;
@@ -141,10 +154,9 @@ pub fn parse<L: Fn(u32, &mut [u8]) -> bool>(load: &L, frame_len: u32) -> Result<
             if at >= ihl {
                 break;
             }
-            let mut word = [0u8; 4];
-            if !load(off + at, &mut word) {
+            let Some(word) = read::<4, L>(load, off + at) else {
                 return Err(Skip::Other);
-            }
+            };
             acc = sum16(acc, &word);
         }
         if fold(acc) != 0xffff {
@@ -185,8 +197,10 @@ pub fn parse<L: Fn(u32, &mut [u8]) -> bool>(load: &L, frame_len: u32) -> Result<
         header.daddr[..4].copy_from_slice(&ip[16..20]);
         off += ihl;
     } else if ether_type == ETH_P_IPV6 {
-        let mut ip = [0u8; 40];
-        if !load(off, &mut ip) || ip[0] >> 4 != 6 {
+        let Some(ip) = read::<40, L>(load, off) else {
+            return Err(Skip::Other);
+        };
+        if ip[0] >> 4 != 6 {
             return Err(Skip::Other);
         }
         let payload = be16(&ip, 4) as u32;
@@ -206,10 +220,9 @@ pub fn parse<L: Fn(u32, &mut [u8]) -> bool>(load: &L, frame_len: u32) -> Result<
         for _ in 0..MAX_IPV6_EXT_HEADERS {
             let ext_len = match next {
                 IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS | IPV6_AH => {
-                    let mut ext = [0u8; 2];
-                    if !load(off, &mut ext) {
+                    let Some(ext) = read::<2, L>(load, off) else {
                         return Err(Skip::Other);
-                    }
+                    };
                     next = ext[0];
                     if next == IPV6_AH {
                         (ext[1] as u32 + 2) * 4
@@ -232,10 +245,9 @@ pub fn parse<L: Fn(u32, &mut [u8]) -> bool>(load: &L, frame_len: u32) -> Result<
     } else {
         return Err(Skip::Other);
     }
-    let mut tcp = [0u8; 20];
-    if !load(off, &mut tcp) {
+    let Some(tcp) = read::<20, L>(load, off) else {
         return Err(Skip::Other);
-    }
+    };
     let data_offset = ((tcp[12] >> 4) as u32) * 4;
     if data_offset < 20 || data_offset > l4_len {
         return Err(Skip::Other);
@@ -333,11 +345,12 @@ mod tests {
     }
 
     fn parse_result(frame: &[u8]) -> Result<Parsed, Skip> {
-        let load = |off: u32, buf: &mut [u8]| {
+        let load = |off: u32, dst: *mut u8, len: u32| {
             let start = off as usize;
             frame
-                .get(start..start + buf.len())
-                .map(|src| buf.copy_from_slice(src))
+                .get(start..start + len as usize)
+                // SAFETY: `parse` passes a buffer of `len` bytes.
+                .map(|src| unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) })
                 .is_some()
         };
         parse(&load, frame.len() as u32)

@@ -132,11 +132,19 @@ fn count(counter: Counter) {
     }
 }
 
-/// `bpf_ringbuf_submit` flags: wake the reader only when enough data waits.
+/// `bpf_ringbuf_submit` flags for a record of `reserved` bytes: wake the
+/// reader only when this record takes the waiting data across
+/// `WAKEUP_BYTES`. Waking on every record above it would send an IPI per
+/// record (`irq_work_queue`) while the reader drains, about 5 us each in a
+/// VM; a crossing missed in a race with the other CPU leaves the records
+/// to the reader's poll timer (kernel doc: bpf/ringbuf.rst).
 #[inline(always)]
-fn wakeup_flags() -> u64 {
+fn wakeup_flags(reserved: u64) -> u64 {
     let waiting = RECORDS.query(BPF_RB_AVAIL_DATA as u64);
-    if waiting >= unsafe { ptr::read_volatile(&WAKEUP_BYTES) } {
+    let threshold = unsafe { ptr::read_volatile(&WAKEUP_BYTES) };
+    // The ring adds an 8-byte header and rounds each record up to 8 bytes.
+    let size = (reserved + 8 + 7) & !7;
+    if waiting >= threshold && waiting < threshold + size {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64
@@ -157,39 +165,59 @@ fn wanted(header: &SegmentHeader) -> bool {
 }
 
 /// Reserves a record, fills it and submits it. `copy(offset, dst, len)`
-/// copies `len` payload bytes from frame offset `offset` to `dst`.
+/// copies `len` payload bytes from frame offset `offset` to `dst`. The
+/// reservation is the smallest of 64, 128, ... `CAPTURE_LEN` payload bytes
+/// that holds the copy (the helper needs a constant size), so a short
+/// segment costs the ring and the reader a short record.
 #[inline(always)]
-fn emit<C: Fn(u32, *mut u8, u32) -> bool>(parsed: Parsed, copy: C) -> Result<(), Counter> {
-    let mut header = parsed.header;
+fn emit<C: Fn(u32, *mut u8, u32) -> bool>(parsed: &mut Parsed, copy: C) -> Result<(), Counter> {
+    let header = &mut parsed.header;
     header.ktime_ns = unsafe { bpf_ktime_get_ns() };
     let capture = unsafe { ptr::read_volatile(&CAPTURE_LEN) }.min(MAX_CAPTURE_LEN);
-    if header.payload_len == 0 || capture == 0 {
+    let len = header.payload_len.min(capture);
+    if len == 0 {
         let mut record = RECORDS
             .reserve::<SegmentHeader>(0)
             .ok_or(Counter::RingFull)?;
-        record.write(header);
-        record.submit(wakeup_flags());
+        record.write(*header);
+        record.submit(wakeup_flags(HEADER_LEN as u64));
         return Ok(());
     }
-    let mut record = RECORDS
-        .reserve_bytes(HEADER_LEN + capture as usize, 0)
-        .ok_or(Counter::RingFull)?;
-    // Verifier: the helper's size must be provably within [1, capture]. LLVM
-    // knows `len != 0` here and would drop the test the verifier needs, so
-    // black_box hides that knowledge.
-    let len = core::hint::black_box(header.payload_len.min(capture));
-    if len == 0 || len > capture {
-        record.discard(0);
-        return Err(Counter::CopyError);
-    }
     header.captured_len = len;
+    let (h, at) = (&parsed.header, parsed.payload_offset);
+    match len {
+        ..=64 => emit_sized::<64, C>(h, at, copy),
+        ..=128 => emit_sized::<128, C>(h, at, copy),
+        ..=256 => emit_sized::<256, C>(h, at, copy),
+        ..=512 => emit_sized::<512, C>(h, at, copy),
+        _ => emit_sized::<{ MAX_CAPTURE_LEN as usize }, C>(h, at, copy),
+    }
+}
+
+/// [`emit`] with room for `ROOM` payload bytes: `header.captured_len` of
+/// them copied from frame offset `offset`.
+#[inline(always)]
+fn emit_sized<const ROOM: usize, C: Fn(u32, *mut u8, u32) -> bool>(
+    header: &SegmentHeader,
+    offset: u32,
+    copy: C,
+) -> Result<(), Counter> {
+    let mut record = RECORDS
+        .reserve_bytes(HEADER_LEN + ROOM, 0)
+        .ok_or(Counter::RingFull)?;
+    // Verifier: the helper's size must be provably within [1, ROOM]. The
+    // caller guarantees it, but LLVM folds any test of it into a form the
+    // verifier cannot follow, so the bound is rebuilt from a mask: for a
+    // power-of-two ROOM and a length in [1, ROOM] this is the length itself.
+    const { assert!(ROOM.is_power_of_two()) };
+    let len = (core::hint::black_box(header.captured_len).wrapping_sub(1) & (ROOM as u32 - 1)) + 1;
     let base = record.as_mut_ptr();
-    if !copy(parsed.payload_offset, unsafe { base.add(HEADER_LEN) }, len) {
+    if !copy(offset, unsafe { base.add(HEADER_LEN) }, len) {
         record.discard(0);
         return Err(Counter::CopyError);
     }
-    unsafe { ptr::write_unaligned(base as *mut SegmentHeader, header) };
-    record.submit(wakeup_flags());
+    unsafe { ptr::write_unaligned(base as *mut SegmentHeader, *header) };
+    record.submit(wakeup_flags((HEADER_LEN + ROOM) as u64));
     Ok(())
 }
 
@@ -296,10 +324,7 @@ fn tc_segment(ctx: &TcContext, direction: u8) -> bool {
         bpf_skb_load_bytes(skb as *const _, off, dst as *mut _, len) == 0
     };
     let frame_len = unsafe { (*skb).len };
-    let mut parsed = match parse(
-        &|off, buf: &mut [u8]| load(off, buf.as_mut_ptr(), buf.len() as u32),
-        frame_len,
-    ) {
+    let mut parsed = match parse(&load, frame_len) {
         Ok(p) => p,
         Err(Skip::Fragment) => {
             count(Counter::Fragments);
@@ -327,7 +352,7 @@ fn tc_segment(ctx: &TcContext, direction: u8) -> bool {
     parsed.header.direction = direction;
     parsed.header.hook = HOOK_TC;
     parsed.header.ifindex = unsafe { (*skb).ifindex };
-    if account(emit(parsed, load)) == Err(Counter::CopyError) {
+    if account(emit(&mut parsed, load)) == Err(Counter::CopyError) {
         warn!(ctx, "tc: payload copy failed");
     }
     false
@@ -340,10 +365,7 @@ pub fn xdp_ingress(ctx: XdpContext) -> u32 {
         bpf_xdp_load_bytes(md, off, dst as *mut _, len) == 0
     };
     let frame_len = unsafe { bpf_xdp_get_buff_len(md) } as u32;
-    let mut parsed = match parse(
-        &|off, buf: &mut [u8]| load(off, buf.as_mut_ptr(), buf.len() as u32),
-        frame_len,
-    ) {
+    let mut parsed = match parse(&load, frame_len) {
         Ok(p) => p,
         Err(Skip::Fragment) => {
             count(Counter::Fragments);
@@ -364,7 +386,7 @@ pub fn xdp_ingress(ctx: XdpContext) -> u32 {
     parsed.header.direction = DIRECTION_INGRESS;
     parsed.header.hook = HOOK_XDP;
     parsed.header.ifindex = unsafe { (*md).ingress_ifindex };
-    if account(emit(parsed, load)) == Err(Counter::CopyError) {
+    if account(emit(&mut parsed, load)) == Err(Counter::CopyError) {
         warn!(&ctx, "xdp: payload copy failed");
     }
     xdp_action::XDP_PASS

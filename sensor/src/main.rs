@@ -28,8 +28,9 @@ pub(crate) enum Command {
     /// List or remove the kernel blocks of a running sensor (`run --block`),
     /// through its control socket.
     Blocks(cli::block::BlocksArgs),
-    /// Measure the kernel block check (`cargo xtask bench --only block`):
-    /// BPF_PROG_TEST_RUN of tc_ingress with a 100k-entry block map.
+    /// Measure the kernel programs (`cargo xtask bench --only block`):
+    /// BPF_PROG_TEST_RUN of tc_ingress with a 100k-entry block map, and of
+    /// tc_egress per recorded segment.
     #[command(hide = true)]
     BenchBlock,
     /// Validate a config file (default /etc/siem-sensor/sensor.toml) without
@@ -109,9 +110,14 @@ fn check_config(file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `bench-block`: the block check's cost, one JSON line.
+/// `bench-block`: the block check's and a record's cost, one JSON line.
 fn bench_block() -> anyhow::Result<()> {
-    let b = sensor::capture::live::bench::block_lookup(100_000, 1_000_000, 5)?;
-    println!("{}", serde_json::to_string(&b)?);
+    use sensor::capture::live::bench;
+    let block = bench::block_lookup(100_000, 1_000_000, 5)?;
+    let records = bench::record_costs(20_000, 15)?;
+    println!(
+        "{}",
+        serde_json::json!({ "block": block, "records": records })
+    );
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use sensor_ebpf::{
     DEFAULT_CAPTURE_LEN,
@@ -45,6 +45,29 @@ pub static PROCESSES: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384, 
 /// return probe, leaves an entry nobody removes.
 #[map]
 pub static ACTIVE: LruHashMap<u64, Active> = LruHashMap::with_max_entries(16384, 0);
+
+/// [`ACTIVE`] entries ever inserted minus those removed: never below the
+/// number present (LRU eviction only lowers that), so 0 means no thread
+/// is inside an SSL call and the socket tracepoints, which run on every
+/// send and receive of the host, can skip the hash lookup.
+#[map]
+pub static CALLS: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Adds `delta` (wrapping) to [`CALLS`] atomically (`BPF_ATOMIC |
+/// BPF_ADD`, Documentation/bpf/standardization/instruction-set.rst; the
+/// bpf target offers no `fetch_add`, its spec has no compare-and-swap).
+#[inline(always)]
+pub fn add_calls(delta: u64) {
+    if let Some(slot) = CALLS.get_ptr_mut(0) {
+        unsafe { core::arch::asm!("lock *(u64 *)({0} + 0) += {1}", in(reg) slot, in(reg) delta) };
+    }
+}
+
+/// Whether some thread may be inside an SSL call (see [`CALLS`]).
+#[inline(always)]
+pub fn calls_in_progress() -> bool {
+    CALLS.get(0).is_some_and(|n| *n != 0)
+}
 
 /// Each connection's state, from its first call (or its start) to `SSL_free`.
 #[map]

@@ -25,7 +25,7 @@ use sensor_ebpf::tls::{SockField, kind};
 
 use crate::{
     emit,
-    maps::{ACTIVE, ConnKey, SOCK_OFFSETS, conn_mut},
+    maps::{ACTIVE, ConnKey, SOCK_OFFSETS, calls_in_progress, conn_mut},
 };
 
 const AF_INET: u16 = 2;
@@ -46,6 +46,9 @@ pub fn tls_sock_recv(ctx: RawTracePointContext) -> i32 {
 /// `sk`: the socket the call runs on.
 #[inline(always)]
 fn bind(sk: u64) {
+    if !calls_in_progress() {
+        return;
+    }
     let id = bpf_get_current_pid_tgid();
     // Only gateway threads inside an SSL call have an entry.
     let Some(call) = ACTIVE.get_ptr_mut(&id) else {

@@ -19,7 +19,7 @@ use sensor_ebpf::tls::{flags, kind, op};
 
 use crate::{
     emit,
-    maps::{ACTIVE, Active, CONNS, Conn, ConnKey, conn_mut},
+    maps::{ACTIVE, Active, CONNS, Conn, ConnKey, add_calls, conn_mut},
     process::gateway,
 };
 
@@ -136,7 +136,11 @@ fn enter(ctx: &ProbeContext, direction: u8) {
         bound: 0,
         _pad: [0; 6],
     };
-    let _ = ACTIVE.insert(&id, &call, 0);
+    // Counted first: this thread's socket tracepoints must see it.
+    add_calls(1);
+    if ACTIVE.insert(&id, &call, 0).is_err() {
+        add_calls(u64::MAX);
+    }
 }
 
 /// The `_ex` forms' count: `*len_ptr` when they returned 1.
@@ -156,7 +160,9 @@ fn leave(direction: u8, count: impl Fn(&Active) -> Option<u64>) {
     let Some(call) = (unsafe { ACTIVE.get(&id) }).copied() else {
         return;
     };
-    let _ = ACTIVE.remove(&id);
+    if ACTIVE.remove(&id).is_ok() {
+        add_calls(u64::MAX);
+    }
     if call.op != direction {
         return;
     }

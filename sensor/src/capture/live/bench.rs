@@ -1,9 +1,10 @@
-//! The cost of the block check on the ingress path, measured in the
-//! kernel with `BPF_PROG_TEST_RUN` (Documentation/bpf/bpf_prog_run.rst):
-//! `tc_ingress` runs `repeat` times on one crafted frame (a SYN to a Kong
-//! proxy port that is not captured, so no ring-buffer record is made) and
-//! the kernel reports the mean ns per run. `cargo xtask bench --only
-//! block` runs it through the hidden `siem-sensor bench-block`.
+//! The kernel programs' cost, measured in the kernel with
+//! `BPF_PROG_TEST_RUN` (Documentation/bpf/bpf_prog_run.rst): a program
+//! runs `repeat` times on one crafted frame and the kernel reports the
+//! mean ns per run. The block check: `tc_ingress` on a SYN to a Kong proxy
+//! port that is not captured (no ring-buffer record). A record:
+//! `tc_egress` on segments to a captured port. `cargo xtask bench --only
+//! block` runs both through the hidden `siem-sensor bench-block`.
 
 use std::os::fd::{AsFd as _, AsRawFd as _};
 
@@ -151,13 +152,96 @@ fn test_run(fd: i32, frame: &[u8], repeat: u32) -> Result<(u32, u32)> {
     Ok((attr.duration, attr.retval))
 }
 
+/// One case of [`record_costs`].
+#[derive(Clone, Debug, Serialize)]
+pub struct RecordCost {
+    /// What the frame is.
+    pub case: &'static str,
+    /// TCP payload bytes; `None`: the port is not captured.
+    pub payload: Option<u16>,
+    /// Mean ns per `tc_egress` run, median of the rounds.
+    pub ns: f64,
+}
+
+/// The cost of a record by segment size, at the default capture length
+/// (and with the daemon's wakeup threshold, a sixteenth of the ring):
+/// `repeat` runs a round, median of `rounds`.
+///
+/// # Errors
+/// As [`block_lookup`]; a round that did not leave one record per run.
+pub fn record_costs(repeat: u32, rounds: usize) -> Result<Vec<RecordCost>> {
+    let cases = [
+        ("port not captured (header walk and filter only)", None),
+        ("control segment (SYN), bare header", Some(0)),
+        ("64-byte payload", Some(64)),
+        ("200-byte payload (a request head)", Some(200)),
+        ("1400-byte payload (copies 512)", Some(1400)),
+    ];
+    cases
+        .into_iter()
+        .map(|(case, payload)| {
+            Ok(RecordCost {
+                case,
+                payload,
+                ns: record_cost(payload, repeat, rounds)?,
+            })
+        })
+        .collect()
+}
+
+/// Mean ns per `tc_egress` run on one segment of `payload` bytes to a
+/// captured port: `repeat` runs a round (the ring holds them all and is
+/// drained between rounds), median of `rounds`. `payload == None`: the
+/// port is not captured (the header walk and filter only).
+fn record_cost(payload: Option<u16>, repeat: u32, rounds: usize) -> Result<f64> {
+    const RING: u32 = 64 << 20;
+    let wakeup = u64::from(RING / super::WAKEUP_FRACTION);
+    let mut ebpf = EbpfLoader::new()
+        .override_global(sensor_ebpf::WAKEUP_BYTES_GLOBAL, &wakeup, true)
+        .map_max_entries(sensor_ebpf::RECORDS_MAP, RING)
+        .load(OBJECT)
+        .context("loading the eBPF object")?;
+    if payload.is_some() {
+        let mut ports = Array::<_, u8>::try_from(ebpf.map_mut(PORTS_MAP).context(PORTS_MAP)?)?;
+        ports.set(u32::from(PORT), port_bits::CAPTURE, 0)?;
+    }
+    let program: &mut SchedClassifier = ebpf
+        .program_mut(sensor_ebpf::TC_EGRESS_PROGRAM)
+        .context("tc_egress")?
+        .try_into()?;
+    program.load()?;
+    let fd = program.fd()?.as_fd().as_raw_fd();
+    let ring = ebpf.take_map(sensor_ebpf::RECORDS_MAP).context("ring")?;
+    let mut ring = aya::maps::RingBuf::try_from(ring)?;
+    let frame = frame_with(payload.unwrap_or(0));
+    let mut runs = Vec::new();
+    for _ in 0..rounds {
+        runs.push(test_run(fd, &frame, repeat)?.0);
+        let mut n = 0u32;
+        while ring.next().is_some() {
+            n += 1;
+        }
+        if payload.is_some() && n != repeat {
+            bail!("{n} of {repeat} records");
+        }
+    }
+    runs.sort_unstable();
+    Ok(f64::from(runs[runs.len() / 2]))
+}
+
 /// Ethernet + IPv4 (checksummed) + TCP SYN from [`SOURCE`] to [`PORT`].
 fn frame() -> Vec<u8> {
-    let mut f = vec![0u8; 14 + 20 + 20];
+    frame_with(0)
+}
+
+/// As [`frame`], with `payload` bytes of data (ACK|PSH) when non-zero.
+fn frame_with(payload: u16) -> Vec<u8> {
+    let mut f = vec![b'x'; 14 + 20 + 20 + usize::from(payload)];
+    f[..54].fill(0);
     f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
     let ip = &mut f[14..34];
     ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&40u16.to_be_bytes());
+    ip[2..4].copy_from_slice(&(40 + payload).to_be_bytes());
     ip[8] = 64;
     ip[9] = 6;
     ip[12..16].copy_from_slice(&SOURCE);
@@ -172,6 +256,6 @@ fn frame() -> Vec<u8> {
     tcp[0..2].copy_from_slice(&40000u16.to_be_bytes());
     tcp[2..4].copy_from_slice(&PORT.to_be_bytes());
     tcp[12] = 5 << 4;
-    tcp[13] = 0x02;
+    tcp[13] = if payload == 0 { 0x02 } else { 0x18 };
     f
 }

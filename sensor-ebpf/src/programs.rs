@@ -22,7 +22,7 @@ use aya_ebpf::{
 use aya_log_ebpf::warn;
 use sensor_ebpf::{
     COUNTER_SLOTS, Counter, DEFAULT_CAPTURE_LEN, DIRECTION_EGRESS, DIRECTION_INGRESS, HEADER_LEN,
-    HOOK_TC, HOOK_XDP, MAX_CAPTURE_LEN, SegmentHeader, block, checks, port_bits,
+    HOOK_TC, HOOK_XDP, MAX_CAPTURE_LEN, SegmentHeader, block, checks, port_bits, wakes_reader,
 };
 
 use sensor_ebpf::headers::{Parsed, Skip, fold, parse, pseudo_header_sum};
@@ -133,18 +133,16 @@ fn count(counter: Counter) {
 }
 
 /// `bpf_ringbuf_submit` flags for a record of `reserved` bytes: wake the
-/// reader only when this record takes the waiting data across
-/// `WAKEUP_BYTES`. Waking on every record above it would send an IPI per
-/// record (`irq_work_queue`) while the reader drains, about 5 us each in a
-/// VM; a crossing missed in a race with the other CPU leaves the records
-/// to the reader's poll timer (kernel doc: bpf/ringbuf.rst).
+/// reader only as the record takes the waiting data across `WAKEUP_BYTES`
+/// ([`sensor_ebpf::wakes_reader`]; kernel doc: bpf/ringbuf.rst).
 #[inline(always)]
 fn wakeup_flags(reserved: u64) -> u64 {
     let waiting = RECORDS.query(BPF_RB_AVAIL_DATA as u64);
-    let threshold = unsafe { ptr::read_volatile(&WAKEUP_BYTES) };
-    // The ring adds an 8-byte header and rounds each record up to 8 bytes.
-    let size = (reserved + 8 + 7) & !7;
-    if waiting >= threshold && waiting < threshold + size {
+    if wakes_reader(
+        waiting,
+        unsafe { ptr::read_volatile(&WAKEUP_BYTES) },
+        reserved,
+    ) {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64

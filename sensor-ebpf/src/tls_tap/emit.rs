@@ -20,11 +20,14 @@ pub fn count(counter: TlsCounter) {
     }
 }
 
-/// `bpf_ringbuf_submit` flags: wake the reader only when enough data waits.
+/// `bpf_ringbuf_submit` flags for a record of `reserved` bytes: wake the
+/// reader only as it takes the waiting data across `TLS_WAKEUP_BYTES`
+/// ([`sensor_ebpf::wakes_reader`]).
 #[inline(always)]
-fn wakeup_flags() -> u64 {
+fn wakeup_flags(reserved: u64) -> u64 {
     let waiting = TLS_RECORDS.query(BPF_RB_AVAIL_DATA as u64);
-    if waiting >= unsafe { ptr::read_volatile(&TLS_WAKEUP_BYTES) } {
+    let threshold = unsafe { ptr::read_volatile(&TLS_WAKEUP_BYTES) };
+    if sensor_ebpf::wakes_reader(waiting, threshold, reserved) {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64
@@ -64,7 +67,7 @@ pub fn data(mut header: TlsHeader, buf: u64) {
         count(TlsCounter::CopyError);
     }
     unsafe { ptr::write_unaligned(base as *mut TlsHeader, header) };
-    record.submit(wakeup_flags());
+    record.submit(wakeup_flags((TLS_HEADER_LEN + cap as usize) as u64));
     count(TlsCounter::Submitted);
 }
 
@@ -74,7 +77,7 @@ pub fn event(header: TlsHeader) {
     match TLS_RECORDS.reserve::<TlsHeader>(0) {
         Some(mut record) => {
             record.write(header);
-            record.submit(wakeup_flags());
+            record.submit(wakeup_flags(TLS_HEADER_LEN as u64));
             count(TlsCounter::Events);
         }
         None => count(TlsCounter::EventsLost),

@@ -41,7 +41,53 @@ pub struct FlowTable<A: Analyzer> {
 
 /// The endpoints in order, and whether the flow is TLS plaintext (the TLS
 /// tap's), kept apart from the packets of the same 4-tuple.
-type Key = (SocketAddr, SocketAddr, bool);
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Key {
+    first: SocketAddr,
+    second: SocketAddr,
+    tls: bool,
+}
+
+impl Key {
+    /// The key of the flow `seg` belongs to, and which endpoint sent it.
+    fn of(seg: &Segment<'_>) -> (Self, Endpoint) {
+        let tls = seg.source.is_tls();
+        if seg.src <= seg.dst {
+            let key = Self {
+                first: seg.src,
+                second: seg.dst,
+                tls,
+            };
+            (key, Endpoint::First)
+        } else {
+            let key = Self {
+                first: seg.dst,
+                second: seg.src,
+                tls,
+            };
+            (key, Endpoint::Second)
+        }
+    }
+}
+
+/// Three words into the hasher where `SocketAddr`'s derived hash makes
+/// about ten writes (discriminants, lengths, octets, ports): this hash is
+/// computed for every segment. Equal keys write equal words (IPv6 flow
+/// labels and scopes are left out; equality still compares them).
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        fn bits(ip: std::net::IpAddr) -> u128 {
+            match ip {
+                std::net::IpAddr::V4(v4) => u128::from(v4.to_bits()) | 1 << 64,
+                std::net::IpAddr::V6(v6) => v6.to_bits(),
+            }
+        }
+        state.write_u128(bits(self.first.ip()));
+        state.write_u128(bits(self.second.ip()));
+        let ports = u64::from(self.first.port()) << 32 | u64::from(self.second.port()) << 16;
+        state.write_u64(ports | u64::from(self.tls));
+    }
+}
 
 /// How long a closed connection's late segments are recognised and dropped:
 /// Linux's TIME_WAIT (`TCP_TIMEWAIT_LEN`, 60 s). Without it, a retransmitted
@@ -135,17 +181,7 @@ impl<A: Analyzer> FlowTable<A> {
     /// Takes one segment from any source.
     pub fn segment(&mut self, seg: &Segment<'_>, ctx: &mut A::Context) {
         self.counters.segments += 1;
-        let tls = seg.source.is_tls();
-        let key = if seg.src <= seg.dst {
-            (seg.src, seg.dst, tls)
-        } else {
-            (seg.dst, seg.src, tls)
-        };
-        let from = if seg.src == key.0 {
-            Endpoint::First
-        } else {
-            Endpoint::Second
-        };
+        let (key, from) = Key::of(seg);
         let opens = seg.flags & SYN != 0 && seg.flags & ACK == 0;
         if opens
             && self
@@ -159,7 +195,11 @@ impl<A: Analyzer> FlowTable<A> {
         if opens {
             self.closed.remove(&key);
         }
-        if !self.flows.contains_key(&key) {
+        // One lookup for a known flow (nearly every segment).
+        let done = if let Some(flow) = self.flows.get_mut(&key) {
+            let (c, bytes) = (&mut self.counters, &mut self.analyzer_bytes);
+            feed(flow, seg, from, &self.limits, c, bytes, ctx)
+        } else {
             if seg.flags & SYN == 0 && (seg.payload_len == 0 || self.closed.contains_key(&key)) {
                 self.counters.segments_without_flow += 1;
                 return;
@@ -167,63 +207,17 @@ impl<A: Analyzer> FlowTable<A> {
             self.make_room(ctx);
             self.counters.flows += 1;
             self.counters.active += 1;
-            let flow = Flow {
-                info: FlowInfo::new([key.0, key.1], seg.flags & SYN == 0, seg.time_ns),
+            let mut flow = Box::new(Flow {
+                info: FlowInfo::new([key.first, key.second], seg.flags & SYN == 0, seg.time_ns),
                 streams: Default::default(),
                 analyzer: A::default(),
-            };
-            self.flows.insert(key, Box::new(flow));
+            });
             self.oldest_seen_ns = self.oldest_seen_ns.min(seg.time_ns);
-        }
-        let Some(flow) = self.flows.get_mut(&key) else {
-            return;
+            let (c, bytes) = (&mut self.counters, &mut self.analyzer_bytes);
+            let done = feed(&mut flow, seg, from, &self.limits, c, bytes, ctx);
+            self.flows.insert(key, flow);
+            done
         };
-        if seg.flags & SYN != 0 && flow.info.client.is_none() {
-            flow.info.client = Some(if opens { from } else { from.peer() });
-        }
-        flow.info.last_ns = flow.info.last_ns.max(seg.time_ns);
-        let Flow {
-            info,
-            streams,
-            analyzer,
-            ..
-        } = &mut **flow;
-        let [first, second] = streams;
-        let (this, peer) = match from {
-            Endpoint::First => (first, second),
-            Endpoint::Second => (second, first),
-        };
-        let c = &mut self.counters;
-        let bytes = &mut self.analyzer_bytes;
-        // Acknowledgements first: a segment's ACK may confirm the request
-        // its own payload answers.
-        if seg.flags & ACK != 0 {
-            peer.acknowledged(seg.ack, c, &mut |chunk| {
-                deliver(analyzer, ctx, info, from.peer(), chunk, bytes)
-            });
-            if let Some(n) = peer.acked() {
-                info.acked[from.peer().index()] = n;
-            }
-            info.handshake |=
-                this.opened() && peer.opened() && this.acked().is_some() && peer.acked().is_some();
-        }
-        this.segment(
-            seg.time_ns,
-            seg.seq,
-            seg.flags,
-            seg.payload_len,
-            seg.payload,
-            &self.limits,
-            c,
-            &mut |chunk| deliver(analyzer, ctx, info, from, chunk, bytes),
-        );
-        if c.buffered_bytes > self.limits.max_buffered_bytes as u64 {
-            c.pending_overflows += 1;
-            this.flush(c, &mut |chunk| {
-                deliver(analyzer, ctx, info, from, chunk, bytes)
-            });
-        }
-        let done = seg.flags & RST != 0 || (this.finished() && peer.finished());
         if done {
             self.end(key, ctx, Ending::Closed);
         }
@@ -329,6 +323,65 @@ impl<A: Analyzer> FlowTable<A> {
         *bytes = bytes.saturating_sub(analyzer.memory() as u64);
         analyzer.close(ctx, info);
     }
+}
+
+/// Takes `seg`, sent by `from`, into `flow`: its acknowledgement, then its
+/// payload, each delivering what it completes. True when the flow is done
+/// (reset, or both sides finished).
+fn feed<A: Analyzer>(
+    flow: &mut Flow<A>,
+    seg: &Segment<'_>,
+    from: Endpoint,
+    limits: &FlowLimits,
+    c: &mut FlowCounters,
+    bytes: &mut u64,
+    ctx: &mut A::Context,
+) -> bool {
+    if seg.flags & SYN != 0 && flow.info.client.is_none() {
+        let opens = seg.flags & ACK == 0;
+        flow.info.client = Some(if opens { from } else { from.peer() });
+    }
+    flow.info.last_ns = flow.info.last_ns.max(seg.time_ns);
+    let Flow {
+        info,
+        streams,
+        analyzer,
+        ..
+    } = flow;
+    let [first, second] = streams;
+    let (this, peer) = match from {
+        Endpoint::First => (first, second),
+        Endpoint::Second => (second, first),
+    };
+    // Acknowledgements first: a segment's ACK may confirm the request
+    // its own payload answers.
+    if seg.flags & ACK != 0 {
+        peer.acknowledged(seg.ack, c, &mut |chunk| {
+            deliver(analyzer, ctx, info, from.peer(), chunk, bytes)
+        });
+        if let Some(n) = peer.acked() {
+            info.acked[from.peer().index()] = n;
+        }
+        info.handshake |=
+            this.opened() && peer.opened() && this.acked().is_some() && peer.acked().is_some();
+    }
+    this.segment(
+        seg.time_ns,
+        seg.seq,
+        seg.flags,
+        seg.payload_len,
+        seg.payload,
+        limits,
+        c,
+        &mut |chunk| deliver(analyzer, ctx, info, from, chunk, bytes),
+    );
+    if c.buffered_bytes > limits.max_buffered_bytes as u64 {
+        c.pending_overflows += 1;
+        this.flush(c, &mut |chunk| {
+            deliver(analyzer, ctx, info, from, chunk, bytes)
+        });
+    }
+    seg.flags & RST != 0 || (this.finished() && peer.finished())
 }
 
 /// Hands a chunk sent by `from` to the analyzer, counting its bytes as

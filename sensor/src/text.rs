@@ -83,9 +83,17 @@ pub fn render_compact(bytes: &[u8], field: Field) -> CompactString {
 /// `bytes` as they are, when the rule leaves them so (printable ASCII but
 /// `\\`, within the cap).
 fn plain(bytes: &[u8], field: Field) -> Option<&str> {
-    let plain = |b: &u8| (b' '..=b'~').contains(b) && *b != b'\\';
-    if bytes.len() <= field.cap() && bytes.iter().all(plain) {
-        std::str::from_utf8(bytes).ok()
+    if bytes.len() > field.cap() {
+        return None;
+    }
+    // No early exit: LLVM vectorises the whole-slice fold, and a value
+    // that fails is rare and escaped at greater cost anyway.
+    let plain = bytes.iter().fold(true, |ok, &b| {
+        ok & (b' '..=b'~').contains(&b) & (b != b'\\')
+    });
+    if plain {
+        // SAFETY: printable ASCII only, which is UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
     } else {
         None
     }

@@ -54,11 +54,13 @@ struct Cost {
 /// The sensor's CPU by pipeline stage, percent (see [`STAGES`]).
 type Stages = Vec<(&'static str, f64)>;
 
-/// Kernel programs' time per run (`kernel.bpf_stats_enabled`).
+/// Kernel programs' time (`kernel.bpf_stats_enabled`): the tc programs'
+/// and their runs, and the TLS tap's.
 #[derive(Default)]
 struct ProgramTime {
     run_ns: u64,
     runs: u64,
+    tls_ns: u64,
 }
 
 /// What captures in a configuration.
@@ -239,7 +241,10 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
         .join("; ");
     let prog_ns = programs.run_ns as f64 / programs.runs.max(1) as f64;
     let prog_pct = programs.run_ns as f64 / 1e9 * 100.0 / SECONDS as f64;
-    let user_us = stats_cost.cpu_s * 1e6 / (stats_load.req_s * SECONDS as f64);
+    let requests = stats_load.req_s * SECONDS as f64;
+    let user_us = stats_cost.cpu_s * 1e6 / requests;
+    let tc_per_request = programs.run_ns as f64 / requests;
+    let tls_per_request = programs.tls_ns as f64 / requests;
     let stages = stages
         .iter()
         .map(|(stage, pct)| format!("| {stage} | {pct:.1}% |"))
@@ -256,9 +261,10 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
          same legs. Detectors and the :9251 exporter on. Features in the sensor's figures: \
          the ingress TCP checksum check (the program sums a segment only when the stack would \
          verify it; the lab's veth segments arrive checksum-offloaded, so none is summed here), \
-         the TLS tap in its default `auto` mode (attached to the gateway's libssl; its \
-         socket-binding raw tracepoints run on every send and receive, though no HTTPS \
-         request is made), the kernel block off (one array read per ingress segment). \
+         the TLS tap in its default `auto` mode (attached to the gateway's libssl; no HTTPS \
+         request is made, but its socket-binding raw tracepoints run on every send and \
+         receive of the host and stop at one array read while no SSL call is in progress), \
+         the kernel block off (one array read per ingress segment). \
          Medians; ratios are medians of each \
          round's ratio to that round's run without capture, so drift between rounds cancels. \
          Everything shares the machine's two cores: wrk, both nginx, the kernel's networking and \
@@ -274,9 +280,10 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
          buffer, mapped and touched (tcpdump: both processes). Runs (requests/s): {all_runs}.\n\n\
          ### Where the time goes\n\n\
          One more run on both legs with `kernel.bpf_stats_enabled=1` and perf on the sensor \
-         ({:.0} requests/s). The tc programs ran {} times at **{prog_ns:.0} ns** each: \
-         {prog_pct:.1}% of a core that no process is charged for (softirq and the senders' \
-         system time). The sensor process spent **{user_us:.2} us of CPU per request** (four \
+         ({:.0} requests/s). The tc programs ran {} times at **{prog_ns:.0} ns** each \
+         ({tc_per_request:.0} ns per request): {prog_pct:.1}% of a core that no process is \
+         charged for (softirq and the senders' system time). The TLS tap's programs took \
+         {tls_per_request:.0} ns per request. The sensor process spent **{user_us:.2} us of CPU per request** (four \
          records: request and response on each leg). Its profile, self time by symbol grouped \
          by stage:\n\n| stage | share of the sensor's CPU |\n|---|---|\n{stages}\n",
         verdicts.join("; "),
@@ -402,6 +409,7 @@ fn attached_run(
         ProgramTime {
             run_ns: programs.run_ns - programs_before.run_ns,
             runs: programs.runs - programs_before.runs,
+            tls_ns: programs.tls_ns - programs_before.tls_ns,
         },
         stages,
     ))
@@ -547,17 +555,22 @@ impl Drop for BpfStats {
     }
 }
 
-/// Summed run time and count of the loaded `tc_*` programs.
+/// Summed run time and count of the loaded `tc_*` programs, and run time
+/// of the `tls_*` ones.
 fn program_time() -> Result<ProgramTime> {
     let out = run_quiet(Command::new("bpftool").args(["prog", "show", "--json"]))?;
     let progs: Vec<Value> = serde_json::from_slice(&out.stdout)?;
-    let ours = progs
-        .iter()
-        .filter(|p| p["name"].as_str().is_some_and(|n| n.starts_with("tc_")));
-    let sum = |key: &str| ours.clone().filter_map(|p| p[key].as_u64()).sum();
+    let sum = |prefix: &str, key: &str| -> u64 {
+        progs
+            .iter()
+            .filter(|p| p["name"].as_str().is_some_and(|n| n.starts_with(prefix)))
+            .filter_map(|p| p[key].as_u64())
+            .sum()
+    };
     Ok(ProgramTime {
-        run_ns: sum("run_time_ns"),
-        runs: sum("run_cnt"),
+        run_ns: sum("tc_", "run_time_ns"),
+        runs: sum("tc_", "run_cnt"),
+        tls_ns: sum("tls_", "run_time_ns"),
     })
 }
 

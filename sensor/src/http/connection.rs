@@ -15,6 +15,7 @@ use super::{
     transaction::{Transaction, Tunnel},
 };
 use crate::flow::{Chunk, Direction, FlowInfo};
+use crate::identity::Leg;
 
 /// The HTTP/1.1 state of one flow.
 #[derive(Debug, Default)]
@@ -50,6 +51,9 @@ struct Pairing {
     interim: bool,
     /// The response in progress answers no known request.
     orphan: bool,
+    /// The leg of the flow's requests, decided by topology at the first
+    /// one, with the client and server it was decided for.
+    leg: Option<(SocketAddr, SocketAddr, Leg)>,
 }
 
 /// Where an exchange's response is.
@@ -303,7 +307,14 @@ impl MessageHandler for Events<'_> {
         let method = head.method.unwrap_or_default();
         let target = head.path.unwrap_or_default();
         let resolver = &self.ctx.resolver;
-        let leg = resolver.topology().leg(self.client, self.server);
+        let leg = match self.pairing.leg {
+            Some((client, server, leg)) if (client, server) == (self.client, self.server) => leg,
+            _ => {
+                let leg = resolver.topology().leg(self.client, self.server);
+                self.pairing.leg = Some((self.client, self.server, leg));
+                leg
+            }
+        };
         let headers = RequestHeaders::scan(head.headers, resolver.names());
         let (identity, path) = resolver.resolve(self.client.ip(), leg, target, &headers.identity);
         let endpoints = (self.client, self.server);

@@ -67,6 +67,24 @@ impl<'h> IdentityHeaders<'h> {
             self.real_ip_header_lines = &all[..=at];
             taken = true;
         }
+        // Every fixed name starts with `a` or `x`: most headers (host,
+        // accept, content-*) skip them.
+        let fixed = matches!(h.name.as_bytes().first(), Some(b'a' | b'A' | b'x' | b'X'));
+        if fixed && self.note_fixed(all, at) {
+            return true;
+        }
+        if names.key_names.iter().any(|k| is(k)) {
+            self.api_keys.push(h.value);
+            return true;
+        }
+        taken
+    }
+
+    /// Takes header `all[at]` if it is one of the fixed names identity
+    /// reads; true if it did.
+    fn note_fixed(&mut self, all: &'h [httparse::Header<'h>], at: usize) -> bool {
+        let h = &all[at];
+        let is = |n: &str| h.name.eq_ignore_ascii_case(n);
         let slot = if is("authorization") {
             &mut self.authorization
         } else if is(FORWARDED_FOR) {
@@ -83,11 +101,8 @@ impl<'h> IdentityHeaders<'h> {
         } else if is("x-anonymous-consumer") {
             self.anonymous |= h.value.trim_ascii().eq_ignore_ascii_case(b"true");
             return true;
-        } else if names.key_names.iter().any(|k| is(k)) {
-            self.api_keys.push(h.value);
-            return true;
         } else {
-            return taken;
+            return false;
         };
         slot.get_or_insert(h.value);
         true

@@ -178,17 +178,18 @@ impl Resolver {
             principal = found.principal;
             credentials.push(found.fingerprint);
         }
-        credentials.extend(
-            seen.api_keys
-                .iter()
-                .filter_map(|v| credential::api_key(&self.key, v)),
-        );
-        credentials.extend(
-            redacted
-                .api_keys
-                .iter()
-                .filter_map(|v| credential::api_key(&self.key, &redact::decode_component(v))),
-        );
+        // Pushes, not `extend`: SmallVec's extend costs more than the
+        // usual nothing it adds.
+        for v in &seen.api_keys {
+            if let Some(f) = credential::api_key(&self.key, v) {
+                credentials.push(f);
+            }
+        }
+        for v in &redacted.api_keys {
+            if let Some(f) = credential::api_key(&self.key, &redact::decode_component(v)) {
+                credentials.push(f);
+            }
+        }
 
         let mut consumer = None;
         let mut consumer_id = None;
@@ -206,7 +207,9 @@ impl Resolver {
             kong_credential = seen
                 .credential_identifier
                 .and_then(|v| credential::kong_credential(&self.key, v));
-            credentials.extend(kong_credential);
+            if let Some(f) = kong_credential {
+                credentials.push(f);
+            }
         }
         dedup(&mut credentials);
         if consumer.is_some() {

@@ -8,7 +8,7 @@
 
 use std::hash::Hash;
 
-use hashbrown::HashMap;
+use indexmap::IndexMap;
 
 /// Entries sampled per eviction: Redis's default `maxmemory-samples` (5).
 /// The victim is in the lightest fifth with probability 0.67 and in the
@@ -16,11 +16,14 @@ use hashbrown::HashMap;
 /// in a full table, so a flood of new keys pays per sample.
 const SAMPLE: usize = 5;
 
-/// A map of at most `capacity` entries.
+/// A map of at most `capacity` entries. Entries sit in a dense vector
+/// (sampled by position) behind `indexmap`'s index of 8-byte slots, which
+/// keeps each entry's hash: a table of 200,000 client IPs keeps a quarter
+/// of the index a map of keys to positions would, and an eviction fixes
+/// the moved entry's slot without hashing its key again.
 #[derive(Debug)]
 pub struct BoundedMap<K, V> {
-    index: HashMap<K, usize>,
-    entries: Vec<(K, V)>,
+    map: IndexMap<K, V, foldhash::fast::RandomState>,
     capacity: usize,
     evictions: u64,
     rng: fastrand::Rng,
@@ -31,8 +34,7 @@ impl<K: Hash + Eq + Copy, V> BoundedMap<K, V> {
     /// sampling is seeded, so a replay evicts the same entries every run.
     pub fn new(capacity: usize) -> Self {
         Self {
-            index: HashMap::new(),
-            entries: Vec::new(),
+            map: IndexMap::default(),
             capacity: capacity.max(1),
             evictions: 0,
             rng: fastrand::Rng::with_seed(0x5e45_0a5e),
@@ -47,51 +49,49 @@ impl<K: Hash + Eq + Copy, V> BoundedMap<K, V> {
         make: impl FnOnce() -> V,
         weight: impl Fn(&V) -> u64,
     ) -> &mut V {
-        let at = match self.index.get(&key) {
-            Some(&at) => at,
+        let at = match self.map.get_index_of(&key) {
+            Some(at) => at,
             None => {
-                if self.entries.len() >= self.capacity {
+                if self.map.len() >= self.capacity {
                     self.evict(&weight);
                 }
-                self.index.insert(key, self.entries.len());
-                self.entries.push((key, make()));
-                self.entries.len() - 1
+                self.map.insert_full(key, make()).0
             }
         };
-        &mut self.entries[at].1
+        &mut self.map[at]
     }
 
     /// The entry for `key`, if present.
     pub fn get(&self, key: &K) -> Option<&V> {
-        self.index.get(key).map(|&at| &self.entries[at].1)
+        self.map.get(key)
     }
 
     /// The entry for `key`, if present, to change.
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        let at = *self.index.get(key)?;
-        Some(&mut self.entries[at].1)
+        self.map.get_mut(key)
     }
 
     /// Every entry, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.entries.iter().map(|(k, v)| (k, v))
+        self.map.iter()
     }
 
-    /// Bytes the map holds, estimated: each entry's size and hash-table
-    /// overhead, plus `heap_per_entry` bytes its value owns on the heap.
+    /// Bytes the map holds, estimated: each entry's size (with its stored
+    /// hash) and its index slot with the table's overhead, plus
+    /// `heap_per_entry` bytes its value owns on the heap.
     pub fn memory(&self, heap_per_entry: usize) -> u64 {
-        let entry = std::mem::size_of::<(K, V)>() + 16 + heap_per_entry;
+        let entry = std::mem::size_of::<(K, V)>() + 8 + 16 + heap_per_entry;
         (self.len() * entry) as u64
     }
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.map.len()
     }
 
     /// True when empty.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.map.is_empty()
     }
 
     /// Entries evicted so far.
@@ -101,39 +101,31 @@ impl<K: Hash + Eq + Copy, V> BoundedMap<K, V> {
 
     /// Removes every entry (the eviction count stays).
     pub fn clear(&mut self) {
-        self.index.clear();
-        self.entries.clear();
+        self.map.clear();
     }
 
-    /// Keeps only the entries for which `keep` is true.
+    /// Keeps only the entries for which `keep` is true. Each removal moves
+    /// the last entry into the gap, as an eviction does, so the order of
+    /// what is left (which sampling and ties see) matches an eviction's.
     pub fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
         let mut at = 0;
-        while at < self.entries.len() {
-            let (k, v) = &self.entries[at];
+        while let Some((k, v)) = self.map.get_index(at) {
             if keep(k, v) {
                 at += 1;
             } else {
-                self.remove_at(at);
+                self.map.swap_remove_index(at);
             }
         }
     }
 
     fn evict(&mut self, weight: &impl Fn(&V) -> u64) {
-        let n = self.entries.len();
+        let n = self.map.len();
         let victim = (0..SAMPLE.min(n))
             .map(|_| self.rng.usize(..n))
-            .min_by_key(|&at| weight(&self.entries[at].1))
+            .min_by_key(|&at| self.map.get_index(at).map_or(0, |(_, v)| weight(v)))
             .unwrap_or(0);
-        self.remove_at(victim);
+        self.map.swap_remove_index(victim);
         self.evictions += 1;
-    }
-
-    fn remove_at(&mut self, at: usize) {
-        let (key, _) = self.entries.swap_remove(at);
-        self.index.remove(&key);
-        if let Some((moved, _)) = self.entries.get(at) {
-            self.index.insert(*moved, at);
-        }
     }
 }
 

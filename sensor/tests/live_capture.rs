@@ -372,10 +372,13 @@ fn wrk_load_is_delivered_or_counted_and_passes_unchanged() {
     assert_balanced(&run.summary);
     let k = &run.summary["kernel"];
     let received = run.summary["reader"]["received"].as_u64().unwrap();
-    // Each request is at least 4 segments with payload: request and response on both legs.
+    // Each request is at least 4 segments with payload: request and response
+    // on both legs. Each was seen, and (balanced) received or counted: the
+    // unoptimised test build of the daemon can fall behind at this rate.
+    let seen = k["seen"].as_u64().unwrap();
     assert!(
-        requests > 1000 && received >= 4 * requests,
-        "{requests} requests, {received} records"
+        requests > 1000 && seen >= 4 * requests,
+        "{requests} requests, {seen} segments seen, {received} records received: {k}"
     );
     eprintln!(
         "load: {requests} requests in 4 s ({} req/s), {received} records ({} /s), ring_full={} copy_error={}",

@@ -109,7 +109,13 @@ fn https_requests_are_transactions_of_the_gateways_own_tls_calls() {
         let target = rest.rsplit_once(' ').unwrap().0;
         assert_eq!(t["method"], method, "{entry:?}");
         assert_eq!(t["path"], target, "{entry:?}");
-        assert_eq!(t["status"], entry.status, "{entry:?}");
+        // 499: wrk closed the connection as it stopped, while nginx was
+        // answering. nginx logs the abort, not the status line it may
+        // already have written (which is what the wire, and the sensor,
+        // carry), so only the line's presence is unknown.
+        if entry.status != 499 {
+            assert_eq!(t["status"], entry.status, "{entry:?}");
+        }
         assert_eq!(t["client_ip"], entry.remote_addr.as_str(), "{entry:?}");
         assert_eq!(t["server_port"], 8443, "{t}");
         assert_eq!(t["confirmed"], true, "{t}");

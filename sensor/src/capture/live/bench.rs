@@ -64,7 +64,7 @@ pub fn block_lookup(entries: u32, repeat: u32, rounds: usize) -> Result<BlockBen
         .try_into()?;
     program.load()?;
     let fd = program.fd()?.as_fd().as_raw_fd();
-    let frame = frame();
+    let frame = frame(0);
     let (boot, _) = SystemClock.now();
     let far = boot + 3600 * 1_000_000_000;
     let mut state = Array::<_, u64>::try_from(ebpf.take_map(STATE_MAP).context(STATE_MAP)?)?;
@@ -213,7 +213,7 @@ fn record_cost(payload: Option<u16>, repeat: u32, rounds: usize) -> Result<f64> 
     let fd = program.fd()?.as_fd().as_raw_fd();
     let ring = ebpf.take_map(sensor_ebpf::RECORDS_MAP).context("ring")?;
     let mut ring = aya::maps::RingBuf::try_from(ring)?;
-    let frame = frame_with(payload.unwrap_or(0));
+    let frame = frame(payload.unwrap_or(0));
     let mut runs = Vec::new();
     for _ in 0..rounds {
         runs.push(test_run(fd, &frame, repeat)?.0);
@@ -229,13 +229,9 @@ fn record_cost(payload: Option<u16>, repeat: u32, rounds: usize) -> Result<f64> 
     Ok(f64::from(runs[runs.len() / 2]))
 }
 
-/// Ethernet + IPv4 (checksummed) + TCP SYN from [`SOURCE`] to [`PORT`].
-fn frame() -> Vec<u8> {
-    frame_with(0)
-}
-
-/// As [`frame`], with `payload` bytes of data (ACK|PSH) when non-zero.
-fn frame_with(payload: u16) -> Vec<u8> {
+/// Ethernet + IPv4 (checksummed) + TCP from [`SOURCE`] to [`PORT`]: a SYN
+/// when `payload` is 0, else ACK|PSH with `payload` bytes of data.
+fn frame(payload: u16) -> Vec<u8> {
     let mut f = vec![b'x'; 14 + 20 + 20 + usize::from(payload)];
     f[..54].fill(0);
     f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());

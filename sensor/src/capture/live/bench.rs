@@ -53,17 +53,7 @@ pub struct BlockBench {
 /// # Errors
 /// Loading needs `CAP_BPF`/`CAP_SYS_ADMIN`; the kernel refused the test run.
 pub fn block_lookup(entries: u32, repeat: u32, rounds: usize) -> Result<BlockBench> {
-    let mut ebpf = EbpfLoader::new()
-        .load(OBJECT)
-        .context("loading the eBPF object")?;
-    let mut ports = Array::<_, u8>::try_from(ebpf.map_mut(PORTS_MAP).context(PORTS_MAP)?)?;
-    ports.set(u32::from(PORT), port_bits::PROXY, 0)?;
-    let program: &mut SchedClassifier = ebpf
-        .program_mut(TC_INGRESS_PROGRAM)
-        .context(TC_INGRESS_PROGRAM)?
-        .try_into()?;
-    program.load()?;
-    let fd = program.fd()?.as_fd().as_raw_fd();
+    let (mut ebpf, fd) = loaded(EbpfLoader::new(), TC_INGRESS_PROGRAM, port_bits::PROXY)?;
     let frame = frame(0);
     let (boot, _) = SystemClock.now();
     let far = boot + 3600 * 1_000_000_000;
@@ -77,8 +67,7 @@ pub fn block_lookup(entries: u32, repeat: u32, rounds: usize) -> Result<BlockBen
             runs.push(ns);
             verdict = v;
         }
-        runs.sort_unstable();
-        Ok((f64::from(runs[runs.len() / 2]), verdict))
+        Ok((median(runs), verdict))
     };
     state.set(ACTIVE, 0, 0)?;
     let (inactive_ns, _) = median(&mut || test_run(fd, &frame, repeat))?;
@@ -196,21 +185,16 @@ pub fn record_costs(repeat: u32, rounds: usize) -> Result<Vec<RecordCost>> {
 fn record_cost(payload: Option<u16>, repeat: u32, rounds: usize) -> Result<f64> {
     const RING: u32 = 64 << 20;
     let wakeup = u64::from(RING / super::WAKEUP_FRACTION);
-    let mut ebpf = EbpfLoader::new()
+    let mut loader = EbpfLoader::new();
+    loader
         .override_global(sensor_ebpf::WAKEUP_BYTES_GLOBAL, &wakeup, true)
-        .map_max_entries(sensor_ebpf::RECORDS_MAP, RING)
-        .load(OBJECT)
-        .context("loading the eBPF object")?;
-    if payload.is_some() {
-        let mut ports = Array::<_, u8>::try_from(ebpf.map_mut(PORTS_MAP).context(PORTS_MAP)?)?;
-        ports.set(u32::from(PORT), port_bits::CAPTURE, 0)?;
-    }
-    let program: &mut SchedClassifier = ebpf
-        .program_mut(sensor_ebpf::TC_EGRESS_PROGRAM)
-        .context("tc_egress")?
-        .try_into()?;
-    program.load()?;
-    let fd = program.fd()?.as_fd().as_raw_fd();
+        .map_max_entries(sensor_ebpf::RECORDS_MAP, RING);
+    let bits = if payload.is_some() {
+        port_bits::CAPTURE
+    } else {
+        0
+    };
+    let (mut ebpf, fd) = loaded(loader, sensor_ebpf::TC_EGRESS_PROGRAM, bits)?;
     let ring = ebpf.take_map(sensor_ebpf::RECORDS_MAP).context("ring")?;
     let mut ring = aya::maps::RingBuf::try_from(ring)?;
     let frame = frame(payload.unwrap_or(0));
@@ -225,8 +209,28 @@ fn record_cost(payload: Option<u16>, repeat: u32, rounds: usize) -> Result<f64> 
             bail!("{n} of {repeat} records");
         }
     }
+    Ok(median(runs))
+}
+
+/// The object loaded by `loader` with [`PORT`]'s filter bits set to
+/// `bits`, and the fd of its tc program `name`, loaded.
+fn loaded(mut loader: EbpfLoader<'_>, name: &str, bits: u8) -> Result<(aya::Ebpf, i32)> {
+    let mut ebpf = loader.load(OBJECT).context("loading the eBPF object")?;
+    let mut ports = Array::<_, u8>::try_from(ebpf.map_mut(PORTS_MAP).context(PORTS_MAP)?)?;
+    ports.set(u32::from(PORT), bits, 0)?;
+    let program: &mut SchedClassifier = ebpf
+        .program_mut(name)
+        .context(name.to_owned())?
+        .try_into()?;
+    program.load()?;
+    let fd = program.fd()?.as_fd().as_raw_fd();
+    Ok((ebpf, fd))
+}
+
+/// The median (the upper one of an even count) of per-round ns figures.
+fn median(mut runs: Vec<u32>) -> f64 {
     runs.sort_unstable();
-    Ok(f64::from(runs[runs.len() / 2]))
+    f64::from(runs[runs.len() / 2])
 }
 
 /// Ethernet + IPv4 (checksummed) + TCP from [`SOURCE`] to [`PORT`]: a SYN

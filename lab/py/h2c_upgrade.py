@@ -1,7 +1,8 @@
 """An HTTP/2 server reached by `Upgrade: h2c` (RFC 7540 section 3.2; nginx
 and Debian's nghttpd have no h2c upgrade), built on hyper-h2 (Debian's
 python3-h2). It answers 101, then every stream, the upgraded request (stream
-1) included, with 200 and `hello over h2c`.
+1) included, with 200 and `hello over h2c`; stream 1's answer shares the
+101's segment.
 
     python3 h2c_upgrade.py ADDR PORT
 """
@@ -34,11 +35,13 @@ def handle(sock):
         for line in head.split(b"\r\n")
         if line.lower().startswith(b"http2-settings:")
     )
-    sock.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
     conn.initiate_upgrade_connection(settings)
     respond(conn, 1)
-    sock.sendall(conn.data_to_send())
+    # The server's frames need not wait for the client's preface (RFC 7540
+    # section 3.2): sent with the 101, in its segment.
+    switching = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+    sock.sendall(switching + conn.data_to_send())
     while True:
         if not rest:
             rest = sock.recv(65535)

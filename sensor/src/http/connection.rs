@@ -10,7 +10,7 @@ use std::{collections::VecDeque, net::SocketAddr};
 
 use super::{
     context::HttpContext,
-    headers::{RequestHeaders, ResponseHeaders},
+    headers::{RequestHeaders, ResponseHeaders, upgrades_to_h2c},
     message::{Body, Framer, FramingError, MessageHandler, MessageKind},
     transaction::{Transaction, Tunnel},
 };
@@ -34,6 +34,8 @@ pub(super) struct Http1 {
 #[derive(Debug)]
 struct Upgraded {
     tx: Box<Transaction>,
+    /// The server switched to HTTP/2 (`Upgrade: h2c`).
+    h2c: bool,
     bytes: [u64; 2],
     since_ns: u64,
 }
@@ -47,6 +49,8 @@ struct Pairing {
     response_resynced: bool,
     /// The connection switched protocols; nothing more is parsed.
     tunnel: bool,
+    /// ... to HTTP/2: the 101 said `Upgrade: h2c`.
+    h2c: bool,
     /// The response in progress is interim (1xx).
     interim: bool,
     /// The response in progress answers no known request.
@@ -98,25 +102,31 @@ fn kind(direction: Direction) -> MessageKind {
 }
 
 impl Http1 {
-    /// Takes the next chunk of `direction`.
+    /// Takes the next chunk of `direction`. Returns how many of its last
+    /// known bytes follow a head that switched protocols (0 otherwise):
+    /// after `Upgrade: h2c` they are HTTP/2's ([`Http1::take_h2c`]).
     pub(super) fn chunk(
         &mut self,
         ctx: &mut HttpContext,
         flow: &FlowInfo,
         direction: Direction,
         chunk: Chunk<'_>,
-    ) {
+    ) -> usize {
         if let Some(u) = &mut self.upgraded {
             u.bytes[direction.index()] += chunk.data.len() as u64 + chunk.unknown;
-            return;
+            return 0;
         }
         let Some(mut events) = Events::new(&mut self.pairing, ctx, flow, direction, chunk.time_ns)
         else {
-            return;
+            return 0;
         };
         let limits = events.ctx.limits.head;
-        self.framers[direction.index()].chunk(events.kind, chunk, limits, &mut events);
+        let rest = self.framers[direction.index()].chunk(events.kind, chunk, limits, &mut events);
         self.emit_finished(ctx, flow);
+        if let Some(u) = &mut self.upgraded {
+            u.bytes[direction.index()] += rest as u64 + chunk.unknown;
+        }
+        rest
     }
 
     /// The flow ended: emits every exchange left.
@@ -159,15 +169,10 @@ impl Http1 {
         self.end_tunnel(ctx, flow);
     }
 
-    /// The request that switched the flow to a tunnel, taken (the flow
-    /// turns out to speak HTTP/2: RFC 9113 section 3.2's `Upgrade: h2c`).
-    pub(super) fn take_upgrade(&mut self) -> Option<Transaction> {
-        self.upgraded.take().map(|u| *u.tx)
-    }
-
-    /// Whether the flow switched protocols and nothing of it was read since.
-    pub(super) fn fresh_tunnel(&self) -> bool {
-        self.upgraded.as_ref().is_some_and(|u| u.bytes[0] == 0)
+    /// The request whose 101 switched the flow to HTTP/2 (`Upgrade: h2c`),
+    /// taken: the flow is HTTP/2's from here.
+    pub(super) fn take_h2c(&mut self) -> Option<Transaction> {
+        self.upgraded.take_if(|u| u.h2c).map(|u| *u.tx)
     }
 
     /// Emits the tunnel's exchange with what it carried.
@@ -206,6 +211,7 @@ impl Http1 {
                 let since_ns = tx.response_end_ns.unwrap_or(flow.last_ns);
                 self.upgraded = Some(Box::new(Upgraded {
                     tx,
+                    h2c: std::mem::take(&mut self.pairing.h2c),
                     bytes: [0; 2],
                     since_ns,
                 }));
@@ -379,6 +385,7 @@ impl MessageHandler for Events<'_> {
         if body == Body::Tunnel && !self.pairing.orphan {
             self.ctx.counters.tunnels += 1;
             self.pairing.tunnel = true;
+            self.pairing.h2c = status == 101 && upgrades_to_h2c(head.headers);
         }
         body
     }

@@ -79,3 +79,15 @@ impl<'h> ResponseHeaders<'h> {
         f
     }
 }
+
+/// Whether a 101 response's `Upgrade` names `h2c`: the server speaks
+/// HTTP/2 from the byte after the head (RFC 7540 section 3.2, kept by RFC
+/// 9113 section 3.1's deprecation note; `Upgrade` is a comma-separated
+/// protocol list, RFC 9110 section 7.8).
+pub fn upgrades_to_h2c(headers: &[httparse::Header<'_>]) -> bool {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("upgrade"))
+        .flat_map(|h| h.value.split(|b| *b == b','))
+        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"h2c"))
+}

@@ -249,14 +249,16 @@ impl Framer {
         self.buf = Vec::new();
     }
 
-    /// Takes the next chunk of the stream.
+    /// Takes the next chunk of the stream. Returns how many of its last
+    /// known bytes were not read: those after a head that switched the
+    /// connection to another protocol (0 otherwise).
     pub fn chunk(
         &mut self,
         kind: MessageKind,
         chunk: Chunk<'_>,
         limits: HeadLimits,
         m: &mut impl MessageHandler,
-    ) {
+    ) -> usize {
         let mut data = chunk.data;
         let mut at_start = true;
         while !data.is_empty() {
@@ -281,7 +283,7 @@ impl Framer {
                     self.bytes += data.len() as u64;
                     data.len()
                 }
-                State::Tunnel => data.len(),
+                State::Tunnel => break,
             };
             data = &data[used..];
             at_start = false;
@@ -289,6 +291,7 @@ impl Framer {
         if chunk.unknown > 0 {
             self.unknown(kind, chunk.unknown, limits, m);
         }
+        data.len()
     }
 
     /// The connection ended: a body delimited by the close ends here; any

@@ -1,8 +1,9 @@
 //! The HTTP analyzer of one flow: which side is the client, and which
 //! protocol it speaks — HTTP/1.1 ([`Http1`]) until the client's first bytes
 //! are HTTP/2's connection preface (prior knowledge, or TLS with ALPN `h2`:
-//! the preface is the same, RFC 9113 section 3.4) or an `Upgrade: h2c` was
-//! answered 101 and the preface follows (section 3.2).
+//! the preface is the same, RFC 9113 section 3.4), or from the byte after
+//! a 101 answering `Upgrade: h2c` (RFC 7540 section 3.2: the server's frames
+//! may come before the client's preface, even in the 101's segment).
 
 use super::{
     connection::Http1,
@@ -54,26 +55,22 @@ impl Analyzer for Connection {
             }
         };
         if direction == Direction::ToServer && self.http2.is_none() {
-            let opens = !self.client_spoke || self.http1.fresh_tunnel();
-            if opens && preface(chunk.data) {
-                let upgrade = self.http1.take_upgrade();
-                if let Some(tx) = &upgrade {
-                    ctx.emit(Box::new(tx.clone()));
-                }
-                self.http2 = Some(Box::new(H2::new(ctx, upgrade)));
+            if !self.client_spoke && preface(chunk.data) {
+                self.http2 = Some(Box::new(H2::new(ctx, None)));
             }
             self.client_spoke = true;
         }
-        match &mut self.http2 {
-            Some(h2) => h2.chunk(
-                ctx,
-                flow,
-                direction,
-                chunk.data,
-                chunk.unknown,
-                chunk.time_ns,
-            ),
-            None => self.http1.chunk(ctx, flow, direction, chunk),
+        if let Some(h2) = &mut self.http2 {
+            h2.chunk(ctx, flow, direction, chunk);
+            return;
+        }
+        let rest = self.http1.chunk(ctx, flow, direction, chunk);
+        if let Some(upgrade) = self.http1.take_h2c() {
+            // The 101's exchange goes out now; its response is stream 1's.
+            ctx.emit(Box::new(upgrade.clone()));
+            let h2 = self.http2.insert(Box::new(H2::new(ctx, Some(upgrade))));
+            let data = &chunk.data[chunk.data.len() - rest..];
+            h2.chunk(ctx, flow, direction, Chunk { data, ..chunk });
         }
     }
 

@@ -17,8 +17,10 @@
 //!   It waits briefly: Kong sends a response's last byte after it received
 //!   the upstream's, so the upstream leg, when there is one, ends first;
 //!   and only while upstream legs arrive at all (one within
-//!   [`JoinConfig::wait_ns`]), so a node capturing the client leg alone
-//!   pays nothing for the join.
+//!   [`JoinConfig::wait_ns`], the start counting as one: the first upstream
+//!   leg may be a ring-buffer batch behind the first client leg), so a node
+//!   capturing the client leg alone pays for the join only in its first
+//!   [`JoinConfig::wait_ns`].
 //! - Only the upstream leg (the client leg is TLS the tap cannot read, or
 //!   not captured: upstream-only mode): the upstream leg, its client the
 //!   one Kong named, after [`JoinConfig::wait_ns`]. A request Kong made
@@ -127,8 +129,9 @@ pub struct Joiner {
     /// Bytes the waiting legs hold (estimated), kept as they come and go:
     /// [`Joiner::memory`] runs per segment.
     bytes: usize,
-    /// When the last upstream leg arrived (event time, ns).
-    last_upstream_ns: Option<u64>,
+    /// When the last upstream leg arrived, or the first leg of all (event
+    /// time, ns): client legs wait while it is within the wait.
+    upstream_expected_ns: Option<u64>,
 }
 
 impl Joiner {
@@ -145,14 +148,14 @@ impl Joiner {
             ready: Vec::new(),
             counters: JoinCounters::default(),
             bytes: 0,
-            last_upstream_ns: None,
+            upstream_expected_ns: None,
         }
     }
 
     /// Takes one leg's transaction at event time `now_ns`.
     pub fn push(&mut self, tx: Box<Transaction>, now_ns: u64) {
-        if tx.leg == Leg::Upstream {
-            self.last_upstream_ns = Some(now_ns);
+        if tx.leg == Leg::Upstream || self.upstream_expected_ns.is_none() {
+            self.upstream_expected_ns = Some(now_ns);
         }
         let Some(id) = tx.request_id.as_deref().map(Key::new) else {
             match tx.leg {
@@ -185,12 +188,14 @@ impl Joiner {
             }
             // A client leg waits only while upstream legs arrive (one seen
             // within the wait): where only the client leg is captured it
-            // goes on at once, its id noted so a partner would be late.
+            // goes on at once, its id noted so a partner would be late,
+            // after the client legs still waiting from the start.
             None if tx.leg == Leg::Client
                 && self
-                    .last_upstream_ns
-                    .is_none_or(|t| now_ns.saturating_sub(t) > self.config.wait_ns) =>
+                    .upstream_expected_ns
+                    .is_some_and(|t| now_ns.saturating_sub(t) > self.config.wait_ns) =>
             {
+                self.expire_queue(0, u64::MAX);
                 self.counters.client_only += 1;
                 self.passed.insert(hash);
                 self.alone(tx);
@@ -231,23 +236,27 @@ impl Joiner {
 
     /// Sends on every leg whose wait ended by `now_ns`.
     pub fn expire(&mut self, now_ns: u64) {
-        for queue in 0..2 {
-            while self.order[queue]
-                .front()
-                .is_some_and(|(deadline, _)| *deadline <= now_ns)
+        self.expire_queue(0, now_ns);
+        self.expire_queue(1, now_ns);
+    }
+
+    /// Sends on the legs of `order[queue]` whose wait ended by `now_ns`.
+    fn expire_queue(&mut self, queue: usize, now_ns: u64) {
+        while self.order[queue]
+            .front()
+            .is_some_and(|(deadline, _)| *deadline <= now_ns)
+        {
+            let Some((deadline, id)) = self.order[queue].pop_front() else {
+                break;
+            };
+            // An entry of an id joined (and seen again) since is stale.
+            if self
+                .waiting
+                .get(&id)
+                .is_some_and(|w| w.deadline == deadline)
+                && let Some((_, tx)) = self.take(&id)
             {
-                let Some((deadline, id)) = self.order[queue].pop_front() else {
-                    break;
-                };
-                // An entry of an id joined (and seen again) since is stale.
-                if self
-                    .waiting
-                    .get(&id)
-                    .is_some_and(|w| w.deadline == deadline)
-                    && let Some((_, tx)) = self.take(&id)
-                {
-                    self.give_up(id, tx);
-                }
+                self.give_up(id, tx);
             }
         }
     }

@@ -26,7 +26,7 @@ use hpack::{Headers, Hpack};
 use streams::{Stream, Streams};
 
 use super::{context::HttpContext, headers::RequestHeaders, transaction::Transaction};
-use crate::flow::{Direction, FlowInfo};
+use crate::flow::{Chunk, Direction, FlowInfo};
 
 /// Most streams tracked per connection.
 pub const MAX_STREAMS: usize = 256;
@@ -83,15 +83,17 @@ impl H2 {
         ctx: &mut HttpContext,
         flow: &FlowInfo,
         direction: Direction,
-        data: &[u8],
-        unknown: u64,
-        time_ns: u64,
+        chunk: Chunk<'_>,
     ) {
+        let Chunk {
+            time_ns,
+            mut data,
+            unknown,
+        } = chunk;
         let d = direction.index();
         if self.lost[d] {
             return;
         }
-        let mut data = data;
         if direction == Direction::ToServer && self.preface_left > 0 {
             let n = self.preface_left.min(data.len());
             let at = PREFACE.len() - self.preface_left;

@@ -236,40 +236,48 @@ fn resets_unanswered_streams_and_garbage_are_counted_not_fatal() {
     assert_eq!(c.http.h2.hpack_lost, 1);
 }
 
+/// The server's frames after a 101 to `Upgrade: h2c`, in each order the
+/// wire may give them: after the client's preface, before it (the server
+/// need not wait for it, RFC 7540 section 3.2), and in the 101's segment.
 #[test]
 fn an_h2c_upgrade_continues_stream_one_as_http2() {
-    let mut p = Peers::new();
     let upgrade =
         b"GET /up HTTP/1.1\r\nHost: api.example\r\nConnection: Upgrade, HTTP2-Settings\r\n\
                     Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n";
     let switching =
-        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
-    let mut client = PREFACE.to_vec();
-    client.extend(settings(&[]));
-    client.extend(p.request(3, &refs(&get("/next")), flag::END_STREAM));
-    let mut server = settings(&[]);
-    server.extend(p.response(1, &[(":status", "200")], flag::END_STREAM));
-    server.extend(p.response(3, &[(":status", "204")], flag::END_STREAM));
-    let (txs, _) = Wire::new()
-        .handshake()
-        .client(upgrade)
-        .server(switching)
-        .client(&client)
-        .server(&server)
-        .fin()
-        .run();
-    let got: Vec<_> = txs
-        .iter()
-        .map(|t| (t.path.as_str(), t.status, t.http_version))
-        .collect();
-    assert_eq!(
-        got,
-        [
-            ("/up", Some(101), "HTTP/1.1"),
-            ("/up", Some(200), "HTTP/2"),
-            ("/next", Some(204), "HTTP/2")
-        ]
-    );
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: foo, H2C\r\n\r\n";
+    for order in ["preface first", "frames first", "one segment"] {
+        let mut p = Peers::new();
+        let mut client = PREFACE.to_vec();
+        client.extend(settings(&[]));
+        client.extend(p.request(3, &refs(&get("/next")), flag::END_STREAM));
+        let mut server = settings(&[]);
+        server.extend(p.response(1, &[(":status", "200")], flag::END_STREAM));
+        let next = p.response(3, &[(":status", "204")], flag::END_STREAM);
+        let mut switched = switching.to_vec();
+        switched.extend(&server);
+        let wire = Wire::new().handshake().client(upgrade);
+        let wire = match order {
+            "preface first" => wire.server(switching).client(&client).server(&server),
+            "frames first" => wire.server(switching).server(&server).client(&client),
+            _ => wire.server(&switched).client(&client),
+        };
+        let (txs, c) = wire.server(&next).fin().run();
+        let got: Vec<_> = txs
+            .iter()
+            .map(|t| (t.path.as_str(), t.status, t.http_version))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("/up", Some(101), "HTTP/1.1"),
+                ("/up", Some(200), "HTTP/2"),
+                ("/next", Some(204), "HTTP/2")
+            ],
+            "{order}"
+        );
+        assert_eq!((c.http.h2.hpack_lost, c.http.h2.framing_lost), (0, 0));
+    }
 }
 
 #[test]
@@ -278,17 +286,20 @@ fn a_websocket_is_one_transaction_with_its_tunnel() {
         b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
     let switching =
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    // The server's first frame shares the 101's segment.
+    let mut switched = switching.to_vec();
+    switched.extend([0x81, 0x02, b'h', b'i']);
     let (txs, c) = Wire::new()
         .handshake()
         .client(upgrade)
-        .server(switching)
+        .server(&switched)
         .client(&[0x81, 0x85, 1, 2, 3, 4, 5, 6, 7, 8, 9])
-        .server(&[0x81, 0x02, b'h', b'i'])
+        .server(&[0x81, 0x00])
         .fin()
         .run();
     assert_eq!(txs.len(), 1);
     let t = txs[0].tunnel.as_deref().copied().unwrap();
-    assert_eq!((t.bytes_to_server, t.bytes_to_client), (11, 4));
+    assert_eq!((t.bytes_to_server, t.bytes_to_client), (11, 6));
     assert!(t.duration_ms > 0.0);
     assert_eq!(c.http.tunnels, 1);
 }

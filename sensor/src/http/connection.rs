@@ -365,8 +365,8 @@ impl MessageHandler for Events<'_> {
         let method = match self.answering(Response::Waiting) {
             Some(e) => {
                 e.response = Response::Receiving;
-                e.tx.respond(status, time_ns, headers.request_id);
-                e.heap = e.tx.heap_bytes();
+                e.heap += e.tx.respond(status, time_ns, headers.request_id);
+                debug_assert_eq!(e.heap, e.tx.heap_bytes());
                 // Only HEAD and CONNECT change a response's framing.
                 match e.tx.method.as_str() {
                     "HEAD" => "HEAD",

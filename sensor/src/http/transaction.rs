@@ -290,13 +290,16 @@ impl Transaction {
     }
 
     /// The final response's head arrived at `time_ns` with `status`; its
-    /// request id fills in one the request lacked.
-    pub fn respond(&mut self, status: u16, time_ns: u64, request_id: Option<&[u8]>) {
+    /// request id fills in one the request lacked. Returns the heap bytes
+    /// this added (what [`Transaction::heap_bytes`] grew by).
+    pub fn respond(&mut self, status: u16, time_ns: u64, request_id: Option<&[u8]>) -> usize {
         self.status = Some(status);
         self.latency_ms = Some(ms_between(self.time_ns, time_ns));
-        if self.request_id.is_none() {
-            self.request_id = request_id.map(self::request_id);
+        if self.request_id.is_some() {
+            return 0;
         }
+        self.request_id = request_id.map(self::request_id);
+        self.request_id.as_ref().map_or(0, String::capacity)
     }
 }
 

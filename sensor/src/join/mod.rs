@@ -171,7 +171,13 @@ impl Joiner {
             self.ready.push(Request { tx, counted: false });
             return;
         }
-        match self.take(&id).map(|(_, other)| other) {
+        // Where only the client leg is captured nothing waits: no lookup.
+        let other = if self.waiting.is_empty() {
+            None
+        } else {
+            self.take(&id).map(|(_, other)| other)
+        };
+        match other {
             Some(other) if other.leg != tx.leg => {
                 self.counters.joined += 1;
                 let tx = match tx.leg {
@@ -236,6 +242,9 @@ impl Joiner {
 
     /// Sends on every leg whose wait ended by `now_ns`.
     pub fn expire(&mut self, now_ns: u64) {
+        if self.order.iter().all(VecDeque::is_empty) {
+            return; // runs per segment
+        }
         self.expire_queue(0, now_ns);
         self.expire_queue(1, now_ns);
     }

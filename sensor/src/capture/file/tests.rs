@@ -382,6 +382,23 @@ fn nanosecond_pcap_timestamps() {
 }
 
 #[test]
+fn big_endian_pcap_reads_as_little_endian() {
+    let frame = ether(0x0800, &tcp4(PAYLOAD));
+    let le = pcap(MICROS, 1, &[(&frame, frame.len() as u32)]);
+    // Swap the header's and the record header's 32-bit words (the version
+    // is two 16-bit words, and the snap length field stays in range).
+    let mut be = le.clone();
+    for at in (0..24 + 16).step_by(4) {
+        be[at..at + 4].reverse();
+    }
+    be[4..8].copy_from_slice(&[0, 2, 0, 4]);
+    let (_, from_le) = read(temp(&le).path()).unwrap();
+    let (c, from_be) = read(temp(&be).path()).unwrap();
+    assert_eq!((c.packets, from_be.len()), (1, 1));
+    assert_eq!(from_be, from_le);
+}
+
+#[test]
 fn pcapng_resolutions_interfaces_and_sections() {
     let frame = ether(0x0800, &tcp4(PAYLOAD));
     let raw = tcp4(PAYLOAD);
@@ -431,6 +448,48 @@ fn pcapng_bad_block_length_marks_the_file_corrupt() {
     let (c, got) = read(file.path()).unwrap();
     assert_eq!(got.len(), 1);
     assert!(c.corrupt && !c.truncated_file);
+}
+
+/// The shortcut for Ethernet/raw IP frames decodes exactly as the general
+/// path, on frames mutated in any header byte (lengths, version, fragment
+/// bits, protocol) and cut anywhere.
+#[test]
+fn the_ip_tcp_shortcut_decodes_as_the_general_path() {
+    let mut v4_options = tcp4(PAYLOAD);
+    v4_options[0] = 0x46; // IHL 6: four bytes of options (NOPs) follow
+    v4_options.splice(20..20, [1, 1, 1, 1]);
+    let seeds = [tcp4(PAYLOAD), tcp6_syn(), v4_options, tcp4(&[])];
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut tcp = 0;
+    for i in 0..20_000 {
+        let mut ip = seeds[i % seeds.len()].clone();
+        for _ in 0..next() % 4 {
+            let at = (next() as usize) % ip.len().min(60);
+            ip[at] = next() as u8;
+        }
+        ip.truncate(ip.len() - (next() as usize) % (ip.len() + 1) * usize::from(i % 3 == 0));
+        let ethertype = if next() % 2 == 0 { 0x0800 } else { 0x86dd };
+        for (link, frame) in [
+            (Link::Ethernet, ether(ethertype, &ip)),
+            (Link::Raw, ip.clone()),
+        ] {
+            let orig = frame.len() as u32 + (next() % 3) as u32;
+            let fast = link::decode(link, &frame, orig, 7);
+            assert_eq!(
+                fast,
+                link::decode_sliced(link, &frame, orig, 7),
+                "{frame:02x?}"
+            );
+            tcp += usize::from(fast.is_ok());
+        }
+    }
+    assert!(tcp > 10_000, "the mutations leave most frames TCP: {tcp}");
 }
 
 #[test]

@@ -179,6 +179,13 @@ impl Pipeline {
         }
     }
 
+    /// The client and upstream legs come from two sources read one after
+    /// the other (the TLS tap's ring buffer and tc's): the join's client
+    /// legs wait from the start ([`crate::join::JoinConfig::two_sources`]).
+    pub fn legs_from_two_sources(&mut self) {
+        self.joiner.two_sources();
+    }
+
     /// Sets the responder that decides on alerts before the sinks see them.
     pub fn set_responder(&mut self, responder: Box<dyn Responder>) {
         self.responder = Some(responder);

@@ -190,6 +190,9 @@ pub async fn run(args: RunArgs, reparse: Reparse) -> Result<()> {
     // Before the capabilities go: finding the gateway reads other users'
     // /proc/PID/maps (CAP_SYS_PTRACE); later forks are followed in the kernel.
     let tls = TlsCapture::start(&tls_options)?;
+    if tls.is_some() {
+        pipeline.legs_from_two_sources();
+    }
     let kept = privileges::drop_after_attach(capture.detach_needs_net_admin())
         .context("dropping capabilities after attach")?;
     info!(capabilities = ?kept, "capabilities dropped after attach; these remain");

@@ -17,10 +17,11 @@
 //!   It waits briefly: Kong sends a response's last byte after it received
 //!   the upstream's, so the upstream leg, when there is one, ends first;
 //!   and only while upstream legs arrive at all (one within
-//!   [`JoinConfig::wait_ns`], the start counting as one: the first upstream
-//!   leg may be a ring-buffer batch behind the first client leg), so a node
-//!   capturing the client leg alone pays for the join only in its first
-//!   [`JoinConfig::wait_ns`].
+//!   [`JoinConfig::wait_ns`]), so a node capturing the client leg alone
+//!   pays nothing for the join. Where the legs come from two sources (the
+//!   TLS tap's ring buffer and tc's), the start counts as an upstream leg:
+//!   the first one may be read a batch after its client leg
+//!   ([`JoinConfig::two_sources`]).
 //! - Only the upstream leg (the client leg is TLS the tap cannot read, or
 //!   not captured: upstream-only mode): the upstream leg, its client the
 //!   one Kong named, after [`JoinConfig::wait_ns`]. A request Kong made
@@ -61,6 +62,12 @@ pub struct JoinConfig {
     pub max_waiting: usize,
     /// Where Kong is (whose upstream requests name no client).
     pub topology: Topology,
+    /// The legs are read from two sources, neither ordered after the other
+    /// (live: the client leg from the TLS tap's ring buffer, the upstream
+    /// leg from tc's): client legs wait from the start, not only once an
+    /// upstream leg was seen. Off in replay, whose legs come in capture
+    /// order.
+    pub two_sources: bool,
 }
 
 impl Default for JoinConfig {
@@ -70,6 +77,7 @@ impl Default for JoinConfig {
             client_wait_ns: 500_000_000,
             max_waiting: 65_536,
             topology: Topology::default(),
+            two_sources: false,
         }
     }
 }
@@ -129,8 +137,9 @@ pub struct Joiner {
     /// Bytes the waiting legs hold (estimated), kept as they come and go:
     /// [`Joiner::memory`] runs per segment.
     bytes: usize,
-    /// When the last upstream leg arrived, or the first leg of all (event
-    /// time, ns): client legs wait while it is within the wait.
+    /// When the last upstream leg arrived, or the first leg of all from
+    /// [`JoinConfig::two_sources`] (event time, ns): client legs wait while
+    /// it is within the wait.
     upstream_expected_ns: Option<u64>,
 }
 
@@ -152,9 +161,16 @@ impl Joiner {
         }
     }
 
+    /// From now on the legs come from two sources ([`JoinConfig::two_sources`]).
+    pub fn two_sources(&mut self) {
+        self.config.two_sources = true;
+    }
+
     /// Takes one leg's transaction at event time `now_ns`.
     pub fn push(&mut self, tx: Box<Transaction>, now_ns: u64) {
-        if tx.leg == Leg::Upstream || self.upstream_expected_ns.is_none() {
+        if tx.leg == Leg::Upstream
+            || (self.config.two_sources && self.upstream_expected_ns.is_none())
+        {
             self.upstream_expected_ns = Some(now_ns);
         }
         let Some(id) = tx.request_id.as_deref().map(Key::new) else {
@@ -199,7 +215,7 @@ impl Joiner {
             None if tx.leg == Leg::Client
                 && self
                     .upstream_expected_ns
-                    .is_some_and(|t| now_ns.saturating_sub(t) > self.config.wait_ns) =>
+                    .is_none_or(|t| now_ns.saturating_sub(t) > self.config.wait_ns) =>
             {
                 self.expire_queue(0, u64::MAX);
                 self.counters.client_only += 1;

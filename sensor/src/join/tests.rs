@@ -98,13 +98,45 @@ fn kongs_rejections_go_on_alone_after_the_wait() {
 #[test]
 fn where_no_upstream_leg_arrives_client_legs_go_on_at_once() {
     let mut j = joiner();
-    // The first client leg waits: its upstream leg may be a batch behind.
-    j.push(client("r5", "192.0.2.8", 200), T0 + 30 * MS);
+    j.push(client("r6", "192.0.2.8", 200), T0 + 30 * MS);
+    let out = drain(&mut j);
+    assert_eq!((out.len(), out[0].counted), (1, true));
+    assert_eq!(j.waiting(), 0);
+    // Its upstream leg, should it come after all, does not count again.
+    j.push(upstream("r6", "192.0.2.8"), T0 + 40 * MS);
+    let out = drain(&mut j);
+    assert_eq!((out.len(), out[0].counted), (1, false));
+    assert_eq!((j.counters().client_only, j.counters().late), (1, 1));
+}
+
+/// Legs from two sources (the TLS tap's ring and tc's).
+fn two_sources() -> Joiner {
+    Joiner::new(JoinConfig {
+        two_sources: true,
+        ..JoinConfig::default()
+    })
+}
+
+#[test]
+fn from_two_sources_the_first_client_leg_waits_for_an_upstream_leg_read_after_it() {
+    let mut j = two_sources();
+    j.push(client("r7", "192.0.2.8", 200), T0 + 30 * MS);
     assert!(drain(&mut j).is_empty());
+    j.push(upstream("r7", "192.0.2.8"), T0 + 31 * MS);
+    let out = drain(&mut j);
+    assert_eq!((out.len(), out[0].counted), (1, true));
+    assert_eq!(out[0].tx.upstream.as_ref().unwrap().server_port, 8080);
+    assert_eq!(j.counters().joined, 1);
+}
+
+#[test]
+fn from_two_sources_client_legs_go_on_at_once_once_no_upstream_leg_came() {
+    let mut j = two_sources();
+    j.push(client("r5", "192.0.2.8", 200), T0 + 30 * MS);
     assert_eq!(j.waiting(), 1);
     // No upstream leg for longer than the wait: the next one goes on at
     // once, after the one still waiting from the start.
-    j.push(client("r6", "192.0.2.8", 200), T0 + 30 * MS + 6_000 * MS);
+    j.push(client("r6", "192.0.2.8", 200), T0 + 6_030 * MS);
     let out = drain(&mut j);
     assert_eq!(
         out.iter()
@@ -112,23 +144,7 @@ fn where_no_upstream_leg_arrives_client_legs_go_on_at_once() {
             .collect::<Vec<_>>(),
         [("r5", true), ("r6", true)]
     );
-    assert_eq!(j.waiting(), 0);
-    // Its upstream leg, should it come after all, does not count again.
-    j.push(upstream("r6", "192.0.2.8"), T0 + 6_040 * MS);
-    let out = drain(&mut j);
-    assert_eq!((out.len(), out[0].counted), (1, false));
-    assert_eq!((j.counters().client_only, j.counters().late), (2, 1));
-}
-
-#[test]
-fn the_first_client_leg_waits_for_an_upstream_leg_read_after_it() {
-    let mut j = joiner();
-    j.push(client("r7", "192.0.2.8", 200), T0 + 30 * MS);
-    j.push(upstream("r7", "192.0.2.8"), T0 + 31 * MS);
-    let out = drain(&mut j);
-    assert_eq!((out.len(), out[0].counted), (1, true));
-    assert_eq!(out[0].tx.upstream.as_ref().unwrap().server_port, 8080);
-    assert_eq!(j.counters().joined, 1);
+    assert_eq!((j.waiting(), j.counters().client_only), (0, 2));
 }
 
 #[test]

@@ -38,7 +38,7 @@ mod tests;
 
 use std::{collections::VecDeque, hash::BuildHasher};
 
-use hashbrown::{HashMap, HashSet};
+use hashbrown::{HashMap, HashTable};
 
 use serde::Serialize;
 
@@ -409,9 +409,11 @@ struct Waiting {
 const PASSED: usize = 4096;
 
 /// The last `capacity` ids (64-bit hashes) noted, oldest forgotten first.
+/// The set is keyed by the hashes themselves: they are keyed hashes
+/// already ([`Joiner`]'s `id_hasher`), so hashing them again is waste.
 struct Recent {
     order: VecDeque<u64>,
-    set: HashSet<u64>,
+    set: HashTable<u64>,
     capacity: usize,
 }
 
@@ -423,7 +425,7 @@ impl Recent {
     fn new(capacity: usize) -> Self {
         Self {
             order: VecDeque::new(),
-            set: HashSet::new(),
+            set: HashTable::new(),
             capacity: capacity.max(1),
         }
     }
@@ -431,16 +433,18 @@ impl Recent {
     fn insert(&mut self, hash: u64) {
         if self.order.len() >= self.capacity
             && let Some(old) = self.order.pop_front()
+            && let Ok(entry) = self.set.find_entry(old, |&h| h == old)
         {
-            self.set.remove(&old);
+            entry.remove();
         }
-        if self.set.insert(hash) {
+        if !self.contains(hash) {
+            self.set.insert_unique(hash, hash, |&h| h);
             self.order.push_back(hash);
         }
     }
 
     fn contains(&self, hash: u64) -> bool {
-        self.set.contains(&hash)
+        self.set.find(hash, |&h| h == hash).is_some()
     }
 
     fn len(&self) -> usize {

@@ -200,7 +200,7 @@ pub(crate) fn ipv4_fragment(link: Link, frame: &[u8]) -> Option<Fragment<'_>> {
     };
     let h = ip.header();
     let payload = ip.payload();
-    let valid = h.to_header().calc_header_checksum() == h.header_checksum()
+    let valid = verifies(h.header_checksum(), h.to_header().calc_header_checksum())
         && payload.len_source == etherparse::LenSource::Ipv4HeaderTotalLen
         && !payload.incomplete;
     (valid && payload.fragmented && payload.ip_number == IpNumber::TCP).then(|| Fragment {
@@ -318,7 +318,7 @@ fn segment<'a>(
             // A zero checksum is a TSO/GSO super-packet captured on its
             // sender: the header is finished per wire segment.
             let sum = h.header_checksum();
-            let checksum = sum == 0 || h.to_header().calc_header_checksum() == sum;
+            let checksum = sum == 0 || verifies(sum, h.to_header().calc_header_checksum());
             let (s, d) = (h.source_addr(), h.destination_addr());
             (IpAddr::V4(s), IpAddr::V4(d), end, Some(checksum))
         }
@@ -360,6 +360,16 @@ fn segment<'a>(
     Ok((segment, checks))
 }
 
+/// Whether a checksum `field` verifies where the sender computes `computed`:
+/// the receiver's test sums the field in and wants all ones (RFC 1071;
+/// Linux's `ip_fast_csum`, `__skb_checksum_complete`), so it also takes
+/// 0xffff where 0 was computed, the other zero of one's complement.
+/// Comparing only would drop what the host keeps, and whoever picks the
+/// payload picks the sum.
+fn verifies(field: u16, computed: u16) -> bool {
+    field == computed || (computed == 0 && field == 0xffff)
+}
+
 /// Judges a whole segment's TCP checksum (see [`TcpChecksum`]).
 pub(crate) fn tcp_checksum(tcp: &TcpSlice<'_>, src: IpAddr, dst: IpAddr) -> TcpChecksum {
     let sum = match (src, dst) {
@@ -368,7 +378,7 @@ pub(crate) fn tcp_checksum(tcp: &TcpSlice<'_>, src: IpAddr, dst: IpAddr) -> TcpC
         _ => return TcpChecksum::Wrong,
     };
     let field = tcp.checksum();
-    if sum.is_ok_and(|sum| sum == field) {
+    if sum.is_ok_and(|sum| verifies(field, sum)) {
         return TcpChecksum::Right;
     }
     // The pseudo-header alone (RFC 9293 section 3.1), with the length or

@@ -605,6 +605,44 @@ fn an_ip_length_beyond_the_frame_is_dropped() {
     assert_eq!(c.bad_ip_length, 1);
 }
 
+/// A checksum field of 0xffff where the sender would compute 0 (the other
+/// zero of one's complement) verifies on the receiving host (Linux sums the
+/// field in: `ip_fast_csum`, `__skb_checksum_complete`), so replay must
+/// keep the segment; an attacker chooses the payload, hence the sum.
+#[test]
+fn a_negative_zero_checksum_is_kept_as_the_host_keeps_it() {
+    // IPv4 header at 14, TCP header at 34 (20 bytes), payload after.
+    // An even length: the last two payload bytes are one 16-bit word.
+    let mut frame = ether(0x0800, &tcp4(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\0"));
+    let (ip, tcp, end) = (14, 34, frame.len());
+    let tcp_sum = |f: &[u8]| {
+        let addr = |at: usize| <[u8; 4]>::try_from(&f[ip + at..ip + at + 4]).unwrap();
+        let segment = etherparse::TcpSlice::from_slice(&f[tcp..end]).unwrap();
+        segment.calc_checksum_ipv4(addr(12), addr(16)).unwrap()
+    };
+    let ip_sum = |f: &[u8]| {
+        let header = etherparse::Ipv4HeaderSlice::from_slice(&f[ip..ip + 20]).unwrap();
+        header.to_header().calc_header_checksum()
+    };
+    // The last payload word makes the right TCP checksum 0 (the sum of the
+    // rest plus its complement is all ones), then the field says 0xffff.
+    frame[end - 2..end].copy_from_slice(&[0, 0]);
+    let w = tcp_sum(&frame);
+    frame[end - 2..end].copy_from_slice(&w.to_be_bytes());
+    assert_eq!(tcp_sum(&frame), 0);
+    frame[tcp + 16..tcp + 18].copy_from_slice(&[0xff, 0xff]);
+    // The same for the IPv4 header, through its identification field.
+    frame[ip + 4..ip + 6].copy_from_slice(&[0, 0]);
+    let w = ip_sum(&frame);
+    frame[ip + 4..ip + 6].copy_from_slice(&w.to_be_bytes());
+    assert_eq!(ip_sum(&frame), 0);
+    frame[ip + 10..ip + 12].copy_from_slice(&[0xff, 0xff]);
+    let file = temp(&pcap(MICROS, 1, &[(&frame, frame.len() as u32)]));
+    let mut got = 0;
+    let c = read_file(file.path(), false, Checksums::On, &mut |_| got += 1).unwrap();
+    assert_eq!((got, c.bad_checksum), (1, 0));
+}
+
 #[test]
 fn wrong_checksums_are_dropped_unless_offloaded() {
     let good = ether(0x0800, &tcp4(PAYLOAD));

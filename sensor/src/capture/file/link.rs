@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use etherparse::{
     EtherType, Ethernet2Slice, IpNumber, LaxIpPayloadSlice, LaxIpSlice, LaxNetSlice,
-    LaxSlicedPacket, TcpSlice, TransportSlice,
+    LaxSlicedPacket, TcpSlice, TransportSlice, checksum::Sum16BitWords,
 };
 
 use crate::capture::{Segment, Source, defrag::Fragment};
@@ -200,7 +200,7 @@ pub(crate) fn ipv4_fragment(link: Link, frame: &[u8]) -> Option<Fragment<'_>> {
     };
     let h = ip.header();
     let payload = ip.payload();
-    let valid = verifies(h.header_checksum(), h.to_header().calc_header_checksum())
+    let valid = header_verifies(h.slice())
         && payload.len_source == etherparse::LenSource::Ipv4HeaderTotalLen
         && !payload.incomplete;
     (valid && payload.fragmented && payload.ip_number == IpNumber::TCP).then(|| Fragment {
@@ -317,8 +317,7 @@ fn segment<'a>(
             };
             // A zero checksum is a TSO/GSO super-packet captured on its
             // sender: the header is finished per wire segment.
-            let sum = h.header_checksum();
-            let checksum = sum == 0 || verifies(sum, h.to_header().calc_header_checksum());
+            let checksum = h.header_checksum() == 0 || header_verifies(h.slice());
             let (s, d) = (h.source_addr(), h.destination_addr());
             (IpAddr::V4(s), IpAddr::V4(d), end, Some(checksum))
         }
@@ -368,6 +367,14 @@ fn segment<'a>(
 /// payload picks the sum.
 fn verifies(field: u16, computed: u16) -> bool {
     field == computed || (computed == 0 && field == 0xffff)
+}
+
+/// Whether an IPv4 header verifies: its bytes as sent, checksum field
+/// included, sum to all ones (RFC 1071; Linux's `ip_fast_csum`). Summing
+/// the bytes, not the fields etherparse rebuilds, keeps what the parse
+/// drops (the reserved flag bit), as the host does.
+fn header_verifies(header: &[u8]) -> bool {
+    Sum16BitWords::new().add_slice(header).ones_complement() == 0
 }
 
 /// Judges a whole segment's TCP checksum (see [`TcpChecksum`]).

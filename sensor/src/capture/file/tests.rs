@@ -643,6 +643,25 @@ fn a_negative_zero_checksum_is_kept_as_the_host_keeps_it() {
     assert_eq!((got, c.bad_checksum), (1, 0));
 }
 
+/// The IPv4 header's reserved flag bit is summed as sent: the host checks
+/// the bytes, so a header with it set and its sum right is kept.
+#[test]
+fn an_ipv4_checksum_covers_the_reserved_bit_as_sent() {
+    let mut frame = ether(0x0800, &tcp4(PAYLOAD));
+    let ip = 14;
+    frame[ip + 6] |= 0x80;
+    frame[ip + 10..ip + 12].copy_from_slice(&[0, 0]);
+    let sum = etherparse::checksum::Sum16BitWords::new()
+        .add_slice(&frame[ip..ip + 20])
+        .ones_complement()
+        .to_be();
+    frame[ip + 10..ip + 12].copy_from_slice(&sum.to_be_bytes());
+    let file = temp(&pcap(MICROS, 1, &[(&frame, frame.len() as u32)]));
+    let mut got = 0;
+    let c = read_file(file.path(), false, Checksums::On, &mut |_| got += 1).unwrap();
+    assert_eq!((got, c.bad_checksum), (1, 0));
+}
+
 #[test]
 fn wrong_checksums_are_dropped_unless_offloaded() {
     let good = ether(0x0800, &tcp4(PAYLOAD));

@@ -159,7 +159,7 @@ impl H2 {
             .flatten()
             .map(|b| b.bytes.capacity())
             .sum();
-        let tables = 2 * 4096;
+        let tables: usize = self.hpack.iter().map(Hpack::memory).sum();
         streams + blocks + tables + self.readers.iter().map(FrameReader::memory).sum::<usize>()
     }
 

@@ -68,8 +68,8 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
          | HTTP/2 capture | {:.3} | {h2_tx} ({streams} streams) | {h2_rate:.0} | {:.1} |\n\
          | tshark, HTTP/2 capture | {:.3} | {tshark_streams} | {tshark_rate:.0} | {:.1} |\n\n\
          HTTP/2 / HTTP/1.1 transactions/s: **{:.2}**; siem-sensor / tshark on HTTP/2: \
-         **{:.1}x**. HPACK decoding (`loona-hpack`) and frame parsing replace httparse; every \
-         stream is a transaction like an HTTP/1.1 request.\n",
+         **{:.1}x**. HPACK decoding (the sensor's own, RFC 7541) and frame parsing replace \
+         httparse; every stream is a transaction like an HTTP/1.1 request.\n",
         h2.strip_prefix(root).unwrap_or(&h2).display(),
         fs::metadata(&h2)?.len() / 1_000_000,
         h1_med.wall_s,

@@ -359,57 +359,57 @@ fn segment<'a>(
     Ok((segment, checks))
 }
 
-/// Whether a checksum `field` verifies where the sender computes `computed`:
-/// the receiver's test sums the field in and wants all ones (RFC 1071;
-/// Linux's `ip_fast_csum`, `__skb_checksum_complete`), so it also takes
-/// 0xffff where 0 was computed, the other zero of one's complement.
-/// Comparing only would drop what the host keeps, and whoever picks the
-/// payload picks the sum.
-fn verifies(field: u16, computed: u16) -> bool {
-    field == computed || (computed == 0 && field == 0xffff)
+/// Whether a sum of 16-bit words, checksum field included, is all ones:
+/// the receiver's test (RFC 1071; Linux's `ip_fast_csum`,
+/// `__skb_checksum_complete`). It takes a field of 0xffff where the sender
+/// computed 0 (the other zero of one's complement) and covers the bytes as
+/// sent, the IPv4 reserved flag bit included: comparing the field with a
+/// checksum computed from parsed fields drops what the host keeps, and
+/// whoever picks the payload picks the sum.
+fn sums_to_ones(sum: Sum16BitWords) -> bool {
+    sum.ones_complement() == 0
 }
 
-/// Whether an IPv4 header verifies: its bytes as sent, checksum field
-/// included, sum to all ones (RFC 1071; Linux's `ip_fast_csum`). Summing
-/// the bytes, not the fields etherparse rebuilds, keeps what the parse
-/// drops (the reserved flag bit), as the host does.
+/// Whether an IPv4 header verifies ([`sums_to_ones`]).
 fn header_verifies(header: &[u8]) -> bool {
-    Sum16BitWords::new().add_slice(header).ones_complement() == 0
+    sums_to_ones(Sum16BitWords::new().add_slice(header))
 }
 
 /// Judges a whole segment's TCP checksum (see [`TcpChecksum`]).
 pub(crate) fn tcp_checksum(tcp: &TcpSlice<'_>, src: IpAddr, dst: IpAddr) -> TcpChecksum {
-    let sum = match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => tcp.calc_checksum_ipv4(s.octets(), d.octets()),
-        (IpAddr::V6(s), IpAddr::V6(d)) => tcp.calc_checksum_ipv6(s.octets(), d.octets()),
+    let (addresses, max_len) = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => (
+            Sum16BitWords::new()
+                .add_slice(&s.octets())
+                .add_slice(&d.octets()),
+            u32::from(u16::MAX),
+        ),
+        (IpAddr::V6(s), IpAddr::V6(d)) => (
+            Sum16BitWords::new()
+                .add_slice(&s.octets())
+                .add_slice(&d.octets()),
+            u32::MAX,
+        ),
         _ => return TcpChecksum::Wrong,
     };
-    let field = tcp.checksum();
-    if sum.is_ok_and(|sum| verifies(field, sum)) {
+    // The pseudo-header (RFC 9293 section 3.1; RFC 8200 section 8.1): the
+    // addresses, the protocol and the segment's length.
+    let pseudo = |len: u32| {
+        addresses
+            .clone()
+            .add_slice(&[0, 6])
+            .add_slice(&len.to_be_bytes())
+    };
+    let Ok(len) = u32::try_from(tcp.slice().len()) else {
+        return TcpChecksum::Wrong;
+    };
+    if len <= max_len && sums_to_ones(pseudo(len).add_slice(tcp.slice())) {
         return TcpChecksum::Right;
     }
-    // The pseudo-header alone (RFC 9293 section 3.1), with the length or
-    // without it: what a sender's offload leaves for the NIC to finish.
-    let words = |b: &[u8]| -> u32 {
-        b.chunks_exact(2)
-            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-            .sum()
-    };
-    let addresses: u32 = [src, dst]
-        .iter()
-        .map(|a| match a {
-            IpAddr::V4(a) => words(&a.octets()),
-            IpAddr::V6(a) => words(&a.octets()),
-        })
-        .sum();
-    let len = tcp.slice().len() as u32;
-    let partial = |len: u32| {
-        let mut acc = addresses + (len >> 16) + (len & 0xffff) + 6;
-        while acc > 0xffff {
-            acc = (acc & 0xffff) + (acc >> 16);
-        }
-        acc as u16
-    };
+    // The pseudo-header's sum alone, with the length or without it: what a
+    // sender's offload leaves for the NIC to finish.
+    let partial = |len: u32| !pseudo(len).ones_complement().to_be();
+    let field = tcp.checksum();
     if field == partial(len) || field == partial(0) {
         TcpChecksum::Offloaded
     } else {

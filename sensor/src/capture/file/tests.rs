@@ -605,6 +605,16 @@ fn an_ip_length_beyond_the_frame_is_dropped() {
     assert_eq!(c.bad_ip_length, 1);
 }
 
+/// An Ethernet pcap of `frames` read with `checksums`: its counters and
+/// how many segments it delivered.
+fn read_checked(checksums: Checksums, frames: &[&[u8]]) -> (FileCounters, usize) {
+    let records: Vec<_> = frames.iter().map(|f| (*f, f.len() as u32)).collect();
+    let file = temp(&pcap(MICROS, 1, &records));
+    let mut got = 0;
+    let c = read_file(file.path(), false, checksums, &mut |_| got += 1).unwrap();
+    (c, got)
+}
+
 /// A checksum field of 0xffff where the sender would compute 0 (the other
 /// zero of one's complement) verifies on the receiving host (Linux sums the
 /// field in: `ip_fast_csum`, `__skb_checksum_complete`), so replay must
@@ -637,9 +647,7 @@ fn a_negative_zero_checksum_is_kept_as_the_host_keeps_it() {
     frame[ip + 4..ip + 6].copy_from_slice(&w.to_be_bytes());
     assert_eq!(ip_sum(&frame), 0);
     frame[ip + 10..ip + 12].copy_from_slice(&[0xff, 0xff]);
-    let file = temp(&pcap(MICROS, 1, &[(&frame, frame.len() as u32)]));
-    let mut got = 0;
-    let c = read_file(file.path(), false, Checksums::On, &mut |_| got += 1).unwrap();
+    let (c, got) = read_checked(Checksums::On, &[&frame]);
     assert_eq!((got, c.bad_checksum), (1, 0));
 }
 
@@ -656,9 +664,7 @@ fn an_ipv4_checksum_covers_the_reserved_bit_as_sent() {
         .ones_complement()
         .to_be();
     frame[ip + 10..ip + 12].copy_from_slice(&sum.to_be_bytes());
-    let file = temp(&pcap(MICROS, 1, &[(&frame, frame.len() as u32)]));
-    let mut got = 0;
-    let c = read_file(file.path(), false, Checksums::On, &mut |_| got += 1).unwrap();
+    let (c, got) = read_checked(Checksums::On, &[&frame]);
     assert_eq!((got, c.bad_checksum), (1, 0));
 }
 
@@ -668,27 +674,20 @@ fn wrong_checksums_are_dropped_unless_offloaded() {
     let mut bad = good.clone();
     let at = bad.len() - 1;
     bad[at] ^= 1; // the payload's last byte: the TCP checksum no longer fits
-    let read_with = |checksums, frames: &[&[u8]]| {
-        let records: Vec<_> = frames.iter().map(|f| (*f, f.len() as u32)).collect();
-        let file = temp(&pcap(MICROS, 1, &records));
-        let mut got = 0;
-        let c = read_file(file.path(), false, checksums, &mut |_| got += 1).unwrap();
-        (c, got)
-    };
-    let (c, got) = read_with(Checksums::On, &[&good, &bad]);
+    let (c, got) = read_checked(Checksums::On, &[&good, &bad]);
     assert_eq!((got, c.bad_checksum, c.checksums), (1, 1, "on"));
-    let (c, got) = read_with(Checksums::Off, &[&good, &bad]);
+    let (c, got) = read_checked(Checksums::Off, &[&good, &bad]);
     assert_eq!((got, c.bad_checksum, c.checksums), (2, 0, "off"));
     // Auto: one bad segment in twenty is an attack, dropped...
     let mostly_good: Vec<&[u8]> = std::iter::repeat_n(&good[..], 19)
         .chain([&bad[..]])
         .collect();
-    let (c, got) = read_with(Checksums::Auto, &mostly_good);
+    let (c, got) = read_checked(Checksums::Auto, &mostly_good);
     assert_eq!((got, c.bad_checksum, c.checksums), (19, 1, "on"));
     // ... while a file of wrong checksums was captured with offload.
     let offloaded: Vec<&[u8]> = std::iter::repeat_n(&bad[..], 20)
         .chain([&good[..]])
         .collect();
-    let (c, got) = read_with(Checksums::Auto, &offloaded);
+    let (c, got) = read_checked(Checksums::Auto, &offloaded);
     assert_eq!((got, c.bad_checksum, c.checksums), (21, 0, "offloaded"));
 }

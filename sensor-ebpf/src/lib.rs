@@ -2,7 +2,8 @@
 //! The TLS tap's records are in [`tls`].
 //!
 //! Every TCP segment that passes the port filter becomes one ring-buffer
-//! record: a fixed [`SegmentHeader`] followed by
+//! record (but a segment inside a body the daemon will not read, see
+//! [`trim`]): a fixed [`SegmentHeader`] followed by
 //! [`SegmentHeader::captured_len`] bytes of TCP payload, then unused bytes
 //! up to the record's size class (64, 128, 256, 512 or 1024 payload
 //! bytes). Control segments (SYN, FIN, RST) without payload are recorded
@@ -70,6 +71,97 @@ pub mod block {
     /// How far ahead of now the daemon sets [`ALIVE_UNTIL`]: 5 s.
     pub const HEARTBEAT_GRACE_NS: u64 = 5_000_000_000;
 }
+/// Body trimming (`--trim-bodies`): the daemon tells the kernel programs
+/// which sequence ranges of a direction are bytes it will not read (the
+/// rest of an HTTP/1.1 body of known length), and the programs record
+/// nothing of a segment inside such a range but its end.
+///
+/// The map `TRIMS` (`BPF_MAP_TYPE_LRU_HASH`) maps a direction's [`key`]
+/// to a range (see [`range`]); `TRIM_STATE` slot 0 is non-zero once any
+/// range was written (until then a segment costs one array read). For a
+/// data segment of a direction with a range, [`verdict`] decides; the
+/// segment that reaches the range's end is recorded as a bare header, so
+/// the daemon learns the body ended when it did, and fills the bytes it
+/// was not sent as a known hole (never a capture gap).
+pub mod trim {
+    /// Name of the range map.
+    pub const MAP: &str = "TRIMS";
+    /// Name of the state array (one `u64` slot).
+    pub const STATE_MAP: &str = "TRIM_STATE";
+    /// Entries of the range map; the least recently used is evicted
+    /// (kernel doc: bpf/map_hash.rst), which at worst records a body again.
+    pub const MAX_ENTRIES: u32 = 16_384;
+    /// Bytes of a [`key`].
+    pub const KEY_LEN: usize = 40;
+
+    /// Writes the map key of one direction of a flow into `k`: source
+    /// address, destination address (16 bytes each, IPv4 in the first 4,
+    /// as in [`super::SegmentHeader`]), source and destination port (host
+    /// order), the family, three zero bytes. (A buffer, not a return
+    /// value: the kernel programs build it in a map's memory, their stack
+    /// being full.)
+    #[inline(always)]
+    pub fn write_key(
+        k: &mut [u8; KEY_LEN],
+        family: u8,
+        saddr: &[u8; 16],
+        daddr: &[u8; 16],
+        sport: u16,
+        dport: u16,
+    ) {
+        k[..16].copy_from_slice(saddr);
+        k[16..32].copy_from_slice(daddr);
+        k[32..34].copy_from_slice(&sport.to_ne_bytes());
+        k[34..36].copy_from_slice(&dport.to_ne_bytes());
+        k[36..].copy_from_slice(&[family, 0, 0, 0]);
+    }
+
+    /// The map value of the range of sequence numbers `[from, until)`
+    /// (RFC 9293 modular arithmetic: `until` may have wrapped).
+    pub fn range(from: u32, until: u32) -> u64 {
+        u64::from(from) | (u64::from(until) << 32)
+    }
+
+    /// What the programs do with a data segment (`seq`, `len` payload
+    /// bytes, no SYN, FIN or RST) of a direction with the range `range`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Verdict {
+        /// Not inside the range: recorded as usual; the entry stays (the
+        /// segment is older than the range, or a retransmission).
+        Record,
+        /// Inside and short of the end: not recorded (counted `Trimmed`).
+        Drop,
+        /// Ends exactly at the range's end: recorded as a bare header
+        /// (its length, no bytes), and the entry deleted.
+        Last,
+        /// Reaches past the range's end (the next message starts in it) or
+        /// starts at or after it: recorded as usual, the entry deleted.
+        Past,
+    }
+
+    /// The [`Verdict`] for a segment at `seq` of `len` bytes.
+    #[inline(always)]
+    pub fn verdict(range: u64, seq: u32, len: u32) -> Verdict {
+        let (from, until) = (range as u32, (range >> 32) as u32);
+        let span = until.wrapping_sub(from);
+        let off = seq.wrapping_sub(from);
+        if off >= span {
+            // Before `from` (wrapped to a large offset) or at/after `until`.
+            return if (seq.wrapping_sub(until) as i32) >= 0 {
+                Verdict::Past
+            } else {
+                Verdict::Record
+            };
+        }
+        let end = u64::from(off) + u64::from(len);
+        match end.cmp(&u64::from(span)) {
+            core::cmp::Ordering::Less => Verdict::Drop,
+            core::cmp::Ordering::Equal => Verdict::Last,
+            core::cmp::Ordering::Greater => Verdict::Past,
+        }
+    }
+}
+
 /// Name of the `.rodata` global holding the payload capture length (u32).
 pub const CAPTURE_LEN_GLOBAL: &str = "CAPTURE_LEN";
 /// Name of the `.rodata` global that, when non-zero, captures every TCP port (u8).
@@ -101,8 +193,8 @@ pub const TC_EGRESS_PROGRAM: &str = "tc_egress";
 pub const XDP_PROGRAM: &str = "xdp_ingress";
 
 /// Per-CPU counters kept by the kernel programs. Invariant, summed over CPUs:
-/// `Seen == Submitted + RingFull + CopyError`; `Fragments` and `Blocked`
-/// stand apart.
+/// `Seen == Submitted + RingFull + CopyError + Trimmed`; `Fragments` and
+/// `Blocked` stand apart.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
@@ -122,10 +214,13 @@ pub enum Counter {
     /// Packets dropped on ingress because their source is blocked
     /// ([`block`]); not part of the invariant.
     Blocked = 5,
+    /// Segments not recorded: inside a body the daemon will not read
+    /// ([`trim`], [`trim::Verdict::Drop`]).
+    Trimmed = 6,
 }
 
 /// Number of [`Counter`] slots.
-pub const COUNTER_SLOTS: u32 = 6;
+pub const COUNTER_SLOTS: u32 = 7;
 
 /// [`SegmentHeader::checks`] bits: what the kernel programs found about
 /// whether the gateway's IP and TCP stack accepts the segment.
@@ -233,7 +328,32 @@ pub mod tcp_flags {
 
 #[cfg(test)]
 mod tests {
-    use super::wakes_reader;
+    use super::{
+        trim::{Verdict, range, verdict},
+        wakes_reader,
+    };
+
+    #[test]
+    fn a_trim_range_drops_what_is_inside_and_records_its_end() {
+        let r = range(1000, 5000);
+        assert_eq!(verdict(r, 1000, 1000), Verdict::Drop);
+        assert_eq!(verdict(r, 3000, 1999), Verdict::Drop);
+        assert_eq!(verdict(r, 3000, 2000), Verdict::Last);
+        assert_eq!(
+            verdict(r, 3000, 2001),
+            Verdict::Past,
+            "the next head starts inside"
+        );
+        assert_eq!(verdict(r, 5000, 10), Verdict::Past);
+        assert_eq!(verdict(r, 999, 10), Verdict::Record, "straddles the start");
+        assert_eq!(verdict(r, 500, 10), Verdict::Record, "older bytes");
+        // Across the wrap of the sequence space.
+        let w = range(u32::MAX - 99, 100);
+        assert_eq!(verdict(w, u32::MAX - 99, 150), Verdict::Drop);
+        assert_eq!(verdict(w, 50, 50), Verdict::Last);
+        assert_eq!(verdict(w, 100, 1), Verdict::Past);
+        assert_eq!(verdict(w, u32::MAX - 200, 1), Verdict::Record);
+    }
 
     #[test]
     fn a_stream_of_records_wakes_the_reader_once_per_crossing() {

@@ -16,13 +16,16 @@ use aya_ebpf::{
         generated::{bpf_csum_diff, bpf_skb_load_bytes, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
     },
     macros::{classifier, map, xdp},
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::{TcContext, XdpContext},
 };
 use aya_log_ebpf::warn;
 use sensor_ebpf::{
     COUNTER_SLOTS, Counter, DEFAULT_CAPTURE_LEN, DIRECTION_EGRESS, DIRECTION_INGRESS, HEADER_LEN,
-    HOOK_TC, HOOK_XDP, MAX_CAPTURE_LEN, SegmentHeader, block, checks, port_bits, wakes_reader,
+    HOOK_TC, HOOK_XDP, MAX_CAPTURE_LEN, SegmentHeader, block, checks, port_bits,
+    tcp_flags::{FIN, RST, SYN},
+    trim::{self, Verdict},
+    wakes_reader,
 };
 
 use sensor_ebpf::headers::{Parsed, Skip, fold, parse, pseudo_header_sum};
@@ -64,7 +67,8 @@ const MAX_SUMMED: u32 = 2048;
 /// Bytes summed per `bpf_csum_diff` call (the helper's limit).
 const SUM_CHUNK: u32 = 512;
 
-/// Scratch space for summing a segment, one chunk at a time.
+/// Scratch space for summing a segment, one chunk at a time, and for a
+/// [`TRIMS`] key.
 #[map]
 static SCRATCH: PerCpuArray<[u8; SUM_CHUNK as usize + 4]> = PerCpuArray::with_max_entries(1, 0);
 
@@ -93,6 +97,44 @@ static BLOCKED_V6: HashMap<[u8; 16], u64> =
 /// [`block::ACTIVE`] and [`block::ALIVE_UNTIL`].
 #[map]
 static BLOCK_STATE: Array<u64> = Array::with_max_entries(block::STATE_SLOTS, 0);
+
+/// Body ranges the daemon will not read: [`trim::write_key`] ->
+/// [`trim::range`].
+#[map]
+static TRIMS: LruHashMap<[u8; trim::KEY_LEN], u64> =
+    LruHashMap::with_max_entries(trim::MAX_ENTRIES, 0);
+
+/// Slot 0 non-zero once the daemon wrote a range.
+#[map]
+static TRIM_STATE: Array<u64> = Array::with_max_entries(1, 0);
+
+/// What to do with a wanted segment given the daemon's body ranges
+/// ([`trim`]): one array read while no range was ever written.
+#[inline(always)]
+fn trim_verdict(header: &SegmentHeader) -> Verdict {
+    if header.payload_len == 0
+        || header.tcp_flags & (SYN | FIN | RST) != 0
+        || TRIM_STATE.get(0).is_none_or(|n| *n == 0)
+    {
+        return Verdict::Record;
+    }
+    // The key is built in the scratch map: the stack has no room for it.
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return Verdict::Record;
+    };
+    let key = unsafe { &mut *(scratch as *mut [u8; trim::KEY_LEN]) };
+    let h = header;
+    trim::write_key(key, h.family, &h.saddr, &h.daddr, h.sport, h.dport);
+    let key: &[u8; trim::KEY_LEN] = key;
+    let Some(range) = (unsafe { TRIMS.get(key) }) else {
+        return Verdict::Record;
+    };
+    let verdict = trim::verdict(*range, header.seq, header.payload_len);
+    if matches!(verdict, Verdict::Last | Verdict::Past) {
+        let _ = TRIMS.remove(key);
+    }
+    verdict
+}
 
 /// Whether an ingress segment must be dropped: its source is blocked and
 /// it goes to a Kong proxy port. With no block active this is one array
@@ -162,17 +204,26 @@ fn wanted(header: &SegmentHeader) -> bool {
     on(header.sport) || on(header.dport)
 }
 
-/// Reserves a record, fills it and submits it. `copy(offset, dst, len)`
+/// Reserves a record, fills it and submits it; `bare`: the header only
+/// (the last segment of a trimmed body). `copy(offset, dst, len)`
 /// copies `len` payload bytes from frame offset `offset` to `dst`. The
 /// reservation is the smallest of 64, 128, ... `CAPTURE_LEN` payload bytes
 /// that holds the copy (the helper needs a constant size), so a short
 /// segment costs the ring and the reader a short record.
 #[inline(always)]
-fn emit<C: Fn(u32, *mut u8, u32) -> bool>(parsed: &mut Parsed, copy: C) -> Result<(), Counter> {
+fn emit<C: Fn(u32, *mut u8, u32) -> bool>(
+    parsed: &mut Parsed,
+    bare: bool,
+    copy: C,
+) -> Result<(), Counter> {
     let header = &mut parsed.header;
     header.ktime_ns = unsafe { bpf_ktime_get_ns() };
     let capture = unsafe { ptr::read_volatile(&CAPTURE_LEN) }.min(MAX_CAPTURE_LEN);
-    let len = header.payload_len.min(capture);
+    let len = if bare {
+        0
+    } else {
+        header.payload_len.min(capture)
+    };
     if len == 0 {
         let mut record = RECORDS
             .reserve::<SegmentHeader>(0)
@@ -220,7 +271,7 @@ fn emit_sized<const ROOM: usize, C: Fn(u32, *mut u8, u32) -> bool>(
 }
 
 /// Counts the outcome of one wanted segment; `Seen` always, then exactly one
-/// of `Submitted`, `RingFull` or `CopyError`.
+/// of `Submitted`, `RingFull`, `CopyError` or `Trimmed`.
 #[inline(always)]
 fn account(outcome: Result<(), Counter>) -> Result<(), Counter> {
     count(Counter::Seen);
@@ -335,11 +386,19 @@ fn tc_segment(ctx: &TcContext, direction: u8) -> bool {
         count(Counter::Blocked);
         return true;
     }
+    let mut bare = false;
     if fragment {
         count(Counter::Fragments);
     } else if !wanted(&parsed.header) {
         return false;
     } else {
+        match trim_verdict(&parsed.header) {
+            Verdict::Drop => {
+                let _ = account(Err(Counter::Trimmed));
+                return false;
+            }
+            verdict => bare = verdict == Verdict::Last,
+        }
         parsed.header.checks |= if direction == DIRECTION_INGRESS {
             tcp_checks(skb, &parsed)
         } else {
@@ -350,7 +409,7 @@ fn tc_segment(ctx: &TcContext, direction: u8) -> bool {
     parsed.header.direction = direction;
     parsed.header.hook = HOOK_TC;
     parsed.header.ifindex = unsafe { (*skb).ifindex };
-    if account(emit(&mut parsed, load)) == Err(Counter::CopyError) {
+    if account(emit(&mut parsed, bare, load)) == Err(Counter::CopyError) {
         warn!(ctx, "tc: payload copy failed");
     }
     false
@@ -376,15 +435,24 @@ pub fn xdp_ingress(ctx: XdpContext) -> u32 {
         count(Counter::Blocked);
         return xdp_action::XDP_DROP;
     }
+    let mut bare = false;
     if fragment {
         count(Counter::Fragments);
     } else if !wanted(&parsed.header) {
         return xdp_action::XDP_PASS;
+    } else {
+        match trim_verdict(&parsed.header) {
+            Verdict::Drop => {
+                let _ = account(Err(Counter::Trimmed));
+                return xdp_action::XDP_PASS;
+            }
+            verdict => bare = verdict == Verdict::Last,
+        }
     }
     parsed.header.direction = DIRECTION_INGRESS;
     parsed.header.hook = HOOK_XDP;
     parsed.header.ifindex = unsafe { (*md).ingress_ifindex };
-    if account(emit(&mut parsed, load)) == Err(Counter::CopyError) {
+    if account(emit(&mut parsed, bare, load)) == Err(Counter::CopyError) {
         warn!(&ctx, "xdp: payload copy failed");
     }
     xdp_action::XDP_PASS

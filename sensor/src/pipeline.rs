@@ -16,7 +16,7 @@
 use serde::Serialize;
 
 use crate::{
-    capture::Segment,
+    capture::{Segment, Trim},
     detect::{Alert, BlockEvent, DecoyError, DetectConfig, DetectCounters, Detectors, Snapshot},
     flow::{FlowCounters, FlowLimits, FlowTable},
     http::{Connection, HttpContext, HttpCounters, HttpLimits, Transaction},
@@ -184,6 +184,18 @@ impl Pipeline {
     /// legs wait from the start ([`crate::join::JoinConfig::two_sources`]).
     pub fn legs_from_two_sources(&mut self) {
         self.joiner.two_sources();
+    }
+
+    /// Advise the live tap to leave out bodies with at least `min_bytes`
+    /// still to come (`--trim-bodies`; 0: never), taken with
+    /// [`Pipeline::take_trims`].
+    pub fn trim_bodies(&mut self, min_bytes: u64) {
+        self.flows.trim_bodies(min_bytes);
+    }
+
+    /// The body ranges for the live tap advised since the last call.
+    pub fn take_trims(&mut self) -> Vec<Trim> {
+        self.flows.take_trims()
     }
 
     /// Sets the responder that decides on alerts before the sinks see them.

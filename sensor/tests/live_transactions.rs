@@ -35,6 +35,18 @@ fn multiset(txs: &[Value]) -> BTreeMap<String, usize> {
     m
 }
 
+/// Small receive buffers in the client's namespace, so that `curl
+/// --limit-rate` paces a 64 KiB body on the wire (a default buffer takes
+/// it whole at once) and the sensor reads its head while it still flows.
+fn slow_receiver(lab: &Lab) {
+    let out = lab
+        .command(&lab.client_ns(), "sysctl")
+        .args(["-qw", "net.ipv4.tcp_rmem=4096 8192 16384"])
+        .status()
+        .unwrap();
+    assert!(out.success());
+}
+
 #[test]
 #[ignore = "live: needs root and the lab (cargo xtask test runs it)"]
 fn live_transactions_equal_replayed_ones() {
@@ -85,6 +97,18 @@ fn live_transactions_equal_replayed_ones() {
         &lab.proxy_url(false, "/hello"),
     ]);
     curl(&["-I", &lab.proxy_url(false, "/big")]); // HEAD: Content-Length without a body
+    // A body slow enough for the daemon to hand the kernel its range while
+    // it flows (--trim-bodies, 16 KiB by default): the rest is left out,
+    // and the next request on the connection is read as ever.
+    slow_receiver(&lab);
+    curl(&[
+        "--limit-rate",
+        "100k",
+        &lab.proxy_url(false, "/big"),
+        "-o",
+        "/dev/null",
+        &lab.proxy_url(false, "/hello?after=big"),
+    ]);
     let wrk = lab
         .command(&lab.client_ns(), "wrk")
         .args(["-t1", "-c2", "-d1s", &lab.proxy_url(false, "/hello")])
@@ -158,6 +182,16 @@ fn live_transactions_equal_replayed_ones() {
     assert_eq!(get["client_ip"], "fd77::2");
     let head = big.iter().find(|t| t["method"] == "HEAD").unwrap();
     assert!(head["response_bytes"].as_u64().unwrap() < 1024, "{head}");
+    let trims = &live.summary;
+    assert!(
+        trims["kernel"]["trimmed"].as_u64().unwrap() > 0
+            && trims["trims"]["written"].as_u64().unwrap() > 0
+            && trims["flows"]["trimmed_bytes"].as_u64().unwrap() > 0,
+        "bodies trimmed: {trims}"
+    );
+    let after = find("/hello?after=big", 8000);
+    assert_eq!(after.len(), 1, "the request after a trimmed body");
+    assert_eq!(after[0]["status"], 200);
     let basic = find("/hello?apikey=REDACTED&x=1", 8000);
     assert_eq!(basic[0]["principal"], "alice");
     assert_eq!(basic[0]["client_ip"], "10.77.0.2");
@@ -170,4 +204,43 @@ fn live_transactions_equal_replayed_ones() {
     for secret in ["s3cret", "k-123", "abc.def", "YWxpY2U6czNjcmV0"] {
         assert!(!out.contains(secret), "{secret} leaked");
     }
+}
+
+#[test]
+#[ignore = "live: needs root and the lab (cargo xtask test runs it)"]
+fn trim_bodies_zero_records_every_segment() {
+    require_root();
+    let lab = Lab::up("ss-notrim").unwrap();
+    let args = [
+        "--iface",
+        GATEWAY_CLIENT_IF,
+        "--iface",
+        GATEWAY_UPSTREAM_IF,
+        "--transactions",
+        "-",
+        "--trim-bodies",
+        "0",
+    ];
+    let sensor = start_sensor(&lab, &args);
+    slow_receiver(&lab);
+    let out = lab
+        .command(&lab.client_ns(), "curl")
+        .args(["-s", "-o", "/dev/null", "--limit-rate", "100k"])
+        .arg(lab.proxy_url(false, "/big"))
+        .status()
+        .unwrap();
+    assert!(out.success());
+    let live = sensor.stop().unwrap();
+    lab.teardown();
+    let s = &live.summary;
+    assert_eq!(s["kernel"]["trimmed"], 0, "{s}");
+    assert_eq!(s["trims"]["written"], 0, "{s}");
+    assert_eq!(s["flows"]["trims"], 0, "{s}");
+    let big: Vec<_> = live
+        .transactions
+        .iter()
+        .filter(|t| t["path"] == "/big")
+        .collect();
+    assert_eq!(big.len(), 1);
+    assert!(big[0]["response_bytes"].as_u64().unwrap() > 65536);
 }

@@ -51,6 +51,23 @@ pub struct Segment<'a> {
     pub source: Source,
 }
 
+/// Advice to the live tap: bytes of one direction of a flow that the
+/// daemon will not read (the rest of a body of known length), by TCP
+/// sequence number, `[from_seq, until_seq)` modulo 2^32. The tap records
+/// nothing of a segment inside the range but the one that ends it (as a
+/// bare header), see `sensor_ebpf::trim`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trim {
+    /// Sender of the bytes.
+    pub src: SocketAddr,
+    /// Receiver.
+    pub dst: SocketAddr,
+    /// Sequence number of the first byte not to record.
+    pub from_seq: u32,
+    /// Sequence number just past the last.
+    pub until_seq: u32,
+}
+
 /// Where a segment was captured: the live tap (with its hook, direction and
 /// interface), the TLS tap, or a capture file, which records none of those.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +100,12 @@ impl Source {
     /// Whether the segment is TLS plaintext.
     pub fn is_tls(&self) -> bool {
         matches!(self, Self::Tls { .. })
+    }
+
+    /// Whether the live packet tap captured it (its records can be
+    /// trimmed, see [`Trim`]).
+    pub fn is_packet_tap(&self) -> bool {
+        matches!(self, Self::Live { .. })
     }
 }
 

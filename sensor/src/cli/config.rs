@@ -32,6 +32,7 @@ const KEYS: &[(&str, &[(&str, &str)])] = &[
             ("all_ports", "all-ports"),
             ("capture_len", "capture-len"),
             ("ring_size_mib", "ring-size-mib"),
+            ("trim_bodies", "trim-bodies"),
             ("tls", "tls"),
             ("tls_libraries", "tls-lib"),
             ("tls_ring_size_mib", "tls-ring-size-mib"),

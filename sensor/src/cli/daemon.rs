@@ -155,6 +155,8 @@ impl Sources {
         let mut read = 0;
         loop {
             let live = self.live.drain(BATCH, &mut |s| pipeline.segment(s));
+            // Bodies the batch began: the kernel leaves out what follows.
+            self.live.trim(&pipeline.take_trims());
             let tls = self
                 .tls
                 .as_mut()

@@ -66,6 +66,11 @@ pub struct RunArgs {
     /// Ring buffer size in MiB (a power of two).
     #[arg(long, default_value_t = 32, value_parser = ring_size_mib)]
     ring_size_mib: u32,
+    /// Leave out of the capture the HTTP/1.1 bodies (of known length) with
+    /// at least this many bytes still to come once they flow: the kernel
+    /// records only the last segment's length (0: record every segment).
+    #[arg(long, default_value_t = 16384, value_name = "BYTES")]
+    trim_bodies: u64,
     /// Tap the gateway's TLS: uprobes on the OpenSSL its processes (nginx,
     /// OpenResty: Kong) map read each call's plaintext. auto: when a
     /// gateway is found, else say why and go on without; on: or fail.
@@ -152,6 +157,7 @@ pub async fn run(args: RunArgs, reparse: Reparse) -> Result<()> {
         } else {
             Vec::new()
         },
+        trim_bodies: args.trim_bodies > 0,
     };
     let tls_options = TlsOptions {
         mode: args.tls,
@@ -170,6 +176,7 @@ pub async fn run(args: RunArgs, reparse: Reparse) -> Result<()> {
     };
     let metrics = exporter.is_some();
     let mut pipeline = args.pipeline.pipeline(mode)?;
+    pipeline.trim_bodies(args.trim_bodies);
     if let Some(exporter) = exporter {
         // The first scrape sees every series of the pipeline.
         exporter::pipeline(&pipeline.counters(), pipeline.snapshot().as_ref());
@@ -228,6 +235,7 @@ pub async fn run(args: RunArgs, reparse: Reparse) -> Result<()> {
         "event": "capture_summary",
         "kernel": capture.kernel,
         "reader": capture.reader,
+        "trims": capture.trims,
         "tls": tls,
         "segments": counters.flows.segments,
         "flows": counters.flows,

@@ -15,7 +15,9 @@
 //! | `aps_siem_counter` | gauge | | 1 | credentials tracked (the reference's credential-to-IP mappings) |
 //! | `aps_siem_error_ip_topn` | gauge | `client_ip` | 15: the top 15 | errors of the 15 IPs with most errors in that window |
 //! | `aps_siem_credential_ips` | gauge | `credential`, `principal`, `principal_source` | 50: the 50 most spread credentials; `principal` values capped at 256 bytes; `principal_source`: 4 values | distinct IPs of the 50 most spread credentials (fingerprint, never the secret) |
-//! | `siem_sensor_kernel_segments_total` | counter | `result`: `seen`, `submitted`, `ring_full`, `copy_error` | 4 | the kernel tap's per-CPU counters, summed |
+//! | `siem_sensor_kernel_segments_total` | counter | `result`: `seen`, `submitted`, `ring_full`, `copy_error`, `trimmed` | 5 | the kernel tap's per-CPU counters, summed; `trimmed`: inside a body the daemon does not read, not recorded (`--trim-bodies`) |
+//! | `siem_sensor_body_trims_total` | counter | `result`: `advised`, `over_rate`, `written`, `failed` | 4 | body ranges the daemon handed the kernel tap to leave out (`--trim-bodies`): advised, not advised past 10,000 a second, written to the kernel map, refused by it |
+//! | `siem_sensor_trimmed_bytes_total` | counter | | 1 | body bytes the kernel tap left out, delivered to framing as a known length (not gaps) |
 //! | `siem_sensor_records_total` | counter | `result`: `received`, `malformed` | 2 | ring-buffer records read |
 //! | `siem_sensor_ip_fragments_total` | counter | | 1 | IP fragments of TCP on captured interfaces (IPv4 ones reassembled, IPv6 ones only counted) |
 //! | `siem_sensor_reassembled_segments_total` | counter | | 1 | TCP segments rebuilt from IPv4 fragments |
@@ -99,9 +101,12 @@ pub fn capture(c: &CaptureCounters) {
         ("submitted", kernel.submitted),
         ("ring_full", kernel.ring_full),
         ("copy_error", kernel.copy_error),
+        ("trimmed", kernel.trimmed),
     ] {
         counter!("siem_sensor_kernel_segments_total", "result" => result).absolute(n);
     }
+    counter!("siem_sensor_body_trims_total", "result" => "written").absolute(c.trims.written);
+    counter!("siem_sensor_body_trims_total", "result" => "failed").absolute(c.trims.failed);
     counter!("siem_sensor_records_total", "result" => "received").absolute(reader.received);
     counter!("siem_sensor_records_total", "result" => "malformed").absolute(reader.malformed);
     counter!("siem_sensor_ip_fragments_total").absolute(kernel.fragments);
@@ -183,6 +188,9 @@ pub fn pipeline(c: &PipelineCounters, snapshot: Option<&Snapshot>) {
     }
     counter!("siem_sensor_gaps_total").absolute(f.gaps);
     counter!("siem_sensor_gap_bytes_total").absolute(f.gap_bytes);
+    counter!("siem_sensor_body_trims_total", "result" => "advised").absolute(f.trims);
+    counter!("siem_sensor_body_trims_total", "result" => "over_rate").absolute(f.trims_over_rate);
+    counter!("siem_sensor_trimmed_bytes_total").absolute(f.trimmed_bytes);
     counter!("siem_sensor_retransmitted_bytes_total").absolute(f.retransmitted_bytes);
     counter!("siem_sensor_overlap_different_data_total").absolute(f.overlap_different_data);
     let e = &c.http.errors;

@@ -131,6 +131,12 @@ pub trait Analyzer: Default {
         from: Endpoint,
         chunk: Chunk<'_>,
     );
+    /// Bytes `from` will send next that the analyzer will not read (the
+    /// rest of a body of known length): the live tap may leave them out
+    /// ([`crate::capture::Trim`]). 0 (the default): it reads everything.
+    fn opaque_ahead(&self, _flow: &FlowInfo, _from: Endpoint) -> u64 {
+        0
+    }
     /// The flow ended; no more chunks follow.
     fn close(&mut self, ctx: &mut Self::Context, flow: &FlowInfo);
     /// Heap bytes the analyzer holds beyond its own size (buffered heads,

@@ -88,4 +88,11 @@ pub struct FlowCounters {
     /// Flows ended to stay within the memory budget (counted in `evicted`
     /// too).
     pub budget_evictions: u64,
+    /// Body ranges handed to the live tap to trim (`--trim-bodies`).
+    pub trims: u64,
+    /// Ranges not handed over: past the rate cap.
+    pub trims_over_rate: u64,
+    /// Bytes the tap left out of trimmed bodies, delivered as known holes
+    /// (not gaps).
+    pub trimmed_bytes: u64,
 }

@@ -11,6 +11,7 @@ mod analyzer;
 mod limits;
 pub mod reassembly;
 mod table;
+mod trim;
 
 pub use analyzer::{Analyzer, Direction, Endpoint, FlowInfo};
 pub use limits::{FlowCounters, FlowLimits};

@@ -50,6 +50,9 @@ pub struct Stream {
     /// different bytes (an insertion attempt, or the gateway seeing one
     /// copy and the tap another) from an honest one.
     recent: [Delivered; 2],
+    /// Sequence number just past the range the live tap was told to trim
+    /// ([`Stream::trim`]): a hole before it is bytes left out on purpose.
+    trim_until: Option<u32>,
 }
 
 /// A delivered segment's range and a hash of its captured bytes.
@@ -76,6 +79,20 @@ impl Stream {
     /// Captured bytes held out of order.
     pub fn pending_bytes(&self) -> usize {
         self.pending_bytes
+    }
+
+    /// Marks the next `bytes` bytes (at most 2^30) as left out by the tap
+    /// and returns their range `[from, until)` of sequence numbers; `None`
+    /// while segments wait out of order (the range would not start at the
+    /// next byte to deliver) or a range already covers the next byte.
+    pub fn trim(&mut self, bytes: u64) -> Option<(u32, u32)> {
+        let next = self.next_seq?;
+        if !self.pending.is_empty() || self.trim_until.is_some_and(|u| seq_diff(u, next) > 0) {
+            return None;
+        }
+        let until = next.wrapping_add(bytes.min(1 << 30) as u32);
+        self.trim_until = Some(until);
+        Some((next, until))
     }
 
     /// True when a SYN with initial sequence number `isn` starts a new
@@ -131,7 +148,18 @@ impl Stream {
             return;
         }
         let next = *self.next_seq.get_or_insert(seq);
-        let ahead = seq_diff(seq, next);
+        let mut ahead = seq_diff(seq, next);
+        if ahead > 0 && self.trimmed_hole(seq) {
+            // The tap left these bytes out on purpose: a known hole.
+            counters.trimmed_bytes += ahead as u64;
+            deliver(Chunk {
+                time_ns,
+                data: &[],
+                unknown: ahead as u64,
+            });
+            self.next_seq = Some(seq);
+            ahead = 0;
+        }
         if ahead > 0 {
             self.hold(time_ns, seq, payload_len, payload, limits, counters);
             self.force_if_over(limits, counters, deliver);
@@ -148,6 +176,16 @@ impl Stream {
         self.remember(seq, payload);
         self.next_seq = Some(seq.wrapping_add(payload_len));
         self.drain(counters, deliver);
+    }
+
+    /// Whether the hole before a segment at `seq` lies within the trimmed
+    /// range, with nothing held inside it.
+    fn trimmed_hole(&self, seq: u32) -> bool {
+        self.trim_until.is_some_and(|u| seq_diff(seq, u) <= 0)
+            && self
+                .pending
+                .first()
+                .is_none_or(|p| seq_diff(p.seq, seq) >= 0)
     }
 
     /// Linux keeps the first copy of bytes it accepted (the first copy
@@ -398,6 +436,33 @@ mod tests {
             &mut c,
         );
         assert_eq!(out, "abc<7>kl");
+    }
+
+    #[test]
+    fn a_trimmed_range_is_a_known_hole_not_a_gap() {
+        let (mut s, mut c) = (Stream::default(), FlowCounters::default());
+        assert_eq!(
+            feed(&mut s, &[(100, ACK, 10, b"0123456789")], &mut c),
+            "0123456789"
+        );
+        assert_eq!(s.trim(1000), Some((110, 1110)));
+        assert_eq!(s.trim(1000), None, "one range at a time");
+        // The tap records only the range's last segment, as a bare header;
+        // the next message starts after it.
+        let out = feed(
+            &mut s,
+            &[(1010, ACK, 100, b""), (1110, ACK, 3, b"GET")],
+            &mut c,
+        );
+        assert_eq!(out, "<900><100>GET");
+        assert_eq!(
+            (c.trimmed_bytes, c.gaps, c.out_of_order_segments),
+            (900, 0, 0)
+        );
+        // Past the range, a hole is held as before.
+        assert_eq!(feed(&mut s, &[(1200, ACK, 1, b"x")], &mut c), "");
+        assert_eq!(c.out_of_order_segments, 1);
+        assert_eq!(s.trim(10), None, "not while segments wait");
     }
 
     #[test]

@@ -10,8 +10,9 @@ use super::{
     analyzer::{Analyzer, Endpoint, FlowInfo},
     limits::{FlowCounters, FlowLimits},
     reassembly::{Chunk, Stream},
+    trim::Trimmer,
 };
-use crate::capture::Segment;
+use crate::capture::{Segment, Trim};
 
 struct Flow<A> {
     info: FlowInfo,
@@ -37,6 +38,8 @@ pub struct FlowTable<A: Analyzer> {
     /// are only ever seen later, new ones later still): until it is idle
     /// for the timeout, an expiry has nothing to find and skips the scan.
     oldest_seen_ns: u64,
+    /// Body ranges for the live tap to leave out.
+    trimmer: Trimmer,
 }
 
 /// The endpoints in order, and whether the flow is TLS plaintext (the TLS
@@ -106,7 +109,19 @@ impl<A: Analyzer> FlowTable<A> {
             counters: FlowCounters::default(),
             analyzer_bytes: 0,
             oldest_seen_ns: 0,
+            trimmer: Trimmer::default(),
         }
+    }
+
+    /// Advise the live tap to leave out bodies with at least `min_bytes`
+    /// still to come (0: never; see [`Trimmer::after_segment`]).
+    pub fn trim_bodies(&mut self, min_bytes: u64) {
+        self.trimmer = Trimmer::new(min_bytes);
+    }
+
+    /// The body ranges advised since the last call.
+    pub fn take_trims(&mut self) -> Vec<Trim> {
+        self.trimmer.take()
     }
 
     /// The counters so far.
@@ -198,7 +213,18 @@ impl<A: Analyzer> FlowTable<A> {
         // One lookup for a known flow (nearly every segment).
         let done = if let Some(flow) = self.flows.get_mut(&key) {
             let (c, bytes) = (&mut self.counters, &mut self.analyzer_bytes);
-            feed(flow, seg, from, &self.limits, c, bytes, ctx)
+            let done = feed(flow, seg, from, &self.limits, c, bytes, ctx);
+            if !done {
+                let Flow {
+                    info,
+                    streams,
+                    analyzer,
+                } = &mut **flow;
+                let stream = &mut streams[from.index()];
+                self.trimmer
+                    .after_segment(seg, from, info, analyzer, stream, c);
+            }
+            done
         } else {
             if seg.flags & SYN == 0 && (seg.payload_len == 0 || self.closed.contains_key(&key)) {
                 self.counters.segments_without_flow += 1;

@@ -129,6 +129,15 @@ impl Http1 {
         rest
     }
 
+    /// Bytes of `direction` that follow and will not be read: the rest of
+    /// a body of known length (0 in a tunnel: its end must be seen).
+    pub(super) fn opaque_ahead(&self, direction: Direction) -> u64 {
+        if self.upgraded.is_some() {
+            return 0;
+        }
+        self.framers[direction.index()].opaque_ahead()
+    }
+
     /// The flow ended: emits every exchange left.
     pub(super) fn close(&mut self, ctx: &mut HttpContext, flow: &FlowInfo) {
         for direction in [Direction::ToServer, Direction::ToClient] {

@@ -232,6 +232,16 @@ impl Framer {
         self.buf.capacity()
     }
 
+    /// Body bytes that follow and are only counted, never read: the rest
+    /// of a `Content-Length` body or of a chunk's data (RFC 9112 sections
+    /// 6.3 and 7.1); 0 anywhere else.
+    pub fn opaque_ahead(&self) -> u64 {
+        match self.state {
+            State::Length(left) | State::Chunked(ChunkState::Data(left)) => left,
+            _ => 0,
+        }
+    }
+
     /// Drops what is buffered and looks for the next message start (the
     /// memory budget is exhausted); true if a message in progress was lost.
     pub fn shed(&mut self) -> bool {

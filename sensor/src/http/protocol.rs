@@ -74,6 +74,14 @@ impl Analyzer for Connection {
         }
     }
 
+    fn opaque_ahead(&self, flow: &FlowInfo, from: Endpoint) -> u64 {
+        match (&self.http2, flow.direction(from)) {
+            (None, Some(direction)) => self.http1.opaque_ahead(direction),
+            // HTTP/2 frames are all read.
+            _ => 0,
+        }
+    }
+
     fn close(&mut self, ctx: &mut HttpContext, flow: &FlowInfo) {
         self.http1.close(ctx, flow);
         if let Some(h2) = &mut self.http2 {

@@ -16,6 +16,7 @@ mod preflight;
 pub mod privileges;
 pub mod record;
 mod skb;
+mod trim_map;
 
 use anyhow::{Context as _, Result};
 use aya::{
@@ -37,9 +38,12 @@ pub use attach::{AttachPlan, Hook, TcAttach, XdpMode};
 pub use block_map::KernelBlocks;
 pub use clock::Clock;
 pub use preflight::PreflightError;
+pub use trim_map::TrimCounters;
+
+use trim_map::KernelTrims;
 
 use super::{
-    Segment,
+    Segment, Trim,
     defrag::{Defrag, Fragment, Outcome, reassembled},
 };
 
@@ -76,6 +80,9 @@ pub struct LiveOptions {
     /// Kong's proxy listener ports, where a blocked source's packets are
     /// dropped (`--block on`; empty: the block maps are never written).
     pub block_ports: Vec<u16>,
+    /// Whether [`LiveCapture::trim`] writes the daemon's body ranges to the
+    /// kernel (`--trim-bodies`); off, it ignores them.
+    pub trim_bodies: bool,
 }
 
 /// Kernel counters summed over CPUs. See [`Counter`] for the invariant.
@@ -94,6 +101,9 @@ pub struct KernelCounters {
     /// Packets dropped on ingress because their source was blocked
     /// (`--block on`).
     pub blocked: u64,
+    /// Segments not recorded: inside a body the daemon will not read
+    /// (`--trim-bodies`).
+    pub trimmed: u64,
 }
 
 /// Userspace counters of the live source.
@@ -128,6 +138,8 @@ pub struct CaptureCounters {
     pub kernel: KernelCounters,
     /// Reader side.
     pub reader: ReaderCounters,
+    /// Body ranges written to the kernel.
+    pub trims: TrimCounters,
 }
 
 impl CaptureCounters {
@@ -135,7 +147,8 @@ impl CaptureCounters {
     /// submitted record reached the reader.
     pub fn balanced(&self) -> bool {
         let k = &self.kernel;
-        k.seen == k.submitted + k.ring_full + k.copy_error && k.submitted == self.reader.received
+        k.seen == k.submitted + k.ring_full + k.copy_error + k.trimmed
+            && k.submitted == self.reader.received
     }
 }
 
@@ -155,6 +168,9 @@ pub struct LiveCapture {
     netlink: bool,
     /// The block maps, until [`LiveCapture::take_blocks`].
     blocks: Option<KernelBlocks>,
+    /// The body-range map, with `--trim-bodies`.
+    trims: Option<KernelTrims>,
+    trim_counters: TrimCounters,
 }
 
 impl LiveCapture {
@@ -205,6 +221,11 @@ impl LiveCapture {
         } else {
             Some(KernelBlocks::take(&mut ebpf)?)
         };
+        let trims = if opts.trim_bodies {
+            Some(KernelTrims::take(&mut ebpf)?)
+        } else {
+            None
+        };
         let logger = match EbpfLogger::init(&mut ebpf) {
             Ok(l) => Some(forward_kernel_log(l)?),
             Err(e) => {
@@ -227,7 +248,29 @@ impl LiveCapture {
             defrag: Defrag::default(),
             netlink,
             blocks,
+            trims,
+            trim_counters: TrimCounters::default(),
         })
+    }
+
+    /// Writes the daemon's body ranges to the kernel (`--trim-bodies`;
+    /// without it, does nothing). A range the map refuses is counted and
+    /// its body recorded as usual; the first failure is logged.
+    pub fn trim(&mut self, advice: &[Trim]) {
+        let Some(trims) = &mut self.trims else {
+            return;
+        };
+        for a in advice {
+            match trims.write(a) {
+                Ok(()) => self.trim_counters.written += 1,
+                Err(e) => {
+                    if self.trim_counters.failed == 0 {
+                        warn!(error = %e, "cannot write a body range to the kernel");
+                    }
+                    self.trim_counters.failed += 1;
+                }
+            }
+        }
     }
 
     /// The block maps (once; `None` when the capture was started without
@@ -280,6 +323,7 @@ impl LiveCapture {
         Ok(CaptureCounters {
             kernel: read_counters(&self.counters)?,
             reader: self.reader,
+            trims: self.trim_counters,
         })
     }
 
@@ -299,6 +343,8 @@ impl LiveCapture {
             mut defrag,
             netlink: _,
             blocks: _,
+            trims: _,
+            trim_counters,
         } = self;
         drop(ebpf); // detaches and unloads every program; maps we hold stay alive
         if let Some(task) = logger {
@@ -312,7 +358,11 @@ impl LiveCapture {
         .drain(ring.get_mut(), usize::MAX, on_segment);
         reader.fragments_dropped += defrag.expired;
         let kernel = read_counters(&counters)?;
-        Ok(CaptureCounters { kernel, reader })
+        Ok(CaptureCounters {
+            kernel,
+            reader,
+            trims: trim_counters,
+        })
     }
 }
 
@@ -430,6 +480,7 @@ fn read_counters(map: &PerCpuArray<MapData, u64>) -> Result<KernelCounters> {
         copy_error: sum(Counter::CopyError)?,
         fragments: sum(Counter::Fragments)?,
         blocked: sum(Counter::Blocked)?,
+        trimmed: sum(Counter::Trimmed)?,
     })
 }
 
@@ -453,12 +504,13 @@ mod tests {
     #[test]
     fn balance_requires_every_segment_accounted_and_delivered() {
         let kernel = KernelCounters {
-            seen: 10,
+            seen: 12,
             submitted: 7,
             ring_full: 2,
             copy_error: 1,
             fragments: 3,
             blocked: 0,
+            trimmed: 2,
         };
         let ok = CaptureCounters {
             kernel,
@@ -466,6 +518,7 @@ mod tests {
                 received: 7,
                 ..ReaderCounters::default()
             },
+            trims: TrimCounters::default(),
         };
         assert!(ok.balanced());
         let lost = CaptureCounters {
@@ -477,7 +530,7 @@ mod tests {
         };
         assert!(!lost.balanced());
         let uncounted = CaptureCounters {
-            kernel: KernelCounters { seen: 11, ..kernel },
+            kernel: KernelCounters { seen: 13, ..kernel },
             ..ok
         };
         assert!(!uncounted.balanced());

@@ -109,13 +109,16 @@ static TRIMS: LruHashMap<[u8; trim::KEY_LEN], u64> =
 static TRIM_STATE: Array<u64> = Array::with_max_entries(1, 0);
 
 /// What to do with a wanted segment given the daemon's body ranges
-/// ([`trim`]): one array read while no range was ever written.
+/// ([`trim`]): nothing for a segment the capture length does not cut, one
+/// array read while no range was ever written.
 #[inline(always)]
 fn trim_verdict(header: &SegmentHeader) -> Verdict {
-    if header.payload_len == 0
-        || header.tcp_flags & (SYN | FIN | RST) != 0
-        || TRIM_STATE.get(0).is_none_or(|n| *n == 0)
-    {
+    let control = header.tcp_flags & (SYN | FIN | RST) != 0;
+    // Only segments the capture length cuts are worth a lookup; a SYN,
+    // FIN or RST clears the direction's range, so a new connection on the
+    // same 4-tuple (its ISN chosen by the sender) never meets a stale one.
+    let capture = unsafe { ptr::read_volatile(&CAPTURE_LEN) };
+    if (!control && header.payload_len <= capture) || TRIM_STATE.get(0).is_none_or(|n| *n == 0) {
         return Verdict::Record;
     }
     // The key is built in the scratch map: the stack has no room for it.
@@ -126,6 +129,10 @@ fn trim_verdict(header: &SegmentHeader) -> Verdict {
     let h = header;
     trim::write_key(key, h.family, &h.saddr, &h.daddr, h.sport, h.dport);
     let key: &[u8; trim::KEY_LEN] = key;
+    if control {
+        let _ = TRIMS.remove(key);
+        return Verdict::Record;
+    }
     let Some(range) = (unsafe { TRIMS.get(key) }) else {
         return Verdict::Record;
     };

@@ -74,10 +74,12 @@ impl Analyzer for Connection {
         }
     }
 
+    /// Response bodies only: their bytes come from the server (Kong or its
+    /// upstream), never from the client, who may be an attacker.
     fn opaque_ahead(&self, flow: &FlowInfo, from: Endpoint) -> u64 {
         match (&self.http2, flow.direction(from)) {
-            (None, Some(direction)) => self.http1.opaque_ahead(direction),
-            // HTTP/2 frames are all read.
+            (None, Some(Direction::ToClient)) => self.http1.opaque_ahead(Direction::ToClient),
+            // Requests; HTTP/2 frames are all read.
             _ => 0,
         }
     }

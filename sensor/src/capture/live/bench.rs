@@ -6,7 +6,10 @@
 //! `tc_egress` on segments to a captured port. `cargo xtask bench --only
 //! block` runs both through the hidden `siem-sensor bench-block`.
 
-use std::os::fd::{AsFd as _, AsRawFd as _};
+use std::{
+    net::SocketAddr,
+    os::fd::{AsFd as _, AsRawFd as _},
+};
 
 use anyhow::{Context as _, Result, bail};
 use aya::{
@@ -23,6 +26,7 @@ use serde::Serialize;
 
 use super::OBJECT;
 use crate::block::{Clock as _, SystemClock};
+use crate::capture::Trim;
 
 /// The proxy port the frame goes to.
 const PORT: u16 = 8443;
@@ -159,30 +163,57 @@ pub struct RecordCost {
 /// # Errors
 /// As [`block_lookup`]; a round that did not leave one record per run.
 pub fn record_costs(repeat: u32, rounds: usize) -> Result<Vec<RecordCost>> {
+    use Trimming::{Elsewhere, Inside, Off};
     let cases = [
-        ("port not captured (header walk and filter only)", None),
-        ("control segment (SYN), bare header", Some(0)),
-        ("64-byte payload", Some(64)),
-        ("200-byte payload (a request head)", Some(200)),
-        ("1400-byte payload (copies 512)", Some(1400)),
+        ("port not captured (header walk and filter only)", None, Off),
+        ("control segment (SYN), bare header", Some(0), Off),
+        ("64-byte payload", Some(64), Off),
+        ("200-byte payload (a request head)", Some(200), Off),
+        ("1400-byte payload (copies 512)", Some(1400), Off),
+        (
+            "1400-byte payload, body ranges armed, none for this flow (a map miss)",
+            Some(1400),
+            Elsewhere,
+        ),
+        (
+            "1400-byte payload inside a trimmed body (not recorded)",
+            Some(1400),
+            Inside,
+        ),
     ];
     cases
         .into_iter()
-        .map(|(case, payload)| {
+        .map(|(case, payload, trimming)| {
             Ok(RecordCost {
                 case,
                 payload,
-                ns: record_cost(payload, repeat, rounds)?,
+                ns: record_cost(payload, trimming, repeat, rounds)?,
             })
         })
         .collect()
+}
+
+/// The body ranges (`sensor_ebpf::trim`) a [`record_cost`] case runs with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Trimming {
+    /// None ever written (the programs read one array slot).
+    Off,
+    /// Armed, with a range for another flow only.
+    Elsewhere,
+    /// A range covering the segment.
+    Inside,
 }
 
 /// Mean ns per `tc_egress` run on one segment of `payload` bytes to a
 /// captured port: `repeat` runs a round (the ring holds them all and is
 /// drained between rounds), median of `rounds`. `payload == None`: the
 /// port is not captured (the header walk and filter only).
-fn record_cost(payload: Option<u16>, repeat: u32, rounds: usize) -> Result<f64> {
+fn record_cost(
+    payload: Option<u16>,
+    trimming: Trimming,
+    repeat: u32,
+    rounds: usize,
+) -> Result<f64> {
     const RING: u32 = 64 << 20;
     let wakeup = u64::from(RING / super::WAKEUP_FRACTION);
     let mut loader = EbpfLoader::new();
@@ -197,6 +228,27 @@ fn record_cost(payload: Option<u16>, repeat: u32, rounds: usize) -> Result<f64> 
     let (mut ebpf, fd) = loaded(loader, sensor_ebpf::TC_EGRESS_PROGRAM, bits)?;
     let ring = ebpf.take_map(sensor_ebpf::RECORDS_MAP).context("ring")?;
     let mut ring = aya::maps::RingBuf::try_from(ring)?;
+    if trimming != Trimming::Off {
+        let mut trims = super::trim_map::KernelTrims::take(&mut ebpf)?;
+        let to = SocketAddr::from(([10, 200, 0, 254], PORT));
+        let other = SocketAddr::from((SOURCE, 40001));
+        let from = SocketAddr::from((SOURCE, 40000));
+        let src = if trimming == Trimming::Inside {
+            from
+        } else {
+            other
+        };
+        trims.write(&Trim {
+            src,
+            dst: to,
+            from_seq: 0,
+            until_seq: 1 << 30,
+        })?;
+    }
+    let expected = match (payload, trimming) {
+        (None, _) | (_, Trimming::Inside) => 0,
+        _ => repeat,
+    };
     let frame = frame(payload.unwrap_or(0));
     let mut runs = Vec::new();
     for _ in 0..rounds {
@@ -205,11 +257,58 @@ fn record_cost(payload: Option<u16>, repeat: u32, rounds: usize) -> Result<f64> 
         while ring.next().is_some() {
             n += 1;
         }
-        if payload.is_some() && n != repeat {
-            bail!("{n} of {repeat} records");
+        if n != expected {
+            bail!("{n} records, not {expected}");
         }
     }
     Ok(median(runs))
+}
+
+/// A segment for [`trim_records`]: TCP flags, sequence number, payload
+/// bytes.
+pub type TestSegment = (u8, u32, u16);
+
+/// The trimming rules (`sensor_ebpf::trim`) as the kernel applies them:
+/// writes the body range `[from, until)` for the direction [`SOURCE`]:40000
+/// -> [`PORT`] (captured), runs `tc_egress` once on each of `segments` of
+/// that direction, in order, and returns the captured length of each
+/// run's record (`None`: not recorded).
+///
+/// # Errors
+/// As [`block_lookup`]; a run that left more than one record.
+pub fn trim_records(from: u32, until: u32, segments: &[TestSegment]) -> Result<Vec<Option<u32>>> {
+    let (mut ebpf, fd) = loaded(
+        EbpfLoader::new(),
+        sensor_ebpf::TC_EGRESS_PROGRAM,
+        port_bits::CAPTURE,
+    )?;
+    let ring = ebpf.take_map(sensor_ebpf::RECORDS_MAP).context("ring")?;
+    let mut ring = aya::maps::RingBuf::try_from(ring)?;
+    super::trim_map::KernelTrims::take(&mut ebpf)?.write(&Trim {
+        src: SocketAddr::from((SOURCE, 40000)),
+        dst: SocketAddr::from(([10, 200, 0, 254], PORT)),
+        from_seq: from,
+        until_seq: until,
+    })?;
+    let mut out = Vec::new();
+    for &(flags, seq, payload) in segments {
+        let mut f = frame(payload);
+        f[47] = flags;
+        f[38..42].copy_from_slice(&seq.to_be_bytes());
+        test_run(fd, &f, 1)?;
+        let mut captured = None;
+        while let Some(record) = ring.next() {
+            if captured.is_some() || record.len() < sensor_ebpf::HEADER_LEN {
+                bail!("a run left more than one record, or a short one");
+            }
+            // SAFETY: a SegmentHeader is plain data, every bit pattern valid.
+            let h: sensor_ebpf::SegmentHeader =
+                unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) };
+            captured = Some(h.captured_len);
+        }
+        out.push(captured);
+    }
+    Ok(out)
 }
 
 /// The object loaded by `loader` with [`PORT`]'s filter bits set to

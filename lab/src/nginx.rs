@@ -22,6 +22,7 @@ impl Lab {
         let www = self.workdir().join("www");
         fs::create_dir_all(&www)?;
         fs::write(www.join("big"), "0123456789abcdef".repeat(4096))?; // 64 KiB: many segments, GSO
+        fs::write(www.join("large"), "0123456789abcdef".repeat(1 << 18))?; // 4 MiB: a download
         let gateway = [GATEWAY_SERVER, GATEWAY_H2_SERVERS].concat();
         for (name, ns, server) in [
             ("upstream", self.upstream_ns(), UPSTREAM_SERVER),
@@ -274,6 +275,7 @@ const PROXY_HEADERS: &str = r#"proxy_set_header Connection "";
     proxy_set_header X-Kong-Request-Id $request_id;"#;
 
 /// The plaintext upstream service on :8080: `/hello`, `/big` (64 KiB),
+/// `/large` (4 MiB),
 /// `/missing` (404) and a small JSON API (`/orders`, `/users/...`, `/items`).
 const UPSTREAM_SERVER: &str = r#"
   server {
@@ -283,6 +285,7 @@ const UPSTREAM_SERVER: &str = r#"
     location = / { return 200 "hello from upstream\n"; }
     location = /hello { return 200 "hello from upstream\n"; }
     location /big { }
+    location /large { }
     location /missing { return 404 "not found\n"; }
     location ~ ^/(orders|users|items)(/|$) {
       default_type application/json;

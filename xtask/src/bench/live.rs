@@ -57,9 +57,9 @@ type Stages = Vec<(&'static str, f64)>;
 /// Kernel programs' time (`kernel.bpf_stats_enabled`): the tc programs'
 /// and their runs, and the TLS tap's.
 #[derive(Default)]
-struct ProgramTime {
-    run_ns: u64,
-    runs: u64,
+pub(super) struct ProgramTime {
+    pub(super) run_ns: u64,
+    pub(super) runs: u64,
     tls_ns: u64,
 }
 
@@ -537,12 +537,12 @@ fn stages(profile: &Path) -> Result<Vec<(&'static str, f64)>> {
 
 /// `kernel.bpf_stats_enabled` on while it lives (the kernel then times
 /// every program run, which costs a little).
-struct BpfStats(String);
+pub(super) struct BpfStats(String);
 
 const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
 impl BpfStats {
-    fn enable() -> Result<Self> {
+    pub(super) fn enable() -> Result<Self> {
         let old = fs::read_to_string(BPF_STATS)?;
         fs::write(BPF_STATS, "1")?;
         Ok(Self(old.trim().to_string()))
@@ -557,7 +557,7 @@ impl Drop for BpfStats {
 
 /// Summed run time and count of the loaded `tc_*` programs, and run time
 /// of the `tls_*` ones.
-fn program_time() -> Result<ProgramTime> {
+pub(super) fn program_time() -> Result<ProgramTime> {
     let out = run_quiet(Command::new("bpftool").args(["prog", "show", "--json"]))?;
     let progs: Vec<Value> = serde_json::from_slice(&out.stdout)?;
     let sum = |prefix: &str, key: &str| -> u64 {

@@ -10,6 +10,7 @@ mod replay_api;
 mod replay_h2;
 mod scale;
 mod tls;
+mod trim;
 
 use std::{
     fs,
@@ -47,6 +48,8 @@ pub enum Which {
     /// CPU per transaction against concurrent flows (100 to 100,000) and
     /// tracked client IPs (1,000 and a million).
     Scale,
+    /// Body trimming on slow 4 MiB downloads, on and off.
+    Trim,
 }
 
 pub fn bench(only: Option<Which>) -> Result<()> {
@@ -79,6 +82,9 @@ pub fn bench(only: Option<Which>) -> Result<()> {
     }
     if all || only == Some(Which::Scale) {
         scale::bench(&root, &sensor)?;
+    }
+    if all || only == Some(Which::Trim) {
+        trim::bench(&root, &sensor)?;
     }
     Ok(())
 }

@@ -104,26 +104,13 @@ impl H2 {
             self.preface_left -= n;
             data = &data[n..];
         }
-        let mut frames = Vec::new();
-        let ok = self.readers[d].feed(data, unknown, &mut |f: Frame<'_>| {
-            frames.push((
-                f.kind,
-                f.flags,
-                f.stream,
-                f.len,
-                f.payload.map(<[u8]>::to_vec),
-            ));
-        });
-        for (k, flags, stream, len, payload) in frames {
-            let f = Frame {
-                kind: k,
-                flags,
-                stream,
-                len,
-                payload: payload.as_deref(),
-            };
+        // The reader is taken out while its frames are handled, so they are
+        // handled where they lie in `data` or its buffer, never copied.
+        let mut reader = std::mem::take(&mut self.readers[d]);
+        let ok = reader.feed(data, unknown, &mut |f: Frame<'_>| {
             self.frame(ctx, flow, direction, f, time_ns);
-        }
+        });
+        self.readers[d] = reader;
         if !ok {
             self.lose_framing(ctx, d);
         }

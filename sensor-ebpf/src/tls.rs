@@ -184,6 +184,40 @@ pub const SSL_PROBES: [SslProbe; 9] = [
     SslProbe::entry("ssl_free_in", "SSL_free"),
 ];
 
+/// `SSL_read` and `SSL_write` probed inside instead, where the daemon finds
+/// the wrapper's shape (`sensor::capture::tls::call_site`): the entry
+/// program on the call of the inner function, the `done` program on the
+/// branch that tests its result (`%eax`; the count where the call's fourth
+/// argument points). Both instructions are emulated by the kernel, never
+/// single-stepped. Where the shape is not found, [`SSL_PROBES`] apply.
+pub const WRAPPERS: [Wrapper; 2] = [
+    Wrapper {
+        function: "SSL_read",
+        sibling: "SSL_read_ex",
+        call: "ssl_read_in",
+        branch: "ssl_read_done",
+    },
+    Wrapper {
+        function: "SSL_write",
+        sibling: "SSL_write_ex",
+        call: "ssl_write_in",
+        branch: "ssl_write_done",
+    },
+];
+
+/// One of [`WRAPPERS`].
+#[derive(Clone, Copy, Debug)]
+pub struct Wrapper {
+    /// The exported wrapper.
+    pub function: &'static str,
+    /// Its `_ex` form, which must call the same inner function.
+    pub sibling: &'static str,
+    /// The program for the call.
+    pub call: &'static str,
+    /// The program for the branch on the result.
+    pub branch: &'static str,
+}
+
 /// Uprobes on the connection's start, which tell who the server is.
 pub const SSL_ROLE_PROBES: [SslProbe; 2] = [
     SslProbe::entry("ssl_accept_in", "SSL_set_accept_state"),

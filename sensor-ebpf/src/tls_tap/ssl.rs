@@ -71,6 +71,31 @@ pub fn ssl_wrex_ret(ctx: RetProbeContext) -> u32 {
     0
 }
 
+/// Inside `SSL_read`, at the branch on `ssl_read_internal`'s result
+/// (`sensor_ebpf::tls::WRAPPERS`; the entry program ran at its call):
+/// `%eax` is 1 on success, the count where the call's fourth argument
+/// points.
+#[uprobe]
+pub fn ssl_read_done(ctx: ProbeContext) -> u32 {
+    let ok = inner_result(&ctx);
+    leave(op::READ, |a| ex_count(ok, a));
+    0
+}
+
+/// Inside `SSL_write`, as [`ssl_read_done`] for `ssl_write_internal`.
+#[uprobe]
+pub fn ssl_write_done(ctx: ProbeContext) -> u32 {
+    let ok = inner_result(&ctx);
+    leave(op::WRITE, |a| ex_count(ok, a));
+    0
+}
+
+/// `%eax` at a probe inside a function: the result of the call before it.
+#[inline(always)]
+fn inner_result(ctx: &ProbeContext) -> i32 {
+    unsafe { (*ctx.regs).rax as i32 }
+}
+
 /// `SSL_free(SSL *s)`: the connection's end (nginx always frees, even
 /// when it skips `SSL_shutdown`); the address may be reused at once.
 #[uprobe]

@@ -10,12 +10,17 @@ use std::collections::BTreeSet;
 use anyhow::{Context as _, Result};
 use aya::{
     Ebpf,
-    programs::{Program, RawTracePoint, UProbe, uprobe::UProbeScope},
+    programs::{
+        Program, RawTracePoint, UProbe,
+        uprobe::{UProbeAttachLocation, UProbeScope},
+    },
 };
-use sensor_ebpf::tls::{PROCESS_PROBES, SOCK_PROBES, SSL_PROBES, SSL_ROLE_PROBES, SslProbe};
+use sensor_ebpf::tls::{
+    PROCESS_PROBES, SOCK_PROBES, SSL_PROBES, SSL_ROLE_PROBES, SslProbe, WRAPPERS,
+};
 use tracing::{debug, info};
 
-use super::discover::Library;
+use super::{call_site, discover::Library};
 
 /// Functions a library must export: without them there is nothing to read
 /// or no end to a connection.
@@ -37,13 +42,15 @@ pub fn attach(ebpf: &mut Ebpf, libraries: &[Library]) -> Result<()> {
             .with_context(|| format!("attaching {name} to raw tracepoint {tracepoint}"))?;
     }
     let probes: Vec<SslProbe> = SSL_PROBES.into_iter().chain(SSL_ROLE_PROBES).collect();
-    let names: BTreeSet<&str> = probes.iter().map(|p| p.program).collect();
+    let inside = WRAPPERS.iter().flat_map(|w| [w.call, w.branch]);
+    let names: BTreeSet<&str> = probes.iter().map(|p| p.program).chain(inside).collect();
     for name in names {
         let program: &mut UProbe = program(ebpf, name)?.try_into()?;
         program.load().with_context(|| refused(name))?;
     }
     for library in libraries {
-        for probe in &probes {
+        let inside = attach_inside(ebpf, library)?;
+        for probe in probes.iter().filter(|p| !inside.contains(&p.function)) {
             let program: &mut UProbe = program(ebpf, probe.program)?.try_into()?;
             let attached = program.attach(probe.function, &library.path, UProbeScope::AllProcesses);
             match attached {
@@ -65,6 +72,45 @@ pub fn attach(ebpf: &mut Ebpf, libraries: &[Library]) -> Result<()> {
         info!("attached the TLS tap to {}", library.name);
     }
     Ok(())
+}
+
+/// Attaches the [`WRAPPERS`] found in `library` at their inner call and
+/// result branch ([`call_site`]); returns the functions so probed.
+fn attach_inside(ebpf: &mut Ebpf, library: &Library) -> Result<Vec<&'static str>> {
+    let mut inside = Vec::new();
+    for w in WRAPPERS {
+        let site = match call_site::inner_call(&library.path, w.function, w.sibling) {
+            Ok(Some(site)) => site,
+            Ok(None) => {
+                info!(
+                    library = library.name,
+                    function = w.function,
+                    "wrapper shape not found: entry and return probes"
+                );
+                continue;
+            }
+            Err(e) => {
+                debug!(library = library.name, error = %e, "cannot decode");
+                continue;
+            }
+        };
+        for (name, offset) in [(w.call, site.call), (w.branch, site.branch)] {
+            let program: &mut UProbe = program(ebpf, name)?.try_into()?;
+            let at = UProbeAttachLocation::SymbolOffset(w.function, offset);
+            program
+                .attach(at, &library.path, UProbeScope::AllProcesses)
+                .with_context(|| format!("attaching {name} to {}+{offset:#x}", w.function))?;
+        }
+        info!(
+            library = library.name,
+            function = w.function,
+            call = site.call,
+            branch = site.branch,
+            "probed inside, at instructions the kernel emulates"
+        );
+        inside.push(w.function);
+    }
+    Ok(inside)
 }
 
 fn refused(name: &str) -> String {

@@ -29,6 +29,7 @@
 //! its counters are [`TlsCounters`].
 
 mod attach;
+pub mod call_site;
 pub mod connections;
 mod discover;
 mod offsets;

@@ -66,9 +66,10 @@ pub struct RunArgs {
     /// Ring buffer size in MiB (a power of two).
     #[arg(long, default_value_t = 32, value_parser = ring_size_mib)]
     ring_size_mib: u32,
-    /// Leave out of the capture the HTTP/1.1 response bodies (of known length) with
-    /// at least this many bytes still to come once they flow: the kernel
-    /// records only the last segment's length (0: record every segment).
+    /// Leave out of the capture the HTTP/1.1 response bodies (of known
+    /// length) with at least this many bytes still to come once they
+    /// flow: the kernel records only the last segment's length (0: record
+    /// every segment).
     #[arg(long, default_value_t = 16384, value_name = "BYTES")]
     trim_bodies: u64,
     /// Tap the gateway's TLS: uprobes on the OpenSSL its processes (nginx,

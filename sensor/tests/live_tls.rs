@@ -61,7 +61,10 @@ fn https_requests_are_transactions_of_the_gateways_own_tls_calls() {
     let lab = Lab::up("ss-tls").unwrap();
     let before = lab.access_log().unwrap().len();
     let mut args = BOTH_LEGS.to_vec();
+    // A TLS ring large enough for a second of flat-out HTTPS while a debug
+    // build prints every segment.
     args.extend(["--tls", "on", "--transactions", "-", "--debug-segments-raw"]);
+    args.extend(["--tls-ring-size-mib", "128"]);
     let sensor = start_sensor(&lab, &args);
     let https = |ipv6, path: &str| lab.curl(&Listener::Https.url(ipv6, path)).unwrap();
     assert_eq!(https(false, "/hello?via=tls").0, 200);

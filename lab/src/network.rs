@@ -62,6 +62,8 @@ const BRIDGE_MAC: &str = "02:00:0a:4d:00:01";
 pub const GATEWAY_CLIENT_IF: &str = "gw-client";
 /// Gateway interface towards the upstream.
 pub const GATEWAY_UPSTREAM_IF: &str = "gw-upstream";
+/// The sensor's flags that capture both of the gateway's legs.
+pub const BOTH_LEGS: [&str; 4] = ["--iface", GATEWAY_CLIENT_IF, "--iface", GATEWAY_UPSTREAM_IF];
 
 /// A running lab. Dropping it tears it down.
 pub struct Lab {

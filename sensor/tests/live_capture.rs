@@ -9,8 +9,8 @@ mod support;
 use std::process::Command;
 
 use lab::{
-    CLIENT_V4, CLIENT_V6, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_UPSTREAM_V4, GATEWAY_V4,
-    GATEWAY_V6, Lab, UPSTREAM_V4, sensor::SensorProcess,
+    BOTH_LEGS, CLIENT_V4, CLIENT_V6, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_UPSTREAM_V4,
+    GATEWAY_V4, GATEWAY_V6, Lab, UPSTREAM_V4, sensor::SensorProcess,
 };
 use support::{
     SENSOR, as_nobody, loaded_packet_programs, matching, programs_left_after_exit, require_root,
@@ -69,16 +69,7 @@ fn assert_balanced(summary: &serde_json::Value) {
 fn tc_sees_both_legs_over_ipv4_and_ipv6() {
     require_root();
     let lab = Lab::up("ss-tc").unwrap();
-    let sensor = start_sensor(
-        &lab,
-        &[
-            "--iface",
-            GATEWAY_CLIENT_IF,
-            "--iface",
-            GATEWAY_UPSTREAM_IF,
-            "--debug-segments",
-        ],
-    );
+    let sensor = start_sensor(&lab, &[&BOTH_LEGS[..], &["--debug-segments"]].concat());
     assert_eq!(loaded_packet_programs(), ["tc_ingress", "tc_egress"]);
     // Started as root, attached with TCX links: no capability is left.
     assert_eq!(permitted_caps(sensor.pid()), 0);
@@ -351,10 +342,7 @@ fn xdp_sees_ingress_only() {
 fn wrk_load_is_delivered_or_counted_and_passes_unchanged() {
     require_root();
     let lab = Lab::up("ss-load").unwrap();
-    let sensor = start_sensor(
-        &lab,
-        &["--iface", GATEWAY_CLIENT_IF, "--iface", GATEWAY_UPSTREAM_IF],
-    );
+    let sensor = start_sensor(&lab, &BOTH_LEGS);
     let report = wrk(&lab, &["-t2", "-c16", "-d4s"]);
     assert!(
         !report.contains("Socket errors") && !report.contains("Non-2xx"),

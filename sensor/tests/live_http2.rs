@@ -12,7 +12,7 @@ mod support;
 use std::collections::HashMap;
 
 use lab::{
-    GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_V4, Lab, Listener, UPSTREAM_V4,
+    BOTH_LEGS, GATEWAY_V4, Lab, Listener, UPSTREAM_V4,
     h2::{GRPC_PORT, H2C_PORT, H2C_UPGRADE_PORT},
 };
 use serde_json::Value;
@@ -20,19 +20,16 @@ use support::{replay_json, require_root, start_sensor, stop_tcpdump, tcpdump_fil
 
 /// The live flags of these tests: both legs, every port (h2c and gRPC
 /// listeners), whole 1024-byte prefixes (HPACK needs every header block).
-const ARGS: &[&str] = &[
-    "--iface",
-    GATEWAY_CLIENT_IF,
-    "--iface",
-    GATEWAY_UPSTREAM_IF,
-    "--all-ports",
-    "--capture-len",
-    "1024",
-    "--transactions",
-    "-",
-    "--alerts",
-    "-",
-];
+fn args() -> Vec<&'static str> {
+    let flags = [
+        "--all-ports",
+        "--capture-len",
+        "1024",
+        "--transactions",
+        "-",
+    ];
+    [&BOTH_LEGS[..], &flags, &["--alerts", "-"]].concat()
+}
 
 #[test]
 #[ignore = "live: needs root and the lab (cargo xtask test runs it)"]
@@ -43,7 +40,7 @@ fn h2c_streams_match_the_access_log_live_and_replayed() {
     let pcap = format!("{dir}/h2.pcap");
     let before = lab.access_log().unwrap().len();
     let dump = tcpdump_filter(&lab, &pcap, "tcp port 8002 or tcp port 8080");
-    let sensor = start_sensor(&lab, ARGS);
+    let sensor = start_sensor(&lab, &args());
     let base = format!("http://{GATEWAY_V4}:{H2C_PORT}");
     let client = Lab::extra_client(0);
     let urls: Vec<String> = ["/hello", "/missing", "/big", "/hello?x=1"]
@@ -136,7 +133,7 @@ fn https_h2_streams_from_the_tls_tap_match_the_access_log() {
     require_root();
     let lab = Lab::up("ss-h2tls").unwrap();
     let before = lab.access_log().unwrap().len();
-    let mut args = ARGS.to_vec();
+    let mut args = args();
     args.extend(["--tls", "on"]);
     let sensor = start_sensor(&lab, &args);
     let client = Lab::extra_client(0);
@@ -174,7 +171,7 @@ fn grpc_calls_carry_their_status_and_failures_alert() {
     require_root();
     let lab = Lab::up("ss-grpc").unwrap();
     let _service = lab.grpc_service().unwrap();
-    let sensor = start_sensor(&lab, ARGS);
+    let sensor = start_sensor(&lab, &args());
     let (good, bad, limited) = (
         Lab::extra_client(5),
         Lab::extra_client(6),
@@ -250,7 +247,7 @@ fn an_h2c_upgrade_continues_as_http2() {
     require_root();
     let lab = Lab::up("ss-h2up").unwrap();
     let server = lab.h2c_upgrade_server().unwrap();
-    let sensor = start_sensor(&lab, ARGS);
+    let sensor = start_sensor(&lab, &args());
     let base = format!("http://{UPSTREAM_V4}:{H2C_UPGRADE_PORT}");
     // curl --http2 on an http:// URL upgrades (Upgrade: h2c), then reuses
     // the connection for the second request.

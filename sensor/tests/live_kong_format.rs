@@ -8,7 +8,7 @@ mod support;
 
 use std::{collections::HashMap, fs};
 
-use lab::{GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, Lab, consumers::Consumer};
+use lab::{BOTH_LEGS, Lab, consumers::Consumer};
 use serde_json::Value;
 use support::{require_root, start_sensor};
 
@@ -27,15 +27,10 @@ fn kong_format_matches_the_gateways_access_log() {
     let sensor = start_sensor(
         &lab,
         &[
-            "--iface",
-            GATEWAY_CLIENT_IF,
-            "--iface",
-            GATEWAY_UPSTREAM_IF,
-            "--transactions",
-            &path,
-            "--transactions-format",
-            "kong",
-        ],
+            &BOTH_LEGS[..],
+            &["--transactions", &path, "--transactions-format", "kong"],
+        ]
+        .concat(),
     );
     let alice = Consumer::named("alice").header();
     let client = Lab::extra_client(0);

@@ -9,7 +9,7 @@ mod support;
 
 use std::{collections::BTreeSet, fs, path::Path, process::Command};
 
-use lab::{CLIENT_V4, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, Lab, prometheus::Prometheus};
+use lab::{BOTH_LEGS, CLIENT_V4, Lab, prometheus::Prometheus};
 use support::{require_root, start_sensor};
 
 const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy");
@@ -71,15 +71,10 @@ fn prometheus_scrapes_the_gauges_and_health_counters() {
     let sensor = start_sensor(
         &lab,
         &[
-            "--iface",
-            GATEWAY_CLIENT_IF,
-            "--iface",
-            GATEWAY_UPSTREAM_IF,
-            "--listen",
-            "0.0.0.0:9251",
-            "--metrics-allow",
-            "127.0.0.1",
-        ],
+            &BOTH_LEGS[..],
+            &["--listen", "0.0.0.0:9251", "--metrics-allow", "127.0.0.1"],
+        ]
+        .concat(),
     );
     let prometheus = Prometheus::start(&lab, &dir.join("prometheus"), &config).unwrap();
     prometheus.wait("the scrape target to be up", &|p| {

@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lab::{GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_V4, Lab, prometheus::Prometheus};
+use lab::{BOTH_LEGS, GATEWAY_CLIENT_IF, GATEWAY_V4, Lab, prometheus::Prometheus};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair,
@@ -144,17 +144,17 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
     let sensor = start_sensor(
         &lab,
         &[
-            "--iface",
-            GATEWAY_CLIENT_IF,
-            "--iface",
-            GATEWAY_UPSTREAM_IF,
-            "--listen",
-            "0.0.0.0:9251",
-            "--metrics-allow",
-            "127.0.0.1",
-            "--web.config.file",
-            web.to_str().unwrap(),
-        ],
+            &BOTH_LEGS[..],
+            &[
+                "--listen",
+                "0.0.0.0:9251",
+                "--metrics-allow",
+                "127.0.0.1",
+                "--web.config.file",
+                web.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
     );
     let prometheus = Prometheus::start(&lab, &dir.join("prometheus"), &config).unwrap();
     let query = |q: &str| prometheus.value(q);

@@ -17,7 +17,7 @@ use std::{fs, time::Duration};
 use base64::Engine as _;
 
 use lab::{
-    GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, Lab,
+    BOTH_LEGS, Lab,
     rsyslog::{Rsyslog, TCP_PORT},
 };
 use support::{require_root, start_sensor};
@@ -101,22 +101,22 @@ fn run(lab: &Lab, body: &str) -> Vec<(&'static str, String)> {
     );
     let tcp = format!("tcp:127.0.0.1:{TCP_PORT}");
     let args = [
-        "--iface",
-        GATEWAY_CLIENT_IF,
-        "--iface",
-        GATEWAY_UPSTREAM_IF,
-        "--listen",
-        "127.0.0.1:9251",
-        "--transactions",
-        &tx_path,
-        "--alerts",
-        &alert_path,
-        "--syslog",
-        &tcp,
-        "--syslog-body",
-        body,
-        "--debug-segments",
-    ];
+        &BOTH_LEGS[..],
+        &[
+            "--listen",
+            "127.0.0.1:9251",
+            "--transactions",
+            &tx_path,
+            "--alerts",
+            &alert_path,
+            "--syslog",
+            &tcp,
+            "--syslog-body",
+            body,
+            "--debug-segments",
+        ],
+    ]
+    .concat();
     let sensor = start_sensor(lab, &args);
     let query = format!("/hello?apikey={KEY_QUERY}");
     let bearer = format!("Authorization: Bearer {BEARER}");

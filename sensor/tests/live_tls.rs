@@ -10,14 +10,9 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use lab::{
-    CLIENT_V4, CLIENT_V6, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, Lab, Listener, scenarios,
-    sensor::SensorProcess,
-};
+use lab::{BOTH_LEGS, CLIENT_V4, CLIENT_V6, Lab, Listener, scenarios, sensor::SensorProcess};
 use serde_json::Value;
 use support::{SENSOR, as_nobody, programs_left_after_exit, require_root, start_sensor};
-
-const BOTH_LEGS: [&str; 4] = ["--iface", GATEWAY_CLIENT_IF, "--iface", GATEWAY_UPSTREAM_IF];
 
 fn n(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))

@@ -10,7 +10,7 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use lab::{GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, Lab, kong_args};
+use lab::{BOTH_LEGS, Lab, kong_args};
 use serde_json::Value;
 use support::{replay_json, require_root, start_sensor, stop_tcpdump, tcpdump};
 
@@ -35,13 +35,18 @@ fn multiset(txs: &[Value]) -> BTreeMap<String, usize> {
     m
 }
 
-/// Small receive buffers in the client's namespace, so that `curl
-/// --limit-rate` paces a 64 KiB body on the wire (a default buffer takes
-/// it whole at once) and the sensor reads its head while it still flows.
-fn slow_receiver(lab: &Lab) {
+/// Downloads the lab's 4 MiB `/large` (then `then`, on the same
+/// connection) with curl pacing it to 4 MB/s: about a second on the wire,
+/// so the daemon hands the kernel its range while the body flows
+/// (`--trim-bodies`, 16 KiB by default). A paced 64 KiB body was not
+/// enough: curl 7.88 lets a burst of that size through in a millisecond,
+/// before the daemon's reader wakes.
+fn paced_download(lab: &Lab, then: &[&str]) {
     let out = lab
-        .command(&lab.client_ns(), "sysctl")
-        .args(["-qw", "net.ipv4.tcp_rmem=4096 8192 16384"])
+        .command(&lab.client_ns(), "curl")
+        .args(["-s", "--max-time", "20", "--limit-rate", "4M"])
+        .args(["-o", "/dev/null", &lab.proxy_url(false, "/large")])
+        .args(then.iter().flat_map(|url| ["-o", "/dev/null", url]))
         .status()
         .unwrap();
     assert!(out.success());
@@ -56,14 +61,7 @@ fn live_transactions_equal_replayed_ones() {
     let pcap = format!("{dir}/capture.pcap");
     let key = format!("{dir}/fingerprint.key");
     let dump = tcpdump(&lab, &pcap);
-    let args = vec![
-        "--iface",
-        GATEWAY_CLIENT_IF,
-        "--iface",
-        GATEWAY_UPSTREAM_IF,
-        "--transactions",
-        "-",
-    ];
+    let args = [&BOTH_LEGS[..], &["--transactions", "-"]].concat();
     let sensor = start_sensor(&lab, &args);
 
     let curl = |extra: &[&str]| {
@@ -97,18 +95,9 @@ fn live_transactions_equal_replayed_ones() {
         &lab.proxy_url(false, "/hello"),
     ]);
     curl(&["-I", &lab.proxy_url(false, "/big")]); // HEAD: Content-Length without a body
-    // A body slow enough for the daemon to hand the kernel its range while
-    // it flows (--trim-bodies, 16 KiB by default): the rest is left out,
-    // and the next request on the connection is read as ever.
-    slow_receiver(&lab);
-    curl(&[
-        "--limit-rate",
-        "100k",
-        &lab.proxy_url(false, "/big"),
-        "-o",
-        "/dev/null",
-        &lab.proxy_url(false, "/hello?after=big"),
-    ]);
+    // A trimmed body: the rest is left out, and the next request on the
+    // connection is read as ever.
+    paced_download(&lab, &[&lab.proxy_url(false, "/hello?after=large")]);
     let wrk = lab
         .command(&lab.client_ns(), "wrk")
         .args(["-t1", "-c2", "-d1s", &lab.proxy_url(false, "/hello")])
@@ -189,7 +178,10 @@ fn live_transactions_equal_replayed_ones() {
             && trims["flows"]["trimmed_bytes"].as_u64().unwrap() > 0,
         "bodies trimmed: {trims}"
     );
-    let after = find("/hello?after=big", 8000);
+    let large = find("/large", 8000);
+    assert_eq!(large.len(), 1);
+    assert!(large[0]["response_bytes"].as_u64().unwrap() > 4 << 20);
+    let after = find("/hello?after=large", 8000);
     assert_eq!(after.len(), 1, "the request after a trimmed body");
     assert_eq!(after[0]["status"], 200);
     let basic = find("/hello?apikey=REDACTED&x=1", 8000);
@@ -212,35 +204,27 @@ fn trim_bodies_zero_records_every_segment() {
     require_root();
     let lab = Lab::up("ss-notrim").unwrap();
     let args = [
-        "--iface",
-        GATEWAY_CLIENT_IF,
-        "--iface",
-        GATEWAY_UPSTREAM_IF,
-        "--transactions",
-        "-",
-        "--trim-bodies",
-        "0",
-    ];
+        &BOTH_LEGS[..],
+        &["--transactions", "-", "--trim-bodies", "0"],
+    ]
+    .concat();
     let sensor = start_sensor(&lab, &args);
-    slow_receiver(&lab);
-    let out = lab
-        .command(&lab.client_ns(), "curl")
-        .args(["-s", "-o", "/dev/null", "--limit-rate", "100k"])
-        .arg(lab.proxy_url(false, "/big"))
-        .status()
-        .unwrap();
-    assert!(out.success());
+    paced_download(&lab, &[]);
     let live = sensor.stop().unwrap();
     lab.teardown();
     let s = &live.summary;
     assert_eq!(s["kernel"]["trimmed"], 0, "{s}");
     assert_eq!(s["trims"]["written"], 0, "{s}");
     assert_eq!(s["flows"]["trims"], 0, "{s}");
-    let big: Vec<_> = live
+    // Every segment of both legs recorded: 4 MiB is at least 64 segments
+    // per leg even at the largest (64 KiB, GSO) size.
+    let submitted = s["kernel"]["submitted"].as_u64().unwrap();
+    assert!(submitted == s["kernel"]["seen"] && submitted > 128, "{s}");
+    let large: Vec<_> = live
         .transactions
         .iter()
-        .filter(|t| t["path"] == "/big")
+        .filter(|t| t["path"] == "/large")
         .collect();
-    assert_eq!(big.len(), 1);
-    assert!(big[0]["response_bytes"].as_u64().unwrap() > 65536);
+    assert_eq!(large.len(), 1);
+    assert!(large[0]["response_bytes"].as_u64().unwrap() > 4 << 20);
 }

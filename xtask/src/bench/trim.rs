@@ -9,7 +9,7 @@
 use std::{fs, path::Path, process::Child};
 
 use anyhow::{Context as _, Result, bail};
-use lab::{GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, Lab, sensor::SensorProcess};
+use lab::{BOTH_LEGS, Lab, sensor::SensorProcess};
 
 use super::{
     live::{BpfStats, median, program_time},
@@ -99,15 +99,10 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
 /// costs per download.
 fn one_run(lab: &Lab, sensor: &Path, value: &str) -> Result<Run> {
     let args = [
-        "--iface",
-        GATEWAY_CLIENT_IF,
-        "--iface",
-        GATEWAY_UPSTREAM_IF,
-        "--transactions",
-        "-",
-        "--trim-bodies",
-        value,
-    ];
+        &BOTH_LEGS[..],
+        &["--transactions", "-", "--trim-bodies", value],
+    ]
+    .concat();
     let process = SensorProcess::start(lab, sensor, &args, None)?;
     let (cpu0, prog0) = (cpu_ns(process.pid())?, program_time()?);
     let url = lab.proxy_url(false, "/large");

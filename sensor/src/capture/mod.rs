@@ -17,6 +17,21 @@ use std::net::SocketAddr;
 
 pub use live::Hook;
 
+/// Takes the map `name` out of a loaded eBPF object as a `T` (a ring
+/// buffer, an array, a hash map of the object's key and value types).
+///
+/// # Errors
+/// The object has no map of that name, or it is of another type.
+pub(crate) fn kernel_map<T>(ebpf: &mut aya::Ebpf, name: &str) -> anyhow::Result<T>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf
+        .take_map(name)
+        .ok_or_else(|| anyhow::anyhow!("map {name} missing from the eBPF object"))?;
+    T::try_from(map).map_err(|e| anyhow::anyhow!("map {name}: {e}"))
+}
+
 /// Traffic direction relative to the interface the segment was seen on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

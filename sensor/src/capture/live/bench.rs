@@ -14,7 +14,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use aya::{
     EbpfLoader,
-    maps::{Array, HashMap},
+    maps::{Array, HashMap, RingBuf},
     programs::SchedClassifier,
 };
 use sensor_ebpf::{
@@ -25,8 +25,11 @@ use sensor_ebpf::{
 use serde::Serialize;
 
 use super::OBJECT;
-use crate::block::{Clock as _, SystemClock};
 use crate::capture::Trim;
+use crate::{
+    block::{Clock as _, SystemClock},
+    capture::kernel_map,
+};
 
 /// The proxy port the frame goes to.
 const PORT: u16 = 8443;
@@ -61,8 +64,8 @@ pub fn block_lookup(entries: u32, repeat: u32, rounds: usize) -> Result<BlockBen
     let frame = frame(0);
     let (boot, _) = SystemClock.now();
     let far = boot + 3600 * 1_000_000_000;
-    let mut state = Array::<_, u64>::try_from(ebpf.take_map(STATE_MAP).context(STATE_MAP)?)?;
-    let mut v4 = HashMap::<_, [u8; 4], u64>::try_from(ebpf.take_map(V4_MAP).context(V4_MAP)?)?;
+    let mut state: Array<_, u64> = kernel_map(&mut ebpf, STATE_MAP)?;
+    let mut v4: HashMap<_, [u8; 4], u64> = kernel_map(&mut ebpf, V4_MAP)?;
     let median = |f: &mut dyn FnMut() -> Result<(u32, u32)>| -> Result<(f64, u32)> {
         let mut runs = Vec::new();
         let mut verdict = 0;
@@ -226,8 +229,7 @@ fn record_cost(
         0
     };
     let (mut ebpf, fd) = loaded(loader, sensor_ebpf::TC_EGRESS_PROGRAM, bits)?;
-    let ring = ebpf.take_map(sensor_ebpf::RECORDS_MAP).context("ring")?;
-    let mut ring = aya::maps::RingBuf::try_from(ring)?;
+    let mut ring: RingBuf<_> = kernel_map(&mut ebpf, sensor_ebpf::RECORDS_MAP)?;
     if trimming != Trimming::Off {
         let mut trims = super::trim_map::KernelTrims::take(&mut ebpf)?;
         let to = SocketAddr::from(([10, 200, 0, 254], PORT));
@@ -282,8 +284,7 @@ pub fn trim_records(from: u32, until: u32, segments: &[TestSegment]) -> Result<V
         sensor_ebpf::TC_EGRESS_PROGRAM,
         port_bits::CAPTURE,
     )?;
-    let ring = ebpf.take_map(sensor_ebpf::RECORDS_MAP).context("ring")?;
-    let mut ring = aya::maps::RingBuf::try_from(ring)?;
+    let mut ring: RingBuf<_> = kernel_map(&mut ebpf, sensor_ebpf::RECORDS_MAP)?;
     super::trim_map::KernelTrims::take(&mut ebpf)?.write(&Trim {
         src: SocketAddr::from((SOURCE, 40000)),
         dst: SocketAddr::from(([10, 200, 0, 254], PORT)),

@@ -7,7 +7,7 @@ use std::{io, net::IpAddr};
 use aya::maps::{Array, HashMap, MapData, MapError};
 use sensor_ebpf::block::{ACTIVE, ALIVE_UNTIL, STATE_MAP, V4_MAP, V6_MAP};
 
-use crate::block::Enforcer;
+use crate::{block::Enforcer, capture::kernel_map};
 
 /// The blocked-address maps of a running capture.
 pub struct KernelBlocks {
@@ -22,14 +22,10 @@ impl KernelBlocks {
     /// # Errors
     /// A map is missing from the object or of another type.
     pub(super) fn take(ebpf: &mut aya::Ebpf) -> anyhow::Result<Self> {
-        let mut take = |name: &str| {
-            ebpf.take_map(name)
-                .ok_or_else(|| anyhow::anyhow!("map {name} missing from the eBPF object"))
-        };
         Ok(Self {
-            v4: HashMap::try_from(take(V4_MAP)?)?,
-            v6: HashMap::try_from(take(V6_MAP)?)?,
-            state: Array::try_from(take(STATE_MAP)?)?,
+            v4: kernel_map(ebpf, V4_MAP)?,
+            v6: kernel_map(ebpf, V6_MAP)?,
+            state: kernel_map(ebpf, STATE_MAP)?,
         })
     }
 }

@@ -45,6 +45,7 @@ use trim_map::KernelTrims;
 use super::{
     Segment, Trim,
     defrag::{Defrag, Fragment, Outcome, reassembled},
+    kernel_map,
 };
 
 /// The kernel object built by `build.rs`.
@@ -233,10 +234,10 @@ impl LiveCapture {
                 None
             }
         };
-        let ring = RingBuf::try_from(ebpf.take_map(RECORDS_MAP).context(RECORDS_MAP)?)?;
+        let ring: RingBuf<MapData> = kernel_map(&mut ebpf, RECORDS_MAP)?;
         // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd lives.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }?;
-        let counters = PerCpuArray::try_from(ebpf.take_map(COUNTERS_MAP).context(COUNTERS_MAP)?)?;
+        let counters = kernel_map(&mut ebpf, COUNTERS_MAP)?;
         let netlink = attach::attach(&mut ebpf, &opts.plan)?;
         Ok(Self {
             ebpf,

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use aya::maps::{Array, HashMap, MapData};
 use sensor_ebpf::trim::{self, KEY_LEN, MAP, STATE_MAP};
 
-use crate::capture::Trim;
+use crate::capture::{Trim, kernel_map};
 
 /// The body-range map of a running capture.
 pub struct KernelTrims {
@@ -32,13 +32,9 @@ impl KernelTrims {
     /// # Errors
     /// A map is missing from the object or of another type.
     pub(super) fn take(ebpf: &mut aya::Ebpf) -> anyhow::Result<Self> {
-        let mut take = |name: &str| {
-            ebpf.take_map(name)
-                .ok_or_else(|| anyhow::anyhow!("map {name} missing from the eBPF object"))
-        };
         Ok(Self {
-            ranges: HashMap::try_from(take(MAP)?)?,
-            state: Array::try_from(take(STATE_MAP)?)?,
+            ranges: kernel_map(ebpf, MAP)?,
+            state: kernel_map(ebpf, STATE_MAP)?,
             armed: false,
         })
     }

@@ -54,7 +54,7 @@ use connections::Connections;
 use discover::Library;
 use record::Event;
 
-use super::{Segment, live::Clock};
+use super::{Segment, kernel_map, live::Clock};
 use crate::choice::Choice;
 
 /// The kernel object built by `build.rs`.
@@ -215,12 +215,11 @@ impl TlsCapture {
             .load(OBJECT)
             .context("loading the TLS tap's eBPF object")?;
         attach::attach(&mut ebpf, &libraries)?;
-        let processes = HashMap::try_from(ebpf.take_map(PROCESSES_MAP).context(PROCESSES_MAP)?)?;
-        let ring = RingBuf::try_from(ebpf.take_map(TLS_RECORDS_MAP).context(TLS_RECORDS_MAP)?)?;
+        let processes = kernel_map(&mut ebpf, PROCESSES_MAP)?;
+        let ring: RingBuf<MapData> = kernel_map(&mut ebpf, TLS_RECORDS_MAP)?;
         // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd lives.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }?;
-        let counters =
-            PerCpuArray::try_from(ebpf.take_map(TLS_COUNTERS_MAP).context(TLS_COUNTERS_MAP)?)?;
+        let counters = kernel_map(&mut ebpf, TLS_COUNTERS_MAP)?;
         let libraries: Vec<String> = libraries.into_iter().map(|l| l.name).collect();
         info!(?libraries, "TLS tap attached");
         Ok(Self {

@@ -155,6 +155,13 @@ fn https_requests_are_transactions_of_the_gateways_own_tls_calls() {
             .unwrap()
             .starts_with("GET /hello?via=tls HTTP/1.1\r\n")
     }));
+    // `SSL_free` (probed past its first instruction) ends each of the
+    // curl connections with a FIN from each side.
+    let fins = on_8443
+        .iter()
+        .filter(|s| s["flags"].as_str().unwrap().contains('F'))
+        .count();
+    assert!(fins >= 4, "{fins} FIN segments from the TLS tap");
 
     // The counters moved and balance; the clients' own calls never counted
     // (they would be bound to client sockets: `other_port`).

@@ -301,18 +301,17 @@ fn verdict(ok: bool) -> &'static str {
 
 /// wrk against the gateway's plain listener for `seconds`.
 pub(super) fn wrk(lab: &Lab, seconds: u64) -> Result<Load> {
-    wrk_url(lab, seconds, &lab.proxy_url(false, "/hello"))
+    wrk_url(lab, seconds, &lab.proxy_url(false, "/hello"), &[])
 }
 
-/// wrk against `url` for `seconds`.
-pub(super) fn wrk_url(lab: &Lab, seconds: u64, url: &str) -> Result<Load> {
-    let out = run_quiet(lab.command(&lab.client_ns(), "wrk").args([
-        THREADS,
-        CONNECTIONS,
-        &format!("-d{seconds}s"),
-        "--latency",
-        url,
-    ]))?;
+/// wrk against `url` for `seconds`, with `extra` arguments (`-H ...`).
+pub(super) fn wrk_url(lab: &Lab, seconds: u64, url: &str, extra: &[&str]) -> Result<Load> {
+    let out = run_quiet(
+        lab.command(&lab.client_ns(), "wrk")
+            .args([THREADS, CONNECTIONS, &format!("-d{seconds}s"), "--latency"])
+            .args(extra)
+            .arg(url),
+    )?;
     let report = String::from_utf8(out.stdout)?;
     if report.contains("Non-2xx") || report.contains("Socket errors") {
         bail!("wrk saw errors:\n{report}");

@@ -20,7 +20,7 @@ use sensor_ebpf::tls::{
 };
 use tracing::{debug, info};
 
-use super::{call_site, discover::Library};
+use super::{call_site::LibraryCode, discover::Library};
 
 /// Functions a library must export: without them there is nothing to read
 /// or no end to a connection.
@@ -48,12 +48,38 @@ pub fn attach(ebpf: &mut Ebpf, libraries: &[Library]) -> Result<()> {
         let program: &mut UProbe = program(ebpf, name)?.try_into()?;
         program.load().with_context(|| refused(name))?;
     }
+    let returning: BTreeSet<&str> = probes
+        .iter()
+        .filter(|p| p.on_return)
+        .map(|p| p.function)
+        .collect();
     for library in libraries {
-        let inside = attach_inside(ebpf, library)?;
+        let code = LibraryCode::read(&library.path)
+            .inspect_err(|e| debug!(library = library.name, error = %e, "cannot decode"))
+            .ok();
+        let inside = match &code {
+            Some(code) => attach_inside(ebpf, library, code)?,
+            None => Vec::new(),
+        };
         for probe in probes.iter().filter(|p| !inside.contains(&p.function)) {
+            // An entry-only probe moves to an emulated instruction; the
+            // entry of a function with a return probe is single-stepped
+            // for that probe anyway.
+            let offset = code
+                .as_ref()
+                .filter(|_| !returning.contains(probe.function))
+                .and_then(|c| c.entry_point(probe.function))
+                .unwrap_or(0);
+            let at = UProbeAttachLocation::SymbolOffset(probe.function, offset);
             let program: &mut UProbe = program(ebpf, probe.program)?.try_into()?;
-            let attached = program.attach(probe.function, &library.path, UProbeScope::AllProcesses);
+            let attached = program.attach(at, &library.path, UProbeScope::AllProcesses);
             match attached {
+                Ok(_) if offset > 0 => info!(
+                    library = library.name,
+                    function = probe.function,
+                    offset,
+                    "entry probe on an instruction the kernel emulates"
+                ),
                 Ok(_) => {}
                 Err(e) if !REQUIRED.contains(&probe.function) => {
                     debug!(library = library.name, function = probe.function, error = %e,
@@ -76,23 +102,20 @@ pub fn attach(ebpf: &mut Ebpf, libraries: &[Library]) -> Result<()> {
 
 /// Attaches the [`WRAPPERS`] found in `library` at their inner call and
 /// result branch ([`call_site`]); returns the functions so probed.
-fn attach_inside(ebpf: &mut Ebpf, library: &Library) -> Result<Vec<&'static str>> {
+fn attach_inside(
+    ebpf: &mut Ebpf,
+    library: &Library,
+    code: &LibraryCode,
+) -> Result<Vec<&'static str>> {
     let mut inside = Vec::new();
     for w in WRAPPERS {
-        let site = match call_site::inner_call(&library.path, w.function, w.sibling) {
-            Ok(Some(site)) => site,
-            Ok(None) => {
-                info!(
-                    library = library.name,
-                    function = w.function,
-                    "wrapper shape not found: entry and return probes"
-                );
-                continue;
-            }
-            Err(e) => {
-                debug!(library = library.name, error = %e, "cannot decode");
-                continue;
-            }
+        let Some(site) = code.inner_call(w.function, w.sibling) else {
+            info!(
+                library = library.name,
+                function = w.function,
+                "wrapper shape not found: entry and return probes"
+            );
+            continue;
         };
         for (name, offset) in [(w.call, site.call), (w.branch, site.branch)] {
             let program: &mut UProbe = program(ebpf, name)?.try_into()?;

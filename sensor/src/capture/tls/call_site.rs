@@ -17,14 +17,21 @@
 //! learns all it needs: at the call, the four arguments of the `_ex` form
 //! (`SSL*`, buffer, length, where the count goes); at the branch, the
 //! result in `%eax`. [`call_site`] finds them by decoding the function;
-//! [`inner_call`] checks that `SSL_read` and `SSL_read_ex` call the same
+//! [`LibraryCode::inner_call`] checks that `SSL_read` and `SSL_read_ex` call the same
 //! function, so the call found is `ssl_read_internal`'s. Any other shape
 //! leaves the function to the entry and return probes.
+//!
+//! A function probed on entry only (`SSL_free`, `SSL_set_accept_state`)
+//! is probed at [`entry_point`] instead: its first branch or call, reached
+//! by every call, where the argument registers still hold the arguments.
 
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
-use iced_x86::{Code, Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic};
+use iced_x86::{
+    Code, Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic,
+    OpAccess, Register,
+};
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
 
 /// Instructions decoded from a function's start, at most.
@@ -71,6 +78,49 @@ fn first_call(instructions: &mut impl Iterator<Item = Instruction>) -> Option<In
     (call.code() == Code::Call_rel32_64 && call.len() == 5).then_some(call)
 }
 
+/// The System V AMD64 argument registers, in order (the ABI's section
+/// 3.2.3): a probe reads argument `n` from the `n`th.
+const ARGUMENTS: [Register; 6] = [
+    Register::RDI,
+    Register::RSI,
+    Register::RDX,
+    Register::RCX,
+    Register::R8,
+    Register::R9,
+];
+
+/// Where an entry-only probe of the function `code` (at address `ip`) can
+/// sit on an emulated instruction: the offset of its first instruction
+/// that is not straight-line code, when that is a plain `jcc` or `call
+/// rel32` (every call reaches it; the kernel emulates it) and nothing
+/// before it writes an argument register. `SSL_free` (`test %rdi,%rdi;
+/// je`) gives 3. `None` without that shape.
+pub fn entry_point(code: &[u8], ip: u64) -> Option<u64> {
+    let mut decoder = Decoder::with_ip(64, code, ip, DecoderOptions::NONE);
+    let mut info = InstructionInfoFactory::new();
+    for _ in 0..MAX_INSTRUCTIONS {
+        if !decoder.can_decode() {
+            return None;
+        }
+        let i = decoder.decode();
+        if i.is_invalid() {
+            return None;
+        }
+        if i.flow_control() != FlowControl::Next {
+            let call = i.code() == Code::Call_rel32_64 && i.len() == 5;
+            return (call || plain_jcc(&i)).then(|| i.ip() - ip);
+        }
+        let writes_argument = info.info(&i).used_registers().iter().any(|r| {
+            ARGUMENTS.contains(&r.register().full_register())
+                && !matches!(r.access(), OpAccess::Read | OpAccess::CondRead)
+        });
+        if writes_argument {
+            return None;
+        }
+    }
+    None
+}
+
 /// The target of the first `call rel32` in `code` (a function at `ip`).
 fn call_target(code: &[u8], ip: u64) -> Option<u64> {
     let mut decoder = Decoder::with_ip(64, code, ip, DecoderOptions::NONE);
@@ -84,26 +134,46 @@ fn plain_jcc(i: &Instruction) -> bool {
     i.is_jcc_short_or_near() && matches!(i.len(), 2 | 6)
 }
 
-/// [`call_site`] of `function` in the ELF library at `path`, when its
-/// `_ex` sibling's first call goes to the same function.
-///
-/// # Errors
-/// The library cannot be read or parsed.
-pub fn inner_call(path: &Path, function: &str, sibling: &str) -> Result<Option<CallSite>> {
-    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let file =
+/// A library's code, to decode its exported functions.
+pub struct LibraryCode {
+    data: Vec<u8>,
+}
+
+impl LibraryCode {
+    /// Reads the ELF library at `path`.
+    ///
+    /// # Errors
+    /// The file cannot be read or is not an object file.
+    pub fn read(path: &Path) -> Result<Self> {
+        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         object::File::parse(&*data).with_context(|| format!("parsing {}", path.display()))?;
-    let code = |name: &str| -> Option<(&[u8], u64)> {
-        let symbol = file.dynamic_symbols().find(|s| s.name() == Ok(name))?;
+        Ok(Self { data })
+    }
+
+    /// [`call_site`] of `function`, when its `_ex` sibling's first call
+    /// goes to the same function.
+    pub fn inner_call(&self, function: &str, sibling: &str) -> Option<CallSite> {
+        let site = self.code(function, call_site)?;
+        let target = self.code(sibling, call_target)?;
+        (site.target == target).then_some(site)
+    }
+
+    /// [`entry_point`] of `function`.
+    pub fn entry_point(&self, function: &str) -> Option<u64> {
+        self.code(function, entry_point)
+    }
+
+    /// `decode` of the first 256 bytes of the exported `function` and its
+    /// address; `None` when either is missing.
+    fn code<T>(&self, function: &str, decode: impl Fn(&[u8], u64) -> Option<T>) -> Option<T> {
+        let file = object::File::parse(&*self.data).ok()?;
+        let symbol = file.dynamic_symbols().find(|s| s.name() == Ok(function))?;
         let section = file.section_by_index(symbol.section_index()?).ok()?;
         let data = section.data().ok()?;
         let start = usize::try_from(symbol.address().checked_sub(section.address())?).ok()?;
         let len = usize::try_from(symbol.size()).ok()?.min(256);
-        Some((data.get(start..start + len)?, symbol.address()))
-    };
-    let site = code(function).and_then(|(c, ip)| call_site(c, ip));
-    let target = code(sibling).and_then(|(c, ip)| call_target(c, ip));
-    Ok(site.filter(|s| Some(s.target) == target))
+        decode(data.get(start..start + len)?, symbol.address())
+    }
 }
 
 #[cfg(test)]
@@ -149,6 +219,42 @@ mod tests {
                 target: 0x35290
             })
         );
+    }
+
+    /// `SSL_free` of Debian 12's libssl 3.0 (at 0x3b350), its first
+    /// three instructions.
+    const SSL_FREE: &[u8] = &[
+        0x48, 0x85, 0xff, // test %rdi,%rdi
+        0x0f, 0x84, 0x97, 0x03, 0, 0, // je 0x3b6f0
+        0x41, 0x55, // push %r13
+    ];
+
+    /// `SSL_set_accept_state` of the same library (at 0x38e50), up to its
+    /// first call.
+    const SSL_SET_ACCEPT_STATE: &[u8] = &[
+        0x53, // push %rbx
+        0x48, 0x89, 0xfb, // mov %rdi,%rbx
+        0xc7, 0x47, 0x38, 1, 0, 0, 0, // movl $0x1,0x38(%rdi)
+        0xc7, 0x47, 0x44, 0, 0, 0, 0, // movl $0x0,0x44(%rdi)
+        0xe8, 0x19, 0xcf, 0x02, 0x00, // call 0x65d80
+    ];
+
+    #[test]
+    fn entry_only_probes_move_to_the_first_branch_or_call() {
+        assert_eq!(entry_point(SSL_FREE, 0x3b350), Some(3));
+        assert_eq!(entry_point(SSL_SET_ACCEPT_STATE, 0x38e50), Some(0x12));
+        assert_eq!(entry_point(SSL_READ_EX, 0x354c0), Some(4));
+    }
+
+    #[test]
+    fn no_entry_point_past_a_written_argument_or_an_odd_branch() {
+        let moved = [0x48, 0x89, 0xc7, 0xe8, 0, 0, 0, 0]; // mov %rax,%rdi; call
+        assert_eq!(entry_point(&moved, 0), None, "%rdi written");
+        let esi = [0x31, 0xf6, 0x74, 0x02]; // xor %esi,%esi; je
+        assert_eq!(entry_point(&esi, 0), None, "%esi is half of %rsi");
+        assert_eq!(entry_point(&[0xc3], 0), None, "ret");
+        assert_eq!(entry_point(&[0xff, 0xd0], 0), None, "call *%rax");
+        assert_eq!(entry_point(&[0x48, 0x89, 0xfb], 0), None, "no branch");
     }
 
     #[test]

@@ -32,6 +32,17 @@ where
     T::try_from(map).map_err(|e| anyhow::anyhow!("map {name}: {e}"))
 }
 
+/// Counter `index` of a per-CPU array of counters, summed over the CPUs.
+///
+/// # Errors
+/// The map lookup failed (an index past the array).
+pub(crate) fn per_cpu_total(
+    map: &aya::maps::PerCpuArray<aya::maps::MapData, u64>,
+    index: u32,
+) -> anyhow::Result<u64> {
+    Ok(map.get(&index, 0)?.iter().sum())
+}
+
 /// Traffic direction relative to the interface the segment was seen on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -45,7 +45,7 @@ use trim_map::KernelTrims;
 use super::{
     Segment, Trim,
     defrag::{Defrag, Fragment, Outcome, reassembled},
-    kernel_map,
+    kernel_map, per_cpu_total,
 };
 
 /// The kernel object built by `build.rs`.
@@ -473,7 +473,7 @@ impl Reader<'_> {
 }
 
 fn read_counters(map: &PerCpuArray<MapData, u64>) -> Result<KernelCounters> {
-    let sum = |c: Counter| -> Result<u64> { Ok(map.get(&(c as u32), 0)?.iter().sum()) };
+    let sum = |c: Counter| per_cpu_total(map, c as u32);
     Ok(KernelCounters {
         seen: sum(Counter::Seen)?,
         submitted: sum(Counter::Submitted)?,

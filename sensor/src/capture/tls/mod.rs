@@ -54,7 +54,7 @@ use connections::Connections;
 use discover::Library;
 use record::Event;
 
-use super::{Segment, kernel_map, live::Clock};
+use super::{Segment, kernel_map, live::Clock, per_cpu_total};
 use crate::choice::Choice;
 
 /// The kernel object built by `build.rs`.
@@ -399,7 +399,7 @@ fn read(
 }
 
 fn read_counters(map: &PerCpuArray<MapData, u64>) -> Result<TlsKernelCounters> {
-    let sum = |c: TlsCounter| -> Result<u64> { Ok(map.get(&(c as u32), 0)?.iter().sum()) };
+    let sum = |c: TlsCounter| per_cpu_total(map, c as u32);
     Ok(TlsKernelCounters {
         calls: sum(TlsCounter::Calls)?,
         submitted: sum(TlsCounter::Submitted)?,

@@ -10,7 +10,7 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use lab::{BOTH_LEGS, Lab, kong_args};
+use lab::{BOTH_LEGS, GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, Lab, kong_args};
 use serde_json::Value;
 use support::{replay_json, require_root, start_sensor, stop_tcpdump, tcpdump};
 
@@ -203,12 +203,16 @@ fn live_transactions_equal_replayed_ones() {
 fn trim_bodies_zero_records_every_segment() {
     require_root();
     let lab = Lab::up("ss-notrim").unwrap();
-    let args = [
-        &BOTH_LEGS[..],
-        &["--transactions", "-", "--trim-bodies", "0"],
-    ]
-    .concat();
-    let sensor = start_sensor(&lab, &args);
+    // Set as an operator would: in the config file (the flag is the
+    // trim benchmark's).
+    let config = lab.workdir().join("sensor.toml");
+    std::fs::write(
+        &config,
+        format!("[capture]\ninterfaces = [\"{GATEWAY_CLIENT_IF}\", \"{GATEWAY_UPSTREAM_IF}\"]\ntrim_bodies = 0\n"),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let sensor = start_sensor(&lab, &["--config", &config, "--transactions", "-"]);
     paced_download(&lab, &[]);
     let live = sensor.stop().unwrap();
     lab.teardown();

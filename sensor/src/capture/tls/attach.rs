@@ -27,8 +27,11 @@ use super::{call_site::LibraryCode, discover::Library};
 const REQUIRED: [&str; 3] = ["SSL_read", "SSL_write", "SSL_free"];
 
 /// Loads every program (running the verifier) and attaches the raw
-/// tracepoints, then the uprobes to each library. A library missing an optional
-/// function (the `_ex` forms came with OpenSSL 1.1.1) goes without it.
+/// tracepoints, then the uprobes to each library: the wrappers inside
+/// where their shape is found, an entry-only probe on the function's
+/// [`LibraryCode::entry_point`] where there is one, else on its entry. A
+/// library missing an optional function (the `_ex` forms came with OpenSSL
+/// 1.1.1) goes without it.
 ///
 /// # Errors
 /// The verifier's refusal, a failed kernel attach, or a library without a
@@ -101,7 +104,8 @@ pub fn attach(ebpf: &mut Ebpf, libraries: &[Library]) -> Result<()> {
 }
 
 /// Attaches the [`WRAPPERS`] found in `library` at their inner call and
-/// result branch ([`call_site`]); returns the functions so probed.
+/// result branch ([`LibraryCode::inner_call`]); returns the functions so
+/// probed.
 fn attach_inside(
     ebpf: &mut Ebpf,
     library: &Library,

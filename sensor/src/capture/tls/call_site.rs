@@ -55,9 +55,7 @@ pub struct CallSite {
 /// (they write no register); `None` without that shape. Plain encodings
 /// only: the kernel emulates a branch without prefixes.
 pub fn call_site(code: &[u8], ip: u64) -> Option<CallSite> {
-    let mut decoder = Decoder::with_ip(64, code, ip, DecoderOptions::NONE);
-    let mut instructions =
-        (0..MAX_INSTRUCTIONS).map_while(|_| decoder.can_decode().then(|| decoder.decode()));
+    let mut instructions = decode(code, ip);
     let call = first_call(&mut instructions)?;
     let branch = instructions.find(|i| !matches!(i.mnemonic(), Mnemonic::Test | Mnemonic::Cmp))?;
     if !plain_jcc(&branch) {
@@ -75,7 +73,14 @@ pub fn call_site(code: &[u8], ip: u64) -> Option<CallSite> {
 fn first_call(instructions: &mut impl Iterator<Item = Instruction>) -> Option<Instruction> {
     let call = instructions
         .find(|i| i.is_invalid() || !(i.flow_control() == FlowControl::Next || plain_jcc(i)))?;
-    (call.code() == Code::Call_rel32_64 && call.len() == 5).then_some(call)
+    plain_call(&call).then_some(call)
+}
+
+/// The first [`MAX_INSTRUCTIONS`] instructions of `code`, a function at
+/// address `ip`.
+fn decode(code: &[u8], ip: u64) -> impl Iterator<Item = Instruction> + '_ {
+    let mut decoder = Decoder::with_ip(64, code, ip, DecoderOptions::NONE);
+    (0..MAX_INSTRUCTIONS).map_while(move |_| decoder.can_decode().then(|| decoder.decode()))
 }
 
 /// The System V AMD64 argument registers, in order (the ABI's section
@@ -96,19 +101,13 @@ const ARGUMENTS: [Register; 6] = [
 /// before it writes an argument register. `SSL_free` (`test %rdi,%rdi;
 /// je`) gives 3. `None` without that shape.
 pub fn entry_point(code: &[u8], ip: u64) -> Option<u64> {
-    let mut decoder = Decoder::with_ip(64, code, ip, DecoderOptions::NONE);
     let mut info = InstructionInfoFactory::new();
-    for _ in 0..MAX_INSTRUCTIONS {
-        if !decoder.can_decode() {
-            return None;
-        }
-        let i = decoder.decode();
+    for i in decode(code, ip) {
         if i.is_invalid() {
             return None;
         }
         if i.flow_control() != FlowControl::Next {
-            let call = i.code() == Code::Call_rel32_64 && i.len() == 5;
-            return (call || plain_jcc(&i)).then(|| i.ip() - ip);
+            return (plain_call(&i) || plain_jcc(&i)).then(|| i.ip() - ip);
         }
         let writes_argument = info.info(&i).used_registers().iter().any(|r| {
             ARGUMENTS.contains(&r.register().full_register())
@@ -123,10 +122,12 @@ pub fn entry_point(code: &[u8], ip: u64) -> Option<u64> {
 
 /// The target of the first `call rel32` in `code` (a function at `ip`).
 fn call_target(code: &[u8], ip: u64) -> Option<u64> {
-    let mut decoder = Decoder::with_ip(64, code, ip, DecoderOptions::NONE);
-    let mut instructions =
-        (0..MAX_INSTRUCTIONS).map_while(|_| decoder.can_decode().then(|| decoder.decode()));
-    first_call(&mut instructions).map(|c| c.near_branch_target())
+    first_call(&mut decode(code, ip)).map(|c| c.near_branch_target())
+}
+
+/// A `call rel32` (5 bytes), no prefix.
+fn plain_call(i: &Instruction) -> bool {
+    i.code() == Code::Call_rel32_64 && i.len() == 5
 }
 
 /// A `jcc rel8` (2 bytes) or `jcc rel32` (`0F 8x`, 6 bytes), no prefix.

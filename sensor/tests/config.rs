@@ -150,6 +150,35 @@ fn flags_override_the_file() {
     assert!(key.exists(), "the file's fingerprint key path was used");
 }
 
+#[test]
+fn replay_takes_a_nodes_config_file_and_leaves_out_the_live_settings() {
+    let Some(dir) = pcaps() else { return };
+    // A real browser: its requests for /ping are answered.
+    let pcap = dir.join("seladb/PcapPlusPlus/Tests/Pcap++Test/PcapExamples/example.pcap");
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("sensor.toml");
+    let key = tmp.path().join("fp.key");
+    let text = format!(
+        "[capture]\ninterfaces = [\"eth0\"]\ntrim_bodies = 0\ntls = \"off\"\n\
+         [identity]\nfingerprint_key = \"{}\"\n[detectors]\ndecoys = [\"/ping\"]\n",
+        key.display()
+    );
+    fs::write(&config, text).unwrap();
+    let (ok, out, err) = sensor(&[
+        "replay",
+        pcap.to_str().unwrap(),
+        "--json",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("\"detector\":\"honeypot\"") && l.contains("/ping")),
+        "the file's decoy: {out}"
+    );
+}
+
 /// SIGHUP applies the file's new detector settings without a restart or a
 /// loss of state; a broken file keeps the old settings and says why.
 #[test]

@@ -268,8 +268,10 @@ impl Config {
     }
 
     /// `argv` with the file's flags inserted after the subcommand (argv[1]),
-    /// leaving out those the command line sets itself.
-    pub fn merge(&self, argv: &[OsString]) -> Vec<OsString> {
+    /// leaving out those the command line sets itself and those the
+    /// subcommand does not take (`accepts` false: a node's file names its
+    /// interfaces, which `replay` has no use for).
+    pub fn merge(&self, argv: &[OsString], accepts: impl Fn(&str) -> bool) -> Vec<OsString> {
         let given = |flag: &str| {
             argv.iter().any(|a| {
                 a.to_str().is_some_and(|a| {
@@ -280,7 +282,7 @@ impl Config {
         };
         let mut out: Vec<OsString> = argv.iter().take(2).cloned().collect();
         for (flag, value, _) in &self.flags {
-            if !given(flag) {
+            if accepts(flag) && !given(flag) {
                 out.push(format!("--{flag}").into());
                 out.extend(value.iter().map(OsString::from));
             }
@@ -358,7 +360,16 @@ pub fn parse<C: clap::Parser>(
         return Ok((C::parse_from(argv), None));
     };
     let config = Config::load(&path)?;
-    match C::try_parse_from(config.merge(&argv)) {
+    // The subcommand's long flags; all, when argv[1] names none.
+    let command = C::command();
+    let subcommand = argv
+        .get(1)
+        .and_then(|a| a.to_str())
+        .and_then(|name| command.find_subcommand(name));
+    let accepts = |flag: &str| {
+        subcommand.is_none_or(|c| c.get_arguments().any(|a| a.get_long() == Some(flag)))
+    };
+    match C::try_parse_from(config.merge(&argv, accepts)) {
         Ok(cli) => Ok((cli, Some(config))),
         Err(e) => {
             let flag = e

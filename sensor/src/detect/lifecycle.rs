@@ -27,7 +27,7 @@ use smallvec::SmallVec;
 
 use super::{
     alert::{Alert, Detector, Severity, State, Subject},
-    bounded::BoundedMap,
+    bounded::{BoundedMap, Weighted},
 };
 
 /// Most decoy paths an episode remembers.
@@ -45,6 +45,13 @@ struct Episode {
     paths: SmallVec<[u64; 4]>,
     /// The last transition, without evidence (the resolved record's body).
     last: Alert,
+}
+
+/// The quietest episodes go first.
+impl Weighted for Episode {
+    fn weight(&self) -> u64 {
+        self.last_ns
+    }
 }
 
 /// The episodes open now, by (detector, subject).
@@ -90,7 +97,7 @@ impl Lifecycle {
             paths: SmallVec::new(),
             last: alert.clone(),
         };
-        let e = self.episodes.entry(key, fresh, |e| e.last_ns);
+        let e = self.episodes.entry(key, fresh);
         let new = e.last_ns == 0;
         e.last_ns = alert.time_ns.max(1);
         e.extent = grow(e, &alert);

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::{
     alert::{Alert, Detector, Evidence, MAX_EVIDENCE, Subject, Window},
-    bounded::BoundedMap,
+    bounded::{BoundedMap, Weighted},
 };
 use crate::http::Transaction;
 
@@ -76,6 +76,13 @@ struct IpWindow {
 impl IpWindow {
     fn errors(&self) -> u64 {
         self.errors.iter().sum()
+    }
+}
+
+/// The IPs with the fewest requests in the window go first.
+impl Weighted for IpWindow {
+    fn weight(&self) -> u64 {
+        self.requests
     }
 }
 
@@ -192,9 +199,7 @@ impl PerIp {
         }
         let window = self.window(self.current.unwrap_or(index));
         let threshold = self.threshold;
-        let ip = self
-            .ips
-            .entry(tx.client_ip, IpWindow::default, |w| w.requests);
+        let ip = self.ips.entry(tx.client_ip, IpWindow::default);
         ip.requests += 1;
         self.requests += 1;
         self.distinct += u64::from(ip.requests == 1);

@@ -17,7 +17,7 @@ use smallvec::SmallVec;
 
 use super::{
     alert::{Alert, Detector, Evidence, Subject, Window},
-    bounded::BoundedMap,
+    bounded::{BoundedMap, Weighted},
 };
 use crate::http::Transaction;
 
@@ -52,6 +52,13 @@ struct IpState {
     successes: SmallVec<[u64; 5]>,
     spike: Option<Spike>,
     last_ns: u64,
+}
+
+/// Idle IPs go first; an IP with successes on record matters more.
+impl Weighted for IpState {
+    fn weight(&self) -> u64 {
+        self.last_ns >> 20 | (self.successes.len() as u64) << 60
+    }
 }
 
 /// The detector.
@@ -93,9 +100,7 @@ impl Sequence {
         let (success, failure) = ((200..400).contains(&status), status >= 400);
         let c = &self.config;
         let now = tx.time_ns;
-        // Evict idle IPs first; an IP with successes on record matters more.
-        let weight = |s: &IpState| s.last_ns >> 20 | (s.successes.len() as u64) << 60;
-        let ip = self.ips.entry(tx.client_ip, IpState::default, weight);
+        let ip = self.ips.entry(tx.client_ip, IpState::default);
         ip.last_ns = ip.last_ns.max(now);
         if ip
             .spike

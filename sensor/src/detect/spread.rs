@@ -17,7 +17,7 @@ use smallvec::SmallVec;
 
 use super::{
     alert::{Alert, Detector, Evidence, Subject, Window},
-    bounded::BoundedMap,
+    bounded::{BoundedMap, Weighted},
 };
 use crate::{
     http::Transaction,
@@ -43,6 +43,13 @@ struct Credential {
     /// a new credential from one client costs no allocation).
     ips: SmallVec<[(IpAddr, u64); 2]>,
     last_ns: u64,
+}
+
+/// Credentials used from fewer IPs go first, then the idlest.
+impl Weighted for Credential {
+    fn weight(&self) -> u64 {
+        (self.ips.len() as u64) << 48 | self.last_ns >> 16
+    }
 }
 
 /// One credential's spread (the reference's top-50 credentials gauge).
@@ -145,8 +152,7 @@ impl Spread {
         out: &mut Vec<Alert>,
         touched: &mut Vec<(Detector, Subject, u64)>,
     ) {
-        let weight = |c: &Credential| (c.ips.len() as u64) << 48 | c.last_ns >> 16;
-        let cred = self.credentials.entry(fp, Credential::default, weight);
+        let cred = self.credentials.entry(fp, Credential::default);
         // Kong's authenticated consumer replaces any claimed name.
         let better = match (&cred.principal, &tx.principal) {
             (None, Some(_)) => true,

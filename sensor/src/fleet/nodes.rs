@@ -5,12 +5,23 @@ use std::collections::HashMap;
 
 use smallvec::SmallVec;
 
-use crate::detect::{Alert, Subject, bounded::BoundedMap};
+use crate::detect::{
+    Alert, Subject,
+    bounded::{BoundedMap, Weighted},
+};
 
 /// Most distinct node names the analyser accepts (a stream written by a
 /// rogue client must not grow the table without end); events of further
 /// nodes are refused and counted.
 pub const MAX_NODES: usize = 1024;
+
+/// A subject's (node, last request time in ns) pairs: the subjects heard
+/// from least recently go first.
+impl Weighted for SmallVec<[(u32, u64); 2]> {
+    fn weight(&self) -> u64 {
+        self.iter().map(|&(_, t)| t).max().unwrap_or(0)
+    }
+}
 
 /// Node names, and per subject the nodes that sent its requests.
 #[derive(Debug)]
@@ -52,8 +63,7 @@ impl Nodes {
 
     /// Node `node` sent a request about `subject` at `time_ns`.
     pub fn saw(&mut self, subject: Subject, node: u32, time_ns: u64) {
-        let weight = |v: &SmallVec<[(u32, u64); 2]>| v.iter().map(|&(_, t)| t).max().unwrap_or(0);
-        let nodes = self.seen.entry(subject, SmallVec::new, weight);
+        let nodes = self.seen.entry(subject, SmallVec::new);
         match nodes.iter_mut().find(|(n, _)| *n == node) {
             Some((_, t)) => *t = (*t).max(time_ns),
             None => nodes.push((node, time_ns)),

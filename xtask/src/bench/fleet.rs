@@ -25,8 +25,8 @@ use lab::{
 use serde_json::Value;
 
 use super::{
-    live::{Load, cpu_s, median, wrk},
-    write_section,
+    live::{Load, cpu_s, wrk},
+    median, write_section,
 };
 
 /// Rounds of (without, with) publishing.

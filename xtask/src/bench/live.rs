@@ -21,7 +21,7 @@ use anyhow::{Context as _, Result, bail};
 use lab::{GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, Lab, run_quiet, sensor::SensorProcess};
 use serde_json::Value;
 
-use super::write_section;
+use super::{median, median_interval, write_section};
 
 /// Rounds of (without, with).
 const ROUNDS: usize = 15;
@@ -591,33 +591,4 @@ pub(super) fn status_kib(pid: u32, key: &str) -> Result<u64> {
     let line = status.lines().find_map(|l| l.strip_prefix(key));
     let kib = line.and_then(|l| l.trim().trim_end_matches("kB").trim().parse().ok());
     kib.with_context(|| format!("no {key} in /proc/{pid}/status"))
-}
-
-/// The median of `values` (the upper one of an even count).
-/// A distribution-free 95% confidence interval for the median of
-/// `values`: the order statistics k and n+1-k, k the largest rank with
-/// P(Binomial(n, 1/2) < k) <= 0.025 (the sign test's interval).
-fn median_interval(mut values: Vec<f64>) -> (f64, f64) {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n == 0 {
-        return (f64::NAN, f64::NAN);
-    }
-    // P(X <= j) for X ~ Binomial(n, 1/2), accumulated term by term.
-    let (mut term, mut below, mut k) = (0.5f64.powi(n as i32), 0.0, 0);
-    for j in 0..n {
-        below += term;
-        if below > 0.025 {
-            break;
-        }
-        k = j + 1;
-        term *= (n - j) as f64 / (j + 1) as f64;
-    }
-    let k = k.max(1);
-    (values[k - 1], values[n - k])
-}
-
-pub(super) fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }

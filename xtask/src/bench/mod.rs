@@ -135,6 +135,35 @@ fn median_run(runs: &mut Vec<Measured>) -> Measured {
     runs.remove(runs.len() / 2)
 }
 
+/// The median of `values` (the upper one of an even count).
+pub(super) fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// A distribution-free 95% confidence interval for the median of
+/// `values`: the order statistics k and n+1-k, k the largest rank with
+/// P(Binomial(n, 1/2) < k) <= 0.025 (the sign test's interval).
+pub(super) fn median_interval(mut values: Vec<f64>) -> (f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return (f64::NAN, f64::NAN);
+    }
+    // P(X <= j) for X ~ Binomial(n, 1/2), accumulated term by term.
+    let (mut term, mut below, mut k) = (0.5f64.powi(n as i32), 0.0, 0);
+    for j in 0..n {
+        below += term;
+        if below > 0.025 {
+            break;
+        }
+        k = j + 1;
+        term *= (n - j) as f64 / (j + 1) as f64;
+    }
+    let k = k.max(1);
+    (values[k - 1], values[n - k])
+}
+
 /// Replaces the section between `<!-- NAME -->` and `<!-- /NAME -->` in
 /// BENCHMARKS.md (appending it the first time), after refreshing the header
 /// with this machine's facts.

@@ -14,8 +14,8 @@ use anyhow::{Context as _, Result};
 use lab::{BOTH_LEGS, Lab, Listener, sensor::SensorProcess};
 
 use super::{
-    live::{Load, cpu_s, median, wrk_url},
-    write_section,
+    live::{Load, cpu_s, wrk_url},
+    median, write_section,
 };
 
 const ROUNDS: usize = 5;

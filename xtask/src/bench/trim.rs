@@ -12,8 +12,8 @@ use anyhow::{Context as _, Result, bail};
 use lab::{BOTH_LEGS, Lab, sensor::SensorProcess};
 
 use super::{
-    live::{BpfStats, median, program_time},
-    write_section,
+    live::{BpfStats, program_time},
+    median, write_section,
 };
 
 /// Concurrent downloads per run.

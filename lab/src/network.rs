@@ -10,7 +10,7 @@
 //!
 //! Every client host is a namespace of its own, its veth enslaved to the
 //! gateway's bridge, as hosts on a LAN in front of Kong. The gateway nginx
-//! behaves like Kong's proxy on the wire (see [`GATEWAY_SERVER`]). The
+//! behaves like Kong's proxy on the wire (see [`crate::nginx::GATEWAY_SERVER`]). The
 //! sensor attaches to `gw-client` (client leg) and `gw-upstream`
 //! (upstream leg).
 

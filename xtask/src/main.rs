@@ -98,7 +98,7 @@ fn main() -> Result<()> {
     }
 }
 
-/// The CI entry point: prerequisites, formatting, lints, every test.
+/// The CI entry point: prerequisites, formatting, lints, doc links, every test.
 fn test() -> Result<()> {
     setup()?;
     run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
@@ -111,6 +111,19 @@ fn test() -> Result<()> {
         "warnings",
     ]))?;
     modules::check_acyclic()?;
+    // Broken and private intra-doc links fail like lints do.
+    run(Command::new("cargo")
+        .args([
+            "doc",
+            "--no-deps",
+            "-p",
+            "sensor",
+            "-p",
+            "lab",
+            "-p",
+            "xtask",
+        ])
+        .env("RUSTDOCFLAGS", "-D warnings"))?;
     // Live tests (ignored by a plain `cargo test`: they need root and the
     // lab) share the machine's two cores; one at a time keeps their load
     // figures honest.

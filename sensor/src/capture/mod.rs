@@ -4,7 +4,7 @@
 //! a callback and keeps its own counters: [`live`] loads the kernel programs
 //! of `sensor-ebpf`, attaches them and drains their ring buffer; [`tls`]
 //! reads the gateway's TLS plaintext from uprobes on its OpenSSL, as
-//! synthetic segments; [`file`] reads pcap and pcapng files. None knows
+//! synthetic segments; [`file`](mod@file) reads pcap and pcapng files. None knows
 //! what consumes the segments.
 
 pub mod btf;

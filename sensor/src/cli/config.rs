@@ -267,7 +267,7 @@ impl Config {
         })
     }
 
-    /// `argv` with the file's flags inserted after the subcommand (argv[1]),
+    /// `argv` with the file's flags inserted after the subcommand (`argv[1]`),
     /// leaving out those the command line sets itself and those the
     /// subcommand does not take (`accepts` false: a node's file names its
     /// interfaces, which `replay` has no use for).

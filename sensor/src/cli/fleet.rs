@@ -28,8 +28,8 @@ use super::{daemon::shutdown_signal, detect, metrics::MetricsArgs, pipeline::fil
 
 #[derive(Args)]
 pub struct FleetArgs {
-    /// Config file (TOML): [fleet], [detectors], [syslog], [metrics],
-    /// [outputs] alerts and file_mode; flags override it.
+    /// Config file (TOML): `[fleet]`, `[detectors]`, `[syslog]`, `[metrics]`,
+    /// `[outputs]` alerts and file_mode; flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// NATS server: `nats://HOST:PORT` or `tls://HOST:PORT`; repeat for

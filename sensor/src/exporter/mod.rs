@@ -2,7 +2,7 @@
 //! recorder): publishes the counters of the sources, the pipeline and the
 //! sinks, and the detectors' gauges under the reference SIEM's names, so
 //! loss is never silent, and serves them at `/metrics` from its own small
-//! server ([`server`]), protected as the web config file asks
+//! server (`server`), protected as the web config file asks
 //! ([`web_config`]: TLS, client certificates, basic auth). Per-transaction
 //! metrics are a sink (`sink::metrics`).
 //!

@@ -98,7 +98,7 @@ impl Claims {
     }
 
     /// Whether `alert` is raised now: its key was created, or the server
-    /// did not answer for [`GIVE_UP`].
+    /// did not answer for `GIVE_UP`.
     pub async fn claim(&mut self, alert: &Alert) -> bool {
         let key = key(alert);
         let start = tokio::time::Instant::now();

@@ -114,7 +114,7 @@ impl<A: Analyzer> FlowTable<A> {
     }
 
     /// Advise the live tap to leave out bodies with at least `min_bytes`
-    /// still to come (0: never; see [`Trimmer::after_segment`]).
+    /// still to come (0: never; see `Trimmer::after_segment`).
     pub fn trim_bodies(&mut self, min_bytes: u64) {
         self.trimmer = Trimmer::new(min_bytes);
     }

@@ -271,8 +271,8 @@ fn record_cost(
 pub type TestSegment = (u8, u32, u16);
 
 /// The trimming rules (`sensor_ebpf::trim`) as the kernel applies them:
-/// writes the body range `[from, until)` for the direction [`SOURCE`]:40000
-/// -> [`PORT`] (captured), runs `tc_egress` once on each of `segments` of
+/// writes the body range `[from, until)` for the direction `SOURCE`:40000
+/// -> `PORT` (captured), runs `tc_egress` once on each of `segments` of
 /// that direction, in order, and returns the captured length of each
 /// run's record (`None`: not recorded).
 ///

@@ -4,7 +4,7 @@
 //! [`Segment`]s on each connection's real 4-tuple.
 //!
 //! - **Which library:** every `libssl.so*` the gateway's processes map
-//!   ([`discover`]; when none can be read, as under the systemd unit, the
+//!   (`discover`; when none can be read, as under the systemd unit, the
 //!   ones Kong, OpenResty or the distribution's nginx install), and any
 //!   named with `--tls-lib`.
 //! - **Which calls:** only the gateway's. The uprobes fire in every
@@ -20,7 +20,7 @@
 //! - **Which connection:** the socket send or receive a call runs (the
 //!   `sock_send_length` / `sock_recv_length` tracepoints) ties the `SSL*`
 //!   to its socket's 4-tuple, read at offsets taken from the kernel's BTF
-//!   ([`offsets`]).
+//!   (`offsets`).
 //! - **Apart from the tc tap:** the flow table keys TLS segments apart from
 //!   packet segments, so ciphertext of the same 4-tuple (`--all-ports`)
 //!   never mixes with the plaintext.

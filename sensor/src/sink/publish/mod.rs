@@ -5,7 +5,7 @@
 //! Each request goes to its client IP's partition and to the partition of
 //! each credential it counts for (`fleet::subject`), with a `Nats-Msg-Id`
 //! unique to the request and the subject. A bounded queue stands between
-//! the pipeline and a sender thread ([`sender`]), so a broker that is
+//! the pipeline and a sender thread (`sender`), so a broker that is
 //! down never slows local detection: events wait in the queue, and what
 //! does not fit is dropped and counted. Every event ends in one count of
 //! its target's [`Delivery`]:

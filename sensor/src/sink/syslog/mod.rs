@@ -4,7 +4,7 @@
 //! <34>1 2026-11-21T21:58:01.123456Z kong-1 siem-sensor 4242 honeypot [siem@32473 detector="honeypot" ...] detector=honeypot severity=high ...
 //! ```
 //!
-//! See [`format`] for the record and [`transport`] for delivery.
+//! See [`format`](mod@format) for the record and [`transport`] for delivery.
 
 pub mod format;
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! Every value taken from traffic was rendered once by [`crate::text`]
 //! (no control characters, capped); each format adds its own escaping:
 //! [`quote_kv`] for key=value, RFC 5424 section 6.3.3 for structured data
-//! (`"`, `\`, `]`, by `fasyslog`), CEF's in [`cef`], JSON's.
+//! (`"`, `\`, `]`, by `fasyslog`), CEF's in `cef`, JSON's.
 
 mod cef;
 #[cfg(test)]

@@ -165,6 +165,8 @@ impl<K: Hash + Eq + Copy, V: Weighted> BoundedMap<K, V> {
     /// random (at the previous eviction), and the next draw.
     fn victim(&mut self) -> usize {
         let n = self.weights.len();
+        // The first eviction has no candidates yet (and a full table never
+        // shrinks under those drawn at the previous one).
         if self.candidates.iter().any(|&at| at >= n) {
             self.draw(n);
         }
@@ -256,5 +258,22 @@ mod tests {
         assert_eq!(map.len(), 5);
         assert!((0..10).all(|k| map.get(&k).is_some() == (k % 2 == 0)));
         assert_eq!(map.get(&8), Some(&8));
+    }
+
+    #[test]
+    fn room_a_retain_frees_is_filled_before_anything_is_evicted() {
+        let mut map = BoundedMap::new(10);
+        for k in 0..20u32 {
+            *map.entry(k, || 0) = u64::from(k);
+        }
+        map.retain(|k, _| *k >= 17);
+        let kept = map.len() as u64;
+        assert!((1..=3).contains(&kept), "key 19, just added, is kept");
+        for k in 100..120u32 {
+            *map.entry(k, || 0) = u64::from(k);
+        }
+        assert_eq!(map.len(), 10);
+        assert_eq!(map.evictions(), 10 + 20 - (10 - kept));
+        assert_eq!((0..200).filter(|k| map.get(k).is_some()).count(), 10);
     }
 }

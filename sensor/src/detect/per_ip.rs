@@ -69,8 +69,9 @@ struct IpWindow {
     errors: [u64; CLASSES.len()],
     flood_alerted: bool,
     errors_alerted: bool,
-    /// The IP's latest requests, kept once it is busy enough to matter.
-    recent: VecDeque<Evidence>,
+    /// The IP's latest requests, kept once it is busy enough to matter
+    /// (boxed: the one-shot IPs of a flood hold 8 bytes, not 32).
+    recent: Option<Box<VecDeque<Evidence>>>,
 }
 
 impl IpWindow {
@@ -207,13 +208,14 @@ impl PerIp {
             ip.errors[c] += 1;
         }
         if ip.requests >= EVIDENCE_FROM {
-            if ip.recent.len() == MAX_EVIDENCE {
-                ip.recent.rotate_left(1);
-                if let Some(oldest) = ip.recent.back_mut() {
+            let recent = ip.recent.get_or_insert_default();
+            if recent.len() == MAX_EVIDENCE {
+                recent.rotate_left(1);
+                if let Some(oldest) = recent.back_mut() {
                     oldest.assign(tx);
                 }
             } else {
-                ip.recent.push_back(Evidence::from(tx));
+                recent.push_back(Evidence::from(tx));
             }
         }
         let mut raised = Vec::new();
@@ -235,7 +237,7 @@ impl PerIp {
             raised.push((Detector::ErrorRate, counts));
         }
         for (detector, counts) in raised {
-            let evidence = ip.recent.iter().cloned().collect();
+            let evidence = ip.recent.iter().flat_map(|r| r.iter()).cloned().collect();
             let subject = Subject::Ip(tx.client_ip);
             out.push(Alert::new(
                 detector, subject, tx.time_ns, window, counts, evidence,

@@ -71,6 +71,7 @@ struct IpWindow {
     errors_alerted: bool,
     /// The IP's latest requests, kept once it is busy enough to matter
     /// (boxed: the one-shot IPs of a flood hold 8 bytes, not 32).
+    #[expect(clippy::box_collection, reason = "8 bytes in every IP's entry, not 32")]
     recent: Option<Box<VecDeque<Evidence>>>,
 }
 

@@ -132,6 +132,38 @@ fn a_clients_kong_headers_blind_nothing() {
     assert!(t["consumer"].is_null() && t["principal"].is_null(), "{t}");
 }
 
+/// Attack: a flood of one-shot client IPs (a botnet's, or forged
+/// `X-Forwarded-For` through a trusted proxy) fills the detectors' bounded
+/// IP tables to push an offender's successes out before its failures come.
+#[test]
+fn a_flood_of_one_shot_ips_pushes_out_no_offender() {
+    const REFUSED: &[u8] = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n";
+    let get = b"GET /v1 HTTP/1.1\r\nHost: api\r\n\r\n";
+    let r = replay(&["--max-ips", "64"], |w| {
+        let mut offender = w.connect(client(10), (KONG, 8000)).unwrap();
+        for _ in 0..5 {
+            w.request(&mut offender, get).unwrap();
+            w.response(&mut offender, OK).unwrap();
+        }
+        for i in 1..=2000u16 {
+            let [a, b] = i.to_be_bytes();
+            answered(w, (Ipv4Addr::new(198, 18, a, b), 40000), get, 1);
+        }
+        for _ in 0..10 {
+            w.request(&mut offender, get).unwrap();
+            w.response(&mut offender, REFUSED).unwrap();
+        }
+    });
+    let found = detectors(&r);
+    let offender = ("success_then_failure".into(), "192.0.2.10".into());
+    assert!(found.contains(&offender), "{found:?}");
+    let evictions = r.summary["pipeline"]["detect"]["evictions"].as_u64();
+    assert!(
+        evictions > Some(2 * 1900),
+        "both IP tables full: {evictions:?}"
+    );
+}
+
 /// Attack: forged segments (no handshake, nobody answers) from a victim's
 /// address ask for a decoy 601 times, to get the victim alerted or blocked.
 #[test]

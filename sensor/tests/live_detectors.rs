@@ -176,7 +176,23 @@ fn kong_on_the_wire(transactions: &[Value], join: &Value, lost: u64) {
         (200..300).contains(&limited),
         "{limited} rate-limited of 300, by Kong itself"
     );
-    assert_eq!(count(&mallory, 200, true), 300 - limited);
+    let statuses: std::collections::BTreeMap<String, usize> = transactions
+        .iter()
+        .filter(|t| t["client_ip"] == mallory.as_str())
+        .fold(Default::default(), |mut by, t| {
+            let joined = if t["upstream"].is_object() {
+                "joined"
+            } else {
+                "one leg"
+            };
+            *by.entry(format!("{} {joined}", t["status"])).or_default() += 1;
+            by
+        });
+    assert_eq!(
+        count(&mallory, 200, true),
+        300 - limited,
+        "mallory's transactions by status: {statuses:?}; {join}"
+    );
     for (i, name) in [(3, "dave"), (4, "dave"), (6, "erin")] {
         let ip = Lab::extra_client(i);
         let named = transactions

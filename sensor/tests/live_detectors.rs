@@ -188,10 +188,13 @@ fn kong_on_the_wire(transactions: &[Value], join: &Value, lost: u64) {
             *by.entry(format!("{} {joined}", t["status"])).or_default() += 1;
             by
         });
-    assert_eq!(
-        count(&mallory, 200, true),
-        300 - limited,
-        "mallory's transactions by status: {statuses:?}; {join}"
+    // Every request Kong let through is joined; a lost segment may cost one.
+    let passed = count(&mallory, 200, true);
+    assert!(
+        passed <= 300 - limited && (300 - limited - passed) as u64 <= lost,
+        "{passed} joined 200s of {}, {lost} segments lost; mallory's \
+         transactions by status: {statuses:?}; {join}",
+        300 - limited
     );
     for (i, name) in [(3, "dave"), (4, "dave"), (6, "erin")] {
         let ip = Lab::extra_client(i);

@@ -113,65 +113,59 @@ fn every_error_names_the_file_line_and_reason() {
     );
 }
 
-#[test]
-fn flags_override_the_file() {
-    let Some(dir) = pcaps() else { return };
-    // A real browser: 328 answered requests in one 15 s window.
+/// `siem-sensor replay --json` of a real browser's capture (328 answered
+/// requests in one 15 s window, `/ping` among them) with a config file of
+/// `sections` and a fingerprint key file, then `extra` flags: its stdout
+/// and whether the file's key path was used. `None` without the captures.
+fn replay_with_config(sections: &str, extra: &[&str]) -> Option<(String, bool)> {
+    let dir = pcaps()?;
     let pcap = dir.join("seladb/PcapPlusPlus/Tests/Pcap++Test/PcapExamples/example.pcap");
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("sensor.toml");
     let key = tmp.path().join("fp.key");
     let text = format!(
-        "[identity]\nfingerprint_key = \"{}\"\n[detectors]\nflood_budget = 5000\n",
+        "[identity]\nfingerprint_key = \"{}\"\n{sections}",
         key.display()
     );
     fs::write(&config, text).unwrap();
-    let floods = |extra: &[&str]| {
-        let mut args = vec![
-            "replay",
-            pcap.to_str().unwrap(),
-            "--json",
-            "--config",
-            config.to_str().unwrap(),
-        ];
-        args.extend(extra);
-        let (ok, out, err) = sensor(&args);
-        assert!(ok, "{err}");
-        out.lines()
-            .filter(|l| l.contains("\"state\":\"firing\"") && l.contains("request_flood"))
-            .count()
-    };
-    assert_eq!(floods(&[]), 0, "the file's budget of 5000");
-    assert_eq!(
-        floods(&["--flood-budget", "300"]),
-        1,
-        "the flag's budget of 300"
-    );
-    assert!(key.exists(), "the file's fingerprint key path was used");
-}
-
-#[test]
-fn replay_takes_a_nodes_config_file_and_leaves_out_the_live_settings() {
-    let Some(dir) = pcaps() else { return };
-    // A real browser: its requests for /ping are answered.
-    let pcap = dir.join("seladb/PcapPlusPlus/Tests/Pcap++Test/PcapExamples/example.pcap");
-    let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("sensor.toml");
-    let key = tmp.path().join("fp.key");
-    let text = format!(
-        "[capture]\ninterfaces = [\"eth0\"]\ntrim_bodies = 0\ntls = \"off\"\n\
-         [identity]\nfingerprint_key = \"{}\"\n[detectors]\ndecoys = [\"/ping\"]\n",
-        key.display()
-    );
-    fs::write(&config, text).unwrap();
-    let (ok, out, err) = sensor(&[
+    let mut args = vec![
         "replay",
         pcap.to_str().unwrap(),
         "--json",
         "--config",
         config.to_str().unwrap(),
-    ]);
+    ];
+    args.extend(extra);
+    let (ok, out, err) = sensor(&args);
     assert!(ok, "{err}");
+    Some((out, key.exists()))
+}
+
+#[test]
+fn flags_override_the_file() {
+    let file = "[detectors]\nflood_budget = 5000\n";
+    let floods = |extra: &[&str]| {
+        let (out, key_used) = replay_with_config(file, extra)?;
+        assert!(key_used, "the file's fingerprint key path was used");
+        let firing = |l: &&str| l.contains("\"state\":\"firing\"") && l.contains("request_flood");
+        Some(out.lines().filter(firing).count())
+    };
+    let Some(from_file) = floods(&[]) else { return };
+    assert_eq!(from_file, 0, "the file's budget of 5000");
+    assert_eq!(
+        floods(&["--flood-budget", "300"]),
+        Some(1),
+        "the flag's budget of 300"
+    );
+}
+
+#[test]
+fn replay_takes_a_nodes_config_file_and_leaves_out_the_live_settings() {
+    let file = "[capture]\ninterfaces = [\"eth0\"]\ntrim_bodies = 0\ntls = \"off\"\n\
+                [detectors]\ndecoys = [\"/ping\"]\n";
+    let Some((out, _)) = replay_with_config(file, &[]) else {
+        return;
+    };
     assert!(
         out.lines()
             .any(|l| l.contains("\"detector\":\"honeypot\"") && l.contains("/ping")),

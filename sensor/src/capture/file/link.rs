@@ -140,23 +140,23 @@ pub(crate) fn decode_sliced(
 }
 
 /// The common frame, an unfragmented TCP segment over IPv4 or IPv6 right
-/// under Ethernet II or raw IP, sliced layer by layer by the same etherparse
-/// calls [`slice`] makes, without its whole-packet cursor (whose result,
-/// some hundreds of bytes, is moved at every layer: a tenth of a replay);
-/// `None` for anything else, which [`slice`] decodes.
-fn ip_tcp(link: Link, frame: &[u8]) -> Option<(LaxNetSlice<'_>, TcpSlice<'_>)> {
+/// under the link header (Ethernet II, Linux cooked v1 or v2, BSD NULL or
+/// raw IP), sliced layer by layer by the same etherparse calls [`slice`]
+/// makes, without its whole-packet cursor (whose result, some hundreds of
+/// bytes, is moved at every layer: a tenth of a replay); `None` for
+/// anything else, which [`slice`] decodes.
+pub(super) fn ip_tcp(link: Link, frame: &[u8]) -> Option<(LaxNetSlice<'_>, TcpSlice<'_>)> {
     let ip = match link {
         Link::Ethernet => {
             let ether = Ethernet2Slice::from_slice_without_fcs(frame)
                 .ok()?
                 .payload();
-            if !matches!(ether.ether_type, EtherType::IPV4 | EtherType::IPV6) {
-                return None;
-            }
-            ether.payload
+            ip_ether_type(ether.ether_type, ether.payload)?
         }
         Link::Raw => frame,
-        _ => return None,
+        Link::Sll => cooked_ip(frame, 14, 16)?,
+        Link::Sll2 => cooked_ip(frame, 0, 20)?,
+        Link::Null => frame.get(4..).filter(|_| null_is_ip(frame))?,
     };
     let (ip, None) = LaxIpSlice::from_slice(ip).ok()? else {
         return None;
@@ -174,14 +174,13 @@ fn slice(link: Link, frame: &[u8]) -> Result<LaxSlicedPacket<'_>, Skip> {
     Ok(match link {
         Link::Ethernet => LaxSlicedPacket::from_ethernet(frame).map_err(|_| Skip::Malformed)?,
         Link::Raw => LaxSlicedPacket::from_ip(frame).map_err(|_| Skip::Malformed)?,
-        Link::Null => match frame.get(..4).ok_or(Skip::Malformed)? {
-            // The family is host-order for NULL and big-endian for LOOP; all
-            // values fit a byte, so the zero half tells the byte order.
-            [0, 0, 0, af] | [af, 0, 0, 0] if matches!(af, 2 | 24 | 28 | 30) => {
-                LaxSlicedPacket::from_ip(&frame[4..]).map_err(|_| Skip::Malformed)?
+        Link::Null => {
+            let ip = frame.get(4..).ok_or(Skip::Malformed)?;
+            if !null_is_ip(frame) {
+                return Err(Skip::NotTcp);
             }
-            _ => return Err(Skip::NotTcp),
-        },
+            LaxSlicedPacket::from_ip(ip).map_err(|_| Skip::Malformed)?
+        }
         // Hand-written: etherparse's SLL rejects ARPHRD types other than five
         // (loopback, tun, rmnet... are common), and it has no SLL2. Non-IP
         // protocol values (netlink families, 802.2 LLC) fall out as not TCP.
@@ -213,11 +212,36 @@ pub(crate) fn ipv4_fragment(link: Link, frame: &[u8]) -> Option<Fragment<'_>> {
     })
 }
 
+/// `payload` if `ether_type` says it is IPv4 or IPv6.
+fn ip_ether_type(ether_type: EtherType, payload: &[u8]) -> Option<&[u8]> {
+    matches!(ether_type, EtherType::IPV4 | EtherType::IPV6).then_some(payload)
+}
+
+/// Whether a BSD NULL/LOOP frame's 4-byte address family is IPv4 or IPv6.
+/// The family is host-order for NULL and big-endian for LOOP; all values
+/// fit a byte, so the zero half tells the byte order.
+fn null_is_ip(frame: &[u8]) -> bool {
+    matches!(frame.get(..4), Some([0, 0, 0, af] | [af, 0, 0, 0]) if matches!(af, 2 | 24 | 28 | 30))
+}
+
+/// A Linux cooked frame's protocol (at `proto_at`) and payload (after
+/// `header_len` bytes); `None` when the frame is shorter than its header.
+fn cooked_payload(frame: &[u8], proto_at: usize, header_len: usize) -> Option<(EtherType, &[u8])> {
+    let payload = frame.get(header_len..)?;
+    let proto = u16::from_be_bytes([frame[proto_at], frame[proto_at + 1]]);
+    Some((EtherType(proto), payload))
+}
+
+/// A cooked frame's IP packet; `None` for any other protocol.
+fn cooked_ip(frame: &[u8], proto_at: usize, header_len: usize) -> Option<&[u8]> {
+    let (proto, payload) = cooked_payload(frame, proto_at, header_len)?;
+    ip_ether_type(proto, payload)
+}
+
 /// Slices a Linux cooked capture whose protocol field sits at `proto_at`.
 fn cooked(frame: &[u8], proto_at: usize, header_len: usize) -> Result<LaxSlicedPacket<'_>, Skip> {
-    let payload = frame.get(header_len..).ok_or(Skip::Malformed)?;
-    let proto = u16::from_be_bytes([frame[proto_at], frame[proto_at + 1]]);
-    Ok(LaxSlicedPacket::from_ether_type(EtherType(proto), payload))
+    let (proto, payload) = cooked_payload(frame, proto_at, header_len).ok_or(Skip::Malformed)?;
+    Ok(LaxSlicedPacket::from_ether_type(proto, payload))
 }
 
 /// Turns a sliced packet into a segment, or says why there is none.

@@ -450,9 +450,10 @@ fn pcapng_bad_block_length_marks_the_file_corrupt() {
     assert!(c.corrupt && !c.truncated_file);
 }
 
-/// The shortcut for Ethernet/raw IP frames decodes exactly as the general
-/// path, on frames mutated in any header byte (lengths, version, fragment
-/// bits, protocol) and cut anywhere.
+/// The shortcut for IP right under the link header (Ethernet, raw IP, Linux
+/// cooked v1 and v2, BSD NULL) decodes exactly as the general path, on
+/// frames mutated in any header byte (lengths, version, fragment bits,
+/// protocol) and cut anywhere, under IP and non-IP link protocols.
 #[test]
 fn the_ip_tcp_shortcut_decodes_as_the_general_path() {
     let mut v4_options = tcp4(PAYLOAD);
@@ -466,7 +467,7 @@ fn the_ip_tcp_shortcut_decodes_as_the_general_path() {
         x ^= x << 17;
         x
     };
-    let mut tcp = 0;
+    let (mut tcp, mut shortcut) = (0, [0; 5]);
     for i in 0..20_000 {
         let mut ip = seeds[i % seeds.len()].clone();
         for _ in 0..next() % 4 {
@@ -474,11 +475,24 @@ fn the_ip_tcp_shortcut_decodes_as_the_general_path() {
             ip[at] = next() as u8;
         }
         ip.truncate(ip.len() - (next() as usize) % (ip.len() + 1) * usize::from(i % 3 == 0));
-        let ethertype = if next() % 2 == 0 { 0x0800 } else { 0x86dd };
-        for (link, frame) in [
+        let ethertype = [0x0800, 0x86dd, 0x0806][(next() % 3) as usize];
+        let [hi, lo] = u16::to_be_bytes(ethertype);
+        let family = [2, 30, 7][(next() % 3) as usize];
+        let links = [
             (Link::Ethernet, ether(ethertype, &ip)),
             (Link::Raw, ip.clone()),
-        ] {
+            (
+                Link::Sll,
+                [&[0, 0, 3, 4, 0, 6][..], &[0; 8], &[hi, lo], &ip].concat(),
+            ),
+            (
+                Link::Sll2,
+                [&[hi, lo, 0, 0, 0, 0, 0, 1, 3, 4, 0, 6][..], &[0; 8], &ip].concat(),
+            ),
+            (Link::Null, [&[family, 0, 0, 0][..], &ip].concat()),
+        ];
+        for (k, (link, frame)) in links.into_iter().enumerate() {
+            shortcut[k] += usize::from(link::ip_tcp(link, &frame).is_some());
             let orig = frame.len() as u32 + (next() % 3) as u32;
             let fast = link::decode(link, &frame, orig, 7);
             assert_eq!(
@@ -490,6 +504,8 @@ fn the_ip_tcp_shortcut_decodes_as_the_general_path() {
         }
     }
     assert!(tcp > 10_000, "the mutations leave most frames TCP: {tcp}");
+    // Under every link type the shortcut decodes the common frames.
+    assert!(shortcut.iter().all(|&n| n > 1000), "{shortcut:?}");
 }
 
 #[test]

@@ -76,10 +76,33 @@ pub const SECRET_PARAM_NAMES: &[&str] = &[
 /// [`SECRET_PARAM_NAMES`].
 pub fn is_secret_name(name: &[u8]) -> bool {
     let word = last_word(name);
-    SECRET_PARAM_NAMES.iter().any(|s| {
-        let s = s.as_bytes();
-        name.eq_ignore_ascii_case(s) || word.eq_ignore_ascii_case(s)
-    })
+    is_secret_word(name) || (word.len() < name.len() && is_secret_word(word))
+}
+
+/// The longest of [`SECRET_PARAM_NAMES`].
+const LONGEST_SECRET_NAME: usize = {
+    let (mut i, mut longest) = (0, 0);
+    while i < SECRET_PARAM_NAMES.len() {
+        if SECRET_PARAM_NAMES[i].len() > longest {
+            longest = SECRET_PARAM_NAMES[i].len();
+        }
+        i += 1;
+    }
+    longest
+};
+
+/// Whether `word` is one of [`SECRET_PARAM_NAMES`], ASCII-case-insensitively:
+/// lowered once into a stack buffer, then compared whole (runs on every
+/// query parameter of every request).
+fn is_secret_word(word: &[u8]) -> bool {
+    let mut lower = [0u8; LONGEST_SECRET_NAME];
+    let Some(lower) = lower.get_mut(..word.len()) else {
+        return false;
+    };
+    for (l, b) in lower.iter_mut().zip(word) {
+        *l = b.to_ascii_lowercase();
+    }
+    SECRET_PARAM_NAMES.iter().any(|s| s.as_bytes() == lower)
 }
 
 fn last_word(name: &[u8]) -> &[u8] {
@@ -124,7 +147,10 @@ fn scan_target<'t>(target: &'t str, key_names: &[String]) -> Redacted<'t> {
     let mut ranges = Ranges::new();
     scan::userinfos(target, &mut ranges);
     let fragment = target.find('#');
-    let path_end = target.find(['?', '#']).unwrap_or(target.len());
+    let path_end = target
+        .bytes()
+        .position(|b| b == b'?' || b == b'#')
+        .unwrap_or(target.len());
     scan::path(target, path_end, &mut ranges);
     let mut api_keys = SmallVec::new();
     if target[path_end..].starts_with('?') {

@@ -172,6 +172,12 @@ fn secret_names() {
     ] {
         assert!(is_secret_name(n.as_bytes()), "{n}");
     }
+    // Every listed name, in any case, whole or as the last word.
+    for n in SECRET_PARAM_NAMES {
+        for n in [n.to_string(), n.to_uppercase(), format!("x-{n}")] {
+            assert!(is_secret_name(n.as_bytes()), "{n}");
+        }
+    }
     for n in [
         "",
         "q",

@@ -24,6 +24,10 @@ use crate::setup;
 /// sensor's defaults).
 const WINDOW: Duration = Duration::from_secs(15);
 const GRACE: Duration = Duration::from_secs(5);
+/// How often the sensor updates its gauges (`PUBLISH_INTERVAL` in its
+/// daemon loop): a scrape sooner after the close may still show the
+/// window before.
+const PUBLISH: Duration = Duration::from_secs(1);
 
 pub fn demo(prefix: &str) -> Result<()> {
     setup::setup()?;
@@ -121,12 +125,13 @@ fn owned((detector, who): &scenarios::Expected) -> (String, String) {
     (detector.to_string(), who.clone())
 }
 
-/// Time until the window holding now has closed (windows start at
-/// multiples of their length since the epoch, as the sensor's do).
+/// Time until the window holding now has closed and its gauges are
+/// published, with a second to spare (windows start at multiples of their
+/// length since the epoch, as the sensor's do).
 fn until_window_closes() -> Result<Duration> {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
     let into = Duration::from_nanos((now.as_nanos() % WINDOW.as_nanos()) as u64);
-    Ok(WINDOW - into + GRACE + Duration::from_secs(1))
+    Ok(WINDOW - into + GRACE + PUBLISH + Duration::from_secs(1))
 }
 
 /// (detector, subject) as the scenarios name alerts.

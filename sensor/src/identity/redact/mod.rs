@@ -127,31 +127,72 @@ pub(super) struct Redacted<'t> {
 
 /// Redacts `target`; see the module docs.
 pub(super) fn redact_target<'t>(target: &'t str, key_names: &[String]) -> Redacted<'t> {
-    // Nothing can be secret without one of these bytes: `://` (or `%3a`)
-    // before a userinfo, the dots of a JWT or JWE (or `%2e`), the `;` of a
-    // matrix parameter, a query or a fragment. Most API paths have none.
-    let marks = target.bytes().fold(false, |any, b| {
-        any | matches!(b, b':' | b'%' | b'.' | b';' | b'?' | b'#')
-    });
-    if !marks {
+    // Each scanner needs a byte to find anything: a userinfo follows `://`
+    // (or `%3a%2f%2f`); a path's JWT or JWE has dots (or `%2e`), a matrix
+    // parameter a `;`; parameters follow `?` or `#`. Most API paths have
+    // none, and most queries are all the scanning a target needs.
+    let path_end = path_end(target);
+    let bytes = target.as_bytes();
+    let parts = Parts {
+        path_end,
+        userinfo: bytes
+            .iter()
+            .fold(false, |a, b| a | matches!(b, b':' | b'%')),
+        path: bytes[..path_end]
+            .iter()
+            .fold(false, |a, b| a | matches!(b, b'.' | b';' | b'%')),
+    };
+    if !parts.userinfo && !parts.path && path_end == target.len() {
         return Redacted {
             target: Cow::Borrowed(target),
             api_keys: SmallVec::new(),
         };
     }
-    scan_target(target, key_names)
+    scan(target, key_names, parts)
 }
 
-/// [`redact_target`] by scanning every part of `target`.
-fn scan_target<'t>(target: &'t str, key_names: &[String]) -> Redacted<'t> {
-    let mut ranges = Ranges::new();
-    scan::userinfos(target, &mut ranges);
-    let fragment = target.find('#');
-    let path_end = target
+/// Where `target`'s path ends: at its first `?` or `#`, else its length.
+fn path_end(target: &str) -> usize {
+    target
         .bytes()
         .position(|b| b == b'?' || b == b'#')
-        .unwrap_or(target.len());
-    scan::path(target, path_end, &mut ranges);
+        .unwrap_or(target.len())
+}
+
+/// Where the path ends, and which of the scanners that read more than the
+/// parameters to run.
+struct Parts {
+    /// [`path_end`] of the target.
+    path_end: usize,
+    /// URLs' userinfos, anywhere in the target.
+    userinfo: bool,
+    /// The path's JWT segments and matrix parameters.
+    path: bool,
+}
+
+/// [`redact_target`] by scanning every part of `target` (for tests to
+/// compare).
+#[cfg(test)]
+fn scan_target<'t>(target: &'t str, key_names: &[String]) -> Redacted<'t> {
+    let all = Parts {
+        path_end: path_end(target),
+        userinfo: true,
+        path: true,
+    };
+    scan(target, key_names, all)
+}
+
+/// Scans the parameters of `target` and the `parts` asked for.
+fn scan<'t>(target: &'t str, key_names: &[String], parts: Parts) -> Redacted<'t> {
+    let mut ranges = Ranges::new();
+    if parts.userinfo {
+        scan::userinfos(target, &mut ranges);
+    }
+    let fragment = target.find('#');
+    let path_end = parts.path_end;
+    if parts.path {
+        scan::path(target, path_end, &mut ranges);
+    }
     let mut api_keys = SmallVec::new();
     if target[path_end..].starts_with('?') {
         let end = fragment.unwrap_or(target.len());

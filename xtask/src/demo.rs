@@ -24,9 +24,11 @@ use crate::setup;
 /// sensor's defaults).
 const WINDOW: Duration = Duration::from_secs(15);
 const GRACE: Duration = Duration::from_secs(5);
+/// How long the join holds a leg for its partner (the sensor's default):
+/// the detectors' clock lags the wall clock by it.
+const JOIN_WAIT: Duration = Duration::from_secs(5);
 /// How often the sensor updates its gauges (`PUBLISH_INTERVAL` in its
-/// daemon loop): a scrape sooner after the close may still show the
-/// window before.
+/// daemon loop).
 const PUBLISH: Duration = Duration::from_secs(1);
 
 pub fn demo(prefix: &str) -> Result<()> {
@@ -125,13 +127,14 @@ fn owned((detector, who): &scenarios::Expected) -> (String, String) {
     (detector.to_string(), who.clone())
 }
 
-/// Time until the window holding now has closed and its gauges are
-/// published, with a second to spare (windows start at multiples of their
-/// length since the epoch, as the sensor's do).
+/// Time until the window holding now has closed on the detectors' clock
+/// and its gauges are published, with a second to spare (windows start at
+/// multiples of their length since the epoch, as the sensor's do). Any
+/// sooner, the scrape shows the window before.
 fn until_window_closes() -> Result<Duration> {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
     let into = Duration::from_nanos((now.as_nanos() % WINDOW.as_nanos()) as u64);
-    Ok(WINDOW - into + GRACE + PUBLISH + Duration::from_secs(1))
+    Ok(WINDOW - into + GRACE + JOIN_WAIT + PUBLISH + Duration::from_secs(1))
 }
 
 /// (detector, subject) as the scenarios name alerts.

@@ -75,8 +75,10 @@ pub const SECRET_PARAM_NAMES: &[&str] = &[
 /// Whether a (decoded) parameter name looks secret; see
 /// [`SECRET_PARAM_NAMES`].
 pub fn is_secret_name(name: &[u8]) -> bool {
-    let word = last_word(name);
-    is_secret_word(name) || (word.len() < name.len() && is_secret_word(word))
+    is_secret_word(name) || {
+        let word = last_word(name);
+        word.len() < name.len() && is_secret_word(word)
+    }
 }
 
 /// The longest of [`SECRET_PARAM_NAMES`].

@@ -9,7 +9,9 @@ mod support;
 
 use std::{collections::BTreeSet, fs, path::Path, process::Command};
 
-use lab::{BOTH_LEGS, CLIENT_V4, Lab, prometheus::Prometheus};
+use lab::{
+    BOTH_LEGS, CLIENT_V4, Lab, Listener, prometheus::Prometheus, run_quiet, scenarios::FLOOD,
+};
 use support::{require_root, start_sensor};
 
 const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy");
@@ -88,14 +90,9 @@ fn prometheus_scrapes_the_gauges_and_health_counters() {
         lab.curl_from(&source, &["-u", "alice:wonderland"], "/missing", 1)
             .unwrap();
     }
-    let url = lab.proxy_url(false, "/hello");
-    let wrk = lab
-        .command(&lab.client_ns(), "wrk")
-        .args(["-t1", "-c2", "-d2s", &url])
-        .output()
-        .unwrap();
-    assert!(wrk.status.success());
-    // The flood's window closes 5 s after it ends; then the next scrape.
+    run_quiet(&mut FLOOD.command(&lab, Listener::Http, CLIENT_V4).unwrap()).unwrap();
+    // The flood window's gauges appear about 11 s after it ends (the
+    // per-IP grace, the join's wait, one publication).
     let flooder = format!(r#"aps_siem_ip_topn{{client_ip="{CLIENT_V4}"}}"#);
     prometheus.wait("the flood window's gauge", &|p| {
         p.value(&flooder).is_some_and(|v| v > 600.0)

@@ -63,11 +63,15 @@ struct Delivered {
     hash: u64,
 }
 
-/// A hash of captured bytes (foldhash with a fixed seed; not
-/// cryptographic: a collision only hides a difference, never invents one).
+/// A hash of captured bytes (not cryptographic: a collision only hides a
+/// difference, never invents one). Seeded once per process at random: the
+/// sender picks both copies' bytes, and with a seed known to him he could
+/// pick two that collide and hide the difference.
 fn bytes_hash(data: &[u8]) -> u64 {
-    use std::hash::BuildHasher as _;
-    foldhash::fast::FixedState::with_seed(0).hash_one(data)
+    use std::{hash::BuildHasher as _, sync::LazyLock};
+    static SEED: LazyLock<foldhash::fast::FixedState> =
+        LazyLock::new(|| foldhash::fast::FixedState::with_seed(fastrand::u64(..)));
+    SEED.hash_one(data)
 }
 
 /// Signed distance from `b` to `a` in sequence space (RFC 9293 section 3.4).

@@ -93,18 +93,62 @@ const LONGEST_SECRET_NAME: usize = {
     longest
 };
 
-/// Whether `word` is one of [`SECRET_PARAM_NAMES`], ASCII-case-insensitively:
-/// lowered once into a stack buffer, then compared whole (runs on every
-/// query parameter of every request).
-fn is_secret_word(word: &[u8]) -> bool {
-    let mut lower = [0u8; LONGEST_SECRET_NAME];
-    let Some(lower) = lower.get_mut(..word.len()) else {
-        return false;
-    };
-    for (l, b) in lower.iter_mut().zip(word) {
+/// The most [`SECRET_PARAM_NAMES`] of one length.
+const MOST_OF_A_LENGTH: usize = {
+    let mut counts = [0; LONGEST_SECRET_NAME + 1];
+    let (mut i, mut most) = (0, 0);
+    while i < SECRET_PARAM_NAMES.len() {
+        let len = SECRET_PARAM_NAMES[i].len();
+        counts[len] += 1;
+        if counts[len] > most {
+            most = counts[len];
+        }
+        i += 1;
+    }
+    most
+};
+
+/// [`SECRET_PARAM_NAMES`] [`pack`]ed, by length, the rest of each row
+/// `u128::MAX` (no packed word is: its last bytes are zero padding). A
+/// word is compared with the few names of its length, an integer compare
+/// each, instead of a `memcmp` with every name.
+const SECRET_NAMES_BY_LENGTH: [[u128; MOST_OF_A_LENGTH]; LONGEST_SECRET_NAME + 1] = {
+    assert!(LONGEST_SECRET_NAME < 16);
+    let mut rows = [[u128::MAX; MOST_OF_A_LENGTH]; LONGEST_SECRET_NAME + 1];
+    let mut filled = [0; LONGEST_SECRET_NAME + 1];
+    let mut i = 0;
+    while i < SECRET_PARAM_NAMES.len() {
+        let name = SECRET_PARAM_NAMES[i].as_bytes();
+        let mut bytes = [0u8; 16];
+        let mut j = 0;
+        while j < name.len() {
+            bytes[j] = name[j];
+            j += 1;
+        }
+        rows[name.len()][filled[name.len()]] = u128::from_le_bytes(bytes);
+        filled[name.len()] += 1;
+        i += 1;
+    }
+    rows
+};
+
+/// Up to 16 bytes, ASCII-lowercased, as a little-endian integer, zero
+/// padded.
+fn pack(word: &[u8]) -> u128 {
+    let mut bytes = [0u8; 16];
+    for (l, b) in bytes.iter_mut().zip(word) {
         *l = b.to_ascii_lowercase();
     }
-    SECRET_PARAM_NAMES.iter().any(|s| s.as_bytes() == lower)
+    u128::from_le_bytes(bytes)
+}
+
+/// Whether `word` is one of [`SECRET_PARAM_NAMES`], ASCII-case-insensitively:
+/// [`pack`]ed once and compared with the names of its length (runs on
+/// every query parameter of every request).
+fn is_secret_word(word: &[u8]) -> bool {
+    SECRET_NAMES_BY_LENGTH
+        .get(word.len())
+        .is_some_and(|names| names.contains(&pack(word)))
 }
 
 fn last_word(name: &[u8]) -> &[u8] {

@@ -186,12 +186,38 @@ fn secret_names() {
         "keys",
         "AccessKeyId",
         "Expires",
+        // Zero padding with a listed name's shape (`p`, 6 bytes: passwd).
+        "pw\0\0\0\0",
     ] {
         assert!(!is_secret_name(n.as_bytes()), "{n}");
     }
 }
 
 proptest::proptest! {
+    /// The shape filter and the packed compare decide as comparing the
+    /// word with every listed name would, on words made from a listed
+    /// name: its case changed, cut, with bytes around it (NUL padding,
+    /// non-ASCII, separators).
+    #[test]
+    fn secret_words_agree_with_comparing_every_name(
+        name in proptest::sample::select(SECRET_PARAM_NAMES),
+        upper in proptest::collection::vec(proptest::bool::ANY, 16),
+        cut in 0usize..16,
+        before in "(\\x00|[a-z_\u{e9}]){0,2}",
+        after in "(\\x00|[a-z_\u{e9}]){0,3}",
+    ) {
+        let cased: String = name
+            .chars()
+            .zip(&upper)
+            .map(|(c, &u)| if u { c.to_ascii_uppercase() } else { c })
+            .collect();
+        let word = format!("{before}{}{after}", &cased[..cut.min(cased.len())]);
+        let every = SECRET_PARAM_NAMES
+            .iter()
+            .any(|n| n.as_bytes().eq_ignore_ascii_case(word.as_bytes()));
+        proptest::prop_assert_eq!(super::is_secret_word(word.as_bytes()), every, "{:?}", word);
+    }
+
     /// Targets without a marking byte, made of what a secret looks like
     /// elsewhere (key names, a JWT header, userinfo `@`), take the
     /// shortcut, and the full scan finds nothing in them either.

@@ -11,8 +11,8 @@ use lab::{run, run_quiet};
 /// tcpdump for captures the tests replay; Prometheus (and promtool),
 /// rsyslog (with its openssl driver for TLS) and Alertmanager, the real
 /// receivers of the metrics, syslog and Alertmanager tests; ab
-/// (apache2-utils) for the scenarios; tshark, GNU time and perf for the
-/// benchmarks; scapy and nftables for the differential test's crafted
+/// (apache2-utils) for the scenarios; tshark, GNU time, perf and valgrind
+/// (cachegrind's instruction counts) for the benchmarks; scapy and nftables for the differential test's crafted
 /// segments.
 pub const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
@@ -27,6 +27,7 @@ pub const APT_PACKAGES: &[&str] = &[
     "tshark",
     "time",
     "linux-perf",
+    "valgrind",
     "prometheus",
     "prometheus-alertmanager",
     "rsyslog",

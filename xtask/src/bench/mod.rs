@@ -3,6 +3,7 @@
 
 mod block;
 mod fleet;
+mod instructions;
 mod live;
 mod memory;
 mod replay;

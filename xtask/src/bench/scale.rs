@@ -248,7 +248,17 @@ fn section(cases: &[Case]) -> Result<String> {
          each carries only 10 transactions, so per-connection work (handshake, teardown, the \
          buffers' allocation) shows per transaction, and the flow-table lookup of each segment \
          misses the cache: `hashbrown`'s find grows from 1.5% of the profile at 100 flows to \
-         about 10% at 100,000. **Client IPs:** with a million, nearly every request is from a \
+         about 10% at 100,000. Counted by cachegrind over the whole captures, the \
+         instructions grow only 1.085x (13.80 G at 100 flows, 14.97 G at 100,000: the \
+         handshake and teardown packets' decoding and lookups), so the rest of the CPU's \
+         growth is waiting for memory. Two ways of hiding it were measured and not kept: \
+         slots holding only the flow's box (8 bytes, not key and box, 80) moved the miss \
+         from the key compare to the flow itself, which the segment reads next anyway \
+         (7 alternated pairs at 100,000 flows: median 2.27 -> 2.22 s CPU, fastest 2.10 -> \
+         2.09); and prefetching each segment's flow one segment ahead (replay holding one \
+         segment back) cost 22% more CPU in a profiled pair: the miss moved into the \
+         prefetch's own probe of the index, and holding the segment back took a copy. \
+         **Client IPs:** with a million, nearly every request is from a \
          new client with a new key, and the success_then_failure (200,000 IPs) and \
          credential_spread (50,000 credentials) tables are full, so such a request evicts from \
          both. An eviction now puts the newcomer in the victim's place (no entry moves; only \

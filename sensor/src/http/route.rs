@@ -93,12 +93,15 @@ fn path_of(target: &[u8]) -> &[u8] {
 
 /// What follows `scheme://` in an absolute-form target.
 fn scheme_rest(target: &[u8]) -> Option<&[u8]> {
+    // A scheme starts with a letter: an origin-form target (`/...`, nearly
+    // every request) is not searched for `://`.
+    if !target.first()?.is_ascii_alphabetic() {
+        return None;
+    }
     let colon = target.windows(3).position(|w| w == b"://")?;
-    let scheme = &target[..colon];
-    let valid = scheme.first()?.is_ascii_alphabetic()
-        && scheme
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    let valid = target[..colon]
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
     valid.then(|| &target[colon + 3..])
 }
 

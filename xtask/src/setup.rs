@@ -12,8 +12,8 @@ use lab::{run, run_quiet};
 /// rsyslog (with its openssl driver for TLS) and Alertmanager, the real
 /// receivers of the metrics, syslog and Alertmanager tests; ab
 /// (apache2-utils) for the scenarios; tshark, GNU time, perf and valgrind
-/// (cachegrind's instruction counts) for the benchmarks; scapy and nftables for the differential test's crafted
-/// segments.
+/// (cachegrind's instruction counts) for the benchmarks; scapy and
+/// nftables for the differential test's crafted segments.
 pub const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "iproute2",

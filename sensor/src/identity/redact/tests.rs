@@ -186,7 +186,7 @@ fn secret_names() {
         "keys",
         "AccessKeyId",
         "Expires",
-        // Zero padding with a listed name's shape (`p`, 6 bytes: passwd).
+        // `pw` padded with NULs to the length of `passwd`.
         "pw\0\0\0\0",
     ] {
         assert!(!is_secret_name(n.as_bytes()), "{n}");
@@ -194,10 +194,10 @@ fn secret_names() {
 }
 
 proptest::proptest! {
-    /// The shape filter and the packed compare decide as comparing the
-    /// word with every listed name would, on words made from a listed
-    /// name: its case changed, cut, with bytes around it (NUL padding,
-    /// non-ASCII, separators).
+    /// The packed compare with the names of the word's length decides as
+    /// comparing the word with every listed name would, on words made
+    /// from a listed name: its case changed, cut, with bytes around it
+    /// (NUL padding, non-ASCII, separators).
     #[test]
     fn secret_words_agree_with_comparing_every_name(
         name in proptest::sample::select(SECRET_PARAM_NAMES),

@@ -270,32 +270,45 @@ impl Pipeline {
 
     /// Joins the legs emitted so far, hands each request ready to the
     /// sinks and, once per request, to the detectors, and the detectors'
-    /// alerts to the sinks.
+    /// alerts to the sinks. Runs per segment, and most segments complete
+    /// nothing: each stage is asked first, which costs less than an empty
+    /// drain.
     fn deliver(&mut self) {
-        for tx in self.http.drain() {
-            self.joiner.push(tx, self.now_ns);
-        }
-        for request in self.joiner.drain() {
-            self.sinks.transaction(&request.tx);
-            if request.counted {
-                self.sinks.counted(&request.tx);
+        if self.http.has_emitted() {
+            for tx in self.http.drain() {
+                self.joiner.push(tx, self.now_ns);
             }
-            if let Some(detectors) = &mut self.detectors
-                && request.counted
-            {
-                for mut alert in detectors.transaction(&request.tx) {
-                    let events = match &mut self.responder {
-                        Some(r) => r.respond(&request.tx, &mut alert),
-                        None => Vec::new(),
-                    };
-                    self.sinks.alert(&alert);
-                    for e in &events {
-                        self.sinks.block_event(e);
+        }
+        if self.joiner.has_ready() {
+            for request in self.joiner.drain() {
+                self.sinks.transaction(&request.tx);
+                if request.counted {
+                    self.sinks.counted(&request.tx);
+                }
+                if let Some(detectors) = &mut self.detectors
+                    && request.counted
+                {
+                    for mut alert in detectors.transaction(&request.tx) {
+                        let events = match &mut self.responder {
+                            Some(r) => r.respond(&request.tx, &mut alert),
+                            None => Vec::new(),
+                        };
+                        self.sinks.alert(&alert);
+                        for e in &events {
+                            self.sinks.block_event(e);
+                        }
                     }
                 }
             }
         }
-        if let Some(detectors) = &mut self.detectors {
+        self.deliver_transitions();
+    }
+
+    /// Hands the detectors' clock-made transitions to the sinks.
+    fn deliver_transitions(&mut self) {
+        if let Some(detectors) = &mut self.detectors
+            && detectors.has_transitions()
+        {
             for alert in detectors.transitions() {
                 self.sinks.alert(&alert);
             }

@@ -282,6 +282,12 @@ impl Detectors {
         }
     }
 
+    /// Whether the clock made transitions not yet taken by
+    /// [`Detectors::transitions`].
+    pub fn has_transitions(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
     /// Transitions the clock made (resolutions), counted, in order.
     pub fn transitions(&mut self) -> Vec<Alert> {
         let ready = std::mem::take(&mut self.ready);

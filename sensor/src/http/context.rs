@@ -52,6 +52,11 @@ impl HttpContext {
         }
     }
 
+    /// Whether any transaction waits to be taken by [`HttpContext::drain`].
+    pub fn has_emitted(&self) -> bool {
+        !self.emitted.is_empty()
+    }
+
     /// Takes the transactions emitted so far, oldest first.
     pub fn drain(&mut self) -> std::vec::Drain<'_, Box<Transaction>> {
         self.emitted.drain(..)

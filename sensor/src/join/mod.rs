@@ -258,11 +258,16 @@ impl Joiner {
 
     /// Sends on every leg whose wait ended by `now_ns`.
     pub fn expire(&mut self, now_ns: u64) {
-        if self.order.iter().all(VecDeque::is_empty) {
-            return; // runs per segment
+        // Runs per segment: a queue whose first deadline is ahead is left
+        // alone without a call.
+        for queue in 0..self.order.len() {
+            if self.order[queue]
+                .front()
+                .is_some_and(|(deadline, _)| *deadline <= now_ns)
+            {
+                self.expire_queue(queue, now_ns);
+            }
         }
-        self.expire_queue(0, now_ns);
-        self.expire_queue(1, now_ns);
     }
 
     /// Sends on the legs of `order[queue]` whose wait ended by `now_ns`.
@@ -289,6 +294,11 @@ impl Joiner {
     /// Sends on every waiting leg (end of input).
     pub fn finish(&mut self) {
         self.expire(u64::MAX);
+    }
+
+    /// Whether any record waits to be taken by [`Joiner::drain`].
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
     }
 
     /// The records ready so far, in the order they became ready.

@@ -43,15 +43,6 @@ pub struct FramingHeaders<'h> {
 pub struct BadLength;
 
 impl<'h> FramingHeaders<'h> {
-    /// The framing headers of a head.
-    pub fn scan(headers: &[httparse::Header<'h>]) -> Self {
-        let mut f = Self::default();
-        for h in headers {
-            f.note(h.name.as_bytes(), h.value);
-        }
-        f
-    }
-
     /// Takes one header if it is a framing header; true if it was.
     pub fn note(&mut self, name: &[u8], value: &'h [u8]) -> bool {
         if name.eq_ignore_ascii_case(b"transfer-encoding") {

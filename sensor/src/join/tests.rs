@@ -205,9 +205,15 @@ fn waiting_is_bounded() {
 
 #[test]
 fn kong_request_ids_key_as_the_number_they_spell() {
-    let id = "0123456789abcdef0123456789abcdef";
-    assert_eq!(Key::new(id), Key::Hex(0x0123456789abcdef0123456789abcdef));
-    for other in ["0123456789ABCDEF0123456789abcdef", "0123456789abcdef", "r6"] {
+    let id = "0123456789abcdeffedcba9876543210";
+    assert_eq!(Key::new(id), Key::Hex(0x0123456789abcdeffedcba9876543210));
+    // A bad digit in either half makes it text.
+    for other in [
+        "0123456789ABCDEF0123456789abcdef",
+        "0123456789abcdef0123456789abcdeg",
+        "0123456789abcdef",
+        "r6",
+    ] {
         assert_eq!(Key::new(other), Key::Text(other.into()));
     }
 }

@@ -198,10 +198,10 @@ pub(super) fn wrk_requests(lab: &Lab, script: &Path, path: &str) -> Result<u64> 
         .context("wrk printed no request count")
 }
 
-/// Where a cached capture is taken in the gateway's namespace: an
-/// interface (`any`: both legs) and a tcpdump filter.
+/// Where a cached capture is taken in the gateway's namespace: the
+/// interfaces the sensor attaches to and a tcpdump filter.
 pub(super) struct Tap<'a> {
-    pub interface: &'a str,
+    pub interfaces: &'a [&'a str],
     pub filter: &'a str,
 }
 
@@ -209,9 +209,32 @@ impl Tap<'_> {
     /// The client leg, one port.
     pub fn client_leg(filter: &str) -> Tap<'_> {
         Tap {
-            interface: GATEWAY_CLIENT_IF,
+            interfaces: &[GATEWAY_CLIENT_IF],
             filter,
         }
+    }
+
+    /// tcpdump's interface and filter in the lab's gateway namespace.
+    /// Several interfaces are captured on `any`, kept to theirs by
+    /// libpcap's `ifindex` (Linux cooked v2 headers): `any` alone also
+    /// sees the bridge's ports, so every client-leg packet would be in
+    /// the file twice, once per device it crosses, where the sensor
+    /// attached to the bridge sees it once.
+    fn tcpdump_args(&self, lab: &Lab) -> Result<(String, String)> {
+        if let [one] = self.interfaces {
+            return Ok((one.to_string(), self.filter.to_string()));
+        }
+        let mut indexes = Vec::new();
+        for name in self.interfaces {
+            let out = run_quiet(
+                lab.command(&lab.gateway_ns(), "cat")
+                    .arg(format!("/sys/class/net/{name}/ifindex")),
+            )?;
+            let index = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            indexes.push(format!("ifindex {index}"));
+        }
+        let filter = format!("({}) and ({})", indexes.join(" or "), self.filter);
+        Ok(("any".to_string(), filter))
     }
 }
 
@@ -232,11 +255,12 @@ pub(super) fn cached_capture(
     eprintln!("bench: generating {} (about a minute)", path.display());
     let lab = Lab::up("ss-bench")?;
     let partial = dir.join(format!("{name}.partial"));
+    let (interface, filter) = tap.tcpdump_args(&lab)?;
     let dump = lab
         .command(&lab.gateway_ns(), "tcpdump")
-        .args(["-i", tap.interface, "-s", "0", "-B", "262144", "-w"])
+        .args(["-i", &interface, "-s", "0", "-B", "262144", "-w"])
         .arg(&partial)
-        .arg(tap.filter)
+        .arg(filter)
         .stderr(Stdio::piped())
         .spawn()?;
     std::thread::sleep(std::time::Duration::from_secs(1));

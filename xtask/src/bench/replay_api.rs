@@ -1,7 +1,8 @@
 //! Replay of a Kong-like API capture on both legs: wrk through the lab
 //! gateway to the upstream's JSON resource, every request with one of the
-//! consumers' `apikey`s, captured with `tcpdump -i any` in the gateway's
-//! namespace (client and upstream legs in one file), generated once and
+//! consumers' `apikey`s, captured by tcpdump on the two interfaces the
+//! sensor attaches to in the gateway's namespace (client and upstream legs
+//! in one file, each packet once), generated once and
 //! cached under `target/bench/`. The sensor parses both legs and joins
 //! them by Kong's request id, so every request costs two transactions and
 //! a join; tshark decodes the same file as the peer.
@@ -13,7 +14,10 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use lab::{GATEWAY_UPSTREAM_V4, GATEWAY_V4, PROXY_PORT, UPSTREAM_PORT, consumers::CONSUMERS};
+use lab::{
+    GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF, GATEWAY_UPSTREAM_V4, GATEWAY_V4, PROXY_PORT,
+    UPSTREAM_PORT, consumers::CONSUMERS,
+};
 use serde_json::Value;
 
 use super::{instructions, median_run, replay, write_section};
@@ -64,8 +68,11 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
          /items?page=N` through the lab gateway (:{PROXY_PORT}) to the upstream (:{UPSTREAM_PORT}), \
          which answers a JSON body; every request carries one of the {} consumers' `apikey` \
          headers in turn (the open route: the lab's key-auth route rate-limits each consumer \
-         to 30 requests/s, so flat-out traffic there would be Kong's own 429s); `tcpdump -i \
-         any` in the gateway's namespace, so the client and upstream legs are in one file. \
+         to 30 requests/s, so flat-out traffic there would be Kong's own 429s); tcpdump on \
+         `{GATEWAY_CLIENT_IF}` and `{GATEWAY_UPSTREAM_IF}` in the gateway's namespace (`-i any` \
+         kept to them by `ifindex`), the interfaces the sensor attaches to, so the two legs are \
+         in one file and each packet in it once (`any` alone adds the bridge ports' copy of every \
+         client-leg packet). \
          `siem-sensor replay --kong-address {GATEWAY_V4} --kong-address {GATEWAY_UPSTREAM_V4}` \
          pinned to core 1, {} runs each with and without detectors, alternated, medians; \
          every request is two transactions (one per leg), joined by Kong's request id into \
@@ -186,10 +193,10 @@ fn count_instructions(
 fn capture(dir: &Path) -> Result<PathBuf> {
     let filter = format!("tcp port {PROXY_PORT} or tcp port {UPSTREAM_PORT}");
     let tap = replay::Tap {
-        interface: "any",
+        interfaces: &[GATEWAY_CLIENT_IF, GATEWAY_UPSTREAM_IF],
         filter: &filter,
     };
-    replay::cached_capture(dir, "lab-api-both-legs.pcap", tap, |lab| {
+    replay::cached_capture(dir, "lab-api-gateway-legs.pcap", tap, |lab| {
         let script = lab.workdir().join("apikeys.lua");
         fs::write(&script, script_text())?;
         let mut requests = 0;

@@ -234,8 +234,13 @@ fn scan<'t>(target: &'t str, key_names: &[String], parts: Parts) -> Redacted<'t>
     if parts.userinfo {
         scan::userinfos(target, &mut ranges);
     }
-    let fragment = target.find('#');
+    // The fragment starts at the first `#`, which is not before the path's
+    // end (at the first `?` or `#`).
     let path_end = parts.path_end;
+    let fragment = target.as_bytes()[path_end..]
+        .iter()
+        .position(|&b| b == b'#')
+        .map(|at| path_end + at);
     if parts.path {
         scan::path(target, path_end, &mut ranges);
     }

@@ -37,9 +37,12 @@ pub struct Parsed {
 /// Why a frame is not recorded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Skip {
-    /// Not a TCP segment worth recording (not TCP, truncated headers, a
-    /// pure ACK without payload).
+    /// Not a TCP segment worth recording (not TCP, a pure ACK without
+    /// payload).
     Other,
+    /// A header read failed: the headers are truncated, or beyond what
+    /// `load` reaches.
+    Unread,
     /// An IPv6 fragment of TCP (IPv4 ones come back as records with
     /// `checks::FRAGMENT`).
     Fragment,
@@ -114,7 +117,7 @@ fn read<const N: usize, L: Fn(u32, *mut u8, u32) -> bool>(load: &L, off: u32) ->
 #[inline(always)]
 pub fn parse<L: Fn(u32, *mut u8, u32) -> bool>(load: &L, frame_len: u32) -> Result<Parsed, Skip> {
     let Some(eth) = read::<14, L>(load, 0) else {
-        return Err(Skip::Other);
+        return Err(Skip::Unread);
     };
     let mut ether_type = be16(&eth, 12);
     let mut off = ETH_HLEN;
@@ -123,7 +126,7 @@ pub fn parse<L: Fn(u32, *mut u8, u32) -> bool>(load: &L, frame_len: u32) -> Resu
             break;
         }
         let Some(tag) = read::<4, L>(load, off) else {
-            return Err(Skip::Other);
+            return Err(Skip::Unread);
         };
         ether_type = be16(&tag, 2);
         off += 4;
@@ -134,7 +137,7 @@ pub fn parse<L: Fn(u32, *mut u8, u32) -> bool>(load: &L, frame_len: u32) -> Resu
     let mut l4_len: u32;
     if ether_type == ETH_P_IP {
         let Some(ip) = read::<20, L>(load, off) else {
-            return Err(Skip::Other);
+            return Err(Skip::Unread);
         };
         if ip[0] >> 4 != 4 || ip[9] != IPPROTO_TCP {
             return Err(Skip::Other);
@@ -155,7 +158,7 @@ pub fn parse<L: Fn(u32, *mut u8, u32) -> bool>(load: &L, frame_len: u32) -> Resu
                 break;
             }
             let Some(word) = read::<4, L>(load, off + at) else {
-                return Err(Skip::Other);
+                return Err(Skip::Unread);
             };
             acc = sum16(acc, &word);
         }
@@ -198,7 +201,7 @@ pub fn parse<L: Fn(u32, *mut u8, u32) -> bool>(load: &L, frame_len: u32) -> Resu
         off += ihl;
     } else if ether_type == ETH_P_IPV6 {
         let Some(ip) = read::<40, L>(load, off) else {
-            return Err(Skip::Other);
+            return Err(Skip::Unread);
         };
         if ip[0] >> 4 != 6 {
             return Err(Skip::Other);
@@ -221,7 +224,7 @@ pub fn parse<L: Fn(u32, *mut u8, u32) -> bool>(load: &L, frame_len: u32) -> Resu
             let ext_len = match next {
                 IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS | IPV6_AH => {
                     let Some(ext) = read::<2, L>(load, off) else {
-                        return Err(Skip::Other);
+                        return Err(Skip::Unread);
                     };
                     next = ext[0];
                     if next == IPV6_AH {
@@ -246,7 +249,7 @@ pub fn parse<L: Fn(u32, *mut u8, u32) -> bool>(load: &L, frame_len: u32) -> Resu
         return Err(Skip::Other);
     }
     let Some(tcp) = read::<20, L>(load, off) else {
-        return Err(Skip::Other);
+        return Err(Skip::Unread);
     };
     let data_offset = ((tcp[12] >> 4) as u32) * 4;
     if data_offset < 20 || data_offset > l4_len {
@@ -475,19 +478,23 @@ mod tests {
             (h.checks, h.ack),
             (checks::FRAGMENT, checks::MORE_FRAGMENTS)
         );
-        assert!(
-            parse_frame(&v4_frame(&[], tcp_flags::ACK, b"")).is_none(),
-            "pure ACK"
-        );
-        assert!(parse_frame(&ethernet(&[], 0x0806)).is_none(), "ARP");
+        // Other: nothing to record; Unread: a header is past the bytes
+        // `load` reaches (a tc program then walks again with the helper).
+        let pure_ack = v4_frame(&[], tcp_flags::ACK, b"");
+        assert_eq!(parse_result(&pure_ack).err(), Some(Skip::Other), "pure ACK");
+        let arp = ethernet(&[], 0x0806);
+        assert_eq!(parse_result(&arp).err(), Some(Skip::Other), "ARP");
         let whole = v4_frame(&[], tcp_flags::ACK, TCP_PAYLOAD);
-        assert!(
-            parse_frame(&whole[..14 + 20 + 10]).is_none(),
-            "truncated TCP header"
-        );
+        for cut in [10, 14 + 10, 14 + 20 + 10] {
+            assert_eq!(
+                parse_result(&whole[..cut]).err(),
+                Some(Skip::Unread),
+                "cut at {cut}"
+            );
+        }
         let mut udp = whole.clone();
         udp[14 + 9] = 17;
-        assert!(parse_frame(&udp).is_none(), "UDP");
+        assert_eq!(parse_result(&udp).err(), Some(Skip::Other), "UDP");
     }
 
     #[test]

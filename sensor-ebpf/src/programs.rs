@@ -174,6 +174,50 @@ fn blocked(header: &SegmentHeader) -> bool {
     deadline.is_some_and(|d| now < *d)
 }
 
+/// Frame offsets past this are read by the helper only: the verifier
+/// needs a bound on the offset it adds to a packet pointer.
+const MAX_DIRECT_OFFSET: u32 = 0x3fff;
+
+/// Copies `len` bytes at frame offset `off` to `dst` straight from the
+/// packet's linear data, `[data, data_end)` (direct packet access, kernel
+/// doc bpf/verifier.rst): no helper call. False when they are not all in
+/// it (see [`walk`]).
+#[inline(always)]
+fn direct(data: usize, data_end: usize, off: u32, dst: *mut u8, len: u32) -> bool {
+    if off > MAX_DIRECT_OFFSET {
+        return false;
+    }
+    let start = data + off as usize;
+    if start + len as usize > data_end {
+        return false;
+    }
+    unsafe { ptr::copy_nonoverlapping(start as *const u8, dst, len as usize) };
+    true
+}
+
+/// The header walk ([`parse`]) of a frame of `frame_len` bytes whose
+/// linear part is `[data, data_end)`: read in place first (the stack keeps
+/// a frame's headers linear, its payload often in page fragments), by
+/// `load`, the helper, when a header was past the linear part. Whole walks,
+/// not a fallback per read: the verifier then explores two walks, not every
+/// mix of the two (that exceeded its limit).
+#[inline(always)]
+fn walk<L: Fn(u32, *mut u8, u32) -> bool>(
+    data: usize,
+    data_end: usize,
+    frame_len: u32,
+    load: &L,
+) -> Result<Parsed, Skip> {
+    let linear = data_end.wrapping_sub(data);
+    match parse(
+        &|off, dst, len| direct(data, data_end, off, dst, len),
+        frame_len,
+    ) {
+        Err(Skip::Unread) if linear < frame_len as usize => parse(load, frame_len),
+        walked => walked,
+    }
+}
+
 #[inline(always)]
 fn count(counter: Counter) {
     if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
@@ -380,13 +424,13 @@ fn tc_segment(ctx: &TcContext, direction: u8) -> bool {
         bpf_skb_load_bytes(skb as *const _, off, dst as *mut _, len) == 0
     };
     let frame_len = unsafe { (*skb).len };
-    let mut parsed = match parse(&load, frame_len) {
+    let mut parsed = match walk(ctx.data(), ctx.data_end(), frame_len, &load) {
         Ok(p) => p,
         Err(Skip::Fragment) => {
             count(Counter::Fragments);
             return false;
         }
-        Err(Skip::Other) => return false,
+        Err(Skip::Other | Skip::Unread) => return false,
     };
     let fragment = parsed.header.checks & checks::FRAGMENT != 0;
     if !fragment && direction == DIRECTION_INGRESS && blocked(&parsed.header) {
@@ -429,13 +473,13 @@ pub fn xdp_ingress(ctx: XdpContext) -> u32 {
         bpf_xdp_load_bytes(md, off, dst as *mut _, len) == 0
     };
     let frame_len = unsafe { bpf_xdp_get_buff_len(md) } as u32;
-    let mut parsed = match parse(&load, frame_len) {
+    let mut parsed = match walk(ctx.data(), ctx.data_end(), frame_len, &load) {
         Ok(p) => p,
         Err(Skip::Fragment) => {
             count(Counter::Fragments);
             return xdp_action::XDP_PASS;
         }
-        Err(Skip::Other) => return xdp_action::XDP_PASS,
+        Err(Skip::Other | Skip::Unread) => return xdp_action::XDP_PASS,
     };
     let fragment = parsed.header.checks & checks::FRAGMENT != 0;
     if !fragment && blocked(&parsed.header) {

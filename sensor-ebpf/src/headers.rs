@@ -273,6 +273,26 @@ pub fn parse<L: Fn(u32, *mut u8, u32) -> bool>(load: &L, frame_len: u32) -> Resu
     })
 }
 
+/// The header walk ([`parse`]) of a frame of `frame_len` bytes whose first
+/// `linear` bytes `in_place` reads without a helper (a tc or XDP program's
+/// direct packet access): by `in_place` first (the stack keeps a frame's
+/// headers linear, its payload often in page fragments), again by `load`,
+/// the helper, when a header was past the linear part. Whole walks, not a
+/// fallback per read: the verifier then explores two walks, not every mix
+/// of the two (that exceeded its limit).
+#[inline(always)]
+pub fn walk<D: Fn(u32, *mut u8, u32) -> bool, L: Fn(u32, *mut u8, u32) -> bool>(
+    in_place: &D,
+    load: &L,
+    linear: usize,
+    frame_len: u32,
+) -> Result<Parsed, Skip> {
+    match parse(in_place, frame_len) {
+        Err(Skip::Unread) if linear < frame_len as usize => parse(load, frame_len),
+        walked => walked,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -347,16 +367,20 @@ mod tests {
         ip
     }
 
-    fn parse_result(frame: &[u8]) -> Result<Parsed, Skip> {
-        let load = |off: u32, dst: *mut u8, len: u32| {
+    /// A `load` over `frame`'s bytes.
+    fn loader(frame: &[u8]) -> impl Fn(u32, *mut u8, u32) -> bool + '_ {
+        move |off, dst, len| {
             let start = off as usize;
             frame
                 .get(start..start + len as usize)
                 // SAFETY: `parse` passes a buffer of `len` bytes.
                 .map(|src| unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) })
                 .is_some()
-        };
-        parse(&load, frame.len() as u32)
+        }
+    }
+
+    fn parse_result(frame: &[u8]) -> Result<Parsed, Skip> {
+        parse(&loader(frame), frame.len() as u32)
     }
 
     fn parse_frame(frame: &[u8]) -> Option<Parsed> {
@@ -495,6 +519,34 @@ mod tests {
         let mut udp = whole.clone();
         udp[14 + 9] = 17;
         assert_eq!(parse_result(&udp).err(), Some(Skip::Other), "UDP");
+    }
+
+    #[test]
+    fn a_walk_reads_again_with_the_helper_only_past_the_linear_part() {
+        let frame = v4_frame(&[], tcp_flags::PSH | tcp_flags::ACK, TCP_PAYLOAD);
+        let whole = parse_frame(&frame).unwrap();
+        let helper_runs = core::cell::Cell::new(0);
+        let load = |off: u32, dst: *mut u8, len: u32| {
+            helper_runs.set(helper_runs.get() + 1);
+            loader(&frame)(off, dst, len)
+        };
+        // Linear through the headers, or not even through the IP header.
+        for (linear, helper) in [(frame.len(), 0), (14 + 20 + 20, 0), (14 + 10, 3)] {
+            helper_runs.set(0);
+            let walked = walk(&loader(&frame[..linear]), &load, linear, frame.len() as u32);
+            let p = walked.unwrap();
+            assert_eq!(
+                (p.header.seq, p.payload_offset, p.tcp_len),
+                (whole.header.seq, whole.payload_offset, whole.tcp_len),
+                "linear {linear}"
+            );
+            assert_eq!(helper_runs.get(), helper, "linear {linear}");
+        }
+        // A truncated frame is all linear: no second walk.
+        let cut = &frame[..14 + 20 + 10];
+        let no_helper = |_: u32, _: *mut u8, _: u32| -> bool { unreachable!() };
+        let walked = walk(&loader(cut), &no_helper, cut.len(), cut.len() as u32);
+        assert_eq!(walked.err(), Some(Skip::Unread));
     }
 
     #[test]

@@ -28,7 +28,7 @@ use sensor_ebpf::{
     wakes_reader,
 };
 
-use sensor_ebpf::headers::{Parsed, Skip, fold, parse, pseudo_header_sum};
+use sensor_ebpf::headers::{Parsed, Skip, fold, pseudo_header_sum, walk};
 
 /// Payload bytes copied per record; set by userspace before load. Lives in
 /// frozen `.rodata`, so the verifier sees a constant reservation size.
@@ -181,7 +181,7 @@ const MAX_DIRECT_OFFSET: u32 = 0x3fff;
 /// Copies `len` bytes at frame offset `off` to `dst` straight from the
 /// packet's linear data, `[data, data_end)` (direct packet access, kernel
 /// doc bpf/verifier.rst): no helper call. False when they are not all in
-/// it (see [`walk`]).
+/// it (see [`sensor_ebpf::headers::walk`]).
 #[inline(always)]
 fn direct(data: usize, data_end: usize, off: u32, dst: *mut u8, len: u32) -> bool {
     if off > MAX_DIRECT_OFFSET {
@@ -193,29 +193,6 @@ fn direct(data: usize, data_end: usize, off: u32, dst: *mut u8, len: u32) -> boo
     }
     unsafe { ptr::copy_nonoverlapping(start as *const u8, dst, len as usize) };
     true
-}
-
-/// The header walk ([`parse`]) of a frame of `frame_len` bytes whose
-/// linear part is `[data, data_end)`: read in place first (the stack keeps
-/// a frame's headers linear, its payload often in page fragments), by
-/// `load`, the helper, when a header was past the linear part. Whole walks,
-/// not a fallback per read: the verifier then explores two walks, not every
-/// mix of the two (that exceeded its limit).
-#[inline(always)]
-fn walk<L: Fn(u32, *mut u8, u32) -> bool>(
-    data: usize,
-    data_end: usize,
-    frame_len: u32,
-    load: &L,
-) -> Result<Parsed, Skip> {
-    let linear = data_end.wrapping_sub(data);
-    match parse(
-        &|off, dst, len| direct(data, data_end, off, dst, len),
-        frame_len,
-    ) {
-        Err(Skip::Unread) if linear < frame_len as usize => parse(load, frame_len),
-        walked => walked,
-    }
 }
 
 #[inline(always)]
@@ -424,7 +401,9 @@ fn tc_segment(ctx: &TcContext, direction: u8) -> bool {
         bpf_skb_load_bytes(skb as *const _, off, dst as *mut _, len) == 0
     };
     let frame_len = unsafe { (*skb).len };
-    let mut parsed = match walk(ctx.data(), ctx.data_end(), frame_len, &load) {
+    let (data, data_end) = (ctx.data(), ctx.data_end());
+    let in_place = |off, dst, len| direct(data, data_end, off, dst, len);
+    let mut parsed = match walk(&in_place, &load, data_end.wrapping_sub(data), frame_len) {
         Ok(p) => p,
         Err(Skip::Fragment) => {
             count(Counter::Fragments);
@@ -473,7 +452,9 @@ pub fn xdp_ingress(ctx: XdpContext) -> u32 {
         bpf_xdp_load_bytes(md, off, dst as *mut _, len) == 0
     };
     let frame_len = unsafe { bpf_xdp_get_buff_len(md) } as u32;
-    let mut parsed = match walk(ctx.data(), ctx.data_end(), frame_len, &load) {
+    let (data, data_end) = (ctx.data(), ctx.data_end());
+    let in_place = |off, dst, len| direct(data, data_end, off, dst, len);
+    let mut parsed = match walk(&in_place, &load, data_end.wrapping_sub(data), frame_len) {
         Ok(p) => p,
         Err(Skip::Fragment) => {
             count(Counter::Fragments);

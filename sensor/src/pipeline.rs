@@ -280,24 +280,16 @@ impl Pipeline {
             }
         }
         if self.joiner.has_ready() {
+            let mut detectors = self.detectors.as_mut();
+            let mut responder = self.responder.as_deref_mut();
             for request in self.joiner.drain() {
                 self.sinks.transaction(&request.tx);
-                if request.counted {
-                    self.sinks.counted(&request.tx);
+                if !request.counted {
+                    continue;
                 }
-                if let Some(detectors) = &mut self.detectors
-                    && request.counted
-                {
-                    for mut alert in detectors.transaction(&request.tx) {
-                        let events = match &mut self.responder {
-                            Some(r) => r.respond(&request.tx, &mut alert),
-                            None => Vec::new(),
-                        };
-                        self.sinks.alert(&alert);
-                        for e in &events {
-                            self.sinks.block_event(e);
-                        }
-                    }
+                self.sinks.counted(&request.tx);
+                if let Some(d) = detectors.as_deref_mut() {
+                    detect(d, responder.as_deref_mut(), &mut self.sinks, &request.tx);
                 }
             }
         }
@@ -312,6 +304,26 @@ impl Pipeline {
             for alert in detectors.transitions() {
                 self.sinks.alert(&alert);
             }
+        }
+    }
+}
+
+/// Runs the detectors on one counted request and hands each alert, and the
+/// block events the responder made of it, to the sinks.
+fn detect(
+    detectors: &mut Detectors,
+    mut responder: Option<&mut (dyn Responder + 'static)>,
+    sinks: &mut Sinks,
+    tx: &Transaction,
+) {
+    for mut alert in detectors.transaction(tx) {
+        let events = match responder.as_deref_mut() {
+            Some(r) => r.respond(tx, &mut alert),
+            None => Vec::new(),
+        };
+        sinks.alert(&alert);
+        for e in &events {
+            sinks.block_event(e);
         }
     }
 }

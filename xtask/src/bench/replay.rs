@@ -5,6 +5,7 @@
 //! in the same run, so the figures compare side by side on a noisy machine.
 
 use std::{
+    ffi::{OsStr, OsString},
     fs,
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -120,13 +121,25 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `siem-sensor replay FILE` pinned to core 1, with the benchmarks'
+/// The arguments of `siem-sensor replay FILE` with the benchmarks'
 /// fingerprint key.
+pub(super) fn replay_args(root: &Path, file: &Path) -> Vec<OsString> {
+    let key = root.join("target/bench/fingerprint.key");
+    let args: [&OsStr; 4] = [
+        "replay".as_ref(),
+        file.as_ref(),
+        "--fingerprint-key".as_ref(),
+        key.as_ref(),
+    ];
+    args.map(OsStr::to_os_string).to_vec()
+}
+
+/// [`replay_args`] run by `sensor`, pinned to core 1.
 pub(super) fn pinned_replay(root: &Path, sensor: &Path, file: &Path) -> Command {
     let mut cmd = Command::new("taskset");
-    cmd.args(["-c", "1"]).arg(sensor).arg("replay").arg(file);
-    cmd.arg("--fingerprint-key")
-        .arg(root.join("target/bench/fingerprint.key"));
+    cmd.args(["-c", "1"])
+        .arg(sensor)
+        .args(replay_args(root, file));
     cmd
 }
 
@@ -155,12 +168,21 @@ pub(super) fn with_and_without(
 pub(super) fn tshark(file: &Path, options: &[&str], filter: &str) -> Result<(Measured, u64)> {
     eprintln!("bench: tshark on {} (slow)", file.display());
     let mut tshark = Command::new("taskset");
-    tshark.args(["-c", "1", "tshark", "-n", "-r"]).arg(file);
-    tshark.args(options);
-    tshark.args(["-Y", filter, "-T", "fields", "-e", "frame.number"]);
+    tshark
+        .args(["-c", "1", "tshark"])
+        .args(tshark_args(file, options, filter));
     let t = measure(&mut tshark)?;
     let lines = t.stdout.lines().count() as u64;
     Ok((t, lines))
+}
+
+/// tshark's arguments: read `file` with `options`, print the frame number
+/// of every packet that matches the display filter `filter`.
+pub(super) fn tshark_args(file: &Path, options: &[&str], filter: &str) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["-n".into(), "-r".into(), file.into()];
+    args.extend(options.iter().map(OsString::from));
+    args.extend(["-Y", filter, "-T", "fields", "-e", "frame.number"].map(OsString::from));
+    args
 }
 
 /// The cached lab capture, generated when missing.

@@ -8,7 +8,7 @@
 //! a join; tshark decodes the same file as the peer.
 
 use std::{
-    ffi::OsStr,
+    ffi::OsString,
     fs,
     path::{Path, PathBuf},
 };
@@ -26,6 +26,13 @@ use super::{instructions, median_run, replay, write_section};
 const MIN_REQUESTS: u64 = 250_000;
 /// The transactions per second the issue asks of one core.
 const TARGET: f64 = 1_000_000.0;
+/// Where Kong is, for every replay of the capture: its two addresses.
+const KONG_ADDRESSES: [&str; 4] = [
+    "--kong-address",
+    GATEWAY_V4,
+    "--kong-address",
+    GATEWAY_UPSTREAM_V4,
+];
 /// Packets from the capture's start whose instructions cachegrind counts
 /// (tshark takes about a minute for them under valgrind).
 const COUNTED_PACKETS: u32 = 60_000;
@@ -36,13 +43,7 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
     let capture = capture(&dir)?;
     let replay = |extra: &[&str]| {
         let mut cmd = replay::pinned_replay(root, sensor, &capture);
-        cmd.args([
-            "--kong-address",
-            GATEWAY_V4,
-            "--kong-address",
-            GATEWAY_UPSTREAM_V4,
-        ]);
-        cmd.args(extra);
+        cmd.args(KONG_ADDRESSES).args(extra);
         cmd
     };
     let (mut with, mut without) = replay::with_and_without("API replay", replay)?;
@@ -133,34 +134,13 @@ fn count_instructions(
     eprintln!("bench: counting instructions under cachegrind (slow)");
     let start = instructions::prefix(capture, 1)?;
     let part = instructions::prefix(capture, COUNTED_PACKETS)?;
-    let key = root.join("target/bench/fingerprint.key");
     let sensor_run = |file: &Path| {
-        let args: [&OsStr; 8] = [
-            "replay".as_ref(),
-            file.as_os_str(),
-            "--fingerprint-key".as_ref(),
-            key.as_os_str(),
-            "--kong-address".as_ref(),
-            GATEWAY_V4.as_ref(),
-            "--kong-address".as_ref(),
-            GATEWAY_UPSTREAM_V4.as_ref(),
-        ];
+        let mut args = replay::replay_args(root, file);
+        args.extend(KONG_ADDRESSES.map(OsString::from));
         instructions::count(sensor, &args)
     };
     let tshark_run = |file: &Path| {
-        let args: [&OsStr; 11] = [
-            "-n".as_ref(),
-            "-r".as_ref(),
-            file.as_os_str(),
-            "-d".as_ref(),
-            decode.as_ref(),
-            "-Y".as_ref(),
-            "http.request".as_ref(),
-            "-T".as_ref(),
-            "fields".as_ref(),
-            "-e".as_ref(),
-            "frame.number".as_ref(),
-        ];
+        let args = replay::tshark_args(file, &["-d", decode], "http.request");
         instructions::count(Path::new("tshark"), &args)
     };
     let (sensor_start, sensor_part) = (sensor_run(&start)?, sensor_run(&part)?);

@@ -11,6 +11,7 @@ pub mod choice;
 pub mod collect;
 pub mod detect;
 pub mod exporter;
+pub mod field_name;
 pub mod fleet;
 pub mod flow;
 pub mod http;

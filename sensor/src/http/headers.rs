@@ -2,6 +2,7 @@
 //! framing and identity resolution read, found in a single pass.
 
 use super::message::FramingHeaders;
+use crate::field_name;
 use crate::identity::{HeaderNames, IdentityHeaders};
 
 /// The request headers the sensor reads. First occurrence wins, except
@@ -29,7 +30,7 @@ impl<'h> RequestHeaders<'h> {
         let mut f = Self::default();
         for (i, h) in headers.iter().enumerate() {
             let (name, value) = (h.name, h.value);
-            let is = |n: &str| name.eq_ignore_ascii_case(n);
+            let is = |n: &str| field_name::is(name.as_bytes(), n.as_bytes());
             if f.framing.note(name.as_bytes(), value) || f.identity.note(headers, i, names) {
                 continue;
             }
@@ -69,10 +70,10 @@ impl<'h> ResponseHeaders<'h> {
         for h in headers {
             let name = h.name;
             if f.framing.note(name.as_bytes(), h.value) {
-            } else if name.eq_ignore_ascii_case("x-kong-request-id") {
+            } else if field_name::is(name.as_bytes(), b"x-kong-request-id") {
                 f.request_id = Some(h.value);
                 kong_id = true;
-            } else if name.eq_ignore_ascii_case("x-request-id") && !kong_id {
+            } else if field_name::is(name.as_bytes(), b"x-request-id") && !kong_id {
                 f.request_id = Some(h.value);
             }
         }
@@ -87,7 +88,7 @@ impl<'h> ResponseHeaders<'h> {
 pub fn upgrades_to_h2c(headers: &[httparse::Header<'_>]) -> bool {
     headers
         .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("upgrade"))
+        .filter(|h| field_name::is(h.name.as_bytes(), b"upgrade"))
         .flat_map(|h| h.value.split(|b| *b == b','))
         .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"h2c"))
 }

@@ -10,7 +10,7 @@
 
 use std::mem::MaybeUninit;
 
-use crate::flow::Chunk;
+use crate::{field_name, flow::Chunk};
 
 /// How a message body is delimited (RFC 9112 section 6.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,9 +45,9 @@ pub struct BadLength;
 impl<'h> FramingHeaders<'h> {
     /// Takes one header if it is a framing header; true if it was.
     pub fn note(&mut self, name: &[u8], value: &'h [u8]) -> bool {
-        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        if field_name::is(name, b"transfer-encoding") {
             self.transfer_encoding = Some(value);
-        } else if name.eq_ignore_ascii_case(b"content-length") {
+        } else if field_name::is(name, b"content-length") {
             let n = parse_length(value);
             self.content_length = Some(match self.content_length {
                 None => n,

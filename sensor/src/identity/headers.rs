@@ -84,7 +84,7 @@ impl<'h> IdentityHeaders<'h> {
     /// reads; true if it did.
     fn note_fixed(&mut self, all: &'h [httparse::Header<'h>], at: usize) -> bool {
         let h = &all[at];
-        let is = |n: &str| h.name.eq_ignore_ascii_case(n);
+        let is = |n: &str| crate::field_name::is(h.name.as_bytes(), n.as_bytes());
         let slot = if is("authorization") {
             &mut self.authorization
         } else if is(FORWARDED_FOR) {

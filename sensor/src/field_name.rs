@@ -1,0 +1,111 @@
+//! HTTP field names compared as RFC 9110 section 5.1 says (ASCII
+//! case-insensitively), against the lowercase names the sensor reads.
+//!
+//! Every header of every request and response is compared with a dozen
+//! names, so the compare is eight bytes at a time: a byte of `name` matches
+//! a lowercase letter of the wanted name when equal to it once bit 0x20 is
+//! set (that bit is all that separates `A`-`Z` from `a`-`z`), and any other
+//! byte only when equal. With the wanted name a constant, the mask of its
+//! letters folds away at compile time.
+
+/// Whether `name` is `lower` ignoring ASCII case; `lower` must be
+/// lowercase ASCII (a debug assertion checks it). The same answer as
+/// `name.eq_ignore_ascii_case(lower)`.
+#[inline]
+pub fn is(name: &[u8], lower: &[u8]) -> bool {
+    debug_assert!(
+        lower
+            .iter()
+            .all(|b| b.is_ascii() && !b.is_ascii_uppercase())
+    );
+    let n = lower.len();
+    if name.len() != n {
+        return false;
+    }
+    if n < 8 {
+        return name
+            .iter()
+            .zip(lower)
+            .all(|(a, b)| a.to_ascii_lowercase() == *b);
+    }
+    // Words at 0, 8, 16, ... and one ending at the last byte (overlapping
+    // the one before when the length is not a multiple of eight).
+    let word = |s: &[u8], at: usize| {
+        let mut w = [0; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    let mut at = 0;
+    loop {
+        let at_word = at.min(n - 8);
+        let want = word(lower, at_word);
+        if word(name, at_word) | letters(want) != want {
+            return false;
+        }
+        if at_word == n - 8 {
+            return true;
+        }
+        at += 8;
+    }
+}
+
+/// 0x20 in each byte of `word` that is `a`-`z`, 0 in the others (a byte
+/// range test on all eight at once: adding 0x1f carries into bit 7 from
+/// `a` up, adding 0x05 from past `z`; no byte carries into the next, as
+/// lowercase ASCII is below 0x80).
+#[inline]
+fn letters(word: u64) -> u64 {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    let from_a = word + ONES * (0x80 - u64::from(b'a'));
+    let past_z = word + ONES * (0x80 - u64::from(b'z') - 1);
+    ((from_a & !past_z & !word) & ONES * 0x80) >> 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is;
+
+    const NAMES: &[&str] = &[
+        "host",
+        "apikey",
+        "x-real-ip",
+        "user-agent",
+        "x-request-id",
+        "authorization",
+        "content-length",
+        "x-forwarded-for",
+        "transfer-encoding",
+        "x-kong-request-id",
+        "x-credential-identifier",
+        "x-0_9~z",
+        "",
+    ];
+
+    #[test]
+    fn agrees_with_the_standard_library_on_every_byte() {
+        for lower in NAMES {
+            let lower = lower.as_bytes();
+            assert!(is(lower, lower));
+            assert!(is(&lower.to_ascii_uppercase(), lower));
+            for at in 0..lower.len() {
+                for b in 0..=255u8 {
+                    let mut name = lower.to_vec();
+                    name[at] = b;
+                    assert_eq!(
+                        is(&name, lower),
+                        name.eq_ignore_ascii_case(lower),
+                        "{:?} at {at} = {b:#x}",
+                        String::from_utf8_lossy(lower)
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_longer_or_shorter_name_never_matches() {
+        assert!(!is(b"hostx", b"host"));
+        assert!(!is(b"x-forwarded-fo", b"x-forwarded-for"));
+        assert!(!is(b"x-forwarded-forr", b"x-forwarded-for"));
+    }
+}

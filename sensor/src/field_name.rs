@@ -58,7 +58,7 @@ fn letters(word: u64) -> u64 {
     const ONES: u64 = u64::from_le_bytes([1; 8]);
     let from_a = word + ONES * (0x80 - u64::from(b'a'));
     let past_z = word + ONES * (0x80 - u64::from(b'z') - 1);
-    ((from_a & !past_z & !word) & ONES * 0x80) >> 2
+    (from_a & !past_z & !word & (ONES * 0x80)) >> 2
 }
 
 #[cfg(test)]

@@ -10,8 +10,9 @@
 
 /// Whether `name` is `lower` ignoring ASCII case; `lower` must be
 /// lowercase ASCII (a debug assertion checks it). The same answer as
-/// `name.eq_ignore_ascii_case(lower)`.
-#[inline]
+/// `name.eq_ignore_ascii_case(lower)`. Always inlined, so that a constant
+/// `lower`'s mask is computed at compile time.
+#[inline(always)]
 pub fn is(name: &[u8], lower: &[u8]) -> bool {
     debug_assert!(
         lower
@@ -53,7 +54,7 @@ pub fn is(name: &[u8], lower: &[u8]) -> bool {
 /// range test on all eight at once: adding 0x1f carries into bit 7 from
 /// `a` up, adding 0x05 from past `z`; no byte carries into the next, as
 /// lowercase ASCII is below 0x80).
-#[inline]
+#[inline(always)]
 fn letters(word: u64) -> u64 {
     const ONES: u64 = u64::from_le_bytes([1; 8]);
     let from_a = word + ONES * (0x80 - u64::from(b'a'));

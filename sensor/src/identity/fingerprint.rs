@@ -1,6 +1,6 @@
 //! Keyed credential fingerprints.
 //!
-//! The hash is BLAKE3 in keyed mode (`blake3::Hasher::new_keyed`), truncated
+//! The hash is BLAKE3 in keyed mode (`blake3::keyed_hash`), truncated
 //! to 128 bits. Why BLAKE3 rather than HMAC-SHA256: keyed BLAKE3 is a PRF by
 //! design (no inner/outer double hash), so a credential of up to 64 bytes
 //! costs one compression instead of HMAC's two-plus, and the "precomputed

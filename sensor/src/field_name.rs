@@ -1,5 +1,6 @@
-//! HTTP field names compared as RFC 9110 section 5.1 says (ASCII
-//! case-insensitively), against the lowercase names the sensor reads.
+//! HTTP field names (RFC 9110 section 5.1): what one may be made of, and
+//! names compared as the RFC says (ASCII case-insensitively) against the
+//! lowercase names the sensor reads.
 //!
 //! Every header of every request and response is compared with a dozen
 //! names, so the compare is eight bytes at a time: a byte of `name` matches
@@ -62,9 +63,54 @@ fn letters(word: u64) -> u64 {
     (from_a & !past_z & !word & (ONES * 0x80)) >> 2
 }
 
+/// Whether `b` is a `tchar` (RFC 9110 section 5.6.2): what field names
+/// and methods are made of.
+#[inline(always)]
+pub fn is_tchar(b: u8) -> bool {
+    TCHAR[usize::from(b)]
+}
+
+/// Whether `name` is a field name: one or more tchars (RFC 9110 section
+/// 5.1).
+pub fn is_valid(name: &[u8]) -> bool {
+    !name.is_empty() && name.iter().all(|&b| is_tchar(b))
+}
+
+/// [`is_tchar`] for every byte value: letters, digits and
+/// ``!#$%&'*+-.^_`|~``.
+const TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = matches!(b as u8,
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9'
+            | b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+'
+            | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~');
+        b += 1;
+    }
+    table
+};
+
 #[cfg(test)]
 mod tests {
-    use super::is;
+    use super::{is, is_valid};
+
+    #[test]
+    fn field_names_are_tchars() {
+        assert!(is_valid(b"X-Kong-Request-Id"));
+        assert!(is_valid(b"x_0~z!#$%&'*+.^`|"));
+        for bad in [
+            &b""[..],
+            b"api key",
+            b"a:b",
+            b"a\"b",
+            b"caf\xc3\xa9",
+            b"a\tb",
+            b"(a)",
+        ] {
+            assert!(!is_valid(bad), "{}", bad.escape_ascii());
+        }
+    }
 
     const NAMES: &[&str] = &[
         "host",

@@ -88,6 +88,11 @@ fn every_error_names_the_file_line_and_reason() {
             "DIR/bad-decoy.toml:4: bad decoy route `/a/[z`",
         ),
         (
+            "bad-key-name.toml",
+            "[capture]\ninterfaces = [\"lo\"]\n[identity]\nkey_names = [\"apikey\", \"api key\"]\n",
+            "DIR/bad-key-name.toml:4: invalid value 'api key' for '--key-name <NAME>': `api key` is not a header name",
+        ),
+        (
             "table.toml",
             "capture = 3\n",
             "DIR/table.toml:1: `capture` must be a [section]",

@@ -43,7 +43,7 @@ pub struct PipelineArgs {
     trusted_proxies: Vec<IpNet>,
     /// The header a trusted proxy names the client in (nginx
     /// `real_ip_header`), read right to left as a list.
-    #[arg(long, value_name = "NAME", default_value = FORWARDED_FOR)]
+    #[arg(long, value_name = "NAME", default_value = FORWARDED_FOR, value_parser = header_name)]
     real_ip_header: String,
     /// Kong node address or CIDR: flows these open (to servers other than a
     /// Kong proxy listener) are Kong's upstream leg, the only place its
@@ -56,7 +56,7 @@ pub struct PipelineArgs {
     #[arg(long, value_delimiter = ',', default_value = "8000,8443")]
     proxy_ports: Vec<u16>,
     /// Kong key-auth key name (header or query parameter); repeat for several.
-    #[arg(long = "key-name", value_name = "NAME", default_value = "apikey")]
+    #[arg(long = "key-name", value_name = "NAME", default_value = "apikey", value_parser = header_name)]
     key_names: Vec<String>,
     /// The per-installation key for credential fingerprints; created (mode
     /// 0600) on first use.
@@ -99,6 +99,18 @@ pub(super) fn file_mode(s: &str) -> Result<u32, String> {
         return Err(format!("`{s}`: only read and write bits (at most 0666)"));
     }
     Ok(mode)
+}
+
+/// A header name (RFC 9110 section 5.1; Kong's key names are a subset:
+/// letters, digits, `_` and `-`).
+fn header_name(s: &str) -> Result<String, String> {
+    if sensor::field_name::is_valid(s.as_bytes()) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "`{s}` is not a header name (letters, digits and !#$%&'*+-.^_`|~)"
+        ))
+    }
 }
 
 /// A CIDR, or a bare address as a host route.

@@ -330,7 +330,7 @@ impl MessageHandler for Events<'_> {
                 leg
             }
         };
-        let headers = RequestHeaders::scan(head.headers, resolver.names());
+        let headers = RequestHeaders::scan(head.headers, resolver.header_names());
         let (identity, path) = resolver.resolve(self.client.ip(), leg, target, &headers.identity);
         let endpoints = (self.client, self.server);
         let mut tx = Box::new(Transaction::request(

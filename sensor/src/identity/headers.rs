@@ -4,6 +4,8 @@
 
 use smallvec::SmallVec;
 
+use crate::field_name;
+
 /// `X-Forwarded-For`, lower case.
 pub const FORWARDED_FOR: &str = "x-forwarded-for";
 
@@ -16,6 +18,21 @@ pub struct HeaderNames {
     /// The header a trusted proxy names the client in (nginx's
     /// `real_ip_header`; default `X-Forwarded-For`), lower case.
     pub real_ip_header: String,
+}
+
+impl HeaderNames {
+    /// The names ASCII-lowercased: what [`IdentityHeaders::note`] compares
+    /// header names with.
+    pub fn lowercased(&self) -> Self {
+        Self {
+            key_names: self
+                .key_names
+                .iter()
+                .map(|k| k.to_ascii_lowercase())
+                .collect(),
+            real_ip_header: self.real_ip_header.to_ascii_lowercase(),
+        }
+    }
 }
 
 impl Default for HeaderNames {
@@ -54,6 +71,8 @@ pub struct IdentityHeaders<'h> {
 
 impl<'h> IdentityHeaders<'h> {
     /// Takes header `all[at]` if identity reads it; true if it did.
+    /// `names` must be [`HeaderNames::lowercased`] (what
+    /// [`crate::identity::Resolver::header_names`] gives).
     pub fn note(
         &mut self,
         all: &'h [httparse::Header<'h>],
@@ -61,7 +80,7 @@ impl<'h> IdentityHeaders<'h> {
         names: &HeaderNames,
     ) -> bool {
         let Some(h) = all.get(at) else { return false };
-        let is = |n: &str| h.name.eq_ignore_ascii_case(n);
+        let is = |n: &str| field_name::is(h.name.as_bytes(), n.as_bytes());
         let mut taken = false;
         if is(&names.real_ip_header) {
             self.real_ip_header_lines = &all[..=at];
@@ -84,7 +103,7 @@ impl<'h> IdentityHeaders<'h> {
     /// reads; true if it did.
     fn note_fixed(&mut self, all: &'h [httparse::Header<'h>], at: usize) -> bool {
         let h = &all[at];
-        let is = |n: &str| crate::field_name::is(h.name.as_bytes(), n.as_bytes());
+        let is = |n: &str| field_name::is(h.name.as_bytes(), n.as_bytes());
         let slot = if is("authorization") {
             &mut self.authorization
         } else if is(FORWARDED_FOR) {

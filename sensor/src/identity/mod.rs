@@ -112,7 +112,10 @@ pub struct Identity {
 #[derive(Debug)]
 pub struct Resolver {
     trusted_proxies: Vec<IpNet>,
+    /// The names as configured: key names match query parameters exactly.
     names: HeaderNames,
+    /// The same names lowercased, for header names.
+    header_names: HeaderNames,
     topology: Topology,
     key: FingerprintKey,
 }
@@ -122,15 +125,17 @@ impl Resolver {
     pub fn new(config: IdentityConfig, key: FingerprintKey) -> Self {
         Self {
             trusted_proxies: config.trusted_proxies,
+            header_names: config.names.lowercased(),
             names: config.names,
             topology: config.topology,
             key,
         }
     }
 
-    /// The header names the HTTP scan hands over.
-    pub fn names(&self) -> &HeaderNames {
-        &self.names
+    /// The header names the HTTP scan hands over, lowercased (as
+    /// [`IdentityHeaders::note`] wants them).
+    pub fn header_names(&self) -> &HeaderNames {
+        &self.header_names
     }
 
     /// Where Kong is.
@@ -159,7 +164,7 @@ impl Resolver {
             Leg::Client => client_ip::client_ip(
                 peer,
                 &self.trusted_proxies,
-                seen.real_ip_header(&self.names),
+                seen.real_ip_header(&self.header_names),
             ),
             Leg::Upstream => {
                 client_ip::kong_client_ip(peer, seen.real_ip, seen.forwarded_for(), |a| {

@@ -81,7 +81,7 @@ impl ResolveList for Resolver {
     ) -> (Identity, Cow<'t, str>) {
         let mut seen = IdentityHeaders::default();
         for at in 0..headers.len() {
-            seen.note(headers, at, self.names());
+            seen.note(headers, at, self.header_names());
         }
         let client = std::net::SocketAddr::new(peer, 40000);
         let leg = self.topology().leg(client, SERVER.parse().unwrap());

@@ -311,7 +311,7 @@ impl H2 {
         let fields = http1_fields(headers);
         let resolver = &ctx.resolver;
         let leg = resolver.topology().leg(client, server);
-        let scanned = RequestHeaders::scan(&fields, resolver.names());
+        let scanned = RequestHeaders::scan(&fields, resolver.header_names());
         let target_text = String::from_utf8_lossy(target);
         let (identity, path) = resolver.resolve(client.ip(), leg, &target_text, &scanned.identity);
         let method_text = String::from_utf8_lossy(method);

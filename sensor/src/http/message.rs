@@ -10,6 +10,7 @@
 
 use std::mem::MaybeUninit;
 
+use super::strict_head;
 use crate::{field_name, flow::Chunk};
 
 /// How a message body is delimited (RFC 9112 section 6.3).
@@ -532,12 +533,49 @@ fn parse_head(
     truncated: bool,
     m: &mut impl MessageHandler,
 ) -> Result<Option<(usize, Body)>, httparse::Error> {
+    if let Some(parsed) = parse_strict(kind, buf, time_ns, truncated, m) {
+        return Ok(Some(parsed));
+    }
     let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     match parse_head_into(kind, buf, time_ns, truncated, m, &mut slots) {
         Err(httparse::Error::TooManyHeaders) => {
             parse_head_into(kind, buf, time_ns, truncated, m, &mut header_slots(buf))
         }
         other => other,
+    }
+}
+
+/// [`parse_head`] by the strict fast path (see [`strict_head`]); `None`
+/// when it steps aside for httparse.
+fn parse_strict(
+    kind: MessageKind,
+    buf: &[u8],
+    time_ns: u64,
+    truncated: bool,
+    m: &mut impl MessageHandler,
+) -> Option<(usize, Body)> {
+    let mut fields = strict_head::Fields::new();
+    match kind {
+        MessageKind::Request => {
+            let (n, (method, path, version)) = strict_head::request(buf, &mut fields)?;
+            let head = httparse::Request {
+                method: Some(method),
+                path: Some(path),
+                version: Some(version),
+                headers: &mut fields,
+            };
+            Some((n, m.request(&head, time_ns, truncated)))
+        }
+        MessageKind::Response => {
+            let (n, (version, code, reason)) = strict_head::response(buf, &mut fields)?;
+            let head = httparse::Response {
+                version: Some(version),
+                code: Some(code),
+                reason: Some(reason),
+                headers: &mut fields,
+            };
+            Some((n, m.response(&head, time_ns, truncated)))
+        }
     }
 }
 
@@ -561,13 +599,7 @@ fn parse_head_into<'b>(
     m: &mut impl MessageHandler,
     headers: &mut [MaybeUninit<httparse::Header<'b>>],
 ) -> Result<Option<(usize, Body)>, httparse::Error> {
-    let mut config = httparse::ParserConfig::default();
-    config
-        .allow_multiple_spaces_in_request_line_delimiters(true)
-        .allow_multiple_spaces_in_response_status_delimiters(true)
-        .allow_obsolete_multiline_headers_in_responses(true)
-        .ignore_invalid_headers_in_requests(true)
-        .ignore_invalid_headers_in_responses(true);
+    let config = parser_config();
     match kind {
         MessageKind::Request => {
             let mut req = httparse::Request::new(&mut []);
@@ -600,6 +632,21 @@ fn parse_head_into<'b>(
             }
         }
     }
+}
+
+/// httparse as the sensor runs it: lenient where servers are (several
+/// spaces between the parts of the first line, obsolete line folding in
+/// responses), and a field line it cannot read is skipped, not the whole
+/// head.
+pub(super) fn parser_config() -> httparse::ParserConfig {
+    let mut config = httparse::ParserConfig::default();
+    config
+        .allow_multiple_spaces_in_request_line_delimiters(true)
+        .allow_multiple_spaces_in_response_status_delimiters(true)
+        .allow_obsolete_multiline_headers_in_responses(true)
+        .ignore_invalid_headers_in_requests(true)
+        .ignore_invalid_headers_in_responses(true);
+    config
 }
 
 /// A request line whose target holds bytes httparse refuses: spaces and

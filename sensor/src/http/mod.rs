@@ -4,7 +4,8 @@
 //!
 //! One concept per file: `protocol.rs` is a flow's analyzer, choosing the
 //! protocol; `message.rs` frames one direction's HTTP/1.1 byte stream into
-//! heads and bodies; `connection.rs` pairs them into exchanges; `h2/` is
+//! heads and bodies, parsing a head with `strict_head.rs`'s fast path or
+//! httparse; `connection.rs` pairs them into exchanges; `h2/` is
 //! HTTP/2; `context.rs` and `counters.rs` are
 //! what every flow's analyzer shares; `headers.rs` is the one scan of a request's headers;
 //! `transaction.rs` the unit emitted.
@@ -22,6 +23,9 @@ mod headers;
 pub mod message;
 mod protocol;
 mod route;
+mod strict_head;
+#[cfg(test)]
+mod strict_head_tests;
 #[cfg(test)]
 mod tests;
 mod transaction;

@@ -1,0 +1,201 @@
+//! The strict fast path for an HTTP/1.1 head, tried before httparse.
+//!
+//! Nearly every head on a Kong node is printable ASCII with CRLF line ends,
+//! one space between the parts of its first line, and `name: value` fields.
+//! For such a head, [`request`] and [`response`] give what httparse gives
+//! with this project's parser configuration (`message.rs`): the same
+//! method, target, version, status, reason and fields, values trimmed the
+//! same way (RFC 9112 sections 3, 4 and 5). It reads eight bytes at a
+//! time: a value, target or reason is checked and its line end found in
+//! one pass, and a name goes byte by byte only from a byte that is not a
+//! letter, a digit or `-`.
+//!
+//! Anything else returns `None` and the caller parses the head with
+//! httparse, which decides: a tab, a byte outside printable ASCII, a bare
+//! LF or CR, obsolete line folding, an invalid or empty field name, extra
+//! spaces in the first line, a status line without a reason, an incomplete
+//! head, or more than [`MAX_FIELDS`] fields. So the fast path either agrees
+//! with httparse or steps aside; `strict_head_tests.rs` checks that on
+//! generated and mutated heads.
+
+use httparse::Header;
+use smallvec::SmallVec;
+
+use crate::field_name::is_tchar;
+
+/// Most fields a head may have to take the fast path.
+pub const MAX_FIELDS: usize = 32;
+
+/// The fields of a head, in order, without a heap allocation.
+pub type Fields<'b> = SmallVec<[Header<'b>; MAX_FIELDS]>;
+
+/// A request line: method, target, minor version (`1` for `HTTP/1.1`).
+pub type RequestLine<'b> = (&'b str, &'b str, u8);
+
+/// A status line: minor version, status code, reason phrase.
+pub type StatusLine<'b> = (u8, u16, &'b str);
+
+/// A strict request head at the start of `buf`: its length in bytes
+/// (through the empty line), its request line, and its fields appended to
+/// `fields`. `None` when the head is not strict or not complete.
+pub fn request<'b>(buf: &'b [u8], fields: &mut Fields<'b>) -> Option<(usize, RequestLine<'b>)> {
+    let eol = line_end(buf)?;
+    let line = &buf[..eol];
+    let space = line.iter().position(|&b| b == b' ')?;
+    let (method, rest) = (&line[..space], &line[space + 1..]);
+    let (target, version) = rest.split_at_checked(rest.len().checked_sub(VERSION_LEN + 1)?)?;
+    let minor = match version {
+        b" HTTP/1.1" => 1,
+        b" HTTP/1.0" => 0,
+        _ => return None,
+    };
+    // The line is printable ASCII, so a target without a space is all
+    // visible characters, as httparse wants.
+    if method.is_empty()
+        || !method.iter().all(|&b| is_tchar(b))
+        || target.is_empty()
+        || target.contains(&b' ')
+    {
+        return None;
+    }
+    let len = field_lines(buf, eol + 2, fields)?;
+    Some((len, (ascii(method), ascii(target), minor)))
+}
+
+/// A strict response head at the start of `buf`, as [`request`]: its
+/// length and its status line, its fields appended to `fields`.
+pub fn response<'b>(buf: &'b [u8], fields: &mut Fields<'b>) -> Option<(usize, StatusLine<'b>)> {
+    let eol = line_end(buf)?;
+    let line = &buf[..eol];
+    let minor = match line.get(..VERSION_LEN)? {
+        b"HTTP/1.1" => 1,
+        b"HTTP/1.0" => 0,
+        _ => return None,
+    };
+    let [b' ', a, b, c, b' ', reason @ ..] = &line[VERSION_LEN..] else {
+        return None;
+    };
+    if ![a, b, c].iter().all(|d| d.is_ascii_digit()) || reason.first() == Some(&b' ') {
+        return None;
+    }
+    let code = [a, b, c]
+        .iter()
+        .fold(0, |n, &&d| n * 10 + u16::from(d - b'0'));
+    let len = field_lines(buf, eol + 2, fields)?;
+    Some((len, (minor, code, ascii(reason))))
+}
+
+/// `HTTP/1.x`.
+const VERSION_LEN: usize = 8;
+
+/// Reads the field lines of `buf` from `at` up to the empty line, into
+/// `fields`; returns where the head ends. `None` when a line does not
+/// start with a field name and a colon (httparse skips or folds such
+/// lines), when its value is not printable ASCII up to a CRLF, when the
+/// empty line is missing, or when there are too many fields.
+fn field_lines<'b>(buf: &'b [u8], at: usize, fields: &mut Fields<'b>) -> Option<usize> {
+    let mut rest = buf.get(at..)?;
+    loop {
+        if let Some(after) = rest.strip_prefix(b"\r\n") {
+            return (!fields.spilled()).then_some(buf.len() - after.len());
+        }
+        let name = name_len(rest);
+        let (name, line) = rest.split_at(name);
+        let line = line.strip_prefix(b":").filter(|_| !name.is_empty())?;
+        let eol = line_end(line)?;
+        fields.push(Header {
+            name: ascii(name),
+            value: line[..eol].trim_ascii(),
+        });
+        rest = line.get(eol + 2..)?;
+    }
+}
+
+/// Where the line that `line` starts ends: the index of its CR, when
+/// every byte before it is printable ASCII and an LF follows it.
+#[inline(always)]
+fn line_end(line: &[u8]) -> Option<usize> {
+    let cr = first_unprintable(line)?;
+    (line.get(cr..cr + 2) == Some(b"\r\n")).then_some(cr)
+}
+
+/// The index of the first byte of `bytes` that is not printable ASCII
+/// (below 0x20, DEL, or 0x80 and up), eight bytes at a time.
+#[inline(always)]
+pub(super) fn first_unprintable(bytes: &[u8]) -> Option<usize> {
+    let mut rest = bytes;
+    while let Some(word) = first_word(rest) {
+        let odd = unprintable(word);
+        if odd != 0 {
+            return Some(bytes.len() - rest.len() + odd.trailing_zeros() as usize / 8);
+        }
+        rest = &rest[8..];
+    }
+    let tail = rest.iter().position(|b| !(b' '..=b'~').contains(b));
+    tail.map(|i| bytes.len() - rest.len() + i)
+}
+
+/// The length of the run of tchars that starts `bytes` (a field name):
+/// letters, digits and `-` eight at a time, then byte by byte from the
+/// first other byte.
+#[inline(always)]
+pub(super) fn name_len(bytes: &[u8]) -> usize {
+    let mut rest = bytes;
+    while let Some(word) = first_word(rest) {
+        let other = !name_bytes(word) & HIGH;
+        if other != 0 {
+            rest = &rest[other.trailing_zeros() as usize / 8..];
+            break;
+        }
+        rest = &rest[8..];
+    }
+    let tail = rest.iter().position(|&b| !is_tchar(b));
+    bytes.len() - rest.len() + tail.unwrap_or(rest.len())
+}
+
+/// 0x01 in every byte of a word.
+const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+/// Bit 7 of every byte of a word.
+const HIGH: u64 = ONES * 0x80;
+
+/// The first eight bytes of `bytes` as a little-endian word, when there
+/// are eight.
+#[inline(always)]
+fn first_word(bytes: &[u8]) -> Option<u64> {
+    bytes.first_chunk().map(|w| u64::from_le_bytes(*w))
+}
+
+/// Bit 7 set in each byte of `word` that is not printable ASCII. With
+/// `low` the bytes cut to seven bits, adding 0x01 sets bit 7 only from
+/// DEL, adding 0x60 only from 0x20 up, and no byte carries into the next.
+#[inline(always)]
+fn unprintable(word: u64) -> u64 {
+    let low = word & !HIGH;
+    (word | (low + ONES) | !(low + ONES * 0x60)) & HIGH
+}
+
+/// Bit 7 set in each byte of `word` that is a letter, a digit or `-`
+/// (the tchars nearly every field name is made of). Range tests on the
+/// seven-bit bytes: adding `0x80 - lo` sets bit 7 from `lo` up, adding
+/// `0x7f - hi` from past `hi`, and no byte carries; setting bit 5 folds
+/// `A`-`Z` onto `a`-`z` and nothing else onto them.
+#[inline(always)]
+fn name_bytes(word: u64) -> u64 {
+    let low = word & !HIGH;
+    let within = |x: u64, lo: u8, hi: u8| {
+        (x + ONES * u64::from(0x80 - lo)) & !(x + ONES * u64::from(0x7f - hi))
+    };
+    let letter = within(low | (ONES * 0x20), b'a', b'z');
+    let digit = within(low, b'0', b'9');
+    let dash = !((low ^ (ONES * u64::from(b'-'))) + ONES * 0x7f);
+    (letter | digit | dash) & !word & HIGH
+}
+
+/// Bytes checked to be ASCII (tokens, or printable by
+/// [`first_unprintable`]), as text.
+fn ascii(bytes: &[u8]) -> &str {
+    debug_assert!(bytes.is_ascii());
+    // SAFETY: every caller passes bytes it checked are ASCII, and ASCII is
+    // UTF-8.
+    unsafe { std::str::from_utf8_unchecked(bytes) }
+}

@@ -85,32 +85,24 @@ fn fields() -> impl Strategy<Value = (String, usize)> {
     })
 }
 
+/// A strict head: `first_line`, strict field lines, a body after it; and
+/// its number of fields.
+fn head_from(first_line: impl Strategy<Value = String>) -> impl Strategy<Value = (Vec<u8>, usize)> {
+    let body = prop::collection::vec(any::<u8>(), 0..20);
+    (first_line, fields(), body).prop_map(|(line, (lines, n), body)| {
+        let head = format!("{line}\r\n{lines}\r\n");
+        ([head.as_bytes(), &body].concat(), n)
+    })
+}
+
 fn strict_request() -> impl Strategy<Value = (Vec<u8>, usize)> {
-    (
-        concat!(token!(), "{1,10}"),
-        "/[!-~]{0,40}",
-        "HTTP/1\\.[01]",
-        fields(),
-        prop::collection::vec(any::<u8>(), 0..20),
-    )
-        .prop_map(|(method, target, version, (lines, n), body)| {
-            let head = format!("{method} {target} {version}\r\n{lines}\r\n");
-            ([head.as_bytes(), &body].concat(), n)
-        })
+    let line = (concat!(token!(), "{1,10}"), "/[!-~]{0,40}", "HTTP/1\\.[01]");
+    head_from(line.prop_map(|(method, target, version)| format!("{method} {target} {version}")))
 }
 
 fn strict_response() -> impl Strategy<Value = (Vec<u8>, usize)> {
-    (
-        "HTTP/1\\.[01]",
-        "[0-9]{3}",
-        "([!-~][ -~]{0,20})?",
-        fields(),
-        prop::collection::vec(any::<u8>(), 0..20),
-    )
-        .prop_map(|(version, code, reason, (lines, n), body)| {
-            let head = format!("{version} {code} {reason}\r\n{lines}\r\n");
-            ([head.as_bytes(), &body].concat(), n)
-        })
+    let line = ("HTTP/1\\.[01]", "[0-9]{3}", "([!-~][ -~]{0,20})?");
+    head_from(line.prop_map(|(version, code, reason)| format!("{version} {code} {reason}")))
 }
 
 /// Bytes that make a head non-strict or end it early.

@@ -2,11 +2,12 @@
 //! names compared as the RFC says (ASCII case-insensitively) against the
 //! lowercase names the sensor reads.
 //!
-//! Every header of every request and response is compared with a dozen
-//! names, so the compare is eight bytes at a time: a byte of `name` matches
-//! a lowercase letter of the wanted name when equal to it once bit 0x20 is
-//! set (that bit is all that separates `A`-`Z` from `a`-`z`), and any other
-//! byte only when equal. With the wanted name a constant, the mask of its
+//! Every header of every request and response is classified ([`known`]:
+//! its length picks one or two candidate names) and compared with the
+//! configured names, so the compare is eight bytes at a time: a byte of
+//! `name` matches a lowercase letter of the wanted name when equal to it
+//! once bit 0x20 is set (that bit is all that separates `A`-`Z` from
+//! `a`-`z`), and any other byte only when equal. With the wanted name a constant, the mask of its
 //! letters folds away at compile time.
 
 /// Whether `name` is `lower` ignoring ASCII case; `lower` must be
@@ -48,6 +49,64 @@ pub fn is(name: &[u8], lower: &[u8]) -> bool {
             return true;
         }
         at += 8;
+    }
+}
+
+/// The header names the sensor reads (the HTTP analyzer's and identity's
+/// fixed ones), each found by [`known`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Known {
+    /// `Host`.
+    Host,
+    /// `User-Agent`.
+    UserAgent,
+    /// `Content-Length`.
+    ContentLength,
+    /// `Transfer-Encoding`.
+    TransferEncoding,
+    /// `X-Kong-Request-Id`.
+    KongRequestId,
+    /// `X-Request-Id`.
+    RequestId,
+    /// `Authorization`.
+    Authorization,
+    /// `X-Forwarded-For`.
+    ForwardedFor,
+    /// `X-Real-IP`.
+    RealIp,
+    /// `X-Consumer-Username`.
+    ConsumerUsername,
+    /// `X-Consumer-ID`.
+    ConsumerId,
+    /// `X-Credential-Identifier`.
+    CredentialIdentifier,
+    /// `X-Anonymous-Consumer`.
+    AnonymousConsumer,
+}
+
+/// Which of the [`Known`] names `name` is, ASCII case-insensitively. The
+/// length picks the candidates (no two names share one but
+/// `authorization` and `x-consumer-id`, `transfer-encoding` and
+/// `x-kong-request-id`), so a field costs one or two compares, not one
+/// per name; each compare is with a constant, whose letter mask folds away.
+#[inline(always)]
+pub fn known(name: &[u8]) -> Option<Known> {
+    use Known::*;
+    let is = |lower: &[u8], k: Known| is(name, lower).then_some(k);
+    match name.len() {
+        4 => is(b"host", Host),
+        9 => is(b"x-real-ip", RealIp),
+        10 => is(b"user-agent", UserAgent),
+        12 => is(b"x-request-id", RequestId),
+        13 => is(b"authorization", Authorization).or_else(|| is(b"x-consumer-id", ConsumerId)),
+        14 => is(b"content-length", ContentLength),
+        15 => is(b"x-forwarded-for", ForwardedFor),
+        17 => is(b"transfer-encoding", TransferEncoding)
+            .or_else(|| is(b"x-kong-request-id", KongRequestId)),
+        19 => is(b"x-consumer-username", ConsumerUsername),
+        20 => is(b"x-anonymous-consumer", AnonymousConsumer),
+        23 => is(b"x-credential-identifier", CredentialIdentifier),
+        _ => None,
     }
 }
 
@@ -93,7 +152,7 @@ const TCHAR: [bool; 256] = {
 
 #[cfg(test)]
 mod tests {
-    use super::{is, is_valid};
+    use super::{Known, is, is_valid, known};
 
     #[test]
     fn field_names_are_tchars() {
@@ -146,6 +205,60 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Every [`Known`] name and its variant: the definition `known` must
+    /// agree with.
+    const KNOWN: &[(&str, Known)] = &[
+        ("host", Known::Host),
+        ("user-agent", Known::UserAgent),
+        ("content-length", Known::ContentLength),
+        ("transfer-encoding", Known::TransferEncoding),
+        ("x-kong-request-id", Known::KongRequestId),
+        ("x-request-id", Known::RequestId),
+        ("authorization", Known::Authorization),
+        ("x-forwarded-for", Known::ForwardedFor),
+        ("x-real-ip", Known::RealIp),
+        ("x-consumer-username", Known::ConsumerUsername),
+        ("x-consumer-id", Known::ConsumerId),
+        ("x-credential-identifier", Known::CredentialIdentifier),
+        ("x-anonymous-consumer", Known::AnonymousConsumer),
+    ];
+
+    fn known_by_definition(name: &[u8]) -> Option<Known> {
+        KNOWN
+            .iter()
+            .find(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()))
+            .map(|&(_, k)| k)
+    }
+
+    #[test]
+    fn known_names_are_found_by_one_rule() {
+        let mut names: Vec<Vec<u8>> = vec![b"".to_vec(), b"apikey".to_vec()];
+        for (name, _) in KNOWN {
+            let name = name.as_bytes();
+            names.push(name.to_ascii_uppercase());
+            names.push(name[1..].to_vec());
+            names.push([name, b"s"].concat());
+            for at in 0..name.len() {
+                for b in 0..=255u8 {
+                    let mut edited = name.to_vec();
+                    edited[at] = b;
+                    names.push(edited);
+                }
+            }
+        }
+        for name in &names {
+            assert_eq!(
+                known(name),
+                known_by_definition(name),
+                "{}",
+                name.escape_ascii()
+            );
+        }
+        for &(name, k) in KNOWN {
+            assert_eq!(known(name.as_bytes()), Some(k));
         }
     }
 

@@ -2,7 +2,7 @@
 //! framing and identity resolution read, found in a single pass.
 
 use super::message::FramingHeaders;
-use crate::field_name;
+use crate::field_name::{self, Known};
 use crate::identity::{HeaderNames, IdentityHeaders};
 
 /// The request headers the sensor reads. First occurrence wins, except
@@ -29,19 +29,16 @@ impl<'h> RequestHeaders<'h> {
     pub fn scan(headers: &'h [httparse::Header<'h>], names: &HeaderNames) -> Self {
         let mut f = Self::default();
         for (i, h) in headers.iter().enumerate() {
-            let (name, value) = (h.name, h.value);
-            let is = |n: &str| field_name::is(name.as_bytes(), n.as_bytes());
-            if f.framing.note(name.as_bytes(), value) || f.identity.note(headers, i, names) {
+            let known = field_name::known(h.name.as_bytes());
+            if f.framing.note(known, h.value) || f.identity.note(headers, i, known, names) {
                 continue;
             }
-            if is("host") {
-                f.host.get_or_insert(value);
-            } else if is("user-agent") {
-                f.user_agent.get_or_insert(value);
-            } else if is("x-kong-request-id") {
-                f.kong_request_id = Some(value);
-            } else if is("x-request-id") {
-                f.request_id = Some(value);
+            match known {
+                Some(Known::Host) => _ = f.host.get_or_insert(h.value),
+                Some(Known::UserAgent) => _ = f.user_agent.get_or_insert(h.value),
+                Some(Known::KongRequestId) => f.kong_request_id = Some(h.value),
+                Some(Known::RequestId) => f.request_id = Some(h.value),
+                _ => {}
             }
         }
         f
@@ -68,12 +65,12 @@ impl<'h> ResponseHeaders<'h> {
         let mut f = Self::default();
         let mut kong_id = false;
         for h in headers {
-            let name = h.name;
-            if f.framing.note(name.as_bytes(), h.value) {
-            } else if field_name::is(name.as_bytes(), b"x-kong-request-id") {
+            let known = field_name::known(h.name.as_bytes());
+            if f.framing.note(known, h.value) {
+            } else if known == Some(Known::KongRequestId) {
                 f.request_id = Some(h.value);
                 kong_id = true;
-            } else if field_name::is(name.as_bytes(), b"x-request-id") && !kong_id {
+            } else if known == Some(Known::RequestId) && !kong_id {
                 f.request_id = Some(h.value);
             }
         }

@@ -11,7 +11,7 @@
 use std::mem::MaybeUninit;
 
 use super::strict_head;
-use crate::{field_name, flow::Chunk};
+use crate::{field_name::Known, flow::Chunk};
 
 /// How a message body is delimited (RFC 9112 section 6.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,19 +44,21 @@ pub struct FramingHeaders<'h> {
 pub struct BadLength;
 
 impl<'h> FramingHeaders<'h> {
-    /// Takes one header if it is a framing header; true if it was.
-    pub fn note(&mut self, name: &[u8], value: &'h [u8]) -> bool {
-        if field_name::is(name, b"transfer-encoding") {
-            self.transfer_encoding = Some(value);
-        } else if field_name::is(name, b"content-length") {
-            let n = parse_length(value);
-            self.content_length = Some(match self.content_length {
-                None => n,
-                Some(prev) if prev == n => n,
-                Some(_) => Err(()),
-            });
-        } else {
-            return false;
+    /// Takes one header, whose name is `known` (see
+    /// [`crate::field_name::known`]),
+    /// if it is a framing header; true if it was.
+    pub fn note(&mut self, known: Option<Known>, value: &'h [u8]) -> bool {
+        match known {
+            Some(Known::TransferEncoding) => self.transfer_encoding = Some(value),
+            Some(Known::ContentLength) => {
+                let n = parse_length(value);
+                self.content_length = Some(match self.content_length {
+                    None => n,
+                    Some(prev) if prev == n => n,
+                    Some(_) => Err(()),
+                });
+            }
+            _ => return false,
         }
         true
     }

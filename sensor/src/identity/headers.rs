@@ -4,7 +4,7 @@
 
 use smallvec::SmallVec;
 
-use crate::field_name;
+use crate::field_name::{self, Known};
 
 /// `X-Forwarded-For`, lower case.
 pub const FORWARDED_FOR: &str = "x-forwarded-for";
@@ -70,13 +70,16 @@ pub struct IdentityHeaders<'h> {
 }
 
 impl<'h> IdentityHeaders<'h> {
-    /// Takes header `all[at]` if identity reads it; true if it did.
+    /// Takes header `all[at]`, whose name is `known` (see
+    /// [`field_name::known`]), if identity reads it; true if it did.
     /// `names` must be [`HeaderNames::lowercased`] (what
     /// [`crate::identity::Resolver::header_names`] gives).
+    #[inline]
     pub fn note(
         &mut self,
         all: &'h [httparse::Header<'h>],
         at: usize,
+        known: Option<Known>,
         names: &HeaderNames,
     ) -> bool {
         let Some(h) = all.get(at) else { return false };
@@ -86,10 +89,9 @@ impl<'h> IdentityHeaders<'h> {
             self.real_ip_header_lines = &all[..=at];
             taken = true;
         }
-        // Every fixed name starts with `a` or `x`: most headers (host,
-        // accept, content-*) skip them.
-        let fixed = matches!(h.name.as_bytes().first(), Some(b'a' | b'A' | b'x' | b'X'));
-        if fixed && self.note_fixed(all, at) {
+        if let Some(known) = known
+            && self.note_fixed(all, at, known)
+        {
             return true;
         }
         if names.key_names.iter().any(|k| is(k)) {
@@ -99,31 +101,27 @@ impl<'h> IdentityHeaders<'h> {
         taken
     }
 
-    /// Takes header `all[at]` if it is one of the fixed names identity
-    /// reads; true if it did.
-    fn note_fixed(&mut self, all: &'h [httparse::Header<'h>], at: usize) -> bool {
-        let h = &all[at];
-        let is = |n: &str| field_name::is(h.name.as_bytes(), n.as_bytes());
-        let slot = if is("authorization") {
-            &mut self.authorization
-        } else if is(FORWARDED_FOR) {
-            self.forwarded_for_lines = &all[..=at];
-            return true;
-        } else if is("x-real-ip") {
-            &mut self.real_ip
-        } else if is("x-consumer-username") {
-            &mut self.consumer_username
-        } else if is("x-consumer-id") {
-            &mut self.consumer_id
-        } else if is("x-credential-identifier") {
-            &mut self.credential_identifier
-        } else if is("x-anonymous-consumer") {
-            self.anonymous |= h.value.trim_ascii().eq_ignore_ascii_case(b"true");
-            return true;
-        } else {
-            return false;
+    /// Takes header `all[at]`, named `known`, if it is one of the fixed
+    /// names identity reads; true if it did.
+    fn note_fixed(&mut self, all: &'h [httparse::Header<'h>], at: usize, known: Known) -> bool {
+        let value = all[at].value;
+        let slot = match known {
+            Known::Authorization => &mut self.authorization,
+            Known::ForwardedFor => {
+                self.forwarded_for_lines = &all[..=at];
+                return true;
+            }
+            Known::RealIp => &mut self.real_ip,
+            Known::ConsumerUsername => &mut self.consumer_username,
+            Known::ConsumerId => &mut self.consumer_id,
+            Known::CredentialIdentifier => &mut self.credential_identifier,
+            Known::AnonymousConsumer => {
+                self.anonymous |= value.trim_ascii().eq_ignore_ascii_case(b"true");
+                return true;
+            }
+            _ => return false,
         };
-        slot.get_or_insert(h.value);
+        slot.get_or_insert(value);
         true
     }
 

@@ -81,7 +81,8 @@ impl ResolveList for Resolver {
     ) -> (Identity, Cow<'t, str>) {
         let mut seen = IdentityHeaders::default();
         for at in 0..headers.len() {
-            seen.note(headers, at, self.header_names());
+            let known = crate::field_name::known(headers[at].name.as_bytes());
+            seen.note(headers, at, known, self.header_names());
         }
         let client = std::net::SocketAddr::new(peer, 40000);
         let leg = self.topology().leg(client, SERVER.parse().unwrap());

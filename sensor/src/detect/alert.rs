@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, net::IpAddr};
 use serde::Serialize;
 
 use crate::{
-    http::Transaction,
+    http::{RequestId, Transaction},
     identity::{Fingerprint, Principal},
     text::quote_kv,
 };
@@ -96,11 +96,11 @@ pub struct Evidence {
     /// Request method.
     pub method: compact_str::CompactString,
     /// Request target, redacted.
-    pub path: String,
+    pub path: compact_str::CompactString,
     /// Final status, if a response was seen.
     pub status: Option<u16>,
     /// Kong's request id, when present.
-    pub request_id: Option<String>,
+    pub request_id: Option<RequestId>,
 }
 
 impl From<&Transaction> for Evidence {

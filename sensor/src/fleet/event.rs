@@ -26,7 +26,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    http::{Latencies, Transaction},
+    http::{Latencies, RequestId, Transaction},
     identity::{Credentials, Fingerprint, Leg, Principal, PrincipalSource},
     text::{Field, render},
 };
@@ -167,7 +167,7 @@ impl Event {
             credentials: tx.credentials.to_vec(),
             kong_credential: tx.kong_credential,
             consumer: tx.consumer.clone(),
-            request_id: tx.request_id.clone(),
+            request_id: tx.request_id.as_ref().map(ToString::to_string),
             confirmed: tx.confirmed,
         }
     }
@@ -202,7 +202,7 @@ impl Event {
             method: text(&self.method, Field::Method).into(),
             leg: Leg::Client,
             host: self.host.as_deref().map(|h| text(h, Field::Host).into()),
-            path: route.clone(),
+            path: route.as_str().into(),
             route: route.into(),
             status: self.status,
             latency_ms: None,
@@ -222,7 +222,7 @@ impl Event {
             request_id: self
                 .request_id
                 .as_deref()
-                .map(|r| text(r, Field::RequestId)),
+                .map(|r| RequestId::new(r.as_bytes())),
             latencies: Latencies::default(),
             upstream: None,
             response_end_ns: None,

@@ -8,7 +8,8 @@
 //! httparse; `connection.rs` pairs them into exchanges; `h2/` is
 //! HTTP/2; `context.rs` and `counters.rs` are
 //! what every flow's analyzer shares; `headers.rs` is the one scan of a request's headers;
-//! `transaction.rs` the unit emitted.
+//! `transaction.rs` the unit emitted, `request_id.rs` the id that joins
+//! its legs.
 //!
 //! A request without a response (one-sided capture, lost response) is still
 //! emitted, with no status, when its flow ends or when too many requests
@@ -22,6 +23,7 @@ pub mod h2;
 mod headers;
 pub mod message;
 mod protocol;
+mod request_id;
 mod route;
 mod strict_head;
 #[cfg(test)]
@@ -36,5 +38,6 @@ pub use h2::grpc::Grpc;
 pub use headers::RequestHeaders;
 pub use message::{Body, FramingError, FramingHeaders, HeadLimits, MessageKind};
 pub use protocol::Connection;
+pub use request_id::RequestId;
 pub use route::route;
 pub use transaction::{Latencies, Transaction, Tunnel, UpstreamLeg};

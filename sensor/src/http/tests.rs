@@ -124,7 +124,7 @@ fn run(segs: &[OwnedSegment]) -> (Vec<Transaction>, PipelineCounters) {
 
 fn statuses(txs: &[Transaction]) -> Vec<(String, String, Option<u16>)> {
     txs.iter()
-        .map(|t| (t.method.to_string(), t.path.clone(), t.status))
+        .map(|t| (t.method.to_string(), t.path.to_string(), t.status))
         .collect()
 }
 
@@ -143,7 +143,7 @@ fn a_simple_exchange_yields_every_field() {
     );
     assert_eq!(t.host.as_deref(), Some("api.example"));
     assert_eq!(t.user_agent.as_deref(), Some("curl/8"));
-    assert_eq!(t.request_id.as_deref(), Some("r1"));
+    assert_eq!(t.request_id, Some("r1".into()));
     assert_eq!(t.client_ip.to_string(), "10.0.0.2");
     assert_eq!((t.client_port, t.server_port), (40000, 8000));
     assert_eq!(

@@ -12,11 +12,12 @@ use serde::Serialize;
 use super::{
     h2::grpc::{self, Grpc},
     headers::RequestHeaders,
+    request_id::RequestId,
     route::route,
 };
 use crate::{
     identity::{Credentials, Identity, Leg, Principal},
-    text::{Field, render, render_compact},
+    text::{Field, render_compact},
 };
 
 /// One request and, when it was seen, its final response.
@@ -44,8 +45,8 @@ pub struct Transaction {
     /// `Host` header, else the authority of an absolute-form target.
     pub host: Option<CompactString>,
     /// Request target as received, with secret-looking query values
-    /// redacted.
-    pub path: String,
+    /// redacted (up to 24 bytes held without a heap allocation).
+    pub path: CompactString,
     /// The path the server routes it to (see `route.rs`): what decoys and
     /// per-route keys match.
     pub route: CompactString,
@@ -94,12 +95,12 @@ pub struct Transaction {
     /// `X-Request-Id`) Kong sent with the request; on the client leg the
     /// one Kong returned with the response (a client's own header is never
     /// read: it is attacker-chosen).
-    pub request_id: Option<String>,
+    pub request_id: Option<RequestId>,
     /// Latencies in Kong's terms, from the legs seen (see [`Latencies`]).
     pub latencies: Latencies,
     /// The upstream leg of the same request (joined by request id), on a
     /// client-leg transaction whose upstream leg was seen.
-    pub upstream: Option<Box<UpstreamLeg>>,
+    pub upstream: Option<UpstreamLeg>,
     /// The protocol: `HTTP/1.1` or `HTTP/2`.
     pub http_version: &'static str,
     /// gRPC facts, for a gRPC call (`content-type: application/grpc`).
@@ -147,7 +148,7 @@ pub struct UpstreamLeg {
     pub server_port: u16,
     /// The target Kong sent upstream (redacted; `strip_path` and the
     /// service path may make it differ from the client's).
-    pub path: Option<String>,
+    pub path: Option<CompactString>,
     /// The upstream's final status (the client may have had another).
     pub status: Option<u16>,
     /// From Kong's request's first byte to the upstream's first response
@@ -186,7 +187,7 @@ impl Transaction {
                 .or_else(|| authority(target))
                 .map(|h| render_compact(without_userinfo(h), Field::Host)),
             route: render_compact(route(path.as_bytes()).as_bytes(), Field::Path),
-            path: render(path.as_bytes(), Field::Path),
+            path: render_compact(path.as_bytes(), Field::Path),
             status: None,
             latency_ms: None,
             request_bytes: 0,
@@ -204,7 +205,7 @@ impl Transaction {
             // A client's own X-Kong-Request-Id is attacker-chosen: on the
             // client leg the id is the one Kong returns (`respond`).
             request_id: match leg {
-                Leg::Upstream => headers.any_request_id().map(request_id),
+                Leg::Upstream => headers.any_request_id().map(RequestId::new),
                 Leg::Client => None,
             },
             latencies: Latencies::default(),
@@ -243,7 +244,9 @@ impl Transaction {
             Some(&self.method),
             self.host.as_ref(),
             Some(&self.route),
+            Some(&self.path),
             self.user_agent.as_ref(),
+            self.upstream.as_ref().and_then(|u| u.path.as_ref()),
         ];
         let compact = compact
             .iter()
@@ -252,11 +255,9 @@ impl Transaction {
             .map(|s| s.capacity())
             .sum::<usize>();
         let strings = [
-            Some(&self.path),
             self.principal.as_ref().map(|p| &p.name),
             self.consumer.as_ref(),
             self.consumer_id.as_ref(),
-            self.request_id.as_ref(),
         ];
         let credentials = if self.credentials.spilled() {
             self.credentials.capacity() * std::mem::size_of::<crate::identity::Fingerprint>()
@@ -264,9 +265,6 @@ impl Transaction {
             0
         };
         // The rare parts, boxed so the record moves cheaply.
-        let upstream = self.upstream.as_ref().map_or(0, |u| {
-            std::mem::size_of::<UpstreamLeg>() + u.path.as_ref().map_or(0, String::capacity)
-        });
         let grpc = self.grpc.as_ref().map_or(0, |g| {
             std::mem::size_of::<Grpc>()
                 + g.service.capacity()
@@ -283,8 +281,8 @@ impl Transaction {
             .map(|s| s.capacity())
             .sum::<usize>()
             + compact
+            + self.request_id.as_ref().map_or(0, RequestId::heap_bytes)
             + credentials
-            + upstream
             + grpc
             + tunnel
     }
@@ -298,18 +296,14 @@ impl Transaction {
         if self.request_id.is_some() {
             return 0;
         }
-        self.request_id = request_id.map(self::request_id);
-        self.request_id.as_ref().map_or(0, String::capacity)
+        self.request_id = request_id.map(RequestId::new);
+        self.request_id.as_ref().map_or(0, RequestId::heap_bytes)
     }
 }
 
 /// Milliseconds from `start_ns` to `end_ns` (0 if earlier), to the µs.
 fn ms_between(start_ns: u64, end_ns: u64) -> f64 {
     (end_ns.saturating_sub(start_ns) / 1000) as f64 / 1000.0
-}
-
-fn request_id(value: &[u8]) -> String {
-    render(value, Field::RequestId)
 }
 
 /// The authority of an absolute-form target (`http://host:port/path`).

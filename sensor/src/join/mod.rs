@@ -43,7 +43,7 @@ use hashbrown::{HashMap, HashTable};
 use serde::Serialize;
 
 use crate::{
-    http::{Transaction, UpstreamLeg},
+    http::{RequestId, Transaction, UpstreamLeg},
     identity::{Leg, Topology},
 };
 
@@ -118,11 +118,11 @@ pub struct Request {
 pub struct Joiner {
     config: JoinConfig,
     /// Waiting legs and their deadlines, by request id.
-    waiting: HashMap<Key, Waiting>,
+    waiting: HashMap<RequestId, Waiting>,
     /// (deadline, request id) of each leg's waiting ones (client, then
     /// upstream: each leg has one wait, so each queue is in deadline
     /// order), oldest first; stale entries are skipped.
-    order: [VecDeque<(u64, Key)>; 2],
+    order: [VecDeque<(u64, RequestId)>; 2],
     /// Ids given up on after a wait (bounded like `waiting`).
     given_up: Recent,
     /// Ids of client legs sent on at once (no upstream leg arriving): a
@@ -173,7 +173,7 @@ impl Joiner {
         {
             self.upstream_expected_ns = Some(now_ns);
         }
-        let Some(id) = tx.request_id.as_deref().map(Key::new) else {
+        let Some(id) = tx.request_id.clone() else {
             match tx.leg {
                 Leg::Client => self.counters.client_without_id += 1,
                 Leg::Upstream => self.counters.upstream_without_id += 1,
@@ -226,7 +226,7 @@ impl Joiner {
         }
     }
 
-    fn wait(&mut self, id: Key, tx: Box<Transaction>, now_ns: u64) {
+    fn wait(&mut self, id: RequestId, tx: Box<Transaction>, now_ns: u64) {
         // Entries of joined ids are stale: skip them to the first waiting.
         while self.waiting.len() >= self.config.max_waiting.max(1) {
             let queue = usize::from(self.order[0].is_empty());
@@ -330,13 +330,13 @@ impl Joiner {
     }
 
     /// Removes the leg waiting under `id`.
-    fn take(&mut self, id: &Key) -> Option<(u64, Box<Transaction>)> {
+    fn take(&mut self, id: &RequestId) -> Option<(u64, Box<Transaction>)> {
         let w = self.waiting.remove(id)?;
         self.bytes = self.bytes.saturating_sub(w.bytes);
         Some((w.deadline, w.tx))
     }
 
-    fn give_up(&mut self, id: Key, tx: Box<Transaction>) {
+    fn give_up(&mut self, id: RequestId, tx: Box<Transaction>) {
         match tx.leg {
             Leg::Client => self.counters.client_only += 1,
             Leg::Upstream => self.counters.upstream_only += 1,
@@ -356,58 +356,8 @@ impl Joiner {
 
 /// Bytes a waiting leg holds: the record, its strings, its id twice (map
 /// and order) and the map's overhead.
-fn cost(id: &Key, tx: &Transaction) -> usize {
+fn cost(id: &RequestId, tx: &Transaction) -> usize {
     std::mem::size_of::<Transaction>() + tx.heap_bytes() + 2 * id.heap_bytes() + 64
-}
-
-/// The value of each lowercase hex digit, 0xff for any other byte.
-static HEX_DIGITS: [u8; 256] = {
-    let mut table = [0xff; 256];
-    let mut i = 0;
-    while i < 16 {
-        table[b"0123456789abcdef"[i] as usize] = i as u8;
-        i += 1;
-    }
-    table
-};
-
-/// A request id as the join keys it: Kong's (32 lowercase hex digits, as
-/// nginx's `$request_id`) as the number it spells, cheap to hash, compare
-/// and copy; anything else as its text.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum Key {
-    Hex(u128),
-    Text(Box<str>),
-}
-
-impl Key {
-    /// Without a branch per digit: random hex digits would mispredict
-    /// half of them (this loop was most of the join's time). Each half is
-    /// built in a `u64`, whose shift is one instruction (a `u128`'s is
-    /// three or four).
-    fn new(id: &str) -> Self {
-        if id.len() == 32 {
-            let (mut halves, mut bad) = ([0u64; 2], 0u8);
-            for (half, digits) in halves.iter_mut().zip(id.as_bytes().chunks_exact(16)) {
-                for &b in digits {
-                    let d = HEX_DIGITS[usize::from(b)];
-                    bad |= d;
-                    *half = *half << 4 | u64::from(d & 0x0f);
-                }
-            }
-            if bad & 0xf0 == 0 {
-                return Self::Hex(u128::from(halves[0]) << 64 | u128::from(halves[1]));
-            }
-        }
-        Self::Text(id.into())
-    }
-
-    fn heap_bytes(&self) -> usize {
-        match self {
-            Self::Hex(_) => 0,
-            Self::Text(t) => t.len(),
-        }
-    }
 }
 
 /// A leg waiting for its partner.
@@ -486,12 +436,12 @@ fn joined(mut client: Box<Transaction>, upstream: Box<Transaction>) -> Box<Trans
         client.latencies.kong = Some(((request - proxy).max(0.0) * 1000.0).round() / 1000.0);
     }
     client.confirmed |= upstream.confirmed;
-    client.upstream = Some(Box::new(UpstreamLeg {
+    client.upstream = Some(UpstreamLeg {
         server_ip: upstream.server_ip,
         server_port: upstream.server_port,
         path: Some(upstream.path),
         status: upstream.status,
         latency_ms: upstream.latency_ms,
-    }));
+    });
     client
 }

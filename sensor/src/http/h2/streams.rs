@@ -157,7 +157,8 @@ mod tests {
         for id in [1, 3, 5] {
             s.insert(id, Stream::new(Transaction::sample("192.0.2.1", 0, 200), 0));
         }
-        assert!(s.update(3, |st| st.tx.request_id = Some("a".repeat(64))));
+        assert!(s.update(3, |st| st.tx.request_id =
+            Some("a".repeat(64).as_str().into())));
         assert!(!s.update(7, |_| {}));
         s.set_reset(5);
         s.set_reset(5);

@@ -96,7 +96,7 @@ fn streams_are_transactions_with_http1s_fields() {
             (
                 t.path.as_str(),
                 t.status,
-                t.request_id.as_deref(),
+                t.request_id.as_ref().map(ToString::to_string),
                 t.http_version,
             )
         })
@@ -104,8 +104,13 @@ fn streams_are_transactions_with_http1s_fields() {
     assert_eq!(
         got,
         [
-            ("/b", Some(404), Some("r3"), "HTTP/2"),
-            ("/a?apikey=REDACTED", Some(200), Some("r1"), "HTTP/2"),
+            ("/b", Some(404), Some("r3".to_owned()), "HTTP/2"),
+            (
+                "/a?apikey=REDACTED",
+                Some(200),
+                Some("r1".to_owned()),
+                "HTTP/2"
+            ),
         ]
     );
     let a = &txs[1];

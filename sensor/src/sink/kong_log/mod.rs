@@ -47,7 +47,7 @@ pub fn record(tx: &Transaction) -> Value {
     let url = if tx.path.starts_with('/') {
         format!("{scheme}://{host}{}", tx.path)
     } else {
-        tx.path.clone()
+        tx.path.to_string()
     };
     let mut headers = BTreeMap::new();
     if let Some(h) = &tx.host {

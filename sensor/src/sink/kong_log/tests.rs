@@ -110,13 +110,13 @@ fn joined() -> Transaction {
         proxy: Some(9.6),
         kong: Some(2.8),
     };
-    t.upstream = Some(Box::new(UpstreamLeg {
+    t.upstream = Some(UpstreamLeg {
         server_ip: "10.77.1.2".parse().unwrap(),
         server_port: 8080,
         path: Some("/get?page=2&apikey=REDACTED&flag".into()),
         status: Some(200),
         latency_ms: Some(9.0),
-    }));
+    });
     t
 }
 

@@ -97,7 +97,7 @@ fn the_description_is_bounded() {
     let long = format!("/{}", "a".repeat(9000));
     a.evidence = vec![a.evidence[0].clone(); 9];
     for e in &mut a.evidence {
-        e.path.clone_from(&long);
+        e.path = long.as_str().into();
         e.status = None;
     }
     a.ips = (0..40).map(|i| [198, 51, 100, i].into()).collect();

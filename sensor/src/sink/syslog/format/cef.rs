@@ -93,9 +93,9 @@ pub fn body(alert: &Alert) -> String {
     }
     if let Some(e) = alert.evidence.first() {
         push("requestMethod", e.method.to_string());
-        push("request", e.path.clone());
+        push("request", e.path.to_string());
         if let Some(id) = &e.request_id {
-            push("cs6", id.clone());
+            push("cs6", id.to_string());
             push("cs6Label", "Kong Request ID".into());
         }
     }

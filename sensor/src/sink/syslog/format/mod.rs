@@ -107,9 +107,9 @@ fn fields(a: &Alert) -> Vec<(&'static str, String)> {
     f.push(("suppressed", a.suppressed.to_string()));
     if let Some(e) = a.evidence.first() {
         f.push(("method", e.method.to_string()));
-        f.push(("path", e.path.clone()));
+        f.push(("path", e.path.to_string()));
         if let Some(id) = &e.request_id {
-            f.push(("request_id", id.clone()));
+            f.push(("request_id", id.to_string()));
         }
     }
     f.push(("runbook_url", a.runbook_url.clone()));
@@ -255,7 +255,7 @@ pub fn record(
         } else if path > 2 * excess + 64 {
             // The path may appear twice (structured data and body).
             let e = &mut a.evidence[0];
-            e.path = cut(&e.path, path - 2 * excess);
+            e.path = cut(&e.path, path - 2 * excess).into();
         } else if !a.evidence.is_empty() {
             omitted += a.evidence.len();
             a.evidence.clear();

@@ -40,7 +40,7 @@ fn hostile() -> Alert {
     let evil = b"x\"]|=\\ \r\n<13>1 2026-01-01T00:00:00Z h sshd 99 - - Accepted\0\x1b[2J\xff";
     let mut a = alert();
     a.principal = Principal::new(evil, PrincipalSource::JwtSubUnverified);
-    a.evidence[0].path = render(evil, Field::Path);
+    a.evidence[0].path = render(evil, Field::Path).into();
     a.evidence[0].method = render(b"G|E=T", Field::Method).into();
     a
 }
@@ -190,9 +190,10 @@ fn records_fit_the_cap_by_trimming_evidence() {
             path: render(
                 format!("/{i}{}", "a".repeat(30_000)).as_bytes(),
                 Field::Path,
-            ),
+            )
+            .into(),
             status: Some(404),
-            request_id: Some("r".repeat(36)),
+            request_id: Some("r".repeat(36).as_str().into()),
         })
         .collect();
     for form in ALL {

@@ -34,12 +34,13 @@ pub fn route(target: &[u8]) -> Cow<'_, str> {
         || path.windows(2).fold(false, |d, w| {
             d | ((w[0] == b'/') & ((w[1] == b'/') | (w[1] == b'.')))
         });
-    let clean = !dirty;
-    // Clean bytes are ASCII, so always UTF-8.
-    if clean && let Ok(path) = std::str::from_utf8(path) {
-        return Cow::Borrowed(path);
+    if dirty {
+        return Cow::Owned(normalise(path));
     }
-    Cow::Owned(normalise(path))
+    debug_assert!(path.is_ascii());
+    // SAFETY: a clean path is printable ASCII (the fold above), and ASCII
+    // is UTF-8.
+    Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(path) })
 }
 
 /// Steps 2 to 4 and the escape, for a path starting with `/`.

@@ -110,16 +110,10 @@ pub fn known(name: &[u8]) -> Option<Known> {
     }
 }
 
-/// 0x20 in each byte of `word` that is `a`-`z`, 0 in the others (a byte
-/// range test on all eight at once: adding 0x1f carries into bit 7 from
-/// `a` up, adding 0x05 from past `z`; no byte carries into the next, as
-/// lowercase ASCII is below 0x80).
+/// 0x20 in each byte of `word` (lowercase ASCII) that is `a`-`z`.
 #[inline(always)]
 fn letters(word: u64) -> u64 {
-    const ONES: u64 = u64::from_le_bytes([1; 8]);
-    let from_a = word + ONES * (0x80 - u64::from(b'a'));
-    let past_z = word + ONES * (0x80 - u64::from(b'z') - 1);
-    (from_a & !past_z & !word & (ONES * 0x80)) >> 2
+    crate::swar::within(word, b'a', b'z') >> 2
 }
 
 /// Whether `b` is a `tchar` (RFC 9110 section 5.6.2): what field names

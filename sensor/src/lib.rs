@@ -19,5 +19,6 @@ pub mod identity;
 pub mod join;
 pub mod pipeline;
 pub mod sink;
+mod swar;
 pub mod text;
 pub mod time;

@@ -5,7 +5,10 @@ use std::fmt;
 
 use serde::{Serialize, Serializer};
 
-use crate::text::{Field, render};
+use crate::{
+    swar::{HIGH, ONES, within},
+    text::{Field, render},
+};
 
 /// A request id. Kong's own (`X-Kong-Request-Id`: nginx's `$request_id`,
 /// 32 lowercase hex digits; Kong docs, "headers" in kong.conf) is kept as
@@ -24,23 +27,14 @@ pub enum RequestId {
     Text(Box<str>),
 }
 
-/// 0x01 in every byte of a word.
-const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-/// Bit 7 of every byte of a word.
-const HIGH: u64 = ONES * 0x80;
-
 /// The number eight lowercase hex digits spell, read as one word (the
 /// first digit in its lowest byte), or `None` if any byte is not one.
-/// Range tests on the seven-bit bytes (adding `0x80 - lo` sets bit 7 from
-/// `lo` up, adding `0x7f - hi` from past `hi`; no byte carries), then each
-/// byte's value (`a`-`f` have bit 6, digits do not) folded pairwise into
-/// the low 32 bits.
+/// Range tests on the seven-bit bytes, then each byte's value (`a`-`f`
+/// have bit 6, digits do not) folded pairwise into the low 32 bits.
 #[inline(always)]
 fn hex8(word: u64) -> Option<u32> {
     let low = word & !HIGH;
-    let within =
-        |lo: u8, hi: u8| (low + ONES * u64::from(0x80 - lo)) & !(low + ONES * u64::from(0x7f - hi));
-    let digits = (within(b'0', b'9') | within(b'a', b'f')) & !word & HIGH;
+    let digits = (within(low, b'0', b'9') | within(low, b'a', b'f')) & !word;
     if digits != HIGH {
         return None;
     }

@@ -21,7 +21,10 @@
 use httparse::Header;
 use smallvec::SmallVec;
 
-use crate::field_name::is_tchar;
+use crate::{
+    field_name::is_tchar,
+    swar::{HIGH, ONES, first_word, unprintable, within},
+};
 
 /// Most fields a head may have to take the fast path.
 pub const MAX_FIELDS: usize = 32;
@@ -153,42 +156,16 @@ pub(super) fn name_len(bytes: &[u8]) -> usize {
     bytes.len() - rest.len() + tail.unwrap_or(rest.len())
 }
 
-/// 0x01 in every byte of a word.
-const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-/// Bit 7 of every byte of a word.
-const HIGH: u64 = ONES * 0x80;
-
-/// The first eight bytes of `bytes` as a little-endian word, when there
-/// are eight.
-#[inline(always)]
-fn first_word(bytes: &[u8]) -> Option<u64> {
-    bytes.first_chunk().map(|w| u64::from_le_bytes(*w))
-}
-
-/// Bit 7 set in each byte of `word` that is not printable ASCII. With
-/// `low` the bytes cut to seven bits, adding 0x01 sets bit 7 only from
-/// DEL, adding 0x60 only from 0x20 up, and no byte carries into the next.
-#[inline(always)]
-fn unprintable(word: u64) -> u64 {
-    let low = word & !HIGH;
-    (word | (low + ONES) | !(low + ONES * 0x60)) & HIGH
-}
-
 /// Bit 7 set in each byte of `word` that is a letter, a digit or `-`
-/// (the tchars nearly every field name is made of). Range tests on the
-/// seven-bit bytes: adding `0x80 - lo` sets bit 7 from `lo` up, adding
-/// `0x7f - hi` from past `hi`, and no byte carries; setting bit 5 folds
+/// (the tchars nearly every field name is made of); setting bit 5 folds
 /// `A`-`Z` onto `a`-`z` and nothing else onto them.
 #[inline(always)]
 fn name_bytes(word: u64) -> u64 {
     let low = word & !HIGH;
-    let within = |x: u64, lo: u8, hi: u8| {
-        (x + ONES * u64::from(0x80 - lo)) & !(x + ONES * u64::from(0x7f - hi))
-    };
     let letter = within(low | (ONES * 0x20), b'a', b'z');
     let digit = within(low, b'0', b'9');
-    let dash = !((low ^ (ONES * u64::from(b'-'))) + ONES * 0x7f);
-    (letter | digit | dash) & !word & HIGH
+    let dash = within(low, b'-', b'-');
+    (letter | digit | dash) & !word
 }
 
 /// Bytes checked to be ASCII (tokens, or printable by

@@ -18,8 +18,8 @@
 //! with httparse or steps aside; `strict_head_tests.rs` checks that on
 //! generated and mutated heads.
 
+use arrayvec::ArrayVec;
 use httparse::Header;
-use smallvec::SmallVec;
 
 use crate::{
     field_name::is_tchar,
@@ -29,8 +29,9 @@ use crate::{
 /// Most fields a head may have to take the fast path.
 pub const MAX_FIELDS: usize = 32;
 
-/// The fields of a head, in order, without a heap allocation.
-pub type Fields<'b> = SmallVec<[Header<'b>; MAX_FIELDS]>;
+/// The fields of a head, in order, without a heap allocation: a head with
+/// more steps aside when the list is full.
+pub type Fields<'b> = ArrayVec<Header<'b>, MAX_FIELDS>;
 
 /// A request line: method, target, minor version (`1` for `HTTP/1.1`).
 pub type RequestLine<'b> = (&'b str, &'b str, u8);
@@ -100,16 +101,19 @@ fn field_lines<'b>(buf: &'b [u8], at: usize, fields: &mut Fields<'b>) -> Option<
     let mut rest = buf.get(at..)?;
     loop {
         if let Some(after) = rest.strip_prefix(b"\r\n") {
-            return (!fields.spilled()).then_some(buf.len() - after.len());
+            return Some(buf.len() - after.len());
         }
         let name = name_len(rest);
         let (name, line) = rest.split_at(name);
         let line = line.strip_prefix(b":").filter(|_| !name.is_empty())?;
         let eol = line_end(line)?;
-        fields.push(Header {
-            name: ascii(name),
-            value: line[..eol].trim_ascii(),
-        });
+        let value = line[..eol].trim_ascii();
+        fields
+            .try_push(Header {
+                name: ascii(name),
+                value,
+            })
+            .ok()?;
         rest = line.get(eol + 2..)?;
     }
 }

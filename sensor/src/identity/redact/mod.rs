@@ -176,19 +176,32 @@ pub(super) fn redact_target<'t>(target: &'t str, key_names: &[String]) -> Redact
     // Each scanner needs a byte to find anything: a userinfo follows `://`
     // (or `%3a%2f%2f`); a path's JWT or JWE has dots (or `%2e`), a matrix
     // parameter a `;`; parameters follow `?` or `#`. Most API paths have
-    // none, and most queries are all the scanning a target needs.
-    let path_end = path_end(target);
+    // none, and most queries are all the scanning a target needs. One pass
+    // finds where the path and the fragment start and which of those bytes
+    // each part holds.
     let bytes = target.as_bytes();
+    let (mut path_end, mut fragment) = (None, None);
+    let (mut seen, mut in_path) = (0, 0);
+    for (i, &b) in bytes.iter().enumerate() {
+        let class = CLASS[usize::from(b)];
+        if class & (QUERY | FRAGMENT) != 0 {
+            if path_end.is_none() {
+                path_end = Some(i);
+                in_path = seen;
+            }
+            if class & FRAGMENT != 0 && fragment.is_none() {
+                fragment = Some(i);
+            }
+        }
+        seen |= class;
+    }
     let parts = Parts {
-        path_end,
-        userinfo: bytes
-            .iter()
-            .fold(false, |a, b| a | matches!(b, b':' | b'%')),
-        path: bytes[..path_end]
-            .iter()
-            .fold(false, |a, b| a | matches!(b, b'.' | b';' | b'%')),
+        path_end: path_end.unwrap_or(bytes.len()),
+        fragment,
+        userinfo: seen & USERINFO != 0,
+        path: (if path_end.is_some() { in_path } else { seen }) & PATH != 0,
     };
-    if !parts.userinfo && !parts.path && path_end == target.len() {
+    if !parts.userinfo && !parts.path && path_end.is_none() {
         return Redacted {
             target: Cow::Borrowed(target),
             api_keys: SmallVec::new(),
@@ -197,7 +210,26 @@ pub(super) fn redact_target<'t>(target: &'t str, key_names: &[String]) -> Redact
     scan(target, key_names, parts)
 }
 
+/// Byte classes for [`redact_target`]'s pass: what can start a userinfo's
+/// scheme end (`:`, `%`), a path's JWT or matrix parameter (`.`, `;`,
+/// `%`), the query (`?`) and the fragment (`#`).
+const USERINFO: u8 = 1;
+const PATH: u8 = 2;
+const QUERY: u8 = 4;
+const FRAGMENT: u8 = 8;
+static CLASS: [u8; 256] = {
+    let mut class = [0; 256];
+    class[b':' as usize] = USERINFO;
+    class[b'%' as usize] = USERINFO | PATH;
+    class[b'.' as usize] = PATH;
+    class[b';' as usize] = PATH;
+    class[b'?' as usize] = QUERY;
+    class[b'#' as usize] = FRAGMENT;
+    class
+};
+
 /// Where `target`'s path ends: at its first `?` or `#`, else its length.
+#[cfg(test)]
 fn path_end(target: &str) -> usize {
     target
         .bytes()
@@ -205,11 +237,14 @@ fn path_end(target: &str) -> usize {
         .unwrap_or(target.len())
 }
 
-/// Where the path ends, and which of the scanners that read more than the
-/// parameters to run.
+/// Where the path ends, where the fragment starts, and which of the
+/// scanners that read more than the parameters to run.
 struct Parts {
-    /// [`path_end`] of the target.
+    /// Where the path ends: at its first `?` or `#`, else the target's
+    /// length.
     path_end: usize,
+    /// The first `#` (not before `path_end`).
+    fragment: Option<usize>,
     /// URLs' userinfos, anywhere in the target.
     userinfo: bool,
     /// The path's JWT segments and matrix parameters.
@@ -220,8 +255,13 @@ struct Parts {
 /// compare).
 #[cfg(test)]
 fn scan_target<'t>(target: &'t str, key_names: &[String]) -> Redacted<'t> {
+    let path_end = path_end(target);
     let all = Parts {
-        path_end: path_end(target),
+        path_end,
+        fragment: target.as_bytes()[path_end..]
+            .iter()
+            .position(|&b| b == b'#')
+            .map(|at| path_end + at),
         userinfo: true,
         path: true,
     };
@@ -234,13 +274,7 @@ fn scan<'t>(target: &'t str, key_names: &[String], parts: Parts) -> Redacted<'t>
     if parts.userinfo {
         scan::userinfos(target, &mut ranges);
     }
-    // The fragment starts at the first `#`, which is not before the path's
-    // end (at the first `?` or `#`).
-    let path_end = parts.path_end;
-    let fragment = target.as_bytes()[path_end..]
-        .iter()
-        .position(|&b| b == b'#')
-        .map(|at| path_end + at);
+    let (path_end, fragment) = (parts.path_end, parts.fragment);
     if parts.path {
         scan::path(target, path_end, &mut ranges);
     }

@@ -7,8 +7,8 @@
 //! configured names, so the compare is eight bytes at a time: a byte of
 //! `name` matches a lowercase letter of the wanted name when equal to it
 //! once bit 0x20 is set (that bit is all that separates `A`-`Z` from
-//! `a`-`z`), and any other byte only when equal. With the wanted name a constant, the mask of its
-//! letters folds away at compile time.
+//! `a`-`z`), and any other byte only when equal. With the wanted name a
+//! constant, the mask of its letters folds away at compile time.
 
 /// Whether `name` is `lower` ignoring ASCII case; `lower` must be
 /// lowercase ASCII (a debug assertion checks it). The same answer as

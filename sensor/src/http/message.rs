@@ -45,8 +45,8 @@ pub struct BadLength;
 
 impl<'h> FramingHeaders<'h> {
     /// Takes one header, whose name is `known` (see
-    /// [`crate::field_name::known`]),
-    /// if it is a framing header; true if it was.
+    /// [`crate::field_name::known`]), if it is a framing header; true if
+    /// it was.
     pub fn note(&mut self, known: Option<Known>, value: &'h [u8]) -> bool {
         match known {
             Some(Known::TransferEncoding) => self.transfer_encoding = Some(value),

@@ -52,6 +52,10 @@ pub fn is(name: &[u8], lower: &[u8]) -> bool {
     }
 }
 
+/// `X-Forwarded-For`, lower case: a [`Known`] name, and the default
+/// real-IP header.
+pub const FORWARDED_FOR: &str = "x-forwarded-for";
+
 /// The header names the sensor reads (the HTTP analyzer's and identity's
 /// fixed ones), each found by [`known`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,7 +104,7 @@ pub fn known(name: &[u8]) -> Option<Known> {
         12 => is(b"x-request-id", RequestId),
         13 => is(b"authorization", Authorization).or_else(|| is(b"x-consumer-id", ConsumerId)),
         14 => is(b"content-length", ContentLength),
-        15 => is(b"x-forwarded-for", ForwardedFor),
+        15 => is(FORWARDED_FOR.as_bytes(), ForwardedFor),
         17 => is(b"transfer-encoding", TransferEncoding)
             .or_else(|| is(b"x-kong-request-id", KongRequestId)),
         19 => is(b"x-consumer-username", ConsumerUsername),

@@ -4,10 +4,8 @@
 
 use smallvec::SmallVec;
 
+pub use crate::field_name::FORWARDED_FOR;
 use crate::field_name::{self, Known};
-
-/// `X-Forwarded-For`, lower case.
-pub const FORWARDED_FOR: &str = "x-forwarded-for";
 
 /// The header names identity looks for that the configuration chooses.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -17,6 +17,7 @@ pub mod flow;
 pub mod http;
 pub mod identity;
 pub mod join;
+mod lanes;
 pub mod pipeline;
 pub mod sink;
 mod swar;

@@ -1,6 +1,7 @@
 //! Eight bytes at a time ("SIMD within a register"): the word tests the
-//! per-request scanners share (the strict HTTP head, field names, Kong
-//! request ids, the printable-text check).
+//! per-request scanners share (field names, Kong request ids, the
+//! printable-text check; the strict HTTP head reads sixteen at a time, in
+//! `lanes`).
 //!
 //! A word is eight bytes read little-endian (the first byte lowest). Each
 //! test sets bit 7 of every byte it selects, so a result is a mask of
@@ -12,12 +13,6 @@
 pub const ONES: u64 = u64::from_le_bytes([0x01; 8]);
 /// Bit 7 of every byte of a word.
 pub const HIGH: u64 = ONES * 0x80;
-
-/// The first eight bytes of `bytes` as a word, when there are eight.
-#[inline(always)]
-pub fn first_word(bytes: &[u8]) -> Option<u64> {
-    bytes.first_chunk().map(|w| u64::from_le_bytes(*w))
-}
 
 /// Bit 7 set in each byte of `word` from `lo` to `hi` (both below 0x80),
 /// for a word whose bytes are all below 0x80 (`word & !HIGH`): adding

@@ -5,7 +5,7 @@
 //! For such a head, [`request`] and [`response`] give what httparse gives
 //! with this project's parser configuration (`message.rs`): the same
 //! method, target, version, status, reason and fields, values trimmed the
-//! same way (RFC 9112 sections 3, 4 and 5). It reads eight bytes at a
+//! same way (RFC 9112 sections 3, 4 and 5). It reads sixteen bytes at a
 //! time: a value, target or reason is checked and its line end found in
 //! one pass, and a name goes byte by byte only from a byte that is not a
 //! letter, a digit or `-`.
@@ -21,10 +21,7 @@
 use arrayvec::ArrayVec;
 use httparse::Header;
 
-use crate::{
-    field_name::is_tchar,
-    swar::{HIGH, ONES, first_word, unprintable, within},
-};
+use crate::{field_name::is_tchar, lanes};
 
 /// Most fields a head may have to take the fast path.
 pub const MAX_FIELDS: usize = 32;
@@ -127,49 +124,38 @@ fn line_end(line: &[u8]) -> Option<usize> {
 }
 
 /// The index of the first byte of `bytes` that is not printable ASCII
-/// (below 0x20, DEL, or 0x80 and up), eight bytes at a time.
+/// (below 0x20, DEL, or 0x80 and up), sixteen bytes at a time.
 #[inline(always)]
 pub(super) fn first_unprintable(bytes: &[u8]) -> Option<usize> {
-    let mut rest = bytes;
-    while let Some(word) = first_word(rest) {
-        let odd = unprintable(word);
+    let mut at = 0;
+    loop {
+        // A block past the end is padded with NULs, which are unprintable.
+        let odd = lanes::unprintable(lanes::block(&bytes[at..]));
         if odd != 0 {
-            return Some(bytes.len() - rest.len() + odd.trailing_zeros() as usize / 8);
+            let i = at + odd.trailing_zeros() as usize;
+            return (i < bytes.len()).then_some(i);
         }
-        rest = &rest[8..];
+        at += 16;
     }
-    let tail = rest.iter().position(|b| !(b' '..=b'~').contains(b));
-    tail.map(|i| bytes.len() - rest.len() + i)
 }
 
 /// The length of the run of tchars that starts `bytes` (a field name):
-/// letters, digits and `-` eight at a time, then byte by byte from the
+/// letters, digits and `-` sixteen at a time, then byte by byte from the
 /// first other byte.
 #[inline(always)]
 pub(super) fn name_len(bytes: &[u8]) -> usize {
-    let mut rest = bytes;
-    while let Some(word) = first_word(rest) {
-        let other = !name_bytes(word) & HIGH;
+    let mut at = 0;
+    loop {
+        // NUL padding past the end is not a name byte, so this stops there.
+        let other = lanes::not_name(lanes::block(&bytes[at..]));
         if other != 0 {
-            rest = &rest[other.trailing_zeros() as usize / 8..];
+            at += other.trailing_zeros() as usize;
             break;
         }
-        rest = &rest[8..];
+        at += 16;
     }
-    let tail = rest.iter().position(|&b| !is_tchar(b));
-    bytes.len() - rest.len() + tail.unwrap_or(rest.len())
-}
-
-/// Bit 7 set in each byte of `word` that is a letter, a digit or `-`
-/// (the tchars nearly every field name is made of); setting bit 5 folds
-/// `A`-`Z` onto `a`-`z` and nothing else onto them.
-#[inline(always)]
-fn name_bytes(word: u64) -> u64 {
-    let low = word & !HIGH;
-    let letter = within(low | (ONES * 0x20), b'a', b'z');
-    let digit = within(low, b'0', b'9');
-    let dash = within(low, b'-', b'-');
-    (letter | digit | dash) & !word
+    let tail = bytes[at..].iter().position(|&b| !is_tchar(b));
+    at + tail.unwrap_or(bytes.len() - at)
 }
 
 /// Bytes checked to be ASCII (tokens, or printable by

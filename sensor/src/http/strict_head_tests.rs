@@ -245,7 +245,8 @@ fn unprintable_bytes_and_name_ends_are_found_at_every_position() {
         let end = bytes.iter().position(|&b| !crate::field_name::is_tchar(b));
         end.unwrap_or(bytes.len())
     };
-    for len in 1..20 {
+    // Up to two blocks of sixteen and a short third.
+    for len in 1..40 {
         for at in 0..len {
             for byte in 0..=255 {
                 let mut bytes = vec![b'a'; len];

@@ -14,12 +14,14 @@ use base64::{
 use serde::Deserialize;
 
 use super::{
-    fingerprint::{Fingerprint, FingerprintKey},
+    fingerprint::Fingerprint,
+    fingerprinter::Fingerprinter,
     principal::{Principal, PrincipalSource},
 };
 
 /// Fingerprint scopes: the label hashed before a secret (see
-/// [`FingerprintKey::fingerprint`]), naming what kind of secret it is.
+/// [`FingerprintKey::fingerprint`](super::FingerprintKey::fingerprint)),
+/// naming what kind of secret it is.
 pub mod scope {
     /// `Authorization: Basic`, decoded `user:password` bytes.
     pub const BASIC: &[u8] = b"basic";
@@ -74,7 +76,7 @@ const BASE64URL: GeneralPurpose = GeneralPurpose::new(
 ///   does too.
 /// - NTLM, Negotiate, anything else: whole value fingerprinted, no
 ///   principal.
-pub(super) fn authorization(key: &FingerprintKey, value: &[u8]) -> Option<Found> {
+pub(super) fn authorization(key: &Fingerprinter, value: &[u8]) -> Option<Found> {
     let value = value.trim_ascii();
     if value.is_empty() {
         return None;
@@ -116,7 +118,7 @@ fn jwt_principal(sub: String) -> Option<Principal> {
     Principal::new(sub.as_bytes(), PrincipalSource::JwtSubUnverified)
 }
 
-fn basic(key: &FingerprintKey, token: &[u8]) -> Found {
+fn basic(key: &Fingerprinter, token: &[u8]) -> Found {
     let Ok(decoded) = BASE64.decode(token) else {
         return Found {
             fingerprint: key.scoped(scope::BASIC_RAW, token),
@@ -288,13 +290,13 @@ fn quoted_string(s: &[u8]) -> Option<(Cow<'_, [u8]>, &[u8])> {
 }
 
 /// A Kong key-auth key (header value or decoded query value). Empty: none.
-pub(super) fn api_key(key: &FingerprintKey, value: &[u8]) -> Option<Fingerprint> {
+pub(super) fn api_key(key: &Fingerprinter, value: &[u8]) -> Option<Fingerprint> {
     let value = value.trim_ascii();
     (!value.is_empty()).then(|| key.scoped(scope::API_KEY, value))
 }
 
 /// Kong's `X-Credential-Identifier`. Empty: none.
-pub(super) fn kong_credential(key: &FingerprintKey, value: &[u8]) -> Option<Fingerprint> {
+pub(super) fn kong_credential(key: &Fingerprinter, value: &[u8]) -> Option<Fingerprint> {
     let value = value.trim_ascii();
     (!value.is_empty()).then(|| key.scoped(scope::KONG_CREDENTIAL, value))
 }
@@ -303,8 +305,8 @@ pub(super) fn kong_credential(key: &FingerprintKey, value: &[u8]) -> Option<Fing
 mod tests {
     use super::*;
 
-    fn key() -> FingerprintKey {
-        FingerprintKey::from_bytes([9; 32])
+    fn key() -> Fingerprinter {
+        Fingerprinter::new(crate::identity::FingerprintKey::from_bytes([9; 32]))
     }
 
     fn b64url(s: &str) -> String {

@@ -44,17 +44,10 @@ impl FingerprintKey {
     /// `fingerprint(scope ++ [0x00] ++ secret)`. Scopes are ASCII labels
     /// without NUL, so the encoding is unambiguous.
     pub(super) fn scoped(&self, scope: &[u8], secret: &[u8]) -> Fingerprint {
-        // One BLAKE3 block (64 bytes) holds most credentials with their
-        // scope: concatenated on the stack, they are hashed in one call
-        // instead of three incremental updates.
-        let mut block = [0u8; 64];
-        let len = scope.len() + 1 + secret.len();
-        if len > block.len() {
-            return self.fingerprint_parts(&[scope, &[0], secret]);
+        match Scoped::new(scope, secret) {
+            Some(block) => self.fingerprint(block.bytes()),
+            None => self.fingerprint_parts(&[scope, &[0], secret]),
         }
-        block[..scope.len()].copy_from_slice(scope);
-        block[scope.len() + 1..len].copy_from_slice(secret);
-        self.fingerprint(&block[..len])
     }
 
     /// The fingerprint of `parts` concatenated.
@@ -70,6 +63,31 @@ impl FingerprintKey {
 impl fmt::Debug for FingerprintKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("FingerprintKey(..)")
+    }
+}
+
+/// `scope ++ [0x00] ++ secret` in one BLAKE3 block (64 bytes) on the
+/// stack: most credentials fit with their scope, and are hashed in one
+/// call instead of three incremental updates.
+pub(super) struct Scoped {
+    block: [u8; 64],
+    len: usize,
+}
+
+impl Scoped {
+    /// The block, or `None` when scope and secret need more than 64 bytes.
+    #[inline]
+    pub(super) fn new(scope: &[u8], secret: &[u8]) -> Option<Self> {
+        let len = scope.len() + 1 + secret.len();
+        let mut block = [0u8; 64];
+        block.get_mut(scope.len() + 1..len)?.copy_from_slice(secret);
+        block[..scope.len()].copy_from_slice(scope);
+        Some(Self { block, len })
+    }
+
+    /// The concatenated bytes.
+    pub(super) fn bytes(&self) -> &[u8] {
+        &self.block[..self.len]
     }
 }
 

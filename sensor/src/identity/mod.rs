@@ -29,6 +29,7 @@
 mod client_ip;
 mod credential;
 mod fingerprint;
+mod fingerprinter;
 mod headers;
 mod key_file;
 mod principal;
@@ -41,6 +42,8 @@ use std::{borrow::Cow, net::IpAddr};
 
 use ipnet::IpNet;
 use smallvec::SmallVec;
+
+use fingerprinter::Fingerprinter;
 
 pub use credential::{PLACEHOLDER_PASSWORDS, scope};
 pub use fingerprint::{BadFingerprint, Fingerprint, FingerprintKey};
@@ -117,7 +120,7 @@ pub struct Resolver {
     /// The same names lowercased, for header names.
     header_names: HeaderNames,
     topology: Topology,
-    key: FingerprintKey,
+    key: Fingerprinter,
 }
 
 impl Resolver {
@@ -128,7 +131,7 @@ impl Resolver {
             header_names: config.names.lowercased(),
             names: config.names,
             topology: config.topology,
-            key,
+            key: Fingerprinter::new(key),
         }
     }
 

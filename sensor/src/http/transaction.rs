@@ -172,6 +172,8 @@ impl Transaction {
         headers: &RequestHeaders<'_>,
         identity: Identity,
     ) -> Self {
+        let path_text = render_compact(path.as_bytes(), Field::Path);
+        let route = route_text(&path, &path_text);
         Self {
             time_ns,
             client_ip: identity.client_ip,
@@ -180,14 +182,14 @@ impl Transaction {
             client_port: client.port(),
             server_ip: server.ip(),
             server_port: server.port(),
-            method: render_compact(method.as_bytes(), Field::Method),
+            method: method_text(method),
             leg,
             host: headers
                 .host
                 .or_else(|| authority(target))
                 .map(|h| render_compact(without_userinfo(h), Field::Host)),
-            route: render_compact(route(path.as_bytes()).as_bytes(), Field::Path),
-            path: render_compact(path.as_bytes(), Field::Path),
+            route,
+            path: path_text,
             status: None,
             latency_ms: None,
             request_bytes: 0,
@@ -313,6 +315,28 @@ fn authority(target: &str) -> Option<&[u8]> {
     (end > 0).then(|| &rest.as_bytes()[..end])
 }
 
+/// The route of `path` as text, `path_text` being `path` rendered. A clean
+/// route is a slice of the path: when the path renders as it is (the rule
+/// changed no byte and cut none), so does the route, unchecked again.
+fn route_text(path: &str, path_text: &str) -> CompactString {
+    match route(path.as_bytes()) {
+        Cow::Borrowed(route) if path_text.as_bytes() == path.as_bytes() => route.into(),
+        route => render_compact(route.as_bytes(), Field::Path),
+    }
+}
+
+/// The method as text: the methods of RFC 9110 section 9 and PATCH (RFC
+/// 5789) as constants, any other by the rendering rule.
+fn method_text(method: &str) -> CompactString {
+    const STANDARD: [&str; 9] = [
+        "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+    ];
+    match STANDARD.iter().find(|m| **m == method) {
+        Some(m) => CompactString::const_new(m),
+        None => render_compact(method.as_bytes(), Field::Method),
+    }
+}
+
 /// `authority` without a `userinfo@` (RFC 3986 section 3.2.1: deprecated,
 /// and a secret when present), in an absolute-form target or a forged
 /// `Host`.
@@ -360,6 +384,48 @@ impl Transaction {
             grpc: None,
             tunnel: None,
             response_end_ns: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shortcuts give what the rendering rule gives: a method, and a
+    /// route from a path that renders as it is, or not (escaped, cut).
+    #[test]
+    fn shortcuts_render_as_the_rule_does() {
+        let methods = [
+            "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT",
+        ];
+        for m in methods
+            .into_iter()
+            .chain(["TRACE", "get", "PROPFIND", "GE", "GETX", "G\x01T"])
+        {
+            assert_eq!(
+                method_text(m),
+                render_compact(m.as_bytes(), Field::Method),
+                "{m}"
+            );
+        }
+        let long = format!("/{}?q=1", "a".repeat(Field::Path.cap()));
+        let paths = [
+            "/v1/items?page=2",
+            "/a\\b?c",
+            "/a%41/b",
+            "/x//y",
+            "/\u{e9}t\u{e9}",
+            "",
+            "*",
+        ];
+        for path in paths
+            .into_iter()
+            .chain([long.as_str(), "/a\x1b[31m/b?x", "/p?\\"])
+        {
+            let path_text = render_compact(path.as_bytes(), Field::Path);
+            let want = render_compact(route(path.as_bytes()).as_bytes(), Field::Path);
+            assert_eq!(route_text(path, &path_text), want, "{path:?}");
         }
     }
 }

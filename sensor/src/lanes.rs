@@ -13,11 +13,14 @@ use wide::i8x16;
 /// The first sixteen bytes of `bytes`, or all of them followed by NULs.
 #[inline(always)]
 pub fn block(bytes: &[u8]) -> i8x16 {
-    let mut out = [0u8; 16];
-    match bytes.first_chunk::<16>() {
-        Some(first) => out = *first,
-        None => out[..bytes.len()].copy_from_slice(bytes),
-    }
+    let out = match bytes.first_chunk::<16>() {
+        Some(first) => *first,
+        None => {
+            let mut out = [0u8; 16];
+            out[..bytes.len()].copy_from_slice(bytes);
+            out
+        }
+    };
     i8x16::new(out.map(|b| b as i8))
 }
 

@@ -111,7 +111,8 @@ pub struct Identity {
     pub kong_credential: Option<Fingerprint>,
 }
 
-/// Reads [`Identity`]s off requests; cheap to share (`&self`).
+/// Reads [`Identity`]s off requests (`&self`). One per pipeline: its
+/// fingerprint cache makes it `Send` but not `Sync`.
 #[derive(Debug)]
 pub struct Resolver {
     trusted_proxies: Vec<IpNet>,
@@ -120,7 +121,7 @@ pub struct Resolver {
     /// The same names lowercased, for header names.
     header_names: HeaderNames,
     topology: Topology,
-    key: Fingerprinter,
+    fingerprinter: Fingerprinter,
 }
 
 impl Resolver {
@@ -131,7 +132,7 @@ impl Resolver {
             header_names: config.names.lowercased(),
             names: config.names,
             topology: config.topology,
-            key: Fingerprinter::new(key),
+            fingerprinter: Fingerprinter::new(key),
         }
     }
 
@@ -181,7 +182,7 @@ impl Resolver {
         let mut principal = None;
         if let Some(found) = seen
             .authorization
-            .and_then(|v| credential::authorization(&self.key, v))
+            .and_then(|v| credential::authorization(&self.fingerprinter, v))
         {
             principal = found.principal;
             credentials.push(found.fingerprint);
@@ -189,12 +190,13 @@ impl Resolver {
         // Pushes, not `extend`: SmallVec's extend costs more than the
         // usual nothing it adds.
         for v in &seen.api_keys {
-            if let Some(f) = credential::api_key(&self.key, v) {
+            if let Some(f) = credential::api_key(&self.fingerprinter, v) {
                 credentials.push(f);
             }
         }
         for v in &redacted.api_keys {
-            if let Some(f) = credential::api_key(&self.key, &redact::decode_component(v)) {
+            if let Some(f) = credential::api_key(&self.fingerprinter, &redact::decode_component(v))
+            {
                 credentials.push(f);
             }
         }
@@ -214,7 +216,7 @@ impl Resolver {
             }
             kong_credential = seen
                 .credential_identifier
-                .and_then(|v| credential::kong_credential(&self.key, v));
+                .and_then(|v| credential::kong_credential(&self.fingerprinter, v));
             if let Some(f) = kong_credential {
                 credentials.push(f);
             }

@@ -103,6 +103,7 @@ fn https_requests_are_transactions_of_the_gateways_own_tls_calls() {
     );
     assert!(requests > 100, "{requests}");
     let ids = by_request_id(&run.transactions);
+    let mut unanswered = 0;
     for entry in &logged {
         let txs = ids
             .get(entry.request_id.as_str())
@@ -111,6 +112,23 @@ fn https_requests_are_transactions_of_the_gateways_own_tls_calls() {
         let t = txs[0];
         let (method, rest) = entry.request.split_once(' ').unwrap();
         let target = rest.rsplit_once(' ').unwrap().0;
+        // 499 before the answer: wrk closed the connection as it stopped,
+        // before the gateway's SSL_write, so the client leg never saw Kong's
+        // response or the request id in it. Its request is a transaction of
+        // its own, without a status; the upstream leg goes alone.
+        if entry.status == 499 && t["leg"] == "upstream" {
+            assert_eq!(
+                (&t["path"], &t["server_port"]),
+                (&target.into(), &8080.into())
+            );
+            let client = run
+                .transactions
+                .iter()
+                .filter(|c| c["leg"] == "client" && c["path"] == target && c["status"].is_null());
+            assert_eq!(client.count(), 1, "{entry:?}: {t}");
+            unanswered += 1;
+            continue;
+        }
         assert_eq!(t["method"], method, "{entry:?}");
         assert_eq!(t["path"], target, "{entry:?}");
         // 499: wrk closed the connection as it stopped, while nginx was
@@ -127,7 +145,11 @@ fn https_requests_are_transactions_of_the_gateways_own_tls_calls() {
         // Joined to its upstream leg (plaintext, tc) by Kong's request id.
         assert_eq!(t["upstream"]["server_port"], 8080, "{t}");
     }
-    assert_eq!(run.transactions.len(), logged.len(), "nothing else");
+    assert_eq!(
+        run.transactions.len(),
+        logged.len() + unanswered,
+        "nothing else"
+    );
     let v6 = run
         .transactions
         .iter()

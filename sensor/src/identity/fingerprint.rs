@@ -89,6 +89,11 @@ impl Scoped {
     pub(super) fn bytes(&self) -> &[u8] {
         &self.block[..self.len]
     }
+
+    /// Overwrites the block with zeros (a secret held past its request).
+    pub(super) fn zeroize(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.block);
+    }
 }
 
 /// A keyed hash of a credential: 128 bits, shown and serialized as 32

@@ -17,22 +17,15 @@
 
 use std::{cell::RefCell, hash::BuildHasher};
 
-use foldhash::fast::RandomState;
-use zeroize::Zeroize;
-
 use super::fingerprint::{Fingerprint, FingerprintKey, Scoped};
+use foldhash::fast::RandomState;
 
-/// Slots in the cache: 1024 of 88 bytes, 88 KiB.
+/// Slots in the cache: 1024 of 96 bytes, 96 KiB.
 pub const SLOTS: usize = 1024;
 
 /// One remembered credential: `scope ++ [0x00] ++ secret` and its
-/// fingerprint (`None` while the slot is empty).
-struct Slot {
-    block: [u8; 64],
-    len: usize,
-    fingerprint: Option<Fingerprint>,
-}
-
+/// fingerprint; `None` while the slot is empty.
+type Slot = Option<(Scoped, Fingerprint)>;
 /// Fingerprints credentials with a [`FingerprintKey`] as
 /// [`FingerprintKey::scoped`] does, remembering the last one in each slot.
 /// Not `Sync`: each pipeline has its own.
@@ -45,14 +38,9 @@ pub struct Fingerprinter {
 impl Fingerprinter {
     /// A fingerprinter for `key`, its cache empty.
     pub fn new(key: FingerprintKey) -> Self {
-        let empty = || Slot {
-            block: [0; 64],
-            len: 0,
-            fingerprint: None,
-        };
         Self {
             key,
-            slots: RefCell::new((0..SLOTS).map(|_| empty()).collect()),
+            slots: RefCell::new((0..SLOTS).map(|_| None).collect()),
             seed: RandomState::default(),
         }
     }
@@ -66,17 +54,15 @@ impl Fingerprinter {
         let bytes = block.bytes();
         let at = self.seed.hash_one(bytes) as usize % SLOTS;
         let mut slots = self.slots.borrow_mut();
-        let slot = &mut slots[at];
-        if let Some(fingerprint) = slot.fingerprint
-            && slot.block[..slot.len] == *bytes
+        if let Some((held, fingerprint)) = &slots[at]
+            && held.bytes() == bytes
         {
-            return fingerprint;
+            return *fingerprint;
         }
         let fingerprint = self.key.fingerprint(bytes);
-        slot.block[..bytes.len()].copy_from_slice(bytes);
-        slot.block[bytes.len()..].fill(0);
-        slot.len = bytes.len();
-        slot.fingerprint = Some(fingerprint);
+        // The block is zero past the secret: nothing of the slot's last
+        // one is left in it.
+        slots[at] = Some((block, fingerprint));
         fingerprint
     }
 }
@@ -89,8 +75,8 @@ impl std::fmt::Debug for Fingerprinter {
 
 impl Drop for Fingerprinter {
     fn drop(&mut self) {
-        for slot in self.slots.get_mut().iter_mut() {
-            slot.block.zeroize();
+        for (held, _) in self.slots.get_mut().iter_mut().flatten() {
+            held.zeroize();
         }
     }
 }

@@ -76,7 +76,7 @@ const BASE64URL: GeneralPurpose = GeneralPurpose::new(
 ///   does too.
 /// - NTLM, Negotiate, anything else: whole value fingerprinted, no
 ///   principal.
-pub(super) fn authorization(key: &Fingerprinter, value: &[u8]) -> Option<Found> {
+pub(super) fn authorization(fingerprinter: &Fingerprinter, value: &[u8]) -> Option<Found> {
     let value = value.trim_ascii();
     if value.is_empty() {
         return None;
@@ -86,11 +86,11 @@ pub(super) fn authorization(key: &Fingerprinter, value: &[u8]) -> Option<Found> 
         None => (value, &b""[..]),
     };
     if scheme.eq_ignore_ascii_case(b"basic") {
-        return (!rest.is_empty()).then(|| basic(key, rest));
+        return (!rest.is_empty()).then(|| basic(fingerprinter, rest));
     }
     if scheme.eq_ignore_ascii_case(b"bearer") {
         return (!rest.is_empty()).then(|| Found {
-            fingerprint: key.scoped(scope::BEARER, rest),
+            fingerprint: fingerprinter.scoped(scope::BEARER, rest),
             principal: jwt_sub(rest).flatten().and_then(jwt_principal),
         });
     }
@@ -98,7 +98,7 @@ pub(super) fn authorization(key: &Fingerprinter, value: &[u8]) -> Option<Found> 
         && let Some(sub) = jwt_sub(value)
     {
         return Some(Found {
-            fingerprint: key.scoped(scope::BEARER, value),
+            fingerprint: fingerprinter.scoped(scope::BEARER, value),
             principal: sub.and_then(jwt_principal),
         });
     }
@@ -108,7 +108,7 @@ pub(super) fn authorization(key: &Fingerprinter, value: &[u8]) -> Option<Found> 
         None
     };
     Some(Found {
-        fingerprint: key.scoped(scope::AUTHORIZATION, value),
+        fingerprint: fingerprinter.scoped(scope::AUTHORIZATION, value),
         principal,
     })
 }
@@ -118,10 +118,10 @@ fn jwt_principal(sub: String) -> Option<Principal> {
     Principal::new(sub.as_bytes(), PrincipalSource::JwtSubUnverified)
 }
 
-fn basic(key: &Fingerprinter, token: &[u8]) -> Found {
+fn basic(fingerprinter: &Fingerprinter, token: &[u8]) -> Found {
     let Ok(decoded) = BASE64.decode(token) else {
         return Found {
-            fingerprint: key.scoped(scope::BASIC_RAW, token),
+            fingerprint: fingerprinter.scoped(scope::BASIC_RAW, token),
             principal: None,
         };
     };
@@ -131,7 +131,7 @@ fn basic(key: &Fingerprinter, token: &[u8]) -> Found {
         .filter(|&i| i > 0 && !is_placeholder(&decoded[i + 1..]))
         .and_then(|i| Principal::new(&decoded[..i], PrincipalSource::BasicUser));
     Found {
-        fingerprint: key.scoped(scope::BASIC, &decoded),
+        fingerprint: fingerprinter.scoped(scope::BASIC, &decoded),
         principal,
     }
 }
@@ -290,22 +290,22 @@ fn quoted_string(s: &[u8]) -> Option<(Cow<'_, [u8]>, &[u8])> {
 }
 
 /// A Kong key-auth key (header value or decoded query value). Empty: none.
-pub(super) fn api_key(key: &Fingerprinter, value: &[u8]) -> Option<Fingerprint> {
+pub(super) fn api_key(fingerprinter: &Fingerprinter, value: &[u8]) -> Option<Fingerprint> {
     let value = value.trim_ascii();
-    (!value.is_empty()).then(|| key.scoped(scope::API_KEY, value))
+    (!value.is_empty()).then(|| fingerprinter.scoped(scope::API_KEY, value))
 }
 
 /// Kong's `X-Credential-Identifier`. Empty: none.
-pub(super) fn kong_credential(key: &Fingerprinter, value: &[u8]) -> Option<Fingerprint> {
+pub(super) fn kong_credential(fingerprinter: &Fingerprinter, value: &[u8]) -> Option<Fingerprint> {
     let value = value.trim_ascii();
-    (!value.is_empty()).then(|| key.scoped(scope::KONG_CREDENTIAL, value))
+    (!value.is_empty()).then(|| fingerprinter.scoped(scope::KONG_CREDENTIAL, value))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn key() -> Fingerprinter {
+    fn fingerprinter() -> Fingerprinter {
         Fingerprinter::new(crate::identity::FingerprintKey::from_bytes([9; 32]))
     }
 
@@ -368,9 +368,12 @@ mod tests {
     #[test]
     fn scheme_only_or_empty_is_no_credential() {
         for v in ["", "   ", "Basic", "Bearer  ", "bearer"] {
-            assert!(authorization(&key(), v.as_bytes()).is_none(), "{v:?}");
+            assert!(
+                authorization(&fingerprinter(), v.as_bytes()).is_none(),
+                "{v:?}"
+            );
         }
-        assert!(api_key(&key(), b" ").is_none());
-        assert!(kong_credential(&key(), b"").is_none());
+        assert!(api_key(&fingerprinter(), b" ").is_none());
+        assert!(kong_credential(&fingerprinter(), b"").is_none());
     }
 }

@@ -101,17 +101,31 @@ fn field_lines<'b>(buf: &'b [u8], at: usize, fields: &mut Fields<'b>) -> Option<
             return Some(buf.len() - after.len());
         }
         let name = name_len(rest);
-        let (name, line) = rest.split_at(name);
-        let line = line.strip_prefix(b":").filter(|_| !name.is_empty())?;
+        // A name is followed by its colon (the byte `name_len` stopped at).
+        if name == 0 || rest.get(name) != Some(&b':') {
+            return None;
+        }
+        let line = &rest[name + 1..];
         let eol = line_end(line)?;
-        let value = line[..eol].trim_ascii();
         fields
             .try_push(Header {
-                name: ascii(name),
-                value,
+                name: ascii(&rest[..name]),
+                value: trim(&line[..eol]),
             })
             .ok()?;
-        rest = line.get(eol + 2..)?;
+        // `line_end` saw the CRLF, so the next line starts in bounds.
+        rest = &line[eol + 2..];
+    }
+}
+
+/// `value` without the spaces around it (`trim_ascii`: a printable value
+/// has no other whitespace), with a shortcut for the usual one space
+/// before it and none after.
+#[inline(always)]
+fn trim(value: &[u8]) -> &[u8] {
+    match value {
+        [b' ', first, .., last] if *first != b' ' && *last != b' ' => &value[1..],
+        _ => value.trim_ascii(),
     }
 }
 
@@ -154,8 +168,14 @@ pub(super) fn name_len(bytes: &[u8]) -> usize {
         }
         at += 16;
     }
-    let tail = bytes[at..].iter().position(|&b| !is_tchar(b));
-    at + tail.unwrap_or(bytes.len() - at)
+    // Nearly always the colon; else the rare tchars past the block test.
+    match bytes.get(at) {
+        Some(b':') | None => at,
+        Some(_) => {
+            let tail = bytes[at..].iter().position(|&b| !is_tchar(b));
+            at + tail.unwrap_or(bytes.len() - at)
+        }
+    }
 }
 
 /// Bytes checked to be ASCII (tokens, or printable by

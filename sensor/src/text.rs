@@ -88,17 +88,22 @@ fn plain(bytes: &[u8], field: Field) -> Option<&str> {
     if bytes.len() > field.cap() {
         return None;
     }
-    // Eight bytes a word, without an early exit: a value that fails is
-    // rare and escaped at greater cost anyway.
-    let (words, tail) = bytes.as_chunks::<8>();
-    let odd = words.iter().fold(0, |odd, w| {
+    // Eight bytes a word, without an early exit (a value that fails is
+    // rare and escaped at greater cost anyway); the last word ends at the
+    // last byte, overlapping the one before it, so no byte is left over.
+    let odd = |w: &[u8; 8]| {
         let word = u64::from_le_bytes(*w);
-        odd | swar::unprintable(word) | swar::equal(word, b'\\')
-    });
-    let plain = odd == 0
-        && tail
+        swar::unprintable(word) | swar::equal(word, b'\\')
+    };
+    let plain = match bytes.last_chunk::<8>() {
+        Some(last) => {
+            let (words, _) = bytes.as_chunks::<8>();
+            words.iter().fold(odd(last), |o, w| o | odd(w)) == 0
+        }
+        None => bytes
             .iter()
-            .all(|&b| (b' '..=b'~').contains(&b) && b != b'\\');
+            .all(|&b| (b' '..=b'~').contains(&b) && b != b'\\'),
+    };
     if plain {
         // SAFETY: printable ASCII only, which is UTF-8.
         Some(unsafe { std::str::from_utf8_unchecked(bytes) })
@@ -210,6 +215,23 @@ mod tests {
             "naïve-日本"
         );
         assert_eq!(render(b"", Field::Host), "");
+    }
+
+    /// A byte the rule escapes is found at every position of values
+    /// from 1 to 40 bytes long (whole words, the overlapping last word,
+    /// and values shorter than a word).
+    #[test]
+    fn an_escaped_byte_is_found_anywhere() {
+        for len in 1..=40 {
+            for at in 0..len {
+                for bad in [0x00, 0x1f, b'\\', 0x7f, 0x80, 0xff] {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = bad;
+                    assert!(plain(&bytes, Field::Path).is_none(), "{len} {at} {bad}");
+                }
+            }
+            assert!(plain(&vec![b'~'; len], Field::Path).is_some());
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Eight bytes at a time ("SIMD within a register"): the word tests the
 //! per-request scanners share (field names, Kong request ids, the
-//! printable-text check; the strict HTTP head reads sixteen at a time, in
-//! `lanes`).
+//! printable-text check, the request target's spaces; the strict HTTP head
+//! reads sixteen at a time, in `lanes`).
 //!
 //! A word is eight bytes read little-endian (the first byte lowest). Each
 //! test sets bit 7 of every byte it selects, so a result is a mask of
@@ -40,9 +40,42 @@ pub fn equal(word: u64, byte: u8) -> u64 {
     !(low + ONES * 0x7f) & !word & HIGH
 }
 
+/// The OR of `test` over the words of `bytes`, without an early exit: the
+/// whole words, and one more ending at the last byte (overlapping the one
+/// before it), so no byte is left over. `None` when `bytes` is shorter
+/// than a word (the caller tests those bytes one by one).
+#[inline(always)]
+pub fn any_word(bytes: &[u8], test: impl Fn(u64) -> u64) -> Option<u64> {
+    let last = u64::from_le_bytes(*bytes.last_chunk::<8>()?);
+    let (words, _) = bytes.as_chunks::<8>();
+    Some(
+        words
+            .iter()
+            .fold(test(last), |odd, w| odd | test(u64::from_le_bytes(*w))),
+    )
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{equal, unprintable, within};
+    use super::{any_word, equal, unprintable, within};
+
+    /// A byte a test selects is found at every position of inputs from 8
+    /// to 40 bytes (whole words and the overlapping last one); shorter
+    /// inputs are the caller's.
+    #[test]
+    fn any_word_sees_every_byte() {
+        for len in 0..=40 {
+            let clean = vec![b'a'; len];
+            let found = any_word(&clean, |w| equal(w, b' '));
+            assert_eq!(found, (len >= 8).then_some(0), "{len}");
+            for at in 0..len {
+                let mut bytes = clean.clone();
+                bytes[at] = b' ';
+                let found = any_word(&bytes, |w| equal(w, b' '));
+                assert_eq!(found.map(|m| m != 0), (len >= 8).then_some(true));
+            }
+        }
+    }
 
     /// Each test against its byte-by-byte definition, for every byte value
     /// in every lane, beside bytes of every other value.

@@ -88,18 +88,11 @@ fn plain(bytes: &[u8], field: Field) -> Option<&str> {
     if bytes.len() > field.cap() {
         return None;
     }
-    // Eight bytes a word, without an early exit (a value that fails is
-    // rare and escaped at greater cost anyway); the last word ends at the
-    // last byte, overlapping the one before it, so no byte is left over.
-    let odd = |w: &[u8; 8]| {
-        let word = u64::from_le_bytes(*w);
-        swar::unprintable(word) | swar::equal(word, b'\\')
-    };
-    let plain = match bytes.last_chunk::<8>() {
-        Some(last) => {
-            let (words, _) = bytes.as_chunks::<8>();
-            words.iter().fold(odd(last), |o, w| o | odd(w)) == 0
-        }
+    // A value that fails is rare and escaped at greater cost anyway: no
+    // early exit.
+    let odd = swar::any_word(bytes, |w| swar::unprintable(w) | swar::equal(w, b'\\'));
+    let plain = match odd {
+        Some(odd) => odd == 0,
         None => bytes
             .iter()
             .all(|&b| (b' '..=b'~').contains(&b) && b != b'\\'),

@@ -21,7 +21,7 @@
 use arrayvec::ArrayVec;
 use httparse::Header;
 
-use crate::{field_name::is_tchar, lanes};
+use crate::{field_name::is_tchar, lanes, swar};
 
 /// Most fields a head may have to take the fast path.
 pub const MAX_FIELDS: usize = 32;
@@ -55,7 +55,8 @@ pub fn request<'b>(buf: &'b [u8], fields: &mut Fields<'b>) -> Option<(usize, Req
     if method.is_empty()
         || !method.iter().all(|&b| is_tchar(b))
         || target.is_empty()
-        || target.contains(&b' ')
+        || swar::any_word(target, |w| swar::equal(w, b' '))
+            .map_or_else(|| target.contains(&b' '), |spaces| spaces != 0)
     {
         return None;
     }

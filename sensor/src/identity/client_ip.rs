@@ -114,6 +114,7 @@ pub(super) fn parse_addr(entry: &[u8]) -> Option<IpAddr> {
         parse_port(port)?;
         IpAddr::V4(parse_ipv4_lenient(host.as_bytes())?)
     } else {
+        // A bare dotted quad was taken above; anything else is garbage.
         return None;
     };
     Some(addr.to_canonical())

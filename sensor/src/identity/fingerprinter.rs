@@ -17,8 +17,9 @@
 
 use std::{cell::RefCell, hash::BuildHasher};
 
-use super::fingerprint::{Fingerprint, FingerprintKey, Scoped};
 use foldhash::fast::RandomState;
+
+use super::fingerprint::{Fingerprint, FingerprintKey, Scoped};
 
 /// Slots in the cache: 1024 of 96 bytes, 96 KiB.
 pub const SLOTS: usize = 1024;
@@ -26,6 +27,7 @@ pub const SLOTS: usize = 1024;
 /// One remembered credential: `scope ++ [0x00] ++ secret` and its
 /// fingerprint; `None` while the slot is empty.
 type Slot = Option<(Scoped, Fingerprint)>;
+
 /// Fingerprints credentials with a [`FingerprintKey`] as
 /// [`FingerprintKey::scoped`] does, remembering the last one in each slot.
 /// Not `Sync`: each pipeline has its own.

@@ -18,7 +18,31 @@ struct Flow<A> {
     info: FlowInfo,
     /// Reassembly of the bytes each endpoint sends, by [`Endpoint::index`].
     streams: [Stream; 2],
+    analyzer: Counted<A>,
+}
+
+/// An analyzer and the heap bytes it holds as last counted in the table's
+/// total: each change is counted by one [`Analyzer::memory`] call after
+/// it, not one before and one after.
+#[derive(Default)]
+struct Counted<A> {
     analyzer: A,
+    bytes: u64,
+}
+
+impl<A: Analyzer> Counted<A> {
+    /// Runs `f` on the analyzer, then moves `total` by its memory's change.
+    fn update(&mut self, total: &mut u64, f: impl FnOnce(&mut A)) {
+        f(&mut self.analyzer);
+        let now = self.analyzer.memory() as u64;
+        *total = (*total + now).saturating_sub(self.bytes);
+        self.bytes = now;
+    }
+
+    /// Takes what it holds out of `total` (the flow ends with it).
+    fn release(&mut self, total: &mut u64) {
+        *total = total.saturating_sub(std::mem::take(&mut self.bytes));
+    }
 }
 
 /// The connection table.
@@ -160,7 +184,7 @@ impl<A: Analyzer> FlowTable<A> {
                 .iter()
                 .map(Stream::pending_bytes)
                 .sum::<usize>();
-            if held == 0 && flow.analyzer.memory() == 0 {
+            if held == 0 && flow.analyzer.bytes == 0 {
                 continue;
             }
             self.counters.shed_flows += 1;
@@ -180,9 +204,7 @@ impl<A: Analyzer> FlowTable<A> {
                     deliver(analyzer, ctx, info, from, chunk, bytes)
                 });
             }
-            let before = analyzer.memory() as u64;
-            analyzer.shed(ctx, info);
-            *bytes = (*bytes + analyzer.memory() as u64).saturating_sub(before);
+            analyzer.update(bytes, |a| a.shed(ctx, info));
         }
         for key in oldest {
             if !over(self) {
@@ -222,7 +244,7 @@ impl<A: Analyzer> FlowTable<A> {
                 } = &mut **flow;
                 let stream = &mut streams[from.index()];
                 self.trimmer
-                    .after_segment(seg, from, info, analyzer, stream, c);
+                    .after_segment(seg, from, info, &analyzer.analyzer, stream, c);
             }
             done
         } else {
@@ -236,7 +258,7 @@ impl<A: Analyzer> FlowTable<A> {
             let mut flow = Box::new(Flow {
                 info: FlowInfo::new([key.first, key.second], seg.flags & SYN == 0, seg.time_ns),
                 streams: Default::default(),
-                analyzer: A::default(),
+                analyzer: Counted::default(),
             });
             self.oldest_seen_ns = self.oldest_seen_ns.min(seg.time_ns);
             let (c, bytes) = (&mut self.counters, &mut self.analyzer_bytes);
@@ -346,8 +368,8 @@ impl<A: Analyzer> FlowTable<A> {
             stream.release(c);
         }
         // Everything the analyzer holds goes with the flow.
-        *bytes = bytes.saturating_sub(analyzer.memory() as u64);
-        analyzer.close(ctx, info);
+        analyzer.release(bytes);
+        analyzer.analyzer.close(ctx, info);
     }
 }
 
@@ -413,7 +435,7 @@ fn feed<A: Analyzer>(
 /// Hands a chunk sent by `from` to the analyzer, counting its bytes as
 /// delivered first and the analyzer's memory change after.
 fn deliver<A: Analyzer>(
-    analyzer: &mut A,
+    analyzer: &mut Counted<A>,
     ctx: &mut A::Context,
     info: &mut FlowInfo,
     from: Endpoint,
@@ -421,9 +443,7 @@ fn deliver<A: Analyzer>(
     analyzer_bytes: &mut u64,
 ) {
     info.delivered[from.index()] += chunk.data.len() as u64 + chunk.unknown;
-    let before = analyzer.memory() as u64;
-    analyzer.chunk(ctx, info, from, chunk);
-    *analyzer_bytes = (*analyzer_bytes + analyzer.memory() as u64).saturating_sub(before);
+    analyzer.update(analyzer_bytes, |a| a.chunk(ctx, info, from, chunk));
 }
 
 /// What one tracked flow costs beyond what it buffers: the boxed flow
@@ -502,6 +522,52 @@ mod tests {
         table.expire(121_000_000_000, &mut closed);
         assert_eq!((table.counters().expired, table.counters().active), (1, 1));
         assert_eq!(closed, [3]);
+    }
+
+    /// Holds what it was sent until a chunk ends a line.
+    #[derive(Default)]
+    struct Lines(Vec<u8>);
+
+    impl Analyzer for Lines {
+        type Context = ();
+        fn chunk(&mut self, _: &mut (), _: &mut FlowInfo, _: Endpoint, chunk: Chunk<'_>) {
+            self.0.extend_from_slice(chunk.data);
+            if self.0.ends_with(b"\n") {
+                self.0.clear();
+            }
+        }
+        fn close(&mut self, _: &mut (), _: &FlowInfo) {}
+        fn memory(&self) -> usize {
+            self.0.len()
+        }
+        fn shed(&mut self, _: &mut (), _: &FlowInfo) {
+            self.0.clear();
+        }
+    }
+
+    #[test]
+    fn analyzer_memory_is_counted_as_it_changes_and_leaves_with_its_flow() {
+        let mut table = FlowTable::<Lines>::new(FlowLimits::default());
+        let mut send = |port, seq, flags, payload: &[u8]| {
+            table.segment(
+                &Segment {
+                    seq,
+                    ..seg(port, 0, flags, payload)
+                },
+                &mut (),
+            );
+            table.counters().analyzer_bytes
+        };
+        assert_eq!(send(1000, 1, ACK, b"abc"), 3);
+        assert_eq!(send(1001, 1, ACK, b"xy"), 5);
+        assert_eq!(send(1000, 4, ACK, b"d\n"), 2);
+        assert_eq!(send(1000, 6, ACK, b"ef"), 4);
+        // A reset ends flow 1001 and what its analyzer held.
+        assert_eq!(send(1001, 3, ACK | RST, b""), 2);
+        // Shedding empties the one analyzer left holding bytes.
+        table.shed(table.memory() - 1, 0, &mut ());
+        let c = table.counters();
+        assert_eq!((c.analyzer_bytes, c.shed_flows, c.active), (0, 1, 1));
     }
 
     #[test]

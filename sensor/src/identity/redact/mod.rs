@@ -75,11 +75,35 @@ pub const SECRET_PARAM_NAMES: &[&str] = &[
 /// Whether a (decoded) parameter name looks secret; see
 /// [`SECRET_PARAM_NAMES`].
 pub fn is_secret_name(name: &[u8]) -> bool {
+    // A listed name is the whole name or its last word, so the name ends
+    // as that name does: most names are answered by one table read.
+    let [.., a, b] = name else {
+        return false;
+    };
+    if SECRET_ENDINGS[usize::from(a & 31)] & 1 << (b & 31) == 0 {
+        return false;
+    }
     is_secret_word(name) || {
         let word = last_word(name);
         word.len() < name.len() && is_secret_word(word)
     }
 }
+
+/// The last two bytes of every one of [`SECRET_PARAM_NAMES`], each folded
+/// to its low five bits: row by the first, bit by the second. A letter's
+/// two cases fold together, as [`is_secret_word`] compares them; another
+/// byte may fold onto a letter and only goes on to the full test.
+const SECRET_ENDINGS: [u32; 32] = {
+    let mut rows = [0; 32];
+    let mut i = 0;
+    while i < SECRET_PARAM_NAMES.len() {
+        let name = SECRET_PARAM_NAMES[i].as_bytes();
+        assert!(name.len() >= 2);
+        rows[(name[name.len() - 2] & 31) as usize] |= 1 << (name[name.len() - 1] & 31);
+        i += 1;
+    }
+    rows
+};
 
 /// The longest of [`SECRET_PARAM_NAMES`].
 const LONGEST_SECRET_NAME: usize = {

@@ -195,16 +195,18 @@ fn secret_names() {
 
 proptest::proptest! {
     /// The packed compare with the names of the word's length decides as
-    /// comparing the word with every listed name would, on words made
-    /// from a listed name: its case changed, cut, with bytes around it
-    /// (NUL padding, non-ASCII, separators).
+    /// comparing the word with every listed name would, and the ending
+    /// test only answers early (a name's answer is the whole-name or
+    /// last-word match), on words made from a listed name: its case
+    /// changed, cut, with bytes around it (NUL padding, non-ASCII,
+    /// separators, capitals).
     #[test]
     fn secret_words_agree_with_comparing_every_name(
         name in proptest::sample::select(SECRET_PARAM_NAMES),
         upper in proptest::collection::vec(proptest::bool::ANY, 16),
         cut in 0usize..16,
-        before in "(\\x00|[a-z_\u{e9}]){0,2}",
-        after in "(\\x00|[a-z_\u{e9}]){0,3}",
+        before in "(\\x00|[a-zA-Z_.@\u{e9}-]){0,3}",
+        after in "(\\x00|[a-zA-Z_.@\u{e9}-]){0,3}",
     ) {
         let cased: String = name
             .chars()
@@ -215,7 +217,10 @@ proptest::proptest! {
         let every = SECRET_PARAM_NAMES
             .iter()
             .any(|n| n.as_bytes().eq_ignore_ascii_case(word.as_bytes()));
-        proptest::prop_assert_eq!(super::is_secret_word(word.as_bytes()), every, "{:?}", word);
+        let word = word.as_bytes();
+        proptest::prop_assert_eq!(super::is_secret_word(word), every, "{:?}", word);
+        let last = super::is_secret_word(super::last_word(word));
+        proptest::prop_assert_eq!(is_secret_name(word), every || last, "{:?}", word);
     }
 
     /// Targets without a marking byte, made of what a secret looks like

@@ -1,4 +1,6 @@
 use super::*;
+use std::net::IpAddr;
+
 use crate::identity::{Principal, PrincipalSource};
 
 const MS: u64 = 1_000_000;
@@ -201,4 +203,32 @@ fn waiting_is_bounded() {
     }
     assert_eq!(j.counters().overflow, 7);
     assert_eq!(drain(&mut j).len(), 7);
+}
+
+#[test]
+fn joined_legs_leave_the_wait_queue_and_waiting_ones_still_expire_in_order() {
+    let mut j = joiner();
+    // Two upstream legs that never meet their client leg, around 20,000
+    // requests whose legs join at once.
+    j.push(upstream("lone-a", "192.0.2.20"), T0);
+    for i in 0..20_000u64 {
+        let id = format!("r{i}");
+        j.push(upstream(&id, "192.0.2.21"), T0 + MS + i);
+        j.push(client(&id, "192.0.2.21", 200), T0 + MS + i);
+        assert!(j.order[1].len() <= 2 * j.waiting() + STALE_SLACK + 1);
+    }
+    j.push(upstream("lone-b", "192.0.2.22"), T0 + 2 * MS);
+    assert_eq!(j.counters().joined, 20_000);
+    assert_eq!(drain(&mut j).len(), 20_000);
+    assert_eq!(j.waiting(), 2);
+    // Each goes on alone at its own deadline, before the end of input.
+    let wait = JoinConfig::default().wait_ns;
+    j.expire(T0 + wait);
+    let first: Vec<_> = drain(&mut j).into_iter().map(|r| r.tx.client_ip).collect();
+    assert_eq!(first, ["192.0.2.20".parse::<IpAddr>().unwrap()]);
+    j.expire(T0 + 2 * MS + wait);
+    let second: Vec<_> = drain(&mut j).into_iter().map(|r| r.tx.client_ip).collect();
+    assert_eq!(second, ["192.0.2.22".parse::<IpAddr>().unwrap()]);
+    assert_eq!(j.counters().upstream_only, 2);
+    assert!(j.order.iter().all(VecDeque::is_empty));
 }

@@ -5,7 +5,7 @@
 //! | where | what | example |
 //! |---|---|---|
 //! | anywhere a URL appears (the absolute-form target, a URL in the path, query or fragment, plain or percent-encoded) | its userinfo | `?next=http://joe:pw@in/` -> `?next=http://REDACTED@in/` |
-//! | query and fragment parameters (`&`-separated) | the value when the name is a key name or looks secret ([`is_secret_name`]) | `?pw=x` -> `?pw=REDACTED` |
+//! | query and fragment parameters (`&`-separated) | the value when the name is a key name or looks secret ([`is_secret_name`]) | `?pw=x` -> `?pw=REDACTED`, `?ACCESSTOKEN=x` -> `?ACCESSTOKEN=REDACTED` |
 //! | query and fragment parameters | a value that is a JWT or JWE (compact form, RFC 7515/7516) whatever its name | `?state=eyJ...` |
 //! | path segments | a segment that is a JWT or JWE | `/reset/eyJ...` -> `/reset/REDACTED` |
 //! | matrix parameters (`;name=value` in a path segment) | the value when the name looks secret | `/a;jsessionid=1` -> `/a;jsessionid=REDACTED` |
@@ -33,9 +33,11 @@ pub const REDACTED: &str = "REDACTED";
 /// ASCII-case-insensitively with the whole percent-decoded name and with its
 /// last word: the part after the last `-`, `_`, `.` or space, or from the
 /// last lower-to-upper camelCase step (`X-Amz-Signature`, `oauth_token`,
-/// `accessToken`, `client.secret` all match). This errs towards redacting:
-/// `sort_key` or `zip_code` lose their values too; a secret in a log costs
-/// more than a lost sort key.
+/// `accessToken`, `client.secret` all match). A name that runs words
+/// together without a case change or separator (`accesstoken`,
+/// `CLIENTSECRET`) matches when it ends with one of [`SECRET_SUFFIXES`].
+/// This errs towards redacting: `sort_key` or `zip_code` lose their values
+/// too; a secret in a log costs more than a lost sort key.
 pub const SECRET_PARAM_NAMES: &[&str] = &[
     "token",
     "access_token",
@@ -72,32 +74,59 @@ pub const SECRET_PARAM_NAMES: &[&str] = &[
     "credentials",
 ];
 
+/// The listed names a name may end with, ASCII-case-insensitively, with
+/// anything before them (`accesstoken`, `oauthtoken`, `CLIENTSECRET`,
+/// `userpassword`): words long enough that no common non-secret name ends
+/// with one.
+pub const SECRET_SUFFIXES: &[&str] = &[
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "signature",
+    "credential",
+    "credentials",
+    "apikey",
+    "sessionid",
+    "authorization",
+];
+
 /// Whether a (decoded) parameter name looks secret; see
 /// [`SECRET_PARAM_NAMES`].
 pub fn is_secret_name(name: &[u8]) -> bool {
-    // A listed name is the whole name or its last word, so the name ends
-    // as that name does: most names are answered by one table read.
+    // A listed name or suffix ends the name (it is the whole name, its
+    // last word or its end): most names are answered by one table read.
     let [.., a, b] = name else {
         return false;
     };
     if SECRET_ENDINGS[usize::from(a & 31)] & 1 << (b & 31) == 0 {
         return false;
     }
-    is_secret_word(name) || {
-        let word = last_word(name);
-        word.len() < name.len() && is_secret_word(word)
-    }
+    is_secret_word(name)
+        || {
+            let word = last_word(name);
+            word.len() < name.len() && is_secret_word(word)
+        }
+        || SECRET_SUFFIXES.iter().any(|suffix| {
+            name.len() > suffix.len()
+                && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+        })
 }
 
-/// The last two bytes of every one of [`SECRET_PARAM_NAMES`], each folded
-/// to its low five bits: row by the first, bit by the second. A letter's
-/// two cases fold together, as [`is_secret_word`] compares them; another
-/// byte may fold onto a letter and only goes on to the full test.
+/// The last two bytes of every one of [`SECRET_PARAM_NAMES`] and
+/// [`SECRET_SUFFIXES`], each folded to its low five bits: row by the
+/// first, bit by the second. A letter's two cases fold together, as the
+/// tests compare them; another byte may fold onto a letter and only goes
+/// on to the full test.
 const SECRET_ENDINGS: [u32; 32] = {
     let mut rows = [0; 32];
     let mut i = 0;
-    while i < SECRET_PARAM_NAMES.len() {
-        let name = SECRET_PARAM_NAMES[i].as_bytes();
+    while i < SECRET_PARAM_NAMES.len() + SECRET_SUFFIXES.len() {
+        let name = if i < SECRET_PARAM_NAMES.len() {
+            SECRET_PARAM_NAMES[i].as_bytes()
+        } else {
+            SECRET_SUFFIXES[i - SECRET_PARAM_NAMES.len()].as_bytes()
+        };
         assert!(name.len() >= 2);
         rows[(name[name.len() - 2] & 31) as usize] |= 1 << (name[name.len() - 1] & 31);
         i += 1;

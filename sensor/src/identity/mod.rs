@@ -50,7 +50,7 @@ pub use fingerprint::{BadFingerprint, Fingerprint, FingerprintKey};
 pub use headers::{FORWARDED_FOR, HeaderNames, IdentityHeaders};
 pub use key_file::KeyError;
 pub use principal::{Principal, PrincipalSource};
-pub use redact::{REDACTED, SECRET_PARAM_NAMES, is_secret_name};
+pub use redact::{REDACTED, SECRET_PARAM_NAMES, SECRET_SUFFIXES, is_secret_name};
 
 /// `target` with its secrets replaced by [`REDACTED`] (the table in
 /// `redact/mod.rs`: userinfo of any URL, secret-named and key-named

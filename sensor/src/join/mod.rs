@@ -258,7 +258,8 @@ impl Joiner {
     }
 
     /// Drops the stale entries of `order[queue]` (of legs taken since)
-    /// once they outnumber the waiting legs by [`STALE_SLACK`]. Left alone,
+    /// once it holds [`STALE_SLACK`] entries more than twice the waiting
+    /// legs (so at least half of it is stale). Left alone,
     /// a joined leg's entry stays until its deadline: every upstream leg
     /// for five seconds, 200,000 entries (9.6 MB) at 40,000 requests/s,
     /// so each push and pop missed the cache and the queue's growth took
@@ -388,8 +389,8 @@ struct Waiting {
 /// Client legs sent on at once whose ids are remembered.
 const PASSED: usize = 4096;
 
-/// Stale entries a wait queue may hold beyond twice the waiting legs
-/// before [`Joiner::compact`] drops them: one compaction every few
+/// Entries a wait queue may hold beyond twice the waiting legs before
+/// [`Joiner::compact`] drops its stale ones: one compaction every few
 /// thousand legs, on a queue small enough to stay in cache.
 const STALE_SLACK: usize = 4096;
 

@@ -39,8 +39,49 @@ pub const TLS_WAKEUP_BYTES_GLOBAL: &str = "TLS_WAKEUP_BYTES";
 /// the running kernel, from its BTF, indexed by [`SockField`] (`[u32; 7]`).
 pub const SOCK_OFFSETS_GLOBAL: &str = "SOCK_OFFSETS";
 
+/// Name of the `.rodata` global: byte offsets from the running kernel's
+/// BTF, indexed by [`FdField`] (`[u32; 7]`), the path from a task's file
+/// descriptor to its socket.
+pub const FD_OFFSETS_GLOBAL: &str = "FD_OFFSETS";
+
+/// The members on the path from the calling task's file descriptor to its
+/// socket (`task->files->fdt->fd[fd]->private_data`, a `struct socket`
+/// whose `file` points back; include/linux/fdtable.h, fs.h, net.h), in the
+/// order of [`FD_OFFSETS_GLOBAL`].
+#[repr(usize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FdField {
+    /// `task_struct.files`.
+    TaskFiles = 0,
+    /// `files_struct.fdt`.
+    FilesFdt = 1,
+    /// `fdtable.max_fds`.
+    FdtMaxFds = 2,
+    /// `fdtable.fd`: the array of `struct file *`.
+    FdtFd = 3,
+    /// `file.private_data`: a socket file's `struct socket`.
+    FilePrivateData = 4,
+    /// `socket.file`: the file it belongs to.
+    SocketFile = 5,
+    /// `socket.sk`: its `struct sock`.
+    SocketSk = 6,
+}
+
+impl FdField {
+    /// Every member, in index order, as `(field, struct, member)` in BTF.
+    pub const ALL: [(Self, &'static str, &'static str); 7] = [
+        (Self::TaskFiles, "task_struct", "files"),
+        (Self::FilesFdt, "files_struct", "fdt"),
+        (Self::FdtMaxFds, "fdtable", "max_fds"),
+        (Self::FdtFd, "fdtable", "fd"),
+        (Self::FilePrivateData, "file", "private_data"),
+        (Self::SocketFile, "socket", "file"),
+        (Self::SocketSk, "socket", "sk"),
+    ];
+}
+
 /// The fields of `struct sock_common` (include/net/sock.h) the binding
-/// binding programs read, in the order of [`SOCK_OFFSETS_GLOBAL`].
+/// programs read, in the order of [`SOCK_OFFSETS_GLOBAL`].
 #[repr(usize)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SockField {
@@ -101,8 +142,10 @@ pub const TLS_COUNTER_SLOTS: u32 = 6;
 pub mod kind {
     /// One SSL call's plaintext: its length and its first bytes.
     pub const DATA: u8 = 1;
-    /// The connection's socket became known (a socket send or receive ran
-    /// inside one of its SSL calls): the tuple is set.
+    /// The connection's socket became known: at its start (the socket of
+    /// the descriptor `SSL_set_fd` gave, once the role probe that follows
+    /// ran), or, for a connection older than the tap, when a socket send
+    /// or receive ran inside one of its SSL calls. The tuple is set.
     pub const BIND: u8 = 2;
     /// `SSL_free`: the connection ended.
     pub const CLOSE: u8 = 3;
@@ -218,13 +261,19 @@ pub struct Wrapper {
     pub branch: &'static str,
 }
 
-/// Uprobes on the connection's start, which tell who the server is.
-pub const SSL_ROLE_PROBES: [SslProbe; 2] = [
+/// Uprobes on the connection's start, which tell its socket (`SSL_set_fd`,
+/// which nginx calls just before the role: `ngx_ssl_create_connection`,
+/// src/event/ngx_event_openssl.c) and who the server is.
+pub const SSL_ROLE_PROBES: [SslProbe; 3] = [
+    SslProbe::entry("ssl_set_fd_in", "SSL_set_fd"),
     SslProbe::entry("ssl_accept_in", "SSL_set_accept_state"),
     SslProbe::entry("ssl_connect_in", "SSL_set_connect_state"),
 ];
 
-/// Raw tracepoints binding an `SSL*` to its socket: `(program, tracepoint)`.
+/// Raw tracepoints binding an `SSL*` to its socket from a socket send or
+/// receive inside one of its calls: `(program, tracepoint)`. They run on
+/// every send and receive of the host, so the daemon attaches them only
+/// while a connection whose start the tap missed waits for its socket.
 pub const SOCK_PROBES: [(&str, &str); 2] = [
     ("tls_sock_send", "sock_send_length"),
     ("tls_sock_recv", "sock_recv_length"),

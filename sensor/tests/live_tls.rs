@@ -2,7 +2,9 @@
 //! `8443 ssl http2` listener (HTTP/1.1 here; HTTP/2 in `live_http2.rs`) become transactions from the gateway's own OpenSSL
 //! calls, the same as the gateway's access log; the clients' SSL calls on
 //! the same kernel (curl, wrk) count for nothing; the TLS counters move
-//! and balance; new workers (a reload) are covered; nothing stays loaded;
+//! and balance; new workers (a reload) are covered; a connection older
+//! than the sensor is bound by the socket tracepoints, attached only
+//! while it waits; nothing stays loaded;
 //! the labeled scenarios raise the same alerts over HTTPS, with HTTP/1.1
 //! and with HTTP/2, as over HTTP.
 
@@ -10,9 +12,19 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use lab::{BOTH_LEGS, CLIENT_V4, CLIENT_V6, Lab, Listener, scenarios, sensor::SensorProcess};
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use lab::{
+    BOTH_LEGS, CLIENT_V4, CLIENT_V6, GATEWAY_V4, Lab, Listener, scenarios, sensor::SensorProcess,
+};
 use serde_json::Value;
-use support::{SENSOR, as_nobody, programs_left_after_exit, require_root, start_sensor};
+use support::{
+    SENSOR, as_nobody, programs_left_after_exit, raw_tracepoint_links, require_root, start_sensor,
+};
 
 fn n(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
@@ -205,6 +217,9 @@ fn https_requests_are_transactions_of_the_gateways_own_tls_calls() {
     for dropped in ["unbound", "other_port", "malformed"] {
         assert_eq!(n(&r[dropped]), 0, "{dropped}: {s}");
     }
+    // Every connection began in the tap's sight, bound at `SSL_set_fd`:
+    // the socket tracepoints were never needed.
+    assert_eq!(n(&s["tls"]["socket_tracepoint_attaches"]), 0, "{s}");
     // /big's 64 KiB went in 16 KiB SSL_writes (nginx's ssl_buffer_size),
     // each but its first 512 bytes framed by length.
     assert!(n(&r["beyond_capture_bytes"]) >= 65536 - 5 * 512, "{s}");
@@ -220,6 +235,106 @@ fn https_requests_are_transactions_of_the_gateways_own_tls_calls() {
         Vec::<String>::new(),
         "nothing stays loaded"
     );
+}
+
+/// An HTTPS client on one keep-alive connection: `GET /hello?old=0`, then
+/// `ready`; at each line on stdin, the next request (`old=1`, ...). Prints
+/// each response's status.
+const KEEPALIVE_CLIENT: &str = r#"
+import socket, ssl, sys
+host, port = sys.argv[1], int(sys.argv[2])
+ctx = ssl.create_default_context()
+ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+s = ctx.wrap_socket(socket.create_connection((host, port)))
+def get(i):
+    s.sendall(f"GET /hello?old={i} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += s.recv(4096)
+    head, body = buf.split(b"\r\n\r\n", 1)
+    lines = head.decode().lower().split("\r\n")
+    length = [int(l.split(":")[1]) for l in lines if l.startswith("content-length:")]
+    if length:
+        while len(body) < length[0]:
+            body += s.recv(4096)
+    else:
+        while not body.endswith(b"0\r\n\r\n"):
+            body += s.recv(4096)
+    print(lines[0].split()[1], flush=True)
+get(0)
+print("ready", flush=True)
+for i, _ in enumerate(sys.stdin, 1):
+    get(i)
+"#;
+
+#[test]
+#[ignore = "live: needs root and the lab (cargo xtask test runs it)"]
+fn a_connection_older_than_the_sensor_is_bound_while_socket_tracepoints_wait_for_it() {
+    require_root();
+    let lab = Lab::up("ss-tlso").unwrap();
+    let port = Listener::Https.port().to_string();
+    let mut client = lab
+        .command(&lab.client_ns(), "python3")
+        .args(["-c", KEEPALIVE_CLIENT, GATEWAY_V4, &port])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = client.stdin.take().unwrap();
+    let mut lines = BufReader::new(client.stdout.take().unwrap()).lines();
+    let mut line = || lines.next().unwrap().unwrap();
+    assert_eq!((line(), line()), ("200".into(), "ready".into()));
+    let sockets =
+        || raw_tracepoint_links("sock_send_length") + raw_tracepoint_links("sock_recv_length");
+
+    let mut args = BOTH_LEGS.to_vec();
+    args.extend(["--tls", "on", "--transactions", "-"]);
+    let sensor = start_sensor(&lab, &args);
+    // A connection that starts now is bound at `SSL_set_fd`: the socket
+    // tracepoints, which run on every send and receive, stay detached.
+    let https = |path: &str| lab.curl(&Listener::Https.url(false, path)).unwrap().0;
+    assert_eq!(https("/hello?new=1"), 200);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sockets(), 0, "attached for no reason");
+    // The old connection's calls come without their socket: the
+    // tracepoints attach, and a later call binds it.
+    for _ in 1..=3 {
+        writeln!(stdin, "next").unwrap();
+        assert_eq!(line(), "200");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(sockets(), 2, "attached while the old connection waits");
+    drop(stdin);
+    assert!(client.wait().unwrap().success());
+    // Detached once no record waited for its socket for 5 s.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while sockets() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(sockets(), 0, "still attached");
+    let run = sensor.stop().unwrap();
+    lab.teardown();
+
+    // The old connection is mid-stream to the sensor, as on the wire; the
+    // new one began in its sight. None is lost.
+    let mut seen: Vec<(&str, &Value, &Value)> = run
+        .transactions
+        .iter()
+        .map(|t| (t["path"].as_str().unwrap(), &t["status"], &t["midstream"]))
+        .collect();
+    seen.sort_by_key(|t| t.0);
+    let (ok, old, new) = (Value::from(200), Value::from(true), Value::from(false));
+    let expected = [
+        ("/hello?new=1", &ok, &new),
+        ("/hello?old=1", &ok, &old),
+        ("/hello?old=2", &ok, &old),
+        ("/hello?old=3", &ok, &old),
+    ];
+    assert_eq!(seen, expected, "{:#?}", run.transactions);
+    let s = &run.summary;
+    assert_eq!(s["balanced"], true, "{s}");
+    assert_eq!(n(&s["tls"]["reader"]["unbound"]), 0, "{s}");
+    assert_eq!(n(&s["tls"]["socket_tracepoint_attaches"]), 1, "{s}");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! siem-sensor's TLS tap: uprobes on the gateway's OpenSSL read the
 //! plaintext of each `SSL_read` / `SSL_write` (and their `_ex` forms),
-//! tracepoints on socket sends and receives tie an `SSL*` to its socket,
-//! raw tracepoints keep the set of gateway processes current. Built only
+//! `SSL_set_fd` (or, for a connection older than the tap, tracepoints on
+//! socket sends and receives) ties an `SSL*` to its socket, raw
+//! tracepoints keep the set of gateway processes current. Built only
 //! for `target_arch = "bpf"` (by `sensor/build.rs` through aya-build); on
 //! the host this binary is an empty stub. Strictly passive: nothing here
 //! changes a call's arguments, its result or a packet.

@@ -25,6 +25,12 @@ pub static TLS_WAKEUP_BYTES: u64 = 1 << 20;
 #[unsafe(no_mangle)]
 pub static SOCK_OFFSETS: [u32; 7] = [0; 7];
 
+/// Byte offsets on the path from a file descriptor to its socket, indexed
+/// by `sensor_ebpf::tls::FdField`, from BTF (userspace refuses to load
+/// without them).
+#[unsafe(no_mangle)]
+pub static FD_OFFSETS: [u32; 7] = [0; 7];
+
 /// `[task_struct.nsproxy, nsproxy.net_ns, net.ns.inum]` byte offsets,
 /// from BTF (userspace refuses to load without them).
 #[unsafe(no_mangle)]
@@ -130,7 +136,10 @@ pub struct Conn {
     pub flags: u8,
     pub local_port: u16,
     pub peer_port: u16,
-    pub _pad: [u8; 6],
+    /// 1 from `SSL_set_fd` until the role probe that follows it: the
+    /// state is this start's, not a stale one's.
+    pub starting: u8,
+    pub _pad: [u8; 5],
     pub local: [u8; 16],
     pub peer: [u8; 16],
 }
@@ -144,7 +153,8 @@ impl Conn {
         flags: 0,
         local_port: 0,
         peer_port: 0,
-        _pad: [0; 6],
+        starting: 0,
+        _pad: [0; 5],
         local: [0; 16],
         peer: [0; 16],
     };

@@ -1,31 +1,40 @@
-//! Raw tracepoints `sock_send_length(struct sock *sk, int ret, int flags)`
-//! and `sock_recv_length(...)` (include/trace/events/sock.h; fired by
-//! `sock_sendmsg_nosec` / `sock_recvmsg_nosec` in net/socket.c, Linux 6.3
-//! and later, in the calling thread, for every socket send and receive,
-//! the `read(2)` / `write(2)` OpenSSL's socket BIO makes included): one
-//! running inside an SSL call of a gateway thread is that connection's
-//! socket I/O (nginx sets a socket BIO on the connection's fd: `SSL_set_fd`
-//! in `ngx_ssl_create_connection`), so it ties the `SSL*` to the socket's
-//! 4-tuple, once. Grafana Beyla binds the same way from kprobes on
-//! `tcp_sendmsg` / `tcp_recvmsg` (bpf/generictracer/libssl.c); tracepoints
-//! need neither kprobes nor BPF trampolines, which kernels may lack (this
-//! lab's has neither `CONFIG_KPROBES` nor the tracing program type). A call
-//! served from OpenSSL's buffer (nginx sets read-ahead) runs no socket
-//! I/O; its record goes out unbound and userspace places it once a later
-//! call binds.
+//! A connection's socket, two ways.
+//!
+//! - **At its start:** `SSL_set_fd(ssl, fd)` (nginx calls it in
+//!   `ngx_ssl_create_connection`, before the handshake, on a connected or
+//!   connecting socket) names the descriptor; [`sock_of_fd`] follows it to
+//!   the socket. This costs nothing outside the gateway's SSL calls.
+//! - **Later, for a connection older than the tap:** raw tracepoints
+//!   `sock_send_length(struct sock *sk, int ret, int flags)` and
+//!   `sock_recv_length(...)` (include/trace/events/sock.h; fired by
+//!   `sock_sendmsg_nosec` / `sock_recvmsg_nosec` in net/socket.c, Linux 6.3
+//!   and later, in the calling thread, for every socket send and receive,
+//!   the `read(2)` / `write(2)` OpenSSL's socket BIO makes included): one
+//!   running inside an SSL call of a gateway thread is that connection's
+//!   socket I/O, so it ties the `SSL*` to the socket's 4-tuple, once.
+//!   Grafana Beyla binds the same way from kprobes on `tcp_sendmsg` /
+//!   `tcp_recvmsg` (bpf/generictracer/libssl.c); tracepoints need neither
+//!   kprobes nor BPF trampolines, which kernels may lack (this lab's has
+//!   neither `CONFIG_KPROBES` nor the tracing program type). They run on
+//!   every send and receive of the host, so the daemon attaches them only
+//!   while such a connection waits. A call served from OpenSSL's buffer
+//!   (nginx sets read-ahead) runs no socket I/O; its record goes out
+//!   unbound and userspace places it once a later call binds.
 
 use core::ptr;
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
+    },
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
-use sensor_ebpf::tls::{SockField, kind};
+use sensor_ebpf::tls::{FdField, SockField, kind};
 
 use crate::{
     emit,
-    maps::{ACTIVE, ConnKey, SOCK_OFFSETS, calls_in_progress, conn_mut},
+    maps::{ACTIVE, ConnKey, FD_OFFSETS, SOCK_OFFSETS, calls_in_progress, conn_mut},
 };
 
 const AF_INET: u16 = 2;
@@ -73,9 +82,45 @@ fn bind(sk: u64) {
     emit::event(conn.header(&key, kind::BIND, unsafe { bpf_ktime_get_ns() }));
 }
 
+/// The `struct sock` behind the calling task's descriptor `fd`:
+/// `task->files->fdt->fd[fd]->private_data` is a `struct socket` when the
+/// file is a socket, and then its `file` points back to the file (any
+/// other file's `private_data` is something else, and fails that test).
+/// 0 when `fd` is not an open socket or a read fails. Plain integers, as in
+/// `process::netns`.
+#[inline(always)]
+pub fn sock_of_fd(fd: u64) -> u64 {
+    let offset = |f: FdField| unsafe { ptr::read_volatile(&FD_OFFSETS[f as usize]) } as u64;
+    let read = |at: u64| unsafe { bpf_probe_read_kernel(at as *const u64) }.unwrap_or(0);
+    let task = unsafe { bpf_get_current_task() };
+    let files = read(task + offset(FdField::TaskFiles));
+    if files == 0 {
+        return 0;
+    }
+    let fdt = read(files + offset(FdField::FilesFdt));
+    if fdt == 0 {
+        return 0;
+    }
+    let at = (fdt + offset(FdField::FdtMaxFds)) as *const u32;
+    let max_fds = unsafe { bpf_probe_read_kernel(at) }.unwrap_or(0);
+    let array = read(fdt + offset(FdField::FdtFd));
+    if fd >= u64::from(max_fds) || array == 0 {
+        return 0;
+    }
+    let file = read(array + fd * 8);
+    if file == 0 {
+        return 0;
+    }
+    let socket = read(file + offset(FdField::FilePrivateData));
+    if socket == 0 || read(socket + offset(FdField::SocketFile)) != file {
+        return 0;
+    }
+    read(socket + offset(FdField::SocketSk))
+}
+
 /// Reads `struct sock_common`'s tuple into `conn` (sets its family last).
 #[inline(always)]
-fn read_tuple(sk: u64, conn: &mut crate::maps::Conn) -> Option<()> {
+pub fn read_tuple(sk: u64, conn: &mut crate::maps::Conn) -> Option<()> {
     let family: u16 = field(sk, SockField::Family)?;
     let dport: u16 = field(sk, SockField::Dport)?;
     conn.local_port = field(sk, SockField::Num)?;

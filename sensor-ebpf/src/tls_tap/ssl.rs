@@ -1,10 +1,11 @@
 //! Uprobes on OpenSSL (`ssl/ssl_lib.c`): each `SSL_read` / `SSL_write`
 //! (and `_ex`) of a gateway process is remembered at entry and recorded at
 //! return, when the byte count is known and the buffer holds the
-//! plaintext; `SSL_free` ends the connection; `SSL_set_accept_state` /
-//! `SSL_set_connect_state`, which nginx calls once per connection
-//! (`ngx_ssl_create_connection`, src/event/ngx_event_openssl.c), mark its
-//! start and who the server is.
+//! plaintext; `SSL_free` ends the connection; `SSL_set_fd`, then
+//! `SSL_set_accept_state` / `SSL_set_connect_state`, which nginx calls
+//! once per connection (`ngx_ssl_create_connection`,
+//! src/event/ngx_event_openssl.c), mark its start, its socket and who the
+//! server is.
 //!
 //! In OpenSSL 1.1.1 and 3.x `SSL_read` and `SSL_read_ex` both call the
 //! static `ssl_read_internal` (likewise for writes), so probing all four
@@ -21,6 +22,7 @@ use crate::{
     emit,
     maps::{ACTIVE, Active, CONNS, Conn, ConnKey, add_calls, conn_mut},
     process::gateway,
+    sock::{read_tuple, sock_of_fd},
 };
 
 /// `SSL_read(SSL *s, void *buf, int num)`, `SSL_read_ex(SSL *s, void
@@ -112,6 +114,34 @@ pub fn ssl_free_in(ctx: ProbeContext) -> u32 {
     0
 }
 
+/// `SSL_set_fd(SSL *s, int fd)`: a connection begins on socket `fd`
+/// (see `sock`). A fresh state with the socket's tuple (an `SSL*` whose
+/// free was missed starts over), marked for the role probe that follows.
+#[uprobe]
+pub fn ssl_set_fd_in(ctx: ProbeContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    if !gateway(id) {
+        return 0;
+    }
+    let (Some(ssl), Some(fd)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1)) else {
+        return 0;
+    };
+    let mut conn = Conn {
+        starting: 1,
+        ..Conn::EMPTY
+    };
+    // An `int`: a negative one is past every descriptor table.
+    let sk = sock_of_fd(fd & 0xffff_ffff);
+    if sk != 0 && read_tuple(sk, &mut conn).is_none() {
+        conn = Conn {
+            starting: 1,
+            ..Conn::EMPTY
+        };
+    }
+    let _ = CONNS.insert(&ConnKey::new((id >> 32) as u32, ssl), &conn, 0);
+    0
+}
+
 /// `SSL_set_accept_state(SSL *s)`: a connection the gateway serves begins.
 #[uprobe]
 pub fn ssl_accept_in(ctx: ProbeContext) -> u32 {
@@ -135,12 +165,25 @@ fn begin(ctx: &ProbeContext, role: u8) {
     let Some(ssl) = ctx.arg::<u64>(0) else {
         return;
     };
+    let key = ConnKey::new((id >> 32) as u32, ssl);
+    // The state `SSL_set_fd` just made: its role, and its socket told.
+    if let Some(conn) = CONNS.get_ptr_mut(&key) {
+        let conn = unsafe { &mut *conn };
+        if conn.starting != 0 {
+            conn.starting = 0;
+            conn.flags = role;
+            if conn.family != 0 {
+                emit::event(conn.header(&key, kind::BIND, unsafe { bpf_ktime_get_ns() }));
+            }
+            return;
+        }
+    }
     // A fresh state: an `SSL*` whose free was missed starts over.
     let conn = Conn {
         flags: role,
         ..Conn::EMPTY
     };
-    let _ = CONNS.insert(&ConnKey::new((id >> 32) as u32, ssl), &conn, 0);
+    let _ = CONNS.insert(&key, &conn, 0);
 }
 
 #[inline(always)]

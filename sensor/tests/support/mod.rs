@@ -47,7 +47,7 @@ pub fn sensor_output(lab: &Lab, prefix: &[&str], args: &[&str]) -> Output {
 pub const PACKET_PROGRAMS: [&str; 3] = ["tc_ingress", "tc_egress", "xdp_ingress"];
 
 /// The TLS tap's programs (names as the kernel keeps them, at most 15 bytes).
-pub const TLS_PROGRAMS: [&str; 13] = [
+pub const TLS_PROGRAMS: [&str; 14] = [
     "ssl_read_in",
     "ssl_read_ret",
     "ssl_rdex_ret",
@@ -55,6 +55,7 @@ pub const TLS_PROGRAMS: [&str; 13] = [
     "ssl_write_ret",
     "ssl_wrex_ret",
     "ssl_free_in",
+    "ssl_set_fd_in",
     "ssl_accept_in",
     "ssl_connect_in",
     "tls_sock_send",
@@ -91,6 +92,21 @@ pub fn loaded_programs() -> Vec<String> {
         .filter(|name| PACKET_PROGRAMS.contains(name) || TLS_PROGRAMS.contains(name))
         .map(str::to_string)
         .collect()
+}
+
+/// The kernel's raw tracepoint links to `tracepoint` (`bpftool link show`).
+pub fn raw_tracepoint_links(tracepoint: &str) -> usize {
+    let out = Command::new("bpftool")
+        .args(["-j", "link", "show"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bpftool: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let links: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    links.iter().filter(|l| l["tp_name"] == tracepoint).count()
 }
 
 /// The sensor's programs still loaded once the sensor has exited, after

@@ -262,8 +262,8 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
          the ingress TCP checksum check (the program sums a segment only when the stack would \
          verify it; the lab's veth segments arrive checksum-offloaded, so none is summed here), \
          the TLS tap in its default `auto` mode (attached to the gateway's libssl; no HTTPS \
-         request is made, but its socket-binding raw tracepoints run on every send and \
-         receive of the host and stop at one array read while no SSL call is in progress), \
+         request is made, so its uprobes never fire, and its socket tracepoints, attached only \
+         while a connection older than the tap waits for its socket, stay detached), \
          the kernel block off (one array read per ingress segment). \
          Medians; ratios are medians of each \
          round's ratio to that round's run without capture, so drift between rounds cancels. \

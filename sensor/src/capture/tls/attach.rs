@@ -26,8 +26,9 @@ use super::{call_site::LibraryCode, discover::Library};
 /// or no end to a connection.
 const REQUIRED: [&str; 3] = ["SSL_read", "SSL_write", "SSL_free"];
 
-/// Loads every program (running the verifier) and attaches the raw
-/// tracepoints, then the uprobes to each library: the wrappers inside
+/// Loads every program (running the verifier) and attaches the process
+/// tracepoints (the socket tracepoints wait for [`super::binding`]), then
+/// the uprobes to each library: the wrappers inside
 /// where their shape is found, an entry-only probe on the function's
 /// [`LibraryCode::entry_point`] where there is one, else on its entry. A
 /// library missing an optional function (the `_ex` forms came with OpenSSL
@@ -40,9 +41,11 @@ pub fn attach(ebpf: &mut Ebpf, libraries: &[Library]) -> Result<()> {
     for (name, tracepoint) in PROCESS_PROBES.into_iter().chain(SOCK_PROBES) {
         let program: &mut RawTracePoint = program(ebpf, name)?.try_into()?;
         program.load().with_context(|| refused(name))?;
-        program
-            .attach(tracepoint)
-            .with_context(|| format!("attaching {name} to raw tracepoint {tracepoint}"))?;
+        if PROCESS_PROBES.iter().any(|(p, _)| *p == name) {
+            program
+                .attach(tracepoint)
+                .with_context(|| format!("attaching {name} to raw tracepoint {tracepoint}"))?;
+        }
     }
     let probes: Vec<SslProbe> = SSL_PROBES.into_iter().chain(SSL_ROLE_PROBES).collect();
     let inside = WRAPPERS.iter().flat_map(|w| [w.call, w.branch]);
@@ -144,7 +147,7 @@ fn refused(name: &str) -> String {
     format!("the kernel refused program {name}")
 }
 
-fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Program> {
+pub(super) fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Program> {
     ebpf.program_mut(name)
         .with_context(|| format!("program {name} missing from the TLS object"))
 }

@@ -72,6 +72,8 @@ pub struct Connections {
     pending_bytes: usize,
     counters: ChunkCounters,
     next_sweep_ns: u64,
+    /// Time of the last call record that came without its socket.
+    unbound_ns: Option<u64>,
 }
 
 /// What a connection's chunks become.
@@ -126,12 +128,20 @@ impl Connections {
             pending_bytes: 0,
             counters: ChunkCounters::default(),
             next_sweep_ns: 0,
+            unbound_ns: None,
         }
     }
 
     /// The counters so far.
     pub fn counters(&self) -> ChunkCounters {
         self.counters
+    }
+
+    /// Time of the last call record that came without its socket (a
+    /// connection whose start the tap missed): the socket tracepoints are
+    /// wanted (the TLS source's `binding`).
+    pub fn unbound_ns(&self) -> Option<u64> {
+        self.unbound_ns
     }
 
     /// Takes one record, handing the segments it makes to `emit`.
@@ -169,6 +179,9 @@ impl Connections {
             conn.bind(tuple, &self.proxy_ports, &mut out);
         }
         if let Event::Data(chunk) = r.event {
+            if conn.tuple.is_none() {
+                self.unbound_ns = Some(r.time_ns);
+            }
             conn.called = true;
             out.counters.beyond_capture_bytes += u64::from(chunk.len) - chunk.bytes.len() as u64;
             conn.data(&chunk, r.time_ns, &mut out);

@@ -17,10 +17,12 @@
 //!   topology: connections accepted on a `--proxy-ports` port or opened by
 //!   the gateway ([`connections`]); a client's connection never qualifies
 //!   (its local port is not a proxy port), so the two tests back each other.
-//! - **Which connection:** the socket send or receive a call runs (the
-//!   `sock_send_length` / `sock_recv_length` tracepoints) ties the `SSL*`
-//!   to its socket's 4-tuple, read at offsets taken from the kernel's BTF
-//!   (`offsets`).
+//! - **Which connection:** the descriptor `SSL_set_fd` gives at the
+//!   connection's start ties the `SSL*` to its socket's 4-tuple, read at
+//!   offsets taken from the kernel's BTF (`offsets`). A connection older
+//!   than the tap is tied by the socket send or receive one of its calls
+//!   runs (the `sock_send_length` / `sock_recv_length` tracepoints,
+//!   attached only while such a connection waits: `binding`).
 //! - **Apart from the tc tap:** the flow table keys TLS segments apart from
 //!   packet segments, so ciphertext of the same 4-tuple (`--all-ports`)
 //!   never mixes with the plaintext.
@@ -29,6 +31,7 @@
 //! its counters are [`TlsCounters`].
 
 mod attach;
+mod binding;
 pub mod call_site;
 pub mod connections;
 mod discover;
@@ -43,12 +46,14 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
 };
 use sensor_ebpf::tls::{
-    GATEWAY_NAMES, GATEWAY_NETNS_GLOBAL, NETNS_OFFSETS_GLOBAL, PROCESSES_MAP, SOCK_OFFSETS_GLOBAL,
-    TLS_CAPTURE_LEN_GLOBAL, TLS_COUNTERS_MAP, TLS_RECORDS_MAP, TLS_WAKEUP_BYTES_GLOBAL, TlsCounter,
+    FD_OFFSETS_GLOBAL, GATEWAY_NAMES, GATEWAY_NETNS_GLOBAL, NETNS_OFFSETS_GLOBAL, PROCESSES_MAP,
+    SOCK_OFFSETS_GLOBAL, TLS_CAPTURE_LEN_GLOBAL, TLS_COUNTERS_MAP, TLS_RECORDS_MAP,
+    TLS_WAKEUP_BYTES_GLOBAL, TlsCounter,
 };
 use tokio::io::{Interest, unix::AsyncFd};
 use tracing::{info, warn};
 
+use binding::SockBinding;
 pub use connections::ChunkCounters;
 use connections::Connections;
 use discover::Library;
@@ -138,6 +143,9 @@ pub struct TlsCounters {
     /// Processes the kernel found to be the gateway's (those still running
     /// that made an SSL call since the tap attached).
     pub processes: u64,
+    /// Times the socket tracepoints were attached, for connections older
+    /// than the tap (see `binding`).
+    pub socket_tracepoint_attaches: u64,
 }
 
 impl TlsCounters {
@@ -160,6 +168,7 @@ pub struct TlsCapture {
     libraries: Vec<String>,
     reader: TlsReaderCounters,
     connections: Connections,
+    binding: SockBinding,
     clock: Clock,
 }
 
@@ -209,6 +218,7 @@ impl TlsCapture {
             .override_global(TLS_CAPTURE_LEN_GLOBAL, &opts.capture_len, true)
             .override_global(TLS_WAKEUP_BYTES_GLOBAL, &wakeup_bytes, true)
             .override_global(SOCK_OFFSETS_GLOBAL, &offsets.sock, true)
+            .override_global(FD_OFFSETS_GLOBAL, &offsets.fd, true)
             .override_global(NETNS_OFFSETS_GLOBAL, &offsets.netns, true)
             .override_global(GATEWAY_NETNS_GLOBAL, &netns, true)
             .map_max_entries(TLS_RECORDS_MAP, opts.ring_bytes)
@@ -230,6 +240,7 @@ impl TlsCapture {
             libraries,
             reader: TlsReaderCounters::default(),
             connections: Connections::new(opts.proxy_ports.clone()),
+            binding: SockBinding::default(),
             clock: Clock::now(),
         })
     }
@@ -244,14 +255,17 @@ impl TlsCapture {
     }
 
     /// Hands the segments of up to `limit` waiting records to
-    /// `on_segment`, in order, and drops chunks that waited too long for
-    /// their socket. Returns the records read (fewer than `limit`: the
+    /// `on_segment`, in order, drops chunks that waited too long for
+    /// their socket, and attaches or detaches the socket tracepoints
+    /// (`binding`). Returns the records read (fewer than `limit`: the
     /// ring was emptied).
     pub fn drain(&mut self, limit: usize, on_segment: &mut dyn FnMut(&Segment<'_>)) -> usize {
         let Self {
+            ebpf,
             ring,
             reader,
             connections,
+            binding,
             clock,
             ..
         } = self;
@@ -263,7 +277,11 @@ impl TlsCapture {
             limit,
             on_segment,
         );
-        connections.tick(clock.now_ns(), on_segment);
+        let now_ns = clock.now_ns();
+        connections.tick(now_ns, on_segment);
+        if let Err(e) = binding.update(ebpf, connections.unbound_ns(), now_ns) {
+            warn!(error = %format!("{e:#}"), "socket tracepoints");
+        }
         read
     }
 
@@ -277,6 +295,7 @@ impl TlsCapture {
             reader: self.reader(),
             libraries: self.libraries.clone(),
             processes: self.gateway_processes(),
+            socket_tracepoint_attaches: self.binding.attaches(),
         })
     }
 
@@ -318,6 +337,7 @@ impl TlsCapture {
             },
             libraries: self.libraries,
             processes,
+            socket_tracepoint_attaches: self.binding.attaches(),
         })
     }
 }

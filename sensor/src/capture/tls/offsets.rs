@@ -1,12 +1,13 @@
 //! The kernel offsets the TLS tap's programs need, from the running
 //! kernel's BTF ([`crate::capture::btf`]): `struct sock_common`'s address
-//! and port fields (include/net/sock.h) for the programs binding a
-//! connection to its socket, and the path from a task to its network
+//! and port fields (include/net/sock.h) and the path from a file
+//! descriptor to its socket, for the programs binding a connection to its
+//! socket, and the path from a task to its network
 //! namespace's inode (`task->nsproxy->net_ns->ns.inum`) for telling the
 //! gateway's processes. Without them the tap does not load: a wrong offset
 //! would tie plaintext to the wrong connection.
 
-use sensor_ebpf::tls::SockField;
+use sensor_ebpf::tls::{FdField, SockField};
 
 use crate::capture::btf::KernelBtf;
 
@@ -15,6 +16,8 @@ use crate::capture::btf::KernelBtf;
 pub struct KernelOffsets {
     /// Indexed by [`SockField`].
     pub sock: [u32; 7],
+    /// Indexed by [`FdField`].
+    pub fd: [u32; 7],
     /// `[task_struct.nsproxy, nsproxy.net_ns, net.ns.inum]`.
     pub netns: [u32; 3],
 }
@@ -39,8 +42,13 @@ pub fn kernel_offsets() -> Result<KernelOffsets, String> {
     for (field, name) in SockField::ALL {
         sock[field as usize] = offset("sock_common", name)?;
     }
+    let mut fd = [0; 7];
+    for (field, ty, name) in FdField::ALL {
+        fd[field as usize] = offset(ty, name)?;
+    }
     Ok(KernelOffsets {
         sock,
+        fd,
         netns: [
             offset("task_struct", "nsproxy")?,
             offset("nsproxy", "net_ns")?,
@@ -68,5 +76,19 @@ mod tests {
         assert_eq!(at(SockField::Family), 16);
         assert!(at(SockField::V6RcvSaddr) == at(SockField::V6Daddr) + 16);
         assert!(o.netns.iter().all(|&at| at > 0), "{o:?}");
+        // include/linux/fdtable.h: `struct fdtable` opens with `max_fds`,
+        // then the `fd` array's pointer; include/linux/net.h: a socket's
+        // `sk` follows its `file`.
+        let fd = |f: FdField| o.fd[f as usize];
+        assert_eq!(
+            (fd(FdField::FdtMaxFds), fd(FdField::FdtFd)),
+            (0, 8),
+            "{o:?}"
+        );
+        assert_eq!(fd(FdField::SocketSk), fd(FdField::SocketFile) + 8, "{o:?}");
+        assert!(
+            fd(FdField::TaskFiles) > 0 && fd(FdField::FilesFdt) > 0,
+            "{o:?}"
+        );
     }
 }

@@ -1,0 +1,93 @@
+//! The socket tracepoints ([`SOCK_PROBES`]), attached only while a
+//! connection whose start the tap missed (open before it attached) waits
+//! for its socket. A connection that starts while the tap is attached is
+//! bound at `SSL_set_fd`, which runs only in the gateway's SSL calls; the
+//! tracepoints run on every socket send and receive of the host, so with
+//! them detached the tap costs nothing on plaintext traffic.
+
+use anyhow::{Context as _, Result};
+use aya::{
+    Ebpf,
+    programs::{RawTracePoint, raw_trace_point::RawTracePointLinkId},
+};
+use sensor_ebpf::tls::SOCK_PROBES;
+
+use super::{attach::program, connections::UNBOUND_WAIT_NS};
+
+/// How long the tracepoints stay attached after the last record that
+/// came without its socket (event time, ns): as long as such a record
+/// waits for it.
+pub const QUIET_NS: u64 = UNBOUND_WAIT_NS;
+
+/// The socket tracepoints' attachment.
+#[derive(Default)]
+pub struct SockBinding {
+    /// The links while attached, with the time they were.
+    attached: Option<(u64, Vec<(&'static str, RawTracePointLinkId)>)>,
+    /// When they were last detached (event time, ns).
+    detached_ns: u64,
+    /// Times they were attached.
+    attaches: u64,
+}
+
+impl SockBinding {
+    /// Times the tracepoints were attached.
+    pub fn attaches(&self) -> u64 {
+        self.attaches
+    }
+
+    /// Attaches the tracepoints when a record came without its socket
+    /// (`unbound_ns`, its time) since they were last detached; detaches
+    /// them once none has for [`QUIET_NS`]. The programs were loaded by
+    /// `attach`.
+    ///
+    /// # Errors
+    /// The kernel refused an attach or a detach; the binding stays as it
+    /// was (what attached stays owned by `ebpf`).
+    pub fn update(&mut self, ebpf: &mut Ebpf, unbound_ns: Option<u64>, now_ns: u64) -> Result<()> {
+        let waiting = unbound_ns.filter(|&t| t >= self.detached_ns);
+        match &self.attached {
+            None if waiting.is_some() => self.attach(ebpf, now_ns),
+            Some((since, _))
+                if now_ns.saturating_sub(waiting.unwrap_or(0).max(*since)) > QUIET_NS =>
+            {
+                self.detach(ebpf, now_ns)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn attach(&mut self, ebpf: &mut Ebpf, now_ns: u64) -> Result<()> {
+        let mut links = Vec::new();
+        for (name, tracepoint) in SOCK_PROBES {
+            let program: &mut RawTracePoint = program(ebpf, name)?.try_into()?;
+            let link = program
+                .attach(tracepoint)
+                .with_context(|| format!("attaching {name} to raw tracepoint {tracepoint}"));
+            match link {
+                Ok(link) => links.push((name, link)),
+                Err(e) => {
+                    self.attached = Some((now_ns, links));
+                    return Err(e);
+                }
+            }
+        }
+        self.attached = Some((now_ns, links));
+        self.attaches += 1;
+        Ok(())
+    }
+
+    /// Detaches every link, each even when another fails.
+    fn detach(&mut self, ebpf: &mut Ebpf, now_ns: u64) -> Result<()> {
+        self.detached_ns = now_ns;
+        let mut result = Ok(());
+        for (name, link) in self.attached.take().map(|(_, l)| l).unwrap_or_default() {
+            let detached = program(ebpf, name)
+                .and_then(|p| Ok(<&mut RawTracePoint>::try_from(p)?))
+                .and_then(|p| Ok(p.detach(link)?))
+                .with_context(|| format!("detaching {name}"));
+            result = result.and(detached);
+        }
+        result
+    }
+}

@@ -45,15 +45,11 @@ impl SockBinding {
     /// The kernel refused an attach or a detach; the binding stays as it
     /// was (what attached stays owned by `ebpf`).
     pub fn update(&mut self, ebpf: &mut Ebpf, unbound_ns: Option<u64>, now_ns: u64) -> Result<()> {
-        let waiting = unbound_ns.filter(|&t| t >= self.detached_ns);
-        match &self.attached {
-            None if waiting.is_some() => self.attach(ebpf, now_ns),
-            Some((since, _))
-                if now_ns.saturating_sub(waiting.unwrap_or(0).max(*since)) > QUIET_NS =>
-            {
-                self.detach(ebpf, now_ns)
-            }
-            _ => Ok(()),
+        let since = self.attached.as_ref().map(|(since, _)| *since);
+        match decide(since, self.detached_ns, unbound_ns, now_ns) {
+            Some(Action::Attach) => self.attach(ebpf, now_ns),
+            Some(Action::Detach) => self.detach(ebpf, now_ns),
+            None => Ok(()),
         }
     }
 
@@ -89,5 +85,76 @@ impl SockBinding {
             result = result.and(detached);
         }
         result
+    }
+}
+
+/// A change to the tracepoints' attachment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    Attach,
+    Detach,
+}
+
+/// What [`SockBinding::update`] does, given when the tracepoints were
+/// attached (`None`: detached), when they were last detached, the time of
+/// the last record without its socket and the time now (ns).
+fn decide(
+    attached: Option<u64>,
+    detached_ns: u64,
+    unbound_ns: Option<u64>,
+    now_ns: u64,
+) -> Option<Action> {
+    // A record older than the last detach was already waited for.
+    let waiting = unbound_ns.filter(|&t| t >= detached_ns);
+    match attached {
+        None => waiting.map(|_| Action::Attach),
+        Some(since) => {
+            let last = waiting.map_or(since, |t| t.max(since));
+            (now_ns.saturating_sub(last) > QUIET_NS).then_some(Action::Detach)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Action, QUIET_NS, decide};
+
+    const S: u64 = 1_000_000_000;
+
+    /// Detached until a record comes without its socket; attached until
+    /// none has for `QUIET_NS`; a record from before the detach does not
+    /// attach them again, a later one does.
+    #[test]
+    fn attached_while_a_record_waits_for_its_socket() {
+        assert_eq!(decide(None, 0, None, 100 * S), None);
+        assert_eq!(
+            decide(None, 0, Some(100 * S), 100 * S),
+            Some(Action::Attach)
+        );
+        // Attached at 100 s; records keep coming without their socket.
+        assert_eq!(decide(Some(100 * S), 0, Some(103 * S), 104 * S), None);
+        assert_eq!(
+            decide(Some(100 * S), 0, Some(103 * S), 103 * S + QUIET_NS),
+            None
+        );
+        assert_eq!(
+            decide(Some(100 * S), 0, Some(103 * S), 103 * S + QUIET_NS + 1),
+            Some(Action::Detach)
+        );
+        // Attached with no record since: quiet from the attach on.
+        assert_eq!(
+            decide(Some(100 * S), 0, Some(90 * S), 100 * S + QUIET_NS),
+            None
+        );
+        assert_eq!(
+            decide(Some(100 * S), 0, Some(90 * S), 101 * S + QUIET_NS),
+            Some(Action::Detach)
+        );
+        // Detached at 110 s: the record of 103 s is spent, one at 111 s is not.
+        assert_eq!(decide(None, 110 * S, Some(103 * S), 112 * S), None);
+        assert_eq!(
+            decide(None, 110 * S, Some(111 * S), 112 * S),
+            Some(Action::Attach)
+        );
     }
 }

@@ -76,17 +76,7 @@ pub fn loaded_packet_programs() -> Vec<String> {
 /// after the sensor exits proves it left nothing behind. The check is
 /// machine-wide: live tests run one at a time (`--test-threads=1`).
 pub fn loaded_programs() -> Vec<String> {
-    let out = Command::new("bpftool")
-        .args(["-j", "prog", "show"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "bpftool: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let programs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    programs
+    bpftool_show("prog")
         .iter()
         .filter_map(|p| p["name"].as_str())
         .filter(|name| PACKET_PROGRAMS.contains(name) || TLS_PROGRAMS.contains(name))
@@ -96,8 +86,14 @@ pub fn loaded_programs() -> Vec<String> {
 
 /// The kernel's raw tracepoint links to `tracepoint` (`bpftool link show`).
 pub fn raw_tracepoint_links(tracepoint: &str) -> usize {
+    let links = bpftool_show("link");
+    links.iter().filter(|l| l["tp_name"] == tracepoint).count()
+}
+
+/// `bpftool -j OBJECT show`: every program or link of the machine.
+fn bpftool_show(object: &str) -> Vec<Value> {
     let out = Command::new("bpftool")
-        .args(["-j", "link", "show"])
+        .args(["-j", object, "show"])
         .output()
         .unwrap();
     assert!(
@@ -105,8 +101,7 @@ pub fn raw_tracepoint_links(tracepoint: &str) -> usize {
         "bpftool: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let links: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    links.iter().filter(|l| l["tp_name"] == tracepoint).count()
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// The sensor's programs still loaded once the sensor has exited, after

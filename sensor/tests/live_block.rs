@@ -18,7 +18,9 @@ use std::{
 
 use lab::{GATEWAY_CLIENT_IF, GATEWAY_V4, Lab, PROXY_PORT, REQUESTS_PY, run_quiet};
 use serde_json::Value;
-use support::{programs_left_after_exit, require_root, sensor_output, start_sensor};
+use support::{
+    metric, metrics, programs_left_after_exit, require_root, sensor_output, start_sensor,
+};
 
 const ATTACKER: &str = "10.77.0.13";
 const BYSTANDER: &str = "10.77.0.14";
@@ -128,20 +130,6 @@ fn blocked_ips(list: &Value) -> Vec<String> {
         .iter()
         .map(|b| b["ip"].as_str().unwrap().to_string())
         .collect()
-}
-
-/// The gateway's metrics page.
-fn metrics(lab: &Lab) -> String {
-    let mut cmd = lab.command(&lab.gateway_ns(), "curl");
-    let out = run_quiet(cmd.args(["-s", "http://127.0.0.1:9251/metrics"])).unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The value of the metric line starting with `series`.
-fn metric(page: &str, series: &str) -> f64 {
-    page.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in\n{page}"))
 }
 
 /// Gives the sensor time to read the last request and decide: the client

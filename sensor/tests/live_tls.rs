@@ -23,7 +23,8 @@ use lab::{
 };
 use serde_json::Value;
 use support::{
-    SENSOR, as_nobody, programs_left_after_exit, raw_tracepoint_links, require_root, start_sensor,
+    SENSOR, as_nobody, metric, metrics, programs_left_after_exit, raw_tracepoint_links,
+    require_root, start_sensor,
 };
 
 fn n(v: &Value) -> u64 {
@@ -304,6 +305,10 @@ fn a_connection_older_than_the_sensor_is_bound_while_socket_tracepoints_wait_for
         std::thread::sleep(Duration::from_millis(300));
     }
     assert_eq!(sockets(), 2, "attached while the old connection waits");
+    // Operators see it on `:9251` (published once a second).
+    let attaches = "siem_sensor_tls_socket_tracepoint_attaches_total ";
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(metric(&metrics(&lab), attaches), 1.0);
     drop(stdin);
     assert!(client.wait().unwrap().success());
     // Detached once no record waited for its socket for 5 s.

@@ -29,6 +29,7 @@
 //! | `siem_sensor_tls_events_total` | counter | `result`: `submitted`, `ring_full` | 2 | the TLS tap's socket and end records |
 //! | `siem_sensor_tls_bytes_beyond_capture_total` | counter | | 1 | plaintext bytes past the capture length (framed by length, never read) |
 //! | `siem_sensor_tls_gateway_processes` | gauge | | 1 | the gateway processes the TLS tap records (0: it sees nothing) |
+//! | `siem_sensor_tls_socket_tracepoint_attaches_total` | counter | | 1 | times the socket tracepoints were attached, for TLS connections older than the tap (they run on every send and receive of the host while attached) |
 //! | `siem_sensor_segments_total` | counter | | 1 | segments into the pipeline |
 //! | `siem_sensor_packets_dropped_total` | counter | `reason`: `blocked_source` | 1 | packets the kernel programs dropped on ingress: from a blocked source to a Kong proxy port (`--block on`) |
 //! | `siem_sensor_blocks_active` | gauge | | 1 | addresses blocked now (`--block on` or `dry-run`; dry-run blocks are counted, not enforced) |
@@ -171,6 +172,8 @@ pub fn tls(c: &TlsCounters) {
     counter!("siem_sensor_tls_events_total", "result" => "ring_full").absolute(k.events_lost);
     counter!("siem_sensor_tls_bytes_beyond_capture_total").absolute(r.beyond_capture_bytes);
     gauge!("siem_sensor_tls_gateway_processes").set(c.processes as f64);
+    counter!("siem_sensor_tls_socket_tracepoint_attaches_total")
+        .absolute(c.socket_tracepoint_attaches);
 }
 
 /// Publishes the pipeline's counters and the detectors' gauges (the window

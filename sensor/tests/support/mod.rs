@@ -84,6 +84,20 @@ pub fn loaded_programs() -> Vec<String> {
         .collect()
 }
 
+/// The gateway's metrics page, from the sensor's `:9251`.
+pub fn metrics(lab: &Lab) -> String {
+    let mut cmd = lab.command(&lab.gateway_ns(), "curl");
+    let out = lab::run_quiet(cmd.args(["-s", "http://127.0.0.1:9251/metrics"])).unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The value of the metric line starting with `series`.
+pub fn metric(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{page}"))
+}
+
 /// The kernel's raw tracepoint links to `tracepoint` (`bpftool link show`).
 pub fn raw_tracepoint_links(tracepoint: &str) -> usize {
     let links = bpftool_show("link");

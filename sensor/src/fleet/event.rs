@@ -219,6 +219,7 @@ impl Event {
             // A fleet event is never a packet source of this node.
             handshake: false,
             client_is_peer: false,
+            claims_consumer: false,
             request_id: self
                 .request_id
                 .as_deref()

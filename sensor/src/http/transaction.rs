@@ -91,6 +91,10 @@ pub struct Transaction {
     /// [`crate::identity::Identity::client_is_peer`]).
     #[serde(skip)]
     pub client_is_peer: bool,
+    /// The client sent Kong's consumer headers itself (see
+    /// [`crate::identity::Identity::claims_consumer`]).
+    #[serde(skip)]
+    pub claims_consumer: bool,
     /// Kong's request id: on the upstream leg the `X-Kong-Request-Id` (else
     /// `X-Request-Id`) Kong sent with the request; on the client leg the
     /// one Kong returned with the response (a client's own header is never
@@ -178,6 +182,7 @@ impl Transaction {
             time_ns,
             client_ip: identity.client_ip,
             client_is_peer: identity.client_is_peer,
+            claims_consumer: identity.claims_consumer,
             handshake: false,
             client_port: client.port(),
             server_ip: server.ip(),
@@ -371,6 +376,7 @@ impl Transaction {
             confirmed: true,
             handshake: true,
             client_is_peer: true,
+            claims_consumer: false,
             user_agent: None,
             principal: None,
             credentials: Credentials::new(),

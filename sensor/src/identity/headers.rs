@@ -68,6 +68,15 @@ pub struct IdentityHeaders<'h> {
 }
 
 impl<'h> IdentityHeaders<'h> {
+    /// Whether any of the headers Kong sets after authentication
+    /// (consumer, credential, anonymous) is present.
+    pub fn claims_consumer(&self) -> bool {
+        self.consumer_username.is_some()
+            || self.consumer_id.is_some()
+            || self.credential_identifier.is_some()
+            || self.anonymous
+    }
+
     /// Takes header `all[at]`, whose name is `known` (see
     /// [`field_name::known`]), if identity reads it; true if it did.
     /// `names` must be [`HeaderNames::lowercased`] (what

@@ -109,6 +109,12 @@ pub struct Identity {
     /// only: `X-Credential-Identifier`, fingerprinted), also in
     /// `credentials`.
     pub kong_credential: Option<Fingerprint>,
+    /// On the client leg: the client sent Kong's consumer headers
+    /// (`X-Consumer-ID`, `X-Consumer-Username`, `X-Credential-Identifier`,
+    /// `X-Anonymous-Consumer`) itself. Kong's authentication plugins
+    /// overwrite or clear them, but a route without one passes them on, so
+    /// the upstream leg's copy may be the client's claim (see the join).
+    pub claims_consumer: bool,
 }
 
 /// Reads [`Identity`]s off requests (`&self`). One per pipeline: its
@@ -234,6 +240,7 @@ impl Resolver {
             consumer: consumer.map(|c| c.name),
             consumer_id,
             kong_credential,
+            claims_consumer: leg == Leg::Client && seen.claims_consumer(),
         };
         (identity, redacted.target)
     }

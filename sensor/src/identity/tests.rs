@@ -140,6 +140,7 @@ fn no_credentials_nothing_allocated() {
             consumer: None,
             consumer_id: None,
             kong_credential: None,
+            claims_consumer: false,
         }
     );
     assert!(matches!(target, Cow::Borrowed("/v1/items?page=2")));
@@ -447,12 +448,30 @@ fn kong_headers_off_the_upstream_leg_are_ignored() {
         ("X-Consumer-Username", b"admin"),
         ("X-Credential-Identifier", b"forged"),
     ];
-    // Neither a client nor a trusted load balancer can name a consumer.
+    // Neither a client nor a trusted load balancer can name a consumer,
+    // and the claim is marked, for the join (the upstream leg's copy of it
+    // is not believed either).
     for peer in [PEER, PROXY] {
         let id = resolve(peer, "/", h);
         assert_eq!((id.consumer, id.principal), (None, None), "{peer}");
         assert!(id.credentials.is_empty(), "{peer}");
+        assert!(id.claims_consumer, "{peer}");
     }
+    for name in [
+        "X-Consumer-ID",
+        "X-Consumer-Username",
+        "X-Credential-Identifier",
+    ] {
+        assert!(
+            resolve(PEER, "/", &[(name, b"x")]).claims_consumer,
+            "{name}"
+        );
+    }
+    let anonymous: &[(&str, &[u8])] = &[("X-Anonymous-Consumer", b"true")];
+    assert!(resolve(PEER, "/", anonymous).claims_consumer);
+    assert!(!resolve(PEER, "/", &[("Host", b"api")]).claims_consumer);
+    // Kong's own headers on the upstream leg are no claim.
+    assert!(!resolve(KONG, "/", h).claims_consumer);
 }
 
 #[test]

@@ -44,7 +44,7 @@ use serde::Serialize;
 
 use crate::{
     http::{RequestId, Transaction, UpstreamLeg},
-    identity::{Leg, Topology},
+    identity::{Leg, PrincipalSource, Topology},
 };
 
 /// The join's settings.
@@ -102,6 +102,11 @@ pub struct JoinCounters {
     pub kong_own: u64,
     /// Legs sent on alone because [`JoinConfig::max_waiting`] were waiting.
     pub overflow: u64,
+    /// Joined requests whose client sent Kong's consumer headers itself:
+    /// the upstream leg's consumer, consumer credential and consumer
+    /// principal were not believed (a route without authentication passes
+    /// the client's claim on; see [`crate::identity::Identity::claims_consumer`]).
+    pub consumer_claimed: u64,
 }
 
 /// A request record and whether the detectors count it.
@@ -196,6 +201,8 @@ impl Joiner {
         match other {
             Some(other) if other.leg != tx.leg => {
                 self.counters.joined += 1;
+                let client = if tx.leg == Leg::Client { &tx } else { &other };
+                self.counters.consumer_claimed += u64::from(client.claims_consumer);
                 let tx = match tx.leg {
                     Leg::Client => joined(tx, other),
                     Leg::Upstream => joined(other, tx),
@@ -439,7 +446,20 @@ impl Recent {
 }
 
 /// The client leg `client` enriched from its upstream leg `upstream`.
-fn joined(mut client: Box<Transaction>, upstream: Box<Transaction>) -> Box<Transaction> {
+/// When the client sent Kong's consumer headers itself, the upstream
+/// leg's consumer identity (its consumer, its `X-Credential-Identifier`
+/// and a principal taken from them) may be that claim passed on, and is
+/// left out (DESIGN.md: a client-sent `X-Consumer-*` changes nothing).
+fn joined(mut client: Box<Transaction>, mut upstream: Box<Transaction>) -> Box<Transaction> {
+    if client.claims_consumer {
+        let claimed = upstream.kong_credential.take();
+        upstream.credentials.retain(|f| Some(*f) != claimed);
+        upstream.consumer = None;
+        upstream.consumer_id = None;
+        upstream
+            .principal
+            .take_if(|p| p.source == PrincipalSource::KongConsumer);
+    }
     if upstream.consumer.is_some() {
         client.consumer = upstream.consumer;
         client.consumer_id = upstream.consumer_id;

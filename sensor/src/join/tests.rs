@@ -77,6 +77,53 @@ fn both_legs_make_one_counted_record_enriched_from_both() {
     assert_eq!(j.counters().joined, 1);
 }
 
+/// A client that sends `X-Consumer-*` itself cannot name the consumer: on
+/// a route without authentication Kong passes the claim on, so the
+/// upstream leg's consumer, consumer credential and consumer principal
+/// are left out and the request counted; the client's own credential and
+/// principal stay. A client that claims nothing keeps Kong's consumer.
+#[test]
+fn a_consumer_the_client_claimed_itself_is_not_believed() {
+    let key = |digit: &str| {
+        digit
+            .repeat(32)
+            .parse::<crate::identity::Fingerprint>()
+            .unwrap()
+    };
+    let mut j = joiner();
+    for (id, claims) in [("r1", true), ("r2", false)] {
+        let mut u = upstream(id, "192.0.2.7");
+        u.kong_credential = Some(key("d"));
+        u.credentials.push(key("d"));
+        u.credentials.push(key("c"));
+        j.push(u, T0 + 25 * MS);
+        let mut c = client(id, "192.0.2.7", 200);
+        c.claims_consumer = claims;
+        c.principal = Principal::new(b"mallory", PrincipalSource::BasicUser);
+        c.credentials.push(key("c"));
+        j.push(c, T0 + 30 * MS);
+    }
+    let out = drain(&mut j);
+    let claimed = &out[0].tx;
+    assert_eq!(
+        (claimed.consumer.as_deref(), claimed.consumer_id.as_deref()),
+        (None, None)
+    );
+    assert_eq!(claimed.kong_credential, None);
+    assert_eq!(claimed.credentials.as_slice(), [key("c")]);
+    let principal = claimed.principal.as_ref().unwrap();
+    assert_eq!(
+        (principal.name.as_str(), principal.source),
+        ("mallory", PrincipalSource::BasicUser)
+    );
+    assert!(out[0].counted, "the request itself still counts");
+    let believed = &out[1].tx;
+    assert_eq!(believed.consumer.as_deref(), Some("dave"));
+    assert_eq!(believed.kong_credential, Some(key("d")));
+    assert_eq!(believed.credentials.len(), 2);
+    assert_eq!((j.counters().joined, j.counters().consumer_claimed), (2, 1));
+}
+
 #[test]
 fn kongs_rejections_go_on_alone_after_the_wait() {
     let mut j = joiner();

@@ -130,13 +130,11 @@ pub fn ssl_set_fd_in(ctx: ProbeContext) -> u32 {
         starting: 1,
         ..Conn::EMPTY
     };
-    // An `int`: a negative one is past every descriptor table.
+    // An `int`: a negative one is past every descriptor table. A tuple
+    // not read leaves the family 0: unbound.
     let sk = sock_of_fd(fd & 0xffff_ffff);
-    if sk != 0 && read_tuple(sk, &mut conn).is_none() {
-        conn = Conn {
-            starting: 1,
-            ..Conn::EMPTY
-        };
+    if sk != 0 {
+        let _ = read_tuple(sk, &mut conn);
     }
     let _ = CONNS.insert(&ConnKey::new((id >> 32) as u32, ssl), &conn, 0);
     0

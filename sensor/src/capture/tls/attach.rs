@@ -38,14 +38,15 @@ const REQUIRED: [&str; 3] = ["SSL_read", "SSL_write", "SSL_free"];
 /// The verifier's refusal, a failed kernel attach, or a library without a
 /// required function; what was attached stays owned by `ebpf`.
 pub fn attach(ebpf: &mut Ebpf, libraries: &[Library]) -> Result<()> {
-    for (name, tracepoint) in PROCESS_PROBES.into_iter().chain(SOCK_PROBES) {
+    for (name, _) in PROCESS_PROBES.into_iter().chain(SOCK_PROBES) {
         let program: &mut RawTracePoint = program(ebpf, name)?.try_into()?;
         program.load().with_context(|| refused(name))?;
-        if PROCESS_PROBES.iter().any(|(p, _)| *p == name) {
-            program
-                .attach(tracepoint)
-                .with_context(|| format!("attaching {name} to raw tracepoint {tracepoint}"))?;
-        }
+    }
+    for (name, tracepoint) in PROCESS_PROBES {
+        let program: &mut RawTracePoint = program(ebpf, name)?.try_into()?;
+        program
+            .attach(tracepoint)
+            .with_context(|| format!("attaching {name} to raw tracepoint {tracepoint}"))?;
     }
     let probes: Vec<SslProbe> = SSL_PROBES.into_iter().chain(SSL_ROLE_PROBES).collect();
     let inside = WRAPPERS.iter().flat_map(|w| [w.call, w.branch]);

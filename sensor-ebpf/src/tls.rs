@@ -19,6 +19,15 @@ pub const TLS_COUNTERS_MAP: &str = "TLS_COUNTERS";
 /// decided in the kernel at a process's first SSL call, forgotten at its
 /// exec and exit. Only the gateway's calls are recorded.
 pub const PROCESSES_MAP: &str = "PROCESSES";
+/// Name of the SSL call counter (`Array<u64>`): slot [`CALLS_IN_PROGRESS`]
+/// counts the gateway's calls in progress while slot [`CALLS_COUNTING`]
+/// is non-zero, which the daemon sets while [`SOCK_PROBES`] are attached
+/// (they skip their lookup when no call is in progress).
+pub const CALLS_MAP: &str = "CALLS";
+/// [`CALLS_MAP`] slot: calls in progress, counted.
+pub const CALLS_IN_PROGRESS: u32 = 0;
+/// [`CALLS_MAP`] slot: non-zero while calls are counted.
+pub const CALLS_COUNTING: u32 = 1;
 /// Process names (`comm`, as `/proc/PID/comm` shows them) of a gateway:
 /// nginx, and OpenResty's nginx that Kong runs (also named `nginx`).
 pub const GATEWAY_NAMES: [&str; 2] = ["nginx", "openresty"];

@@ -6,7 +6,7 @@ use aya_ebpf::{
 };
 use sensor_ebpf::{
     DEFAULT_CAPTURE_LEN,
-    tls::{TLS_COUNTER_SLOTS, TlsHeader},
+    tls::{CALLS_COUNTING, CALLS_IN_PROGRESS, TLS_COUNTER_SLOTS, TlsHeader},
 };
 
 /// Plaintext bytes copied per call; set by userspace before load. Lives in
@@ -46,33 +46,46 @@ pub static GATEWAY_NETNS: u32 = 0;
 #[map]
 pub static PROCESSES: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384, 0);
 
-/// The SSL call in progress on each thread (`pid_tgid`). LRU: a thread
-/// that dies inside a call, or a call entered before the tap attached its
-/// return probe, leaves an entry nobody removes.
+/// Each gateway thread's SSL call (`pid_tgid`): the one in progress, or
+/// the last one (`busy` 0). An entry stays from the thread's first call to
+/// its exit, so a call writes its slot in place: no insert or delete, and
+/// their locks, per call. LRU: a thread whose exit the tap missed (gone
+/// before it attached) leaves an entry nobody removes.
 #[map]
 pub static ACTIVE: LruHashMap<u64, Active> = LruHashMap::with_max_entries(16384, 0);
 
-/// [`ACTIVE`] entries ever inserted minus those removed: never below the
-/// number present (LRU eviction only lowers that), so 0 means no thread
-/// is inside an SSL call and the socket tracepoints, which run on every
-/// send and receive of the host, can skip the hash lookup.
+/// `sensor_ebpf::tls::CALLS_MAP`. Slot [`CALLS_COUNTING`]: non-zero while the socket tracepoints are
+/// attached (set by userspace before it attaches them, cleared after it
+/// detaches them). Slot [`CALLS_IN_PROGRESS`]: calls entered while it was
+/// set and not yet left; 0 means no counted call is in progress, and the
+/// socket tracepoints, which run on every send and receive of the host,
+/// skip the hash lookup. Counting is two atomic adds per call on a line
+/// every CPU writes, so it runs only while they are attached; a call
+/// entered before (uncounted) binds at its connection's next call.
 #[map]
-pub static CALLS: Array<u64> = Array::with_max_entries(1, 0);
+pub static CALLS: Array<u64> = Array::with_max_entries(2, 0);
 
-/// Adds `delta` (wrapping) to [`CALLS`] atomically (`BPF_ATOMIC |
-/// BPF_ADD`, Documentation/bpf/standardization/instruction-set.rst; the
-/// bpf target offers no `fetch_add`, its spec has no compare-and-swap).
+/// Adds `delta` (wrapping) to the calls in progress ([`CALLS`])
+/// atomically (`BPF_ATOMIC | BPF_ADD`,
+/// Documentation/bpf/standardization/instruction-set.rst; the bpf target
+/// offers no `fetch_add`, its spec has no compare-and-swap).
 #[inline(always)]
 pub fn add_calls(delta: u64) {
-    if let Some(slot) = CALLS.get_ptr_mut(0) {
+    if let Some(slot) = CALLS.get_ptr_mut(CALLS_IN_PROGRESS) {
         unsafe { core::arch::asm!("lock *(u64 *)({0} + 0) += {1}", in(reg) slot, in(reg) delta) };
     }
 }
 
-/// Whether some thread may be inside an SSL call (see [`CALLS`]).
+/// Whether calls are counted now (see [`CALLS`]).
+#[inline(always)]
+pub fn counting() -> bool {
+    CALLS.get(CALLS_COUNTING).is_some_and(|n| *n != 0)
+}
+
+/// Whether some thread may be inside a counted SSL call (see [`CALLS`]).
 #[inline(always)]
 pub fn calls_in_progress() -> bool {
-    CALLS.get(0).is_some_and(|n| *n != 0)
+    CALLS.get(CALLS_IN_PROGRESS).is_some_and(|n| *n != 0)
 }
 
 /// Each connection's state, from its first call (or its start) to `SSL_free`.
@@ -101,7 +114,11 @@ pub struct Active {
     pub op: u8,
     /// A socket call already ran inside this call (bind once per call).
     pub bound: u8,
-    pub _pad: [u8; 6],
+    /// 1 from the call's entry to its return.
+    pub busy: u8,
+    /// 1 when the call was counted in [`CALLS`].
+    pub counted: u8,
+    pub _pad: [u8; 4],
 }
 
 /// A connection: the process and its `SSL*`. The padding is zeroed, the

@@ -18,7 +18,7 @@ use aya_ebpf::{
     programs::RawTracePointContext,
 };
 
-use crate::maps::{GATEWAY_NETNS, NETNS_OFFSETS, PROCESSES};
+use crate::maps::{ACTIVE, GATEWAY_NETNS, NETNS_OFFSETS, PROCESSES, add_calls};
 
 /// Whether the calling process is the gateway's (cached per process).
 #[inline(always)]
@@ -64,16 +64,30 @@ fn netns() -> u32 {
 /// `sched_process_exec(struct task_struct *p, pid_t old_pid, struct
 /// linux_binprm *bprm)`, run by the process after the exec.
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
-pub fn tls_exec(_ctx: RawTracePointContext) -> i32 {
+pub fn tls_exec(ctx: RawTracePointContext) -> i32 {
     forget();
+    // A thread's SSL call slot marks it a gateway's: not after an exec.
+    // A thread other than the leader that execs takes the leader's pid,
+    // so its slot is under `old_pid`.
+    let id = bpf_get_current_pid_tgid();
+    let old_pid = ctx.arg::<u64>(1) as u32;
+    let _ = ACTIVE.remove(&id);
+    let _ = ACTIVE.remove(&(id & !0xffff_ffff | u64::from(old_pid)));
     0
 }
 
 /// `sched_process_exit(struct task_struct *p, ...)`, run by the exiting
-/// thread: the process is gone when its main thread is.
+/// thread: its SSL call slot goes (uncounted if it died inside a counted
+/// call); the process is gone when its main thread is.
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
 pub fn tls_exit(_ctx: RawTracePointContext) -> i32 {
     let id = bpf_get_current_pid_tgid();
+    if let Some(call) = unsafe { ACTIVE.get(&id) } {
+        if call.busy != 0 && call.counted != 0 {
+            add_calls(u64::MAX);
+        }
+        let _ = ACTIVE.remove(&id);
+    }
     if (id >> 32) as u32 == id as u32 {
         forget();
     }

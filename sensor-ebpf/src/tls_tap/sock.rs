@@ -59,12 +59,12 @@ fn bind(sk: u64) {
         return;
     }
     let id = bpf_get_current_pid_tgid();
-    // Only gateway threads inside an SSL call have an entry.
+    // Only gateway threads have an entry; `busy` inside an SSL call.
     let Some(call) = ACTIVE.get_ptr_mut(&id) else {
         return;
     };
     let call = unsafe { &mut *call };
-    if call.bound != 0 {
+    if call.busy == 0 || call.bound != 0 {
         return;
     }
     call.bound = 1;

@@ -20,7 +20,7 @@ use sensor_ebpf::tls::{flags, kind, op};
 
 use crate::{
     emit,
-    maps::{ACTIVE, Active, CONNS, Conn, ConnKey, add_calls, conn_mut},
+    maps::{ACTIVE, Active, CONNS, Conn, ConnKey, add_calls, conn_mut, counting},
     process::gateway,
     sock::{read_tuple, sock_of_fd},
 };
@@ -187,12 +187,10 @@ fn begin(ctx: &ProbeContext, role: u8) {
 #[inline(always)]
 fn enter(ctx: &ProbeContext, direction: u8) {
     let id = bpf_get_current_pid_tgid();
-    if !gateway(id) {
-        return;
-    }
     let (Some(ssl), Some(buf)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1)) else {
         return;
     };
+    let counted = counting();
     let call = Active {
         ssl,
         buf,
@@ -200,12 +198,28 @@ fn enter(ctx: &ProbeContext, direction: u8) {
         len_ptr: ctx.arg::<u64>(3).unwrap_or(0),
         op: direction,
         bound: 0,
-        _pad: [0; 6],
+        busy: 1,
+        counted: u8::from(counted),
+        _pad: [0; 4],
     };
+    // A thread with a slot is a gateway's (exec and exit remove it): the
+    // slot is written in place. Else the process is judged, and a
+    // gateway thread's slot made at its first call.
+    let slot = ACTIVE.get_ptr_mut(&id);
+    if slot.is_none() && !gateway(id) {
+        return;
+    }
     // Counted first: this thread's socket tracepoints must see it.
-    add_calls(1);
-    if ACTIVE.insert(&id, &call, 0).is_err() {
-        add_calls(u64::MAX);
+    if counted {
+        add_calls(1);
+    }
+    match slot {
+        Some(slot) => unsafe { *slot = call },
+        None => {
+            if ACTIVE.insert(&id, &call, 0).is_err() && counted {
+                add_calls(u64::MAX);
+            }
+        }
     }
 }
 
@@ -223,10 +237,15 @@ fn ex_count(ok: i32, call: &Active) -> Option<u64> {
 #[inline(always)]
 fn leave(direction: u8, count: impl Fn(&Active) -> Option<u64>) {
     let id = bpf_get_current_pid_tgid();
-    let Some(call) = (unsafe { ACTIVE.get(&id) }).copied() else {
+    let Some(slot) = ACTIVE.get_ptr_mut(&id) else {
         return;
     };
-    if ACTIVE.remove(&id).is_ok() {
+    let call = unsafe { *slot };
+    if call.busy == 0 {
+        return;
+    }
+    unsafe { (*slot).busy = 0 };
+    if call.counted != 0 {
         add_calls(u64::MAX);
     }
     if call.op != direction {

@@ -3,14 +3,18 @@
 //! for its socket. A connection that starts while the tap is attached is
 //! bound at `SSL_set_fd`, which runs only in the gateway's SSL calls; the
 //! tracepoints run on every socket send and receive of the host, so with
-//! them detached the tap costs nothing on plaintext traffic.
+//! them detached the tap costs nothing on plaintext traffic. While they
+//! are attached, the SSL probes also count the calls in progress (two
+//! atomic adds per call, `CALLS_MAP`), so the tracepoints skip their
+//! lookup outside a call.
 
 use anyhow::{Context as _, Result};
 use aya::{
     Ebpf,
+    maps::Array,
     programs::{RawTracePoint, raw_trace_point::RawTracePointLinkId},
 };
-use sensor_ebpf::tls::SOCK_PROBES;
+use sensor_ebpf::tls::{CALLS_COUNTING, CALLS_MAP, SOCK_PROBES};
 
 use super::{attach::program, connections::UNBOUND_WAIT_NS};
 
@@ -54,6 +58,9 @@ impl SockBinding {
     }
 
     fn attach(&mut self, ebpf: &mut Ebpf, now_ns: u64) -> Result<()> {
+        // Calls entered from now on are counted, so the tracepoints skip
+        // their lookup only when none is in progress.
+        counting(ebpf, true)?;
         let mut links = Vec::new();
         for (name, tracepoint) in SOCK_PROBES {
             let program: &mut RawTracePoint = program(ebpf, name)?.try_into()?;
@@ -84,8 +91,17 @@ impl SockBinding {
                 .with_context(|| format!("detaching {name}"));
             result = result.and(detached);
         }
-        result
+        result.and(counting(ebpf, false))
     }
+}
+
+/// Turns the counting of SSL calls in progress on or off (`CALLS_MAP`):
+/// on while the tracepoints, which read it, are attached.
+fn counting(ebpf: &mut Ebpf, on: bool) -> Result<()> {
+    let map = ebpf.map_mut(CALLS_MAP).context(CALLS_MAP)?;
+    Array::<_, u64>::try_from(map)?
+        .set(CALLS_COUNTING, u64::from(on), 0)
+        .context("setting the TLS tap's call counting")
 }
 
 /// A change to the tracepoints' attachment.

@@ -48,15 +48,15 @@ pub static PROCESSES: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384, 
 
 /// Each gateway thread's SSL call (`pid_tgid`): the one in progress, or
 /// the last one (`busy` 0). An entry stays from the thread's first call to
-/// its exit, so a call writes its slot in place: no insert or delete, and
-/// their locks, per call. LRU: a thread whose exit the tap missed (gone
-/// before it attached) leaves an entry nobody removes.
+/// its exit or exec, so a call writes its slot in place: no insert or
+/// delete, and their locks, per call. LRU: a thread whose exit the tap
+/// missed leaves an entry nobody removes.
 #[map]
 pub static ACTIVE: LruHashMap<u64, Active> = LruHashMap::with_max_entries(16384, 0);
 
-/// `sensor_ebpf::tls::CALLS_MAP`. Slot [`CALLS_COUNTING`]: non-zero while the socket tracepoints are
-/// attached (set by userspace before it attaches them, cleared after it
-/// detaches them). Slot [`CALLS_IN_PROGRESS`]: calls entered while it was
+/// `sensor_ebpf::tls::CALLS_MAP`. Slot [`CALLS_COUNTING`]: non-zero while
+/// the socket tracepoints are attached (set by userspace before it
+/// attaches them, cleared after it detaches them). Slot [`CALLS_IN_PROGRESS`]: calls entered while it was
 /// set and not yet left; 0 means no counted call is in progress, and the
 /// socket tracepoints, which run on every send and receive of the host,
 /// skip the hash lookup. Counting is two atomic adds per call on a line

@@ -56,12 +56,13 @@ pub static ACTIVE: LruHashMap<u64, Active> = LruHashMap::with_max_entries(16384,
 
 /// `sensor_ebpf::tls::CALLS_MAP`. Slot [`CALLS_COUNTING`]: non-zero while
 /// the socket tracepoints are attached (set by userspace before it
-/// attaches them, cleared after it detaches them). Slot [`CALLS_IN_PROGRESS`]: calls entered while it was
-/// set and not yet left; 0 means no counted call is in progress, and the
-/// socket tracepoints, which run on every send and receive of the host,
-/// skip the hash lookup. Counting is two atomic adds per call on a line
-/// every CPU writes, so it runs only while they are attached; a call
-/// entered before (uncounted) binds at its connection's next call.
+/// attaches them, cleared after it detaches them). Slot
+/// [`CALLS_IN_PROGRESS`]: calls entered while it was set and not yet
+/// left; 0 means no counted call is in progress, and the socket
+/// tracepoints, which run on every send and receive of the host, skip the
+/// hash lookup. Counting is two atomic adds per call on a line every CPU
+/// writes, so it runs only while they are attached; a call entered before
+/// (uncounted) binds at its connection's next call.
 #[map]
 pub static CALLS: Array<u64> = Array::with_max_entries(2, 0);
 

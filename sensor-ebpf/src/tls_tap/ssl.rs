@@ -187,6 +187,13 @@ fn begin(ctx: &ProbeContext, role: u8) {
 #[inline(always)]
 fn enter(ctx: &ProbeContext, direction: u8) {
     let id = bpf_get_current_pid_tgid();
+    // A thread with a slot is a gateway's (exec and exit remove it): the
+    // slot is written in place. Else the process is judged, and a
+    // gateway thread's slot made at its first call.
+    let slot = ACTIVE.get_ptr_mut(&id);
+    if slot.is_none() && !gateway(id) {
+        return;
+    }
     let (Some(ssl), Some(buf)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1)) else {
         return;
     };
@@ -202,13 +209,6 @@ fn enter(ctx: &ProbeContext, direction: u8) {
         counted: u8::from(counted),
         _pad: [0; 4],
     };
-    // A thread with a slot is a gateway's (exec and exit remove it): the
-    // slot is written in place. Else the process is judged, and a
-    // gateway thread's slot made at its first call.
-    let slot = ACTIVE.get_ptr_mut(&id);
-    if slot.is_none() && !gateway(id) {
-        return;
-    }
     // Counted first: this thread's socket tracepoints must see it.
     if counted {
         add_calls(1);

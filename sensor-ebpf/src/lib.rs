@@ -1,17 +1,16 @@
 //! The record types shared by siem-sensor's kernel programs and its daemon.
 //! The TLS tap's records are in [`tls`].
 //!
-//! Every TCP segment that passes the port filter becomes one ring-buffer
-//! record (but a segment inside a body the daemon will not read, see
-//! [`trim`]): a fixed [`SegmentHeader`] followed by
-//! [`SegmentHeader::captured_len`] bytes of TCP payload, then unused bytes
-//! up to the record's size class (64, 128, 256, 512 or 1024 payload
-//! bytes). Control segments (SYN, FIN, RST) without payload are recorded
-//! too, as a bare header.
+//! Every TCP segment that passes the port filter becomes one record in
+//! its CPU's ring ([`ring`]), but a segment inside a body the daemon will
+//! not read (see [`trim`]): a fixed [`SegmentHeader`] followed by
+//! [`SegmentHeader::captured_len`] bytes of TCP payload. Control segments
+//! (SYN, FIN, RST) without payload are recorded too, as a bare header.
 //! All integers are in host byte order; both sides run on the same host.
 #![no_std]
 
 pub mod headers;
+pub mod ring;
 pub mod tls;
 
 /// Largest payload prefix the kernel programs copy into a record, in bytes.
@@ -22,8 +21,6 @@ pub const MAX_CAPTURE_LEN: u32 = 1024;
 /// Default payload prefix per record, in bytes.
 pub const DEFAULT_CAPTURE_LEN: u32 = 512;
 
-/// Name of the ring buffer map (`BPF_MAP_TYPE_RINGBUF`).
-pub const RECORDS_MAP: &str = "RECORDS";
 /// Name of the per-CPU counter array, indexed by [`Counter`].
 pub const COUNTERS_MAP: &str = "COUNTERS";
 /// Name of the port filter: `Array<u8>` of 65536 entries, each a set of
@@ -167,10 +164,6 @@ pub const CAPTURE_LEN_GLOBAL: &str = "CAPTURE_LEN";
 /// Name of the `.rodata` global that, when non-zero, captures every TCP port (u8).
 pub const ALL_PORTS_GLOBAL: &str = "ALL_PORTS";
 
-/// Name of the `.rodata` global: bytes waiting in the ring buffer before a
-/// submit wakes the reader (u64).
-pub const WAKEUP_BYTES_GLOBAL: &str = "WAKEUP_BYTES";
-
 /// Whether a record of `reserved` bytes (as asked of
 /// `bpf_ringbuf_reserve`) should wake the reader: it took the data waiting
 /// in the ring (`waiting`, `BPF_RB_AVAIL_DATA` after its reservation)
@@ -200,9 +193,10 @@ pub const XDP_PROGRAM: &str = "xdp_ingress";
 pub enum Counter {
     /// TCP segments that passed the port filter and should become a record.
     Seen = 0,
-    /// Records submitted to the ring buffer.
+    /// Records written to the CPU's ring ([`ring`]).
     Submitted = 1,
-    /// Segments lost because the ring buffer had no room (`bpf_ringbuf_reserve` failed).
+    /// Segments lost because the CPU's ring had no room (or, never seen
+    /// on tc and XDP, was in use by an interrupted run).
     RingFull = 2,
     /// Segments lost because copying the payload failed (`bpf_*_load_bytes`).
     CopyError = 3,

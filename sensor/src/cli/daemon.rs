@@ -1,6 +1,6 @@
 //! The daemon's event loop: the sources (the packet tap and, when on, the
-//! TLS tap), the pipeline and the exporter, driven by the ring buffers'
-//! wakeups, a poll timer, signals and the metrics and stats timers.
+//! TLS tap), the pipeline and the exporter, driven by a poll timer, the
+//! TLS ring's wakeups, signals and the metrics and stats timers.
 
 use std::{future::Future, time::Duration};
 
@@ -22,8 +22,9 @@ use tracing::info;
 
 /// Records read from one ring buffer before the other's turn.
 const BATCH: usize = 1024;
-/// The reader polls this often for records submitted without a wakeup.
-/// It bounds the delay from packet to pipeline when traffic is light.
+/// The reader polls the packet tap's rings this often (they wake no one)
+/// and the TLS tap's ring for records submitted without a wakeup. With
+/// the rings' holdback it bounds the delay from packet to pipeline.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// How often counters and gauges are published as metrics (and systemd's
@@ -81,10 +82,6 @@ impl Daemon {
         let mut hangup = signal(SignalKind::hangup())?;
         loop {
             tokio::select! {
-                ready = sources.live.readable() => {
-                    ready?;
-                    sources.feed(pipeline);
-                }
                 ready = tls_readable(&mut sources.tls) => {
                     ready?;
                     sources.feed(pipeline);

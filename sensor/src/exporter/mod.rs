@@ -18,7 +18,8 @@
 //! | `siem_sensor_kernel_segments_total` | counter | `result`: `seen`, `submitted`, `ring_full`, `copy_error`, `trimmed` | 5 | the kernel tap's per-CPU counters, summed; `trimmed`: inside a body the daemon does not read, not recorded (`--trim-bodies`) |
 //! | `siem_sensor_body_trims_total` | counter | `result`: `advised`, `over_rate`, `written`, `failed` | 4 | body ranges the daemon handed the kernel tap to leave out (`--trim-bodies`): advised, not advised past 10,000 a second, written to the kernel map, refused by it |
 //! | `siem_sensor_trimmed_bytes_total` | counter | | 1 | body bytes the kernel tap left out, delivered to framing as a known length (not gaps) |
-//! | `siem_sensor_records_total` | counter | `result`: `received`, `malformed` | 2 | ring-buffer records read |
+//! | `siem_sensor_records_total` | counter | `result`: `received`, `malformed` | 2 | records read from the kernel tap's per-CPU rings; `malformed` also counts a ring found holding bytes that are not a record |
+//! | `siem_sensor_records_reordered_total` | counter | | 1 | records read after a newer one from another CPU (published more than 2 ms after their kernel time); should stay 0 |
 //! | `siem_sensor_ip_fragments_total` | counter | | 1 | IP fragments of TCP on captured interfaces (IPv4 ones reassembled, IPv6 ones only counted) |
 //! | `siem_sensor_reassembled_segments_total` | counter | | 1 | TCP segments rebuilt from IPv4 fragments |
 //! | `siem_sensor_fragments_dropped_total` | counter | | 1 | IPv4 datagrams given up: overlapping fragments (as Linux), cut by the capture length, or incomplete after 30 s |
@@ -110,6 +111,7 @@ pub fn capture(c: &CaptureCounters) {
     counter!("siem_sensor_body_trims_total", "result" => "failed").absolute(c.trims.failed);
     counter!("siem_sensor_records_total", "result" => "received").absolute(reader.received);
     counter!("siem_sensor_records_total", "result" => "malformed").absolute(reader.malformed);
+    counter!("siem_sensor_records_reordered_total").absolute(reader.reordered);
     counter!("siem_sensor_ip_fragments_total").absolute(kernel.fragments);
     counter!("siem_sensor_reassembled_segments_total").absolute(reader.reassembled);
     counter!("siem_sensor_fragments_dropped_total").absolute(reader.fragments_dropped);

@@ -14,7 +14,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use aya::{
     EbpfLoader,
-    maps::{Array, HashMap, RingBuf},
+    maps::{Array, HashMap},
     programs::SchedClassifier,
 };
 use sensor_ebpf::{
@@ -24,7 +24,10 @@ use sensor_ebpf::{
 };
 use serde::Serialize;
 
-use super::OBJECT;
+use super::{
+    OBJECT,
+    rings::{CpuRings, Layout},
+};
 use crate::capture::Trim;
 use crate::{
     block::{Clock as _, SystemClock},
@@ -60,7 +63,7 @@ pub struct BlockBench {
 /// # Errors
 /// Loading needs `CAP_BPF`/`CAP_SYS_ADMIN`; the kernel refused the test run.
 pub fn block_lookup(entries: u32, repeat: u32, rounds: usize) -> Result<BlockBench> {
-    let (mut ebpf, fd) = loaded(EbpfLoader::new(), TC_INGRESS_PROGRAM, port_bits::PROXY)?;
+    let (mut ebpf, fd, _rings) = loaded(TC_INGRESS_PROGRAM, port_bits::PROXY)?;
     let frame = frame(0);
     let (boot, _) = SystemClock.now();
     let far = boot + 3600 * 1_000_000_000;
@@ -159,8 +162,7 @@ pub struct RecordCost {
     pub ns: f64,
 }
 
-/// The cost of a record by segment size, at the default capture length
-/// (and with the daemon's wakeup threshold, a sixteenth of the ring):
+/// The cost of a record by segment size, at the default capture length:
 /// `repeat` runs a round, median of `rounds`.
 ///
 /// # Errors
@@ -208,8 +210,8 @@ enum Trimming {
 }
 
 /// Mean ns per `tc_egress` run on one segment of `payload` bytes to a
-/// captured port: `repeat` runs a round (the ring holds them all and is
-/// drained between rounds), median of `rounds`. `payload == None`: the
+/// captured port: `repeat` runs a round (the CPU's ring holds them all and
+/// is drained between rounds), median of `rounds`. `payload == None`: the
 /// port is not captured (the header walk and filter only).
 fn record_cost(
     payload: Option<u16>,
@@ -217,19 +219,12 @@ fn record_cost(
     repeat: u32,
     rounds: usize,
 ) -> Result<f64> {
-    const RING: u32 = 64 << 20;
-    let wakeup = u64::from(RING / super::WAKEUP_FRACTION);
-    let mut loader = EbpfLoader::new();
-    loader
-        .override_global(sensor_ebpf::WAKEUP_BYTES_GLOBAL, &wakeup, true)
-        .map_max_entries(sensor_ebpf::RECORDS_MAP, RING);
     let bits = if payload.is_some() {
         port_bits::CAPTURE
     } else {
         0
     };
-    let (mut ebpf, fd) = loaded(loader, sensor_ebpf::TC_EGRESS_PROGRAM, bits)?;
-    let mut ring: RingBuf<_> = kernel_map(&mut ebpf, sensor_ebpf::RECORDS_MAP)?;
+    let (mut ebpf, fd, mut rings) = loaded(sensor_ebpf::TC_EGRESS_PROGRAM, bits)?;
     if trimming != Trimming::Off {
         let mut trims = super::trim_map::KernelTrims::take(&mut ebpf)?;
         let to = SocketAddr::from(([10, 200, 0, 254], PORT));
@@ -255,11 +250,8 @@ fn record_cost(
     let mut runs = Vec::new();
     for _ in 0..rounds {
         runs.push(test_run(fd, &frame, repeat)?.0);
-        let mut n = 0u32;
-        while ring.next().is_some() {
-            n += 1;
-        }
-        if n != expected {
+        let n = rings.drain(u64::MAX, usize::MAX, &mut |_| {});
+        if n != expected as usize {
             bail!("{n} records, not {expected}");
         }
     }
@@ -279,12 +271,7 @@ pub type TestSegment = (u8, u32, u16);
 /// # Errors
 /// As [`block_lookup`]; a run that left more than one record.
 pub fn trim_records(from: u32, until: u32, segments: &[TestSegment]) -> Result<Vec<Option<u32>>> {
-    let (mut ebpf, fd) = loaded(
-        EbpfLoader::new(),
-        sensor_ebpf::TC_EGRESS_PROGRAM,
-        port_bits::CAPTURE,
-    )?;
-    let mut ring: RingBuf<_> = kernel_map(&mut ebpf, sensor_ebpf::RECORDS_MAP)?;
+    let (mut ebpf, fd, mut rings) = loaded(sensor_ebpf::TC_EGRESS_PROGRAM, port_bits::CAPTURE)?;
     super::trim_map::KernelTrims::take(&mut ebpf)?.write(&Trim {
         src: SocketAddr::from((SOURCE, 40000)),
         dst: SocketAddr::from(([10, 200, 0, 254], PORT)),
@@ -297,25 +284,33 @@ pub fn trim_records(from: u32, until: u32, segments: &[TestSegment]) -> Result<V
         f[47] = flags;
         f[38..42].copy_from_slice(&seq.to_be_bytes());
         test_run(fd, &f, 1)?;
-        let mut captured = None;
-        while let Some(record) = ring.next() {
-            if captured.is_some() || record.len() < sensor_ebpf::HEADER_LEN {
-                bail!("a run left more than one record, or a short one");
-            }
-            // SAFETY: a SegmentHeader is plain data, every bit pattern valid.
+        let mut captured = Vec::new();
+        rings.drain(u64::MAX, usize::MAX, &mut |record| {
+            // SAFETY: the rings hand on whole records, a SegmentHeader
+            // first (plain data, every bit pattern valid).
             let h: sensor_ebpf::SegmentHeader =
                 unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) };
-            captured = Some(h.captured_len);
+            captured.push(h.captured_len);
+        });
+        if captured.len() > 1 {
+            bail!("a run left more than one record");
         }
-        out.push(captured);
+        out.push(captured.first().copied());
     }
     Ok(out)
 }
 
-/// The object loaded by `loader` with [`PORT`]'s filter bits set to
-/// `bits`, and the fd of its tc program `name`, loaded.
-fn loaded(mut loader: EbpfLoader<'_>, name: &str, bits: u8) -> Result<(aya::Ebpf, i32)> {
+/// The object loaded with [`PORT`]'s filter bits set to `bits` and
+/// rings of 16 MiB per CPU, the fd of its tc program `name`, loaded, and
+/// the rings.
+fn loaded(name: &str, bits: u8) -> Result<(aya::Ebpf, i32, CpuRings)> {
+    let cpus = Layout::for_budget(0)?.cpus;
+    let layout = Layout::split(16 << 20, 1);
+    let layout = Layout { cpus, ..layout };
+    let mut loader = EbpfLoader::new();
+    layout.apply(&mut loader);
     let mut ebpf = loader.load(OBJECT).context("loading the eBPF object")?;
+    let rings = CpuRings::open(&mut ebpf, layout)?;
     let mut ports = Array::<_, u8>::try_from(ebpf.map_mut(PORTS_MAP).context(PORTS_MAP)?)?;
     ports.set(u32::from(PORT), bits, 0)?;
     let program: &mut SchedClassifier = ebpf
@@ -324,7 +319,7 @@ fn loaded(mut loader: EbpfLoader<'_>, name: &str, bits: u8) -> Result<(aya::Ebpf
         .try_into()?;
     program.load()?;
     let fd = program.fd()?.as_fd().as_raw_fd();
-    Ok((ebpf, fd))
+    Ok((ebpf, fd, rings))
 }
 
 /// The median (the upper one of an even count) of per-round ns figures.

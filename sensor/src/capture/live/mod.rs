@@ -1,12 +1,12 @@
 //! The live source: loads the kernel programs embedded in this binary,
-//! attaches them, and drains their ring buffer into a callback.
+//! attaches them, and drains their per-CPU rings into a callback.
 //!
 //! [`LiveCapture`] knows nothing of what consumes its segments: the daemon
-//! waits on [`LiveCapture::readable`] (or its own poll timer), calls
-//! [`LiveCapture::drain`], and at the end [`LiveCapture::stop`]. Shutdown
-//! order matters for the loss accounting: programs are detached first,
-//! then the ring buffer is drained, then the kernel counters are read, so
-//! `submitted == received` holds exactly at the end of a run.
+//! calls [`LiveCapture::drain`] on its poll timer, and at the end
+//! [`LiveCapture::stop`]. Shutdown order matters for the loss accounting:
+//! programs are detached first, then the rings are drained, then the
+//! kernel counters are read, so `submitted == received` holds exactly at
+//! the end of a run.
 
 mod attach;
 pub mod bench;
@@ -15,18 +15,19 @@ mod clock;
 mod preflight;
 pub mod privileges;
 pub mod record;
+mod rings;
 mod skb;
 mod trim_map;
 
 use anyhow::{Context as _, Result};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, RingBuf},
+    maps::{Array, MapData, PerCpuArray},
 };
 use aya_log::EbpfLogger;
 use sensor_ebpf::{
     ALL_PORTS_GLOBAL, CAPTURE_LEN_GLOBAL, COUNTERS_MAP, Counter, IP_SUMMED_BYTE_GLOBAL,
-    IP_SUMMED_SHIFT_GLOBAL, PORTS_MAP, RECORDS_MAP, WAKEUP_BYTES_GLOBAL, checks, port_bits,
+    IP_SUMMED_SHIFT_GLOBAL, PORTS_MAP, checks, port_bits,
 };
 use tokio::{
     io::{Interest, unix::AsyncFd},
@@ -40,6 +41,7 @@ pub use clock::Clock;
 pub use preflight::PreflightError;
 pub use trim_map::TrimCounters;
 
+use rings::{CpuRings, Layout};
 use trim_map::KernelTrims;
 
 use super::{
@@ -50,10 +52,6 @@ use super::{
 
 /// The kernel object built by `build.rs`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor-ebpf"));
-
-/// The kernel wakes the reader when 1/WAKEUP_FRACTION of the ring is full;
-/// below that the daemon's poll timer collects the records.
-const WAKEUP_FRACTION: u32 = 16;
 
 /// Forwards `aya-log-ebpf` records from the kernel programs to `tracing`.
 type KernelLog = EbpfLogger<&'static dyn log::Log>;
@@ -76,7 +74,8 @@ pub struct LiveOptions {
     pub ports: Ports,
     /// Payload bytes copied per segment, 1..=`sensor_ebpf::MAX_CAPTURE_LEN`.
     pub capture_len: u32,
-    /// Ring buffer size in bytes: a power of two and a multiple of the page size.
+    /// The rings' size in bytes, split over the possible CPUs (see
+    /// [`rings::Layout::split`]).
     pub ring_bytes: u32,
     /// Kong's proxy listener ports, where a blocked source's packets are
     /// dropped (`--block on`; empty: the block maps are never written).
@@ -110,8 +109,12 @@ pub struct KernelCounters {
 /// Userspace counters of the live source.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ReaderCounters {
-    /// Records read from the ring buffer.
+    /// Records read from the rings.
     pub received: u64,
+    /// Records read after a newer one from another CPU: published later
+    /// than [`rings::HOLDBACK_NS`] after their kernel time; handed on
+    /// anyway.
+    pub reordered: u64,
     /// Records that failed to decode (see [`record::RecordError`]).
     pub malformed: u64,
     /// Segments dropped because the gateway's stack drops them too: an IP
@@ -156,7 +159,7 @@ impl CaptureCounters {
 /// A running live capture. Dropping it detaches every program.
 pub struct LiveCapture {
     ebpf: Ebpf,
-    ring: AsyncFd<RingBuf<MapData>>,
+    rings: CpuRings,
     counters: PerCpuArray<MapData, u64>,
     /// The task forwarding the kernel programs' log records.
     logger: Option<JoinHandle<()>>,
@@ -187,19 +190,19 @@ impl LiveCapture {
         preflight::capabilities(links)?;
         raise_memlock_limit();
         let all_ports = u8::from(opts.ports == Ports::All);
-        let wakeup_bytes = u64::from(opts.ring_bytes / WAKEUP_FRACTION);
+        let layout = Layout::for_budget(opts.ring_bytes)?;
         let summed = skb::ip_summed();
         if summed.is_none() {
             warn!("sk_buff.ip_summed not found in the kernel's BTF: TCP checksums are not judged");
         }
         let (summed_byte, summed_shift) = summed.map_or((0, 0), |s| (s.byte, s.shift));
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        layout.apply(&mut loader);
+        let mut ebpf = loader
             .override_global(CAPTURE_LEN_GLOBAL, &opts.capture_len, true)
             .override_global(ALL_PORTS_GLOBAL, &all_ports, true)
-            .override_global(WAKEUP_BYTES_GLOBAL, &wakeup_bytes, true)
             .override_global(IP_SUMMED_BYTE_GLOBAL, &summed_byte, true)
             .override_global(IP_SUMMED_SHIFT_GLOBAL, &summed_shift, true)
-            .map_max_entries(RECORDS_MAP, opts.ring_bytes)
             .load(OBJECT)
             .context("loading the eBPF object (maps and BTF)")?;
         {
@@ -234,14 +237,12 @@ impl LiveCapture {
                 None
             }
         };
-        let ring: RingBuf<MapData> = kernel_map(&mut ebpf, RECORDS_MAP)?;
-        // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd lives.
-        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }?;
+        let rings = CpuRings::open(&mut ebpf, layout)?;
         let counters = kernel_map(&mut ebpf, COUNTERS_MAP)?;
         let netlink = attach::attach(&mut ebpf, &opts.plan)?;
         Ok(Self {
             ebpf,
-            ring,
+            rings,
             counters,
             logger,
             reader: ReaderCounters::default(),
@@ -287,33 +288,25 @@ impl LiveCapture {
         self.netlink
     }
 
-    /// Completes when the kernel woke the reader (enough records wait).
-    ///
-    /// # Errors
-    /// Polling the ring buffer's fd failed.
-    pub async fn readable(&mut self) -> std::io::Result<()> {
-        // Clear first: records arriving during the next drain re-arm it.
-        self.ring.readable_mut().await?.clear_ready();
-        Ok(())
-    }
-
-    /// Hands up to `limit` records waiting in the ring buffer to
-    /// `on_segment`, in order; a record that does not decode is counted
-    /// and logged. Returns the records read (fewer than `limit`: the ring
-    /// was emptied).
+    /// Hands up to `limit` records waiting in the rings to `on_segment`,
+    /// in kernel-time order, but the last [`rings::HOLDBACK_NS`] of them; a
+    /// record that does not decode is counted and logged. Returns the
+    /// records read (fewer than `limit`: none older is left).
     pub fn drain(&mut self, limit: usize, on_segment: &mut dyn FnMut(&Segment<'_>)) -> usize {
+        let until = clock::monotonic_ns().saturating_sub(rings::HOLDBACK_NS);
         let mut reader = Reader {
             counters: &mut self.reader,
             clock: &self.clock,
             defrag: &mut self.defrag,
         };
-        reader.drain(self.ring.get_mut(), limit, on_segment)
+        reader.drain(&mut self.rings, until, limit, on_segment)
     }
 
-    /// Now on the segments' clock (wall-clock ns since the epoch), to move
-    /// event time on when traffic is idle.
+    /// Event time that records still held back cannot precede (wall-clock
+    /// ns since the epoch), to move event time on when traffic is idle.
     pub fn now_ns(&self) -> u64 {
-        self.clock.now_ns()
+        self.clock
+            .wall_ns(clock::monotonic_ns().saturating_sub(rings::HOLDBACK_NS))
     }
 
     /// The counters so far.
@@ -328,7 +321,7 @@ impl LiveCapture {
         })
     }
 
-    /// Detaches every program, hands what is left in the ring buffer to
+    /// Detaches every program, hands what is left in the rings to
     /// `on_segment` and returns the final counters.
     ///
     /// # Errors
@@ -336,7 +329,7 @@ impl LiveCapture {
     pub fn stop(self, on_segment: &mut dyn FnMut(&Segment<'_>)) -> Result<CaptureCounters> {
         let Self {
             ebpf,
-            mut ring,
+            mut rings,
             counters,
             logger,
             mut reader,
@@ -348,6 +341,8 @@ impl LiveCapture {
             trim_counters,
         } = self;
         drop(ebpf); // detaches and unloads every program; maps we hold stay alive
+        // A run that began before the detach may still be writing.
+        std::thread::sleep(std::time::Duration::from_millis(10));
         if let Some(task) = logger {
             task.abort();
         }
@@ -356,7 +351,7 @@ impl LiveCapture {
             clock: &clock,
             defrag: &mut defrag,
         }
-        .drain(ring.get_mut(), usize::MAX, on_segment);
+        .drain(&mut rings, u64::MAX, usize::MAX, on_segment);
         reader.fragments_dropped += defrag.expired;
         let kernel = read_counters(&counters)?;
         Ok(CaptureCounters {
@@ -393,22 +388,26 @@ impl Reader<'_> {
     /// returns the records read.
     fn drain(
         &mut self,
-        ring: &mut RingBuf<MapData>,
+        rings: &mut CpuRings,
+        until_ns: u64,
         limit: usize,
         on_segment: &mut dyn FnMut(&Segment<'_>),
     ) -> usize {
-        let mut read = 0;
-        while read < limit {
-            let Some(item) = ring.next() else { break };
-            read += 1;
+        let corrupt = rings.corrupt;
+        let read = rings.drain(until_ns, limit, &mut |bytes| {
             self.counters.received += 1;
-            match record::decode(&item, self.clock) {
+            match record::decode(bytes, self.clock) {
                 Ok((segment, found)) => self.record(&segment, found, on_segment),
                 Err(e) => {
                     self.counters.malformed += 1;
-                    warn!(error = %e, "malformed ring-buffer record");
+                    warn!(error = %e, "malformed ring record");
                 }
             }
+        });
+        self.counters.reordered = rings.reordered;
+        if rings.corrupt > corrupt {
+            self.counters.malformed += rings.corrupt - corrupt;
+            warn!("a CPU's ring held bytes that are not a record; what it held is lost");
         }
         read
     }

@@ -166,9 +166,8 @@ impl CpuRings {
             // SAFETY: peek() checked the record lies within the mapping,
             // below the head the producer published (so it no longer
             // writes there) and above the tail (so not yet released).
-            let bytes = unsafe {
-                std::slice::from_raw_parts(self.chunks.as_ptr().add(next.at), next.len)
-            };
+            let bytes =
+                unsafe { std::slice::from_raw_parts(self.chunks.as_ptr().add(next.at), next.len) };
             self.reordered += u64::from(next.ktime_ns < self.last_ns);
             self.last_ns = self.last_ns.max(next.ktime_ns);
             f(bytes);

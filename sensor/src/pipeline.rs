@@ -132,7 +132,7 @@ impl Pipeline {
 
     /// Keeps the state within half the memory budget (the rest is the
     /// process's own: code, the allocator's fragmentation as buffers come
-    /// and go, the ring buffer's pages): past it, sheds flow state down to
+    /// and go, the rings' pages): past it, sheds flow state down to
     /// three eighths, so shedding, which sorts the flows, runs rarely.
     fn keep_within_budget(&mut self) {
         let tables = self.others();

@@ -23,7 +23,7 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
     let section = format!(
         "## Kernel block check\n\n\
          `tc_ingress` on one SYN to a Kong proxy port that is not captured (no \
-         ring-buffer record), run {repeat} times a round under \
+         record), run {repeat} times a round under \
          `BPF_PROG_TEST_RUN`, median of 5 rounds, mean ns per packet as the \
          kernel reports it (the run's own overhead included):\n\n\
          | case | ns/packet | vs. no block |\n|---|---|---|\n\
@@ -57,14 +57,13 @@ fn records(cases: &Value) -> String {
     format!(
         "## Kernel cost per record\n\n\
          `tc_egress` on one segment to a captured port, 20,000 runs a round \
-         under `BPF_PROG_TEST_RUN` (the ring holds them all and is drained \
-         between rounds), median of 15 rounds, mean ns per run as the kernel \
-         reports it, the run's own overhead included. Default capture \
-         length (512 bytes); the record is reserved in the smallest of \
-         64/128/256/512 payload bytes that holds the copy. This is the \
-         programs' cost with warm caches on one CPU; the live figure \
-         (kernel BPF statistics under load, in the live section) adds cache misses and \
-         the other CPU's contention for the one ring buffer.\n\n\
+         under `BPF_PROG_TEST_RUN` (the CPU's ring holds them all and is \
+         drained between rounds), median of 15 rounds, mean ns per run as the \
+         kernel reports it, the run's own overhead included. Default capture \
+         length (512 bytes). This is the programs' cost with warm caches on \
+         one CPU; the live figure (kernel BPF statistics under load, in the \
+         live section) adds the cache misses of fresh ring lines and of lines \
+         the daemon reads on the other CPU.\n\n\
          | segment | ns/run |\n|---|---|\n{rows}"
     )
 }

@@ -273,11 +273,11 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
          |---|---|---|---|---|---|---|---|---|---|---|\n{rows}\n\
          Side by side, median of each round's ratio of throughputs (the interval from order \
          statistics, distribution-free): {peers}. Targets (throughput at least 97% and at \
-         least tcpdump's on the same legs, p99 at most +5%, no ring-buffer drops at the \
+         least tcpdump's on the same legs, p99 at most +5%, no ring drops at the \
          maximum rate): {}. Records \
-         are the sensor's ring-buffer records or the packets tcpdump captured; drops its full \
-         ring or tcpdump's `dropped by kernel`. Peak RSS includes the sensor's 32 MiB ring \
-         buffer, mapped and touched (tcpdump: both processes). Runs (requests/s): {all_runs}.\n\n\
+         are the sensor's ring records or the packets tcpdump captured; drops its full \
+         ring or tcpdump's `dropped by kernel`. Peak RSS includes the sensor's 32 MiB of \
+         rings, mapped and touched (tcpdump: both processes). Runs (requests/s): {all_runs}.\n\n\
          ### Where the time goes\n\n\
          One more run on both legs with `kernel.bpf_stats_enabled=1` and perf on the sensor \
          ({:.0} requests/s). The tc programs ran {} times at **{prog_ns:.0} ns** each \
@@ -466,7 +466,7 @@ fn tcpdump_run(lab: &Lab, interfaces: &[&str]) -> Result<(Load, Cost)> {
 const STAGES: &[(&str, &[&str])] = &[
     ("kernel (syscalls, interrupts, scheduling)", &["[k]"]),
     (
-        "reading the ring buffer, decoding records",
+        "reading the rings, decoding records",
         &["aya::", "sensor::capture"],
     ),
     (

@@ -46,7 +46,7 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
          **Live:** {HELD} connections from one lab host (the lab nginx's connection limit is \
          4096), each holding seven 4000-byte header lines (28 KB, never finished; nginx \
          waits), and a wrk flood from another host, default budget; peak RSS includes the 32 MiB \
-         ring buffer. Live, the tap copies 512 bytes of each segment, so a head cut by uncaptured \
+         of rings. Live, the tap copies 512 bytes of each segment, so a head cut by uncaptured \
          bytes is salvaged line by line, never buffered whole: held heads cost little, and \
          nothing needed shedding.\n\n\
          | | input held | budget MiB | peak RSS MiB | flows whose buffers were shed | flows shed | offender alerted | wall s |\n\

@@ -74,8 +74,8 @@ pub struct LiveOptions {
     pub ports: Ports,
     /// Payload bytes copied per segment, 1..=`sensor_ebpf::MAX_CAPTURE_LEN`.
     pub capture_len: u32,
-    /// The rings' size in bytes, split over the possible CPUs (see
-    /// [`rings::Layout::split`]).
+    /// The rings' size in bytes, split over the possible CPUs: a power of
+    /// two of 64 KiB chunks each, at least two.
     pub ring_bytes: u32,
     /// Kong's proxy listener ports, where a blocked source's packets are
     /// dropped (`--block on`; empty: the block maps are never written).
@@ -111,9 +111,9 @@ pub struct KernelCounters {
 pub struct ReaderCounters {
     /// Records read from the rings.
     pub received: u64,
-    /// Records read after a newer one from another CPU: published later
-    /// than [`rings::HOLDBACK_NS`] after their kernel time; handed on
-    /// anyway.
+    /// Records read after a newer one from another CPU: published more
+    /// than 2 ms (the reader's holdback) after their kernel time; handed
+    /// on anyway.
     pub reordered: u64,
     /// Records that failed to decode (see [`record::RecordError`]).
     pub malformed: u64,
@@ -289,7 +289,7 @@ impl LiveCapture {
     }
 
     /// Hands up to `limit` records waiting in the rings to `on_segment`,
-    /// in kernel-time order, but the last [`rings::HOLDBACK_NS`] of them; a
+    /// in kernel-time order, but the last 2 ms of them (the holdback); a
     /// record that does not decode is counted and logged. Returns the
     /// records read (fewer than `limit`: none older is left).
     pub fn drain(&mut self, limit: usize, on_segment: &mut dyn FnMut(&Segment<'_>)) -> usize {

@@ -63,7 +63,7 @@ pub struct BlockBench {
 /// # Errors
 /// Loading needs `CAP_BPF`/`CAP_SYS_ADMIN`; the kernel refused the test run.
 pub fn block_lookup(entries: u32, repeat: u32, rounds: usize) -> Result<BlockBench> {
-    let (mut ebpf, fd, _rings) = loaded(TC_INGRESS_PROGRAM, port_bits::PROXY)?;
+    let (mut ebpf, fd, _rings) = loaded(TC_INGRESS_PROGRAM, port_bits::PROXY, big_rings()?)?;
     let frame = frame(0);
     let (boot, _) = SystemClock.now();
     let far = boot + 3600 * 1_000_000_000;
@@ -105,7 +105,7 @@ pub fn block_lookup(entries: u32, repeat: u32, rounds: usize) -> Result<BlockBen
 
 /// `BPF_PROG_TEST_RUN` of program `fd` on `frame`, `repeat` times: the
 /// mean duration (ns) and the verdict.
-fn test_run(fd: i32, frame: &[u8], repeat: u32) -> Result<(u32, u32)> {
+pub(super) fn test_run(fd: i32, frame: &[u8], repeat: u32) -> Result<(u32, u32)> {
     /// `union bpf_attr`'s `test` member (include/uapi/linux/bpf.h), padded.
     #[repr(C)]
     #[derive(Default)]
@@ -224,7 +224,7 @@ fn record_cost(
     } else {
         0
     };
-    let (mut ebpf, fd, mut rings) = loaded(sensor_ebpf::TC_EGRESS_PROGRAM, bits)?;
+    let (mut ebpf, fd, mut rings) = loaded(sensor_ebpf::TC_EGRESS_PROGRAM, bits, big_rings()?)?;
     if trimming != Trimming::Off {
         let mut trims = super::trim_map::KernelTrims::take(&mut ebpf)?;
         let to = SocketAddr::from(([10, 200, 0, 254], PORT));
@@ -271,7 +271,11 @@ pub type TestSegment = (u8, u32, u16);
 /// # Errors
 /// As [`block_lookup`]; a run that left more than one record.
 pub fn trim_records(from: u32, until: u32, segments: &[TestSegment]) -> Result<Vec<Option<u32>>> {
-    let (mut ebpf, fd, mut rings) = loaded(sensor_ebpf::TC_EGRESS_PROGRAM, port_bits::CAPTURE)?;
+    let (mut ebpf, fd, mut rings) = loaded(
+        sensor_ebpf::TC_EGRESS_PROGRAM,
+        port_bits::CAPTURE,
+        big_rings()?,
+    )?;
     super::trim_map::KernelTrims::take(&mut ebpf)?.write(&Trim {
         src: SocketAddr::from((SOURCE, 40000)),
         dst: SocketAddr::from(([10, 200, 0, 254], PORT)),
@@ -300,13 +304,17 @@ pub fn trim_records(from: u32, until: u32, segments: &[TestSegment]) -> Result<V
     Ok(out)
 }
 
-/// The object loaded with [`PORT`]'s filter bits set to `bits` and
-/// rings of 16 MiB per CPU, the fd of its tc program `name`, loaded, and
-/// the rings.
-fn loaded(name: &str, bits: u8) -> Result<(aya::Ebpf, i32, CpuRings)> {
-    let cpus = Layout::for_budget(0)?.cpus;
-    let layout = Layout::split(16 << 20, 1);
-    let layout = Layout { cpus, ..layout };
+/// Rings of 16 MiB on every possible CPU.
+fn big_rings() -> Result<Layout> {
+    Ok(Layout {
+        cpus: Layout::possible_cpus()?,
+        ..Layout::split(16 << 20, 1)
+    })
+}
+
+/// The object loaded with [`PORT`]'s filter bits set to `bits` and rings
+/// of `layout`, the fd of its tc program `name`, loaded, and the rings.
+pub(super) fn loaded(name: &str, bits: u8, layout: Layout) -> Result<(aya::Ebpf, i32, CpuRings)> {
     let mut loader = EbpfLoader::new();
     layout.apply(&mut loader);
     let mut ebpf = loader.load(OBJECT).context("loading the eBPF object")?;
@@ -330,7 +338,7 @@ fn median(mut runs: Vec<u32>) -> f64 {
 
 /// Ethernet + IPv4 (checksummed) + TCP from [`SOURCE`] to [`PORT`]: a SYN
 /// when `payload` is 0, else ACK|PSH with `payload` bytes of data.
-fn frame(payload: u16) -> Vec<u8> {
+pub(super) fn frame(payload: u16) -> Vec<u8> {
     let mut f = vec![b'x'; 14 + 20 + 20 + usize::from(payload)];
     f[..54].fill(0);
     f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());

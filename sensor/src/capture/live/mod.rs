@@ -15,6 +15,7 @@ mod clock;
 mod preflight;
 pub mod privileges;
 pub mod record;
+pub mod ring_run;
 mod rings;
 mod skb;
 mod trim_map;

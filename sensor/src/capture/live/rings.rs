@@ -34,7 +34,7 @@ static STORES_IN_ORDER: u8 = cfg!(target_arch = "x86_64") as u8;
 /// chunks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
-    /// Possible CPUs (`/sys/devices/system/cpu/possible`).
+    /// Possible CPUs ([`Layout::possible_cpus`]).
     pub cpus: usize,
     /// Chunks of each CPU's ring, a power of two.
     pub chunks_per_cpu: u32,
@@ -46,8 +46,16 @@ impl Layout {
     /// # Errors
     /// The possible CPUs cannot be read.
     pub fn for_budget(bytes: u32) -> Result<Self> {
-        let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
-        Ok(Self::split(bytes, cpus))
+        Ok(Self::split(bytes, Self::possible_cpus()?))
+    }
+
+    /// The host's possible CPUs (`/sys/devices/system/cpu/possible`): the
+    /// ids `bpf_get_smp_processor_id` can return are below it.
+    ///
+    /// # Errors
+    /// The file cannot be read.
+    pub fn possible_cpus() -> Result<usize> {
+        aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))
     }
 
     /// A budget of `bytes` split over `cpus` CPUs: the largest power of

@@ -396,7 +396,7 @@ fn ring_full_drops_are_counted_when_the_reader_stalls() {
                 .success()
         )
     };
-    signal("-STOP"); // the reader stalls; a 1 MiB ring holds about 1,700 records
+    signal("-STOP"); // the reader stalls; 1 MiB of rings holds a few thousand records
     wrk(&lab, &["-t1", "-c4", "-d2s"]);
     signal("-CONT");
     let run = sensor.stop().unwrap();

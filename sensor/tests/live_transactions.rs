@@ -61,7 +61,14 @@ fn live_transactions_equal_replayed_ones() {
     let pcap = format!("{dir}/capture.pcap");
     let key = format!("{dir}/fingerprint.key");
     let dump = tcpdump(&lab, &pcap);
-    let args = [&BOTH_LEGS[..], &["--transactions", "-"]].concat();
+    // The unoptimised test build of the daemon reads far slower than a
+    // release one and falls behind during the wrk second below: 64 MiB of
+    // rings (32 per CPU on two) hold what waits, so nothing is lost.
+    let args = [
+        &BOTH_LEGS[..],
+        &["--transactions", "-", "--ring-size-mib", "64"],
+    ]
+    .concat();
     let sensor = start_sensor(&lab, &args);
 
     let curl = |extra: &[&str]| {

@@ -63,7 +63,9 @@ pub struct RunArgs {
     #[arg(long, default_value_t = DEFAULT_CAPTURE_LEN,
           value_parser = clap::value_parser!(u32).range(1..=MAX_CAPTURE_LEN as i64))]
     capture_len: u32,
-    /// Ring buffer size in MiB (a power of two).
+    /// The packet tap's rings in MiB (a power of two), split over the
+    /// possible CPUs: each gets a power of two of 64 KiB chunks, at least
+    /// two.
     #[arg(long, default_value_t = 32, value_parser = ring_size_mib)]
     ring_size_mib: u32,
     /// Leave out of the capture the HTTP/1.1 response bodies (of known

@@ -292,10 +292,11 @@ fn write_record<C: Fn(u32, *mut u8, u32) -> bool>(
     }
     let base = unsafe { (chunk as *mut u8).add(at) };
     if len > 0 {
-        // Verifier: the helper's size must be provably within [1, ROOM].
-        // LLVM folds any test of it into a form the verifier cannot
-        // follow, so the bound is rebuilt from a mask: for a length in
-        // [1, MAX_CAPTURE_LEN] (a power of two) this is the length itself.
+        // Verifier: the helper's size must be provably within [1,
+        // MAX_CAPTURE_LEN]. LLVM folds any test of it into a form the
+        // verifier cannot follow, so the bound is rebuilt from a mask: for
+        // a length in that range (a power of two) this is the length
+        // itself.
         const { assert!(MAX_CAPTURE_LEN.is_power_of_two()) };
         let n = (core::hint::black_box(len).wrapping_sub(1) & (MAX_CAPTURE_LEN - 1)) + 1;
         if !copy(offset, unsafe { base.add(ring::PREFIX + HEADER_LEN) }, n) {

@@ -96,7 +96,7 @@ pub fn demo(prefix: &str) -> Result<()> {
     );
     let run = sensor.stop()?;
     println!(
-        "capture: {} transactions, {} ring-buffer drops",
+        "capture: {} transactions, {} ring drops",
         run.summary["http"]["transactions"], run.summary["kernel"]["ring_full"]
     );
     drop(lab);

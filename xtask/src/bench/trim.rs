@@ -2,7 +2,7 @@
 //! slow links (`curl --limit-rate`, small receive buffers) fetch a 4 MiB
 //! file through the gateway while the sensor captures both legs, with
 //! trimming at its default and off, alternated round by round. Per
-//! download: ring-buffer records read, the tc programs' runs and time
+//! download: ring records read, the tc programs' runs and time
 //! (kernel BPF statistics) and the sensor's CPU; every download must be
 //! one transaction of the file's size in both arms.
 

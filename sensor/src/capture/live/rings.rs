@@ -25,6 +25,10 @@ use sensor_ebpf::{
 /// preempted mid-run) is handed on anyway and counted as reordered.
 pub const HOLDBACK_NS: u64 = 2_000_000;
 
+/// Byte offsets of [`Position`]'s head and tail.
+const HEAD: usize = std::mem::offset_of!(Position, head);
+const TAIL: usize = std::mem::offset_of!(Position, tail);
+
 /// Whether this host keeps stores in program order (x86-64's TSO), so
 /// the kernel programs may publish with a plain store (see
 /// `sensor_ebpf::ring::STORES_IN_ORDER_GLOBAL`).
@@ -154,7 +158,7 @@ impl CpuRings {
     /// records a record costs n comparisons.
     pub fn drain(&mut self, until_ns: u64, limit: usize, f: &mut dyn FnMut(&[u8])) -> usize {
         for cpu in 0..self.cursors.len() {
-            self.cursors[cpu].head = self.position(cpu, 0).load(Ordering::Acquire);
+            self.cursors[cpu].head = self.position(cpu, HEAD).load(Ordering::Acquire);
         }
         let mut handed = 0;
         while handed < limit {
@@ -184,7 +188,7 @@ impl CpuRings {
         }
         for cpu in 0..self.cursors.len() {
             let tail = self.cursors[cpu].tail;
-            self.position(cpu, 1).store(tail, Ordering::Release);
+            self.position(cpu, TAIL).store(tail, Ordering::Release);
         }
         handed
     }
@@ -230,9 +234,10 @@ impl CpuRings {
         None
     }
 
-    /// CPU `cpu`'s head (`which` 0) or tail (1), shared with the kernel.
-    fn position(&self, cpu: usize, which: usize) -> &AtomicU64 {
-        let offset = cpu * size_of::<Position>() + which * 64;
+    /// The field at byte `field` of CPU `cpu`'s [`Position`] (its head
+    /// or tail), shared with the kernel.
+    fn position(&self, cpu: usize, field: usize) -> &AtomicU64 {
+        let offset = cpu * size_of::<Position>() + field;
         // SAFETY: within the mapping (one Position per CPU), 8-aligned
         // (page-aligned mapping), and only ever accessed atomically here.
         unsafe { AtomicU64::from_ptr(self.positions.as_mut_ptr().add(offset).cast()) }

@@ -1,7 +1,7 @@
 //! The daemon's event loop: the sources (the packet tap and, when on, the
 //! TLS tap), the pipeline and the exporter, driven by a poll timer (every
-//! 1 ms while records arrive, 10 ms when idle), the TLS ring's wakeups,
-//! signals and the metrics and stats timers.
+//! 1 to 10 ms, by the rate records arrive at: [`Cadence`]), the TLS ring's
+//! wakeups, signals and the metrics and stats timers.
 
 use std::{future::Future, time::Duration};
 
@@ -21,24 +21,10 @@ use tokio::{
 };
 use tracing::info;
 
+use super::cadence::Cadence;
+
 /// Records read from one ring buffer before the other's turn.
 const BATCH: usize = 1024;
-/// While records arrive, the reader polls the packet tap's rings (they
-/// wake no one) and the TLS tap's ring this often: small batches, read
-/// while their lines are still in cache, and short bursts of the daemon's
-/// work between the gateway's. Measured in the lab (5 alternated rounds
-/// of wrk -c32), the gateway kept 0.97 of its capture-off throughput
-/// polling every 1 ms, 0.92 every 2 ms and 0.89 every 10 ms.
-const BUSY_POLL: Duration = Duration::from_millis(1);
-/// After [`IDLE_AFTER`] polls in a row found nothing, the next come this
-/// much later: an idle sensor wakes 100 times a second, and traffic that
-/// starts waits at most this long (plus the rings' 2 ms holdback) to be
-/// read.
-const IDLE_POLL: Duration = Duration::from_millis(10);
-/// Empty polls in a row (100 ms at [`BUSY_POLL`]) before the reader
-/// slows to [`IDLE_POLL`].
-const IDLE_AFTER: u32 = 100;
-
 /// How often counters and gauges are published as metrics (and systemd's
 /// watchdog is fed).
 const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
@@ -88,9 +74,9 @@ impl Daemon {
         // Without a stats interval the ticker exists but its branch is disabled.
         let period = self.stats_interval.unwrap_or(Duration::from_secs(3600));
         let mut stats = interval_at(tokio::time::Instant::now() + period, period);
-        let poll = sleep(BUSY_POLL);
+        let mut cadence = Cadence::default();
+        let poll = sleep(cadence.interval());
         tokio::pin!(poll);
-        let mut empty = 0u32;
         let mut publish = interval(PUBLISH_INTERVAL);
         let mut hangup = signal(SignalKind::hangup())?;
         loop {
@@ -100,9 +86,7 @@ impl Daemon {
                     sources.feed(pipeline);
                 }
                 () = &mut poll => {
-                    empty = if sources.feed(pipeline) > 0 { 0 } else { empty.saturating_add(1) };
-                    let next = if empty < IDLE_AFTER { BUSY_POLL } else { IDLE_POLL };
-                    let at = poll.deadline() + next;
+                    let at = poll.deadline() + cadence.next(sources.feed(pipeline));
                     poll.as_mut().reset(at.max(Instant::now()));
                 }
                 _ = hangup.recv() => {

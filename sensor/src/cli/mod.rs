@@ -2,6 +2,7 @@
 
 mod alertmanager;
 pub mod block;
+mod cadence;
 mod choice;
 pub mod config;
 mod daemon;

@@ -26,15 +26,18 @@ pub type ReadBack = (u32, u32);
 
 impl RingRun {
     /// Loads `tc_egress` with rings of `chunks_per_cpu` 64 KiB chunks (a
-    /// power of two) on every possible CPU.
+    /// power of two) on every possible CPU, publishing records with a
+    /// plain store when `stores_in_order`, else with `BPF_XCHG` (see
+    /// `Layout::stores_in_order`).
     ///
     /// # Errors
     /// Loading or mapping failed (needs root).
-    pub fn new(chunks_per_cpu: u32) -> Result<Self> {
+    pub fn new(chunks_per_cpu: u32, stores_in_order: bool) -> Result<Self> {
         let cpus = Layout::possible_cpus()?;
         let layout = Layout {
             cpus,
             chunks_per_cpu,
+            stores_in_order,
         };
         let (mut ebpf, fd, rings) = loaded(TC_EGRESS_PROGRAM, port_bits::CAPTURE, layout)?;
         let counters = kernel_map(&mut ebpf, COUNTERS_MAP)?;

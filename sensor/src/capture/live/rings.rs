@@ -32,7 +32,7 @@ const TAIL: usize = std::mem::offset_of!(Position, tail);
 /// Whether this host keeps stores in program order (x86-64's TSO), so
 /// the kernel programs may publish with a plain store (see
 /// `sensor_ebpf::ring::STORES_IN_ORDER_GLOBAL`).
-static STORES_IN_ORDER: u8 = cfg!(target_arch = "x86_64") as u8;
+const STORES_IN_ORDER: bool = cfg!(target_arch = "x86_64");
 
 /// How big the rings are: one per possible CPU, of `chunks_per_cpu`
 /// chunks.
@@ -42,6 +42,12 @@ pub struct Layout {
     pub cpus: usize,
     /// Chunks of each CPU's ring, a power of two.
     pub chunks_per_cpu: u32,
+    /// Whether the programs publish a record with a plain store (this
+    /// host keeps stores in program order) or with `BPF_XCHG`. [`split`]
+    /// decides by the host; a test may force the exchange.
+    ///
+    /// [`split`]: Layout::split
+    pub stores_in_order: bool,
 }
 
 impl Layout {
@@ -74,6 +80,7 @@ impl Layout {
         Self {
             cpus,
             chunks_per_cpu,
+            stores_in_order: STORES_IN_ORDER,
         }
     }
 
@@ -81,7 +88,11 @@ impl Layout {
     pub fn apply<'a>(&'a self, loader: &mut EbpfLoader<'a>) {
         loader
             .override_global(ring::CHUNKS_PER_CPU_GLOBAL, &self.chunks_per_cpu, true)
-            .override_global(ring::STORES_IN_ORDER_GLOBAL, &STORES_IN_ORDER, true)
+            .override_global(
+                ring::STORES_IN_ORDER_GLOBAL,
+                if self.stores_in_order { &1u8 } else { &0u8 },
+                true,
+            )
             .map_max_entries(POSITIONS_MAP, self.cpus as u32)
             .map_max_entries(CHUNKS_MAP, self.cpus as u32 * self.chunks_per_cpu);
     }
@@ -136,6 +147,7 @@ impl CpuRings {
         let Layout {
             cpus,
             chunks_per_cpu,
+            ..
         } = layout;
         let positions = array(ebpf, POSITIONS_MAP)?;
         let chunks = array(ebpf, CHUNKS_MAP)?;

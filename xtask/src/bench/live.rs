@@ -29,6 +29,9 @@ const ROUNDS: usize = 15;
 const SECONDS: u64 = 10;
 /// wrk's connections and threads: enough to saturate the gateway.
 const CONNECTIONS: &str = "-c32";
+/// wrk's connections for the light load: about a third of the peak's
+/// requests a second, where the gateway has idle CPU.
+const LIGHT: &str = "-c2";
 const THREADS: &str = "-t2";
 
 /// What wrk measured in one run.
@@ -49,6 +52,9 @@ struct Cost {
     /// dropped for a full ring (by the kernel).
     submitted: u64,
     ring_full: u64,
+    /// Times the sensor's event loop slept and woke during the load (its
+    /// main thread's voluntary context switches; 0 for tcpdump).
+    wakeups: u64,
 }
 
 /// The sensor's CPU by pipeline stage, percent (see [`STAGES`]).
@@ -126,7 +132,8 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
             let run = match ARMS[arm].capture {
                 Capture::Nothing => (wrk(&lab, SECONDS)?, None),
                 Capture::Sensor => {
-                    let (load, cost, ..) = attached_run(&lab, sensor, interfaces, false)?;
+                    let (load, cost, ..) =
+                        attached_run(&lab, sensor, interfaces, CONNECTIONS, false)?;
                     (load, Some(cost))
                 }
                 Capture::Tcpdump => {
@@ -147,7 +154,9 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
     }
     eprintln!("bench: one more run on both legs with kernel BPF statistics and perf on");
     let (stats_load, stats_cost, programs, stages) =
-        attached_run(&lab, sensor, ARMS[1].interfaces, true)?;
+        attached_run(&lab, sensor, ARMS[1].interfaces, CONNECTIONS, true)?;
+    eprintln!("bench: one more run on both legs under a light load (wrk {LIGHT})");
+    let (light_load, light_cost, ..) = attached_run(&lab, sensor, BOTH, LIGHT, false)?;
     drop(lab);
 
     let base = &runs[0];
@@ -245,6 +254,8 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
     let user_us = stats_cost.cpu_s * 1e6 / requests;
     let tc_per_request = programs.run_ns as f64 / requests;
     let tls_per_request = programs.tls_ns as f64 / requests;
+    let light_us = light_cost.cpu_s * 1e6 / (light_load.req_s * SECONDS as f64);
+    let per_s = |c: &Cost| c.wakeups as f64 / SECONDS as f64;
     let stages = stages
         .iter()
         .map(|(stage, pct)| format!("| {stage} | {pct:.1}% |"))
@@ -284,11 +295,17 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
          ({tc_per_request:.0} ns per request): {prog_pct:.1}% of a core that no process is \
          charged for (softirq and the senders' system time). The TLS tap's programs took \
          {tls_per_request:.0} ns per request. The sensor process spent **{user_us:.2} us of CPU per request** (four \
-         records: request and response on each leg). Its profile, self time by symbol grouped \
+         records: request and response on each leg), its event loop waking {:.0} times a second. \
+         Under a light load (wrk {LIGHT}, {:.0} requests/s) it spent **{light_us:.2} us per \
+         request**, waking {:.0} times a second: the poll interval follows the rate records \
+         arrive at (1 to 10 ms). Its profile at the peak, self time by symbol grouped \
          by stage:\n\n| stage | share of the sensor's CPU |\n|---|---|\n{stages}\n",
         verdicts.join("; "),
         stats_load.req_s,
         programs.runs,
+        per_s(&stats_cost),
+        light_load.req_s,
+        per_s(&light_cost),
     );
     write_section(&root.join("BENCHMARKS.md"), "live", &section)?;
     println!("{section}");
@@ -306,9 +323,15 @@ pub(super) fn wrk(lab: &Lab, seconds: u64) -> Result<Load> {
 
 /// wrk against `url` for `seconds`, with `extra` arguments (`-H ...`).
 pub(super) fn wrk_url(lab: &Lab, seconds: u64, url: &str, extra: &[&str]) -> Result<Load> {
+    wrk_with(lab, CONNECTIONS, seconds, url, extra)
+}
+
+/// wrk against `url` for `seconds` with `connections` (`-cN`) and
+/// `extra` arguments.
+fn wrk_with(lab: &Lab, connections: &str, seconds: u64, url: &str, extra: &[&str]) -> Result<Load> {
     let out = run_quiet(
         lab.command(&lab.client_ns(), "wrk")
-            .args([THREADS, CONNECTIONS, &format!("-d{seconds}s"), "--latency"])
+            .args([THREADS, connections, &format!("-d{seconds}s"), "--latency"])
             .args(extra)
             .arg(url),
     )?;
@@ -343,7 +366,8 @@ pub(super) fn wrk_url(lab: &Lab, seconds: u64, url: &str, extra: &[&str]) -> Res
     })
 }
 
-/// Starts the sensor on `interfaces`, runs wrk, stops the sensor. With
+/// Starts the sensor on `interfaces`, runs wrk with `connections`, stops
+/// the sensor. With
 /// `stats`, also the time its programs ran during the load
 /// (`kernel.bpf_stats_enabled` on meanwhile; read while still attached,
 /// since a program's statistics go with it).
@@ -351,6 +375,7 @@ fn attached_run(
     lab: &Lab,
     sensor: &Path,
     interfaces: &[&str],
+    connections: &str,
     stats: bool,
 ) -> Result<(Load, Cost, ProgramTime, Stages)> {
     let mut args = Vec::new();
@@ -378,9 +403,16 @@ fn attached_run(
     } else {
         ProgramTime::default()
     };
-    let before = cpu_s(pid)?;
-    let load = wrk(lab, SECONDS)?;
+    let (before, slept) = (cpu_s(pid)?, status_number(pid, WAKEUPS)?);
+    let load = wrk_with(
+        lab,
+        connections,
+        SECONDS,
+        &lab.proxy_url(false, "/hello"),
+        &[],
+    )?;
     let cpu = cpu_s(pid)? - before;
+    let wakeups = status_number(pid, WAKEUPS)? - slept;
     let programs = if stats {
         program_time()?
     } else {
@@ -393,7 +425,7 @@ fn attached_run(
         }
         None => Vec::new(),
     };
-    let hwm_kib = status_kib(pid, "VmHWM:")?;
+    let hwm_kib = status_number(pid, "VmHWM:")?;
     let summary = process.stop()?.summary;
     let kernel = &summary["kernel"];
     let count = |v: &Value| v.as_u64().context("kernel counter");
@@ -404,6 +436,7 @@ fn attached_run(
             hwm_kib,
             submitted: count(&kernel["submitted"])?,
             ring_full: count(&kernel["ring_full"])?,
+            wakeups,
         },
         ProgramTime {
             run_ns: programs.run_ns - programs_before.run_ns,
@@ -433,7 +466,7 @@ fn tcpdump_run(lab: &Lab, interfaces: &[&str]) -> Result<(Load, Cost)> {
     let cpu: f64 = dumps.iter().map(|d| cpu_s(d.id())).sum::<Result<f64>>()? - before;
     let hwm_kib = dumps
         .iter()
-        .map(|d| status_kib(d.id(), "VmHWM:"))
+        .map(|d| status_number(d.id(), "VmHWM:"))
         .sum::<Result<u64>>()?;
     let (mut captured, mut dropped) = (0, 0);
     for dump in dumps {
@@ -457,6 +490,7 @@ fn tcpdump_run(lab: &Lab, interfaces: &[&str]) -> Result<(Load, Cost)> {
             hwm_kib,
             submitted: captured,
             ring_full: dropped,
+            wakeups: 0,
         },
     ))
 }
@@ -585,10 +619,14 @@ pub(super) fn cpu_s(pid: u32) -> Result<f64> {
     Ok(ticks as f64 / hz)
 }
 
-/// A `kB` line of `/proc/PID/status`, KiB.
-pub(super) fn status_kib(pid: u32, key: &str) -> Result<u64> {
+/// The voluntary context switches line of `/proc/PID/status` (the main
+/// thread's; proc(5)).
+const WAKEUPS: &str = "voluntary_ctxt_switches:";
+
+/// A number line of `/proc/PID/status`: a count, or a `kB` line in KiB.
+pub(super) fn status_number(pid: u32, key: &str) -> Result<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status.lines().find_map(|l| l.strip_prefix(key));
-    let kib = line.and_then(|l| l.trim().trim_end_matches("kB").trim().parse().ok());
-    kib.with_context(|| format!("no {key} in /proc/{pid}/status"))
+    let n = line.and_then(|l| l.trim().trim_end_matches("kB").trim().parse().ok());
+    n.with_context(|| format!("no {key} in /proc/{pid}/status"))
 }

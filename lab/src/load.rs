@@ -67,7 +67,10 @@ impl Load<'_> {
                     cmd.arg(listener.url(false, self.paths[0]));
                     return Ok(cmd);
                 }
-                let script = lab.workdir().join("paths.lua");
+                // One file per client host: clients started together must
+                // not read a script another is rewriting (a truncated one
+                // has no `delay`, and wrk then runs flat out).
+                let script = lab.workdir().join(format!("paths-{source}.lua"));
                 std::fs::write(&script, PATHS_LUA)
                     .with_context(|| format!("writing {}", script.display()))?;
                 let delay_ms = self.rate.map_or(0, |r| 1000 / r.max(1));

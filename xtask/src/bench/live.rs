@@ -255,7 +255,7 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
     let tc_per_request = programs.run_ns as f64 / requests;
     let tls_per_request = programs.tls_ns as f64 / requests;
     let light_us = light_cost.cpu_s * 1e6 / (light_load.req_s * SECONDS as f64);
-    let per_s = |c: &Cost| c.wakeups as f64 / SECONDS as f64;
+    let wakeups_per_s = |c: &Cost| c.wakeups as f64 / SECONDS as f64;
     let stages = stages
         .iter()
         .map(|(stage, pct)| format!("| {stage} | {pct:.1}% |"))
@@ -303,9 +303,9 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
         verdicts.join("; "),
         stats_load.req_s,
         programs.runs,
-        per_s(&stats_cost),
+        wakeups_per_s(&stats_cost),
         light_load.req_s,
-        per_s(&light_cost),
+        wakeups_per_s(&light_cost),
     );
     write_section(&root.join("BENCHMARKS.md"), "live", &section)?;
     println!("{section}");
@@ -318,7 +318,19 @@ fn verdict(ok: bool) -> &'static str {
 
 /// wrk against the gateway's plain listener for `seconds`.
 pub(super) fn wrk(lab: &Lab, seconds: u64) -> Result<Load> {
-    wrk_url(lab, seconds, &lab.proxy_url(false, "/hello"), &[])
+    wrk_hello(lab, CONNECTIONS, seconds)
+}
+
+/// wrk `GET /hello` on the gateway's plain listener for `seconds` with
+/// `connections` (`-cN`).
+fn wrk_hello(lab: &Lab, connections: &str, seconds: u64) -> Result<Load> {
+    wrk_with(
+        lab,
+        connections,
+        seconds,
+        &lab.proxy_url(false, "/hello"),
+        &[],
+    )
 }
 
 /// wrk against `url` for `seconds`, with `extra` arguments (`-H ...`).
@@ -404,13 +416,7 @@ fn attached_run(
         ProgramTime::default()
     };
     let (before, slept) = (cpu_s(pid)?, status_number(pid, WAKEUPS)?);
-    let load = wrk_with(
-        lab,
-        connections,
-        SECONDS,
-        &lab.proxy_url(false, "/hello"),
-        &[],
-    )?;
+    let load = wrk_hello(lab, connections, SECONDS)?;
     let cpu = cpu_s(pid)? - before;
     let wakeups = status_number(pid, WAKEUPS)? - slept;
     let programs = if stats {

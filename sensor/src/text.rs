@@ -62,6 +62,24 @@ impl Field {
     }
 }
 
+/// Sixteen bytes as 32 lowercase hex digits, most significant first,
+/// without allocating: a fingerprint, or Kong's request id.
+pub fn hex16(bytes: [u8; 16]) -> [u8; 32] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(b >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+    }
+    out
+}
+
+/// Hex digits from [`hex16`] as text.
+pub fn hex_str(digits: &[u8; 32]) -> &str {
+    // SAFETY: `hex16` writes only ASCII hex digits, which are UTF-8.
+    unsafe { std::str::from_utf8_unchecked(digits) }
+}
+
 /// What a cut value ends with.
 pub const CUT: &str = "...";
 

@@ -7,7 +7,7 @@ use serde::{Serialize, Serializer};
 
 use crate::{
     swar::{HIGH, ONES, within},
-    text::{Field, render},
+    text::{Field, hex_str, hex16, render},
 };
 
 /// A request id. Kong's own (`X-Kong-Request-Id`: nginx's `$request_id`,
@@ -79,18 +79,26 @@ impl From<&str> for RequestId {
     }
 }
 
+impl RequestId {
+    /// Calls `f` with the id's text: `Hex` as 32 digits written on the
+    /// stack, without the formatting machinery.
+    fn with_text<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        match self {
+            Self::Hex(n) => f(hex_str(&hex16(n.to_be_bytes()))),
+            Self::Text(t) => f(t),
+        }
+    }
+}
+
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Hex(n) => write!(f, "{n:032x}"),
-            Self::Text(t) => f.write_str(t),
-        }
+        self.with_text(|t| f.write_str(t))
     }
 }
 
 impl Serialize for RequestId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        self.with_text(|t| s.serialize_str(t))
     }
 }
 

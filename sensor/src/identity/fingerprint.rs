@@ -114,21 +114,13 @@ impl Fingerprint {
 
     /// The 32 lowercase hex characters, without allocating.
     fn hex(&self) -> [u8; 32] {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut out = [0u8; 32];
-        for (i, b) in self.0.iter().enumerate() {
-            out[2 * i] = DIGITS[usize::from(b >> 4)];
-            out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
-        }
-        out
+        crate::text::hex16(self.0)
     }
 }
 
 impl fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let hex = self.hex();
-        // Only ASCII hex digits, so this can't fail.
-        f.write_str(std::str::from_utf8(&hex).map_err(|_| fmt::Error)?)
+        f.write_str(crate::text::hex_str(&self.hex()))
     }
 }
 
@@ -140,9 +132,7 @@ impl fmt::Debug for Fingerprint {
 
 impl Serialize for Fingerprint {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let hex = self.hex();
-        let s = std::str::from_utf8(&hex).map_err(serde::ser::Error::custom)?;
-        serializer.serialize_str(s)
+        serializer.serialize_str(crate::text::hex_str(&self.hex()))
     }
 }
 

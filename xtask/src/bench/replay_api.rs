@@ -8,7 +8,7 @@
 //! a join; tshark decodes the same file as the peer.
 
 use std::{
-    ffi::OsString,
+    ffi::{OsStr, OsString},
     fs,
     path::{Path, PathBuf},
 };
@@ -91,7 +91,9 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
          their AVX2 paths, not AVX-512) on the capture's first {COUNTED_PACKETS} packets, \
          each program's count on its first packet alone (start-up) subtracted: \
          siem-sensor **{:.0}** ({} transactions, detectors on), tshark **{:.0}** ({} \
-         requests); tshark / siem-sensor **{:.1}x**.\n",
+         requests); tshark / siem-sensor **{:.1}x**. The transaction log \
+         (`--transactions FILE`, one JSON line per joined request) adds **{:.0}** instructions \
+         per line ({} lines), on top of the two transactions that make it.\n",
         capture.strip_prefix(root).unwrap_or(&capture).display(),
         fs::metadata(&capture)?.len() / 1_000_000,
         CONSUMERS.len(),
@@ -109,6 +111,8 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
         counted.tshark,
         counted.tshark_transactions,
         counted.tshark / counted.sensor,
+        counted.log_line,
+        counted.log_lines,
     );
     write_section(&root.join("BENCHMARKS.md"), "replay-api", &section)?;
     println!("{section}");
@@ -121,6 +125,9 @@ struct PerTransaction {
     sensor_transactions: u64,
     tshark: f64,
     tshark_transactions: u64,
+    /// What `--transactions FILE` adds per line it writes.
+    log_line: f64,
+    log_lines: u64,
 }
 
 /// Counts both programs' instructions on the capture's first
@@ -134,16 +141,20 @@ fn count_instructions(
     eprintln!("bench: counting instructions under cachegrind (slow)");
     let start = instructions::prefix(capture, 1)?;
     let part = instructions::prefix(capture, COUNTED_PACKETS)?;
-    let sensor_run = |file: &Path| {
+    let sensor_run = |file: &Path, extra: &[&OsStr]| {
         let mut args = replay::replay_args(root, file);
         args.extend(KONG_ADDRESSES.map(OsString::from));
+        args.extend(extra.iter().map(|a| a.to_os_string()));
         instructions::count(sensor, &args)
     };
     let tshark_run = |file: &Path| {
         let args = replay::tshark_args(file, &["-d", decode], "http.request");
         instructions::count(Path::new("tshark"), &args)
     };
-    let (sensor_start, sensor_part) = (sensor_run(&start)?, sensor_run(&part)?);
+    let (sensor_start, sensor_part) = (sensor_run(&start, &[])?, sensor_run(&part, &[])?);
+    let log = tempfile::NamedTempFile::new()?;
+    let logged = sensor_run(&part, &["--transactions".as_ref(), log.path().as_ref()])?;
+    let lines = fs::read_to_string(log.path())?.lines().count() as u64;
     let summary: Value =
         serde_json::from_str(sensor_part.stdout.lines().last().unwrap_or_default())
             .context("replay summary under cachegrind")?;
@@ -166,6 +177,8 @@ fn count_instructions(
             tshark_transactions,
         ),
         tshark_transactions,
+        log_line: per(logged.instructions, sensor_part.instructions, lines),
+        log_lines: lines,
     })
 }
 

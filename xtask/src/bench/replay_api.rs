@@ -93,7 +93,8 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
          siem-sensor **{:.0}** ({} transactions, detectors on), tshark **{:.0}** ({} \
          requests); tshark / siem-sensor **{:.1}x**. The transaction log \
          (`--transactions FILE`, one JSON line per joined request) adds **{:.0}** instructions \
-         per line ({} lines), on top of the two transactions that make it.\n",
+         per line ({} lines), on top of the two transactions that make it; in Kong's log \
+         format (`--transactions-format kong`) **{:.0}**.\n",
         capture.strip_prefix(root).unwrap_or(&capture).display(),
         fs::metadata(&capture)?.len() / 1_000_000,
         CONSUMERS.len(),
@@ -113,6 +114,7 @@ pub fn bench(root: &Path, sensor: &Path) -> Result<()> {
         counted.tshark / counted.sensor,
         counted.log_line,
         counted.log_lines,
+        counted.kong_line,
     );
     write_section(&root.join("BENCHMARKS.md"), "replay-api", &section)?;
     println!("{section}");
@@ -128,6 +130,8 @@ struct PerTransaction {
     /// What `--transactions FILE` adds per line it writes.
     log_line: f64,
     log_lines: u64,
+    /// The same with `--transactions-format kong`.
+    kong_line: f64,
 }
 
 /// Counts both programs' instructions on the capture's first
@@ -151,10 +155,26 @@ fn count_instructions(
         let args = replay::tshark_args(file, &["-d", decode], "http.request");
         instructions::count(Path::new("tshark"), &args)
     };
+    let per = |part: u64, start: u64, n: u64| part.saturating_sub(start) as f64 / n.max(1) as f64;
     let (sensor_start, sensor_part) = (sensor_run(&start, &[])?, sensor_run(&part, &[])?);
-    let log = tempfile::NamedTempFile::new()?;
-    let logged = sensor_run(&part, &["--transactions".as_ref(), log.path().as_ref()])?;
-    let lines = fs::read_to_string(log.path())?.lines().count() as u64;
+    // Instructions per line of the transaction log in `format`, and lines.
+    let log_cost = |format: &str| -> Result<(f64, u64)> {
+        let log = tempfile::NamedTempFile::new()?;
+        let args: [&OsStr; 4] = [
+            "--transactions".as_ref(),
+            log.path().as_ref(),
+            "--transactions-format".as_ref(),
+            format.as_ref(),
+        ];
+        let logged = sensor_run(&part, &args)?;
+        let lines = fs::read_to_string(log.path())?.lines().count() as u64;
+        Ok((
+            per(logged.instructions, sensor_part.instructions, lines),
+            lines,
+        ))
+    };
+    let (log_line, log_lines) = log_cost("sensor")?;
+    let (kong_line, _) = log_cost("kong")?;
     let summary: Value =
         serde_json::from_str(sensor_part.stdout.lines().last().unwrap_or_default())
             .context("replay summary under cachegrind")?;
@@ -163,7 +183,6 @@ fn count_instructions(
         .context("summary counter")?;
     let (tshark_start, tshark_part) = (tshark_run(&start)?, tshark_run(&part)?);
     let tshark_transactions = tshark_part.stdout.lines().count() as u64;
-    let per = |part: u64, start: u64, n: u64| part.saturating_sub(start) as f64 / n.max(1) as f64;
     Ok(PerTransaction {
         sensor: per(
             sensor_part.instructions,
@@ -177,8 +196,9 @@ fn count_instructions(
             tshark_transactions,
         ),
         tshark_transactions,
-        log_line: per(logged.instructions, sensor_part.instructions, lines),
-        log_lines: lines,
+        log_line,
+        log_lines,
+        kong_line,
     })
 }
 

@@ -1,3 +1,5 @@
+use serde_json::{Value, json};
+
 use super::*;
 use crate::{
     http::UpstreamLeg,
@@ -94,6 +96,11 @@ fn paths(v: &Value, prefix: &str, out: &mut Vec<String>) {
     }
 }
 
+/// `tx`'s record as a JSON value, to index.
+fn value(tx: &Transaction) -> Value {
+    serde_json::to_value(record(tx)).unwrap()
+}
+
 /// A joined request: client leg, upstream leg with Kong's consumer.
 fn joined() -> Transaction {
     let mut t = Transaction::sample("192.0.2.7", 1_795_219_200_123_000_000, 200);
@@ -125,14 +132,14 @@ fn every_field_of_kongs_sample_is_there() {
     let sample: Value = serde_json::from_str(KONG_SAMPLE).unwrap();
     let (mut want, mut have) = (Vec::new(), Vec::new());
     paths(&sample, "", &mut want);
-    paths(&record(&joined()), "", &mut have);
+    paths(&value(&joined()), "", &mut have);
     let missing: Vec<_> = want.iter().filter(|p| !have.contains(p)).collect();
     assert!(missing.is_empty(), "missing: {missing:?}");
 }
 
 #[test]
 fn values_are_the_transactions() {
-    let r = record(&joined());
+    let r = value(&joined());
     assert_eq!(r["client_ip"], "192.0.2.7");
     assert_eq!(r["started_at"], 1_795_219_200_123u64);
     assert_eq!(
@@ -165,7 +172,7 @@ fn values_are_the_transactions() {
 fn response_and_latencies_are_there_without_a_response() {
     let mut t = Transaction::sample("192.0.2.8", 1_795_219_200_000_000_000, 200);
     t.status = None;
-    let r = record(&t);
+    let r = value(&t);
     assert_eq!(r["response"]["status"], Value::Null);
     assert_eq!(
         r["latencies"],
@@ -174,7 +181,7 @@ fn response_and_latencies_are_there_without_a_response() {
     assert_eq!(r["source"], Value::Null);
     let mut rejected = Transaction::sample("192.0.2.8", 1_795_219_200_000_000_000, 401);
     rejected.server_port = 8443;
-    let r = record(&rejected);
+    let r = value(&rejected);
     assert_eq!(r["source"], "kong");
     assert!(
         r["request"]["url"]
@@ -182,6 +189,22 @@ fn response_and_latencies_are_there_without_a_response() {
             .unwrap()
             .starts_with("https://")
     );
-    let q = querystring("/p?a=1&a=2&a=3#frag");
-    assert_eq!(q["a"], json!(["1", "2", "3"]));
+    let q = serde_json::to_value(querystring("/p?b&a=1&a=2&a=3#frag&c=4")).unwrap();
+    assert_eq!(q, json!({"a": ["1", "2", "3"], "b": true}));
+    let q = serde_json::to_value(querystring("/p?f&f=1&f")).unwrap();
+    assert_eq!(q, json!({"f": [true, "1", true]}));
+}
+
+/// Written straight from the record, an object's keys come out in byte
+/// order at every level, as a `serde_json::Value` (a sorted map) writes
+/// them: the same bytes the sensor wrote when it built one.
+#[test]
+fn keys_are_written_in_byte_order_at_every_level() {
+    let mut minimal = Transaction::sample("192.0.2.9", 1_795_219_200_000_000_000, 200);
+    minimal.path = "/".into();
+    for tx in [joined(), minimal] {
+        let direct = serde_json::to_string(&record(&tx)).unwrap();
+        let sorted = serde_json::to_string(&value(&tx)).unwrap();
+        assert_eq!(direct, sorted);
+    }
 }

@@ -62,12 +62,14 @@ pub struct KongRecord<'t> {
     workspaces: [(); 0],
 }
 
+/// `authenticated_entity`: Kong's credential (its fingerprint) and consumer.
 #[derive(Debug, Serialize)]
 struct Entity<'t> {
     consumer_id: Option<&'t str>,
     id: Option<Fingerprint>,
 }
 
+/// `consumer`: the `X-Consumer-*` headers Kong sent upstream.
 #[derive(Debug, Serialize)]
 struct Consumer<'t> {
     created_at: (),
@@ -83,6 +85,7 @@ struct Latencies {
     request: Option<u64>,
 }
 
+/// `request`: the client's request as the sensor kept it.
 #[derive(Debug, Serialize)]
 struct Request<'t> {
     headers: RequestHeaders<'t>,
@@ -93,6 +96,7 @@ struct Request<'t> {
     url: Cow<'t, str>,
 }
 
+/// `request.headers`: the two request headers the sensor keeps, when sent.
 #[derive(Debug, Serialize)]
 struct RequestHeaders<'t> {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -101,6 +105,7 @@ struct RequestHeaders<'t> {
     user_agent: Option<&'t str>,
 }
 
+/// `response`: the client's response.
 #[derive(Debug, Serialize)]
 struct Response<'t> {
     headers: ResponseHeaders<'t>,
@@ -108,6 +113,7 @@ struct Response<'t> {
     status: Option<u16>,
 }
 
+/// `response.headers`: Kong's request id (null when none was seen).
 #[derive(Debug, Serialize)]
 struct ResponseHeaders<'t> {
     #[serde(rename = "x-kong-request-id")]

@@ -54,6 +54,15 @@ impl crate::choice::Choice for TransactionFormat {
         &[("sensor", Self::Sensor), ("kong", Self::Kong)];
 }
 
+/// Bytes a file output buffers between writes. The daemon flushes its
+/// sinks after every poll of the rings (every 1 to 10 ms), so this only
+/// caps the write calls within a poll: at the lab's peak a poll's lines
+/// (about 36 KB) go in one call, not in five of `BufWriter`'s default
+/// 8 KiB. Each call costs the kernel a fixed part beside the copy: at the
+/// peak, 5,268 write calls a second became 1,487, and the daemon's
+/// system time a request fell from 0.68 to 0.49 us.
+const WRITE_BUFFER: usize = 64 * 1024;
+
 /// Opens `path` for appending, creating it with `mode` (before the umask;
 /// an existing file keeps its mode).
 fn open(path: &Path, mode: u32) -> io::Result<BufWriter<File>> {
@@ -62,7 +71,7 @@ fn open(path: &Path, mode: u32) -> io::Result<BufWriter<File>> {
         .append(true)
         .mode(mode)
         .open(path)?;
-    Ok(BufWriter::new(file))
+    Ok(BufWriter::with_capacity(WRITE_BUFFER, file))
 }
 
 /// Writes one JSON object per line. A write error is logged once and turns

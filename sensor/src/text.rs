@@ -62,22 +62,29 @@ impl Field {
     }
 }
 
+/// 32 lowercase hex digits, made only by [`hex16`], so always text.
+#[derive(Clone, Copy)]
+pub struct HexDigits([u8; 32]);
+
+impl HexDigits {
+    /// The digits as text.
+    pub fn as_str(&self) -> &str {
+        // SAFETY: only `hex16` builds one, and it writes ASCII hex digits,
+        // which are UTF-8.
+        unsafe { std::str::from_utf8_unchecked(&self.0) }
+    }
+}
+
 /// Sixteen bytes as 32 lowercase hex digits, most significant first,
 /// without allocating: a fingerprint, or Kong's request id.
-pub fn hex16(bytes: [u8; 16]) -> [u8; 32] {
+pub fn hex16(bytes: [u8; 16]) -> HexDigits {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 32];
     for (i, b) in bytes.iter().enumerate() {
         out[2 * i] = DIGITS[usize::from(b >> 4)];
         out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
     }
-    out
-}
-
-/// Hex digits from [`hex16`] as text.
-pub fn hex_str(digits: &[u8; 32]) -> &str {
-    // SAFETY: `hex16` writes only ASCII hex digits, which are UTF-8.
-    unsafe { std::str::from_utf8_unchecked(digits) }
+    HexDigits(out)
 }
 
 /// What a cut value ends with.

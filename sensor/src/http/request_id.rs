@@ -7,7 +7,7 @@ use serde::{Serialize, Serializer};
 
 use crate::{
     swar::{HIGH, ONES, within},
-    text::{Field, hex_str, hex16, render},
+    text::{Field, hex16, render},
 };
 
 /// A request id. Kong's own (`X-Kong-Request-Id`: nginx's `$request_id`,
@@ -84,7 +84,7 @@ impl RequestId {
     /// stack, without the formatting machinery.
     fn with_text<R>(&self, f: impl FnOnce(&str) -> R) -> R {
         match self {
-            Self::Hex(n) => f(hex_str(&hex16(n.to_be_bytes()))),
+            Self::Hex(n) => f(hex16(n.to_be_bytes()).as_str()),
             Self::Text(t) => f(t),
         }
     }

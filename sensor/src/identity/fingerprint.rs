@@ -111,16 +111,11 @@ impl Fingerprint {
         out.copy_from_slice(&hash.as_bytes()[..16]);
         Self(out)
     }
-
-    /// The 32 lowercase hex characters, without allocating.
-    fn hex(&self) -> [u8; 32] {
-        crate::text::hex16(self.0)
-    }
 }
 
 impl fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(crate::text::hex_str(&self.hex()))
+        f.write_str(crate::text::hex16(self.0).as_str())
     }
 }
 
@@ -132,7 +127,7 @@ impl fmt::Debug for Fingerprint {
 
 impl Serialize for Fingerprint {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(crate::text::hex_str(&self.hex()))
+        serializer.serialize_str(crate::text::hex16(self.0).as_str())
     }
 }
 

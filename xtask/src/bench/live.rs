@@ -379,10 +379,9 @@ fn wrk_with(lab: &Lab, connections: &str, seconds: u64, url: &str, extra: &[&str
 }
 
 /// Starts the sensor on `interfaces`, runs wrk with `connections`, stops
-/// the sensor. With
-/// `stats`, also the time its programs ran during the load
-/// (`kernel.bpf_stats_enabled` on meanwhile; read while still attached,
-/// since a program's statistics go with it).
+/// the sensor. With `stats`, also the time its programs ran during the
+/// load (`kernel.bpf_stats_enabled` on meanwhile; read while still
+/// attached, since a program's statistics go with it).
 fn attached_run(
     lab: &Lab,
     sensor: &Path,

@@ -63,10 +63,10 @@ pub struct AnalysisCounters {
 /// The analysis of the partitions one instance owns.
 pub struct Analysis {
     detectors: Detectors,
-    merge: Merge<(Partition, u32, Event)>,
+    merge: Merge<(Partition, u32, Event<'static>)>,
     nodes: Nodes,
     counters: AnalysisCounters,
-    released: Vec<(Partition, u32, Event)>,
+    released: Vec<(Partition, u32, Event<'static>)>,
 }
 
 impl Analysis {
@@ -114,7 +114,7 @@ impl Analysis {
     /// Takes one message; its time if it was valid.
     fn take(&mut self, partition: Partition, payload: &[u8]) -> Option<u64> {
         self.counters.messages += 1;
-        let Some(message) = serde_json::from_slice::<Message>(payload)
+        let Some(message) = serde_json::from_slice::<Message<'static>>(payload)
             .ok()
             .filter(|m| valid_node(m.node()))
         else {
@@ -140,7 +140,8 @@ impl Analysis {
                 if partition.family == Family::Credential {
                     let mine: Vec<_> = event
                         .counted_credentials()
-                        .into_iter()
+                        .iter()
+                        .copied()
                         .filter(|&fp| credential_partition(fp) == partition)
                         .collect();
                     if mine.is_empty() {
@@ -148,7 +149,7 @@ impl Analysis {
                         return None;
                     }
                     counts.credential_requests += 1;
-                    event.credentials = mine;
+                    event.credentials = mine.into();
                     event.kong_credential = None;
                 } else {
                     counts.requests += 1;

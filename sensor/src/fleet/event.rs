@@ -21,7 +21,7 @@
 //! request event older than that, but for requests slower than the
 //! fleet's lateness allowance (see `watermark`).
 
-use std::net::IpAddr;
+use std::{borrow::Cow, net::IpAddr};
 
 use serde::{Deserialize, Serialize};
 
@@ -54,15 +54,15 @@ pub fn valid_node(name: &str) -> bool {
     clippy::large_enum_variant,
     reason = "decoded one at a time and taken apart at once: a box would cost an allocation per event"
 )]
-pub enum Message {
+pub enum Message<'a> {
     /// One request a node's detectors counted.
-    Request(Event),
+    Request(Event<'a>),
     /// A node's clock, sent on each partition it has sent nothing to for
     /// a second.
     Heartbeat(Heartbeat),
 }
 
-impl Message {
+impl Message<'_> {
     /// The node that sent it.
     pub fn node(&self) -> &str {
         match self {
@@ -89,11 +89,13 @@ pub struct Heartbeat {
     pub time_ns: u64,
 }
 
-/// One request, as the fleet's detectors need it.
+/// One request, as the fleet's detectors need it. A sensor's event
+/// borrows its text from the transaction ([`Event::new`]), so encoding it
+/// copies each string once, into the message; a decoded one owns it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Event {
+pub struct Event<'a> {
     /// The node whose sensor saw it (`--publish-node`).
-    pub node: String,
+    pub node: Cow<'a, str>,
     /// The request's first byte, ns since the epoch.
     pub time_ns: u64,
     /// The client: the TCP peer, or the address a trusted proxy or Kong named.
@@ -106,34 +108,35 @@ pub struct Event {
     /// The status class, `1xx` to `5xx`, or `none` (for readers; the fleet
     /// goes by `status`).
     #[serde(default)]
-    pub class: String,
+    pub class: Cow<'a, str>,
     /// Request method.
-    pub method: String,
+    pub method: Cow<'a, str>,
     /// `Host`, when sent (decoys may name hosts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
+    pub host: Option<Cow<'a, str>>,
     /// The normalised route (the path Kong routes, no query).
-    pub route: String,
+    pub route: Cow<'a, str>,
     /// The non-secret principal, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub principal: Option<String>,
+    pub principal: Option<Cow<'a, str>>,
     /// Where the principal's name came from (`kong_consumer`,
     /// `basic_user`, `jwt_sub_unverified`, `digest_user`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal_source: Option<PrincipalSource>,
     /// Keyed fingerprints of every credential the request carried (every
     /// node must share the fingerprint key: `--fingerprint-key`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub credentials: Vec<Fingerprint>,
+    #[serde(default, skip_serializing_if = "<[_]>::is_empty")]
+    pub credentials: Cow<'a, [Fingerprint]>,
     /// The credential Kong authenticated, when Kong named one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kong_credential: Option<Fingerprint>,
     /// Kong's consumer, when Kong named one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub consumer: Option<String>,
-    /// Kong's request id, when seen.
+    pub consumer: Option<Cow<'a, str>>,
+    /// Kong's request id, when seen (as its text; read back by
+    /// [`RequestId::new`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
+    pub request_id: Option<RequestId>,
     /// The server took the request (see [`Transaction::confirmed`]).
     pub confirmed: bool,
 }
@@ -150,34 +153,34 @@ fn class(status: Option<u16>) -> &'static str {
     }
 }
 
-impl Event {
-    /// The event of `tx`, seen by `node`.
-    pub fn new(node: &str, tx: &Transaction) -> Self {
+impl<'a> Event<'a> {
+    /// The event of `tx`, seen by `node`, borrowing their text.
+    pub fn new(node: &'a str, tx: &'a Transaction) -> Self {
         Self {
-            node: node.to_owned(),
+            node: node.into(),
             time_ns: tx.time_ns,
             client_ip: tx.client_ip,
             status: tx.outcome_status(),
-            class: class(tx.outcome_status()).to_owned(),
-            method: tx.method.to_string(),
-            host: tx.host.as_deref().map(str::to_owned),
-            route: tx.route.to_string(),
-            principal: tx.principal.as_ref().map(|p| p.name.clone()),
+            class: class(tx.outcome_status()).into(),
+            method: tx.method.as_str().into(),
+            host: tx.host.as_deref().map(Cow::from),
+            route: tx.route.as_str().into(),
+            principal: tx.principal.as_ref().map(|p| p.name.as_str().into()),
             principal_source: tx.principal.as_ref().map(|p| p.source),
-            credentials: tx.credentials.to_vec(),
+            credentials: tx.credentials.as_slice().into(),
             kong_credential: tx.kong_credential,
-            consumer: tx.consumer.clone(),
-            request_id: tx.request_id.as_ref().map(ToString::to_string),
+            consumer: tx.consumer.as_deref().map(Cow::from),
+            request_id: tx.request_id.clone(),
             confirmed: tx.confirmed,
         }
     }
 
     /// The credentials `credential_spread` counts the request for: Kong's
     /// when it named one, else every one it carried.
-    pub fn counted_credentials(&self) -> Vec<Fingerprint> {
-        match self.kong_credential {
-            Some(fp) => vec![fp],
-            None => self.credentials.clone(),
+    pub fn counted_credentials(&self) -> &[Fingerprint] {
+        match &self.kong_credential {
+            Some(fp) => std::slice::from_ref(fp),
+            None => &self.credentials,
         }
     }
 
@@ -220,10 +223,7 @@ impl Event {
             handshake: false,
             client_is_peer: false,
             claims_consumer: false,
-            request_id: self
-                .request_id
-                .as_deref()
-                .map(|r| RequestId::new(r.as_bytes())),
+            request_id: self.request_id.clone(),
             latencies: Latencies::default(),
             upstream: None,
             response_end_ns: None,
@@ -306,7 +306,7 @@ mod tests {
             message: None,
         }));
         let event = Event::new("gw-1", &tx);
-        assert_eq!((event.status, event.class.as_str()), (Some(401), "4xx"));
+        assert_eq!((event.status, &*event.class), (Some(401), "4xx"));
         assert_eq!(event.transaction().outcome_status(), Some(401));
     }
 

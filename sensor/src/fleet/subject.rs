@@ -17,7 +17,15 @@
 //! little-endian integer, modulo [`PARTITIONS`]: the same on every node and
 //! release. Changing the number of partitions means a new stream.
 
-use std::{collections::BTreeSet, fmt, net::IpAddr, str::FromStr};
+use std::{
+    collections::BTreeSet,
+    fmt,
+    fmt::Write as _,
+    net::{IpAddr, SocketAddr},
+    str::FromStr,
+};
+
+use arrayvec::ArrayString;
 
 use crate::identity::Fingerprint;
 
@@ -94,11 +102,21 @@ fn partition_of(text: &str) -> u16 {
     (u64::from_le_bytes(first) % u64::from(PARTITIONS)) as u16
 }
 
+/// [`partition_of`] `value`'s text, written on the stack: an address
+/// (45 bytes at most) or a fingerprint's 32 digits fits.
+fn partition_of_text(value: impl fmt::Display) -> u16 {
+    let mut text = ArrayString::<64>::new();
+    match write!(text, "{value}") {
+        Ok(()) => partition_of(&text),
+        Err(_) => partition_of(&value.to_string()),
+    }
+}
+
 /// The IP partition of a client address.
 pub fn ip_partition(ip: IpAddr) -> Partition {
     Partition {
         family: Family::Ip,
-        number: partition_of(&ip.to_string()),
+        number: partition_of_text(ip),
     }
 }
 
@@ -106,28 +124,43 @@ pub fn ip_partition(ip: IpAddr) -> Partition {
 pub fn credential_partition(fp: Fingerprint) -> Partition {
     Partition {
         family: Family::Credential,
-        number: partition_of(&fp.to_string()),
+        number: partition_of_text(fp),
     }
 }
 
+/// A `Nats-Msg-Id` ([`msg_id`]): at most 39 bytes, kept inline.
+pub type MsgId = ArrayString<40>;
+
 /// The `Nats-Msg-Id` of a request's message to `partition`: 32 hex digits
-/// of BLAKE3 over the node name, the flow's 4-tuple and the request's
-/// first-byte time in ns (never a header a client chose), then
-/// `-ip` or `-cN` for the partition, e.g. `3f0c...9a1e-c12`. One request
-/// goes to a partition once, so the id is unique per (request, subject);
-/// a retried publish carries the same id and is stored once.
-pub fn msg_id(node: &str, flow: &str, time_ns: u64, partition: Partition) -> String {
+/// of BLAKE3 over the node name, the flow's 4-tuple (client, server) and
+/// the request's first-byte time in ns (never a header a client chose),
+/// then `-ip` or `-cN` for the partition, e.g. `3f0c...9a1e-c12`. One
+/// request goes to a partition once, so the id is unique per (request,
+/// subject); a retried publish carries the same id and is stored once.
+pub fn msg_id(node: &str, flow: [SocketAddr; 2], time_ns: u64, partition: Partition) -> MsgId {
     let mut hasher = blake3::Hasher::new();
     hasher.update(node.as_bytes());
     hasher.update(&[0]);
-    hasher.update(flow.as_bytes());
-    hasher.update(&[0]);
+    for end in flow {
+        // A family tag, then the family's fixed-length address: the
+        // input names one 4-tuple only.
+        match end.ip() {
+            IpAddr::V4(ip) => hasher.update(&[4]).update(&ip.octets()),
+            IpAddr::V6(ip) => hasher.update(&[6]).update(&ip.octets()),
+        };
+        hasher.update(&end.port().to_le_bytes());
+    }
     hasher.update(&time_ns.to_le_bytes());
     let hex = hasher.finalize().to_hex();
-    match partition.family {
-        Family::Ip => format!("{}-ip", &hex[..32]),
-        Family::Credential => format!("{}-c{}", &hex[..32], partition.number),
-    }
+    let mut id = MsgId::new();
+    id.push_str(&hex[..32]);
+    // 32 digits and `-ip`, or `-c` and a number below 65,536, fit in 40
+    // bytes: the write cannot fail.
+    let _ = match partition.family {
+        Family::Ip => write!(id, "-ip"),
+        Family::Credential => write!(id, "-c{}", partition.number),
+    };
+    id
 }
 
 /// A set of partition numbers, as `--partitions` takes it: `all`, or
@@ -246,14 +279,23 @@ mod tests {
             family: Family::Credential,
             number: 3,
         };
-        let id = msg_id("gw1", "10.0.0.1:4000-10.0.0.9:8000", 7, p);
-        assert_eq!(id, msg_id("gw1", "10.0.0.1:4000-10.0.0.9:8000", 7, p));
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let flow = [addr("10.0.0.1:4000"), addr("10.0.0.9:8000")];
+        let id = msg_id("gw1", flow, 7, p);
+        assert_eq!(id, msg_id("gw1", flow, 7, p));
         assert!(id.ends_with("-ip") && id.len() == 35, "{id}");
+        let widest = Partition {
+            family: Family::Credential,
+            number: u16::MAX,
+        };
+        assert!(msg_id("gw1", flow, 7, widest).ends_with("-c65535"));
         for other in [
-            msg_id("gw2", "10.0.0.1:4000-10.0.0.9:8000", 7, p),
-            msg_id("gw1", "10.0.0.1:4001-10.0.0.9:8000", 7, p),
-            msg_id("gw1", "10.0.0.1:4000-10.0.0.9:8000", 8, p),
-            msg_id("gw1", "10.0.0.1:4000-10.0.0.9:8000", 7, c),
+            msg_id("gw2", flow, 7, p),
+            msg_id("gw1", [addr("10.0.0.1:4001"), flow[1]], 7, p),
+            msg_id("gw1", [flow[1], flow[0]], 7, p),
+            msg_id("gw1", [addr("[::ffff:10.0.0.1]:4000"), flow[1]], 7, p),
+            msg_id("gw1", flow, 8, p),
+            msg_id("gw1", flow, 7, c),
         ] {
             assert_ne!(id, other);
         }

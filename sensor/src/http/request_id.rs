@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::{
     swar::{HIGH, ONES, within},
@@ -99,6 +99,15 @@ impl fmt::Display for RequestId {
 impl Serialize for RequestId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.with_text(|t| s.serialize_str(t))
+    }
+}
+
+/// An id read back from its text (a fleet event's), as [`RequestId::new`]
+/// reads a header.
+impl<'de> Deserialize<'de> for RequestId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Ok(Self::new(text.as_bytes()))
     }
 }
 

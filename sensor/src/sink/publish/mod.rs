@@ -26,6 +26,7 @@
 mod sender;
 
 use std::{
+    net::SocketAddr,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -43,7 +44,7 @@ use crate::{
     fleet::{
         connect::Connection,
         event::{Event, Message},
-        subject::{Partition, credential_partition, ip_partition, msg_id},
+        subject::{MsgId, Partition, credential_partition, ip_partition, msg_id},
     },
     http::Transaction,
 };
@@ -70,7 +71,7 @@ pub struct PublishConfig {
 struct Outgoing {
     time_ns: u64,
     payload: Bytes,
-    parts: SmallVec<[(Partition, String); 2]>,
+    parts: SmallVec<[(Partition, MsgId); 2]>,
 }
 
 /// The sender thread's counts (see the module documentation).
@@ -90,6 +91,8 @@ struct Tally {
 pub struct Publisher {
     node: String,
     target: String,
+    /// Reused for each event: its encoding.
+    encoded: Vec<u8>,
     queue: Option<Sender<Outgoing>>,
     tally: Arc<Tally>,
     thread: Option<JoinHandle<()>>,
@@ -112,22 +115,25 @@ impl Publisher {
         Ok(Self {
             node,
             target,
+            encoded: Vec::new(),
             queue: Some(tx),
             tally,
             thread: Some(thread),
         })
     }
 
-    /// The messages of `tx`'s event; `None` if it cannot be encoded.
-    fn outgoing(&self, tx: &Transaction) -> Option<Outgoing> {
+    /// The messages of `tx`'s event; `None` if it cannot be encoded. The
+    /// event borrows from `tx` and is encoded into a reused buffer: the
+    /// payload is the one allocation of its bytes.
+    fn outgoing(&mut self, tx: &Transaction) -> Option<Outgoing> {
         let event = Event::new(&self.node, tx);
-        let flow = format!(
-            "{}:{}-{}:{}",
-            tx.client_ip, tx.client_port, tx.server_ip, tx.server_port
-        );
+        let flow = [
+            SocketAddr::new(tx.client_ip, tx.client_port),
+            SocketAddr::new(tx.server_ip, tx.server_port),
+        ];
         let mut partitions: SmallVec<[Partition; 2]> = SmallVec::new();
         partitions.push(ip_partition(tx.client_ip));
-        for fp in event.counted_credentials() {
+        for &fp in event.counted_credentials() {
             let p = credential_partition(fp);
             if !partitions.contains(&p) {
                 partitions.push(p);
@@ -135,12 +141,13 @@ impl Publisher {
         }
         let parts = partitions
             .into_iter()
-            .map(|p| (p, msg_id(&self.node, &flow, tx.time_ns, p)))
+            .map(|p| (p, msg_id(&self.node, flow, tx.time_ns, p)))
             .collect();
-        let payload = serde_json::to_vec(&Message::Request(event)).ok()?;
+        self.encoded.clear();
+        serde_json::to_writer(&mut self.encoded, &Message::Request(event)).ok()?;
         Some(Outgoing {
             time_ns: tx.time_ns,
-            payload: payload.into(),
+            payload: Bytes::copy_from_slice(&self.encoded),
             parts,
         })
     }
@@ -182,11 +189,14 @@ impl Publisher {
 
 impl Sink for Publisher {
     fn counted(&mut self, tx: &Transaction) {
-        let Some(queue) = &self.queue else { return };
+        if self.queue.is_none() {
+            return;
+        }
         let Some(out) = self.outgoing(tx) else {
             self.tally.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         };
+        let Some(queue) = &self.queue else { return };
         if let Err(TrySendError::Full(_) | TrySendError::Closed(_)) = queue.try_send(out) {
             self.tally.overflow.fetch_add(1, Ordering::Relaxed);
         }

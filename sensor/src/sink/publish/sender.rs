@@ -38,7 +38,7 @@ use super::{Outgoing, PublishConfig, Tally};
 use crate::fleet::{
     connect::{RETRY_FOR, stream},
     event::{Heartbeat, Message},
-    subject::Partition,
+    subject::{MsgId, Partition},
 };
 
 /// Messages awaiting their acknowledgement at once.
@@ -55,7 +55,7 @@ struct Part {
     partition: Partition,
     payload: Bytes,
     /// `Nats-Msg-Id` and event key, for request events.
-    event: Option<(String, u64)>,
+    event: Option<(MsgId, u64)>,
     /// First attempt.
     first: Option<Instant>,
 }

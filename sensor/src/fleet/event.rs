@@ -296,6 +296,26 @@ mod tests {
         );
     }
 
+    /// The wire form, byte for byte: nodes of two versions share a
+    /// stream, so a change here must be one the analysers read.
+    #[test]
+    fn the_encoding_is_pinned() {
+        let mut tx = sample();
+        tx.request_id = Some(RequestId::new(b"0123456789abcdef0123456789abcdef"));
+        let json = serde_json::to_string(&Message::Request(Event::new("gw-1", &tx))).unwrap();
+        let fp = "0f69b1b7dc8bc30337a362a966ae3c7e";
+        assert_eq!(
+            json,
+            format!(
+                r#"{{"type":"request","node":"gw-1","time_ns":1000,"client_ip":"10.0.0.7","status":401,"class":"4xx","method":"GET","host":"api.example","route":"/v1/items","principal":"dave","principal_source":"kong_consumer","credentials":["{fp}"],"kong_credential":"{fp}","consumer":"dave","request_id":"0123456789abcdef0123456789abcdef","confirmed":true}}"#
+            )
+        );
+        let Message::Request(back) = serde_json::from_str(&json).unwrap() else {
+            panic!("not a request");
+        };
+        assert_eq!(back, Event::new("gw-1", &tx), "read back whole");
+    }
+
     #[test]
     fn a_grpc_error_travels_as_the_status_it_stands_for() {
         let mut tx = Transaction::sample("10.0.0.7", 1_000, 200);

@@ -142,7 +142,10 @@ fn live_transactions_equal_replayed_ones() {
     let only_replay: Vec<_> = b.iter().filter(|(k, n)| a.get(*k) != Some(n)).collect();
     assert!(
         only_live.is_empty() && only_replay.is_empty(),
-        "live only: {only_live:#?}\nreplay only: {only_replay:#?}"
+        "live only: {only_live:#?}\nreplay only: {only_replay:#?}\n\
+         the live run's summary (its readers' and kernel counters): {}\nits log:\n{}",
+        live.summary,
+        live.log
     );
     assert_eq!(multiset(&merged), b, "the legs' captures merged");
 

@@ -62,11 +62,13 @@ fn live_transactions_equal_replayed_ones() {
     let key = format!("{dir}/fingerprint.key");
     let dump = tcpdump(&lab, &pcap);
     // The unoptimised test build of the daemon reads far slower than a
-    // release one and falls behind during the wrk second below: 64 MiB of
-    // rings (32 per CPU on two) hold what waits, so nothing is lost.
+    // release one and falls behind during the wrk second below, which
+    // can send 40,000 requests (170,000 records): 256 MiB of rings (128
+    // per CPU on two) hold what waits, so nothing is lost. 64 MiB
+    // overflowed on a fast run (1,279 records counted `ring_full`).
     let args = [
         &BOTH_LEGS[..],
-        &["--transactions", "-", "--ring-size-mib", "64"],
+        &["--transactions", "-", "--ring-size-mib", "256"],
     ]
     .concat();
     let sensor = start_sensor(&lab, &args);
@@ -137,6 +139,10 @@ fn live_transactions_equal_replayed_ones() {
 
     let txs = &live.transactions;
     assert!(txs.len() > 100, "wrk added too few: {}", txs.len());
+    assert_eq!(
+        live.summary["kernel"]["ring_full"], 0,
+        "the rings overflowed: live lost records the capture holds"
+    );
     let (a, b) = (multiset(txs), multiset(&replayed));
     let only_live: Vec<_> = a.iter().filter(|(k, n)| b.get(*k) != Some(n)).collect();
     let only_replay: Vec<_> = b.iter().filter(|(k, n)| a.get(*k) != Some(n)).collect();
@@ -156,13 +162,23 @@ fn live_transactions_equal_replayed_ones() {
             .filter(|t| t["path"] == path && t["server_port"] == port)
             .collect::<Vec<_>>()
     };
-    let unjoined: Vec<_> = txs
+    // wrk stops with a request per connection possibly in flight: its
+    // client may close before Kong answers, leaving that request's legs
+    // apart (a client leg without a status, an upstream leg).
+    let (answered, cut): (Vec<_>, Vec<_>) = txs
         .iter()
-        .filter(|t| t["leg"] != "client" || t["upstream"]["server_port"] != 8080)
+        .partition(|t| t["leg"] == "client" && !t["status"].is_null());
+    let unjoined: Vec<_> = answered
+        .iter()
+        .filter(|t| t["upstream"]["server_port"] != 8080)
         .collect();
     assert!(
         unjoined.is_empty(),
-        "every request once, both legs joined: {unjoined:#?}"
+        "every answered request once, both legs joined: {unjoined:#?}"
+    );
+    assert!(
+        cut.len() <= 4,
+        "only wrk's last requests go unanswered: {cut:#?}"
     );
     let missing = find("/missing", 8000);
     assert_eq!(missing.len(), 1);

@@ -122,36 +122,6 @@ impl Publisher {
         })
     }
 
-    /// The messages of `tx`'s event; `None` if it cannot be encoded. The
-    /// event borrows from `tx` and is encoded into a reused buffer: the
-    /// payload is the one allocation of its bytes.
-    fn outgoing(&mut self, tx: &Transaction) -> Option<Outgoing> {
-        let event = Event::new(&self.node, tx);
-        let flow = [
-            SocketAddr::new(tx.client_ip, tx.client_port),
-            SocketAddr::new(tx.server_ip, tx.server_port),
-        ];
-        let mut partitions: SmallVec<[Partition; 2]> = SmallVec::new();
-        partitions.push(ip_partition(tx.client_ip));
-        for &fp in event.counted_credentials() {
-            let p = credential_partition(fp);
-            if !partitions.contains(&p) {
-                partitions.push(p);
-            }
-        }
-        let parts = partitions
-            .into_iter()
-            .map(|p| (p, msg_id(&self.node, flow, tx.time_ns, p)))
-            .collect();
-        self.encoded.clear();
-        serde_json::to_writer(&mut self.encoded, &Message::Request(event)).ok()?;
-        Some(Outgoing {
-            time_ns: tx.time_ns,
-            payload: Bytes::copy_from_slice(&self.encoded),
-            parts,
-        })
-    }
-
     fn counts(&self) -> Delivery {
         let t = &self.tally;
         Delivery {
@@ -189,16 +159,22 @@ impl Publisher {
 
 impl Sink for Publisher {
     fn counted(&mut self, tx: &Transaction) {
-        if self.queue.is_none() {
-            return;
-        }
-        let Some(out) = self.outgoing(tx) else {
-            self.tally.dropped.fetch_add(1, Ordering::Relaxed);
+        let Self {
+            node,
+            encoded,
+            queue: Some(queue),
+            tally,
+            ..
+        } = self
+        else {
             return;
         };
-        let Some(queue) = &self.queue else { return };
+        let Some(out) = outgoing(node, encoded, tx) else {
+            tally.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
         if let Err(TrySendError::Full(_) | TrySendError::Closed(_)) = queue.try_send(out) {
-            self.tally.overflow.fetch_add(1, Ordering::Relaxed);
+            tally.overflow.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -218,4 +194,34 @@ impl Drop for Publisher {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// The messages of `tx`'s event seen by `node`; `None` if it cannot be
+/// encoded. The event borrows from `tx` and is encoded into `encoded`,
+/// reused: the payload is the one allocation of its bytes.
+fn outgoing(node: &str, encoded: &mut Vec<u8>, tx: &Transaction) -> Option<Outgoing> {
+    let event = Event::new(node, tx);
+    let flow = [
+        SocketAddr::new(tx.client_ip, tx.client_port),
+        SocketAddr::new(tx.server_ip, tx.server_port),
+    ];
+    let mut partitions: SmallVec<[Partition; 2]> = SmallVec::new();
+    partitions.push(ip_partition(tx.client_ip));
+    for &fp in event.counted_credentials() {
+        let p = credential_partition(fp);
+        if !partitions.contains(&p) {
+            partitions.push(p);
+        }
+    }
+    let parts = partitions
+        .into_iter()
+        .map(|p| (p, msg_id(node, flow, tx.time_ns, p)))
+        .collect();
+    encoded.clear();
+    serde_json::to_writer(&mut *encoded, &Message::Request(event)).ok()?;
+    Some(Outgoing {
+        time_ns: tx.time_ns,
+        payload: Bytes::copy_from_slice(encoded),
+        parts,
+    })
 }

@@ -221,6 +221,37 @@ pub fn quote_kv(value: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Reads a string field and hands it to `parse`, without the copy that
+/// deserializing a `String` or a `Cow<str>` makes (serde's `Cow` is always
+/// owned): for a decoded fleet event's request id and fingerprints, in
+/// the analyser's per-message path. A `parse` error becomes the
+/// deserializer's error.
+///
+/// # Errors
+/// The field is not a string, or `parse` rejects it.
+pub fn parse_str<'de, D, T, E>(
+    d: D,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    E: std::fmt::Display,
+{
+    struct Text<F>(F);
+    impl<'de, T, E: std::fmt::Display, F: FnOnce(&str) -> Result<T, E>> serde::de::Visitor<'de>
+        for Text<F>
+    {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<X: serde::de::Error>(self, v: &str) -> Result<T, X> {
+            (self.0)(v).map_err(X::custom)
+        }
+    }
+    d.deserialize_str(Text(parse))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,5 +345,27 @@ mod tests {
         assert_eq!(quote_kv("plain"), "plain");
         assert_eq!(quote_kv(""), "\"\"");
         assert_eq!(quote_kv("a b=\"c\"\\"), "\"a b=\\\"c\\\"\\\\\"");
+    }
+
+    /// `parse_str` reads a string whether the input lends it (no escape)
+    /// or only a decoded copy (escapes), and fails as a string field
+    /// should.
+    #[test]
+    fn parse_str_reads_plain_and_escaped_strings_and_rejects_the_rest() {
+        fn len(json: &str) -> Result<usize, serde_json::Error> {
+            let mut d = serde_json::Deserializer::from_str(json);
+            super::parse_str(&mut d, |s| {
+                (s != "bad").then_some(s.len()).ok_or("rejected")
+            })
+        }
+        assert_eq!(len(r#""abc""#).unwrap(), 3);
+        assert_eq!(len(r#""a\u0062c\n""#).unwrap(), 4);
+        assert!(len("12").unwrap_err().to_string().contains("a string"));
+        assert!(
+            len(r#""bad""#)
+                .unwrap_err()
+                .to_string()
+                .contains("rejected")
+        );
     }
 }

@@ -106,8 +106,9 @@ impl Serialize for RequestId {
 /// reads a header.
 impl<'de> Deserialize<'de> for RequestId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
-        Ok(Self::new(text.as_bytes()))
+        crate::text::parse_str(d, |text| {
+            Ok::<_, std::convert::Infallible>(Self::new(text.as_bytes()))
+        })
     }
 }
 
